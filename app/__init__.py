@@ -1,0 +1,93 @@
+"""Flask application factory: nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from flask import Flask
+
+from keys.storage import KeyStore, development_passphrase
+from registry.db import make_engine, make_session_factory
+
+__all__ = ["create_app"]
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app. ``test_config`` holds environment-style settings that override the
+    process environment (``{"INSTANCE_DIR": ..., "DATABASE_URL": ..., "RATE_LIMITS": "off"}``)."""
+    import os
+
+    from app.config import load_config
+
+    _configure_logging()
+    app = Flask(__name__, static_folder="../static", static_url_path="/static")
+    overrides = {k: str(v) for k, v in (test_config or {}).items()}
+    app.config.update(load_config({**os.environ, **overrides}))
+    app.config["TESTING"] = overrides.get("TESTING", "").lower() in ("1", "true", "yes")
+    app.config.update(
+        API_TITLE="Product-origin verification API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        WTF_CSRF_TIME_LIMIT=None,
+        BABEL_DEFAULT_LOCALE="vi",
+        BABEL_TRANSLATION_DIRECTORIES="translations",
+        RATELIMIT_ENABLED=str(app.config["RATE_LIMITS"]).lower() not in ("off", "0", "false", "no"),
+        RATELIMIT_STORAGE_URI=app.config["REDIS_URL"] or "memory://",
+        RATELIMIT_HEADERS_ENABLED=True,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    app.json.ensure_ascii = False
+
+    instance = app.config["INSTANCE_DIR"]
+    instance.mkdir(parents=True, exist_ok=True)
+    passphrase = app.config["KEY_PASSPHRASE"] or development_passphrase(instance)
+    app.extensions["keystore"] = KeyStore(app.config["KEY_DIR"], passphrase)
+    engine = make_engine(app.config["DATABASE_URL"], pool_size=app.config["DB_POOL_SIZE"])
+    app.extensions["engine"] = engine
+    app.extensions["session_factory"] = make_session_factory(engine)
+
+    from app.extensions import api, babel, csrf, limiter
+    from app.i18n import select_locale
+
+    babel.init_app(app, locale_selector=select_locale)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    api.init_app(app)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+
+    from app.api import bp as api_bp
+
+    api.register_blueprint(api_bp)
+    csrf.exempt(api_bp)
+
+    from app.pages import bp as pages_bp
+
+    app.register_blueprint(pages_bp)
+
+    from app.errors import register_error_handlers
+    from app.services import close_session
+    from app.security import add_security_headers
+
+    register_error_handlers(app)
+    app.teardown_appcontext(close_session)
+    app.after_request(add_security_headers)
+
+    from app.cli import register_cli
+
+    register_cli(app)
+    return app

@@ -1,0 +1,7 @@
+"""The JSON API under ``/api/v1``."""
+
+from flask_smorest import Blueprint
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1", description="Product-origin registry and verification")
+
+from app.api import log_routes, registry_routes, verify_routes  # noqa: E402,F401  (routes attach to bp)

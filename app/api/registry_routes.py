@@ -1,0 +1,130 @@
+"""Producers, keys, batches, serials, recalls, labels."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+
+from keys.encoding import rfc3339
+from registry.services import Role
+
+from app.api import bp
+from app.api.schemas import (
+    BatchCreatedSchema,
+    BatchInSchema,
+    BatchSchema,
+    KeyInSchema,
+    KeySchema,
+    ProducerInSchema,
+    ProducerSchema,
+    RecallInSchema,
+    RecallSchema,
+    RevokeInSchema,
+    RevokedSchema,
+    SerialsInSchema,
+    SerialsSchema,
+    SignedSchema,
+)
+from app.auth import current_actor, require_roles
+from app.services import db_session, registry
+
+BEARER = [{"bearerAuth": []}]
+
+
+@bp.route("/producers", methods=["POST"])
+@require_roles(Role.AUTHORITY)
+@bp.doc(security=BEARER)
+@bp.arguments(ProducerInSchema)
+@bp.response(201, ProducerSchema)
+def admit_producer(data):
+    """Admit a producer with the GS1 company prefixes it owns (authority)."""
+    producer = registry().admit_producer(current_actor(), **data)
+    db_session().commit()
+    return producer
+
+
+@bp.route("/producers/<producer_id>/keys", methods=["POST"])
+@require_roles(Role.AUTHORITY)
+@bp.doc(security=BEARER)
+@bp.arguments(KeyInSchema)
+@bp.response(201, KeySchema)
+def certify_key(data, producer_id):
+    """Certify a producer key: a new custodial key (``{}``) or the producer's own ``public_key``."""
+    key = registry().certify_key(current_actor(), producer_id, **data)
+    db_session().commit()
+    return key
+
+
+@bp.route("/keys/<kid>/revoke", methods=["POST"])
+@require_roles(Role.AUTHORITY)
+@bp.doc(security=BEARER)
+@bp.arguments(RevokeInSchema)
+@bp.response(200, RevokedSchema)
+def revoke_key(data, kid):
+    """Revoke a producer key, with the time it was compromised."""
+    key = registry().revoke_key(current_actor(), kid, compromised_at=data.get("compromised_at"))
+    db_session().commit()
+    return {"kid": key.kid, "status": key.status, "compromised_at": rfc3339(key.compromised_at),
+            "revoked_at": rfc3339(key.revoked_at)}
+
+
+@bp.route("/batches", methods=["POST"])
+@require_roles(Role.PRODUCER, Role.AUTHORITY)
+@bp.doc(security=BEARER)
+@bp.arguments(BatchInSchema)
+@bp.response(201, BatchCreatedSchema)
+def register_batch(data):
+    """Register a batch: origin record in; signed record, log index and QR URL out."""
+    reg = registry()
+    batch = reg.register_batch(current_actor(), data)
+    checkpoint = reg.log().latest_checkpoint()
+    url = reg.batch_url(batch)
+    db_session().commit()
+    return {"record": batch.record, "url": url, "log": {"index": batch.log_index, "checkpoint": checkpoint}}
+
+
+@bp.route("/batches/<gtin>/<path:lot>", methods=["GET"])
+@bp.response(200, BatchSchema)
+def get_batch(gtin, lot):
+    """The signed origin record, its status and its inclusion proof against the latest checkpoint."""
+    reg = registry()
+    return reg.batch_view(reg.batch(gtin, lot))
+
+
+@bp.route("/batches/<gtin>/<path:lot>/serials", methods=["POST"])
+@require_roles(Role.PRODUCER, Role.AUTHORITY)
+@bp.doc(security=BEARER)
+@bp.arguments(SerialsInSchema)
+@bp.response(201, SerialsSchema)
+def issue_serials(data, gtin, lot):
+    """Issue up to 100,000 unit serials, each with its signed Digital Link URL (all or none)."""
+    reg = registry()
+    issued = reg.issue_serials(current_actor(), gtin, lot, data["count"])
+    batch = reg.batch(gtin, lot)
+    db_session().commit()
+    body = {"serials": [{"serial": serial, "url": reg.serial_url(batch, serial, s)} for serial, s in issued]}
+    response: Response = jsonify(body)
+    response.status_code = 201
+    return response
+
+
+@bp.route("/batches/<gtin>/<path:lot>/recall", methods=["POST"])
+@require_roles(Role.PRODUCER, Role.AUTHORITY)
+@bp.doc(security=BEARER)
+@bp.arguments(RecallInSchema)
+@bp.response(200, RecallSchema)
+def recall_batch(data, gtin, lot):
+    """Recall a batch, with a reason (its producer or the authority)."""
+    reg = registry()
+    recall = reg.recall(current_actor(), gtin, lot, reason=data["reason"])
+    db_session().commit()
+    return {"gtin": gtin, "lot": lot, "status": "recalled", "record": recall.record,
+            "log": {"index": recall.log_index, "checkpoint": reg.log().latest_checkpoint()}}
+
+
+@bp.route("/trust-list", methods=["GET"])
+@bp.response(200, SignedSchema)
+def trust_list():
+    """The signed trust list: the authority key, every producer key with its status, all revocations."""
+    body = registry().trust_list()
+    db_session().rollback()
+    return jsonify(body)

@@ -1,0 +1,190 @@
+"""API request and response schemas: the one source for validation and the OpenAPI document."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+__all__ = [n for n in dir() if n.endswith("Schema")]
+
+
+class Strict(Schema):
+    class Meta:
+        ordered = True
+
+
+class ProducerInSchema(Strict):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    tax_code = fields.String(required=True, validate=validate.Length(min=1, max=32))
+    gs1_prefixes = fields.List(fields.String(validate=validate.Regexp(r"^\d{4,12}$")), required=True,
+                               validate=validate.Length(min=1, max=50))
+    country = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z]{2}$"))
+
+
+class ProducerSchema(Strict):
+    id = fields.String()
+    name = fields.String()
+    tax_code = fields.String()
+    gs1_prefixes = fields.List(fields.String())
+    country = fields.String()
+    created_at = fields.DateTime(format="iso")
+
+
+class KeyInSchema(Strict):
+    public_key = fields.String(metadata={"description": "raw 32-byte Ed25519 public key, base64url; "
+                                                        "omit to have the service make and keep the key"})
+    gs1_prefixes = fields.List(fields.String(), metadata={"description": "defaults to all of the producer's"})
+    not_after = fields.AwareDateTime(default_timezone=None)
+
+
+class CertificateSchema(Strict):
+    class Meta:
+        unknown = "include"
+
+
+class KeySchema(Strict):
+    kid = fields.String()
+    public_key = fields.String()
+    custodial = fields.Boolean()
+    status = fields.String()
+    certificate = fields.Dict(metadata={"description": "the signed producer-key object"})
+    log_index = fields.Integer()
+
+
+class RevokeInSchema(Strict):
+    compromised_at = fields.AwareDateTime(metadata={"description": "RFC 3339; defaults to now"})
+
+
+class RevokedSchema(Strict):
+    kid = fields.String()
+    status = fields.String()
+    compromised_at = fields.String()
+    revoked_at = fields.String()
+
+
+class ProductSchema(Strict):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    brand = fields.String(validate=validate.Length(max=200))
+    category = fields.String(validate=validate.Length(max=200))
+
+
+class FacilitySchema(Strict):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    address = fields.String(validate=validate.Length(max=500))
+    gln = fields.String()
+    country = fields.String()
+
+
+class CertificationSchema(Strict):
+    scheme = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+
+
+class BatchInSchema(Strict):
+    gtin = fields.String()
+    lot = fields.String()
+    product = fields.Nested(ProductSchema)
+    facility = fields.Nested(FacilitySchema)
+    production_date = fields.String(metadata={"description": "YYYY-MM-DD"})
+    expiry_date = fields.String(allow_none=True, metadata={"description": "YYYY-MM-DD"})
+    quantity = fields.Integer(strict=True, validate=validate.Range(min=1))
+    certifications = fields.List(fields.Nested(CertificationSchema))
+    record = fields.Dict(metadata={"description": "a complete origin record signed by the producer's own key; "
+                                                  "when given, the other fields are taken from it"})
+    producer_id = fields.String(metadata={"description": "authority only: the producer the batch is for"})
+
+    @validates_schema
+    def _record_or_fields(self, data, **_kwargs):
+        if "record" in data:
+            return
+        missing = [f for f in ("gtin", "lot", "product", "facility", "production_date") if f not in data]
+        if missing:
+            raise ValidationError({f: ["Missing data for required field."] for f in missing})
+
+
+class LogRefSchema(Strict):
+    index = fields.Integer()
+    size = fields.Integer()
+    path = fields.List(fields.String())
+    checkpoint = fields.Dict()
+
+
+class BatchCreatedSchema(Strict):
+    record = fields.Dict()
+    url = fields.String()
+    log = fields.Nested(LogRefSchema)
+
+
+class BatchSchema(Strict):
+    record = fields.Dict()
+    status = fields.String(validate=validate.OneOf(["active", "recalled"]))
+    producer = fields.Dict()
+    serial_count = fields.Integer()
+    url = fields.String()
+    log = fields.Nested(LogRefSchema)
+
+
+class SerialsInSchema(Strict):
+    count = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100_000))
+
+
+class SerialSchema(Strict):
+    serial = fields.String()
+    url = fields.String()
+
+
+class SerialsSchema(Strict):
+    serials = fields.List(fields.Nested(SerialSchema))
+
+
+class RecallInSchema(Strict):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
+class RecallSchema(Strict):
+    gtin = fields.String()
+    lot = fields.String()
+    status = fields.String()
+    record = fields.Dict()
+    log = fields.Nested(LogRefSchema)
+
+
+class InclusionArgsSchema(Strict):
+    index = fields.Integer(required=True, validate=validate.Range(min=0))
+    size = fields.Integer(validate=validate.Range(min=1), metadata={"description": "defaults to the latest checkpoint"})
+
+
+class InclusionSchema(Strict):
+    index = fields.Integer()
+    size = fields.Integer()
+    leaf = fields.Dict()
+    path = fields.List(fields.String())
+
+
+class ConsistencyArgsSchema(Strict):
+    first = fields.Integer(required=True, validate=validate.Range(min=1))
+    second = fields.Integer(validate=validate.Range(min=1), metadata={"description": "defaults to the latest checkpoint"})
+
+
+class ConsistencySchema(Strict):
+    first = fields.Integer()
+    second = fields.Integer()
+    path = fields.List(fields.String())
+
+
+class SignedSchema(Strict):
+    """A signed object; its members depend on ``t``."""
+
+    class Meta:
+        unknown = "include"
+
+    t = fields.String()
+    sig = fields.Dict()
+
+
+class LabelArgsSchema(Strict):
+    format = fields.String(load_default="pdf", validate=validate.OneOf(["pdf", "png", "svg"]))
+    serial = fields.String()
+    stock = fields.String()
+
+
+__all__ = [n for n in dir() if n.endswith("Schema")]

@@ -1,0 +1,95 @@
+"""Verification: a decoded text, or a photo with every code in it."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify, request
+from marshmallow import fields, validate
+
+from verification.decoding import ImageRejected, ImageTooLarge, NotAnImage
+from verification.services import verify_image
+
+from app.api import bp
+from app.api.schemas import Strict
+from app.errors import ApiError
+from app.extensions import limiter
+from app.presenters import image_verification_json, verification_json
+from app.services import db_session, scan_context, verifier
+
+
+def _verify_limit() -> str:
+    return current_app.config["VERIFY_RATE_LIMIT"]
+
+
+class ClientArgsSchema(Strict):
+    client_id = fields.String(validate=validate.Length(max=128),
+                              metadata={"description": "a random id the client keeps; only its salted hash is stored"})
+    lat = fields.Float(validate=validate.Range(-90, 90))
+    lon = fields.Float(validate=validate.Range(-180, 180))
+
+
+class VerifyArgsSchema(ClientArgsSchema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=4096),
+                         metadata={"description": "the text a scanner or camera decoded"})
+
+
+class ImageFormSchema(ClientArgsSchema):
+    pass
+
+
+class VerificationSchema(Strict):
+    class Meta:
+        unknown = "include"
+
+    verdict = fields.String(validate=validate.OneOf(
+        ["genuine", "counterfeit", "suspect", "recalled", "expired", "unknown", "unverifiable", "unreadable"]))
+    reasons = fields.List(fields.Dict())
+    code = fields.Dict(allow_none=True)
+    product = fields.Dict(allow_none=True)
+    producer = fields.Dict(allow_none=True)
+    batch = fields.Dict(allow_none=True)
+    scans = fields.Dict(allow_none=True)
+
+
+class ImageVerificationSchema(Strict):
+    verdict = fields.String()
+    codes = fields.List(fields.Nested(VerificationSchema))
+
+
+@bp.route("/verify", methods=["GET"])
+@limiter.limit(_verify_limit)
+@bp.arguments(VerifyArgsSchema, location="query")
+@bp.response(200, VerificationSchema)
+def verify_text(args):
+    """Verdict for a code the client has already decoded."""
+    result = verifier().verify_text(args["code"], context=scan_context("api", args))
+    db_session().commit()
+    return jsonify(verification_json(result))
+
+
+@bp.route("/verify/image", methods=["POST"])
+@limiter.limit(_verify_limit)
+@bp.arguments(ImageFormSchema, location="form")
+@bp.response(200, ImageVerificationSchema)
+@bp.doc(requestBody={"content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["image"],
+    "properties": {"image": {"type": "string", "format": "binary"}, "client_id": {"type": "string"},
+                   "lat": {"type": "number"}, "lon": {"type": "number"}}}}}})
+def verify_photo(form):
+    """Every code found in a photo (max 10 MiB, 50 megapixels), each with its verdict."""
+    upload = request.files.get("image")
+    if upload is None:
+        raise ApiError(400, "IMAGE_MISSING", "send the photo as the multipart form field 'image'")
+    data = upload.read()
+    if not data:
+        raise ApiError(400, "IMAGE_EMPTY", "the uploaded file is empty")
+    try:
+        result = verify_image(verifier(), data, context=scan_context("image", form),
+                              max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
+    except ImageRejected as exc:
+        status = 415 if isinstance(exc, NotAnImage) else 422
+        raise ApiError(status, exc.code.value, exc.message) from None
+    db_session().commit()
+    return jsonify(image_verification_json(result))
+
+
+__all__ = ["verify_text", "verify_photo", "ImageTooLarge"]

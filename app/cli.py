@@ -1,0 +1,228 @@
+"""``python -m app <command>``: the one command line (Flask's CLI underneath)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from keys.encoding import b64url_encode, parse_rfc3339
+from registry.db import Base
+from registry.errors import RegistryError
+from registry.services import AUTHORITY_KEY_NAME, SYSTEM, Registry, Role, TokenService
+
+__all__ = ["register_cli", "init_instance"]
+
+
+def _registry(session) -> Registry:
+    return Registry(session, keystore=current_app.extensions["keystore"], base_url=current_app.config["BASE_URL"])
+
+
+def _session():
+    return current_app.extensions["session_factory"]()
+
+
+def init_instance(app: Flask) -> str:
+    """Create the schema (Alembic, to head) and the authority key; idempotent. Returns the authority kid."""
+    from app.migrations import upgrade_to_head
+
+    upgrade_to_head(app.extensions["engine"])
+    signer = app.extensions["keystore"].load_or_create(AUTHORITY_KEY_NAME)
+    return signer.kid
+
+
+def _fail(exc: RegistryError) -> None:
+    raise click.ClickException(f"{exc.code}: {exc.message}")
+
+
+def register_cli(app: Flask) -> None:
+    @app.cli.command("init")
+    def init_command() -> None:
+        """Create the database schema and the authority key (idempotent)."""
+        kid = init_instance(current_app)
+        click.echo(f"database ready; authority key {kid}")
+
+    token = AppGroup("token", help="API tokens.")
+
+    @token.command("create")
+    @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+    @click.option("--producer", "producer_id", default=None, help="producer id (producer tokens)")
+    @click.option("--label", default="", help="a note for whom the token is")
+    @click.option("--days", type=int, default=None, help="expire after this many days")
+    def token_create(role: str, producer_id: str | None, label: str, days: int | None) -> None:
+        """Create a bearer token; the token itself is printed once, as the last line."""
+        from keys.encoding import utcnow
+
+        with _session() as session:
+            try:
+                plain, row = TokenService(session).create(
+                    role=role, producer_id=producer_id, label=label,
+                    expires_at=utcnow() + timedelta(days=days) if days else None)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+            click.echo(f"token {row.id} role={role}" + (f" producer={producer_id}" if producer_id else ""), err=True)
+        click.echo(plain)
+
+    @token.command("revoke")
+    @click.argument("token_id", type=int)
+    def token_revoke(token_id: int) -> None:
+        """Revoke a token by its id."""
+        with _session() as session:
+            try:
+                TokenService(session).revoke(token_id)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+        click.echo(f"token {token_id} revoked")
+
+    app.cli.add_command(token)
+
+    producer = AppGroup("producer", help="Authority tasks: producers and their keys.")
+
+    @producer.command("admit")
+    @click.option("--name", required=True)
+    @click.option("--tax-code", required=True)
+    @click.option("--prefix", "prefixes", multiple=True, required=True, help="GS1 company prefix (repeatable)")
+    @click.option("--country", default="VN")
+    def producer_admit(name: str, tax_code: str, prefixes: tuple[str, ...], country: str) -> None:
+        """Admit a producer; prints its id."""
+        with _session() as session:
+            try:
+                p = _registry(session).admit_producer(SYSTEM, name=name, tax_code=tax_code,
+                                                      gs1_prefixes=list(prefixes), country=country)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+            click.echo(p.id)
+
+    @producer.command("certify-key")
+    @click.argument("producer_id")
+    @click.option("--public-key", default=None, help="the producer's own raw public key, base64url")
+    def producer_certify(producer_id: str, public_key: str | None) -> None:
+        """Certify a key for a producer (custodial unless --public-key); prints the certificate."""
+        with _session() as session:
+            try:
+                key = _registry(session).certify_key(SYSTEM, producer_id, public_key=public_key)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+            click.echo(json.dumps(key.certificate, ensure_ascii=False))
+
+    @producer.command("revoke-key")
+    @click.argument("kid")
+    @click.option("--compromised-at", default=None, help="RFC 3339 time of compromise (default now)")
+    def producer_revoke(kid: str, compromised_at: str | None) -> None:
+        """Revoke a producer key."""
+        with _session() as session:
+            try:
+                when = parse_rfc3339(compromised_at) if compromised_at else None
+                key = _registry(session).revoke_key(SYSTEM, kid, compromised_at=when)
+            except RegistryError as exc:
+                _fail(exc)
+            except ValueError as exc:
+                raise click.ClickException(str(exc)) from None
+            session.commit()
+            click.echo(f"key {key.kid} revoked")
+
+    app.cli.add_command(producer)
+
+    batch = AppGroup("batch", help="Producer tasks: batches, serials, recalls.")
+
+    @batch.command("register")
+    @click.argument("producer_id")
+    @click.argument("record_file", type=click.File("r", encoding="utf-8"))
+    def batch_register(producer_id: str, record_file) -> None:
+        """Register a batch from a JSON file shaped like POST /batches; prints its URL."""
+        try:
+            data = json.load(record_file)
+        except json.JSONDecodeError as exc:
+            raise click.ClickException(f"{record_file.name} is not valid JSON: {exc}") from None
+        with _session() as session:
+            reg = _registry(session)
+            try:
+                b = reg.register_batch(SYSTEM, data, producer_id=producer_id)
+                url = reg.batch_url(b)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+            click.echo(url)
+
+    @batch.command("serials")
+    @click.argument("gtin")
+    @click.argument("lot")
+    @click.option("--count", type=int, required=True)
+    def batch_serials(gtin: str, lot: str, count: int) -> None:
+        """Issue serials; prints one signed URL per line."""
+        with _session() as session:
+            reg = _registry(session)
+            try:
+                issued = reg.issue_serials(SYSTEM, gtin, lot, count)
+                b = reg.batch(gtin, lot)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+            for serial, s in issued:
+                click.echo(reg.serial_url(b, serial, s))
+
+    @batch.command("recall")
+    @click.argument("gtin")
+    @click.argument("lot")
+    @click.option("--reason", required=True)
+    def batch_recall(gtin: str, lot: str, reason: str) -> None:
+        """Recall a batch."""
+        with _session() as session:
+            try:
+                _registry(session).recall(SYSTEM, gtin, lot, reason=reason)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+        click.echo(f"batch {gtin}/{lot} recalled")
+
+    app.cli.add_command(batch)
+
+    logcmd = AppGroup("log", help="The transparency log.")
+
+    @logcmd.command("verify")
+    def log_verify() -> None:
+        """Recompute the tree from the database and check it against the latest signed checkpoint."""
+        with _session() as session:
+            reg = _registry(session)
+            check = reg.log().verify_all(reg.authority.public_raw)
+        for problem in check.problems:
+            click.echo(f"PROBLEM: {problem}", err=True)
+        if not check.ok:
+            raise click.ClickException(f"log check failed ({len(check.problems)} problem(s))")
+        click.echo(f"log OK: {check.size} entries; checkpoint of size {check.checkpoint_size} "
+                   f"matches the recomputed root and its signature verifies")
+
+    app.cli.add_command(logcmd)
+
+    @app.cli.command("trust-list")
+    @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
+    def trust_list_command(output: Path | None) -> None:
+        """Write the signed trust list (for offline verification)."""
+        with _session() as session:
+            body = json.dumps(_registry(session).trust_list(), ensure_ascii=False, indent=1)
+        if output:
+            output.write_text(body, encoding="utf-8")
+            click.echo(f"trust list written to {output}")
+        else:
+            click.echo(body)
+
+    @app.cli.command("demo")
+    def demo_command() -> None:
+        """Load a demo producer with a certified key, batches and serials; print tokens and URLs."""
+        from app.demo import load_demo
+
+        init_instance(current_app)
+        with _session() as session:
+            lines = load_demo(_registry(session), TokenService(session))
+            session.commit()
+        for line in lines:
+            click.echo(line)

@@ -1,0 +1,71 @@
+"""Configuration from environment variables, read once by the factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["load_config", "ConfigError"]
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unsafe or inconsistent; the service refuses to start."""
+
+
+def _dev_secret(instance: Path, name: str) -> str:
+    path = instance / name
+    if not path.exists():
+        instance.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    env = os.environ if env is None else env
+    instance = Path(env.get("INSTANCE_DIR", "instance")).resolve()
+    production = env.get("APP_ENV", "development").lower() == "production"
+    cfg: dict[str, Any] = {
+        "APP_ENV": "production" if production else "development",
+        "INSTANCE_DIR": instance,
+        "DATABASE_URL": env.get("DATABASE_URL") or f"sqlite:///{instance / 'registry.db'}",
+        "BASE_URL": env.get("BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        "RATE_LIMITS": env.get("RATE_LIMITS", "on"),
+        "VERIFY_RATE_LIMIT": env.get("VERIFY_RATE_LIMIT", "120/minute"),
+        "REPORT_RATE_LIMIT": env.get("REPORT_RATE_LIMIT", "5/hour"),
+        "MAX_CONTENT_LENGTH": int(env.get("MAX_UPLOAD_BYTES", 10 * MiB)),
+        "MAX_IMAGE_PIXELS": int(env.get("MAX_IMAGE_PIXELS", 50_000_000)),
+        "CLONE_MAX_CLIENTS": int(env.get("CLONE_MAX_CLIENTS", 10)),
+        "CLONE_MAX_SPEED_KMH": float(env.get("CLONE_MAX_SPEED_KMH", 900)),
+        "DB_POOL_SIZE": int(env.get("DB_POOL_SIZE", 5)),
+        "KEY_DIR": instance / "keys",
+    }
+    passphrase = env.get("KEY_PASSPHRASE")
+    secret_key = env.get("SECRET_KEY")
+    scan_salt = env.get("SCAN_SALT")
+    if production:
+        missing = [name for name, value in (("KEY_PASSPHRASE", passphrase), ("SECRET_KEY", secret_key),
+                                             ("SCAN_SALT", scan_salt), ("BASE_URL", env.get("BASE_URL")))
+                   if not value]
+        if missing:
+            raise ConfigError(f"APP_ENV=production refuses to start without {', '.join(missing)}")
+        if len(passphrase) < 16 or len(secret_key) < 32:
+            raise ConfigError("APP_ENV=production needs KEY_PASSPHRASE of 16+ and SECRET_KEY of 32+ characters")
+        if not cfg["BASE_URL"].startswith("https://"):
+            raise ConfigError("APP_ENV=production needs an https:// BASE_URL (it is printed on goods)")
+    cfg["KEY_PASSPHRASE"] = passphrase.encode() if passphrase else None  # None: development default
+    cfg["SECRET_KEY"] = secret_key or _dev_secret(instance, "dev-secret-key")
+    cfg["SCAN_SALT"] = scan_salt or _dev_secret(instance, "dev-scan-salt")
+    cfg["SESSION_COOKIE_SECURE"] = production
+    cfg["SESSION_COOKIE_HTTPONLY"] = True
+    cfg["SESSION_COOKIE_SAMESITE"] = "Lax"
+    return cfg

@@ -1,0 +1,70 @@
+"""Demo data: a producer with a certified custodial key, a few batches with serials, and tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from registry.models import Batch, Producer
+from registry.services import SYSTEM, Registry, Role, TokenService
+
+__all__ = ["load_demo", "DEMO_TAX_CODE"]
+
+DEMO_TAX_CODE = "0312345678"
+DEMO_PREFIX = "893600001"
+
+
+def _batches(today):
+    return [
+        {"gtin": "08936000010010", "lot": "CF2026A", "product": {"name": "Cà phê rang xay Buôn Ma Thuột",
+                                                                  "brand": "Highland Farm", "category": "Cà phê"},
+         "facility": {"name": "Xưởng rang Ea Tu", "address": "Xã Ea Tu, TP Buôn Ma Thuột, Đắk Lắk",
+                      "gln": "8936000010003", "country": "VN"},
+         "production_date": (today - timedelta(days=30)).isoformat(),
+         "expiry_date": (today + timedelta(days=335)).isoformat(), "quantity": 5000,
+         "certifications": [{"scheme": "VietGAP", "id": "VG-2026-0147"}]},
+        {"gtin": "08936000010027", "lot": "NM2026-07", "product": {"name": "Nước mắm Phú Quốc 40 độ đạm",
+                                                                   "brand": "Hải Đăng", "category": "Gia vị"},
+         "facility": {"name": "Nhà thùng Hải Đăng", "address": "Dương Đông, Phú Quốc, Kiên Giang",
+                      "country": "VN"},
+         "production_date": (today - timedelta(days=120)).isoformat(),
+         "expiry_date": (today + timedelta(days=600)).isoformat(), "quantity": 12000,
+         "certifications": [{"scheme": "PDO", "id": "PQ-FS-0031"}]},
+        {"gtin": "08936000010034", "lot": "MO-2025-11", "product": {"name": "Mật ong hoa cà phê",
+                                                                    "brand": "Highland Farm", "category": "Mật ong"},
+         "facility": {"name": "Trại ong Krông Pắc", "address": "Krông Pắc, Đắk Lắk", "country": "VN"},
+         "production_date": (today - timedelta(days=400)).isoformat(),
+         "expiry_date": (today - timedelta(days=5)).isoformat(), "quantity": 800},
+    ]
+
+
+def load_demo(registry: Registry, tokens: TokenService) -> list[str]:
+    """Idempotent: a second run reuses the demo producer and batches and prints fresh tokens."""
+    session = registry.session
+    producer = session.execute(select(Producer).where(Producer.tax_code == DEMO_TAX_CODE)).scalar_one_or_none()
+    if producer is None:
+        producer = registry.admit_producer(SYSTEM, name="HTX Nông sản Highland Farm", tax_code=DEMO_TAX_CODE,
+                                           gs1_prefixes=[DEMO_PREFIX], country="VN")
+        registry.certify_key(SYSTEM, producer.id)
+    today = registry.clock().date()
+    lines = [f"Demo producer: {producer.name} ({producer.id})"]
+    for data in _batches(today):
+        batch = session.execute(select(Batch).where(Batch.gtin == data["gtin"], Batch.lot == data["lot"])
+                                ).scalar_one_or_none()
+        if batch is None:
+            batch = registry.register_batch(SYSTEM, data, producer_id=producer.id)
+            registry.issue_serials(SYSTEM, batch.gtin, batch.lot, 5)
+        lines.append(f"  {batch.product_name}: {registry.batch_url(batch)}")
+        serial = next(registry.serials(batch, limit=1), None)
+        if serial is not None:
+            lines.append(f"    one unit: {registry.serial_url(batch, serial.serial, serial.s)}")
+    recalled = session.execute(select(Batch).where(Batch.lot == "NM2026-07")).scalar_one()
+    if recalled.status != "recalled":
+        registry.recall(SYSTEM, recalled.gtin, recalled.lot, reason="Nhãn ghi sai hạn dùng / wrong expiry on label")
+    for role in (Role.AUTHORITY, Role.INSPECTOR, Role.PARTNER):
+        token, _ = tokens.create(role=role, label="demo")
+        lines.append(f"{role.value} token: {token}")
+    token, _ = tokens.create(role=Role.PRODUCER, producer_id=producer.id, label="demo")
+    lines.append(f"producer token: {token}")
+    return lines

@@ -1,0 +1,100 @@
+"""The one mapping from errors to JSON (or HTML) responses: ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError, Unauthorized
+
+__all__ = ["register_error_handlers", "error_response", "ApiError"]
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: list[tuple[type[RegistryError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (Forbidden, 403),
+    (Unauthorized, 401),
+    (Invalid, 422),
+]
+
+
+class ApiError(Exception):
+    """An error raised by the web layer itself (bad upload, missing field)."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def error_response(status: int, code: str, message: str, **extra: Any):
+    body: dict[str, Any] = {"error": {"code": code, "message": message, **extra}}
+    response = jsonify(body)
+    response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+def _wants_html() -> bool:
+    if request.path.startswith("/api/"):
+        return False
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "text/html"
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(RegistryError)
+    def _registry(exc: RegistryError):
+        status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
+        extra = {"field": exc.field} if exc.field else {}
+        return error_response(status, exc.code, exc.message, **extra)
+
+    @app.errorhandler(ApiError)
+    def _api(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        status = exc.code or 500
+        code = (exc.name or "error").upper().replace(" ", "_").replace("'", "")
+        message = exc.description or exc.name
+        extra: dict[str, Any] = {}
+        data = getattr(exc, "data", None)  # webargs/marshmallow validation details
+        if isinstance(data, dict) and data.get("messages"):
+            extra["fields"] = data["messages"]
+            if status == 422:
+                code, message = "VALIDATION_FAILED", "the request does not match the schema: " + _summary(data["messages"])
+        if status == 413:
+            code, message = "PAYLOAD_TOO_LARGE", "the upload is larger than the limit of 10 MiB"
+        if status == 400 and "Invalid JSON body." in str(data):
+            code, message = "MALFORMED_JSON", "the request body is not valid JSON"
+        if _wants_html():
+            from app.pages.render import render_error  # local: pages depend on this module
+
+            return render_error(status, message), status
+        return error_response(status, code, message, **extra)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "INTERNAL_ERROR", "an internal error occurred; it has been logged")
+
+
+def _summary(messages: Any, prefix: str = "") -> str:
+    parts: list[str] = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if key in ("json", "query", "form", "files") and not prefix:
+                parts.append(_summary(value, ""))
+            else:
+                parts.append(_summary(value, f"{prefix}{key}."))
+    elif isinstance(messages, list):
+        parts.append(f"{prefix.rstrip('.')}: {'; '.join(str(m) for m in messages)}" if prefix else "; ".join(map(str, messages)))
+    else:
+        parts.append(f"{prefix.rstrip('.')}: {messages}")
+    return "; ".join(p for p in parts if p)

@@ -1,0 +1,51 @@
+"""Catalogue entries for verdicts and reasons (English source; Vietnamese in translations/vi)."""
+
+from __future__ import annotations
+
+from app.i18n import N_
+
+__all__ = ["VERDICT_TITLE", "VERDICT_ADVICE", "REASON_TEXT"]
+
+VERDICT_TITLE = {
+    "genuine": N_("Genuine"),
+    "counterfeit": N_("Counterfeit"),
+    "suspect": N_("Suspicious"),
+    "recalled": N_("Recalled"),
+    "expired": N_("Expired"),
+    "unknown": N_("Not registered"),
+    "unverifiable": N_("Cannot be verified"),
+    "unreadable": N_("No code read"),
+}
+
+VERDICT_ADVICE = {
+    "genuine": N_("This product was registered by its producer and the code on it is authentic."),
+    "counterfeit": N_("Do not use this product. Keep it and the receipt, and report where you bought it."),
+    "suspect": N_("Be careful: this code looks copied or its key was withdrawn. Report where you bought it."),
+    "recalled": N_("Do not use this product: its producer has recalled this batch. Return it to the seller."),
+    "expired": N_("This product is past its expiry date. Do not use it."),
+    "unknown": N_("This code is not in the national registry. Ask the seller, or report the product."),
+    "unverifiable": N_("This barcode only names a product; it cannot prove where this item comes from."),
+    "unreadable": N_("No product code could be read. Try again closer, with more light, or type the code."),
+}
+
+REASON_TEXT = {
+    "SIGNATURE_INVALID": N_("The code's signature does not match: it was not issued by the registered producer."),
+    "KEY_UNKNOWN": N_("The code was signed with a key the authority never certified."),
+    "PREFIX_NOT_LICENSED": N_("The code was signed by a producer who is not licensed for this product number."),
+    "SERIAL_CLONED": N_("This serial number has been checked in a pattern that suggests copies are in circulation."),
+    "KEY_REVOKED": N_("The key that signed this code has been revoked by the authority."),
+    "DATA_MISMATCH": N_("The details printed on the code do not match the registered batch."),
+    "BATCH_RECALLED": N_("The producer or the authority has recalled this batch."),
+    "EXPIRED": N_("The expiry date has passed."),
+    "BATCH_UNKNOWN": N_("This batch is not in the registry."),
+    "SERIAL_UNKNOWN": N_("This serial number was never issued for this batch."),
+    "GTIN_UNKNOWN": N_("This product number is not in the registry."),
+    "PLAIN_GTIN": N_("A plain product barcode names a product but proves nothing about this item."),
+    "UNSIGNED_CODE": N_("The code carries no signature, so its origin cannot be proven."),
+    "NO_CODE_FOUND": N_("No barcode or QR code was found in the picture."),
+    "MALFORMED_CODE": N_("The text read is not a valid product code."),
+    "BAD_CHECK_DIGIT": N_("The product number's check digit is wrong: a misread or a fake code."),
+    "OFFLINE_NO_RECALLS": N_("Checked offline: recalls since the trust list was issued are not known."),
+    "OFFLINE_NO_CLONES": N_("Checked offline: copies of this serial cannot be detected without the registry."),
+    "SCANNER_SLIP": N_("The scanner's text had a small slip that was corrected."),
+}

@@ -1,0 +1,67 @@
+"""Turn domain results into the API's JSON shapes (DESIGN.md, "Shapes that clients rely on")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keys.encoding import rfc3339
+from verification.services import ImageVerification
+from verification.verdicts import Reason, Verification
+
+from app.i18n import both
+from app.messages import REASON_TEXT
+
+__all__ = ["verification_json", "image_verification_json", "reason_json"]
+
+
+def reason_json(reason: Reason) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": reason.code.value, "message": both(REASON_TEXT[reason.code.value])}
+    if reason.detail:
+        body["detail"] = reason.detail
+    return body
+
+
+def verification_json(v: Verification) -> dict[str, Any]:
+    code = v.code
+    batch = v.batch
+    body: dict[str, Any] = {
+        "verdict": v.verdict.value,
+        "reasons": [reason_json(r) for r in v.reasons if not r.is_note],
+        "notes": [reason_json(r) for r in v.reasons if r.is_note],
+        "code": None if code is None else {
+            "gtin": code.gtin, "lot": code.lot, "serial": code.serial,
+            "expiry": code.expiry.isoformat() if code.expiry else None,
+            "kind": code.kind, "signed": code.signature is not None,
+        },
+        "product": v.product,
+        "producer": batch.producer if batch else None,
+        "batch": None if batch is None else {
+            "gtin": batch.gtin, "lot": batch.lot, "status": batch.status,
+            "production_date": batch.record.get("production_date"),
+            "expiry_date": batch.record.get("expiry_date"),
+            "facility": batch.record.get("facility"),
+            "certifications": batch.record.get("certifications", []),
+            "quantity": batch.record.get("quantity"),
+            "recall_reason": batch.recall_reason,
+        },
+        "scans": None if v.scans is None else {
+            "count": v.scans.count,
+            "first_seen": rfc3339(v.scans.first_seen) if v.scans.first_seen else None,
+        },
+        "offline": v.offline,
+    }
+    if v.hint:
+        body["hint"] = v.hint
+    return body
+
+
+def image_verification_json(result: ImageVerification) -> dict[str, Any]:
+    return {
+        "verdict": result.verdict.value,
+        "reasons": [reason_json(r) for r in result.reasons],
+        "codes": [
+            {"text": symbol.text, "symbology": symbol.symbology,
+             "symbology_identifier": symbol.symbology_identifier, **verification_json(v)}
+            for symbol, v in result.codes
+        ],
+    }

@@ -1,0 +1,72 @@
+"""Per-request wiring: one database session on ``g``, and the domain services built over it."""
+
+from __future__ import annotations
+
+from flask import current_app, g
+from sqlalchemy.orm import Session
+
+from keys.storage import KeyStore
+from registry.services import Registry, TokenService
+
+__all__ = ["db_session", "registry", "tokens", "keystore", "close_session", "verifier", "scan_context"]
+
+
+def db_session() -> Session:
+    if "db" not in g:
+        g.db = current_app.extensions["session_factory"]()
+    return g.db
+
+
+def close_session(_exc: BaseException | None = None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()
+
+
+def keystore() -> KeyStore:
+    return current_app.extensions["keystore"]
+
+
+def registry() -> Registry:
+    return Registry(db_session(), keystore=keystore(), base_url=current_app.config["BASE_URL"])
+
+
+def tokens() -> TokenService:
+    return TokenService(db_session())
+
+
+def verifier():
+    """A verifier over the registry, recording scans in this request's session."""
+    from registry.lookup import RegistryLookup, ScanHistory
+    from verification.verdicts import CloneThresholds, Verifier
+
+    session = db_session()
+    cfg = current_app.config
+    return Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session),
+                    thresholds=CloneThresholds(max_distinct_clients=cfg["CLONE_MAX_CLIENTS"],
+                                               max_speed_kmh=cfg["CLONE_MAX_SPEED_KMH"]))
+
+
+def scan_context(channel: str, values) -> "ScanContext":  # noqa: F821
+    """Build the scan context from request values: a salted client hash and a coarse place."""
+    import hashlib
+
+    from flask import request
+
+    from verification.verdicts import ScanContext
+
+    client_id = (values.get("client_id") or "").strip()[:128]
+    basis = client_id or f"{request.remote_addr}|{request.headers.get('User-Agent', '')}"
+    salt = current_app.config["SCAN_SALT"]
+    client = hashlib.sha256(f"{salt}|{basis}".encode()).hexdigest()[:32]
+    lat = lon = None
+    try:
+        if values.get("lat") not in (None, "") and values.get("lon") not in (None, ""):
+            lat, lon = float(values["lat"]), float(values["lon"])
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                lat = lon = None
+            else:  # about 11 km: enough for clone detection, too coarse to follow a person
+                lat, lon = round(lat, 1), round(lon, 1)
+    except (TypeError, ValueError):
+        lat = lon = None
+    return ScanContext(channel=channel, client=client, lat=lat, lon=lon)

@@ -1,0 +1,120 @@
+"""The one ``sign()`` / ``verify()`` pair: Ed25519 over the JCS form of an object without ``sig``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from keys.encoding import Kid, MalformedEncoding, b64url_decode, b64url_encode, canonical_bytes, kid_for
+from keys.errors import BadSignature
+
+__all__ = [
+    "Signer",
+    "public_raw",
+    "public_key_from_raw",
+    "sign",
+    "verify",
+    "verify_bytes",
+    "sign_code",
+    "verify_code",
+    "code_payload",
+    "split_code_signature",
+]
+
+
+def public_raw(key: Ed25519PublicKey | Ed25519PrivateKey) -> bytes:
+    if isinstance(key, Ed25519PrivateKey):
+        key = key.public_key()
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def public_key_from_raw(raw: bytes) -> Ed25519PublicKey:
+    if len(raw) != 32:
+        raise MalformedEncoding("an Ed25519 public key is 32 raw bytes")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+@dataclass(frozen=True)
+class Signer:
+    """A private key with its key id; the only thing that produces signatures."""
+
+    private_key: Ed25519PrivateKey
+    kid: Kid
+
+    @classmethod
+    def from_private_key(cls, private_key: Ed25519PrivateKey) -> "Signer":
+        return cls(private_key=private_key, kid=kid_for(public_raw(private_key)))
+
+    @classmethod
+    def generate(cls) -> "Signer":
+        return cls.from_private_key(Ed25519PrivateKey.generate())
+
+    @property
+    def public_raw(self) -> bytes:
+        return public_raw(self.private_key)
+
+    def sign_bytes(self, data: bytes) -> str:
+        return b64url_encode(self.private_key.sign(data))
+
+
+def sign(obj: dict[str, Any], signer: Signer) -> dict[str, Any]:
+    """Return ``obj`` with ``"sig": {"kid", "value"}`` over its canonical bytes."""
+    signed = {k: v for k, v in obj.items() if k != "sig"}
+    signed["sig"] = {"kid": signer.kid, "value": signer.sign_bytes(canonical_bytes(signed))}
+    return signed
+
+
+def verify_bytes(public_key: Ed25519PublicKey, signature_b64: str, data: bytes) -> None:
+    try:
+        signature = b64url_decode(signature_b64)
+    except MalformedEncoding as exc:
+        raise BadSignature(f"signature is not base64url: {exc}") from None
+    if len(signature) != 64:
+        raise BadSignature("an Ed25519 signature is 64 bytes")
+    try:
+        public_key.verify(signature, data)
+    except InvalidSignature:
+        raise BadSignature("signature does not verify") from None
+
+
+def verify(obj: dict[str, Any], public_key: Ed25519PublicKey) -> None:
+    """Raise ``BadSignature`` unless ``obj["sig"]`` is a valid signature by ``public_key``."""
+    sig = obj.get("sig")
+    if not isinstance(sig, dict) or not isinstance(sig.get("value"), str):
+        raise BadSignature("object carries no signature")
+    if sig.get("kid") != kid_for(public_raw(public_key)):
+        raise BadSignature("signature names a different key")
+    verify_bytes(public_key, sig["value"], canonical_bytes(obj))
+
+
+def code_payload(*, gtin: str, lot: str, serial: str | None = None, exp: str | None = None) -> dict[str, str]:
+    """The object a printed code's ``s`` parameter signs."""
+    payload = {"t": "unit" if serial is not None else "batch", "gtin": gtin, "lot": lot}
+    if serial is not None:
+        payload["serial"] = serial
+    if exp is not None:
+        payload["exp"] = exp
+    return payload
+
+
+def sign_code(signer: Signer, *, gtin: str, lot: str, serial: str | None = None, exp: str | None = None) -> str:
+    """The ``s`` value: ``{kid}.{signature}``."""
+    data = canonical_bytes(code_payload(gtin=gtin, lot=lot, serial=serial, exp=exp))
+    return f"{signer.kid}.{signer.sign_bytes(data)}"
+
+
+def split_code_signature(s: str) -> tuple[Kid, str]:
+    kid, dot, value = s.partition(".")
+    if not dot or len(kid) != 8 or not value:
+        raise BadSignature("the s parameter is not {kid}.{signature}")
+    return Kid(kid), value
+
+
+def verify_code(public_key: Ed25519PublicKey, s: str, *, gtin: str, lot: str, serial: str | None = None,
+                exp: str | None = None) -> None:
+    _, value = split_code_signature(s)
+    verify_bytes(public_key, value, canonical_bytes(code_payload(gtin=gtin, lot=lot, serial=serial, exp=exp)))

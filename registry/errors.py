@@ -1,0 +1,38 @@
+"""Registry errors: each carries a stable machine code; the web layer maps the family to a status."""
+
+from __future__ import annotations
+
+__all__ = ["RegistryError", "NotFound", "Conflict", "Forbidden", "Invalid", "Unauthorized"]
+
+
+class RegistryError(Exception):
+    code = "REGISTRY_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+
+class NotFound(RegistryError):
+    code = "NOT_FOUND"
+
+
+class Conflict(RegistryError):
+    code = "CONFLICT"
+
+
+class Forbidden(RegistryError):
+    code = "FORBIDDEN"
+
+
+class Unauthorized(RegistryError):
+    code = "UNAUTHORIZED"
+
+
+class Invalid(RegistryError):
+    """Well-formed request whose content breaks a rule (check digit, character set, dates...)."""
+
+    code = "INVALID"

@@ -1,0 +1,191 @@
+"""The transparency log: an append-only Merkle log (RFC 9162 hashing) with signed checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from keys.encoding import b64url_decode, b64url_encode, log_bytes, rfc3339, utcnow
+from keys.encoding import MalformedEncoding
+from keys.errors import VerificationError
+from keys.signing import Signer, public_key_from_raw, sign, verify
+from registry.errors import Invalid, NotFound
+from registry.merkle import MerkleTree, ProofError, leaf_hash, node_hash, root_from_leaves
+from registry.models import Checkpoint, LogEntry, LogNode, LogState
+
+__all__ = ["TransparencyLog", "LogCheck"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LogCheck:
+    """Outcome of recomputing the whole tree from the database."""
+
+    size: int
+    checkpoint_size: int
+    root_matches: bool
+    signature_valid: bool
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class TransparencyLog:
+    def __init__(self, session: Session, *, authority: Signer | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self._session = session
+        self._authority = authority
+        self._clock = clock
+
+    # -- writing -------------------------------------------------------------------------------
+    def lock(self) -> LogState:
+        state = self._session.execute(
+            select(LogState).where(LogState.id == 1).with_for_update()
+        ).scalar_one_or_none()
+        if state is None:
+            state = LogState(id=1, size=0)
+            self._session.add(state)
+            self._session.flush()
+        return state
+
+    def append(self, obj: dict[str, Any], *, kind: str) -> int:
+        """Append a signed object inside the caller's transaction; return its index."""
+        state = self.lock()
+        index = state.size
+        data = log_bytes(obj)
+        h = leaf_hash(data)
+        self._session.add(LogEntry(index=index, kind=kind, data=data.decode("utf-8"), leaf_hash=h,
+                                   created_at=self._clock()))
+        nodes = [LogNode(level=0, index=index, hash=h)]
+        level, i, current = 0, index, h
+        while i & 1:  # this leaf completes a subtree at the next level
+            sibling = self._node(level, i - 1)
+            current = node_hash(sibling, current)
+            level += 1
+            i >>= 1
+            nodes.append(LogNode(level=level, index=i, hash=current))
+        self._session.add_all(nodes)
+        state.size = index + 1
+        self._session.flush()
+        return index
+
+    def sign_checkpoint(self) -> dict[str, Any]:
+        """Sign and store a checkpoint for the current size (inside the caller's transaction)."""
+        if self._authority is None:
+            raise RuntimeError("signing a checkpoint needs the authority key")
+        size = self.size()
+        existing = self._session.get(Checkpoint, size)
+        if existing is not None:
+            return existing.signed
+        body = {"t": "checkpoint", "size": size, "root": b64url_encode(self.root(size)),
+                "timestamp": rfc3339(self._clock())}
+        signed = sign(body, self._authority)
+        self._session.add(Checkpoint(size=size, signed=signed, created_at=self._clock()))
+        self._session.flush()
+        return signed
+
+    # -- reading -------------------------------------------------------------------------------
+    def size(self) -> int:
+        state = self._session.get(LogState, 1)
+        return state.size if state else 0
+
+    def _node(self, level: int, index: int) -> bytes:
+        node = self._session.get(LogNode, (level, index))
+        if node is None:
+            raise NotFound(f"log node {level}/{index} missing")
+        return node.hash
+
+    def _tree(self) -> MerkleTree:
+        cache: dict[tuple[int, int], bytes] = {}
+
+        def complete(level: int, index: int) -> bytes:
+            key = (level, index)
+            if key not in cache:
+                cache[key] = self._node(level, index)
+            return cache[key]
+
+        return MerkleTree(complete)
+
+    def root(self, size: int) -> bytes:
+        return self._tree().root(size)
+
+    def latest_checkpoint(self) -> dict[str, Any] | None:
+        cp = self._session.execute(select(Checkpoint).order_by(Checkpoint.size.desc()).limit(1)).scalar_one_or_none()
+        return cp.signed if cp else None
+
+    def checkpoint_at(self, size: int) -> dict[str, Any] | None:
+        cp = self._session.get(Checkpoint, size)
+        return cp.signed if cp else None
+
+    def entry(self, index: int) -> dict[str, Any]:
+        row = self._session.get(LogEntry, index)
+        if row is None:
+            raise NotFound(f"no log entry {index}")
+        return json.loads(row.data)
+
+    def _check_size(self, size: int) -> None:
+        current = self.size()
+        if not 0 < size <= current:
+            raise Invalid(f"size must be between 1 and the log size {current}", code="BAD_LOG_SIZE", field="size")
+
+    def inclusion(self, index: int, size: int) -> dict[str, Any]:
+        self._check_size(size)
+        if not 0 <= index < size:
+            raise Invalid(f"index must be between 0 and size - 1 ({size - 1})", code="BAD_LOG_INDEX", field="index")
+        path = self._tree().inclusion_path(index, size)
+        return {"index": index, "size": size, "leaf": self.entry(index), "path": [b64url_encode(p) for p in path]}
+
+    def consistency(self, first: int, second: int) -> dict[str, Any]:
+        self._check_size(second)
+        if not 0 < first <= second:
+            raise Invalid("first must be between 1 and second", code="BAD_LOG_SIZE", field="first")
+        path = self._tree().consistency_path(first, second)
+        return {"first": first, "second": second, "path": [b64url_encode(p) for p in path]}
+
+    def verify_all(self, authority_public_raw: bytes) -> LogCheck:
+        """Recompute every leaf and the root from the stored entries; check the latest checkpoint."""
+        problems: list[str] = []
+        leaves: list[bytes] = []
+        for row in self._session.execute(select(LogEntry).order_by(LogEntry.index)).scalars():
+            if row.index != len(leaves):
+                problems.append(f"log entry {len(leaves)} is missing")
+            h = leaf_hash(row.data.encode("utf-8"))
+            if h != row.leaf_hash:
+                problems.append(f"log entry {row.index}: stored leaf hash does not match its data")
+            leaves.append(h)
+        size = len(leaves)
+        if size != self.size():
+            problems.append(f"log state says {self.size()} entries, the table holds {size}")
+        cp = self.latest_checkpoint()
+        root_matches = signature_valid = False
+        cp_size = 0
+        if cp is None:
+            if size:
+                problems.append("no checkpoint has been signed")
+        else:
+            cp_size = int(cp["size"])
+            try:
+                verify(cp, public_key_from_raw(authority_public_raw))
+                signature_valid = True
+            except (VerificationError, MalformedEncoding) as exc:
+                problems.append(f"checkpoint signature: {exc}")
+            if cp_size > size:
+                problems.append(f"checkpoint size {cp_size} exceeds the {size} entries present")
+            else:
+                root_matches = root_from_leaves(leaves[:cp_size]) == b64url_decode(cp["root"])
+                if not root_matches:
+                    problems.append(f"recomputed root of the first {cp_size} entries differs from the checkpoint")
+        return LogCheck(size=size, checkpoint_size=cp_size, root_matches=root_matches,
+                        signature_valid=signature_valid, problems=tuple(problems))
+
+
+__all__ += ["ProofError"]

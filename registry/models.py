@@ -1,0 +1,280 @@
+"""The registry's tables. Signed objects are stored exactly as signed; nothing here imports the app."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from registry.db import Base, UTCDateTime
+
+__all__ = [
+    "Producer",
+    "ProducerKey",
+    "Batch",
+    "Serial",
+    "SerialClient",
+    "Recall",
+    "LogEntry",
+    "LogNode",
+    "LogState",
+    "Checkpoint",
+    "ApiToken",
+    "ScanEvent",
+    "Report",
+    "ReportPhoto",
+    "Publication",
+    "AuditEvent",
+]
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+
+
+class Producer(Base):
+    __tablename__ = "producers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    tax_code: Mapped[str] = mapped_column(String(32), unique=True)
+    country: Mapped[str] = mapped_column(String(2))
+    gs1_prefixes: Mapped[list[str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    keys: Mapped[list["ProducerKey"]] = relationship(back_populates="producer", order_by="ProducerKey.created_at")
+
+
+class ProducerKey(Base):
+    __tablename__ = "producer_keys"
+
+    kid: Mapped[str] = mapped_column(String(8), primary_key=True)
+    producer_id: Mapped[str] = mapped_column(ForeignKey("producers.id"), index=True)
+    public_key: Mapped[str] = mapped_column(String(64))  # base64url of the raw 32 bytes
+    custodial: Mapped[bool] = mapped_column(Boolean)  # True: the service holds the private key
+    certificate: Mapped[dict[str, Any]] = mapped_column(JSON)
+    gs1_prefixes: Mapped[list[str]] = mapped_column(JSON)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    compromised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    log_index: Mapped[int] = mapped_column(Integer)
+
+    producer: Mapped[Producer] = relationship(back_populates="keys")
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("gtin", "lot", name="uq_batches_gtin_lot"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    gtin: Mapped[str] = mapped_column(String(14), index=True)
+    lot: Mapped[str] = mapped_column(String(20))
+    producer_id: Mapped[str] = mapped_column(ForeignKey("producers.id"), index=True)
+    kid: Mapped[str] = mapped_column(ForeignKey("producer_keys.kid"))
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)  # the signed origin record, as signed
+    product_name: Mapped[str] = mapped_column(String(200))
+    production_date: Mapped[date] = mapped_column(Date)
+    expiry_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | recalled
+    serial_count: Mapped[int] = mapped_column(Integer, default=0)
+    scan_count: Mapped[int] = mapped_column(BigInteger, default=0)  # scans of the batch-level code
+    first_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    log_index: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    producer: Mapped[Producer] = relationship()
+
+
+class Serial(Base):
+    """One unit code. Scan summary counters live here so clone checks stay O(1) as history grows."""
+
+    __tablename__ = "serials"
+    __table_args__ = (UniqueConstraint("batch_id", "serial", name="uq_serials_batch_serial"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    serial: Mapped[str] = mapped_column(String(20))
+    s: Mapped[str] = mapped_column(String(100))  # {kid}.{signature} printed in the code
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    scan_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    distinct_clients: Mapped[int] = mapped_column(Integer, default=0)
+    first_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_lat: Mapped[float | None] = mapped_column(Float)
+    last_lon: Mapped[float | None] = mapped_column(Float)
+    flagged: Mapped[str | None] = mapped_column(String(32))  # reason code once clone-suspected
+
+
+class SerialClient(Base):
+    """Which (hashed) clients have verified a serial: one row per pair."""
+
+    __tablename__ = "serial_clients"
+
+    serial_id: Mapped[int] = mapped_column(ForeignKey("serials.id"), primary_key=True)
+    client_hash: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class Recall(Base):
+    __tablename__ = "recalls"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64))
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    log_index: Mapped[int] = mapped_column(Integer)
+
+
+class LogState(Base):
+    """One row: the log's size. Appenders lock it, so log indexes are handed out one at a time."""
+
+    __tablename__ = "log_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LogEntry(Base):
+    __tablename__ = "log_entries"
+
+    index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[str] = mapped_column(Text)  # JCS of the whole signed object
+    leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LogNode(Base):
+    """Hash of every complete subtree: leaves [index*2**level, (index+1)*2**level)."""
+
+    __tablename__ = "log_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class Checkpoint(Base):
+    __tablename__ = "checkpoints"
+
+    size: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    signed: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    producer_id: Mapped[str | None] = mapped_column(ForeignKey("producers.id"))
+    label: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ScanEvent(Base):
+    __tablename__ = "scan_events"
+    __table_args__ = (Index("ix_scan_events_serial_at", "serial_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    serial_id: Mapped[int | None] = mapped_column(ForeignKey("serials.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    channel: Mapped[str] = mapped_column(String(16))
+    client_hash: Mapped[str | None] = mapped_column(String(32))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str] = mapped_column(String(16))
+
+
+class Report(Base):
+    """A shopper's counterfeit report; inspectors work it as a case."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_number: Mapped[str] = mapped_column(String(32), unique=True)
+    code: Mapped[str] = mapped_column(Text, default="")
+    gtin: Mapped[str | None] = mapped_column(String(14), index=True)
+    lot: Mapped[str | None] = mapped_column(String(20))
+    serial: Mapped[str | None] = mapped_column(String(20))
+    producer_id: Mapped[str | None] = mapped_column(ForeignKey("producers.id"), index=True)
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    where_kind: Mapped[str] = mapped_column(String(16), default="")  # shop | market | ecommerce | social | livestream | other
+    where_text: Mapped[str] = mapped_column(Text, default="")
+    seller: Mapped[str] = mapped_column(String(200), default="")
+    link: Mapped[str] = mapped_column(Text, default="")
+    price: Mapped[str] = mapped_column(String(32), default="")
+    bought_on: Mapped[date | None] = mapped_column(Date)
+    contact: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    client_hash: Mapped[str | None] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    assigned_to: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    photos: Mapped[list["ReportPhoto"]] = relationship(back_populates="report", order_by="ReportPhoto.id")
+
+
+class ReportPhoto(Base):
+    __tablename__ = "report_photos"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id"), index=True)
+    media_type: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+    report: Mapped[Report] = relationship(back_populates="photos")
+
+
+class Publication(Base):
+    """A consumer warning or a confirmed violator, published by the authority (and logged)."""
+
+    __tablename__ = "publications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # warning | violator
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    name: Mapped[str] = mapped_column(String(200), default="")
+    tax_code: Mapped[str] = mapped_column(String(32), default="")
+    product: Mapped[str] = mapped_column(String(300), default="")
+    place: Mapped[str] = mapped_column(String(300), default="")
+    decision_ref: Mapped[str] = mapped_column(String(100), default="")
+    decided_on: Mapped[date | None] = mapped_column(Date)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    log_index: Mapped[int] = mapped_column(Integer)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

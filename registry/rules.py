@@ -1,0 +1,60 @@
+"""GS1 rules the registry enforces on what it signs, read from GS1's Barcode Syntax Dictionary
+(the same data the verifier's parser uses), so both sides agree on what a valid code is."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from registry.errors import Invalid
+from verification.gs1.dictionary import AIValueError, get_dictionary
+
+__all__ = ["check_gtin", "check_gln", "check_lot", "check_serial", "check_gs1_prefix", "check_country", "yymmdd"]
+
+
+def _check_ai(ai: str, value: str, *, field: str, code: str, label: str) -> str:
+    try:
+        get_dictionary().validate_value(ai, value)
+    except AIValueError as exc:
+        raise Invalid(f"{label} {value!r}: {exc.detail}", code="BAD_CHECK_DIGIT" if exc.check_digit else code,
+                      field=field) from None
+    return value
+
+
+def check_gtin(value: str) -> str:
+    """Return the GTIN as 14 digits (GTIN-8/12/13 are zero-padded), or raise ``Invalid``."""
+    value = value.strip()
+    if not value.isdigit() or len(value) not in (8, 12, 13, 14):
+        raise Invalid(f"GTIN must be 8, 12, 13 or 14 digits, got {value!r}", code="BAD_GTIN", field="gtin")
+    return _check_ai("01", value.zfill(14), field="gtin", code="BAD_GTIN", label="GTIN")
+
+
+def check_gln(value: str) -> str:
+    return _check_ai("414", value, field="facility.gln", code="BAD_GLN", label="GLN")
+
+
+def check_lot(value: str) -> str:
+    """AI (10): 1 to 20 characters of the GS1 AI encodable character set 82."""
+    return _check_ai("10", value, field="lot", code="BAD_LOT", label="lot")
+
+
+def check_serial(value: str) -> str:
+    return _check_ai("21", value, field="serial", code="BAD_SERIAL", label="serial")
+
+
+def check_gs1_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str) or not prefix.isdigit() or not 4 <= len(prefix) <= 12:
+        raise Invalid(f"a GS1 company prefix is 4 to 12 digits, got {prefix!r}", code="BAD_PREFIX",
+                      field="gs1_prefixes")
+    return prefix
+
+
+def check_country(code: str) -> str:
+    if not isinstance(code, str) or not re.fullmatch(r"[A-Za-z]{2}", code):
+        raise Invalid(f"country must be an ISO 3166-1 alpha-2 code, got {code!r}", code="BAD_COUNTRY",
+                      field="country")
+    return code.upper()
+
+
+def yymmdd(day: date | None) -> str | None:
+    return day.strftime("%y%m%d") if day else None

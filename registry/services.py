@@ -1,0 +1,564 @@
+"""Registry services: producers and their keys, batches, serials, recalls, tokens, the trust list.
+
+Every service takes a session in its constructor and works inside the caller's transaction; the
+caller (a request or a CLI command) commits once, so a write and its log entry land together.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from keys.certificates import certify_producer_key, gtin_covered
+from keys.encoding import (
+    Kid,
+    MalformedEncoding,
+    b64url_decode,
+    b64url_encode,
+    kid_for,
+    parse_rfc3339,
+    rfc3339,
+    utcnow,
+)
+from keys.errors import KeyStoreError, VerificationError
+from keys.signing import Signer, public_key_from_raw, sign, sign_code, verify
+from keys.storage import KeyStore
+from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from registry.log import TransparencyLog
+from registry.models import (
+    ApiToken,
+    AuditEvent,
+    Batch,
+    Producer,
+    ProducerKey,
+    Recall,
+    Serial,
+)
+from registry.rules import check_country, check_gln, check_gs1_prefix, check_gtin, check_lot, yymmdd
+from verification.digital_link import build_url
+
+__all__ = [
+    "Role",
+    "Actor",
+    "Registry",
+    "TokenService",
+    "SERIAL_ALPHABET",
+    "SERIAL_LENGTH",
+    "MAX_SERIALS_PER_REQUEST",
+    "AUTHORITY_KEY_NAME",
+]
+
+log = logging.getLogger(__name__)
+
+AUTHORITY_KEY_NAME = "authority"
+# Crockford's base32 alphabet: no I, L, O, U, so a serial read aloud or retyped stays unambiguous.
+SERIAL_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+SERIAL_LENGTH = 12  # 60 random bits: guessing one of 100,000 serials succeeds with p < 1e-13
+MAX_SERIALS_PER_REQUEST = 100_000
+DEFAULT_KEY_VALIDITY = timedelta(days=3 * 365)
+
+
+class Role(StrEnum):
+    AUTHORITY = "authority"
+    PRODUCER = "producer"
+    INSPECTOR = "inspector"
+    PARTNER = "partner"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a token's or a person's role, and the producer it is bound to."""
+
+    role: Role
+    producer_id: str | None = None
+    name: str = ""
+
+    def require(self, *roles: Role) -> None:
+        if self.role not in roles:
+            raise Forbidden(f"this action needs the role {' or '.join(roles)}; you are {self.role}",
+                            code="ROLE_FORBIDDEN")
+
+    def require_producer(self, producer_id: str) -> None:
+        """Authority may act for any producer; a producer only for itself."""
+        if self.role == Role.AUTHORITY:
+            return
+        if self.role == Role.PRODUCER and self.producer_id == producer_id:
+            return
+        raise Forbidden("this batch belongs to another producer", code="NOT_YOUR_PRODUCER")
+
+
+SYSTEM = Actor(role=Role.AUTHORITY, name="system")
+
+
+def _date(value: Any, name: str) -> date | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise Invalid(f"{name} must be a date YYYY-MM-DD, got {value!r}", code="BAD_DATE", field=name) from None
+
+
+class Registry:
+    """The registry's write and read operations, over one session."""
+
+    def __init__(self, session: Session, *, keystore: KeyStore, base_url: str,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.session = session
+        self.keystore = keystore
+        self.base_url = base_url
+        self.clock = clock
+
+    # -- authority -----------------------------------------------------------------------------
+    @property
+    def authority(self) -> Signer:
+        try:
+            return self.keystore.load(AUTHORITY_KEY_NAME)
+        except KeyStoreError as exc:
+            raise RuntimeError(f"the authority key is not available ({exc}); run `python -m app init`") from None
+
+    def log(self) -> TransparencyLog:
+        return TransparencyLog(self.session, authority=self.authority, clock=self.clock)
+
+    def _audit(self, actor: Actor, action: str, target: str, **detail: Any) -> None:
+        self.session.add(AuditEvent(at=self.clock(), actor=actor.name or actor.role, action=action,
+                                    target=target, detail=detail))
+
+    def _append(self, obj: dict[str, Any], kind: str) -> tuple[int, dict[str, Any]]:
+        tlog = self.log()
+        index = tlog.append(obj, kind=kind)
+        return index, tlog.sign_checkpoint()
+
+    # -- producers and keys --------------------------------------------------------------------
+    def admit_producer(self, actor: Actor, *, name: str, tax_code: str, gs1_prefixes: list[str],
+                       country: str) -> Producer:
+        actor.require(Role.AUTHORITY)
+        name = (name or "").strip()
+        if not name:
+            raise Invalid("name is required", code="FIELD_REQUIRED", field="name")
+        tax_code = (tax_code or "").strip()
+        if not tax_code:
+            raise Invalid("tax_code is required", code="FIELD_REQUIRED", field="tax_code")
+        if not gs1_prefixes:
+            raise Invalid("at least one GS1 company prefix is required", code="FIELD_REQUIRED",
+                          field="gs1_prefixes")
+        for prefix in gs1_prefixes:
+            check_gs1_prefix(prefix)
+        check_country(country)
+        if self.session.execute(select(Producer.id).where(Producer.tax_code == tax_code)).first():
+            raise Conflict(f"a producer with tax code {tax_code} is already admitted", code="PRODUCER_EXISTS")
+        producer = Producer(id=f"prd-{secrets.token_hex(5)}", name=name, tax_code=tax_code,
+                            gs1_prefixes=sorted(set(gs1_prefixes)), country=country.upper(),
+                            created_at=self.clock())
+        self.session.add(producer)
+        self._audit(actor, "producer.admit", producer.id, name=name)
+        self.session.flush()
+        return producer
+
+    def producer(self, producer_id: str) -> Producer:
+        producer = self.session.get(Producer, producer_id)
+        if producer is None:
+            raise NotFound(f"no producer {producer_id}", code="PRODUCER_UNKNOWN")
+        return producer
+
+    def certify_key(self, actor: Actor, producer_id: str, *, public_key: str | None = None,
+                    gs1_prefixes: list[str] | None = None, not_after: datetime | None = None) -> ProducerKey:
+        """Certify a producer key: a new custodial one (``public_key`` None) or one the producer keeps."""
+        actor.require(Role.AUTHORITY)
+        producer = self.producer(producer_id)
+        prefixes = sorted(set(gs1_prefixes or producer.gs1_prefixes))
+        for prefix in prefixes:
+            if prefix not in producer.gs1_prefixes:
+                raise Invalid(f"prefix {prefix} is not one of the producer's GS1 company prefixes",
+                              code="PREFIX_NOT_OWNED", field="gs1_prefixes")
+        if public_key is None:
+            signer = Signer.generate()
+            raw = signer.public_raw
+            custodial = True
+        else:
+            try:
+                raw = b64url_decode(public_key)
+                public_key_from_raw(raw)
+            except MalformedEncoding as exc:
+                raise Invalid(f"public_key must be a raw 32-byte Ed25519 key in base64url: {exc}",
+                              code="BAD_PUBLIC_KEY", field="public_key") from None
+            custodial = False
+        kid = kid_for(raw)
+        if self.session.get(ProducerKey, kid) is not None:
+            raise Conflict(f"key {kid} is already certified", code="KEY_EXISTS")
+        now = self.clock()
+        not_after = not_after or now + DEFAULT_KEY_VALIDITY
+        if not_after <= now:
+            raise Invalid("not_after must be in the future", code="BAD_DATE", field="not_after")
+        cert = certify_producer_key(self.authority, producer_id=producer.id, public_raw=raw,
+                                    gs1_prefixes=prefixes, not_before=now, not_after=not_after)
+        index, _ = self._append(cert, "producer-key")
+        key = ProducerKey(kid=kid, producer_id=producer.id, public_key=b64url_encode(raw), custodial=custodial,
+                          certificate=cert, gs1_prefixes=prefixes, not_before=now, not_after=not_after,
+                          status="active", created_at=now, log_index=index)
+        self.session.add(key)
+        self._audit(actor, "key.certify", kid, producer_id=producer.id, custodial=custodial)
+        self.session.flush()
+        if custodial:
+            # Written last: if the transaction fails after this, an orphan encrypted file is harmless.
+            self.keystore.save(kid, signer)
+        return key
+
+    def revoke_key(self, actor: Actor, kid: str, *, compromised_at: datetime | None) -> ProducerKey:
+        actor.require(Role.AUTHORITY)
+        key = self.session.get(ProducerKey, kid, with_for_update=True)
+        if key is None:
+            raise NotFound(f"no key {kid}", code="KEY_UNKNOWN")
+        if key.status == "revoked":
+            raise Conflict(f"key {kid} is already revoked", code="KEY_ALREADY_REVOKED")
+        now = self.clock()
+        compromised_at = compromised_at or now
+        if compromised_at > now:
+            raise Invalid("compromised_at cannot be in the future", code="BAD_DATE", field="compromised_at")
+        event = sign({"t": "key-revocation", "kid": kid, "compromised_at": rfc3339(compromised_at),
+                      "at": rfc3339(now)}, self.authority)
+        self._append(event, "key-revocation")
+        key.status = "revoked"
+        key.compromised_at = compromised_at
+        key.revoked_at = now
+        self._audit(actor, "key.revoke", kid, compromised_at=rfc3339(compromised_at))
+        self.session.flush()
+        return key
+
+    def active_key(self, producer_id: str) -> ProducerKey:
+        now = self.clock()
+        key = self.session.execute(
+            select(ProducerKey)
+            .where(ProducerKey.producer_id == producer_id, ProducerKey.status == "active",
+                   ProducerKey.not_before <= now, ProducerKey.not_after > now)
+            .order_by(ProducerKey.created_at.desc()).limit(1)
+        ).scalar_one_or_none()
+        if key is None:
+            raise Conflict("the producer has no active certified key; ask the authority to certify one",
+                           code="NO_ACTIVE_KEY")
+        return key
+
+    def key(self, kid: str) -> ProducerKey | None:
+        return self.session.get(ProducerKey, kid)
+
+    def _signer(self, key: ProducerKey) -> Signer:
+        if not key.custodial:
+            raise Conflict(f"key {key.kid} is kept by the producer: submit records and codes signed by it",
+                           code="KEY_NOT_CUSTODIAL")
+        return self.keystore.load(key.kid)
+
+    # -- batches -------------------------------------------------------------------------------
+    def _origin_fields(self, data: dict[str, Any]) -> dict[str, Any]:
+        gtin = check_gtin(str(data.get("gtin", "")))
+        lot = check_lot(str(data.get("lot", "")))
+        product = dict(data.get("product") or {})
+        if not str(product.get("name", "")).strip():
+            raise Invalid("product.name is required", code="FIELD_REQUIRED", field="product.name")
+        facility = dict(data.get("facility") or {})
+        if not str(facility.get("name", "")).strip():
+            raise Invalid("facility.name is required", code="FIELD_REQUIRED", field="facility.name")
+        if facility.get("gln"):
+            check_gln(str(facility["gln"]))
+        if facility.get("country"):
+            check_country(str(facility["country"]))
+            facility["country"] = str(facility["country"]).upper()
+        production = _date(data.get("production_date"), "production_date")
+        if production is None:
+            raise Invalid("production_date is required", code="FIELD_REQUIRED", field="production_date")
+        expiry = _date(data.get("expiry_date"), "expiry_date")
+        today = self.clock().date()
+        if production > today + timedelta(days=1):
+            raise Invalid("production_date is in the future", code="BAD_DATE", field="production_date")
+        if expiry is not None and expiry <= production:
+            raise Invalid("expiry_date must be after production_date", code="BAD_DATE", field="expiry_date")
+        quantity = data.get("quantity")
+        if quantity is not None and (not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1):
+            raise Invalid("quantity must be a positive whole number", code="BAD_QUANTITY", field="quantity")
+        certifications = [
+            {"scheme": str(c.get("scheme", "")), "id": str(c.get("id", ""))}
+            for c in (data.get("certifications") or [])
+        ]
+        record: dict[str, Any] = {
+            "gtin": gtin,
+            "lot": lot,
+            "product": {k: str(v) for k, v in product.items() if v not in (None, "")},
+            "facility": {k: str(v) for k, v in facility.items() if v not in (None, "")},
+            "production_date": production.isoformat(),
+            "expiry_date": expiry.isoformat() if expiry else None,
+            "quantity": quantity,
+            "certifications": certifications,
+        }
+        return {k: v for k, v in record.items() if v is not None}
+
+    def register_batch(self, actor: Actor, data: dict[str, Any], *, producer_id: str | None = None) -> Batch:
+        """Register a batch from its origin data, or from a pre-signed record in ``data["record"]``."""
+        actor.require(Role.PRODUCER, Role.AUTHORITY)
+        producer_id = actor.producer_id if actor.role == Role.PRODUCER else (producer_id or data.get("producer_id"))
+        if not producer_id:
+            raise Invalid("producer_id is required when the authority registers a batch",
+                          code="FIELD_REQUIRED", field="producer_id")
+        producer = self.producer(producer_id)
+        presigned = data.get("record")
+        if presigned is not None:
+            record, key = self._check_presigned(producer, presigned)
+        else:
+            key = self.active_key(producer.id)
+            fields = self._origin_fields(data)
+            record = {"t": "origin-record", **fields, "kid": key.kid, "producer_id": producer.id,
+                      "issued_at": rfc3339(self.clock())}
+            self._check_prefix(key, fields["gtin"])
+            record = sign(record, self._signer(key))
+        # Lock the log first: concurrent registrations queue here, then meet the unique key.
+        tlog = self.log()
+        tlog.lock()
+        exists = self.session.execute(
+            select(Batch.id).where(Batch.gtin == record["gtin"], Batch.lot == record["lot"])
+        ).first()
+        if exists:
+            raise Conflict(f"batch {record['gtin']} / {record['lot']} is already registered", code="BATCH_EXISTS")
+        index = tlog.append(record, kind="origin-record")
+        tlog.sign_checkpoint()
+        batch = Batch(gtin=record["gtin"], lot=record["lot"], producer_id=producer.id, kid=key.kid, record=record,
+                      product_name=record["product"]["name"],
+                      production_date=date.fromisoformat(record["production_date"]),
+                      expiry_date=date.fromisoformat(record["expiry_date"]) if record.get("expiry_date") else None,
+                      status="active", serial_count=0, scan_count=0, log_index=index, created_at=self.clock())
+        self.session.add(batch)
+        try:
+            self.session.flush()
+        except IntegrityError:
+            raise Conflict(f"batch {record['gtin']} / {record['lot']} is already registered",
+                           code="BATCH_EXISTS") from None
+        self._audit(actor, "batch.register", f"{batch.gtin}/{batch.lot}", log_index=index)
+        return batch
+
+    def _check_prefix(self, key: ProducerKey, gtin: str) -> None:
+        if not gtin_covered(gtin, key.gs1_prefixes):
+            raise Forbidden(f"GTIN {gtin} is outside the GS1 company prefixes certified for key {key.kid} "
+                            f"({', '.join(key.gs1_prefixes)})", code="PREFIX_NOT_LICENSED")
+
+    def _check_presigned(self, producer: Producer, record: Any) -> tuple[dict[str, Any], ProducerKey]:
+        if not isinstance(record, dict) or record.get("t") != "origin-record":
+            raise Invalid("record must be a signed origin-record object", code="BAD_RECORD", field="record")
+        sig = record.get("sig") or {}
+        kid = sig.get("kid") if isinstance(sig, dict) else None
+        key = self.session.get(ProducerKey, kid) if isinstance(kid, str) else None
+        if key is None or key.producer_id != producer.id:
+            raise Forbidden("the record is not signed by a key certified to this producer", code="KEY_UNKNOWN")
+        if key.status != "active" or not key.not_before <= self.clock() < key.not_after:
+            raise Forbidden(f"key {key.kid} is not active", code="KEY_REVOKED")
+        if record.get("kid") != key.kid or record.get("producer_id") != producer.id:
+            raise Invalid("record kid and producer_id must name the signing key and its producer",
+                          code="BAD_RECORD", field="record")
+        try:
+            verify(record, public_key_from_raw(b64url_decode(key.public_key)))
+        except VerificationError as exc:
+            raise Invalid(f"record signature does not verify: {exc}", code="SIGNATURE_INVALID",
+                          field="record") from None
+        fields = self._origin_fields(record)
+        for name in ("gtin", "lot", "production_date"):
+            if fields[name] != record.get(name):
+                raise Invalid(f"record field {name} is not in canonical form", code="BAD_RECORD", field=name)
+        if not isinstance(record.get("issued_at"), str):
+            raise Invalid("record needs issued_at", code="BAD_RECORD", field="issued_at")
+        try:
+            parse_rfc3339(record["issued_at"])
+        except MalformedEncoding as exc:
+            raise Invalid(str(exc), code="BAD_RECORD", field="issued_at") from None
+        self._check_prefix(key, fields["gtin"])
+        return record, key
+
+    def batch(self, gtin: str, lot: str) -> Batch:
+        batch = self.session.execute(select(Batch).where(Batch.gtin == gtin, Batch.lot == lot)).scalar_one_or_none()
+        if batch is None:
+            raise NotFound(f"no batch {gtin} / {lot}", code="BATCH_UNKNOWN")
+        return batch
+
+    def batch_url(self, batch: Batch) -> str:
+        """The batch-level code; signed when the service holds the key."""
+        exp = yymmdd(batch.expiry_date)
+        key = self.session.get(ProducerKey, batch.kid)
+        s = None
+        if key is not None and key.custodial:
+            s = sign_code(self.keystore.load(key.kid), gtin=batch.gtin, lot=batch.lot, exp=exp)
+        return build_url(self.base_url, gtin=batch.gtin, lot=batch.lot, exp=exp, s=s)
+
+    def serial_url(self, batch: Batch, serial: str, s: str) -> str:
+        return build_url(self.base_url, gtin=batch.gtin, lot=batch.lot, serial=serial,
+                         exp=yymmdd(batch.expiry_date), s=s)
+
+    def batch_view(self, batch: Batch) -> dict[str, Any]:
+        """``{"record", "status", "log": {"index", "size", "path", "checkpoint"}}``."""
+        tlog = self.log()
+        checkpoint = tlog.latest_checkpoint()
+        size = int(checkpoint["size"]) if checkpoint else tlog.size()
+        proof = tlog.inclusion(batch.log_index, size)
+        return {"record": batch.record, "status": batch.status, "producer": self.producer_view(batch.producer),
+                "serial_count": batch.serial_count, "url": self.batch_url(batch),
+                "log": {"index": batch.log_index, "size": size, "path": proof["path"], "checkpoint": checkpoint}}
+
+    @staticmethod
+    def producer_view(producer: Producer) -> dict[str, Any]:
+        return {"id": producer.id, "name": producer.name, "country": producer.country,
+                "gs1_prefixes": producer.gs1_prefixes}
+
+    def owned_batch(self, actor: Actor, gtin: str, lot: str) -> Batch:
+        batch = self.batch(gtin, lot)
+        actor.require_producer(batch.producer_id)
+        return batch
+
+    def issue_serials(self, actor: Actor, gtin: str, lot: str, count: int) -> list[tuple[str, str]]:
+        """Issue ``count`` unpredictable serials, each signed; all or none land. Returns (serial, s)."""
+        actor.require(Role.PRODUCER, Role.AUTHORITY)
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_SERIALS_PER_REQUEST:
+            raise Invalid(f"count must be between 1 and {MAX_SERIALS_PER_REQUEST}", code="BAD_COUNT", field="count")
+        batch = self.owned_batch(actor, gtin, lot)
+        if batch.status != "active":
+            raise Conflict("the batch is recalled: no new serials", code="BATCH_RECALLED")
+        key = self.session.get(ProducerKey, batch.kid)
+        if key is None or key.status != "active":
+            key = self.active_key(batch.producer_id)
+        signer = self._signer(key)
+        exp = yymmdd(batch.expiry_date)
+        now = self.clock()
+        serials = _random_serials(count)
+        rows = []
+        out = []
+        for serial in serials:
+            s = sign_code(signer, gtin=batch.gtin, lot=batch.lot, serial=serial, exp=exp)
+            rows.append({"batch_id": batch.id, "serial": serial, "s": s, "created_at": now,
+                         "scan_count": 0, "distinct_clients": 0})
+            out.append((serial, s))
+        try:
+            for start in range(0, len(rows), 5000):
+                self.session.execute(insert(Serial), rows[start:start + 5000])
+        except IntegrityError:
+            raise Conflict("a generated serial collided with an existing one; retry", code="SERIAL_COLLISION") from None
+        batch.serial_count = (batch.serial_count or 0) + count
+        self._audit(actor, "serials.issue", f"{batch.gtin}/{batch.lot}", count=count)
+        self.session.flush()
+        return out
+
+    def serials(self, batch: Batch, *, serial: str | None = None, limit: int | None = None) -> Iterator[Serial]:
+        query = select(Serial).where(Serial.batch_id == batch.id).order_by(Serial.id)
+        if serial is not None:
+            query = query.where(Serial.serial == serial)
+        if limit is not None:
+            query = query.limit(limit)
+        yield from self.session.execute(query.execution_options(yield_per=2000)).scalars()
+
+    def recall(self, actor: Actor, gtin: str, lot: str, *, reason: str) -> Recall:
+        actor.require(Role.PRODUCER, Role.AUTHORITY)
+        reason = (reason or "").strip()
+        if not reason:
+            raise Invalid("a recall needs a reason", code="FIELD_REQUIRED", field="reason")
+        batch = self.owned_batch(actor, gtin, lot)
+        if batch.status == "recalled":
+            raise Conflict("the batch is already recalled", code="BATCH_RECALLED")
+        now = self.clock()
+        event = sign({"t": "recall", "gtin": batch.gtin, "lot": batch.lot, "reason": reason, "at": rfc3339(now),
+                      "by": actor.role.value if actor.role == Role.AUTHORITY else f"producer:{actor.producer_id}"},
+                     self.authority)
+        index, _ = self._append(event, "recall")
+        batch.status = "recalled"
+        recall = Recall(batch_id=batch.id, reason=reason, actor=actor.name or actor.role, record=event, at=now,
+                        log_index=index)
+        self.session.add(recall)
+        self._audit(actor, "batch.recall", f"{batch.gtin}/{batch.lot}", reason=reason)
+        self.session.flush()
+        return recall
+
+    # -- trust list ----------------------------------------------------------------------------
+    def trust_list(self) -> dict[str, Any]:
+        authority = self.authority
+        producers = []
+        for producer in self.session.execute(select(Producer).order_by(Producer.id)).scalars():
+            producers.append({
+                "id": producer.id,
+                "name": producer.name,
+                "gs1_prefixes": producer.gs1_prefixes,
+                "keys": [
+                    {"kid": k.kid, "public_key": k.public_key, "status": k.status,
+                     "gs1_prefixes": k.gs1_prefixes,
+                     "not_before": rfc3339(k.not_before), "not_after": rfc3339(k.not_after),
+                     "compromised_at": rfc3339(k.compromised_at) if k.compromised_at else None}
+                    for k in producer.keys
+                ],
+            })
+        body = {"t": "trust-list", "authority": {"kid": authority.kid, "public_key": b64url_encode(authority.public_raw)},
+                "producers": producers, "issued_at": rfc3339(self.clock())}
+        checkpoint = self.log().latest_checkpoint()
+        if checkpoint:
+            body["log_size"] = checkpoint["size"]
+        return sign(body, authority)
+
+
+def _random_serials(count: int) -> list[str]:
+    seen: set[str] = set()
+    alphabet = SERIAL_ALPHABET
+    while len(seen) < count:
+        raw = secrets.token_bytes(8 * (count - len(seen)))
+        for i in range(0, len(raw), 8):
+            n = int.from_bytes(raw[i:i + 8], "big") >> 4  # 60 bits
+            chars = []
+            for _ in range(SERIAL_LENGTH):
+                chars.append(alphabet[n & 31])
+                n >>= 5
+            seen.add("".join(chars))
+    return list(seen)[:count]
+
+
+class TokenService:
+    """API bearer tokens: shown once, stored as SHA-256 (they carry 256 random bits)."""
+
+    PREFIX = "pov_"
+
+    def __init__(self, session: Session, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.session = session
+        self.clock = clock
+
+    @staticmethod
+    def hash(token: str) -> str:
+        return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+    def create(self, *, role: Role | str, producer_id: str | None = None, label: str = "",
+               expires_at: datetime | None = None) -> tuple[str, ApiToken]:
+        role = Role(role)
+        if role == Role.PRODUCER:
+            if not producer_id:
+                raise Invalid("a producer token must name its producer", code="FIELD_REQUIRED", field="producer")
+            if self.session.get(Producer, producer_id) is None:
+                raise NotFound(f"no producer {producer_id}", code="PRODUCER_UNKNOWN")
+        elif producer_id:
+            raise Invalid("only producer tokens are bound to a producer", code="BAD_TOKEN_SCOPE", field="producer")
+        token = self.PREFIX + secrets.token_urlsafe(32)
+        row = ApiToken(token_hash=self.hash(token), role=role.value, producer_id=producer_id, label=label,
+                       created_at=self.clock(), expires_at=expires_at)
+        self.session.add(row)
+        self.session.flush()
+        return token, row
+
+    def authenticate(self, token: str) -> Actor:
+        row = self.session.execute(select(ApiToken).where(ApiToken.token_hash == self.hash(token))).scalar_one_or_none()
+        if row is None or row.revoked_at is not None:
+            raise Unauthorized("the bearer token is not valid", code="TOKEN_INVALID")
+        if row.expires_at is not None and row.expires_at <= self.clock():
+            raise Unauthorized("the bearer token has expired", code="TOKEN_EXPIRED")
+        return Actor(role=Role(row.role), producer_id=row.producer_id, name=f"token:{row.id}")
+
+    def revoke(self, token_id: int) -> None:
+        row = self.session.get(ApiToken, token_id)
+        if row is None:
+            raise NotFound(f"no token {token_id}")
+        row.revoked_at = self.clock()

@@ -1,0 +1,176 @@
+"""The registry API end to end, checked by an outside client that knows only the wire formats."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+
+from tests.app import outside_client as oc
+from tests.conftest import GTIN, batch_data
+
+
+def _register(client, world, **kw):
+    return client.post("/api/v1/batches", json=batch_data(**kw), headers=world.auth("producer"))
+
+
+def test_outside_client_verifies_everything(client, world):
+    first_cp = client.get("/api/v1/log/checkpoint").get_json()
+    created = _register(client, world)
+    assert created.status_code == 201, created.get_json()
+    body = created.get_json()
+    trust = client.get("/api/v1/trust-list").get_json()
+    authority = trust["authority"]["public_key"]
+    oc.check_signed(trust, authority)
+    # the certificate under the authority key, fetched from the log
+    key = trust["producers"][0]["keys"][0]
+    cert = None
+    for index in range(body["log"]["index"]):
+        leaf = client.get(f"/api/v1/log/inclusion?index={index}").get_json()["leaf"]
+        if leaf["t"] == "producer-key" and leaf["kid"] == key["kid"]:
+            cert = leaf
+    assert cert is not None
+    oc.check_signed(cert, authority)
+    assert cert["public_key"] == key["public_key"] and cert["gs1_prefixes"] == ["893600001"]
+    # the origin record under the producer key
+    oc.check_signed(body["record"], cert["public_key"])
+    # the batch code and every unit code
+    oc.check_code_url(body["url"], cert["public_key"])
+    serials = client.post(f"/api/v1/batches/{GTIN}/LOT-1/serials", json={"count": 20},
+                          headers=world.auth("producer")).get_json()["serials"]
+    for item in serials:
+        payload = oc.check_code_url(item["url"], cert["public_key"])
+        assert payload["serial"] == item["serial"]
+    # inclusion of the record against a signed checkpoint
+    view = client.get(f"/api/v1/batches/{GTIN}/LOT-1").get_json()
+    checkpoint = view["log"]["checkpoint"]
+    oc.check_signed(checkpoint, authority)
+    oc.check_inclusion(view["record"], view["log"]["index"], checkpoint["size"], view["log"]["path"],
+                       checkpoint["root"])
+    # consistency between the checkpoint before and after
+    proof = client.get(f"/api/v1/log/consistency?first={first_cp['size']}&second={checkpoint['size']}").get_json()
+    oc.check_consistency(first_cp["size"], checkpoint["size"], first_cp["root"], checkpoint["root"], proof["path"])
+    # and a forged record fails the outside check
+    forged = dict(body["record"], lot="LOT-2")
+    with pytest.raises(InvalidSignature):
+        oc.check_signed(forged, cert["public_key"])
+
+
+def test_no_token_is_401_and_wrong_role_is_403(client, world):
+    assert client.post("/api/v1/batches", json=batch_data()).status_code == 401
+    bad = client.post("/api/v1/batches", json=batch_data(), headers={"Authorization": "Bearer pov_nope"})
+    assert bad.status_code == 401 and bad.get_json()["error"]["code"] == "TOKEN_INVALID"
+    for role in ("inspector", "partner"):
+        r = client.post("/api/v1/batches", json=batch_data(), headers=world.auth(role))
+        assert r.status_code == 403 and r.get_json()["error"]["code"] == "ROLE_FORBIDDEN"
+    r = client.post("/api/v1/producers", json={"name": "x", "tax_code": "1", "gs1_prefixes": ["8936"],
+                                               "country": "VN"}, headers=world.auth("producer"))
+    assert r.status_code == 403
+
+
+def test_gtin_outside_prefix_is_403(client, world):
+    r = _register(client, world, gtin="08937000010017")
+    assert r.status_code == 403 and r.get_json()["error"]["code"] == "PREFIX_NOT_LICENSED"
+
+
+@pytest.mark.parametrize("change,code", [({"gtin": "08936000010012"}, "BAD_CHECK_DIGIT"),
+                                         ({"lot": "bad lot with spaces"}, "BAD_LOT"),
+                                         ({"lot": "L" * 21}, "BAD_LOT")])
+def test_bad_fields_are_422_with_a_clear_message(client, world, change, code):
+    r = _register(client, world, **change)
+    assert r.status_code == 422
+    error = r.get_json()["error"]
+    assert error["code"] == code and error["field"] in ("gtin", "lot") and len(error["message"]) > 20
+
+
+def test_schema_violations_are_422_and_malformed_json_400(client, world):
+    r = client.post("/api/v1/batches", json={"gtin": GTIN}, headers=world.auth("producer"))
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "VALIDATION_FAILED"
+    r = client.post("/api/v1/batches", data="{not json", content_type="application/json",
+                    headers=world.auth("producer"))
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "MALFORMED_JSON"
+    r = client.post(f"/api/v1/batches/{GTIN}/LOT-1/serials", json={"count": "ten"}, headers=world.auth("producer"))
+    assert r.status_code == 422
+
+
+def test_duplicate_is_409(client, world):
+    assert _register(client, world).status_code == 201
+    r = _register(client, world)
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "BATCH_EXISTS"
+
+
+def test_sixteen_racing_registrations_one_wins_and_log_grows_by_one(app, live_server, world):
+    import json
+    import urllib.request
+
+    before = app.test_client().get("/api/v1/log/checkpoint").get_json()["size"]
+    statuses: list[int] = []
+    barrier = threading.Barrier(16)
+
+    def race():
+        req = urllib.request.Request(f"{live_server}/api/v1/batches", data=json.dumps(batch_data(lot="RACE")).encode(),
+                                     headers={**world.auth("producer"), "Content-Type": "application/json"})
+        barrier.wait()
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                statuses.append(resp.status)
+        except urllib.error.HTTPError as exc:
+            statuses.append(exc.code)
+
+    threads = [threading.Thread(target=race) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [201] + [409] * 15
+    after = app.test_client().get("/api/v1/log/checkpoint").get_json()["size"]
+    assert after == before + 1
+
+
+def test_missing_things_are_404_json(client):
+    r = client.get("/api/v1/batches/08936000010010/NOPE")
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "BATCH_UNKNOWN"
+    r = client.get("/api/v1/no-such-endpoint")
+    assert r.status_code == 404 and "error" in r.get_json()
+
+
+def test_key_lifecycle_over_http(client, world):
+    r = client.post("/api/v1/producers", json={"name": "Trà Tân Cương", "tax_code": "4600123456",
+                                               "gs1_prefixes": ["893600002"], "country": "VN"},
+                    headers=world.auth("authority"))
+    assert r.status_code == 201
+    producer_id = r.get_json()["id"]
+    r = client.post(f"/api/v1/producers/{producer_id}/keys", json={}, headers=world.auth("authority"))
+    assert r.status_code == 201
+    key = r.get_json()
+    assert key["custodial"] is True and key["certificate"]["t"] == "producer-key"
+    r = client.post(f"/api/v1/keys/{key['kid']}/revoke", json={"compromised_at": "2026-01-02T03:04:05Z"},
+                    headers=world.auth("authority"))
+    assert r.status_code == 200 and r.get_json()["compromised_at"] == "2026-01-02T03:04:05Z"
+    r = client.post(f"/api/v1/producers/{producer_id}/keys", json={"public_key": "too-short"},
+                    headers=world.auth("authority"))
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "BAD_PUBLIC_KEY"
+
+
+def test_recall_over_http(client, world):
+    _register(client, world)
+    r = client.post(f"/api/v1/batches/{GTIN}/LOT-1/recall", json={"reason": "mislabelled"},
+                    headers=world.auth("producer"))
+    assert r.status_code == 200 and r.get_json()["record"]["t"] == "recall"
+    assert client.get(f"/api/v1/batches/{GTIN}/LOT-1").get_json()["status"] == "recalled"
+
+
+def test_log_parameters_are_checked(client, world):
+    _register(client, world)
+    assert client.get("/api/v1/log/inclusion?index=99").status_code == 422
+    assert client.get("/api/v1/log/inclusion").status_code == 422
+    assert client.get("/api/v1/log/consistency?first=1&second=99").status_code == 422
+
+
+def test_openapi_document_lists_the_contract(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    for path in ("/api/v1/producers", "/api/v1/batches", "/api/v1/batches/{gtin}/{lot}/serials",
+                 "/api/v1/verify", "/api/v1/verify/image", "/api/v1/trust-list", "/api/v1/log/inclusion"):
+        assert path in spec["paths"], path
+    assert "bearerAuth" in spec["components"]["securitySchemes"]

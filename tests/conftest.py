@@ -1,0 +1,145 @@
+"""Shared fixtures: a real database (SQLite per test, or PostgreSQL from TEST_DATABASE_URL), the app,
+its client and CLI runner, fresh keys, and a demo-like producer with a certified key."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.cli import init_instance
+from registry.db import Base, make_engine
+from registry.services import SYSTEM, Registry, Role, TokenService
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SHARED_DIR", REPO.parent / "shared"))
+PG_URL = os.environ.get("TEST_DATABASE_URL")
+TEST_PASSPHRASE = "test-passphrase-not-secret"
+BASE_URL = "https://verify.example.vn"
+PREFIX = "893600001"
+GTIN = "08936000010010"  # valid check digit; company part 8936000010... starts with PREFIX
+
+
+def _reset_postgres(url: str, *, drop: bool) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        Base.metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def template_instance(tmp_path_factory) -> Path:
+    """An instance folder migrated once (SQLite file + authority key), copied into each test."""
+    path = tmp_path_factory.mktemp("template-instance")
+    cfg = {"INSTANCE_DIR": path, "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32, "SCAN_SALT": "salt",
+           "DATABASE_URL": PG_URL or f"sqlite:///{path / 'registry.db'}"}
+    if PG_URL:
+        _reset_postgres(PG_URL, drop=True)
+    app = create_app(cfg)
+    init_instance(app)
+    app.extensions["engine"].dispose()
+    yield path
+    if PG_URL:
+        _reset_postgres(PG_URL, drop=True)
+
+
+def _truncate_postgres(engine) -> None:
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def app(template_instance, tmp_path):
+    instance = tmp_path / "instance"
+    shutil.copytree(template_instance, instance)
+    cfg = {"INSTANCE_DIR": instance, "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
+           "SCAN_SALT": "salt", "BASE_URL": BASE_URL, "RATE_LIMITS": "off", "TESTING": "1",
+           "DATABASE_URL": PG_URL or f"sqlite:///{instance / 'registry.db'}"}
+    application = create_app(cfg)
+    if PG_URL:
+        _truncate_postgres(application.extensions["engine"])
+    yield application
+    application.extensions["engine"].dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def session(app):
+    s = app.extensions["session_factory"]()
+    yield s
+    s.rollback()
+    s.close()
+
+
+@pytest.fixture
+def registry(app, session) -> Registry:
+    return Registry(session, keystore=app.extensions["keystore"], base_url=app.config["BASE_URL"])
+
+
+@dataclass
+class World:
+    """A producer with a certified custodial key and bearer tokens for each role."""
+
+    producer_id: str
+    kid: str
+    tokens: dict[str, str]
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+def batch_data(*, gtin: str = GTIN, lot: str = "LOT-1", expiry: date | None = None, **extra) -> dict:
+    today = date.today()
+    data = {
+        "gtin": gtin, "lot": lot,
+        "product": {"name": "Cà phê rang xay", "brand": "Highland", "category": "Coffee"},
+        "facility": {"name": "Xưởng Ea Tu", "address": "Đắk Lắk", "country": "VN"},
+        "production_date": (today - timedelta(days=10)).isoformat(),
+        "expiry_date": (expiry or today + timedelta(days=365)).isoformat(),
+        "quantity": 100,
+        "certifications": [{"scheme": "VietGAP", "id": "VG-1"}],
+    }
+    data.update(extra)
+    return data
+
+
+@pytest.fixture
+def world(registry, session) -> World:
+    producer = registry.admit_producer(SYSTEM, name="HTX Highland", tax_code="0312345678",
+                                       gs1_prefixes=[PREFIX], country="VN")
+    key = registry.certify_key(SYSTEM, producer.id)
+    tokens = TokenService(session)
+    issued = {role.value: tokens.create(role=role)[0] for role in (Role.AUTHORITY, Role.INSPECTOR, Role.PARTNER)}
+    issued["producer"] = tokens.create(role=Role.PRODUCER, producer_id=producer.id)[0]
+    session.commit()
+    return World(producer_id=producer.id, kid=key.kid, tokens=issued)
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served over real HTTP on a free loopback port, in a thread."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)

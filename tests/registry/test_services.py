@@ -1,0 +1,221 @@
+"""Registry services over a real database: rules, signatures, the log, tokens."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from keys.encoding import b64url_decode, utcnow
+from keys.signing import Signer, public_key_from_raw, sign, verify, verify_code
+from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from registry.models import AuditEvent, Batch, LogEntry, Serial
+from registry.services import (
+    MAX_SERIALS_PER_REQUEST,
+    SERIAL_ALPHABET,
+    SERIAL_LENGTH,
+    SYSTEM,
+    Actor,
+    Role,
+    TokenService,
+)
+from tests.conftest import GTIN, batch_data
+
+PRODUCER = lambda world: Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")  # noqa: E731
+
+
+def test_register_batch_signs_an_origin_record(registry, world, session):
+    batch = registry.register_batch(PRODUCER(world), batch_data())
+    record = batch.record
+    assert record["t"] == "origin-record" and record["gtin"] == GTIN and record["kid"] == world.kid
+    key = registry.key(world.kid)
+    verify(record, public_key_from_raw(b64url_decode(key.public_key)))
+    assert registry.log().entry(batch.log_index) == record
+    assert session.execute(select(AuditEvent).where(AuditEvent.action == "batch.register")).first()
+
+
+@pytest.mark.parametrize("change,code", [
+    ({"gtin": "08936000010012"}, "BAD_CHECK_DIGIT"),
+    ({"gtin": "0893600001001"}, "BAD_CHECK_DIGIT"),
+    ({"gtin": "12345"}, "BAD_GTIN"),
+    ({"lot": "L" * 21}, "BAD_LOT"),
+    ({"lot": "LOT~1"}, "BAD_LOT"),
+    ({"lot": "LÔ1"}, "BAD_LOT"),
+    ({"production_date": "2026-13-01"}, "BAD_DATE"),
+    ({"production_date": (date.today() + timedelta(days=5)).isoformat()}, "BAD_DATE"),
+    ({"expiry_date": (date.today() - timedelta(days=20)).isoformat()}, "BAD_DATE"),
+    ({"quantity": 0}, "BAD_QUANTITY"),
+    ({"facility": {"name": "F", "gln": "8936000010004"}}, "BAD_CHECK_DIGIT"),
+])
+def test_register_batch_refuses_bad_fields(registry, world, change, code):
+    with pytest.raises(Invalid) as err:
+        registry.register_batch(PRODUCER(world), batch_data(**change))
+    assert err.value.code == code
+    assert err.value.message
+
+
+def test_gtin_outside_the_certified_prefix_is_forbidden(registry, world):
+    with pytest.raises(Forbidden) as err:
+        registry.register_batch(PRODUCER(world), batch_data(gtin="08937000010017"))
+    assert err.value.code == "PREFIX_NOT_LICENSED"
+
+
+def test_duplicate_batch_conflicts_and_log_does_not_grow(registry, world, session):
+    registry.register_batch(PRODUCER(world), batch_data())
+    session.commit()
+    size = registry.log().size()
+    with pytest.raises(Conflict):
+        registry.register_batch(PRODUCER(world), batch_data())
+    session.rollback()
+    assert registry.log().size() == size
+
+
+def test_serials_are_unpredictable_signed_and_unique(registry, world, session):
+    registry.register_batch(PRODUCER(world), batch_data())
+    issued = registry.issue_serials(PRODUCER(world), GTIN, "LOT-1", 500)
+    session.commit()
+    serials = [s for s, _ in issued]
+    assert len(set(serials)) == 500
+    assert all(len(s) == SERIAL_LENGTH and set(s) <= set(SERIAL_ALPHABET) for s in serials)
+    key = public_key_from_raw(b64url_decode(registry.key(world.kid).public_key))
+    exp = (date.today() + timedelta(days=365)).strftime("%y%m%d")
+    for serial, s in issued[:50]:
+        verify_code(key, s, gtin=GTIN, lot="LOT-1", serial=serial, exp=exp)
+    assert session.scalar(select(func.count()).select_from(Serial)) == 500
+    # 60 random bits per serial: guessing any of 100,000 serials succeeds with p = 1e5 / 2**60
+    assert 100_000 / len(SERIAL_ALPHABET) ** SERIAL_LENGTH < 1e-12
+
+
+def test_serial_count_limits(registry, world):
+    registry.register_batch(PRODUCER(world), batch_data())
+    for bad in (0, -1, MAX_SERIALS_PER_REQUEST + 1):
+        with pytest.raises(Invalid):
+            registry.issue_serials(PRODUCER(world), GTIN, "LOT-1", bad)
+
+
+def test_another_producer_cannot_touch_the_batch(registry, world, session):
+    registry.register_batch(PRODUCER(world), batch_data())
+    other = registry.admit_producer(SYSTEM, name="Other", tax_code="999", gs1_prefixes=["893700001"], country="VN")
+    intruder = Actor(role=Role.PRODUCER, producer_id=other.id)
+    with pytest.raises(Forbidden):
+        registry.issue_serials(intruder, GTIN, "LOT-1", 1)
+    with pytest.raises(Forbidden):
+        registry.recall(intruder, GTIN, "LOT-1", reason="sabotage")
+
+
+def test_roles_are_checked_in_the_services(registry, world):
+    inspector = Actor(role=Role.INSPECTOR)
+    with pytest.raises(Forbidden):
+        registry.register_batch(inspector, batch_data())
+    with pytest.raises(Forbidden):
+        registry.admit_producer(inspector, name="x", tax_code="1", gs1_prefixes=["8936"], country="VN")
+    with pytest.raises(Forbidden):
+        registry.revoke_key(Actor(role=Role.PRODUCER, producer_id=world.producer_id), world.kid, compromised_at=None)
+
+
+def test_recall_is_logged_and_blocks_new_serials(registry, world, session):
+    registry.register_batch(PRODUCER(world), batch_data())
+    recall = registry.recall(PRODUCER(world), GTIN, "LOT-1", reason="contaminated")
+    assert registry.log().entry(recall.log_index)["t"] == "recall"
+    assert registry.batch(GTIN, "LOT-1").status == "recalled"
+    with pytest.raises(Conflict):
+        registry.issue_serials(PRODUCER(world), GTIN, "LOT-1", 1)
+    with pytest.raises(Conflict):
+        registry.recall(PRODUCER(world), GTIN, "LOT-1", reason="again")
+
+
+def test_revocation_is_logged_and_listed(registry, world):
+    compromised = utcnow() - timedelta(days=2)
+    key = registry.revoke_key(SYSTEM, world.kid, compromised_at=compromised)
+    assert key.status == "revoked"
+    entries = [registry.log().entry(i) for i in range(registry.log().size())]
+    assert [e["t"] for e in entries][-1] == "key-revocation"
+    trust = registry.trust_list()
+    listed = trust["producers"][0]["keys"][0]
+    assert listed["status"] == "revoked" and listed["compromised_at"]
+    with pytest.raises(Conflict):
+        registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
+    with pytest.raises(NotFound):
+        registry.revoke_key(SYSTEM, "AAAAAAAA", compromised_at=None)
+
+
+def test_new_batches_need_an_active_key(registry, world):
+    registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
+    with pytest.raises(Conflict) as err:
+        registry.register_batch(PRODUCER(world), batch_data())
+    assert err.value.code == "NO_ACTIVE_KEY"
+
+
+def test_presigned_record_from_a_producer_held_key(registry, world, session):
+    own = Signer.generate()
+    from keys.encoding import b64url_encode, rfc3339
+
+    registry.certify_key(SYSTEM, world.producer_id, public_key=b64url_encode(own.public_raw))
+    assert not registry.keystore.has(own.kid)  # the service never sees that private key
+    record = {"t": "origin-record", "gtin": GTIN, "lot": "OWN-1", "kid": own.kid, "producer_id": world.producer_id,
+              "product": {"name": "Tea"}, "facility": {"name": "Farm"},
+              "production_date": date.today().isoformat(), "certifications": [], "issued_at": rfc3339(utcnow())}
+    batch = registry.register_batch(PRODUCER(world), {"record": sign(record, own)})
+    assert batch.kid == own.kid and batch.record["sig"]["kid"] == own.kid
+    tampered = sign({**record, "lot": "OWN-2"}, own)
+    tampered["product"] = {"name": "Fake tea"}
+    with pytest.raises(Invalid) as err:
+        registry.register_batch(PRODUCER(world), {"record": tampered})
+    assert err.value.code == "SIGNATURE_INVALID"
+    with pytest.raises(Conflict) as err:  # the service cannot sign serials for a key it does not hold
+        registry.issue_serials(PRODUCER(world), GTIN, "OWN-1", 1)
+    assert err.value.code == "KEY_NOT_CUSTODIAL"
+
+
+def test_presigned_record_by_an_uncertified_key_is_refused(registry, world):
+    rogue = Signer.generate()
+    record = sign({"t": "origin-record", "gtin": GTIN, "lot": "X", "kid": rogue.kid,
+                   "producer_id": world.producer_id, "product": {"name": "x"}, "facility": {"name": "y"},
+                   "production_date": date.today().isoformat(), "issued_at": "2026-01-01T00:00:00Z"}, rogue)
+    with pytest.raises(Forbidden):
+        registry.register_batch(PRODUCER(world), {"record": record})
+
+
+def test_producer_admission_rules(registry):
+    with pytest.raises(Invalid):
+        registry.admit_producer(SYSTEM, name="", tax_code="1", gs1_prefixes=["8936"], country="VN")
+    with pytest.raises(Invalid):
+        registry.admit_producer(SYSTEM, name="x", tax_code="1", gs1_prefixes=["89"], country="VN")
+    with pytest.raises(Invalid):
+        registry.admit_producer(SYSTEM, name="x", tax_code="1", gs1_prefixes=["8936"], country="Vietnam")
+    registry.admit_producer(SYSTEM, name="x", tax_code="1", gs1_prefixes=["8936"], country="vn")
+    with pytest.raises(Conflict):
+        registry.admit_producer(SYSTEM, name="y", tax_code="1", gs1_prefixes=["8937"], country="VN")
+
+
+def test_tokens_are_hashed_scoped_and_expire(session, world):
+    service = TokenService(session)
+    token, row = service.create(role=Role.INSPECTOR, label="t")
+    assert token not in row.token_hash and row.token_hash == TokenService.hash(token)
+    assert service.authenticate(token).role == Role.INSPECTOR
+    with pytest.raises(Unauthorized):
+        service.authenticate(token + "x")
+    expired, _ = service.create(role=Role.PARTNER, expires_at=utcnow() - timedelta(seconds=1))
+    with pytest.raises(Unauthorized) as err:
+        service.authenticate(expired)
+    assert err.value.code == "TOKEN_EXPIRED"
+    service.revoke(row.id)
+    with pytest.raises(Unauthorized):
+        service.authenticate(token)
+    with pytest.raises(Invalid):
+        service.create(role=Role.PRODUCER)
+    with pytest.raises(Invalid):
+        service.create(role=Role.INSPECTOR, producer_id=world.producer_id)
+
+
+def test_log_verify_all_detects_tampering(registry, world, session):
+    registry.register_batch(PRODUCER(world), batch_data())
+    session.commit()
+    check = registry.log().verify_all(registry.authority.public_raw)
+    assert check.ok and check.size == 2 and check.root_matches and check.signature_valid
+    entry = session.get(LogEntry, 1)
+    entry.data = entry.data.replace("LOT-1", "LOT-9")
+    session.flush()
+    check = registry.log().verify_all(registry.authority.public_raw)
+    assert not check.ok and any("leaf hash" in p for p in check.problems)

@@ -1,0 +1,343 @@
+"""From a decoded text to a verdict and the reasons behind it (DESIGN.md, "Verdicts").
+
+Checks run in the order a verifier must trust them: the text parses, the signature verifies
+under a key the authority certified for that GTIN's company prefix, then the registry's view of
+the batch (status, expiry, serial) and the scan history. Low-level checks raise typed errors;
+this module turns each into one reason code and a verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Callable, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from keys.certificates import gtin_covered
+from keys.errors import BadSignature
+from keys.signing import split_code_signature, verify_code
+from verification.parsing import MalformedCode, ParsedCode, parse_code
+
+__all__ = [
+    "Verdict",
+    "ReasonCode",
+    "Reason",
+    "KeyInfo",
+    "BatchInfo",
+    "SerialInfo",
+    "ScanContext",
+    "ScanSummary",
+    "Lookup",
+    "ScanRecorder",
+    "CloneThresholds",
+    "Verification",
+    "Verifier",
+    "most_serious",
+    "VERDICT_ORDER",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Verdict(StrEnum):
+    GENUINE = "genuine"
+    COUNTERFEIT = "counterfeit"
+    SUSPECT = "suspect"
+    RECALLED = "recalled"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+    UNVERIFIABLE = "unverifiable"
+    UNREADABLE = "unreadable"
+
+
+# The most serious first: a signed code beside a plain barcode decides the overall verdict.
+VERDICT_ORDER = (Verdict.COUNTERFEIT, Verdict.SUSPECT, Verdict.RECALLED, Verdict.EXPIRED, Verdict.UNKNOWN,
+                 Verdict.GENUINE, Verdict.UNVERIFIABLE, Verdict.UNREADABLE)
+
+
+def most_serious(verdicts: list[Verdict]) -> Verdict:
+    if not verdicts:
+        return Verdict.UNREADABLE
+    return min(verdicts, key=VERDICT_ORDER.index)
+
+
+class ReasonCode(StrEnum):
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    KEY_UNKNOWN = "KEY_UNKNOWN"
+    PREFIX_NOT_LICENSED = "PREFIX_NOT_LICENSED"
+    SERIAL_CLONED = "SERIAL_CLONED"
+    KEY_REVOKED = "KEY_REVOKED"
+    DATA_MISMATCH = "DATA_MISMATCH"
+    BATCH_RECALLED = "BATCH_RECALLED"
+    EXPIRED = "EXPIRED"
+    BATCH_UNKNOWN = "BATCH_UNKNOWN"
+    SERIAL_UNKNOWN = "SERIAL_UNKNOWN"
+    GTIN_UNKNOWN = "GTIN_UNKNOWN"
+    PLAIN_GTIN = "PLAIN_GTIN"
+    UNSIGNED_CODE = "UNSIGNED_CODE"
+    NO_CODE_FOUND = "NO_CODE_FOUND"
+    MALFORMED_CODE = "MALFORMED_CODE"
+    BAD_CHECK_DIGIT = "BAD_CHECK_DIGIT"
+    # Notes: they explain, they do not change the verdict.
+    OFFLINE_NO_RECALLS = "OFFLINE_NO_RECALLS"
+    OFFLINE_NO_CLONES = "OFFLINE_NO_CLONES"
+    SCANNER_SLIP = "SCANNER_SLIP"
+
+
+VERDICT_OF = {
+    ReasonCode.SIGNATURE_INVALID: Verdict.COUNTERFEIT,
+    ReasonCode.KEY_UNKNOWN: Verdict.COUNTERFEIT,
+    ReasonCode.PREFIX_NOT_LICENSED: Verdict.COUNTERFEIT,
+    ReasonCode.SERIAL_CLONED: Verdict.SUSPECT,
+    ReasonCode.KEY_REVOKED: Verdict.SUSPECT,
+    ReasonCode.DATA_MISMATCH: Verdict.SUSPECT,
+    ReasonCode.BATCH_RECALLED: Verdict.RECALLED,
+    ReasonCode.EXPIRED: Verdict.EXPIRED,
+    ReasonCode.BATCH_UNKNOWN: Verdict.UNKNOWN,
+    ReasonCode.SERIAL_UNKNOWN: Verdict.UNKNOWN,
+    ReasonCode.GTIN_UNKNOWN: Verdict.UNKNOWN,
+    ReasonCode.PLAIN_GTIN: Verdict.UNVERIFIABLE,
+    ReasonCode.UNSIGNED_CODE: Verdict.UNVERIFIABLE,
+    ReasonCode.NO_CODE_FOUND: Verdict.UNREADABLE,
+    ReasonCode.MALFORMED_CODE: Verdict.UNREADABLE,
+    ReasonCode.BAD_CHECK_DIGIT: Verdict.UNREADABLE,
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: ReasonCode
+    detail: str = ""  # English, technical: what exactly was found (logged and shown to inspectors)
+
+    @property
+    def is_note(self) -> bool:
+        return self.code not in VERDICT_OF
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    kid: str
+    public_key: Ed25519PublicKey
+    producer_id: str
+    gs1_prefixes: tuple[str, ...]
+    status: str  # active | revoked
+    compromised_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    batch_id: int | None
+    gtin: str
+    lot: str
+    producer_id: str
+    status: str  # active | recalled
+    expiry_date: date | None
+    record: dict[str, Any]
+    producer: dict[str, Any]
+    recall_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SerialInfo:
+    serial_id: int
+    serial: str
+
+
+@dataclass(frozen=True)
+class ScanContext:
+    """Where a verification comes from. ``client`` is already a salted hash; places are coarse."""
+
+    channel: str = "api"
+    client: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ScanSummary:
+    count: int
+    first_seen: datetime | None
+    distinct_clients: int
+    travel_kmh: float | None = None  # speed implied since the previous scan's place, if both had one
+
+
+class Lookup(Protocol):
+    """What the verifier needs to know; the registry implements it online, the trust list offline."""
+
+    def key(self, kid: str) -> KeyInfo | None: ...
+
+    def batch(self, gtin: str, lot: str) -> BatchInfo | None: ...
+
+    def product(self, gtin: str) -> dict[str, Any] | None: ...
+
+    def serial(self, batch: BatchInfo, serial: str) -> SerialInfo | None: ...
+
+
+class ScanRecorder(Protocol):
+    def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext,
+               verdict: Verdict) -> ScanSummary | None: ...
+
+    def flag(self, serial: SerialInfo, reason: ReasonCode) -> None: ...
+
+
+@dataclass(frozen=True)
+class CloneThresholds:
+    max_distinct_clients: int = 10
+    max_speed_kmh: float = 900.0
+
+
+@dataclass(frozen=True)
+class Verification:
+    verdict: Verdict
+    reasons: tuple[Reason, ...]
+    code: ParsedCode | None = None
+    text: str = ""
+    batch: BatchInfo | None = None
+    product: dict[str, Any] | None = None
+    scans: ScanSummary | None = None
+    offline: bool = False
+    hint: str | None = None
+
+    @property
+    def notes(self) -> tuple[Reason, ...]:
+        return tuple(r for r in self.reasons if r.is_note)
+
+
+@dataclass
+class _Findings:
+    reasons: list[Reason] = field(default_factory=list)
+
+    def add(self, code: ReasonCode, detail: str = "") -> None:
+        self.reasons.append(Reason(code, detail))
+
+    def verdict(self, default: Verdict) -> Verdict:
+        verdicts = [VERDICT_OF[r.code] for r in self.reasons if not r.is_note]
+        return most_serious(verdicts) if verdicts else default
+
+
+class Verifier:
+    """Answers a verdict for a decoded text. ``scans`` is None offline (no history, no recalls)."""
+
+    def __init__(self, *, lookup: Lookup, scans: ScanRecorder | None = None,
+                 thresholds: CloneThresholds = CloneThresholds(), today: Callable[[], date] = date.today,
+                 offline: bool = False) -> None:
+        self._lookup = lookup
+        self._scans = scans
+        self._thresholds = thresholds
+        self._today = today
+        self._offline = offline
+
+    def verify_text(self, text: str, *, context: ScanContext = ScanContext()) -> Verification:
+        try:
+            code = parse_code(text)
+        except MalformedCode as exc:
+            reason = ReasonCode(exc.reason)
+            return Verification(verdict=Verdict.UNREADABLE, reasons=(Reason(reason, exc.detail),), text=text,
+                                hint=exc.hint, offline=self._offline)
+        return self.verify_code(code, text=text, context=context)
+
+    def verify_code(self, code: ParsedCode, *, text: str = "", context: ScanContext = ScanContext()) -> Verification:
+        found = _Findings()
+        for note in code.notes:
+            found.add(ReasonCode.SCANNER_SLIP, note)
+        if code.gtin is None:
+            found.add(ReasonCode.MALFORMED_CODE, "the code carries no GTIN")
+            return self._result(found, code, text, default=Verdict.UNREADABLE)
+        if code.lot is None:  # a product barcode: names a product, proves nothing
+            found.add(ReasonCode.PLAIN_GTIN)
+            return self._result(found, code, text, default=Verdict.UNVERIFIABLE,
+                                product=self._lookup.product(code.gtin))
+        key = None
+        if code.signature is not None:
+            key = self._check_signature(code, found)
+            if found.verdict(Verdict.GENUINE) == Verdict.COUNTERFEIT:
+                return self._result(found, code, text, default=Verdict.COUNTERFEIT)
+        if code.expiry is not None and code.expiry < self._today():
+            found.add(ReasonCode.EXPIRED, f"expiry {code.expiry.isoformat()} has passed")
+        if self._offline:
+            found.add(ReasonCode.OFFLINE_NO_RECALLS)
+            if code.serial is not None:
+                found.add(ReasonCode.OFFLINE_NO_CLONES)
+            if key is None:
+                found.add(ReasonCode.UNSIGNED_CODE, "an unsigned code cannot be checked offline")
+            return self._result(found, code, text, default=Verdict.GENUINE)
+        batch = self._lookup.batch(code.gtin, code.lot)
+        if batch is None:
+            known = self._lookup.product(code.gtin)
+            found.add(ReasonCode.BATCH_UNKNOWN if known else ReasonCode.GTIN_UNKNOWN,
+                      f"no batch {code.gtin} / {code.lot} in the registry")
+            return self._result(found, code, text, default=Verdict.UNKNOWN, product=known)
+        if key is not None and key.producer_id != batch.producer_id:
+            found.add(ReasonCode.DATA_MISMATCH, "the signing key belongs to another producer than the batch")
+        if code.expiry_raw is not None and batch.expiry_date is not None and code.expiry != batch.expiry_date:
+            found.add(ReasonCode.DATA_MISMATCH,
+                      f"the code says expiry {code.expiry}, the registry {batch.expiry_date.isoformat()}")
+        if batch.status == "recalled":
+            found.add(ReasonCode.BATCH_RECALLED, batch.recall_reason or "")
+        if batch.expiry_date is not None and batch.expiry_date < self._today() and not any(
+                r.code == ReasonCode.EXPIRED for r in found.reasons):
+            found.add(ReasonCode.EXPIRED, f"expiry {batch.expiry_date.isoformat()} has passed")
+        serial = None
+        if code.serial is not None:
+            serial = self._lookup.serial(batch, code.serial)
+            if serial is None:
+                found.add(ReasonCode.SERIAL_UNKNOWN, f"serial {code.serial} was never issued for this batch")
+        if key is None:
+            found.add(ReasonCode.UNSIGNED_CODE)
+        default = Verdict.GENUINE if key is not None else Verdict.UNVERIFIABLE
+        scans = None
+        if self._scans is not None:
+            provisional = found.verdict(default)
+            scans = self._scans.record(batch=batch, serial=serial, context=context, verdict=provisional)
+            if serial is not None and scans is not None and self._check_clones(scans, found):
+                self._scans.flag(serial, ReasonCode.SERIAL_CLONED)
+        return self._result(found, code, text, default=default, batch=batch, scans=scans)
+
+    def _check_signature(self, code: ParsedCode, found: _Findings) -> KeyInfo | None:
+        try:
+            kid, _ = split_code_signature(code.signature or "")
+        except BadSignature as exc:
+            found.add(ReasonCode.SIGNATURE_INVALID, str(exc))
+            return None
+        key = self._lookup.key(kid)
+        if key is None:
+            found.add(ReasonCode.KEY_UNKNOWN, f"no certified key {kid}")
+            return None
+        try:
+            verify_code(key.public_key, code.signature or "", gtin=code.gtin or "", lot=code.lot or "",
+                        serial=code.serial, exp=code.expiry_raw)
+        except BadSignature as exc:
+            found.add(ReasonCode.SIGNATURE_INVALID, str(exc))
+            return None
+        if not gtin_covered(code.gtin or "", list(key.gs1_prefixes)):
+            found.add(ReasonCode.PREFIX_NOT_LICENSED,
+                      f"key {kid} is not certified for the company prefix of GTIN {code.gtin}")
+            return None
+        if key.status == "revoked":
+            when = key.compromised_at.isoformat() if key.compromised_at else "an unknown time"
+            found.add(ReasonCode.KEY_REVOKED, f"key {kid} was revoked (compromised at {when})")
+        return key
+
+    def _check_clones(self, scans: ScanSummary, found: _Findings) -> bool:
+        limits = self._thresholds
+        if scans.distinct_clients > limits.max_distinct_clients:
+            found.add(ReasonCode.SERIAL_CLONED,
+                      f"verified by {scans.distinct_clients} different clients (limit {limits.max_distinct_clients})")
+            return True
+        if scans.travel_kmh is not None and scans.travel_kmh > limits.max_speed_kmh:
+            found.add(ReasonCode.SERIAL_CLONED,
+                      f"seen in places {scans.travel_kmh:.0f} km/h apart (limit {limits.max_speed_kmh:.0f})")
+            return True
+        return False
+
+    def _result(self, found: _Findings, code: ParsedCode, text: str, *, default: Verdict,
+                batch: BatchInfo | None = None, product: dict[str, Any] | None = None,
+                scans: ScanSummary | None = None) -> Verification:
+        if product is None and batch is not None:
+            product = batch.record.get("product")
+        return Verification(verdict=found.verdict(default), reasons=tuple(found.reasons), code=code, text=text,
+                            batch=batch, product=product, scans=scans, offline=self._offline)
