@@ -87,7 +87,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(close_session)
     app.after_request(add_security_headers)
 
-    from app.cli import register_cli
+    from app.cli import register_cli, register_import_cli, register_verify_cli
 
     register_cli(app)
+    register_verify_cli(app)
+    register_import_cli(app)
     return app

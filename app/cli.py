@@ -16,7 +16,7 @@ from registry.db import Base
 from registry.errors import RegistryError
 from registry.services import AUTHORITY_KEY_NAME, SYSTEM, Registry, Role, TokenService
 
-__all__ = ["register_cli", "init_instance"]
+__all__ = ["register_cli", "register_verify_cli", "register_import_cli", "init_instance"]
 
 
 def _registry(session) -> Registry:
@@ -226,3 +226,103 @@ def register_cli(app: Flask) -> None:
             session.commit()
         for line in lines:
             click.echo(line)
+
+
+def _print_verification(body: dict, *, lang: str = "en") -> None:
+    click.echo(f"verdict: {body['verdict']}")
+    for reason in body.get("reasons", []):
+        click.echo(f"  - {reason['code']}: {reason['message'][lang]}" + (f" ({reason['detail']})" if reason.get("detail") else ""))
+    for note in body.get("notes", []):
+        click.echo(f"  note {note['code']}: {note['message'][lang]}")
+    code = body.get("code")
+    if code:
+        click.echo("  code: " + ", ".join(f"{k}={v}" for k, v in code.items() if v not in (None, "")))
+    if body.get("product"):
+        click.echo(f"  product: {body['product'].get('name')}")
+    if body.get("scans"):
+        click.echo(f"  verified {body['scans']['count']} times, first on {body['scans']['first_seen']}")
+
+
+def register_verify_cli(app: Flask) -> None:
+    @app.cli.command("verify")
+    @click.argument("image_or_text")
+    @click.option("--json", "as_json", is_flag=True, help="print the same JSON as the API")
+    @click.option("--offline", is_flag=True, help="no database, no network: check against a trust list")
+    @click.option("--trust-list", "trust_list_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--authority-key", default=None, help="pin the authority public key (base64url)")
+    def verify_command(image_or_text: str, as_json: bool, offline: bool, trust_list_file: Path | None,
+                       authority_key: str | None) -> None:
+        """Verify a photo (a file path) or a decoded text, online or --offline."""
+        from verification.decoding import ImageRejected
+        from verification.offline import TrustListError, TrustListLookup
+        from verification.services import verify_image
+        from verification.verdicts import ScanContext, Verifier
+
+        from app.presenters import image_verification_json, verification_json
+
+        if offline:
+            if trust_list_file is None:
+                raise click.UsageError("--offline needs --trust-list FILE (get it with `python -m app trust-list`)")
+            try:
+                lookup = TrustListLookup.from_document(json.loads(trust_list_file.read_text(encoding="utf-8")),
+                                                       pinned_authority_key=authority_key)
+            except (TrustListError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise click.ClickException(f"trust list refused: {exc}") from None
+            verifier = Verifier(lookup=lookup, offline=True)
+        else:
+            from app.services import verifier as online_verifier
+
+            verifier = online_verifier()
+        context = ScanContext(channel="cli")
+        path = Path(image_or_text)
+        if path.is_file():
+            try:
+                result = verify_image(verifier, path.read_bytes(), context=context,
+                                      max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
+            except ImageRejected as exc:
+                raise click.ClickException(f"{exc.code.value}: {exc.message}") from None
+            body = image_verification_json(result)
+        else:
+            body = verification_json(verifier.verify_text(image_or_text, context=context))
+        if not offline:
+            from app.services import db_session
+
+            db_session().commit()  # the scan events
+        if as_json:
+            click.echo(json.dumps(body, ensure_ascii=False, indent=1))
+            return
+        if "codes" in body:
+            click.echo(f"overall: {body['verdict']} ({len(body['codes'])} code(s))")
+            for reason in body.get("reasons", []):
+                click.echo(f"  - {reason['code']}: {reason['message']['en']}")
+            for item in body["codes"]:
+                click.echo(f"[{item['symbology']}] {item['text']}")
+                _print_verification(item)
+        else:
+            _print_verification(body)
+        if offline:
+            click.echo(f"checked offline against the trust list issued {lookup.issued_at.isoformat()}; "
+                       "recalls since then and cloned serials cannot be known offline")
+
+
+def register_import_cli(app: Flask) -> None:
+    @app.cli.command("import-batches")
+    @click.argument("producer_id")
+    @click.argument("jsonl_file", type=click.File("r", encoding="utf-8"))
+    def import_batches(producer_id: str, jsonl_file) -> None:
+        """Register many batches from a JSON-lines file (one POST /batches body per line): all or none."""
+        rows = []
+        for number, line in enumerate(jsonl_file, start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise click.ClickException(f"line {number} is not valid JSON: {exc}") from None
+        with _session() as session:
+            click.echo(f"importing {len(rows)} batches", err=True)
+            try:
+                batches = _registry(session).register_batches(SYSTEM, rows, producer_id=producer_id)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+        click.echo(f"imported {len(batches)} batches")

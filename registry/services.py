@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -45,6 +45,9 @@ from registry.models import (
 )
 from registry.rules import check_country, check_gln, check_gs1_prefix, check_gtin, check_lot, yymmdd
 from verification.digital_link import build_url
+
+if TYPE_CHECKING:
+    from registry.labels import LabelData
 
 __all__ = [
     "Role",
@@ -303,6 +306,28 @@ class Registry:
 
     def register_batch(self, actor: Actor, data: dict[str, Any], *, producer_id: str | None = None) -> Batch:
         """Register a batch from its origin data, or from a pre-signed record in ``data["record"]``."""
+        batch = self._register_one(actor, data, producer_id=producer_id)
+        self.log().sign_checkpoint()
+        return batch
+
+    def register_batches(self, actor: Actor, rows: list[dict[str, Any]], *,
+                         producer_id: str | None = None) -> list[Batch]:
+        """Register many batches in the caller's transaction: all or none, one checkpoint at the end.
+
+        An error names the row (``Invalid.field`` is prefixed ``row N:``)."""
+        batches = []
+        for number, data in enumerate(rows, start=1):
+            try:
+                batches.append(self._register_one(actor, data, producer_id=producer_id))
+            except (Invalid, Conflict, Forbidden, NotFound) as exc:
+                exc.message = f"row {number}: {exc.message}"
+                exc.field = f"row {number}" + (f": {exc.field}" if exc.field else "")
+                raise
+        if batches:
+            self.log().sign_checkpoint()
+        return batches
+
+    def _register_one(self, actor: Actor, data: dict[str, Any], *, producer_id: str | None) -> Batch:
         actor.require(Role.PRODUCER, Role.AUTHORITY)
         producer_id = actor.producer_id if actor.role == Role.PRODUCER else (producer_id or data.get("producer_id"))
         if not producer_id:
@@ -328,7 +353,6 @@ class Registry:
         if exists:
             raise Conflict(f"batch {record['gtin']} / {record['lot']} is already registered", code="BATCH_EXISTS")
         index = tlog.append(record, kind="origin-record")
-        tlog.sign_checkpoint()
         batch = Batch(gtin=record["gtin"], lot=record["lot"], producer_id=producer.id, kid=key.kid, record=record,
                       product_name=record["product"]["name"],
                       production_date=date.fromisoformat(record["production_date"]),
@@ -441,14 +465,32 @@ class Registry:
                          "scan_count": 0, "distinct_clients": 0})
             out.append((serial, s))
         try:
-            for start in range(0, len(rows), 5000):
-                self.session.execute(insert(Serial), rows[start:start + 5000])
+            self._insert_serials(rows)
         except IntegrityError:
             raise Conflict("a generated serial collided with an existing one; retry", code="SERIAL_COLLISION") from None
         batch.serial_count = (batch.serial_count or 0) + count
         self._audit(actor, "serials.issue", f"{batch.gtin}/{batch.lot}", count=count)
         self.session.flush()
         return out
+
+    def _insert_serials(self, rows: list[dict[str, Any]]) -> None:
+        """Bulk insert inside the session's transaction: COPY on PostgreSQL, batched executemany elsewhere."""
+        connection = self.session.connection()
+        if connection.dialect.name == "postgresql":
+            columns = ("batch_id", "serial", "s", "created_at", "scan_count", "distinct_clients")
+            raw = connection.connection.driver_connection  # psycopg 3, same transaction
+            import psycopg
+
+            try:
+                with raw.cursor() as cursor:
+                    with cursor.copy(f"COPY serials ({', '.join(columns)}) FROM STDIN") as copy:
+                        for row in rows:
+                            copy.write_row(tuple(row[c] for c in columns))
+            except psycopg.IntegrityError:
+                raise IntegrityError("COPY serials", None, None) from None  # type: ignore[arg-type]
+            return
+        for start in range(0, len(rows), 5000):
+            self.session.execute(insert(Serial), rows[start:start + 5000])
 
     def serials(self, batch: Batch, *, serial: str | None = None, limit: int | None = None) -> Iterator[Serial]:
         query = select(Serial).where(Serial.batch_id == batch.id).order_by(Serial.id)
@@ -457,6 +499,28 @@ class Registry:
         if limit is not None:
             query = query.limit(limit)
         yield from self.session.execute(query.execution_options(yield_per=2000)).scalars()
+
+    def labels(self, actor: Actor, gtin: str, lot: str, *, serial: str | None = None,
+               include_serials: bool = True) -> Iterator["LabelData"]:
+        """Label contents for a batch: its unit codes (streamed), or the batch code when it has none."""
+        from registry.labels import LabelData
+
+        batch = self.owned_batch(actor, gtin, lot)
+        name = batch.product_name
+        if serial is not None:
+            row = next(self.serials(batch, serial=serial), None)
+            if row is None:
+                raise NotFound(f"no serial {serial} in batch {gtin} / {lot}", code="SERIAL_UNKNOWN")
+            yield LabelData(url=self.serial_url(batch, row.serial, row.s), gtin=gtin, lot=batch.lot,
+                            serial=row.serial, expiry=batch.expiry_date, product_name=name)
+            return
+        if include_serials and batch.serial_count:
+            for row in self.serials(batch):
+                yield LabelData(url=self.serial_url(batch, row.serial, row.s), gtin=gtin, lot=batch.lot,
+                                serial=row.serial, expiry=batch.expiry_date, product_name=name)
+            return
+        yield LabelData(url=self.batch_url(batch), gtin=gtin, lot=batch.lot, serial=None,
+                        expiry=batch.expiry_date, product_name=name)
 
     def recall(self, actor: Actor, gtin: str, lot: str, *, reason: str) -> Recall:
         actor.require(Role.PRODUCER, Role.AUTHORITY)

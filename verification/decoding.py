@@ -685,6 +685,11 @@ def _upscale(gray: np.ndarray) -> np.ndarray | None:
     return cv2.resize(gray, None, fx=2.0, fy=2.0, interpolation=cv2.INTER_CUBIC)
 
 
+#: Linear symbologies, where one symbol misread twice gives two texts at the same place.
+_ONE_D = frozenset({"EAN-13", "EAN-8", "UPC-A", "UPC-E", "Code128", "Code39", "Code93", "ITF", "Codabar",
+                    "DataBar", "DataBarLimited", "DataBarExpanded"})
+
+
 def _not_opencv_ean8(symbol: DecodedSymbol) -> bool:
     # OpenCV's barcode reader takes half of an EAN-13/UPC-A for a (checksum-valid) EAN-8: 4 such
     # misreads on the reference samples and not one right EAN-8 the other decoders missed.
@@ -766,8 +771,54 @@ def decode_array(gray: np.ndarray, *, decoders: Sequence[str] | None = None) -> 
             )
             _merge(found, symbols)
             if found:
-                return list(found.values())
+                return _resolve_overlaps(list(found.values()), gray)
     return list(found.values())
+
+
+def _box(symbol: DecodedSymbol) -> tuple[int, int, int, int] | None:
+    if not symbol.position:
+        return None
+    xs = [p[0] for p in symbol.position]
+    ys = [p[1] for p in symbol.position]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over the smaller box's area."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1])) or 1
+    return w * h / smaller
+
+
+def _resolve_overlaps(symbols: list[DecodedSymbol], gray: np.ndarray) -> list[DecodedSymbol]:
+    """Two different texts read from the same 1-D symbol are a misread: keep the one a second
+    decoder confirms on that region, else the first reported (zxing-cpp reports its best first).
+
+    Seen on a sharp EAN-13: zxing-cpp returned the right text and a check-digit-valid misread at
+    the same place in one call.
+    """
+    kept: list[DecodedSymbol] = []
+    for symbol in symbols:
+        box = _box(symbol)
+        rival_index = next((i for i, other in enumerate(kept)
+                            if box is not None and _box(other) is not None and other.text != symbol.text
+                            and other.symbology in _ONE_D and symbol.symbology in _ONE_D
+                            and _overlap(box, _box(other)) > 0.5), None)
+        if rival_index is None:
+            kept.append(symbol)
+            continue
+        rival = kept[rival_index]
+        x0, y0, x1, y1 = _box(rival)
+        margin = max(10, (x1 - x0) // 5)
+        crop = gray[max(0, y0 - margin):y1 + margin, max(0, x0 - margin):x1 + margin]
+        confirmed = {s.text for s in _read_pyzbar(np.ascontiguousarray(crop), 1.0)} if crop.size else set()
+        if symbol.text in confirmed and rival.text not in confirmed:
+            kept[rival_index] = symbol
+        logger.info("dropped a conflicting read of one symbol (%s vs %s)", symbol.symbology, rival.symbology)
+    return kept
 
 
 def decode_image(

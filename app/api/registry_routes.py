@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Response, jsonify
+import tempfile
+
+from flask import Response, jsonify, send_file
 
 from keys.encoding import rfc3339
 from registry.services import Role
@@ -14,6 +16,7 @@ from app.api.schemas import (
     BatchSchema,
     KeyInSchema,
     KeySchema,
+    LabelArgsSchema,
     ProducerInSchema,
     ProducerSchema,
     RecallInSchema,
@@ -128,3 +131,33 @@ def trust_list():
     body = registry().trust_list()
     db_session().rollback()
     return jsonify(body)
+
+
+@bp.route("/batches/<gtin>/<path:lot>/labels", methods=["GET"])
+@require_roles(Role.PRODUCER, Role.AUTHORITY)
+@bp.doc(security=BEARER, responses={200: {"description": "a PDF sheet, or one label as PNG or SVG",
+                                          "content": {"application/pdf": {}, "image/png": {}, "image/svg+xml": {}}}})
+@bp.arguments(LabelArgsSchema, location="query")
+def labels(args, gtin, lot):
+    """Printable labels: a PDF sheet of every code of the batch, or one code as PNG/SVG."""
+    from registry.labels import LABEL_STOCKS, render_png, render_svg, write_pdf_sheet
+
+    from app.errors import ApiError
+
+    fmt, serial = args["format"], args.get("serial")
+    stock = args.get("stock") or "a4-24"
+    if stock not in LABEL_STOCKS:
+        raise ApiError(422, "BAD_STOCK", f"unknown label stock {stock!r}; known: {', '.join(LABEL_STOCKS)}")
+    items = registry().labels(current_actor(), gtin, lot, serial=serial)
+    if fmt == "pdf":
+        spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
+        write_pdf_sheet(items, spool, stock=stock)
+        spool.seek(0)
+        return send_file(spool, mimetype="application/pdf", as_attachment=True,
+                         download_name=f"labels-{gtin}-{lot.replace('/', '_')}.pdf")
+    first = next(items)
+    if serial is None and next(items, None) is not None:
+        raise ApiError(422, "SERIAL_REQUIRED", "this batch has serials: name one with serial= for a PNG or SVG label")
+    if fmt == "png":
+        return Response(render_png(first), mimetype="image/png")
+    return Response(render_svg(first), mimetype="image/svg+xml")

@@ -1,0 +1,315 @@
+"""Every verdict scenario of issue 3, through the real API, registry, signatures and decoders."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import date, timedelta
+
+import pytest
+from PIL import Image
+
+from keys.signing import Signer, sign_code
+from registry.labels import LabelData, render_png
+from registry.services import SYSTEM, Actor, Role
+from tests.conftest import BASE_URL, GTIN, batch_data
+from verification.digital_link import build_url
+
+
+def _verify(client, code, **params):
+    r = client.get("/api/v1/verify", query_string={"code": code, **params})
+    assert r.status_code == 200, r.get_json()
+    return r.get_json()
+
+
+def _codes(body):
+    return [r["code"] for r in body["reasons"]]
+
+
+@pytest.fixture
+def batch(registry, world, session):
+    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
+    b = registry.register_batch(actor, batch_data())
+    serials = registry.issue_serials(actor, GTIN, "LOT-1", 3)
+    urls = {"batch_url": registry.batch_url(b), "units": [registry.serial_url(b, serial, s) for serial, s in serials],
+            "signer": registry.keystore.load(world.kid), "actor": actor}
+    session.commit()  # SQLite: end the fixture's transaction so the app can write
+    return urls
+
+
+def test_genuine_batch_code(client, batch):
+    body = _verify(client, batch["batch_url"])
+    assert body["verdict"] == "genuine" and body["reasons"] == []
+    assert body["code"]["kind"] == "digital_link" and body["code"]["serial"] is None
+    assert body["product"]["name"] == "Cà phê rang xay" and body["producer"]["name"] == "HTX Highland"
+
+
+def test_genuine_unit_code_with_scan_history(client, batch):
+    first = _verify(client, batch["units"][0], client_id="phone-a")
+    second = _verify(client, batch["units"][0], client_id="phone-a")
+    assert first["verdict"] == second["verdict"] == "genuine"
+    assert first["scans"]["count"] == 1 and second["scans"]["count"] == 2
+    assert second["scans"]["first_seen"] == first["scans"]["first_seen"]
+
+
+def _swap_signature_char(url: str) -> str:
+    head, sig = url.rsplit(".", 1)
+    pos = len(sig) // 2
+    return f"{head}.{sig[:pos]}{'A' if sig[pos] != 'A' else 'B'}{sig[pos + 1:]}"
+
+
+def test_tampered_signature_is_counterfeit(client, batch):
+    body = _verify(client, _swap_signature_char(batch["units"][0]))
+    assert body["verdict"] == "counterfeit" and _codes(body) == ["SIGNATURE_INVALID"]
+    assert body["reasons"][0]["message"]["vi"] and body["reasons"][0]["message"]["en"]
+
+
+def test_key_no_authority_certified_is_counterfeit(client, batch):
+    rogue = Signer.generate()
+    exp = (date.today() + timedelta(days=365)).strftime("%y%m%d")
+    url = build_url(BASE_URL, gtin=GTIN, lot="LOT-1", serial="FAKE1", exp=exp,
+                    s=sign_code(rogue, gtin=GTIN, lot="LOT-1", serial="FAKE1", exp=exp))
+    body = _verify(client, url)
+    assert body["verdict"] == "counterfeit" and _codes(body) == ["KEY_UNKNOWN"]
+
+
+def test_lot_swapped_under_a_valid_signature_is_counterfeit(client, batch, registry, session):
+    registry.register_batch(batch["actor"], batch_data(lot="LOT-2"))
+    session.commit()
+    swapped = batch["units"][0].replace("/10/LOT-1/", "/10/LOT-2/")
+    body = _verify(client, swapped)
+    assert body["verdict"] == "counterfeit" and _codes(body) == ["SIGNATURE_INVALID"]
+
+
+def test_key_signing_outside_its_prefix_is_counterfeit(client, batch, registry, session):
+    other = registry.admit_producer(SYSTEM, name="Other", tax_code="77", gs1_prefixes=["893700001"], country="VN")
+    key = registry.certify_key(SYSTEM, other.id)
+    signer = registry.keystore.load(key.kid)
+    session.commit()
+    url = build_url(BASE_URL, gtin=GTIN, lot="LOT-1", s=sign_code(signer, gtin=GTIN, lot="LOT-1"))
+    body = _verify(client, url)
+    assert body["verdict"] == "counterfeit" and _codes(body) == ["PREFIX_NOT_LICENSED"]
+
+
+def test_recalled_batch(client, batch, registry, session):
+    registry.recall(batch["actor"], GTIN, "LOT-1", reason="bad seal")
+    session.commit()
+    body = _verify(client, batch["units"][1])
+    assert body["verdict"] == "recalled" and "BATCH_RECALLED" in _codes(body)
+    assert body["batch"]["recall_reason"] == "bad seal"
+
+
+def test_expired_batch(client, registry, world, session):
+    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
+    old = batch_data(lot="OLD-1", production_date=(date.today() - timedelta(days=400)).isoformat(),
+                     expiry=date.today() - timedelta(days=3))
+    url = registry.batch_url(registry.register_batch(actor, old))
+    session.commit()
+    body = _verify(client, url)
+    assert body["verdict"] == "expired" and _codes(body) == ["EXPIRED"]
+
+
+def test_unregistered_lot_is_unknown(client, batch, registry):
+    signer = batch["signer"]
+    url = build_url(BASE_URL, gtin=GTIN, lot="NEVER", s=sign_code(signer, gtin=GTIN, lot="NEVER"))
+    body = _verify(client, url)
+    assert body["verdict"] == "unknown" and _codes(body) == ["BATCH_UNKNOWN"]
+    # an unsigned GS1 element string for an unknown lot is unknown too
+    body = _verify(client, f"]d201{GTIN}10NEVER2")
+    assert body["verdict"] == "unknown"
+
+
+def test_serial_never_issued_is_unknown(client, batch, registry):
+    signer = batch["signer"]
+    exp = (date.today() + timedelta(days=365)).strftime("%y%m%d")
+    url = build_url(BASE_URL, gtin=GTIN, lot="LOT-1", serial="NOTISSUED", exp=exp,
+                    s=sign_code(signer, gtin=GTIN, lot="LOT-1", serial="NOTISSUED", exp=exp))
+    body = _verify(client, url)
+    assert body["verdict"] == "unknown" and _codes(body) == ["SERIAL_UNKNOWN"]
+
+
+def test_plain_ean13_is_unverifiable(client, batch):
+    body = _verify(client, GTIN[1:])
+    assert body["verdict"] == "unverifiable" and _codes(body) == ["PLAIN_GTIN"]
+    assert body["code"]["gtin"] == GTIN and body["product"]["name"] == "Cà phê rang xay"
+
+
+def test_free_text_is_unreadable(client):
+    body = _verify(client, "hello, is this real?")
+    assert body["verdict"] == "unreadable" and _codes(body) == ["MALFORMED_CODE"]
+
+
+def test_wrong_check_digit_is_unreadable(client):
+    body = _verify(client, "8936000010013")
+    assert body["verdict"] == "unreadable" and _codes(body) == ["BAD_CHECK_DIGIT"]
+
+
+def test_missing_separator_is_explained_not_called_counterfeit(client, batch):
+    exp = (date.today() + timedelta(days=365)).strftime("%y%m%d")
+    body = _verify(client, f"]d201{GTIN}10LOT-117{exp}")  # FNC1 lost after the lot
+    assert body["verdict"] != "counterfeit"
+    assert body["code"]["lot"] == "LOT-1"
+    assert "SCANNER_SLIP" in [n["code"] for n in body["notes"]]
+
+
+def test_unsigned_datamatrix_of_a_registered_batch_is_unverifiable(client, batch):
+    body = _verify(client, f"]d201{GTIN}10LOT-1")
+    assert body["verdict"] == "unverifiable" and _codes(body) == ["UNSIGNED_CODE"]
+    assert body["batch"]["lot"] == "LOT-1"
+
+
+def test_twenty_five_clients_make_a_clone_but_one_client_does_not(client, batch):
+    same = [_verify(client, batch["units"][0], client_id="one-shopper")["verdict"] for _ in range(25)]
+    assert set(same) == {"genuine"}
+    verdicts = [_verify(client, batch["units"][1], client_id=f"shopper-{i}") for i in range(25)]
+    assert verdicts[0]["verdict"] == "genuine"
+    assert verdicts[-1]["verdict"] == "suspect" and "SERIAL_CLONED" in _codes(verdicts[-1])
+    assert verdicts[-1]["scans"]["count"] == 25
+
+
+def test_impossible_travel_is_suspect(client, batch):
+    hanoi = _verify(client, batch["units"][2], client_id="a", lat=21.03, lon=105.85)
+    saigon = _verify(client, batch["units"][2], client_id="b", lat=10.78, lon=106.70)
+    assert hanoi["verdict"] == "genuine"
+    assert saigon["verdict"] == "suspect" and "SERIAL_CLONED" in _codes(saigon)
+
+
+def test_revoked_key_makes_codes_suspect(client, batch, registry, world, session):
+    registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
+    session.commit()
+    body = _verify(client, batch["units"][0])
+    assert body["verdict"] == "suspect" and _codes(body) == ["KEY_REVOKED"]
+
+
+def test_digital_link_route_answers_html_json_and_linkset(client, batch):
+    path = batch["units"][0][len(BASE_URL):]
+    html = client.get(path, headers={"Accept": "text/html"})
+    assert html.status_code == 200 and b'data-verdict="genuine"' in html.data
+    as_json = client.get(path, headers={"Accept": "application/json"}).get_json()
+    assert as_json["verdict"] == "genuine"
+    linkset = client.get(path, headers={"Accept": "application/linkset+json"})
+    assert linkset.mimetype == "application/linkset+json"
+    links = linkset.get_json()["linkset"][0]
+    assert links["anchor"].endswith(path.split("?")[0]) and "https://gs1.org/voc/pip" in links
+
+
+def test_digital_link_with_encoded_lot(client, registry, world, session):
+    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
+    url = registry.batch_url(registry.register_batch(actor, batch_data(lot="A/B%1")))
+    session.commit()
+    assert "/10/A%2FB%251" in url
+    assert client.get(url[len(BASE_URL):], headers={"Accept": "application/json"}).get_json()["verdict"] == "genuine"
+
+
+# -- photos ---------------------------------------------------------------------------------
+def _label_png(url: str) -> bytes:
+    return render_png(LabelData(url=url, gtin=GTIN, lot="LOT-1", serial=None, expiry=None, product_name="Cà phê"))
+
+
+def _jpeg(png: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGB").save(out, "JPEG", quality=85)
+    return out.getvalue()
+
+
+def test_photo_with_a_signed_code_and_a_plain_barcode(client, batch):
+    import zxingcpp
+
+    label = Image.open(io.BytesIO(_label_png(batch["units"][0]))).convert("RGB")
+    ean = zxingcpp.create_barcode(GTIN[1:], zxingcpp.BarcodeFormat.EAN13).to_image(scale=4)
+    ean = Image.fromarray(__import__("numpy").asarray(ean)).convert("RGB")
+    canvas = Image.new("RGB", (label.width + ean.width + 80, max(label.height, ean.height) + 80), "white")
+    canvas.paste(label, (20, 20))
+    canvas.paste(ean, (label.width + 60, 40))
+    out = io.BytesIO()
+    canvas.save(out, "JPEG", quality=90)
+    r = client.post("/api/v1/verify/image", data={"image": (io.BytesIO(out.getvalue()), "p.jpg"), "client_id": "x"})
+    assert r.status_code == 200, r.get_json()
+    body = r.get_json()
+    verdicts = sorted(c["verdict"] for c in body["codes"])
+    assert verdicts == ["genuine", "unverifiable"]
+    assert body["verdict"] == "genuine"  # the signed code decides over the plain barcode
+
+
+def test_photo_without_a_code_is_unreadable(client):
+    out = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 180, 160)).save(out, "PNG")
+    body = client.post("/api/v1/verify/image", data={"image": (io.BytesIO(out.getvalue()), "blank.png")}).get_json()
+    assert body["verdict"] == "unreadable" and body["codes"] == [] and body["reasons"][0]["code"] == "NO_CODE_FOUND"
+
+
+def _bomb_png(width=30000, height=30000) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("payload,status,code", [
+    (b"%PDF-1.4 not an image at all", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    (b"just some text\n", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    (_bomb_png(), 422, "IMAGE_TOO_LARGE"),
+    (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 40, 422, "IMAGE_UNDECODABLE"),
+])
+def test_bad_uploads_get_clear_errors_and_the_service_keeps_serving(client, batch, payload, status, code):
+    r = client.post("/api/v1/verify/image", data={"image": (io.BytesIO(payload), "photo.jpg")},
+                    content_type="multipart/form-data")
+    assert r.status_code == status and r.get_json()["error"]["code"] == code
+    assert _verify(client, batch["units"][0])["verdict"] == "genuine"
+
+
+def test_oversized_upload_is_413(client):
+    big = b"\xff\xd8\xff" + b"\x00" * (10 * 1024 * 1024 + 10)
+    r = client.post("/api/v1/verify/image", data={"image": (io.BytesIO(big), "big.jpg")})
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_missing_image_field_is_400(client):
+    r = client.post("/api/v1/verify/image", data={"client_id": "x"})
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "IMAGE_MISSING"
+
+
+# -- offline -----------------------------------------------------------------------------------
+def test_offline_cli_checks_signatures_and_says_what_it_cannot_know(runner, batch, tmp_path, registry, world,
+                                                                    session):
+    trust = tmp_path / "trust.json"
+    assert runner.invoke(args=["trust-list", "-o", str(trust)]).exit_code == 0
+    registry.recall(batch["actor"], GTIN, "LOT-1", reason="after the list")  # unknowable offline
+    session.commit()
+    out = runner.invoke(args=["verify", batch["units"][0], "--json", "--offline", "--trust-list", str(trust)])
+    assert out.exit_code == 0, out.output
+    body = json.loads(out.output)
+    assert body["verdict"] == "genuine" and body["offline"] is True
+    assert {"OFFLINE_NO_RECALLS", "OFFLINE_NO_CLONES"} <= {n["code"] for n in body["notes"]}
+    fake = runner.invoke(args=["verify", _swap_signature_char(batch["units"][0]), "--json", "--offline",
+                               "--trust-list", str(trust)])
+    assert json.loads(fake.output)["verdict"] == "counterfeit"
+    doc = json.loads(trust.read_text())
+    doc["producers"][0]["keys"][0]["status"] = "active-forever"
+    trust.write_text(json.dumps(doc))
+    refused = runner.invoke(args=["verify", batch["units"][0], "--offline", "--trust-list", str(trust)])
+    assert refused.exit_code != 0 and "signature does not verify" in refused.output
+
+
+def test_offline_knows_revocations_in_the_list(runner, batch, tmp_path, registry, world, session):
+    registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
+    session.commit()
+    trust = tmp_path / "trust.json"
+    runner.invoke(args=["trust-list", "-o", str(trust)])
+    body = json.loads(runner.invoke(args=["verify", batch["units"][0], "--json", "--offline", "--trust-list",
+                                          str(trust)]).output)
+    assert body["verdict"] == "suspect" and _codes(body) == ["KEY_REVOKED"]
+
+
+def test_cli_verifies_a_photo_online(runner, batch, tmp_path):
+    photo = tmp_path / "label.jpg"
+    photo.write_bytes(_jpeg(_label_png(batch["units"][0])))
+    out = runner.invoke(args=["verify", str(photo), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["codes"][0]["verdict"] == "genuine"
+    human = runner.invoke(args=["verify", str(photo)])
+    assert "overall: genuine" in human.output

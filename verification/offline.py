@@ -1,0 +1,72 @@
+"""Offline verification from a signed trust list: signatures, key status, prefixes and expiry.
+
+What it cannot know is said in the result: recalls since the list was issued, and clones.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from keys.encoding import MalformedEncoding, b64url_decode, kid_for, parse_rfc3339
+from keys.errors import CertificateInvalid, VerificationError
+from keys.signing import public_key_from_raw, verify
+from verification.verdicts import BatchInfo, KeyInfo, SerialInfo
+
+__all__ = ["TrustListLookup", "TrustListError"]
+
+
+class TrustListError(CertificateInvalid):
+    """The trust list is malformed or its signature does not verify."""
+
+    code = "TRUST_LIST_INVALID"
+
+
+class TrustListLookup:
+    """``verification.verdicts.Lookup`` over a trust list; knows keys, not batches."""
+
+    def __init__(self, keys: dict[str, KeyInfo], *, issued_at: datetime, authority_kid: str) -> None:
+        self._keys = keys
+        self.issued_at = issued_at
+        self.authority_kid = authority_kid
+
+    @classmethod
+    def from_document(cls, doc: Any, *, pinned_authority_key: str | None = None) -> "TrustListLookup":
+        """Check the list's signature (against a pinned authority key when given) and load its keys."""
+        try:
+            if not isinstance(doc, dict) or doc.get("t") != "trust-list":
+                raise TrustListError("not a trust list")
+            authority_b64 = pinned_authority_key or doc["authority"]["public_key"]
+            authority_raw = b64url_decode(authority_b64)
+            if kid_for(authority_raw) != doc["authority"]["kid"] and pinned_authority_key is None:
+                raise TrustListError("the trust list's authority kid does not match its key")
+            verify(doc, public_key_from_raw(authority_raw))
+            keys: dict[str, KeyInfo] = {}
+            for producer in doc["producers"]:
+                for k in producer["keys"]:
+                    raw = b64url_decode(k["public_key"])
+                    if kid_for(raw) != k["kid"]:
+                        raise TrustListError(f"key {k['kid']} does not match its public key")
+                    keys[k["kid"]] = KeyInfo(
+                        kid=k["kid"], public_key=public_key_from_raw(raw), producer_id=producer["id"],
+                        gs1_prefixes=tuple(k.get("gs1_prefixes") or producer["gs1_prefixes"]), status=k["status"],
+                        compromised_at=parse_rfc3339(k["compromised_at"]) if k.get("compromised_at") else None)
+            return cls(keys, issued_at=parse_rfc3339(doc["issued_at"]), authority_kid=doc["authority"]["kid"])
+        except (KeyError, TypeError, MalformedEncoding) as exc:
+            raise TrustListError(f"the trust list is malformed: {exc}") from None
+        except VerificationError as exc:
+            if isinstance(exc, TrustListError):
+                raise
+            raise TrustListError(f"the trust list's signature does not verify: {exc}") from None
+
+    def key(self, kid: str) -> KeyInfo | None:
+        return self._keys.get(kid)
+
+    def batch(self, gtin: str, lot: str) -> BatchInfo | None:
+        return None
+
+    def product(self, gtin: str) -> dict[str, Any] | None:
+        return None
+
+    def serial(self, batch: BatchInfo, serial: str) -> SerialInfo | None:
+        return None
