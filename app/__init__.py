@@ -60,6 +60,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     engine = make_engine(app.config["DATABASE_URL"], pool_size=app.config["DB_POOL_SIZE"])
     app.extensions["engine"] = engine
     app.extensions["session_factory"] = make_session_factory(engine)
+    from registry.lookup import LookupCache
+
+    app.extensions["lookup_cache"] = LookupCache()
 
     from app.extensions import api, babel, csrf, limiter
     from app.i18n import select_locale

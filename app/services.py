@@ -42,7 +42,8 @@ def verifier():
 
     session = db_session()
     cfg = current_app.config
-    return Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session),
+    return Verifier(lookup=RegistryLookup(session, cache=current_app.extensions["lookup_cache"]),
+                    scans=ScanHistory(session),
                     thresholds=CloneThresholds(max_distinct_clients=cfg["CLONE_MAX_CLIENTS"],
                                                max_speed_kmh=cfg["CLONE_MAX_SPEED_KMH"]))
 
