@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, jsonify, request
 from marshmallow import fields, validate
 
-from verification.decoding import ImageRejected, ImageTooLarge, NotAnImage
+from verification.decoding import ImageRejected, NotAnImage
 from verification.services import verify_image
 
 from app.api import bp
@@ -91,5 +91,3 @@ def verify_photo(form):
     db_session().commit()
     return jsonify(image_verification_json(result))
 
-
-__all__ = ["verify_text", "verify_photo", "ImageTooLarge"]
