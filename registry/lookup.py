@@ -139,6 +139,7 @@ class RegistryLookup:
 
 
 _AT = UTCDateTime()
+_RELAXED_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 # The scan path runs on every verification: plain SQL built once, typed binds, no ORM overhead.
 _INSERT_EVENT = text(
     "INSERT INTO scan_events (batch_id, serial_id, at, channel, client_hash, lat, lon, verdict) "
@@ -178,6 +179,10 @@ class ScanHistory:
                verdict: Verdict) -> ScanSummary | None:
         now = context.at or self._clock()
         execute = self._session.execute
+        if self._session.get_bind().dialect.name == "postgresql":
+            # A scan event may be lost in a server crash; it must not cost a WAL flush per request.
+            # Only this transaction is relaxed: registrations, serials and recalls stay durable.
+            execute(_RELAXED_COMMIT)
         execute(_INSERT_EVENT, {"batch_id": batch.batch_id, "serial_id": serial.serial_id if serial else None,
                                 "at": now, "channel": context.channel, "client_hash": context.client,
                                 "lat": context.lat, "lon": context.lon, "verdict": verdict.value})
