@@ -41,6 +41,10 @@ def _fail(exc: RegistryError) -> None:
 
 
 def register_cli(app: Flask) -> None:
+    from app.cli_publications import register_publication_cli
+
+    register_publication_cli(app)
+
     @app.cli.command("init")
     def init_command() -> None:
         """Create the database schema and the authority key (idempotent)."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 
+from babel import Locale
 from babel.support import NullTranslations, Translations
 from flask import request
 
-__all__ = ["LANGUAGES", "select_locale", "both", "translations_for", "N_"]
+__all__ = ["LANGUAGES", "select_locale", "both", "translations_for", "N_", "local_date", "country_name"]
 
 LANGUAGES = ("vi", "en")
 CATALOGUE = Path(__file__).resolve().parent / "translations"
@@ -39,3 +41,40 @@ def both(message: str, **params: object) -> dict[str, str]:
     """``{"vi": ..., "en": ...}`` for a catalogue message (as the API's reason messages carry)."""
     return {lang: translations_for(lang).gettext(message) % params if params else translations_for(lang).gettext(message)
             for lang in LANGUAGES}
+
+
+# -- formatting for pages (dates in the local format, country names in the page's language) -------
+
+VIETNAM_TIME = timezone(timedelta(hours=7))  # Vietnam keeps UTC+7 all year (no daylight saving)
+
+
+def local_date(value: object, format: str = "long") -> str:
+    """A date (``date``, ``datetime`` or ISO text) in the page language's format; times are shown
+    as the date in Vietnam. Empty for missing or unreadable values."""
+    from flask_babel import format_date
+
+    if value in (None, ""):
+        return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00")) if "T" in value else date.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(VIETNAM_TIME).date()
+    if not isinstance(value, date):
+        return str(value)
+    return format_date(value, format=format)
+
+
+def country_name(code: object) -> str:
+    """``VN`` -> "Việt Nam" / "Vietnam"; unknown codes are shown as given."""
+    from flask_babel import get_locale
+
+    text = str(code or "").strip()
+    if len(text) != 2:
+        return text
+    locale = get_locale() or Locale.parse("vi")
+    return locale.territories.get(text.upper(), text)

@@ -8,7 +8,8 @@ from sqlalchemy.orm import Session
 from keys.storage import KeyStore
 from registry.services import Registry, TokenService
 
-__all__ = ["db_session", "registry", "tokens", "keystore", "close_session", "verifier", "scan_context"]
+__all__ = ["db_session", "registry", "tokens", "keystore", "close_session", "verifier", "scan_context",
+           "report_service", "publication_service"]
 
 
 def db_session() -> Session:
@@ -71,3 +72,20 @@ def scan_context(channel: str, values) -> "ScanContext":  # noqa: F821
     except (TypeError, ValueError):
         lat = lon = None
     return ScanContext(channel=channel, client=client, lat=lat, lon=lon)
+
+
+def report_service():
+    """Shoppers' reports, with the per-client limit and the photo limits of verification."""
+    from registry.reports import ReportLimits, ReportService
+
+    cfg = current_app.config
+    limits = ReportLimits(per_client_per_hour=cfg["REPORTS_PER_CLIENT_PER_HOUR"],
+                          max_photo_bytes=cfg["MAX_CONTENT_LENGTH"], max_pixels=cfg["MAX_IMAGE_PIXELS"])
+    return ReportService(db_session(), limits=limits, verifier=verifier())
+
+
+def publication_service(*, signing: bool = False):
+    """Reading needs no key; publishing and withdrawing sign with the authority key."""
+    from registry.publications import PublicationService
+
+    return PublicationService(db_session(), authority=registry().authority if signing else None)

@@ -1,17 +1,32 @@
-"""Server-rendered pages: scan page, Digital Link verdict page, language switch."""
+"""Server-rendered pages: scan page, verdict views, report form, public lists, language switch."""
 
 from flask import Blueprint
 
 bp = Blueprint("pages", __name__, template_folder="../templates")
 
-from app.pages import views  # noqa: E402,F401
+from app.pages import public_views, report_views, views  # noqa: E402,F401
 
 
 @bp.app_context_processor
 def _page_globals():
     from flask_babel import get_locale
 
-    from app.messages import VERDICT_ADVICE, VERDICT_TITLE
+    from app.messages import REASON_TEXT, VERDICT_ADVICE, VERDICT_TITLE
+    from app.pages.texts import WHERE_KIND_LABEL
 
     return {"current_lang": lambda: str(get_locale() or "vi"), "VERDICT_TITLE": VERDICT_TITLE,
-            "VERDICT_ADVICE": VERDICT_ADVICE}
+            "VERDICT_ADVICE": VERDICT_ADVICE, "REASON_TEXT": REASON_TEXT, "WHERE_KIND_LABEL": WHERE_KIND_LABEL}
+
+
+@bp.app_template_filter("local_date")
+def _local_date(value, format: str = "long") -> str:
+    from app.i18n import local_date
+
+    return local_date(value, format)
+
+
+@bp.app_template_filter("country_name")
+def _country_name(value) -> str:
+    from app.i18n import country_name
+
+    return country_name(value)

@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
-from flask import render_template
+from typing import Any
 
-__all__ = ["render_error"]
+from flask import make_response, render_template
+
+__all__ = ["render_error", "render_scan", "verdict_page", "decisive_code"]
 
 
 def render_error(status: int, message: str) -> str:
     return render_template("pages/error.html", status=status, message=message)
+
+
+def render_scan(*, error_code: str | None = None) -> str:
+    from app.pages.texts import IMAGE_ERROR
+
+    return render_template("pages/scan.html", error=IMAGE_ERROR.get(error_code or ""))
+
+
+def verdict_page(result: dict[str, Any], code_text: str):
+    response = make_response(render_template("pages/verdict.html", result=result, code_text=code_text))
+    response.headers["Vary"] = "Accept, Accept-Language, Cookie"
+    response.headers["Cache-Control"] = "no-store"  # scan history changes with every check
+    return response
+
+
+def decisive_code(image_result: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """From a ``/verify/image`` answer, the code that decides its overall verdict and its text; an
+    answer with no code becomes an ``unreadable`` verification with the answer's reasons."""
+    codes = image_result.get("codes") or []
+    for code in codes:
+        if isinstance(code, dict) and code.get("verdict") == image_result.get("verdict"):
+            return code, str(code.get("text") or "")
+    if codes and isinstance(codes[0], dict):
+        return codes[0], str(codes[0].get("text") or "")
+    return {"verdict": image_result.get("verdict") or "unreadable", "reasons": image_result.get("reasons") or [],
+            "code": None, "product": None, "producer": None, "batch": None, "scans": None}, ""

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from urllib.parse import urlparse
 
-from flask import current_app, jsonify, make_response, redirect, render_template, request, url_for
+from flask import abort, current_app, jsonify, make_response, redirect, render_template, request, url_for
+
+from verification.decoding import ImageRejected, NotAnImage
+from verification.services import verify_image
+from verification.verdicts import Verdict
 
 from app.i18n import LANG_COOKIE, LANGUAGES
 from app.pages import bp
-from app.presenters import verification_json
+from app.pages.render import decisive_code, render_scan, verdict_page
+from app.presenters import image_verification_json, verification_json
 from app.services import db_session, scan_context, verifier
 
 
 @bp.route("/")
 def scan():
-    return render_template("pages/scan.html")
+    return render_scan()
 
 
 @bp.route("/lang/<lang>")
 def switch_language(lang: str):
     target = request.args.get("next") or url_for("pages.scan")
     parsed = urlparse(target)
-    if parsed.scheme or parsed.netloc or not target.startswith("/"):
+    if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
         target = url_for("pages.scan")  # never an open redirect
     response = redirect(target)
     if lang in LANGUAGES:
@@ -65,6 +70,52 @@ def digital_link(rest: str):
         return response
     if best == "application/json":
         return jsonify(body)
-    response = make_response(render_template("pages/verdict.html", result=body, code_text=text))
-    response.headers["Vary"] = "Accept, Accept-Language, Cookie"
+    return verdict_page(body, text)
+
+
+@bp.route("/check", methods=["GET"])
+def check_text():
+    """A code typed by hand (works without JavaScript)."""
+    text = (request.args.get("code") or "").strip()[:4096]
+    if not text:
+        return redirect(url_for("pages.scan"))
+    result = verifier().verify_text(text, context=scan_context("web", request.args))
+    db_session().commit()
+    return verdict_page(verification_json(result), text)
+
+
+@bp.route("/check", methods=["POST"])
+def check_photo():
+    """The photo form of the scan page (works without JavaScript): the server renders the verdict."""
+    upload = request.files.get("image")
+    data = upload.read() if upload is not None else b""
+    if not data:
+        return render_scan(error_code="IMAGE_MISSING"), 400
+    try:
+        result = verify_image(verifier(), data, context=scan_context("image", request.form),
+                              max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
+    except ImageRejected as exc:
+        return render_scan(error_code=exc.code.value), 415 if isinstance(exc, NotAnImage) else 422
+    db_session().commit()
+    body, text = decisive_code(image_verification_json(result))
+    return verdict_page(body, text)
+
+
+@bp.route("/fragment/verdict", methods=["POST"])
+def verdict_fragment():
+    """The verdict view alone, for the scan page's script: it posts the verification JSON it got
+    from the API (``{"result": ..., "text": ...}``, CSRF header) so the markup lives in one template
+    and the scan is recorded once. Only this browser's own data is rendered back to it."""
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict) or not isinstance(payload.get("result"), dict):
+        abort(400)
+    result = payload["result"]
+    if "codes" in result:  # a /verify/image answer: show its decisive code
+        result, text = decisive_code(result)
+    else:
+        text = str(payload.get("text") or "")[:4096]
+    if result.get("verdict") not in {v.value for v in Verdict}:
+        abort(400)
+    response = make_response(render_template("pages/_verdict.html", result=result, code_text=text))
+    response.headers["Cache-Control"] = "no-store"
     return response

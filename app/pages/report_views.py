@@ -1,0 +1,57 @@
+"""The shopper's report form: pre-filled code, up to three photos, values kept on every error."""
+
+from __future__ import annotations
+
+from flask import redirect, render_template, request, url_for
+
+from registry.reports import ReportInput, ReportInvalid, TooManyReports
+
+from app.api.report_routes import REPORT_BODY_LIMIT, photo_status, report_limit
+from app.extensions import limiter
+from app.pages import bp
+from app.pages.texts import FIELD_ERROR, FLOOD_MESSAGE, PHOTO_ERROR
+from app.services import db_session, report_service, scan_context
+
+FIELDS = ("code", "where_kind", "where_text", "seller", "link", "price", "bought_on", "contact", "description")
+
+
+def _form(values: dict, *, errors: dict | None = None, notice: str | None = None, status: int = 200):
+    messages = {field: FIELD_ERROR.get(code, FIELD_ERROR["FIELD_REQUIRED"]) for field, code in (errors or {}).items()}
+    return render_template("pages/report.html", values=values, errors=messages, notice=notice), status
+
+
+@bp.route("/report", methods=["GET"])
+def report_form():
+    return _form({"code": (request.args.get("code") or "").strip()[:4096]})
+
+
+@bp.url_value_preprocessor
+def _report_body_limit(endpoint, _values) -> None:
+    """Runs before CSRFProtect reads the form: allow three full-size photos on the report form, so an
+    oversized photo gets a message beside the kept values instead of a bare 413 page."""
+    if endpoint == "pages.report_submit":
+        request.max_content_length = REPORT_BODY_LIMIT
+
+
+@bp.route("/report", methods=["POST"])
+@limiter.limit(report_limit, methods=["POST"])
+def report_submit():
+    values = {name: (request.form.get(name) or "").strip() for name in FIELDS}
+    photos = [f.read() for f in request.files.getlist("photo") if f and f.filename]
+    photos = [p for p in photos if p]
+    client = scan_context("report", request.form).client
+    try:
+        report = report_service().create(ReportInput.from_mapping(values, photos), client_hash=client)
+    except TooManyReports:
+        return _form(values, notice=FLOOD_MESSAGE, status=429)
+    except ReportInvalid as exc:
+        notice = PHOTO_ERROR if photos else None
+        return _form(values, errors=exc.errors, notice=notice, status=photo_status(exc) or 422)
+    db_session().commit()
+    return redirect(url_for("pages.report_sent", case=report.case_number), code=303)
+
+
+@bp.route("/report/sent")
+def report_sent():
+    case = (request.args.get("case") or "")[:32]
+    return render_template("pages/report_sent.html", case=case)

@@ -1,0 +1,270 @@
+"""Shoppers' counterfeit reports: stored with everything an inspector needs, answered with a case number.
+
+A report keeps the code as read (and its parsed GTIN, lot and serial), the verdict the registry
+gave at the time, where and from whom the product was bought, up to three photos (checked with
+the same limits as verification photos, stored with their SHA-256 and media type), an optional
+contact, and the salted client hash that lets the service limit floods without knowing who
+reported. Nothing here imports Flask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Callable, Mapping, Sequence
+
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from keys.encoding import utcnow
+from registry.errors import Invalid, NotFound, RegistryError
+from registry.models import Report, ReportPhoto
+from verification.decoding import DEFAULT_MAX_PIXELS, ImageRejected, ImageTooLarge, load_image
+from verification.verdicts import ScanContext, Verifier
+
+__all__ = [
+    "WHERE_KINDS",
+    "ReportLimits",
+    "ReportInvalid",
+    "PhotoTooLarge",
+    "TooManyReports",
+    "ReportService",
+    "ReportInput",
+    "case_number",
+]
+
+log = logging.getLogger(__name__)
+
+#: Where the product was bought.
+WHERE_KINDS = ("shop", "market", "ecommerce", "social", "livestream", "other")
+MiB = 1024 * 1024
+_LINK = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
+_MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
+                "BMP": "image/bmp", "TIFF": "image/tiff"}
+#: Longest accepted value of each free-text field (the model's column sizes).
+_MAX_LENGTH = {"code": 4096, "where_text": 1000, "seller": 200, "link": 2000, "price": 32, "contact": 200,
+               "description": 5000}
+
+
+@dataclass(frozen=True)
+class ReportLimits:
+    """Abuse limits. ``per_client_per_hour`` counts reports from one (hashed) client."""
+
+    per_client_per_hour: int = 5
+    max_photos: int = 3
+    max_photo_bytes: int = 10 * MiB
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+class ReportInvalid(Invalid):
+    """One or more fields are wrong. ``errors`` maps each field to a machine code; ``photo_error``
+    is the rejection of the first bad photo, if any (the web layer picks 413/415/422 from it)."""
+
+    def __init__(self, errors: Mapping[str, str], *, photo_error: Exception | None = None,
+                 details: Mapping[str, str] | None = None) -> None:
+        self.errors = dict(errors)
+        self.details = dict(details or {})
+        self.photo_error = photo_error
+        first = next(iter(self.errors.items()))
+        message = "; ".join(f"{f}: {self.details.get(f) or c}" for f, c in self.errors.items())
+        super().__init__(f"the report is incomplete or invalid ({message})",
+                         code=str(photo_error.code) if photo_error is not None else "REPORT_INVALID",
+                         field=first[0])
+
+
+class PhotoTooLarge(Exception):
+    """A photo's file is larger than the per-photo limit (the HTTP layer answers 413)."""
+
+    code = "PHOTO_TOO_LARGE"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class TooManyReports(RegistryError):
+    """One client sent more reports than the limit allows (the HTTP layer answers 429)."""
+
+    code = "TOO_MANY_REPORTS"
+
+
+@dataclass(frozen=True)
+class _Photo:
+    data: bytes
+    media_type: str
+    sha256: str
+
+
+def case_number(report_id: int, year: int) -> str:
+    """``VN-2026-000123``: the year it was filed and the report's number."""
+    return f"VN-{year}-{report_id:06d}"
+
+
+@dataclass
+class ReportInput:
+    """A report as submitted, before checks (every text field is optional at this level)."""
+
+    code: str = ""
+    where_kind: str = ""
+    where_text: str = ""
+    seller: str = ""
+    link: str = ""
+    price: str = ""
+    bought_on: str | date | None = None
+    contact: str = ""
+    description: str = ""
+    photos: Sequence[bytes] = field(default_factory=tuple)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], photos: Sequence[bytes] = ()) -> "ReportInput":
+        def text(name: str) -> str:
+            value = values.get(name)
+            return "" if value is None else str(value).strip()
+
+        bought = values.get("bought_on")
+        return cls(code=text("code"), where_kind=text("where_kind"), where_text=text("where_text"),
+                   seller=text("seller"), link=text("link"), price=text("price"),
+                   bought_on=bought if isinstance(bought, date) else text("bought_on") or None,
+                   contact=text("contact"), description=text("description"), photos=tuple(photos))
+
+
+class ReportService:
+    """Create and read shoppers' reports, inside the caller's transaction."""
+
+    def __init__(self, session: Session, *, clock: Callable[[], datetime] = utcnow,
+                 limits: ReportLimits = ReportLimits(), verifier: Verifier | None = None) -> None:
+        self.session = session
+        self.clock = clock
+        self.limits = limits
+        self.verifier = verifier
+
+    # -- checks --------------------------------------------------------------------------------
+    def recent_count(self, client_hash: str) -> int:
+        since = self.clock() - timedelta(hours=1)
+        return self.session.execute(
+            select(func.count(Report.id)).where(Report.client_hash == client_hash, Report.created_at >= since)
+        ).scalar_one()
+
+    def check_flood(self, client_hash: str | None) -> None:
+        if client_hash and self.recent_count(client_hash) >= self.limits.per_client_per_hour:
+            raise TooManyReports(f"at most {self.limits.per_client_per_hour} reports an hour from one device; "
+                                 "please try again later", code="TOO_MANY_REPORTS")
+
+    def _check_fields(self, data: ReportInput) -> tuple[dict[str, str], dict[str, str], date | None]:
+        errors: dict[str, str] = {}
+        details: dict[str, str] = {}
+        for name, limit in _MAX_LENGTH.items():
+            if len(getattr(data, name)) > limit:
+                errors[name] = "TOO_LONG"
+                details[name] = f"at most {limit} characters"
+        if data.where_kind not in WHERE_KINDS:
+            errors["where_kind"] = "FIELD_REQUIRED" if not data.where_kind else "BAD_CHOICE"
+            details["where_kind"] = f"one of {', '.join(WHERE_KINDS)}"
+        if not data.where_text and not data.link:
+            errors.setdefault("where_text", "FIELD_REQUIRED")
+            details["where_text"] = "the shop or market address, or the platform, page or channel name"
+        if data.link and not _LINK.match(data.link):
+            errors.setdefault("link", "BAD_LINK")
+            details["link"] = "a web address starting with http:// or https://"
+        if not data.code and not data.photos:
+            errors["code"] = "CODE_OR_PHOTO"
+            details["code"] = "the code on the product, or at least one photo of it"
+        bought: date | None = None
+        if isinstance(data.bought_on, date):
+            bought = data.bought_on
+        elif data.bought_on:
+            try:
+                bought = date.fromisoformat(str(data.bought_on))
+            except ValueError:
+                errors["bought_on"] = "BAD_DATE"
+                details["bought_on"] = "a date YYYY-MM-DD"
+        if bought is not None and bought > self.clock().date() + timedelta(days=1):
+            errors["bought_on"] = "DATE_IN_FUTURE"
+            details["bought_on"] = "the date cannot be in the future"
+        if len(data.photos) > self.limits.max_photos:
+            errors["photo"] = "TOO_MANY_PHOTOS"
+            details["photo"] = f"at most {self.limits.max_photos} photos"
+        return errors, details, bought
+
+    def check_photo(self, data: bytes) -> _Photo:
+        """Raise :class:`PhotoTooLarge` or ``ImageRejected`` (415/422) as verification photos do."""
+        if len(data) > self.limits.max_photo_bytes:
+            raise PhotoTooLarge(f"a photo is larger than {self.limits.max_photo_bytes // MiB} MiB")
+        load_image(data, max_pixels=self.limits.max_pixels)  # magic bytes, pixel count, full decode
+        with Image.open(io.BytesIO(data)) as img:
+            media_type = _MEDIA_TYPES.get(img.format or "", "application/octet-stream")
+        return _Photo(data=data, media_type=media_type, sha256=hashlib.sha256(data).hexdigest())
+
+    # -- writing -------------------------------------------------------------------------------
+    def create(self, data: ReportInput, *, client_hash: str | None) -> Report:
+        """Check the flood limit, the fields and every photo; store the report; return it (with its
+        ``case_number``). Raises :class:`TooManyReports` or :class:`ReportInvalid`."""
+        self.check_flood(client_hash)
+        errors, details, bought = self._check_fields(data)
+        photos: list[_Photo] = []
+        photo_error: Exception | None = None
+        if "photo" not in errors:
+            for index, raw in enumerate(data.photos, start=1):
+                try:
+                    photos.append(self.check_photo(raw))
+                except (ImageRejected, PhotoTooLarge) as exc:
+                    photo_error = exc
+                    errors["photo"] = exc.code if isinstance(exc, PhotoTooLarge) else exc.code.value
+                    details["photo"] = f"photo {index}: {exc.message}"
+                    break
+        if errors:
+            raise ReportInvalid(errors, photo_error=photo_error, details=details)
+
+        verification = None
+        if data.code and self.verifier is not None:
+            verification = self.verifier.verify_text(data.code, context=ScanContext(channel="report",
+                                                                                    client=client_hash))
+        code = verification.code if verification else None
+        now = self.clock()
+        report = Report(
+            case_number=f"pending-{secrets.token_hex(8)}",
+            code=data.code,
+            gtin=code.gtin if code else None,
+            lot=code.lot if code else None,
+            serial=code.serial if code else None,
+            producer_id=verification.batch.producer_id if verification and verification.batch else None,
+            verdict=verification.verdict.value if verification else None,
+            where_kind=data.where_kind, where_text=data.where_text, seller=data.seller, link=data.link,
+            price=data.price, bought_on=bought, contact=data.contact, description=data.description,
+            client_hash=client_hash, status="new", created_at=now,
+        )
+        self.session.add(report)
+        self.session.flush()
+        report.case_number = case_number(report.id, now.year)
+        for photo in photos:
+            self.session.add(ReportPhoto(report_id=report.id, media_type=photo.media_type, sha256=photo.sha256,
+                                         data=photo.data))
+        self.session.flush()
+        log.info("report %s filed (verdict %s, %d photo(s))", report.case_number, report.verdict, len(photos))
+        return report
+
+    # -- reading -------------------------------------------------------------------------------
+    def get(self, case: str) -> Report:
+        report = self.session.execute(select(Report).where(Report.case_number == case)).scalar_one_or_none()
+        if report is None:
+            raise NotFound(f"no report {case}", code="REPORT_UNKNOWN")
+        return report
+
+    @staticmethod
+    def view(report: Report) -> dict[str, Any]:
+        """The report as an inspector reads it (photos by hash and type, not their bytes)."""
+        return {
+            "case_number": report.case_number, "status": report.status, "code": report.code,
+            "gtin": report.gtin, "lot": report.lot, "serial": report.serial, "producer_id": report.producer_id,
+            "verdict": report.verdict, "where": {"kind": report.where_kind, "text": report.where_text},
+            "seller": report.seller, "link": report.link, "price": report.price,
+            "bought_on": report.bought_on.isoformat() if report.bought_on else None,
+            "description": report.description, "created_at": report.created_at,
+            "photos": [{"sha256": p.sha256, "media_type": p.media_type, "size": len(p.data)} for p in report.photos],
+        }

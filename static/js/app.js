@@ -1,0 +1,210 @@
+/* The shopper's pages: a client id for every check, live camera scanning on "/", photo checks on
+   the report form. No framework, no build step; every page also works without this file. */
+(function () {
+  'use strict';
+  var doc = document;
+  doc.documentElement.classList.add('js');
+
+  function $(id) { return doc.getElementById(id); }
+
+  /* A random id kept in this browser; the server stores only a salted hash of it. */
+  function randomId() {
+    var bytes = new Uint8Array(16);
+    (window.crypto || window.msCrypto).getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ('0' + b.toString(16)).slice(-2); }).join('');
+  }
+  var clientId;
+  try {
+    clientId = localStorage.getItem('client_id');
+    if (!clientId) { clientId = randomId(); localStorage.setItem('client_id', clientId); }
+  } catch (e) { clientId = randomId(); }
+  Array.prototype.forEach.call(doc.querySelectorAll('input[name=client_id]'), function (input) {
+    input.value = clientId;
+  });
+
+  var csrfMeta = doc.querySelector('meta[name=csrf-token]');
+  var csrfToken = csrfMeta ? csrfMeta.getAttribute('content') : '';
+
+  /* ------------------------------------------------------------------ report form: photo checks */
+  var reportForm = $('report-form');
+  if (reportForm) {
+    var photoInput = $('photo');
+    var photoCheck = $('photo-check');
+    var MAX_PHOTOS = 3, MAX_BYTES = 10 * 1024 * 1024;
+    var photoProblem = function () {
+      var files = photoInput.files || [];
+      if (files.length > MAX_PHOTOS) { return photoCheck.dataset.count; }
+      for (var i = 0; i < files.length; i++) {
+        if (files[i].size > MAX_BYTES) { return photoCheck.dataset.size; }
+        if (files[i].type && files[i].type.indexOf('image/') !== 0) { return photoCheck.dataset.type; }
+      }
+      return '';
+    };
+    var showProblem = function () {
+      var problem = photoProblem();
+      photoCheck.textContent = problem;
+      photoCheck.hidden = !problem;
+      return problem;
+    };
+    photoInput.addEventListener('change', showProblem);
+    reportForm.addEventListener('submit', function (event) {
+      if (showProblem()) { event.preventDefault(); photoInput.focus(); }
+    });
+  }
+
+  /* ------------------------------------------------------------------ scan page */
+  var scanSection = $('scan');
+  if (!scanSection) { return; }
+  var messages = $('messages').dataset;
+  var statusLine = $('camera-status');
+  var camera = $('camera');
+  var video = $('video');
+  var resultBox = $('result');
+  var photoForm = $('photo-form');
+  var photo = $('photo');
+  var FRAME_INTERVAL = 400;      /* ms between frames sent to the server (about 2.5 a second) */
+  var FRAME_SIDE = 960;          /* longest side of a frame sent to the server, in pixels */
+  var PAUSE_AFTER = 60000;       /* stop scanning after a minute without a code */
+  var stream = null, running = false, busy = false, timer = null, detector = null, startedAt = 0;
+  var canvas = doc.createElement('canvas');
+
+  function say(text) { statusLine.textContent = text || ''; }
+
+  /* The photo form submits itself once a photo is chosen. */
+  photo.addEventListener('change', function () {
+    if (photo.files && photo.files.length) { stopCamera(); photoForm.submit(); }
+  });
+
+  function stopCamera() {
+    running = false;
+    clearTimeout(timer);
+    if (stream) { stream.getTracks().forEach(function (t) { t.stop(); }); stream = null; }
+  }
+
+  function showVerdict(result, text) {
+    stopCamera();
+    say(messages.checking);
+    return fetch('/fragment/verdict', {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-CSRFToken': csrfToken },
+      body: JSON.stringify({ result: result, text: text || '' })
+    }).then(function (response) {
+      if (!response.ok) { throw new Error('fragment ' + response.status); }
+      return response.text();
+    }).then(function (html) {
+      resultBox.innerHTML = html;   /* server-rendered, escaped by the template */
+      resultBox.hidden = false;
+      scanSection.hidden = true;
+      $('again').hidden = false;
+      var heading = resultBox.querySelector('h1');
+      if (heading) { heading.setAttribute('tabindex', '-1'); heading.focus(); }
+      window.scrollTo(0, 0);
+      return true;
+    });
+  }
+
+  function verifyText(text) {
+    var url = '/api/v1/verify?code=' + encodeURIComponent(text) + '&client_id=' + encodeURIComponent(clientId);
+    return fetch(url, { credentials: 'same-origin' }).then(function (response) {
+      if (response.status === 429) { return backOff(); }
+      return response.json().then(function (body) { return showVerdict(body, text); });
+    });
+  }
+
+  function backOff() {
+    say(messages.busy);
+    return new Promise(function (resolve) { setTimeout(function () { say(messages.scanning); resolve(false); }, 5000); });
+  }
+
+  function sendFrame() {
+    var w = video.videoWidth, h = video.videoHeight;
+    if (!w || !h) { return Promise.resolve(false); }
+    var scale = Math.min(1, FRAME_SIDE / Math.max(w, h));
+    canvas.width = Math.round(w * scale);
+    canvas.height = Math.round(h * scale);
+    canvas.getContext('2d').drawImage(video, 0, 0, canvas.width, canvas.height);
+    return new Promise(function (resolve) { canvas.toBlob(resolve, 'image/jpeg', 0.8); }).then(function (blob) {
+      if (!blob || !running) { return false; }
+      var form = new FormData();
+      form.append('image', blob, 'frame.jpg');
+      form.append('client_id', clientId);
+      return fetch('/api/v1/verify/image', { method: 'POST', body: form, credentials: 'same-origin' })
+        .then(function (response) {
+          if (response.status === 429) { return backOff(); }
+          if (!response.ok) { return false; }
+          return response.json().then(function (body) {
+            if (!body.codes || !body.codes.length || !running) { return false; }
+            return showVerdict(body, '');
+          });
+        });
+    });
+  }
+
+  function detectInBrowser() {
+    return detector.detect(video).then(function (codes) {
+      if (!codes.length || !running) { return false; }
+      say(messages.checking);
+      return verifyText(codes[0].rawValue);
+    });
+  }
+
+  function tick() {
+    if (!running) { return; }
+    if (Date.now() - startedAt > PAUSE_AFTER) { pause(); return; }
+    if (busy || video.readyState < 2) { timer = setTimeout(tick, 150); return; }
+    busy = true;
+    var attempt = detector ? detectInBrowser() : sendFrame();
+    attempt.then(function (done) {
+      busy = false;
+      if (!done && running) { timer = setTimeout(tick, detector ? 200 : FRAME_INTERVAL); }
+    }, function () {
+      busy = false;
+      if (!navigator.onLine) { say(messages.offline); }
+      if (running) { timer = setTimeout(tick, 2000); }
+    });
+  }
+
+  function pause() {
+    stopCamera();
+    say(messages.paused);
+  }
+
+  function startCamera() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) { say(messages.nocamera); return; }
+    say(messages.starting);
+    navigator.mediaDevices.getUserMedia({
+      audio: false,
+      video: { facingMode: { ideal: 'environment' }, width: { ideal: 1280 }, height: { ideal: 720 } }
+    }).then(function (s) {
+      stream = s;
+      video.srcObject = s;
+      camera.hidden = false;
+      var played = video.play();
+      if (played && played.catch) { played.catch(function () {}); }
+      running = true;
+      startedAt = Date.now();
+      say(messages.scanning);
+      tick();
+    }, function (err) {
+      var denied = err && (err.name === 'NotAllowedError' || err.name === 'SecurityError');
+      say(denied ? messages.denied : messages.nocamera);
+    });
+  }
+
+  /* Tap the picture to scan again after a pause. */
+  camera.addEventListener('click', function () { if (!running && !stream) { startCamera(); } });
+  doc.addEventListener('visibilitychange', function () {
+    if (doc.hidden) { if (running) { stopCamera(); } }
+    else if (!stream && resultBox.hidden && camera.hidden === false) { startCamera(); }
+  });
+
+  var ready = Promise.resolve();
+  if ('BarcodeDetector' in window && window.BarcodeDetector.getSupportedFormats) {
+    ready = window.BarcodeDetector.getSupportedFormats().then(function (formats) {
+      var wanted = ['qr_code', 'data_matrix', 'ean_13', 'ean_8', 'upc_a', 'upc_e', 'code_128'];
+      var usable = wanted.filter(function (f) { return formats.indexOf(f) >= 0; });
+      if (usable.indexOf('qr_code') >= 0) { detector = new window.BarcodeDetector({ formats: usable }); }
+    }, function () {});
+  }
+  ready.then(startCamera);
+})();

@@ -1,0 +1,247 @@
+"""Browser tests in a real Chromium (Debian's ``chromium``) at a phone viewport, 390x844.
+
+(1) the camera path with a fake camera playing a video of one of our labels; (2) the photo upload;
+(3) a Digital Link opened with JavaScript disabled; (4) a counterfeit code -> report form with a photo
+-> stored; (5) the English switch changes every visible string; (6) a screenshot of every verdict.
+These tests never skip: without Chromium they fail and say what to install.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from registry.labels import LabelData, render_png
+from registry.models import Report
+
+from tests.app.verdict_codes import VERDICTS, make_codes
+from tests.conftest import GTIN
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+PHONE = {"width": 390, "height": 844}
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+# Letters that only Vietnamese text has (a page in English must have none outside "Tiếng Việt").
+VIETNAMESE = re.compile(r"[àáảãạăằắẳẵặâầấẩẫậđèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵ]", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}: install Debian's 'chromium' package "
+                    "(or set CHROMIUM_PATH). The browser tests need a real browser and do not skip.")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - the dev requirements install it
+        pytest.fail(f"the 'playwright' Python package is missing ({exc}); pip install -r requirements-dev.txt")
+    with sync_playwright() as p:
+        yield p
+
+
+def launch(playwright, *extra_args: str):
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*ARGS, *extra_args])
+
+
+def phone(browser, **options):
+    options.setdefault("locale", "vi-VN")
+    return browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2, **options)
+
+
+@pytest.fixture
+def codes(registry, session, world):
+    made = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    session.close()  # release SQLite: the live server writes from its own thread
+    return made
+
+
+def path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + ("?" + parts.query if parts.query else "")
+
+
+def label_png(url: str, serial: str | None = None) -> Image.Image:
+    data = render_png(LabelData(url=url, gtin=GTIN, lot="LOT-1", serial=serial, expiry=None,
+                                product_name="Cà phê rang xay"))
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
+def write_y4m(path: Path, label: Image.Image, frames: int = 20) -> Path:
+    """A 640x480 10 fps I420 video of the label on a light table (what the fake camera plays)."""
+    canvas = Image.new("RGB", (640, 480), (214, 208, 196))
+    fitted = label.copy()
+    fitted.thumbnail((600, 440), Image.LANCZOS)
+    canvas.paste(fitted, ((640 - fitted.width) // 2, (480 - fitted.height) // 2))
+    bgr = cv2.cvtColor(np.asarray(canvas), cv2.COLOR_RGB2BGR)
+    i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes()
+    with path.open("wb") as fh:
+        fh.write(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\n")
+        for _ in range(frames):
+            fh.write(b"FRAME\n")
+            fh.write(i420)
+    return path
+
+
+def photo_of(label: Image.Image) -> bytes:
+    try:
+        from tests.verification.phone_photos import phone_photo
+    except ImportError:  # pragma: no cover - the simulator may move to bench/
+        from bench.photos import phone_photo
+    return phone_photo(label, seed=3)
+
+
+def visible_text(page, *, without: str = "") -> str:
+    """The page's visible text; ``without`` names elements holding data (not interface strings)."""
+    return page.evaluate("""(without) => {
+        const body = document.body.cloneNode(true);
+        if (without) body.querySelectorAll(without).forEach(e => e.remove());
+        body.querySelectorAll('[hidden], script, template').forEach(e => e.remove());
+        document.body.appendChild(body); body.style.display = 'block';
+        const text = body.innerText; body.remove(); return text; }""", without)
+
+
+# -- (1) camera --------------------------------------------------------------------------------
+
+def test_camera_path_reads_a_label_by_itself(playwright, live_server, codes, tmp_path):
+    video = write_y4m(tmp_path / "label.y4m", label_png(codes["genuine"], codes.genuine_serial))
+    browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                     f"--use-file-for-fake-video-capture={video}")
+    try:
+        context = phone(browser, permissions=["camera"])
+        page = context.new_page()
+        page.goto(live_server + "/")
+        verdict = page.wait_for_selector('[data-verdict="genuine"]', timeout=10_000)
+        assert verdict.is_visible()
+        assert "Hàng thật" in verdict.inner_text()
+        assert page.evaluate("localStorage.getItem('client_id')")
+    finally:
+        browser.close()
+
+
+# -- (2) photo upload --------------------------------------------------------------------------
+
+def test_upload_path_with_a_photo(playwright, live_server, codes):
+    photo = photo_of(label_png(codes["genuine"], codes.genuine_serial))
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page.goto(live_server + "/")
+        page.set_input_files("#photo", files=[{"name": "photo.jpg", "mimeType": "image/jpeg", "buffer": photo}])
+        verdict = page.wait_for_selector("[data-verdict]", timeout=15_000)
+        assert verdict.get_attribute("data-verdict") == "genuine"
+    finally:
+        browser.close()
+
+
+# -- (3) Digital Link without JavaScript -------------------------------------------------------
+
+def test_digital_link_without_javascript(playwright, live_server, codes):
+    browser = launch(playwright)
+    try:
+        page = phone(browser, java_script_enabled=False).new_page()
+        page.goto(live_server + path_of(codes["genuine"]))
+        verdict = page.locator('[data-verdict="genuine"]')
+        assert verdict.is_visible()
+        assert "Hàng thật" in verdict.inner_text()
+        assert "Cà phê rang xay" in page.inner_text("main")
+    finally:
+        browser.close()
+
+
+# -- (4) counterfeit -> report -----------------------------------------------------------------
+
+def test_counterfeit_leads_to_a_stored_report(playwright, live_server, codes, session):
+    photo = photo_of(label_png(codes["counterfeit"], codes.genuine_serial))
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page.goto(live_server + path_of(codes["counterfeit"]))
+        assert page.locator('[data-verdict="counterfeit"]').is_visible()
+        page.click("a.button.report")
+        page.wait_for_url(re.compile(r"/report\?code="))
+        assert page.input_value("#code") == codes["counterfeit"].replace("https://verify.example.vn", live_server) \
+            or page.input_value("#code").endswith(path_of(codes["counterfeit"]))
+        page.check('input[name="where_kind"][value="market"]')
+        page.fill("#where_text", "Chợ Bến Thành, sạp 12")
+        page.fill("#seller", "Cô Lan")
+        page.fill("#price", "120000")
+        page.set_input_files("#photo", files=[{"name": "fake.jpg", "mimeType": "image/jpeg", "buffer": photo}])
+        page.click("#report-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/report/sent\?case=VN-"))
+        case = page.locator(".case-number").inner_text().strip()
+        assert re.fullmatch(r"VN-\d{4}-\d{6}", case)
+    finally:
+        browser.close()
+    report = session.query(Report).filter_by(case_number=case).one()
+    assert report.verdict == "counterfeit" and report.seller == "Cô Lan" and report.where_kind == "market"
+    assert len(report.photos) == 1 and report.photos[0].media_type == "image/jpeg"
+    session.rollback()
+
+
+# -- (5) language switch -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("which", ["scan", "verdict", "report"])
+def test_english_switch_changes_every_visible_string(playwright, live_server, codes, which):
+    path = {"scan": "/", "verdict": path_of(codes["recalled"]), "report": "/report?code=x"}[which]
+    data = "dd, q, input, textarea"  # product data and typed values are not interface strings
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page.goto(live_server + path)
+        page.wait_for_load_state("networkidle")
+        before = visible_text(page, without=data)
+        page.click('a[hreflang="en"]')
+        page.wait_for_load_state("networkidle")
+        assert page.get_attribute("html", "lang") == "en"
+        after = visible_text(page, without=data)
+    finally:
+        browser.close()
+    language_names = {"Tiếng Việt", "English"}
+    lines_before = {line.strip() for line in before.splitlines() if line.strip()} - language_names
+    lines_after = {line.strip() for line in after.splitlines() if line.strip()} - language_names
+    unchanged = {line for line in lines_before & lines_after if re.search(r"[A-Za-zÀ-ỹ]{2}", line)}
+    assert not unchanged, f"strings not translated to English on {which}: {unchanged}"
+    leftovers = [line for line in lines_after if VIETNAMESE.search(line)]
+    assert not leftovers, f"Vietnamese left on the English {which} page: {leftovers}"
+    assert "Tiếng Việt" in after  # the way back stays
+
+
+# -- (6) screenshots ---------------------------------------------------------------------------
+
+def test_screenshot_of_every_verdict(playwright, live_server, codes):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        page = context.new_page()
+        for lang in ("vi", "en"):
+            page.goto(f"{live_server}/lang/{lang}")
+            for verdict in VERDICTS:
+                code = codes[verdict]
+                url = live_server + (path_of(code) if code.startswith("http") else "/check?code=" + code.replace(" ", "+"))
+                page.goto(url)
+                element = page.locator("[data-verdict]")
+                assert element.get_attribute("data-verdict") == verdict
+                box = element.bounding_box()
+                assert box and box["width"] <= PHONE["width"] and box["y"] + box["height"] < PHONE["height"]
+                # the report action is on the first screen for anything but genuine
+                if verdict != "genuine":
+                    report = page.locator("a.button.report").bounding_box()
+                    assert report["y"] + report["height"] < PHONE["height"] and report["height"] >= 44
+                assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+                page.screenshot(path=str(SCREENSHOTS / f"{verdict}-{lang}.png"))
+        for name, path in (("scan", "/"), ("report", "/report?code=08936000010010"), ("warnings", "/warnings")):
+            page.goto(live_server + path)
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+            page.screenshot(path=str(SCREENSHOTS / f"page-{name}-en.png"))
+    finally:
+        browser.close()
+    assert len(list(SCREENSHOTS.glob("*.png"))) >= 2 * len(VERDICTS)

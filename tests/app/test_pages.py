@@ -1,0 +1,279 @@
+"""Server-side tests of the shopper's pages: languages, verdict views, CSP, page weight, catalogue."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.mofile import read_mo
+from babel.messages.pofile import read_po
+
+from app.messages import REASON_TEXT, VERDICT_ADVICE, VERDICT_TITLE
+
+from tests.app.verdict_codes import VERDICTS, make_codes
+
+REPO = Path(__file__).resolve().parents[2]
+PO = REPO / "app" / "translations" / "vi" / "LC_MESSAGES" / "messages.po"
+MO = PO.with_suffix(".mo")
+
+
+@pytest.fixture
+def codes(registry, session, world):
+    return make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + ("?" + parts.query if parts.query else "")
+
+
+def _page(client, code: str, **headers):
+    if code.startswith("http"):
+        return client.get(_path(code), headers={"Accept": "text/html", **headers})
+    return client.get("/check", query_string={"code": code}, headers=headers)
+
+
+# -- languages ---------------------------------------------------------------------------------
+
+def test_vietnamese_is_the_default(client):
+    html = client.get("/").get_data(as_text=True)
+    assert '<html lang="vi">' in html
+    assert "Kiểm tra nguồn gốc sản phẩm" in html
+
+
+def test_accept_language_english(client):
+    html = client.get("/", headers={"Accept-Language": "en-US,en;q=0.9"}).get_data(as_text=True)
+    assert '<html lang="en">' in html
+    assert "Check where a product comes from" in html
+
+
+def test_accept_language_prefers_vietnamese_when_listed_first(client):
+    html = client.get("/", headers={"Accept-Language": "vi-VN,vi;q=0.9,en;q=0.8"}).get_data(as_text=True)
+    assert '<html lang="vi">' in html
+
+
+def test_switch_is_remembered_over_accept_language(client):
+    response = client.get("/lang/en?next=/warnings")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/warnings")
+    assert "lang=en" in response.headers["Set-Cookie"]
+    html = client.get("/", headers={"Accept-Language": "vi"}).get_data(as_text=True)
+    assert '<html lang="en">' in html
+    client.get("/lang/vi")
+    html = client.get("/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<html lang="vi">' in html
+
+
+def test_switch_links_carry_hreflang_and_names(client):
+    html = client.get("/").get_data(as_text=True)
+    assert re.search(r'<a href="/lang/vi[^"]*" hreflang="vi"[^>]*>Tiếng Việt</a>', html)
+    assert re.search(r'<a href="/lang/en[^"]*" hreflang="en"[^>]*>English</a>', html)
+
+
+def test_switch_refuses_open_redirects(client):
+    for target in ("https://evil.example/", "//evil.example/", "javascript:alert(1)"):
+        response = client.get("/lang/en", query_string={"next": target})
+        assert response.headers["Location"] in ("/", "http://localhost/")
+
+
+# -- verdict views -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lang", ["vi", "en"])
+def test_every_verdict_renders_with_its_hook(client, codes, lang):
+    for verdict in VERDICTS:
+        response = _page(client, codes[verdict], **{"Accept-Language": lang})
+        html = response.get_data(as_text=True)
+        assert response.status_code == 200, verdict
+        assert f'data-verdict="{verdict}"' in html, verdict
+        assert html.count("data-verdict=") == 1
+        report_links = re.findall(r'<a class="button report[^"]*" href="([^"]+)"', html)
+        if verdict == "genuine":
+            assert not report_links
+        else:
+            assert report_links and "report" in report_links[0], verdict
+
+
+def test_genuine_view_shows_origin_dates_and_history(client, codes):
+    html = _page(client, codes["genuine"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Cà phê rang xay" in html and "HTX Highland" in html and "Xưởng Ea Tu" in html
+    assert "Vietnam" in html  # the facility's country, named in the page language
+    assert "VietGAP (VG-1)" in html
+    assert re.search(r"First checked on [A-Z][a-z]+ \d{1,2}, \d{4}; checked once so far", html)
+    html = _page(client, codes["genuine"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert "checked 2 times so far" in html
+    vi = _page(client, codes["genuine"]).get_data(as_text=True)
+    assert "Việt Nam" in vi and re.search(r"\d{1,2} tháng \d{1,2}, \d{4}", vi)
+
+
+def test_report_link_prefills_the_code(client, codes):
+    html = _page(client, codes["counterfeit"]).get_data(as_text=True)
+    href = re.search(r'<a class="button report[^"]*" href="([^"]+)"', html).group(1).replace("&amp;", "&")
+    form = client.get(href).get_data(as_text=True)
+    assert 'name="code" value="' in form
+    value = re.search(r'id="code" name="code" value="([^"]*)"', form).group(1).replace("&amp;", "&")
+    assert _path(value) == _path(codes["counterfeit"])  # the page names the host it was opened on
+
+
+def test_recall_reason_is_shown(client, codes):
+    html = _page(client, codes["recalled"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert "contamination" in html
+
+
+def test_photo_upload_without_javascript(client, codes):
+    from PIL import Image
+
+    from registry.labels import LabelData, render_png
+    import io
+
+    png = render_png(LabelData(url=codes["genuine"], gtin="08936000010010", lot="LOT-1", serial=codes.genuine_serial,
+                               expiry=None, product_name="Cà phê"))
+    page = client.get("/").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post("/check", data={"csrf_token": token, "client_id": "abc",
+                                           "image": (io.BytesIO(png), "label.png")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 200
+    assert 'data-verdict="genuine"' in response.get_data(as_text=True)
+    assert Image  # Pillow is what render_png used
+
+
+def test_photo_upload_rejects_a_text_file_with_a_message(client):
+    import io
+
+    page = client.get("/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post("/check", data={"csrf_token": token, "image": (io.BytesIO(b"hello" * 20), "a.jpg")},
+                           content_type="multipart/form-data", headers={"Accept-Language": "en"})
+    assert response.status_code == 415
+    assert "This file is not a photo" in response.get_data(as_text=True)
+
+
+def test_photo_form_needs_csrf(client):
+    import io
+
+    response = client.post("/check", data={"image": (io.BytesIO(b"x"), "a.jpg")}, content_type="multipart/form-data",
+                           headers={"Accept": "text/html"})
+    assert response.status_code == 400
+
+
+def test_fragment_renders_the_api_answer(client, codes):
+    page = client.get("/").get_data(as_text=True)
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    result = client.get("/api/v1/verify", query_string={"code": codes["recalled"], "client_id": "c1"}).json
+    response = client.post("/fragment/verdict", json={"result": result, "text": codes["recalled"]},
+                           headers={"X-CSRFToken": token})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'data-verdict="recalled"' in html and "/report?code=" in html
+    assert "<html" not in html  # the fragment only
+    bad = client.post("/fragment/verdict", json={"result": {"verdict": "great"}}, headers={"X-CSRFToken": token})
+    assert bad.status_code == 400
+    assert client.post("/fragment/verdict", json={"result": result}).status_code == 400  # no CSRF token
+
+
+def test_fragment_of_an_image_answer_without_codes_is_unreadable(client):
+    page = client.get("/").get_data(as_text=True)
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    response = client.post("/fragment/verdict", json={"result": {"verdict": "unreadable", "codes": [],
+                                                                 "reasons": [{"code": "NO_CODE_FOUND"}]}},
+                           headers={"X-CSRFToken": token})
+    assert 'data-verdict="unreadable"' in response.get_data(as_text=True)
+
+
+# -- public lists ------------------------------------------------------------------------------
+
+def test_public_lists_render_newest_first_and_search(app, client, registry, session):
+    from registry.publications import PublicationService
+    from registry.services import SYSTEM
+
+    service = PublicationService(session, authority=registry.authority)
+    service.publish(SYSTEM, kind="warning", title="Sữa bột giả nhãn Abbott", product="Sữa bột Similac")
+    service.publish(SYSTEM, kind="warning", title="Mật ong pha đường", product="Mật ong rừng U Minh")
+    service.publish(SYSTEM, kind="violator", title="Bán hàng giả", name="Cửa hàng Phúc An", tax_code="0101",
+                    place="Chợ Đồng Xuân, Hà Nội")
+    session.commit()
+    html = client.get("/warnings").get_data(as_text=True)
+    assert html.index("Mật ong pha đường") < html.index("Sữa bột giả nhãn Abbott")
+    html = client.get("/warnings", query_string={"q": "sua bot"}).get_data(as_text=True)
+    assert "Sữa bột giả nhãn Abbott" in html and "Mật ong" not in html.split("<ol")[1]
+    html = client.get("/violators", query_string={"q": "phuc an"}).get_data(as_text=True)
+    assert "Cửa hàng Phúc An" in html and 'type="search"' in html
+    html = client.get("/violators", query_string={"q": "zzz"}, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Nothing found for this search." in html
+
+
+# -- CSP and weight ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/", "/report?code=x", "/warnings", "/violators", "/check?code=08936000010010"])
+def test_no_inline_script_or_style(client, path):
+    response = client.get(path)
+    html = response.get_data(as_text=True)
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    for tag in re.findall(r"<script\b[^>]*>", html):
+        assert "src=" in tag, tag
+    assert not re.search(r"<script\b[^>]*>\s*[^<\s]", html), "inline script body"
+    assert "<style" not in html
+    assert not re.search(r'\sstyle="', html), "inline style attribute"
+    assert not re.search(r'\son[a-z]+="', html), "inline event handler"
+    assert "//cdn" not in html and "https://" not in html.replace('placeholder="https://"', "")
+
+
+def test_scan_page_is_under_60_kb(client):
+    html = client.get("/").data
+    assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', html.decode())
+    assert any(a.endswith(".css") for a in assets) and any(a.endswith(".js") for a in assets)
+    total = len(html) + sum(len(client.get(a).data) for a in assets)
+    assert total < 60 * 1024, f"scan page weighs {total} bytes"
+
+
+def test_scan_page_has_camera_and_plain_photo_form(client):
+    html = client.get("/").get_data(as_text=True)
+    assert re.search(r'<input[^>]+type="file"[^>]+accept="image/\*"[^>]+capture="environment"', html)
+    assert re.search(r'<form[^>]+method="post"[^>]+action="/check"[^>]+enctype="multipart/form-data"', html)
+    assert '<video id="video"' in html
+
+
+# -- the catalogue -----------------------------------------------------------------------------
+
+def _t(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def test_compiled_catalogue_matches_the_po():
+    result = subprocess.run([sys.executable, str(REPO / "tools" / "compile_translations.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    with PO.open("rb") as fh:
+        po = {_t(m.id): _t(m.string) for m in read_po(fh) if m.id}
+    with MO.open("rb") as fh:
+        mo = {_t(m.id): _t(m.string) for m in read_mo(fh) if m.id}
+    assert po == mo
+
+
+def _used_msgids() -> set:
+    method_map = [("app/**.py", "python"), ("app/templates/**.html", "jinja2")]
+    options = {"app/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
+    found = set()
+    for _file, _line, message, _comments, _ctx in extract_from_dir(str(REPO), method_map, options, keywords=keywords):
+        found.add(message)
+    return found
+
+
+def test_every_msgid_has_a_vietnamese_translation():
+    with PO.open("rb") as fh:
+        catalog = read_po(fh)
+    used = _used_msgids()
+    assert len(used) > 100
+    for message in (*VERDICT_TITLE.values(), *VERDICT_ADVICE.values(), *REASON_TEXT.values()):
+        assert message in used
+    missing = []
+    for msgid in used:
+        entry = catalog.get(msgid if isinstance(msgid, str) else msgid[0])
+        strings = [] if entry is None else ([entry.string] if isinstance(entry.string, str) else list(entry.string))
+        if entry is None or entry.fuzzy or not all(s.strip() for s in strings):
+            missing.append(msgid)
+    assert not missing, f"untranslated: {missing}"

@@ -1,0 +1,189 @@
+"""Reports through the API and the HTML form; publications through the API."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from PIL import Image
+
+from registry.models import Publication, Report
+
+from tests.app.verdict_codes import make_codes
+
+
+def jpeg(size=(64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (10, 120, 40)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def form_fields(**extra):
+    data = {"where_kind": "ecommerce", "where_text": "Shopee", "seller": "shop_abc", "link": "https://shopee.vn/p/1",
+            "price": "99000", "bought_on": "2026-01-02", "client_id": "device-1"}
+    data.update(extra)
+    return data
+
+
+# -- API ---------------------------------------------------------------------------------------
+
+def test_api_report_is_stored_with_photos(client, session, registry, world):
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    data = form_fields(code=codes["counterfeit"])
+    data["photo"] = [(io.BytesIO(jpeg()), "a.jpg"), (io.BytesIO(jpeg((80, 80))), "b.jpg")]
+    response = client.post("/api/v1/reports", data=data, content_type="multipart/form-data")
+    assert response.status_code == 201, response.json
+    body = response.json
+    assert re.fullmatch(r"VN-\d{4}-\d{6}", body["case_number"])
+    assert body["verdict"] == "counterfeit" and len(body["photos"]) == 2
+    session.expire_all()
+    report = session.query(Report).filter_by(case_number=body["case_number"]).one()
+    assert report.seller == "shop_abc" and len(report.photos) == 2 and report.lot == "LOT-1"
+
+
+def test_api_report_appears_in_openapi(client):
+    spec = client.get("/api/v1/openapi.json").json
+    assert "/api/v1/reports" in spec["paths"] and "/api/v1/warnings" in spec["paths"]
+    assert "/api/v1/publications/{publication_id}/withdraw" in spec["paths"]
+
+
+def test_api_missing_fields(client):
+    response = client.post("/api/v1/reports", data={"where_kind": "shop"}, content_type="multipart/form-data")
+    assert response.status_code == 422
+    assert response.json["error"]["fields"] == {"where_text": "FIELD_REQUIRED", "code": "CODE_OR_PHOTO"}
+    response = client.post("/api/v1/reports", data={"code": "x"}, content_type="multipart/form-data")
+    assert response.status_code == 422 and "where_kind" in str(response.json["error"])
+
+
+@pytest.mark.parametrize("payload, status, code", [
+    (b"just some text, not a photo at all", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    (jpeg()[:150], 422, "IMAGE_UNDECODABLE"),
+    (jpeg() + b"\0" * (10 * 1024 * 1024), 413, "PHOTO_TOO_LARGE"),
+])
+def test_api_bad_photos(client, session, payload, status, code):
+    data = form_fields(code="08936000010010", photo=(io.BytesIO(payload), "p.jpg"))
+    response = client.post("/api/v1/reports", data=data, content_type="multipart/form-data")
+    assert response.status_code == status
+    assert response.json["error"]["code"] == code and response.json["error"]["message"]
+    assert session.query(Report).count() == 0
+
+
+def test_api_body_over_the_limit(client):
+    big = b"\xff\xd8\xff" + b"\0" * (32 * 1024 * 1024)
+    response = client.post("/api/v1/reports", data=form_fields(photo=(io.BytesIO(big), "p.jpg")),
+                           content_type="multipart/form-data")
+    assert response.status_code == 413 and response.json["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_api_flood_from_one_client(client):
+    statuses = [client.post("/api/v1/reports", data=form_fields(code="08936000010010"),
+                            content_type="multipart/form-data").status_code for _ in range(6)]
+    assert statuses == [201] * 5 + [429]
+    response = client.post("/api/v1/reports", data=form_fields(code="08936000010010"),
+                           content_type="multipart/form-data")
+    assert response.json["error"]["code"] == "TOO_MANY_REPORTS"
+    other = client.post("/api/v1/reports", data=form_fields(code="08936000010010", client_id="device-2"),
+                        content_type="multipart/form-data")
+    assert other.status_code == 201
+
+
+# -- the HTML form -----------------------------------------------------------------------------
+
+def _token(client, path="/report"):
+    html = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def _post_form(client, data, **headers):
+    return client.post("/report", data={"csrf_token": _token(client), **data}, content_type="multipart/form-data",
+                       headers=headers)
+
+
+def test_form_report_answers_a_case_number(client, session):
+    data = form_fields(code="08936000010010", description="Hộp méo", photo=(io.BytesIO(jpeg()), "a.jpg"))
+    response = _post_form(client, data)
+    assert response.status_code == 303 and "/report/sent?case=VN-" in response.headers["Location"]
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    case = re.search(r'data-case="(VN-\d{4}-\d{6})"', page).group(1)
+    assert session.query(Report).filter_by(case_number=case).one().description == "Hộp méo"
+
+
+def test_form_needs_csrf(client):
+    response = client.post("/report", data=form_fields(code="x"), headers={"Accept": "text/html"})
+    assert response.status_code == 400
+
+
+def _kept(html: str, **values) -> None:
+    for name, value in values.items():
+        if name == "where_kind":
+            assert re.search(rf'name="where_kind" value="{value}" checked', html), name
+        elif name == "description":
+            assert f">{value}</textarea>" in html
+        else:
+            assert re.search(rf'name="{name}"[^>]*value="{re.escape(value)}"', html), name
+
+
+def test_form_missing_fields_keep_what_was_entered(client):
+    entered = {"code": "", "where_kind": "market", "where_text": "", "seller": "Bà Tư", "price": "50.000",
+               "bought_on": "2026-01-05", "contact": "0909 000 111", "description": "Mùi lạ"}
+    response = _post_form(client, entered, **{"Accept-Language": "en"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Please fill in this field." in html
+    assert "Enter the code on the product, or add at least one photo of it." in html
+    assert 'aria-invalid="true"' in html
+    _kept(html, where_kind="market", seller="Bà Tư", price="50.000", bought_on="2026-01-05",
+          contact="0909 000 111", description="Mùi lạ")
+
+
+@pytest.mark.parametrize("payload, status, message", [
+    (b"not an image, a text file" * 3, 415, "A file is not a photo."),
+    (jpeg()[:150], 422, "A photo is damaged and cannot be opened."),
+    (jpeg() + b"\0" * (10 * 1024 * 1024 + 10), 413, "A photo is larger than 10 MB."),
+])
+def test_form_bad_photo_keeps_values(client, payload, status, message):
+    entered = form_fields(code="08936000010010", seller="Shop Ánh Dương", description="Giá quá rẻ")
+    entered["photo"] = (io.BytesIO(payload), "p.jpg")
+    response = _post_form(client, entered, **{"Accept-Language": "en"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == status
+    assert message in html and "please choose your photos again" in html
+    _kept(html, code="08936000010010", seller="Shop Ánh Dương", where_kind="ecommerce", where_text="Shopee",
+          link="https://shopee.vn/p/1", description="Giá quá rẻ")
+
+
+def test_form_flood_keeps_values(client):
+    for _ in range(5):
+        assert _post_form(client, form_fields(code="08936000010010")).status_code == 303
+    response = _post_form(client, form_fields(code="08936000010010", seller="Người bán X"), **{"Accept-Language": "en"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 429
+    assert "You have sent many reports in a short time." in html
+    _kept(html, seller="Người bán X", code="08936000010010")
+
+
+# -- publications API --------------------------------------------------------------------------
+
+def test_publications_api(client, world, session):
+    body = {"kind": "warning", "title": "Rượu giả", "product": "Rượu vang Đà Lạt", "decided_on": "2026-02-01"}
+    assert client.post("/api/v1/publications", json=body).status_code == 401
+    assert client.post("/api/v1/publications", json=body, headers=world.auth("producer")).status_code == 403
+    response = client.post("/api/v1/publications", json=body, headers=world.auth("authority"))
+    assert response.status_code == 201, response.json
+    item = response.json
+    assert item["record"]["t"] == "publication" and item["record"]["sig"]["kid"]
+    listed = client.get("/api/v1/warnings", query_string={"q": "ruou vang"}).json["items"]
+    assert [i["id"] for i in listed] == [item["id"]]
+    assert client.get("/api/v1/violators").json["items"] == []
+    bad = client.post("/api/v1/publications", json={"kind": "x", "title": "t"}, headers=world.auth("authority"))
+    assert bad.status_code == 422
+    withdrawn = client.post(f"/api/v1/publications/{item['id']}/withdraw", json={"reason": "nhầm"},
+                            headers=world.auth("authority"))
+    assert withdrawn.status_code == 200 and withdrawn.json["withdrawn_at"]
+    assert client.get("/api/v1/warnings").json["items"] == []
+    again = client.post(f"/api/v1/publications/{item['id']}/withdraw", json={"reason": "x"},
+                        headers=world.auth("authority"))
+    assert again.status_code == 409
+    session.expire_all()
+    assert session.get(Publication, item["id"]) is not None  # never deleted

@@ -1,0 +1,181 @@
+"""ReportService: stored with everything an inspector needs; each way a report can be refused."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+from PIL import Image
+
+from registry.lookup import RegistryLookup, ScanHistory
+from registry.models import Report, ReportPhoto, ScanEvent
+from registry.reports import (
+    PhotoTooLarge,
+    ReportInput,
+    ReportInvalid,
+    ReportLimits,
+    ReportService,
+    TooManyReports,
+    case_number,
+)
+from verification.decoding import ImageTooLarge, ImageUndecodable, NotAnImage
+from verification.verdicts import Verifier
+
+from tests.app.verdict_codes import make_codes
+
+
+def jpeg(size=(64, 48), color=(200, 30, 30)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, "JPEG")
+    return out.getvalue()
+
+
+def png(size=(40, 40)) -> bytes:
+    out = io.BytesIO()
+    Image.new("L", size, 255).save(out, "PNG")
+    return out.getvalue()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 14, 9, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def service(session, clock):
+    verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session))
+    return ReportService(session, clock=clock, verifier=verifier, limits=ReportLimits(per_client_per_hour=3))
+
+
+def valid(**extra) -> ReportInput:
+    values = {"code": "", "where_kind": "market", "where_text": "Chợ Bến Thành, sạp 12", "seller": "Cô Lan",
+              "price": "120.000 đ", "bought_on": "2026-03-10", "description": "Nhãn mờ, nắp lỏng"}
+    photos = extra.pop("photos", [jpeg()])
+    values.update(extra)
+    return ReportInput.from_mapping(values, photos)
+
+
+def test_case_number_format():
+    assert case_number(123, 2026) == "VN-2026-000123"
+
+
+def test_report_is_stored_with_everything_an_inspector_needs(service, session, registry, world, clock):
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    photos = [jpeg(), png()]
+    report = service.create(valid(code=codes["counterfeit"], link="https://shopee.vn/item/1", contact="0901234567",
+                                  photos=photos), client_hash="c" * 32)
+    session.commit()
+    stored = session.get(Report, report.id)
+    assert stored.case_number == f"VN-2026-{report.id:06d}"
+    assert (stored.gtin, stored.lot, stored.serial) == ("08936000010010", "LOT-1", codes.genuine_serial)
+    assert stored.verdict == "counterfeit"
+    assert stored.producer_id is None  # a forged signature names no producer's batch...
+    assert stored.where_kind == "market" and stored.where_text.startswith("Chợ Bến Thành")
+    assert stored.seller == "Cô Lan" and stored.price == "120.000 đ" and stored.bought_on == date(2026, 3, 10)
+    assert stored.link == "https://shopee.vn/item/1" and stored.contact == "0901234567"
+    assert stored.client_hash == "c" * 32 and stored.status == "new" and stored.created_at == clock.now
+    assert [(p.media_type, p.sha256) for p in stored.photos] == [
+        ("image/jpeg", hashlib.sha256(photos[0]).hexdigest()), ("image/png", hashlib.sha256(photos[1]).hexdigest())]
+    assert stored.photos[0].data == photos[0]
+
+
+def test_report_on_a_registered_batch_names_its_producer(service, session, registry, world):
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    report = service.create(valid(code=codes["recalled"]), client_hash=None)
+    assert report.verdict == "recalled" and report.producer_id == world.producer_id
+    assert session.query(ScanEvent).filter_by(channel="report").count() == 1
+
+
+def test_report_without_code_needs_a_photo(service):
+    with pytest.raises(ReportInvalid) as err:
+        service.create(valid(photos=[]), client_hash=None)
+    assert err.value.errors == {"code": "CODE_OR_PHOTO"}
+
+
+def test_missing_fields_are_all_named(service):
+    with pytest.raises(ReportInvalid) as err:
+        service.create(ReportInput.from_mapping({"code": "x", "where_kind": "", "link": "shopee", "bought_on": "hôm qua"}),
+                       client_hash=None)
+    assert err.value.errors == {"where_kind": "FIELD_REQUIRED", "link": "BAD_LINK", "bought_on": "BAD_DATE"}
+    assert err.value.code == "REPORT_INVALID"
+
+
+def test_unknown_place_kind_and_future_date(service):
+    with pytest.raises(ReportInvalid) as err:
+        service.create(valid(where_kind="moon", bought_on="2026-05-01"), client_hash=None)
+    assert err.value.errors == {"where_kind": "BAD_CHOICE", "bought_on": "DATE_IN_FUTURE"}
+
+
+def test_a_link_alone_says_where(service):
+    report = service.create(valid(where_kind="livestream", where_text="", link="https://facebook.com/live/1"),
+                            client_hash=None)
+    assert report.where_text == "" and report.link.endswith("/live/1")
+
+
+def test_too_long_text(service):
+    with pytest.raises(ReportInvalid) as err:
+        service.create(valid(seller="x" * 201), client_hash=None)
+    assert err.value.errors == {"seller": "TOO_LONG"}
+
+
+def test_at_most_three_photos(service):
+    with pytest.raises(ReportInvalid) as err:
+        service.create(valid(photos=[jpeg()] * 4), client_hash=None)
+    assert err.value.errors == {"photo": "TOO_MANY_PHOTOS"}
+
+
+@pytest.mark.parametrize("data, error, code", [
+    (b"%PDF-1.4 not a photo" * 10, NotAnImage, "UNSUPPORTED_MEDIA_TYPE"),
+    (jpeg()[:200], ImageUndecodable, "IMAGE_UNDECODABLE"),
+])
+def test_bad_photos_are_refused(service, session, data, error, code):
+    with pytest.raises(ReportInvalid) as err:
+        service.create(valid(photos=[jpeg(), data]), client_hash=None)
+    assert isinstance(err.value.photo_error, error)
+    assert err.value.errors == {"photo": code} and err.value.code == code
+    assert "photo 2" in err.value.details["photo"]
+    assert session.query(Report).count() == 0 and session.query(ReportPhoto).count() == 0
+
+
+def test_photo_with_too_many_pixels(session, clock):
+    service = ReportService(session, clock=clock, limits=ReportLimits(max_pixels=1000))
+    with pytest.raises(ReportInvalid) as err:
+        service.create(valid(photos=[png((40, 40))]), client_hash=None)
+    assert isinstance(err.value.photo_error, ImageTooLarge)
+
+
+def test_photo_file_too_large(session, clock):
+    service = ReportService(session, clock=clock, limits=ReportLimits(max_photo_bytes=1000))
+    with pytest.raises(ReportInvalid) as err:
+        service.create(valid(photos=[jpeg((400, 400)) + b"\0" * 2000]), client_hash=None)
+    assert isinstance(err.value.photo_error, PhotoTooLarge) and err.value.code == "PHOTO_TOO_LARGE"
+
+
+def test_flood_from_one_client_is_limited_per_hour(service, clock):
+    for _ in range(3):
+        service.create(valid(), client_hash="a" * 32)
+    with pytest.raises(TooManyReports):
+        service.create(valid(), client_hash="a" * 32)
+    service.create(valid(), client_hash="b" * 32)  # another device is not affected
+    clock.now += timedelta(hours=1, seconds=1)
+    service.create(valid(), client_hash="a" * 32)
+
+
+def test_case_numbers_are_unique_and_readable(service, session):
+    first = service.create(valid(), client_hash=None)
+    second = service.create(valid(), client_hash=None)
+    assert first.case_number != second.case_number
+    assert service.get(second.case_number).id == second.id
+    view = ReportService.view(second)
+    assert view["where"] == {"kind": "market", "text": "Chợ Bến Thành, sạp 12"}
+    assert view["photos"][0]["media_type"] == "image/jpeg"
