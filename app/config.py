@@ -40,6 +40,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "BASE_URL": env.get("BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
         "REDIS_URL": env.get("REDIS_URL") or None,
         "RATE_LIMITS": env.get("RATE_LIMITS", "on"),
+        "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "pov"),
         "VERIFY_RATE_LIMIT": env.get("VERIFY_RATE_LIMIT", "120/minute"),
         "REPORT_RATE_LIMIT": env.get("REPORT_RATE_LIMIT", "5/hour"),
         "REPORTS_PER_CLIENT_PER_HOUR": int(env.get("REPORTS_PER_CLIENT_PER_HOUR", 5)),
