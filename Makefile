@@ -23,7 +23,7 @@ serve:
 	.venv/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: setup-dev
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 tests
 
 test-pg: setup-dev
 	TEST_DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest -q -p no:cacheprovider tests

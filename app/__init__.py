@@ -95,4 +95,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_cli(app)
     register_verify_cli(app)
     register_import_cli(app)
+    from app.cli_accounts import register_accounts_cli
+
+    register_accounts_cli(app)
     return app

@@ -1,0 +1,77 @@
+"""``python -m app user ...``: portal accounts from the command line (bootstrap the first authority)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from registry.accounts import BOOTSTRAP, AccountService
+from registry.errors import RegistryError
+from registry.services import Role
+
+__all__ = ["register_accounts_cli"]
+
+
+def _session():
+    return current_app.extensions["session_factory"]()
+
+
+def _fail(exc: RegistryError) -> None:
+    raise click.ClickException(f"{exc.code}: {exc.message}")
+
+
+def register_accounts_cli(app: Flask) -> None:
+    user = AppGroup("user", help="Portal accounts.")
+
+    @user.command("create")
+    @click.option("--username", required=True)
+    @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+    @click.option("--producer", "producer_id", default=None, help="producer id (producer staff)")
+    @click.option("--name", "display_name", default="", help="the person's name, as shown in the portal")
+    @click.option("--password-stdin", is_flag=True, help="read the password from the first line of stdin")
+    def user_create(username: str, role: str, producer_id: str | None, display_name: str,
+                    password_stdin: bool) -> None:
+        """Create an account; the password is prompted for (or read from stdin), never an argument."""
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        with _session() as session:
+            try:
+                created = AccountService(session).create_user(BOOTSTRAP, username=username, password=password,
+                                                              role=role, producer_id=producer_id,
+                                                              display_name=display_name)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+            click.echo(f"user {created.username} created (role {created.role}"
+                       + (f", producer {created.producer_id}" if created.producer_id else "") + ")")
+
+    @user.command("unlock")
+    @click.argument("username")
+    def user_unlock(username: str) -> None:
+        """Lift a lock-out after repeated failed logins."""
+        with _session() as session:
+            try:
+                unlocked = AccountService(session).unlock(BOOTSTRAP, username)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+            click.echo(f"user {unlocked.username} unlocked")
+
+    @user.command("deactivate")
+    @click.argument("username")
+    def user_deactivate(username: str) -> None:
+        """Deactivate an account: it can no longer log in."""
+        with _session() as session:
+            try:
+                done = AccountService(session).deactivate(BOOTSTRAP, username)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+            click.echo(f"user {done.username} deactivated")
+
+    app.cli.add_command(user)

@@ -1,0 +1,340 @@
+"""Portal accounts and API-token administration.
+
+People log in with a username and a password. Passwords are argon2id hashes (argon2-cffi's
+``PasswordHasher``), re-hashed on the next good login when the hasher's parameters change.
+Repeated failures lock the account for a while; an unknown username costs the same hash as a
+known one, so timing does not tell which usernames exist. Every write is an ``AuditEvent``.
+
+Nothing here imports Flask: the portal pages and the CLI call these services and commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError as Argon2VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from keys.encoding import rfc3339, utcnow
+from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from registry.models import ApiToken, AuditEvent, Producer, User
+from registry.services import SYSTEM, Actor, Role, TokenService
+
+__all__ = [
+    "AccountService",
+    "LockoutPolicy",
+    "TokenAdmin",
+    "MIN_PASSWORD_LENGTH",
+    "MAX_PASSWORD_LENGTH",
+    "DEFAULT_TOKEN_DAYS",
+    "MAX_TOKEN_DAYS",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; this only bounds the work a request can cause
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,99}$")
+DEFAULT_TOKEN_DAYS = 90
+MAX_TOKEN_DAYS = 730
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """``max_failures`` wrong passwords in a row lock the account for ``lock_for``."""
+
+    max_failures: int = 5
+    lock_for: timedelta = timedelta(minutes=15)
+
+
+def _audit(session: Session, at: datetime, actor: Actor | str, action: str, target: str, **detail: Any) -> None:
+    name = actor if isinstance(actor, str) else (actor.name or actor.role)
+    session.add(AuditEvent(at=at, actor=name, action=action, target=target, detail=detail))
+
+
+class AccountService:
+    """Users of the portals: create, authenticate, lock out, change password, deactivate.
+
+    Works inside the caller's transaction. ``authenticate`` writes (failure counters, last login)
+    even when it raises, so the caller commits in both cases.
+    """
+
+    def __init__(self, session: Session, *, clock: Callable[[], datetime] = utcnow,
+                 hasher: PasswordHasher | None = None, policy: LockoutPolicy = LockoutPolicy()) -> None:
+        self.session = session
+        self.clock = clock
+        self.hasher = hasher or PasswordHasher()
+        self.policy = policy
+        self._dummy_hash: str | None = None
+
+    # -- reading -------------------------------------------------------------------------------
+    def get(self, user_id: int) -> User:
+        user = self.session.get(User, user_id)
+        if user is None:
+            raise NotFound(f"no user {user_id}", code="USER_UNKNOWN")
+        return user
+
+    def by_username(self, username: str) -> User | None:
+        return self.session.execute(
+            select(User).where(User.username == self._normalise(username))
+        ).scalar_one_or_none()
+
+    def _user(self, username: str, *, lock: bool = False) -> User:
+        stmt = select(User).where(User.username == self._normalise(username))
+        if lock:
+            stmt = stmt.with_for_update()
+        user = self.session.execute(stmt).scalar_one_or_none()
+        if user is None:
+            raise NotFound(f"no user {username}", code="USER_UNKNOWN")
+        return user
+
+    def list(self, actor: Actor) -> list[User]:
+        actor.require(Role.AUTHORITY)
+        return list(self.session.execute(select(User).order_by(User.username)).scalars())
+
+    @staticmethod
+    def actor_for(user: User) -> Actor:
+        return Actor(role=Role(user.role), producer_id=user.producer_id, name=f"user:{user.username}")
+
+    def actor(self, user_id: int) -> Actor:
+        """The actor behind a logged-in session (the session stores the user id): refuse if deactivated."""
+        user = self.get(user_id)
+        if not user.active:
+            raise Unauthorized("this account has been deactivated", code="ACCOUNT_INACTIVE")
+        return self.actor_for(user)
+
+    @staticmethod
+    def view(user: User) -> dict[str, Any]:
+        return {"id": user.id, "username": user.username, "display_name": user.display_name, "role": user.role,
+                "producer_id": user.producer_id, "active": user.active,
+                "locked_until": rfc3339(user.locked_until) if user.locked_until else None,
+                "created_at": rfc3339(user.created_at),
+                "last_login_at": rfc3339(user.last_login_at) if user.last_login_at else None}
+
+    # -- writing -------------------------------------------------------------------------------
+    @staticmethod
+    def _normalise(username: str) -> str:
+        return (username or "").strip().lower()
+
+    def _check_password(self, password: str, field: str = "password") -> None:
+        if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+            raise Invalid(f"a password needs at least {MIN_PASSWORD_LENGTH} characters", code="PASSWORD_TOO_SHORT",
+                          field=field)
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise Invalid(f"a password has at most {MAX_PASSWORD_LENGTH} characters", code="PASSWORD_TOO_LONG",
+                          field=field)
+
+    def create_user(self, actor: Actor, *, username: str, password: str, role: Role | str,
+                    producer_id: str | None = None, display_name: str = "") -> User:
+        """Create a user (the authority; the CLI bootstraps the first one as ``SYSTEM``)."""
+        actor.require(Role.AUTHORITY)
+        name = self._normalise(username)
+        if not _USERNAME.match(name):
+            raise Invalid("a username is 2 to 100 characters: letters, digits and . _ @ -", code="BAD_USERNAME",
+                          field="username")
+        try:
+            role = Role(role)
+        except ValueError:
+            raise Invalid(f"role must be one of {', '.join(r.value for r in Role)}", code="BAD_ROLE",
+                          field="role") from None
+        if role == Role.PRODUCER:
+            if not producer_id:
+                raise Invalid("producer staff must be bound to a producer", code="FIELD_REQUIRED", field="producer_id")
+            if self.session.get(Producer, producer_id) is None:
+                raise NotFound(f"no producer {producer_id}", code="PRODUCER_UNKNOWN")
+        elif producer_id:
+            raise Invalid("only producer staff are bound to a producer", code="BAD_USER_SCOPE", field="producer_id")
+        self._check_password(password)
+        if self.by_username(name) is not None:
+            raise Conflict(f"the username {name} is taken", code="USER_EXISTS")
+        now = self.clock()
+        user = User(username=name, display_name=(display_name or "").strip()[:200],
+                    password_hash=self.hasher.hash(password), role=role.value, producer_id=producer_id,
+                    active=True, failed_logins=0, locked_until=None, created_at=now)
+        self.session.add(user)
+        self.session.flush()
+        _audit(self.session, now, actor, "user.create", f"user:{name}", role=role.value, producer_id=producer_id)
+        self.session.flush()
+        return user
+
+    def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = self.hasher.hash("not a password: only spends the same time as a real check")
+        return self._dummy_hash
+
+    def authenticate(self, username: str, password: str) -> Actor:
+        """Check a password. Raises ``Unauthorized`` (``INVALID_CREDENTIALS``, ``ACCOUNT_LOCKED``).
+
+        Commit after calling, whether it raised or not: failures and lock-outs are written."""
+        password = password if isinstance(password, str) else ""
+        now = self.clock()
+        stmt = select(User).where(User.username == self._normalise(username)).with_for_update()
+        user = self.session.execute(stmt).scalar_one_or_none()
+        if user is None or not user.active:
+            self._spend_time(password)
+            raise Unauthorized("the username or the password is wrong", code="INVALID_CREDENTIALS")
+        if user.locked_until is not None and user.locked_until > now:
+            self._spend_time(password)
+            _audit(self.session, now, f"user:{user.username}", "user.login_refused", f"user:{user.username}",
+                   reason="locked")
+            self.session.flush()
+            raise Unauthorized("too many failed attempts: this account is locked for a while; try again later",
+                               code="ACCOUNT_LOCKED")
+        if len(password) > MAX_PASSWORD_LENGTH or not self._verify(user.password_hash, password):
+            self._fail(user, now)
+            raise Unauthorized("the username or the password is wrong", code="INVALID_CREDENTIALS")
+        if self.hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = self.hasher.hash(password)
+        user.failed_logins = 0
+        user.locked_until = None
+        user.last_login_at = now
+        _audit(self.session, now, f"user:{user.username}", "user.login", f"user:{user.username}")
+        self.session.flush()
+        return self.actor_for(user)
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(password_hash, password)
+        except (Argon2VerificationError, InvalidHashError):
+            return False
+
+    def _spend_time(self, password: str) -> None:
+        self._verify(self._dummy(), password[:MAX_PASSWORD_LENGTH])
+
+    def _fail(self, user: User, now: datetime) -> None:
+        user.failed_logins = (user.failed_logins or 0) + 1
+        detail: dict[str, Any] = {"failures": user.failed_logins}
+        if user.failed_logins >= self.policy.max_failures:
+            user.locked_until = now + self.policy.lock_for
+            user.failed_logins = 0
+            detail["locked_until"] = rfc3339(user.locked_until)
+            log.warning("account %s locked after %d failed logins", user.username, self.policy.max_failures)
+        _audit(self.session, now, f"user:{user.username}", "user.login_failed", f"user:{user.username}", **detail)
+        self.session.flush()
+
+    def change_password(self, actor: Actor, username: str, *, old_password: str | None, new_password: str) -> User:
+        """A user changes their own password (the old one required); the authority resets anyone's."""
+        user = self._user(username, lock=True)
+        own = actor.name == f"user:{user.username}"
+        if not own:
+            actor.require(Role.AUTHORITY)
+        elif not self._verify(user.password_hash, old_password or ""):
+            raise Forbidden("the current password is wrong", code="INVALID_CREDENTIALS")
+        self._check_password(new_password, "new_password")
+        user.password_hash = self.hasher.hash(new_password)
+        user.failed_logins = 0
+        user.locked_until = None
+        _audit(self.session, self.clock(), actor, "user.password_change" if own else "user.password_reset",
+               f"user:{user.username}")
+        self.session.flush()
+        return user
+
+    def unlock(self, actor: Actor, username: str) -> User:
+        actor.require(Role.AUTHORITY)
+        user = self._user(username, lock=True)
+        user.failed_logins = 0
+        user.locked_until = None
+        _audit(self.session, self.clock(), actor, "user.unlock", f"user:{user.username}")
+        self.session.flush()
+        return user
+
+    def deactivate(self, actor: Actor, username: str) -> User:
+        actor.require(Role.AUTHORITY)
+        user = self._user(username, lock=True)
+        if actor.name == f"user:{user.username}":
+            raise Conflict("you cannot deactivate your own account", code="SELF_DEACTIVATION")
+        user.active = False
+        _audit(self.session, self.clock(), actor, "user.deactivate", f"user:{user.username}")
+        self.session.flush()
+        return user
+
+    def reactivate(self, actor: Actor, username: str) -> User:
+        actor.require(Role.AUTHORITY)
+        user = self._user(username, lock=True)
+        user.active = True
+        user.failed_logins = 0
+        user.locked_until = None
+        _audit(self.session, self.clock(), actor, "user.reactivate", f"user:{user.username}")
+        self.session.flush()
+        return user
+
+
+class TokenAdmin:
+    """API tokens managed by people: who may create, list and revoke which tokens, with an expiry.
+
+    The authority manages tokens of every role; a producer only its own producer's tokens."""
+
+    def __init__(self, session: Session, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.session = session
+        self.clock = clock
+        self.tokens = TokenService(session, clock=clock)
+
+    def create(self, actor: Actor, *, role: Role | str, producer_id: str | None = None, label: str = "",
+               days: int | None = DEFAULT_TOKEN_DAYS) -> tuple[str, ApiToken]:
+        """Return the token (to show once) and its row. Every token made here expires."""
+        actor.require(Role.AUTHORITY, Role.PRODUCER)
+        try:
+            role = Role(role)
+        except ValueError:
+            raise Invalid(f"role must be one of {', '.join(r.value for r in Role)}", code="BAD_ROLE",
+                          field="role") from None
+        if actor.role == Role.PRODUCER:
+            if role != Role.PRODUCER:
+                raise Forbidden("producer staff create only tokens for their own producer", code="ROLE_FORBIDDEN")
+            producer_id = producer_id or actor.producer_id
+            actor.require_producer(producer_id)
+        days = DEFAULT_TOKEN_DAYS if days is None else days
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_TOKEN_DAYS:
+            raise Invalid(f"a token lasts between 1 and {MAX_TOKEN_DAYS} days", code="BAD_EXPIRY", field="days")
+        now = self.clock()
+        plain, row = self.tokens.create(role=role, producer_id=producer_id, label=(label or "").strip()[:100],
+                                        expires_at=now + timedelta(days=days))
+        _audit(self.session, now, actor, "token.create", f"token:{row.id}", role=role.value, producer_id=producer_id,
+               expires_at=rfc3339(row.expires_at))
+        self.session.flush()
+        return plain, row
+
+    def _visible(self, actor: Actor, row: ApiToken) -> None:
+        if actor.role == Role.AUTHORITY:
+            return
+        if actor.role == Role.PRODUCER and row.role == Role.PRODUCER.value and row.producer_id == actor.producer_id:
+            return
+        raise Forbidden("this token belongs to someone else", code="NOT_YOUR_TOKEN")
+
+    def list(self, actor: Actor) -> list[ApiToken]:
+        actor.require(Role.AUTHORITY, Role.PRODUCER)
+        stmt = select(ApiToken).order_by(ApiToken.id)
+        if actor.role == Role.PRODUCER:
+            stmt = stmt.where(ApiToken.role == Role.PRODUCER.value, ApiToken.producer_id == actor.producer_id)
+        return list(self.session.execute(stmt).scalars())
+
+    def revoke(self, actor: Actor, token_id: int) -> ApiToken:
+        actor.require(Role.AUTHORITY, Role.PRODUCER)
+        row = self.session.get(ApiToken, token_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"no token {token_id}", code="TOKEN_UNKNOWN")
+        self._visible(actor, row)
+        if row.revoked_at is not None:
+            raise Conflict(f"token {token_id} is already revoked", code="TOKEN_ALREADY_REVOKED")
+        row.revoked_at = self.clock()
+        _audit(self.session, row.revoked_at, actor, "token.revoke", f"token:{row.id}")
+        self.session.flush()
+        return row
+
+    @staticmethod
+    def view(row: ApiToken) -> dict[str, Any]:
+        return {"id": row.id, "role": row.role, "producer_id": row.producer_id, "label": row.label,
+                "created_at": rfc3339(row.created_at),
+                "expires_at": rfc3339(row.expires_at) if row.expires_at else None,
+                "revoked_at": rfc3339(row.revoked_at) if row.revoked_at else None}
+
+
+# The CLI bootstraps the first authority account with the system actor.
+BOOTSTRAP = SYSTEM
+__all__ += ["BOOTSTRAP"]

@@ -1,0 +1,260 @@
+"""Inspectors' on-site checks, their signed evidence files, and the serials flagged as likely clones.
+
+An inspection is a place and a time; each check in it keeps the verification JSON as answered
+(and the photo, by its bytes and SHA-256). A check done in the browser with no network
+(``offline``) is re-verified here when it is synced: both answers are kept, and the server's is
+the check's verdict. The evidence file is the JSON of the inspection and its checks with the
+latest signed log checkpoint, signed by the authority key, so anyone holding the trust list can
+check it with no network.
+
+Nothing here imports Flask; verification is passed in as a callable that answers the API's JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, defer
+
+from keys.encoding import rfc3339, utcnow
+from keys.signing import Signer, sign
+from registry.cases import IMAGE_TYPES, AttachmentRejected, sniff_media_type
+from registry.errors import Conflict, Forbidden, Invalid, NotFound
+from registry.log import TransparencyLog
+from registry.models import AuditEvent, Batch, Inspection, InspectionCheck, Producer, ScanEvent, Serial
+from registry.services import Actor, Role
+
+__all__ = ["InspectionService", "EVIDENCE_TYPE", "VERDICTS", "MAX_PHOTO_BYTES", "MAX_OFFLINE_AGE"]
+
+log = logging.getLogger(__name__)
+
+EVIDENCE_TYPE = "inspection-evidence"
+VERDICTS = ("genuine", "counterfeit", "suspect", "recalled", "expired", "unknown", "unverifiable", "unreadable")
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
+#: How old an offline check may be when it is synced, and how far ahead a client clock may run.
+MAX_OFFLINE_AGE = timedelta(days=30)
+CLOCK_SKEW = timedelta(minutes=5)
+MAX_CHECKS = 2000
+
+Recheck = Callable[[str, datetime], dict[str, Any]]
+
+
+def _verdict(result: Any, field: str = "result") -> str:
+    if not isinstance(result, dict):
+        raise Invalid("a check's result is the verification JSON object", code="BAD_RESULT", field=field)
+    verdict = result.get("verdict")
+    if verdict not in VERDICTS:
+        raise Invalid(f"the result's verdict must be one of {', '.join(VERDICTS)}", code="BAD_RESULT", field=field)
+    return verdict
+
+
+class InspectionService:
+    """Open, fill, close and export inspections, inside the caller's transaction."""
+
+    def __init__(self, session: Session, *, authority: Signer | None = None,
+                 clock: Callable[[], datetime] = utcnow, max_photo_bytes: int = MAX_PHOTO_BYTES) -> None:
+        self.session = session
+        self.authority = authority
+        self.clock = clock
+        self.max_photo_bytes = max_photo_bytes
+
+    def _audit(self, actor: Actor, action: str, target: str, **detail: Any) -> None:
+        self.session.add(AuditEvent(at=self.clock(), actor=actor.name or actor.role, action=action, target=target,
+                                    detail=detail))
+
+    # -- access --------------------------------------------------------------------------------
+    @staticmethod
+    def _may_see(actor: Actor, inspection: Inspection) -> None:
+        if actor.role == Role.AUTHORITY:
+            return
+        if actor.role == Role.INSPECTOR and inspection.inspector == actor.name:
+            return
+        raise Forbidden("this inspection belongs to another inspector", code="NOT_YOUR_INSPECTION")
+
+    def get(self, actor: Actor, inspection_id: int, *, lock: bool = False) -> Inspection:
+        actor.require(Role.INSPECTOR, Role.AUTHORITY)
+        inspection = self.session.get(Inspection, inspection_id, with_for_update=lock or None)
+        if inspection is None:
+            raise NotFound(f"no inspection {inspection_id}", code="INSPECTION_UNKNOWN")
+        self._may_see(actor, inspection)
+        return inspection
+
+    def list(self, actor: Actor, *, open_only: bool = False, limit: int = 50, offset: int = 0) -> list[Inspection]:
+        """An inspector's own inspections (the authority sees all), newest first."""
+        actor.require(Role.INSPECTOR, Role.AUTHORITY)
+        stmt = select(Inspection).order_by(Inspection.started_at.desc(), Inspection.id.desc())
+        if actor.role == Role.INSPECTOR:
+            stmt = stmt.where(Inspection.inspector == actor.name)
+        if open_only:
+            stmt = stmt.where(Inspection.closed_at.is_(None))
+        return list(self.session.execute(stmt.offset(offset).limit(limit)).scalars())
+
+    # -- writing -------------------------------------------------------------------------------
+    def open(self, actor: Actor, *, place: str = "", lat: float | None = None, lon: float | None = None) -> Inspection:
+        actor.require(Role.INSPECTOR, Role.AUTHORITY)
+        place = (place or "").strip()
+        if len(place) > 300:
+            raise Invalid("place has at most 300 characters", code="TOO_LONG", field="place")
+        if (lat is None) != (lon is None):
+            raise Invalid("give both lat and lon, or neither", code="BAD_PLACE", field="lat")
+        if lat is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):  # type: ignore[operator]
+            raise Invalid("lat must be within ±90 and lon within ±180", code="BAD_PLACE", field="lat")
+        inspection = Inspection(inspector=actor.name or actor.role.value, place=place, lat=lat, lon=lon,
+                                started_at=self.clock(), closed_at=None)
+        self.session.add(inspection)
+        self.session.flush()
+        self._audit(actor, "inspection.open", f"inspection:{inspection.id}", place=place)
+        self.session.flush()
+        return inspection
+
+    def add_check(self, actor: Actor, inspection_id: int, *, result: dict[str, Any], photo: bytes | None = None,
+                  offline: bool = False, code: str | None = None, at: datetime | None = None,
+                  recheck: Recheck | None = None) -> InspectionCheck:
+        """Record one check.
+
+        Online, ``result`` is the verification JSON the server just answered. Offline
+        (``offline=True``), ``result`` is what the browser answered, ``code`` the text it read and
+        ``at`` when; ``recheck(code, at)`` verifies the code here, and both answers are kept
+        (``{"offline": ..., "server": ...}``) with the server's verdict as the check's."""
+        inspection = self.get(actor, inspection_id, lock=True)
+        now = self.clock()
+        client_verdict = _verdict(result)
+        if offline:
+            if at is None:
+                raise Invalid("an offline check needs the time it was made", code="FIELD_REQUIRED", field="at")
+            if at > now + CLOCK_SKEW or at < now - MAX_OFFLINE_AGE:
+                raise Invalid("an offline check's time must be within the last 30 days", code="BAD_DATE", field="at")
+            if inspection.closed_at is not None and at > inspection.closed_at:
+                raise Conflict("the inspection was closed before this check was made", code="INSPECTION_CLOSED")
+            if not (code or "").strip():
+                raise Invalid("an offline check needs the code as read, to check it again here",
+                              code="FIELD_REQUIRED", field="code")
+            if recheck is None:
+                raise RuntimeError("syncing an offline check needs a recheck callable")
+            server = recheck(code.strip(), at)
+            verdict = _verdict(server, "server")
+            stored: dict[str, Any] = {"offline": result, "server": server}
+        else:
+            if inspection.closed_at is not None:
+                raise Conflict("the inspection is closed", code="INSPECTION_CLOSED")
+            at, verdict, stored = now, client_verdict, result
+        if self._count(inspection.id) >= MAX_CHECKS:
+            raise Conflict(f"an inspection holds at most {MAX_CHECKS} checks; open another", code="TOO_MANY_CHECKS")
+        media_type = sha = None
+        if photo is not None:
+            if len(photo) > self.max_photo_bytes:
+                raise AttachmentRejected(f"a photo is at most {self.max_photo_bytes // (1024 * 1024)} MiB",
+                                         code="PHOTO_TOO_LARGE", status=413)
+            media_type = sniff_media_type(photo)
+            if media_type not in IMAGE_TYPES:
+                raise AttachmentRejected("the photo is not an image (judged by its bytes)", code="NOT_AN_IMAGE",
+                                         status=415)
+            sha = hashlib.sha256(photo).hexdigest()
+        check = InspectionCheck(inspection_id=inspection.id, at=at, verdict=verdict, result=stored, offline=offline,
+                                photo=photo, photo_sha256=sha, media_type=media_type)
+        self.session.add(check)
+        self.session.flush()
+        self._audit(actor, "inspection.check", f"inspection:{inspection.id}", check=check.id, verdict=verdict,
+                    offline=offline, **({"offline_verdict": client_verdict} if offline else {}))
+        self.session.flush()
+        return check
+
+    def close(self, actor: Actor, inspection_id: int) -> Inspection:
+        inspection = self.get(actor, inspection_id, lock=True)
+        if inspection.closed_at is not None:
+            raise Conflict("the inspection is already closed", code="INSPECTION_CLOSED")
+        inspection.closed_at = self.clock()
+        self._audit(actor, "inspection.close", f"inspection:{inspection.id}", checks=self._count(inspection.id))
+        self.session.flush()
+        return inspection
+
+    # -- views and evidence --------------------------------------------------------------------
+    def _count(self, inspection_id: int) -> int:
+        return self.session.execute(
+            select(func.count(InspectionCheck.id)).where(InspectionCheck.inspection_id == inspection_id)
+        ).scalar_one()
+
+    def checks(self, inspection: Inspection) -> list[InspectionCheck]:
+        """The inspection's checks in order, without loading the photos' bytes."""
+        return list(self.session.execute(
+            select(InspectionCheck).options(defer(InspectionCheck.photo))
+            .where(InspectionCheck.inspection_id == inspection.id).order_by(InspectionCheck.id)
+        ).scalars())
+
+    def photo(self, actor: Actor, inspection_id: int, check_id: int) -> tuple[bytes, str]:
+        """A check's photo and its media type."""
+        inspection = self.get(actor, inspection_id)
+        check = self.session.get(InspectionCheck, check_id)
+        if check is None or check.inspection_id != inspection.id or check.photo is None:
+            raise NotFound(f"no photo for check {check_id}", code="PHOTO_UNKNOWN")
+        return check.photo, check.media_type or "application/octet-stream"
+
+    def view(self, inspection: Inspection, *, checks: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": inspection.id, "inspector": inspection.inspector, "place": inspection.place,
+            "lat": inspection.lat, "lon": inspection.lon, "started_at": rfc3339(inspection.started_at),
+            "closed_at": rfc3339(inspection.closed_at) if inspection.closed_at else None,
+        }
+        if checks:
+            body["checks"] = [self.check_view(c) for c in self.checks(inspection)]
+        return body
+
+    @staticmethod
+    def check_view(check: InspectionCheck) -> dict[str, Any]:
+        body = {"id": check.id, "at": rfc3339(check.at), "verdict": check.verdict, "result": check.result,
+                "photo_sha256": check.photo_sha256, "media_type": check.media_type, "offline": check.offline}
+        if check.offline and isinstance(check.result, dict):
+            body["offline_verdict"] = (check.result.get("offline") or {}).get("verdict")
+        return body
+
+    def evidence(self, actor: Actor, inspection_id: int) -> dict[str, Any]:
+        """The signed evidence file: ``{"t": "inspection-evidence", "inspection", "checks",
+        "checkpoint", "issued_at", "sig"}``, signed by the authority key."""
+        if self.authority is None:
+            raise RuntimeError("signing evidence needs the authority key")
+        inspection = self.get(actor, inspection_id)
+        checks = []
+        for c in self.checks(inspection):
+            entry = {"id": c.id, "at": rfc3339(c.at), "verdict": c.verdict, "result": c.result,
+                     "photo_sha256": c.photo_sha256, "media_type": c.media_type, "offline": c.offline}
+            checks.append(entry)
+        checkpoint = TransparencyLog(self.session, authority=self.authority, clock=self.clock).latest_checkpoint()
+        body = {"t": EVIDENCE_TYPE, "inspection": self.view(inspection), "checks": checks,
+                "checkpoint": checkpoint, "issued_at": rfc3339(self.clock())}
+        self._audit(actor, "inspection.evidence", f"inspection:{inspection.id}", checks=len(checks))
+        self.session.flush()
+        return sign(body, self.authority)
+
+    # -- flagged serials -----------------------------------------------------------------------
+    def flagged_serials(self, actor: Actor, *, limit: int = 50, offset: int = 0,
+                        history: int = 20) -> list[dict[str, Any]]:
+        """Serials flagged as clone suspicions, most recently seen first, each with its scan summary
+        and latest scan events (time, channel, coarse place, verdict; never the client hash)."""
+        actor.require(Role.INSPECTOR, Role.AUTHORITY)
+        rows = self.session.execute(
+            select(Serial, Batch.gtin, Batch.lot, Batch.product_name, Producer.id, Producer.name)
+            .join(Batch, Batch.id == Serial.batch_id).join(Producer, Producer.id == Batch.producer_id)
+            .where(Serial.flagged.is_not(None))
+            .order_by(Serial.last_seen.desc(), Serial.id.desc()).offset(offset).limit(limit)
+        ).all()
+        out = []
+        for serial, gtin, lot, product, producer_id, producer_name in rows:
+            events = self.session.execute(
+                select(ScanEvent.at, ScanEvent.channel, ScanEvent.lat, ScanEvent.lon, ScanEvent.verdict)
+                .where(ScanEvent.serial_id == serial.id).order_by(ScanEvent.at.desc()).limit(history)
+            ).all()
+            out.append({
+                "serial": serial.serial, "gtin": gtin, "lot": lot, "product_name": product,
+                "producer": {"id": producer_id, "name": producer_name}, "flagged": serial.flagged,
+                "scans": {"count": serial.scan_count, "distinct_clients": serial.distinct_clients,
+                          "first_seen": rfc3339(serial.first_seen) if serial.first_seen else None,
+                          "last_seen": rfc3339(serial.last_seen) if serial.last_seen else None,
+                          "last_lat": serial.last_lat, "last_lon": serial.last_lon},
+                "history": [{"at": rfc3339(e.at), "channel": e.channel, "lat": e.lat, "lon": e.lon,
+                             "verdict": e.verdict} for e in events],
+            })
+        return out

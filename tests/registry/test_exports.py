@@ -1,0 +1,189 @@
+"""Partner exports: CSV columns and contents, and EPCIS 2.0 documents valid against the standard's schema."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime, timedelta, timezone
+
+from urllib.parse import urlsplit
+
+import pytest
+from jsonschema import Draft7Validator
+
+from keys.encoding import utcnow
+from registry.errors import Forbidden, Invalid
+from registry.exports import CSV_EXPORTS, EPCIS_SCHEMA_PATH, ExportService, class_uri, serial_uri
+from registry.lookup import RegistryLookup, ScanHistory
+from registry.models import Report
+from registry.publications import PublicationService
+from registry.services import Actor, Role
+from tests.conftest import GTIN, SHARED, batch_data
+from verification.verdicts import ScanContext, Verifier
+
+PARTNER = Actor(role=Role.PARTNER, name="token:partner")
+AUTHORITY = Actor(role=Role.AUTHORITY, name="user:boss")
+
+
+@pytest.fixture
+def schema():
+    return Draft7Validator(json.loads(EPCIS_SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
+@pytest.fixture
+def scene(registry, session, world):
+    """A batch with serials, three scans (one placed, one batch-level), a recall, a confirmed case and a violator."""
+    producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
+    registry.register_batch(producer, batch_data())
+    registry.register_batch(producer, batch_data(lot="LOT/2"))
+    (serial, _), = registry.issue_serials(producer, GTIN, "LOT-1", 1)
+    verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session))
+    unit_url = next(registry.labels(producer, GTIN, "LOT-1", serial=serial)).url
+    batch_url = next(registry.labels(producer, GTIN, "LOT/2")).url
+    verifier.verify_text(unit_url, context=ScanContext(channel="api", client="c1", lat=21.03, lon=105.85))
+    verifier.verify_text(unit_url, context=ScanContext(channel="image", client="c2"))
+    verifier.verify_text(batch_url, context=ScanContext(channel="page", client="c3"))
+    registry.recall(producer, GTIN, "LOT/2", reason="=HYPERLINK(\"http://evil\") mould found")
+    session.add(Report(case_number="VN-2026-000001", code=unit_url, gtin=GTIN, lot="LOT-1", serial=serial,
+                       producer_id=world.producer_id, verdict="suspect", where_kind="market", where_text="Chợ Lớn",
+                       seller="@Shop Fake", contact="secret phone", status="confirmed", created_at=utcnow()))
+    session.add(Report(case_number="VN-2026-000002", code="", status="new", created_at=utcnow()))
+    PublicationService(session, authority=registry.authority).publish(
+        AUTHORITY, kind="violator", title="Hàng giả", name="Cơ sở A", tax_code="0311111111", product="Cà phê",
+        place="Hà Nội", decision_ref="12/QĐ", decided_on="2026-11-01")
+    session.flush()
+    return {"serial": serial, "producer_id": world.producer_id}
+
+
+def _csv(service, actor, name):
+    return list(csv.reader(io.StringIO("".join(service.csv(actor, name)))))
+
+
+def test_vendored_schema_is_the_standards_file():
+    shared = SHARED / "epcis" / "EPCIS-JSON-Schema.json"
+    if shared.exists():
+        assert EPCIS_SCHEMA_PATH.read_bytes() == shared.read_bytes()
+    assert (EPCIS_SCHEMA_PATH.parent / "SOURCE.md").exists()
+
+
+def test_csv_columns_and_rows(session, scene):
+    service = ExportService(session)
+    batches = _csv(service, PARTNER, "batches")
+    assert tuple(batches[0]) == CSV_EXPORTS["batches"]
+    rows = {r[1]: dict(zip(batches[0], r)) for r in batches[1:]}
+    assert set(rows) == {"LOT-1", "LOT/2"}
+    assert rows["LOT-1"]["gtin"] == GTIN and rows["LOT-1"]["status"] == "active"
+    assert rows["LOT-1"]["serial_count"] == "1" and rows["LOT/2"]["status"] == "recalled"
+    assert rows["LOT-1"]["producer_name"] == "HTX Highland" and rows["LOT-1"]["registered_at"].endswith("Z")
+    recalls = _csv(service, PARTNER, "recalls")
+    assert tuple(recalls[0]) == CSV_EXPORTS["recalls"] and len(recalls) == 2
+    recall = dict(zip(recalls[0], recalls[1]))
+    assert recall["lot"] == "LOT/2" and recall["reason"].startswith("'=HYPERLINK")  # defused formula
+    cases = _csv(service, PARTNER, "cases")
+    assert tuple(cases[0]) == CSV_EXPORTS["cases"]
+    assert [r[0] for r in cases[1:]] == ["VN-2026-000001"]  # confirmed cases only
+    case = dict(zip(cases[0], cases[1]))
+    assert case["seller"] == "'@Shop Fake" and case["product_name"] == "Cà phê rang xay"
+    assert "secret phone" not in "".join(",".join(r) for r in cases)
+    violators = _csv(service, PARTNER, "violators")
+    assert tuple(violators[0]) == CSV_EXPORTS["violators"]
+    violator = dict(zip(violators[0], violators[1]))
+    assert violator["name"] == "Cơ sở A" and violator["decided_on"] == "2026-11-01"
+
+
+def test_csv_is_a_generator_of_lines(session, scene):
+    lines = ExportService(session).csv(PARTNER, "batches")
+    first = next(lines)
+    assert first.endswith("\r\n") and first.startswith("gtin,lot,")
+
+
+def test_exports_are_for_readers_only_and_checked_before_the_first_line(session, world):
+    service = ExportService(session)
+    producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
+    with pytest.raises(Forbidden):
+        service.csv(producer, "batches")  # raised on the call, not when iterating
+    with pytest.raises(Forbidden):
+        service.epcis_events(producer)
+    with pytest.raises(Invalid):
+        service.csv(PARTNER, "passwords")
+    with pytest.raises(Invalid):
+        service.epcis_events(PARTNER, limit=0)
+
+
+def test_epcis_document_validates_against_the_schema(session, scene, schema):
+    document = ExportService(session, base_url="https://verify.example.vn").epcis_document(PARTNER)
+    errors = sorted(schema.iter_errors(document), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
+    assert document["type"] == "EPCISDocument" and document["schemaVersion"] == "2.0"
+    events = document["epcisBody"]["eventList"]
+    assert len(events) == 4  # three scans, one recall
+    assert all(e["type"] == "ObjectEvent" for e in events)
+    times = [e["eventTime"] for e in events]
+    assert times == sorted(times)
+    unit = f"https://id.gs1.org/01/{GTIN}/10/LOT-1/21/{scene['serial']}"
+    placed, unplaced, batch_scan, recall = events
+    assert placed["epcList"] == [unit] and placed["action"] == "OBSERVE" and placed["bizStep"] == "inspecting"
+    assert placed["readPoint"] == {"id": "geo:21.0,105.8"} or placed["readPoint"]["id"].startswith("geo:21.0")
+    assert "readPoint" not in unplaced
+    assert batch_scan["quantityList"] == [{"epcClass": f"https://id.gs1.org/01/{GTIN}/10/LOT%2F2", "quantity": 1}]
+    assert recall["disposition"] == "recalled" and recall["quantityList"][0]["epcClass"].endswith("/10/LOT%2F2")
+    assert recall["quantityList"][0]["quantity"] == 100
+    for event in events:
+        assert event["eventTimeZoneOffset"] == "+00:00" and event["eventTime"].endswith("Z")
+        assert event["eventID"].startswith("urn:uuid:")
+        for uri in event.get("epcList", []) + [q["epcClass"] for q in event.get("quantityList", [])]:
+            parts = urlsplit(uri)
+            assert parts.scheme == "https" and parts.netloc == "id.gs1.org" and " " not in uri
+    assert len({e["eventID"] for e in events}) == 4
+    # the same events exported again have the same ids (partners can de-duplicate)
+    again = ExportService(session, base_url="https://verify.example.vn").epcis_document(PARTNER)
+    assert [e["eventID"] for e in again["epcisBody"]["eventList"]] == [e["eventID"] for e in events]
+
+
+def test_the_standards_own_examples_pass_and_a_broken_event_fails(schema):
+    examples = SHARED / "epcis" / "Example_9.6.1-ObjectEventWithDigitalLink.jsonld"
+    if examples.exists():
+        assert not list(schema.iter_errors(json.loads(examples.read_text())))
+    broken = {"@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"], "type": "EPCISDocument",
+              "schemaVersion": "2.0", "creationDate": "2026-11-22T00:00:00Z", "epcisBody": {"eventList": [
+                  {"type": "ObjectEvent", "action": "LOOK", "eventTime": "2026-11-22T00:00:00Z",
+                   "eventTimeZoneOffset": "+00:00", "epcList": []}]}}
+    assert list(schema.iter_errors(broken))
+
+
+def test_epcis_filters_and_stream(session, scene, schema):
+    service = ExportService(session, base_url="https://verify.example.vn")
+    future = datetime.now(timezone.utc) + timedelta(days=1)
+    assert service.epcis_document(PARTNER, since=future)["epcisBody"]["eventList"] == []
+    only_recalls = service.epcis_document(PARTNER, scans=False)["epcisBody"]["eventList"]
+    assert [e["disposition"] for e in only_recalls] == ["recalled"]
+    assert len(service.epcis_document(PARTNER, limit=2)["epcisBody"]["eventList"]) == 2
+    streamed = json.loads("".join(service.epcis_stream(PARTNER)))
+    assert not list(schema.iter_errors(streamed))
+    whole = service.epcis_document(PARTNER)
+    assert streamed["epcisBody"] == whole["epcisBody"]
+
+
+def test_uris_are_percent_encoded_as_digital_link_says():
+    assert serial_uri(GTIN, "A/B C", "S%1") == f"https://id.gs1.org/01/{GTIN}/10/A%2FB%20C/21/S%251"
+    assert class_uri(GTIN, "LOT-1") == f"https://id.gs1.org/01/{GTIN}/10/LOT-1"
+
+
+def test_producer_listings(session, scene, world, registry):
+    service = ExportService(session)
+    own = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
+    other = Actor(role=Role.PRODUCER, producer_id="prd-other", name="q")
+    batches = service.producer_batches(own, world.producer_id)
+    lot1 = next(b for b in batches if b["lot"] == "LOT-1")
+    assert lot1["scan_count"] == 2 and lot1["serial_count"] == 1
+    assert len(service.producer_batches(PARTNER, world.producer_id)) == 2
+    with pytest.raises(Forbidden):
+        service.producer_batches(other, world.producer_id)
+    serials = service.batch_serials(own, GTIN, "LOT-1")
+    assert serials[0]["serial"] == scene["serial"] and serials[0]["scan_count"] == 2
+    with pytest.raises(Forbidden):
+        service.batch_serials(other, GTIN, "LOT-1")
+    with pytest.raises(Forbidden):
+        service.batch_serials(PARTNER, GTIN, "LOT-1")
+

@@ -1,0 +1,233 @@
+"""Inspections: checks (online, offline-synced, with photos), closing, and the signed evidence file."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+from datetime import timedelta
+
+import pytest
+from PIL import Image
+
+from keys.encoding import b64url_decode, utcnow
+from keys.errors import BadSignature
+from keys.signing import public_key_from_raw, verify
+from registry.cases import AttachmentRejected
+from registry.errors import Conflict, Forbidden, Invalid, NotFound
+from registry.inspections import EVIDENCE_TYPE, InspectionService
+from registry.models import AuditEvent, Serial
+from registry.services import Actor, Role
+from tests.conftest import GTIN, batch_data
+
+INSPECTOR = Actor(role=Role.INSPECTOR, name="user:minh")
+OTHER_INSPECTOR = Actor(role=Role.INSPECTOR, name="user:hoa")
+AUTHORITY = Actor(role=Role.AUTHORITY, name="user:boss")
+
+
+def _png() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "white").save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def service(session, registry):
+    return InspectionService(session, authority=registry.authority)
+
+
+def _authority_key(registry):
+    trust = registry.trust_list()
+    return public_key_from_raw(b64url_decode(trust["authority"]["public_key"]))
+
+
+def test_open_check_close_and_evidence_verifies_with_the_trust_list(service, registry, world):
+    registry.register_batch(Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p"), batch_data())
+    inspection = service.open(INSPECTOR, place="Chợ Bến Thành", lat=10.772, lon=106.698)
+    photo = _png()
+    first = service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine", "reasons": []}, photo=photo)
+    service.add_check(INSPECTOR, inspection.id, result={"verdict": "counterfeit", "reasons": [
+        {"code": "SIGNATURE_INVALID"}]})
+    assert first.photo_sha256 == hashlib.sha256(photo).hexdigest() and first.media_type == "image/png"
+    service.close(INSPECTOR, inspection.id)
+    evidence = service.evidence(INSPECTOR, inspection.id)
+    assert evidence["t"] == EVIDENCE_TYPE
+    assert evidence["inspection"]["place"] == "Chợ Bến Thành" and evidence["inspection"]["closed_at"]
+    assert [c["verdict"] for c in evidence["checks"]] == ["genuine", "counterfeit"]
+    assert evidence["checks"][0]["photo_sha256"] == first.photo_sha256
+    assert all(set(c) >= {"at", "verdict", "result", "photo_sha256", "offline"} for c in evidence["checks"])
+    checkpoint = evidence["checkpoint"]
+    assert checkpoint["t"] == "checkpoint" and checkpoint["size"] == registry.log().size()
+    key = _authority_key(registry)
+    verify(evidence, key)  # the evidence and the checkpoint it relied on, both under the authority key
+    verify(checkpoint, key)
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda e: e["checks"][1].__setitem__("verdict", "genuine"),
+    lambda e: e["inspection"].__setitem__("place", "elsewhere"),
+    lambda e: e["checks"].pop(),
+    lambda e: e.__setitem__("issued_at", "2020-01-01T00:00:00Z"),
+])
+def test_tampering_with_the_evidence_breaks_the_signature(service, registry, tamper):
+    inspection = service.open(INSPECTOR, place="Kho A")
+    service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"})
+    service.add_check(INSPECTOR, inspection.id, result={"verdict": "counterfeit"})
+    evidence = service.evidence(INSPECTOR, inspection.id)
+    forged = copy.deepcopy(evidence)
+    tamper(forged)
+    with pytest.raises(BadSignature):
+        verify(forged, _authority_key(registry))
+
+
+def test_offline_checks_are_verified_again_and_both_answers_kept(service):
+    inspection = service.open(INSPECTOR, place="Chợ Đồng Xuân")
+    seen = []
+
+    def recheck(code, at):
+        seen.append((code, at))
+        return {"verdict": "suspect", "reasons": [{"code": "KEY_REVOKED"}]}
+
+    at = utcnow() - timedelta(hours=2)
+    check = service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine", "offline": True},
+                              offline=True, code="https://verify.example.vn/01/x", at=at, recheck=recheck)
+    assert seen == [("https://verify.example.vn/01/x", at)]
+    assert check.offline and check.verdict == "suspect" and check.at == at
+    assert check.result == {"offline": {"verdict": "genuine", "offline": True},
+                            "server": {"verdict": "suspect", "reasons": [{"code": "KEY_REVOKED"}]}}
+    view = service.check_view(check)
+    assert view["offline_verdict"] == "genuine" and view["verdict"] == "suspect"
+
+
+def test_offline_checks_need_code_and_a_plausible_time(service):
+    inspection = service.open(INSPECTOR)
+    ok = lambda code, at: {"verdict": "genuine"}  # noqa: E731
+    with pytest.raises(Invalid):
+        service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"}, offline=True, code="x",
+                          recheck=ok)
+    with pytest.raises(Invalid):
+        service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"}, offline=True, code="x",
+                          at=utcnow() + timedelta(hours=1), recheck=ok)
+    with pytest.raises(Invalid):
+        service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"}, offline=True, code=" ",
+                          at=utcnow(), recheck=ok)
+    # made before the inspection was closed: still accepted after closing; made after: refused
+    made = utcnow() - timedelta(minutes=1)
+    service.close(INSPECTOR, inspection.id)
+    service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"}, offline=True, code="x", at=made,
+                      recheck=ok)
+    with pytest.raises(Conflict):
+        service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"})
+
+
+@pytest.mark.parametrize("result", [None, {"verdict": "fine"}, {"no": "verdict"}, "genuine"])
+def test_results_must_be_verification_json(service, result):
+    inspection = service.open(INSPECTOR)
+    with pytest.raises(Invalid):
+        service.add_check(INSPECTOR, inspection.id, result=result)
+
+
+def test_photos_are_judged_by_their_bytes_and_size(session, registry):
+    service = InspectionService(session, authority=registry.authority, max_photo_bytes=1000)
+    inspection = service.open(INSPECTOR)
+    with pytest.raises(AttachmentRejected) as info:
+        service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"}, photo=b"%PDF-1.4 not an image")
+    assert info.value.status == 415
+    with pytest.raises(AttachmentRejected) as info:
+        service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"}, photo=b"\x89PNG\r\n\x1a\n" * 200)
+    assert info.value.status == 413
+
+
+def test_inspectors_see_and_write_only_their_own(service, world):
+    mine = service.open(INSPECTOR, place="A")
+    theirs = service.open(OTHER_INSPECTOR, place="B")
+    assert [i.id for i in service.list(INSPECTOR)] == [mine.id]
+    assert {i.id for i in service.list(AUTHORITY)} == {mine.id, theirs.id}
+    with pytest.raises(Forbidden):
+        service.get(INSPECTOR, theirs.id)
+    with pytest.raises(Forbidden):
+        service.add_check(INSPECTOR, theirs.id, result={"verdict": "genuine"})
+    with pytest.raises(Forbidden):
+        service.evidence(INSPECTOR, theirs.id)
+    service.add_check(AUTHORITY, theirs.id, result={"verdict": "genuine"})  # the authority may
+    for actor in (Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p"),
+                  Actor(role=Role.PARTNER, name="partner")):
+        with pytest.raises(Forbidden):
+            service.open(actor)
+        with pytest.raises(Forbidden):
+            service.list(actor)
+    with pytest.raises(NotFound):
+        service.get(INSPECTOR, 999_999)
+
+
+def test_every_write_is_audited(service, session):
+    inspection = service.open(INSPECTOR, place="A")
+    service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"})
+    service.close(INSPECTOR, inspection.id)
+    service.evidence(INSPECTOR, inspection.id)
+    actions = [a for (a,) in session.query(AuditEvent.action).filter(AuditEvent.actor == "user:minh")]
+    assert actions == ["inspection.open", "inspection.check", "inspection.close", "inspection.evidence"]
+    with pytest.raises(Conflict):
+        service.close(INSPECTOR, inspection.id)
+
+
+def test_flagged_serials_show_their_scan_history(service, registry, session, world):
+    producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
+    registry.register_batch(producer, batch_data())
+    (serial, _), (other, _) = registry.issue_serials(producer, GTIN, "LOT-1", 2)
+    from registry.lookup import RegistryLookup, ScanHistory
+    from verification.verdicts import CloneThresholds, ScanContext, Verifier
+
+    verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session),
+                        thresholds=CloneThresholds(max_distinct_clients=2))
+    url = next(registry.labels(producer, GTIN, "LOT-1", serial=serial)).url
+    for n in range(4):
+        verifier.verify_text(url, context=ScanContext(channel="api", client=f"client-{n}", lat=21.0, lon=105.8))
+    flagged = service.flagged_serials(INSPECTOR)
+    assert [f["serial"] for f in flagged] == [serial]
+    item = flagged[0]
+    assert item["flagged"] == "SERIAL_CLONED" and item["gtin"] == GTIN and item["producer"]["id"] == world.producer_id
+    assert item["scans"]["count"] == 4 and len(item["history"]) == 4
+    assert "client_hash" not in str(item)
+    assert session.get(Serial, session.query(Serial.id).filter(Serial.serial == other).scalar()).flagged is None
+    with pytest.raises(Forbidden):
+        service.flagged_serials(producer)
+
+
+# -- over the API ---------------------------------------------------------------------------------
+def test_api_inspection_flow_with_photo_code_and_offline_sync(client, world, session):
+    session.commit()
+    auth = world.auth("inspector")
+    created = client.post("/api/v1/batches", json=batch_data(), headers=world.auth("producer")).get_json()
+    r = client.post("/api/v1/inspections", json={"place": "Chợ Bến Thành", "lat": 10.77, "lon": 106.7}, headers=auth)
+    assert r.status_code == 201, r.get_json()
+    inspection = r.get_json()["id"]
+    r = client.post(f"/api/v1/inspections/{inspection}/checks", json={"code": created["url"]}, headers=auth)
+    assert r.status_code == 201 and r.get_json()["verdict"] == "genuine", r.get_json()
+    forged = created["url"].replace("LOT-1", "LOT-9")
+    r = client.post(f"/api/v1/inspections/{inspection}/checks", json={"code": forged}, headers=auth)
+    assert r.status_code == 201 and r.get_json()["verdict"] in ("counterfeit", "unknown")
+    r = client.post(f"/api/v1/inspections/{inspection}/checks", data={"image": (io.BytesIO(_png()), "p.png")},
+                    headers=auth, content_type="multipart/form-data")
+    assert r.status_code == 201 and r.get_json()["verdict"] == "unreadable" and r.get_json()["photo_sha256"]
+    r = client.post(f"/api/v1/inspections/{inspection}/checks", data={"image": (io.BytesIO(b"not an image"), "x")},
+                    headers=auth, content_type="multipart/form-data")
+    assert r.status_code == 415
+    at = (utcnow() - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    r = client.post(f"/api/v1/inspections/{inspection}/checks", headers=auth, json={
+        "code": created["url"], "offline": True, "checked_at": at, "result": {"verdict": "counterfeit"}})
+    assert r.status_code == 201, r.get_json()
+    body = r.get_json()
+    assert body["offline"] and body["verdict"] == "genuine" and body["offline_verdict"] == "counterfeit"
+    r = client.post(f"/api/v1/inspections/{inspection}/checks", headers=auth, json={"code": "x", "offline": True})
+    assert r.status_code == 422
+    evidence = client.get(f"/api/v1/inspections/{inspection}/evidence", headers=auth).get_json()
+    trust = client.get("/api/v1/trust-list").get_json()
+    verify(evidence, public_key_from_raw(b64url_decode(trust["authority"]["public_key"])))
+    assert [c["verdict"] for c in evidence["checks"]][0] == "genuine" and len(evidence["checks"]) == 4
+    photo_check = evidence["checks"][2]
+    photo = client.get(f"/api/v1/inspections/{inspection}/checks/{photo_check['id']}/photo", headers=auth)
+    assert photo.status_code == 200 and hashlib.sha256(photo.data).hexdigest() == photo_check["photo_sha256"]
+    assert client.post(f"/api/v1/inspections/{inspection}/close", headers=auth).status_code == 200
+    r = client.post(f"/api/v1/inspections/{inspection}/checks", json={"code": created["url"]}, headers=auth)
+    assert r.status_code == 409
