@@ -63,6 +63,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from registry.lookup import LookupCache
 
     app.extensions["lookup_cache"] = LookupCache()
+    from registry.scans import ScanWriter
+
+    app.extensions["scan_writer"] = ScanWriter(app.extensions["session_factory"])
 
     from app.extensions import api, babel, csrf, limiter
     from app.i18n import select_locale

@@ -274,8 +274,10 @@ def register_verify_cli(app: Flask) -> None:
                 raise click.ClickException(f"trust list refused: {exc}") from None
             verifier = Verifier(lookup=lookup, offline=True)
         else:
+            from app.services import verification_session
             from app.services import verifier as online_verifier
 
+            verification_session()
             verifier = online_verifier()
         context = ScanContext(channel="cli")
         path = Path(image_or_text)
@@ -289,9 +291,10 @@ def register_verify_cli(app: Flask) -> None:
         else:
             body = verification_json(verifier.verify_text(image_or_text, context=context))
         if not offline:
-            from app.services import db_session
+            from app.services import close_session
 
-            db_session().commit()  # the scan events
+            close_session()  # end the read transaction, then write the scan events before exiting
+            current_app.extensions["scan_writer"].flush()
         if as_json:
             click.echo(json.dumps(body, ensure_ascii=False, indent=1))
             return

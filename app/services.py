@@ -9,7 +9,7 @@ from keys.storage import KeyStore
 from registry.services import Registry, TokenService
 
 __all__ = ["db_session", "registry", "tokens", "keystore", "close_session", "verifier", "scan_context",
-           "report_service", "publication_service"]
+           "report_service", "publication_service", "account_service", "token_admin", "export_service"]
 
 
 def db_session() -> Session:
@@ -36,15 +36,27 @@ def tokens() -> TokenService:
     return TokenService(db_session())
 
 
+def verification_session() -> Session:
+    """This request only verifies: its scan events go through the scan writer, so its own
+    transaction only reads (on SQLite it then never waits for a writer)."""
+    from registry.db import read_only
+
+    if "db" in g:
+        return g.db
+    g.db = read_only(current_app.extensions["session_factory"]())
+    return g.db
+
+
 def verifier():
     """A verifier over the registry, recording scans in this request's session."""
-    from registry.lookup import RegistryLookup, ScanHistory
+    from registry.lookup import RegistryLookup
+    from registry.scans import ScanHistory
     from verification.verdicts import CloneThresholds, Verifier
 
     session = db_session()
     cfg = current_app.config
     return Verifier(lookup=RegistryLookup(session, cache=current_app.extensions["lookup_cache"]),
-                    scans=ScanHistory(session),
+                    scans=ScanHistory(session, current_app.extensions["scan_writer"]),
                     thresholds=CloneThresholds(max_distinct_clients=cfg["CLONE_MAX_CLIENTS"],
                                                max_speed_kmh=cfg["CLONE_MAX_SPEED_KMH"]))
 
@@ -89,3 +101,24 @@ def publication_service(*, signing: bool = False):
     from registry.publications import PublicationService
 
     return PublicationService(db_session(), authority=registry().authority if signing else None)
+
+
+def account_service():
+    """Portal accounts (argon2 passwords, lock-out after repeated failures)."""
+    from registry.accounts import AccountService
+
+    return AccountService(db_session())
+
+
+def token_admin():
+    """API tokens created and revoked by people (portal and API)."""
+    from registry.accounts import TokenAdmin
+
+    return TokenAdmin(db_session())
+
+
+def export_service():
+    """Read-only exports (CSV, EPCIS) and the portals' listings."""
+    from registry.exports import ExportService
+
+    return ExportService(db_session(), base_url=current_app.config["BASE_URL"])

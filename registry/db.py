@@ -7,7 +7,11 @@ from datetime import datetime, timezone
 from sqlalchemy import DateTime, Engine, TypeDecorator, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, sessionmaker, Session
 
-__all__ = ["Base", "UTCDateTime", "make_engine", "make_session_factory", "is_sqlite"]
+__all__ = ["Base", "UTCDateTime", "make_engine", "make_session_factory", "is_sqlite", "READ_ONLY",
+           "read_only"]
+
+#: Execution option: this transaction only reads (SQLite then begins DEFERRED instead of IMMEDIATE).
+READ_ONLY = "registry_read_only"
 
 
 class Base(DeclarativeBase):
@@ -60,7 +64,9 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Read-only work (verification) opts into a deferred BEGIN: WAL readers never wait.
+            mode = "DEFERRED" if conn.get_execution_options().get(READ_ONLY) else "IMMEDIATE"
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
@@ -68,3 +74,9 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def read_only(session: Session) -> Session:
+    """Mark a fresh session's transaction as read-only; call before its first statement."""
+    session.connection(execution_options={READ_ONLY: True})
+    return session

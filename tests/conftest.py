@@ -69,6 +69,7 @@ def app(template_instance, tmp_path):
     if PG_URL:
         _truncate_postgres(application.extensions["engine"])
     yield application
+    application.extensions["scan_writer"].close()
     application.extensions["engine"].dispose()
 
 

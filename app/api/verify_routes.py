@@ -13,7 +13,7 @@ from app.api.schemas import Strict
 from app.errors import ApiError
 from app.extensions import limiter
 from app.presenters import image_verification_json, verification_json
-from app.services import db_session, scan_context, verifier
+from app.services import scan_context, verification_session, verifier
 
 
 def _verify_limit() -> str:
@@ -61,8 +61,8 @@ class ImageVerificationSchema(Strict):
 @bp.response(200, VerificationSchema)
 def verify_text(args):
     """Verdict for a code the client has already decoded."""
+    verification_session()
     result = verifier().verify_text(args["code"], context=scan_context("api", args))
-    db_session().commit()
     return jsonify(verification_json(result))
 
 
@@ -82,12 +82,12 @@ def verify_photo(form):
     data = upload.read()
     if not data:
         raise ApiError(400, "IMAGE_EMPTY", "the uploaded file is empty")
+    verification_session()
     try:
         result = verify_image(verifier(), data, context=scan_context("image", form),
                               max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
     except ImageRejected as exc:
         status = 415 if isinstance(exc, NotAnImage) else 422
         raise ApiError(status, exc.code.value, exc.message) from None
-    db_session().commit()
     return jsonify(image_verification_json(result))
 

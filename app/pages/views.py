@@ -14,7 +14,7 @@ from app.i18n import LANG_COOKIE, LANGUAGES
 from app.pages import bp
 from app.pages.render import decisive_code, render_scan, verdict_page
 from app.presenters import image_verification_json, verification_json
-from app.services import db_session, scan_context, verifier
+from app.services import scan_context, verification_session, verifier
 
 
 @bp.route("/")
@@ -60,8 +60,8 @@ def _linkset(result: dict, text: str) -> dict:
 @bp.route("/01/<path:rest>")
 def digital_link(rest: str):
     text = _digital_link_text()
+    verification_session()
     result = verifier().verify_text(text, context=scan_context("link", request.args))
-    db_session().commit()
     body = verification_json(result)
     best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/linkset+json"])
     if best == "application/linkset+json":
@@ -79,8 +79,8 @@ def check_text():
     text = (request.args.get("code") or "").strip()[:4096]
     if not text:
         return redirect(url_for("pages.scan"))
+    verification_session()
     result = verifier().verify_text(text, context=scan_context("web", request.args))
-    db_session().commit()
     return verdict_page(verification_json(result), text)
 
 
@@ -91,12 +91,12 @@ def check_photo():
     data = upload.read() if upload is not None else b""
     if not data:
         return render_scan(error_code="IMAGE_MISSING"), 400
+    verification_session()
     try:
         result = verify_image(verifier(), data, context=scan_context("image", request.form),
                               max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
     except ImageRejected as exc:
         return render_scan(error_code=exc.code.value), 415 if isinstance(exc, NotAnImage) else 422
-    db_session().commit()
     body, text = decisive_code(image_verification_json(result))
     return verdict_page(body, text)
 

@@ -15,7 +15,8 @@ from jsonschema import Draft7Validator
 from keys.encoding import utcnow
 from registry.errors import Forbidden, Invalid
 from registry.exports import CSV_EXPORTS, EPCIS_SCHEMA_PATH, ExportService, class_uri, serial_uri
-from registry.lookup import RegistryLookup, ScanHistory
+from registry.lookup import RegistryLookup
+from registry.scans import ScanHistory, ScanWriter
 from registry.models import Report
 from registry.publications import PublicationService
 from registry.services import Actor, Role
@@ -38,12 +39,14 @@ def scene(registry, session, world):
     registry.register_batch(producer, batch_data())
     registry.register_batch(producer, batch_data(lot="LOT/2"))
     (serial, _), = registry.issue_serials(producer, GTIN, "LOT-1", 1)
-    verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session))
+    writer = ScanWriter()
+    verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session, writer))
     unit_url = next(registry.labels(producer, GTIN, "LOT-1", serial=serial)).url
     batch_url = next(registry.labels(producer, GTIN, "LOT/2")).url
     verifier.verify_text(unit_url, context=ScanContext(channel="api", client="c1", lat=21.03, lon=105.85))
     verifier.verify_text(unit_url, context=ScanContext(channel="image", client="c2"))
     verifier.verify_text(batch_url, context=ScanContext(channel="page", client="c3"))
+    writer.flush(session)
     registry.recall(producer, GTIN, "LOT/2", reason="=HYPERLINK(\"http://evil\") mould found")
     session.add(Report(case_number="VN-2026-000001", code=unit_url, gtin=GTIN, lot="LOT-1", serial=serial,
                        producer_id=world.producer_id, verdict="suspect", where_kind="market", where_text="Chợ Lớn",

@@ -175,14 +175,17 @@ def test_flagged_serials_show_their_scan_history(service, registry, session, wor
     producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
     registry.register_batch(producer, batch_data())
     (serial, _), (other, _) = registry.issue_serials(producer, GTIN, "LOT-1", 2)
-    from registry.lookup import RegistryLookup, ScanHistory
+    from registry.lookup import RegistryLookup
+    from registry.scans import ScanHistory, ScanWriter
     from verification.verdicts import CloneThresholds, ScanContext, Verifier
 
-    verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session),
+    writer = ScanWriter()
+    verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session, writer),
                         thresholds=CloneThresholds(max_distinct_clients=2))
     url = next(registry.labels(producer, GTIN, "LOT-1", serial=serial)).url
     for n in range(4):
         verifier.verify_text(url, context=ScanContext(channel="api", client=f"client-{n}", lat=21.0, lon=105.8))
+    writer.flush(session)
     flagged = service.flagged_serials(INSPECTOR)
     assert [f["serial"] for f in flagged] == [serial]
     item = flagged[0]

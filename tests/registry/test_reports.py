@@ -9,7 +9,8 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 from PIL import Image
 
-from registry.lookup import RegistryLookup, ScanHistory
+from registry.lookup import RegistryLookup
+from registry.scans import ScanHistory, ScanWriter
 from registry.models import Report, ReportPhoto, ScanEvent
 from registry.reports import (
     PhotoTooLarge,
@@ -52,8 +53,13 @@ def clock():
 
 
 @pytest.fixture
-def service(session, clock):
-    verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session))
+def writer():
+    return ScanWriter()
+
+
+@pytest.fixture
+def service(session, clock, writer):
+    verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session, writer))
     return ReportService(session, clock=clock, verifier=verifier, limits=ReportLimits(per_client_per_hour=3))
 
 
@@ -89,10 +95,11 @@ def test_report_is_stored_with_everything_an_inspector_needs(service, session, r
     assert stored.photos[0].data == photos[0]
 
 
-def test_report_on_a_registered_batch_names_its_producer(service, session, registry, world):
+def test_report_on_a_registered_batch_names_its_producer(service, session, registry, world, writer):
     codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
     report = service.create(valid(code=codes["recalled"]), client_hash=None)
     assert report.verdict == "recalled" and report.producer_id == world.producer_id
+    writer.flush(session)
     assert session.query(ScanEvent).filter_by(channel="report").count() == 1
 
 

@@ -1,0 +1,148 @@
+"""The scan history: counters answered exactly before and after the batched write, across servers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from keys.encoding import utcnow
+from registry.db import make_engine, make_session_factory
+from registry.lookup import RegistryLookup
+from registry.models import ScanEvent, Serial, SerialClient
+from registry.scans import ScanHistory, ScanWriter
+from registry.services import Actor, Role
+from tests.conftest import GTIN, batch_data
+from verification.verdicts import ScanContext, Verdict
+
+
+@pytest.fixture
+def unit(registry, world, session):
+    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
+    registry.register_batch(actor, batch_data())
+    (serial, _), = registry.issue_serials(actor, GTIN, "LOT-1", 1)
+    session.commit()
+    lookup = RegistryLookup(session)
+    batch = lookup.batch(GTIN, "LOT-1")
+    return batch, lookup.serial(batch, serial)
+
+
+def _record(history, unit, client, **place):
+    batch, serial = unit
+    return history.record(batch=batch, serial=serial, context=ScanContext(client=client, **place),
+                          verdict=Verdict.GENUINE)
+
+
+def test_counts_include_what_is_pending_and_match_after_the_write(session, unit):
+    writer = ScanWriter()
+    history = ScanHistory(session, writer)
+    summaries = [_record(history, unit, client) for client in ("a", "a", "b", "a", "c")]
+    assert [s.count for s in summaries] == [1, 2, 3, 4, 5]
+    assert [s.distinct_clients for s in summaries] == [1, 1, 2, 2, 3]
+    assert session.scalar(select(func.count()).select_from(ScanEvent)) == 0  # nothing written yet
+    assert writer.flush(session) == 5
+    row = session.get(Serial, unit[1].serial_id)
+    session.refresh(row)
+    assert (row.scan_count, row.distinct_clients) == (5, 3)
+    assert session.scalar(select(func.count()).select_from(SerialClient)) == 3
+    after = [_record(history, unit, client) for client in ("a", "d")]
+    assert [(s.count, s.distinct_clients) for s in after] == [(6, 3), (7, 4)]
+    assert after[0].first_seen == summaries[0].first_seen
+
+
+def test_two_servers_never_double_count_a_client(session, unit):
+    one, two = ScanWriter(), ScanWriter()
+    first, second = ScanHistory(session, one), ScanHistory(session, two)
+    _record(first, unit, "shared")
+    _record(second, unit, "shared")  # neither server has written: both think the client is new
+    one.flush(session)
+    two.flush(session)
+    row = session.get(Serial, unit[1].serial_id)
+    session.refresh(row)
+    assert (row.scan_count, row.distinct_clients) == (2, 1)  # the database settles it
+
+
+def test_a_failed_write_keeps_the_events_for_the_next_flush(session, unit, tmp_path):
+    writer = ScanWriter()
+    history = ScanHistory(session, writer)
+    _record(history, unit, "a")
+    _record(history, unit, "b")
+    empty = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'no-tables.db'}"))()
+    with pytest.raises(SQLAlchemyError):
+        writer.flush(empty)  # no such table: the write fails
+    empty.rollback()
+    _record(history, unit, "c")
+    assert writer.flush(session) == 3
+    row = session.get(Serial, unit[1].serial_id)
+    session.refresh(row)
+    assert (row.scan_count, row.distinct_clients) == (3, 3)
+
+
+def test_travel_speed_uses_the_latest_place_pending_or_written(session, unit):
+    writer = ScanWriter()
+    history = ScanHistory(session, writer)
+    now = utcnow()
+    _record(history, unit, "a", lat=21.0, lon=105.8, at=now)
+    fast = _record(history, unit, "b", lat=10.8, lon=106.7, at=now + timedelta(minutes=30))
+    assert fast.travel_kmh > 2000  # Hanoi to Saigon in half an hour
+    writer.flush(session)
+    slow = _record(history, unit, "c", lat=10.8, lon=106.7, at=now + timedelta(hours=5))
+    assert slow.travel_kmh == pytest.approx(0, abs=1)
+
+
+def test_the_background_thread_writes_by_itself(app, unit, session):
+    import time
+
+    writer = ScanWriter(app.extensions["session_factory"], interval=0.05)
+    history = ScanHistory(session, writer)
+    _record(history, unit, "a")
+    session.rollback()  # SQLite: release this session so the writer can write
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if session.scalar(select(func.count()).select_from(ScanEvent)) == 1:
+            break
+        session.rollback()
+        time.sleep(0.05)
+    assert session.scalar(select(func.count()).select_from(ScanEvent)) == 1
+    writer.close()
+
+
+def test_concurrent_requests_with_a_background_writer_lose_nothing(app, registry, world, session):
+    """Four threads verify one serial while the writer flushes every 10 ms: no event is lost or
+    counted twice, and every answer counts at least the answers that finished before it began."""
+    import threading
+
+    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
+    batch = registry.register_batch(actor, batch_data())
+    (serial, s), = registry.issue_serials(actor, GTIN, "LOT-1", 1)
+    url = registry.serial_url(batch, serial, s)
+    session.commit()
+    app.extensions["scan_writer"]._interval = 0.01  # noqa: SLF001 - flush often to provoke races
+    answers: list[tuple[float, float, int]] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        import time
+
+        client = app.test_client()
+        for i in range(25):
+            started = time.monotonic()
+            body = client.get("/api/v1/verify", query_string={"code": url, "client_id": f"t{n}-{i % 5}"}).get_json()
+            with lock:
+                answers.append((started, time.monotonic(), body["scans"]["count"]))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    app.extensions["scan_writer"].close()
+    session.rollback()
+    row = session.execute(select(Serial).where(Serial.serial == serial)).scalar_one()
+    assert (row.scan_count, row.distinct_clients) == (100, 20)
+    assert session.scalar(select(func.count()).select_from(ScanEvent)) == 100
+    for started, _, count in answers:
+        finished_before = sum(1 for _, end, _ in answers if end < started)
+        assert count > finished_before
