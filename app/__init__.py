@@ -65,7 +65,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["lookup_cache"] = LookupCache()
     from registry.scans import ScanWriter
 
-    app.extensions["scan_writer"] = ScanWriter(app.extensions["session_factory"])
+    app.extensions["scan_writer"] = ScanWriter(app.extensions["session_factory"],
+                                               interval=app.config["SCAN_FLUSH_SECONDS"])
 
     from app.extensions import api, babel, csrf, limiter
     from app.i18n import select_locale
