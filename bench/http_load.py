@@ -1,0 +1,568 @@
+"""GET /api/v1/verify under load: gunicorn + wrk on loopback, SQLite and PostgreSQL, beside a
+minimal Flask endpoint served by the same gunicorn configuration and the raw Ed25519 verify rate.
+
+    .venv/bin/python bench/http_load.py [--quick] [--json FILE] [--configs "gthread:2x4,sync:2x1"]
+                                        [--duration 8] [--connections 16,64] [--codes 100000]
+                                        [--no-postgres] [--profile]
+
+For each target (the service on SQLite, on PostgreSQL, and bench/minimal_app.py) and each server
+configuration (worker class, workers x threads), gunicorn is started with ``-c gunicorn.conf.py``
+on a free loopback port and wrk (one thread, Lua script bench/wrk/verify.lua) drives it for a
+fixed time at several connection counts; the best is the peak. Then, for the configuration
+gunicorn.conf.py ships and for the best one, a rate-limited run at half that peak gives p50/p99.
+The instance holds real signed unit codes (several batches of serials); every request asks for a
+different code with a random client_id, in order, so a server rarely sees a code twice (as in the
+field, and so that no per-process cache of signature checks flatters the figure).
+
+wrk and the server share this machine's cores: the load generator's own CPU is part of the cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import asdict, dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import REPO, ed25519_rates, temp_instance_config  # noqa: E402
+
+GUNICORN = REPO / ".venv" / "bin" / "gunicorn"
+LUA = REPO / "bench" / "wrk" / "verify.lua"
+PG_HOST = "127.0.0.1"
+PG_USER = "postgres"
+PG_DB = "bench_http"
+WARMUP_SECONDS = 2
+
+__all__ = ["ServerConfig", "Server", "prepare_instance", "recreate_database", "drop_database", "pg_url",
+           "free_port", "run_wrk", "shipped_config"]
+
+
+# -- PostgreSQL helpers (also used by image_latency.py and national.py) --------------------------
+def pg_url(dbname: str) -> str:
+    return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:5432/{dbname}"
+
+
+def _admin():
+    import psycopg
+
+    return psycopg.connect(f"host={PG_HOST} user={PG_USER} dbname=postgres", autocommit=True)
+
+
+def recreate_database(name: str) -> str:
+    """Drop (if present) and create database ``name``; returns its SQLAlchemy URL."""
+    with _admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pg_url(name)
+
+
+def drop_database(name: str) -> None:
+    with _admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- the instance under test --------------------------------------------------------------------
+def _batch_data(i: int, today: date) -> dict:
+    names = ("Cà phê rang xay Buôn Ma Thuột", "Nước mắm Phú Quốc 40 độ đạm", "Mật ong hoa cà phê",
+             "Trà Shan tuyết Hà Giang", "Hạt điều rang muối Bình Phước")
+    from biip.checksums import gs1_standard_check_digit
+
+    gtin_body = f"0893600001{i % 100:03d}"
+    return {"gtin": gtin_body + str(gs1_standard_check_digit(gtin_body)), "lot": f"L{today:%y%m}-{i:04d}",
+            "product": {"name": names[i % len(names)], "brand": "Highland Farm", "category": "Thực phẩm"},
+            "facility": {"name": "Xưởng Ea Tu", "address": "Xã Ea Tu, Đắk Lắk", "country": "VN"},
+            "production_date": (today - timedelta(days=30)).isoformat(),
+            "expiry_date": (today + timedelta(days=335)).isoformat(), "quantity": 5000,
+            "certifications": [{"scheme": "VietGAP", "id": f"VG-2026-{i:04d}"}]}
+
+
+def prepare_instance(database_url: str | None = None, *, batches: int = 20, serials_per_batch: int = 5000,
+                     ) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """A fresh instance like ``python -m app demo`` but larger: one producer with a certified custodial
+    key, ``batches`` batches, ``serials_per_batch`` serials each. Returns (environment settings,
+    [{"url", "gtin", "lot", "serial", "expiry", "product_name"}] for every unit code)."""
+    from app import create_app
+    from app.cli import init_instance
+    from registry.services import SYSTEM, Registry
+
+    cfg = temp_instance_config(database_url)
+    app = create_app(cfg)
+    init_instance(app)
+    codes: list[dict[str, str]] = []
+    with app.extensions["session_factory"]() as session:
+        reg = Registry(session, keystore=app.extensions["keystore"], base_url=cfg["BASE_URL"])
+        producer = reg.admit_producer(SYSTEM, name="HTX Nông sản Highland Farm", tax_code="0312345678",
+                                      gs1_prefixes=["893600001"], country="VN")
+        reg.certify_key(SYSTEM, producer.id)
+        today = reg.clock().date()
+        rows = [_batch_data(i, today) for i in range(batches)]
+        registered = reg.register_batches(SYSTEM, rows, producer_id=producer.id)
+        session.commit()
+        for batch in registered:
+            for serial, s in reg.issue_serials(SYSTEM, batch.gtin, batch.lot, serials_per_batch):
+                codes.append({"url": reg.serial_url(batch, serial, s), "gtin": batch.gtin, "lot": batch.lot,
+                              "serial": serial, "expiry": batch.expiry_date.isoformat() if batch.expiry_date else "",
+                              "product_name": batch.product_name})
+            session.commit()
+    app.extensions["engine"].dispose()
+    # Interleave the batches, so that consecutive requests hit different batches.
+    codes.sort(key=lambda c: (c["serial"]))
+    return cfg, codes
+
+
+# -- gunicorn -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServerConfig:
+    worker_class: str  # sync | gthread
+    workers: int
+    threads: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.worker_class} {self.workers}x{self.threads}"
+
+    @classmethod
+    def parse(cls, text: str) -> "ServerConfig":
+        kind, _, shape = text.strip().partition(":")
+        workers, _, threads = shape.partition("x")
+        return cls(kind, int(workers), int(threads or 1))
+
+
+def shipped_config() -> ServerConfig:
+    """What gunicorn.conf.py gives with no WEB_CONCURRENCY / GUNICORN_THREADS in the environment."""
+    namespace: dict = {}
+    env = {k: v for k, v in os.environ.items() if k not in ("WEB_CONCURRENCY", "GUNICORN_THREADS")}
+    saved = os.environ.copy()
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        exec(compile((REPO / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    threads = int(namespace.get("threads", 1))
+    kind = namespace.get("worker_class", "sync")
+    if kind == "sync" and threads > 1:
+        kind = "gthread"  # what gunicorn itself does
+    return ServerConfig(kind, int(namespace.get("workers", 1)), threads)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """``gunicorn -c gunicorn.conf.py`` on a free loopback port, as a context manager."""
+
+    def __init__(self, app_spec: str, config: ServerConfig, *, env: dict[str, str] | None = None,
+                 pythonpath: str | None = None, ready_path: str = "/api/v1/openapi.json") -> None:
+        self.app_spec, self.config, self.ready_path = app_spec, config, ready_path
+        self.port = free_port()
+        self.env = {**os.environ, **(env or {}), "BIND": f"127.0.0.1:{self.port}", "ACCESS_LOG": "0",
+                    "WEB_CONCURRENCY": str(config.workers), "GUNICORN_THREADS": str(config.threads)}
+        self.pythonpath = pythonpath
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-gunicorn-", suffix=".log", delete=False)
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "Server":
+        cmd = [str(GUNICORN), "-c", "gunicorn.conf.py", "--worker-class", self.config.worker_class]
+        if self.pythonpath:
+            cmd += ["--pythonpath", self.pythonpath]
+        cmd.append(self.app_spec)
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", self.ready_path)
+                if conn.getresponse().status < 500:
+                    conn.close()
+                    return self
+            time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"gunicorn ({self.config.label}, {self.app_spec}) did not start:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        with open(self.log.name, errors="replace") as fh:
+            return "".join(fh.readlines()[-lines:])
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=25)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with contextlib.suppress(OSError):
+            os.unlink(self.log.name)
+
+
+# -- wrk ----------------------------------------------------------------------------------------
+def run_wrk(base: str, codes_file: str, *, connections: int, seconds: float, start: int = 0,
+            rate: float = 0.0, threads: int = 1) -> dict:
+    """One bounded wrk run; returns its figures (requests/s, latency in ms, errors, verdicts)."""
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(round(seconds))}s", "--timeout", "5s",
+           "-s", str(LUA), base, "--", codes_file, str(start)]
+    if rate:
+        cmd.append(f"{rate / threads:.3f}")
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((l for l in done.stdout.splitlines() if l.startswith("JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no figures (rc {done.returncode}):\n{done.stdout}\n{done.stderr}")
+    raw = json.loads(line[5:])
+    duration = raw["duration_us"] / 1e6
+    errors = sum(raw["errors"][k] for k in ("connect", "read", "write", "timeout"))
+    lat = raw["latency_us"]
+    return {"connections": connections, "target_rps": rate or None, "seconds": round(duration, 2),
+            "requests": raw["requests"], "rps": raw["requests"] / duration,
+            "p50_ms": lat["p50"] / 1000, "p90_ms": lat["p90"] / 1000, "p99_ms": lat["p99"] / 1000,
+            "p999_ms": lat["p999"] / 1000, "max_ms": lat["max"] / 1000, "mean_ms": lat["mean"] / 1000,
+            "non2xx": raw["non2xx"], "socket_errors": errors, "verdicts": raw["verdicts"]}
+
+
+class CodeCursor:
+    """Where the next wrk run starts in the code list, so one server keeps meeting new codes."""
+
+    def __init__(self, count: int) -> None:
+        self.count, self.position = count, 0
+
+    def advance(self, result: dict) -> None:
+        self.position = (self.position + result["requests"]) % self.count
+
+
+# -- the measurement ----------------------------------------------------------------------------
+def peak(server: Server, codes_file: str, cursor: CodeCursor, *, connections: list[int], seconds: float) -> dict:
+    warm = run_wrk(server.base, codes_file, connections=connections[0], seconds=WARMUP_SECONDS, start=cursor.position)
+    cursor.advance(warm)
+    runs = []
+    for c in connections:
+        result = run_wrk(server.base, codes_file, connections=c, seconds=seconds, start=cursor.position)
+        cursor.advance(result)
+        runs.append(result)
+        print(f"    {c:3d} connections: {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.1f} ms  "
+              f"p99 {result['p99_ms']:7.1f} ms  non-2xx {result['non2xx']}  errors {result['socket_errors']}",
+              file=sys.stderr)
+    best = max(runs, key=lambda r: r["rps"])
+    return {"peak_rps": best["rps"], "at_connections": best["connections"], "runs": runs}
+
+
+def half_peak(server: Server, codes_file: str, cursor: CodeCursor, peak_rps: float, *, seconds: float,
+              connections: int = 64) -> dict:
+    warm = run_wrk(server.base, codes_file, connections=8, seconds=WARMUP_SECONDS, start=cursor.position,
+                   rate=peak_rps / 2)
+    cursor.advance(warm)
+    result = run_wrk(server.base, codes_file, connections=connections, seconds=seconds, start=cursor.position,
+                     rate=peak_rps / 2)
+    cursor.advance(result)
+    print(f"    half peak ({peak_rps / 2:.0f} req/s asked): {result['rps']:.0f} req/s  p50 {result['p50_ms']:.1f} ms"
+          f"  p99 {result['p99_ms']:.1f} ms  non-2xx {result['non2xx']}", file=sys.stderr)
+    return result
+
+
+def profile_run(server: Server, codes_file: str, cursor: CodeCursor, *, seconds: float, connections: int) -> dict:
+    """py-spy (if installed in the venv) on every worker while wrk saturates the server:
+    the share of GIL-holding samples per function (self) and per stage of the request."""
+    pyspy = REPO / ".venv" / "bin" / "py-spy"
+    if not pyspy.exists():
+        return {"skipped": "py-spy not installed (.venv/bin/pip install py-spy)"}
+    out = tempfile.mkdtemp(prefix="bench-pyspy-")
+    procs = []
+    for pid in server.worker_pids():
+        path = os.path.join(out, f"{pid}.txt")
+        procs.append((subprocess.Popen([str(pyspy), "record", "--pid", str(pid), "--duration", str(int(seconds)),
+                                        "--rate", "200", "--gil", "--format", "raw", "--output", path, "--nonblocking"],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), path))
+    time.sleep(0.5)
+    result = run_wrk(server.base, codes_file, connections=connections, seconds=seconds, start=cursor.position)
+    cursor.advance(result)
+    for proc, _ in procs:
+        proc.wait(timeout=seconds + 30)
+    selfs: dict[str, int] = {}
+    stages: dict[str, int] = {}
+    total = 0
+    # Each sample goes to the innermost stage it is in (first match in this order).
+    stages_in_order = [
+        ("signature checks (keys/signing.py, Ed25519)", ("keys/signing.py", "ed25519.py")),
+        ("parsing the code (verification/parsing.py)", ("verification/parsing.py",)),
+        ("scan recording (ScanHistory.record)", ("record (registry/lookup.py",)),
+        ("registry lookups (RegistryLookup)", ("RegistryLookup",)),
+        ("commit", ("commit (sqlalchemy/orm/session.py",)),
+        ("verdict logic (rest of verification/)", ("verification/",)),
+        ("rest of the view (session, presenters, jsonify)", ("verify_text (app/api/verify_routes.py",)),
+        ("webargs/marshmallow argument parsing", ("webargs/", "marshmallow/")),
+        ("Flask-Limiter", ("flask_limiter/", "limits/")),
+        ("Flask, Werkzeug, teardown, after_request", ("wsgi_app (flask/app.py",)),
+        ("gunicorn: HTTP parsing, socket writes, thread pool", ("gunicorn/",)),
+    ]
+    db_markers = ("sqlalchemy/", "sqlite3", "psycopg/", "psycopg_binary", "psycopg_pool")
+    db_total = 0
+    for _, path in procs:
+        if not os.path.exists(path):
+            continue
+        with open(path) as fh:
+            for line in fh:
+                stack, _, count = line.rstrip("\n").rpartition(" ")
+                if not stack or not count.isdigit():
+                    continue
+                n = int(count)
+                frames = stack.split(";")
+                total += n
+                leaf = frames[-1]
+                selfs[leaf] = selfs.get(leaf, 0) + n
+                stage = next((name for name, marks in stages_in_order
+                              if any(m in f for f in frames for m in marks)), "other")
+                stages[stage] = stages.get(stage, 0) + n
+                if any(m in f for f in frames for m in db_markers):
+                    db_total += n
+    shutil.rmtree(out, ignore_errors=True)
+    if not total:
+        return {"skipped": "py-spy recorded nothing (ptrace not permitted?)"}
+    return {"samples": total, "rps_while_profiled": result["rps"],
+            "sqlalchemy_and_driver_pct": round(100 * db_total / total, 1),
+            "stages_pct": {k: round(100 * v / total, 1) for k, v in sorted(stages.items(), key=lambda kv: -kv[1])},
+            "top_self_pct": {k: round(100 * v / total, 1) for k, v in sorted(selfs.items(), key=lambda kv: -kv[1])[:15]}}
+
+
+def measure_target(name: str, app_spec: str, env: dict[str, str], codes_file: str, n_codes: int,
+                   configs: list[ServerConfig], *, connections: list[int], seconds: float,
+                   pythonpath: str | None = None, ready_path: str = "/api/v1/openapi.json") -> dict:
+    results = {}
+    for config in configs:
+        print(f"  {name}: {config.label}", file=sys.stderr)
+        cursor = CodeCursor(n_codes)
+        try:
+            with Server(app_spec, config, env=env, pythonpath=pythonpath, ready_path=ready_path) as server:
+                results[config.label] = peak(server, codes_file, cursor, connections=connections, seconds=seconds)
+        except RuntimeError as exc:
+            print(f"    failed: {exc}", file=sys.stderr)
+            results[config.label] = {"error": str(exc)[:2000]}
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the shipped configuration only, short runs")
+    parser.add_argument("--configs", help='comma-separated, e.g. "sync:2x1,gthread:2x4" (default: a sweep)')
+    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 8, quick 5)")
+    parser.add_argument("--half-duration", type=float, help="seconds of the half-peak run (default 15, quick 6)")
+    parser.add_argument("--connections", help="connection counts for the peak search (default 16,64; quick 32)")
+    parser.add_argument("--codes", type=int, help="unit codes in the instance (default 100000, quick 30000)")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="py-spy the verify path under load (SQLite, PostgreSQL)")
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install -y wrk)")
+
+    shipped = shipped_config()
+    if args.configs:
+        configs = [ServerConfig.parse(c) for c in args.configs.split(",")]
+    elif args.quick:
+        configs = [shipped]
+    else:
+        configs = [ServerConfig("sync", 2, 1), ServerConfig("gthread", 2, 1), ServerConfig("gthread", 2, 4),
+                   ServerConfig("gthread", 2, 8), ServerConfig("gthread", 3, 4), ServerConfig("gthread", 4, 4)]
+    if shipped not in configs:
+        configs.insert(0, shipped)
+    seconds = args.duration or (5 if args.quick else 8)
+    half_seconds = args.half_duration or (6 if args.quick else 15)
+    connections = [int(c) for c in (args.connections or ("32" if args.quick else "16,64")).split(",")]
+    n_codes = args.codes or (30_000 if args.quick else 100_000)
+    per_batch = 5000
+    n_batches = max(1, n_codes // per_batch)
+
+    figures: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "shipped_config": shipped.label,
+                     "configs": [c.label for c in configs], "seconds_per_run": seconds,
+                     "half_peak_seconds": half_seconds, "connections": connections,
+                     "codes": n_batches * per_batch, "wrk_threads": 1}
+    figures["ed25519"] = ed25519_rates()
+    print(f"raw Ed25519 verify: {figures['ed25519']['verify_per_s']:,.0f}/s on one core", file=sys.stderr)
+
+    tmp = tempfile.mkdtemp(prefix="bench-http-")
+    targets: list[tuple[str, str, dict[str, str], str, int, str | None, str]] = []
+    databases = [("sqlite", None)] + ([] if args.no_postgres else [("postgresql", PG_DB)])
+    for db_name, pg_db in databases:
+        started = time.perf_counter()
+        url = recreate_database(pg_db) if pg_db else None
+        env, codes = prepare_instance(url, batches=n_batches, serials_per_batch=per_batch)
+        codes_file = os.path.join(tmp, f"codes-{db_name}.txt")
+        with open(codes_file, "w") as fh:
+            for code in codes:
+                fh.write(urllib.parse.quote(code["url"], safe="") + "\n")
+        print(f"{db_name}: {len(codes):,} unit codes in {n_batches} batches, ready in "
+              f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
+        targets.append((db_name, "wsgi:app", env, codes_file, len(codes), None, "/api/v1/openapi.json"))
+    targets.append(("minimal", "minimal_app:app", {}, targets[0][3], targets[0][4], str(REPO / "bench"),
+                    "/api/v1/verify?code=x"))
+
+    sweep: dict[str, dict] = {}
+    for name, spec, env, codes_file, n, pythonpath, ready in targets:
+        sweep[name] = measure_target(name, spec, env, codes_file, n, configs, connections=connections,
+                                     seconds=seconds, pythonpath=pythonpath, ready_path=ready)
+    figures["sweep"] = sweep
+
+    def peak_of(target: str, label: str) -> float:
+        return sweep.get(target, {}).get(label, {}).get("peak_rps", 0.0)
+
+    # best configuration: the highest verify throughput summed over the databases (ties: the minimal endpoint)
+    service_targets = [t for t in sweep if t != "minimal"]
+    best = max(configs, key=lambda c: (sum(peak_of(t, c.label) / max(peak_of(t, shipped.label), 1)
+                                           for t in service_targets), peak_of("minimal", c.label)))
+    figures["best_config"] = best.label
+    latency_configs = [shipped] + ([best] if best != shipped else [])
+
+    half: dict[str, dict] = {}
+    profiles: dict[str, dict] = {}
+    for name, spec, env, codes_file, n, pythonpath, ready in targets:
+        for config in latency_configs:
+            p = peak_of(name, config.label)
+            if not p:
+                continue
+            print(f"  {name}: {config.label} at half its peak", file=sys.stderr)
+            cursor = CodeCursor(n)
+            cursor.position = n // 2  # past the codes the peak runs met
+            with Server(spec, config, env=env, pythonpath=pythonpath, ready_path=ready) as server:
+                half.setdefault(name, {})[config.label] = half_peak(server, codes_file, cursor, p,
+                                                                    seconds=half_seconds)
+                if args.profile and name != "minimal" and config == best:
+                    print(f"  {name}: profiling {config.label}", file=sys.stderr)
+                    profiles[name] = profile_run(server, codes_file, cursor, seconds=10,
+                                                 connections=max(connections))
+    figures["half_peak"] = half
+    if profiles:
+        figures["profile"] = profiles
+
+    figures["summary"] = summarize(figures, latency_configs)
+    shutil.rmtree(tmp, ignore_errors=True)
+    for _, pg_db in databases:
+        if pg_db:
+            drop_database(pg_db)
+
+    print(markdown(figures))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n")
+    return figures
+
+
+def summarize(figures: dict, latency_configs: list[ServerConfig]) -> list[dict]:
+    rows = []
+    sweep, half = figures["sweep"], figures["half_peak"]
+    for config in latency_configs:
+        label = config.label
+        minimal = sweep.get("minimal", {}).get(label, {}).get("peak_rps")
+        for target in [t for t in sweep if t != "minimal"] + ["minimal"]:
+            p = sweep.get(target, {}).get(label, {}).get("peak_rps")
+            h = half.get(target, {}).get(label, {})
+            if p is None:
+                continue
+            ratio = p / minimal if minimal else None
+            rows.append({"config": label, "target": target, "peak_rps": p,
+                         "peak_vs_minimal": ratio, "half_rate_rps": h.get("rps"),
+                         "p50_ms": h.get("p50_ms"), "p99_ms": h.get("p99_ms"), "p999_ms": h.get("p999_ms"),
+                         "non2xx": sum(r["non2xx"] for r in sweep[target][label]["runs"]) + h.get("non2xx", 0),
+                         "socket_errors": sum(r["socket_errors"] for r in sweep[target][label]["runs"])
+                         + h.get("socket_errors", 0),
+                         "throughput_target_met": None if target == "minimal" or ratio is None else ratio >= 0.5,
+                         "p99_target_met": None if target == "minimal" or h.get("p99_ms") is None
+                         else h["p99_ms"] < 30})
+    return rows
+
+
+def _fmt(value, spec: str = ",.0f", missing: str = "–") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def markdown(figures: dict) -> str:
+    out = []
+    ed = figures["ed25519"]
+    out.append(f"Reference: raw Ed25519 verify {ed['verify_per_s']:,.0f}/s on one core of this interpreter "
+               f"(pyca/cryptography); {figures['cpus']} CPUs shared by gunicorn and wrk (1 thread). "
+               f"{figures['codes']:,} distinct signed unit codes, one per request in turn, random client_id.\n")
+    out.append("| config | target | peak req/s | vs minimal | req/s at half peak | p50 ms | p99 ms | p99.9 ms | "
+               "non-2xx | socket errors | targets (≥½ minimal, p99 < 30 ms) |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in figures["summary"]:
+        met = ""
+        if r["target"] != "minimal":
+            met = ("✅" if r["throughput_target_met"] else "❌") + " " + ("✅" if r["p99_target_met"] else "❌")
+        out.append(f"| {r['config']} | {r['target']} | {_fmt(r['peak_rps'])} | {_fmt(r['peak_vs_minimal'], '.2f')} | "
+                   f"{_fmt(r['half_rate_rps'])} | {_fmt(r['p50_ms'], '.1f')} | {_fmt(r['p99_ms'], '.1f')} | "
+                   f"{_fmt(r['p999_ms'], '.1f')} | {r['non2xx']} | {r['socket_errors']} | {met} |")
+    out.append("")
+    out.append(f"Configuration sweep: peak req/s (best over {', '.join(map(str, figures['connections']))} "
+               f"connections, {figures['seconds_per_run']:.0f} s each); shipped: {figures['shipped_config']}, "
+               f"best: **{figures['best_config']}**\n")
+    targets = list(figures["sweep"])
+    out.append("| config | " + " | ".join(targets) + " | " + " | ".join(f"{t} p99 ms at peak" for t in targets) + " |")
+    out.append("|---|" + "---|" * (2 * len(targets)))
+    for label in figures["configs"]:
+        cells, lat = [], []
+        for t in targets:
+            entry = figures["sweep"][t].get(label, {})
+            if "peak_rps" in entry:
+                best_run = max(entry["runs"], key=lambda r: r["rps"])
+                cells.append(f"{entry['peak_rps']:,.0f} (c={entry['at_connections']})")
+                lat.append(f"{best_run['p99_ms']:.0f}")
+            else:
+                cells.append("failed")
+                lat.append("–")
+        out.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(lat) + " |")
+    verdicts: dict[str, int] = {}
+    for t in targets:
+        if t == "minimal":
+            continue
+        for entry in figures["sweep"][t].values():
+            for run in entry.get("runs", []):
+                for k, v in run["verdicts"].items():
+                    verdicts[k] = verdicts.get(k, 0) + v
+    if verdicts:
+        out.append("\nVerdicts answered during the service runs: " +
+                   ", ".join(f"{k} {v:,}" for k, v in sorted(verdicts.items(), key=lambda kv: -kv[1])))
+    for name, prof in figures.get("profile", {}).items():
+        out.append(f"\nProfile of the verify path on {name} ({figures['best_config']}, saturated; py-spy --gil, so "
+                   f"Python CPU time): share of samples, each in its innermost stage. SQLAlchemy + driver across "
+                   f"stages: {prof.get('sqlalchemy_and_driver_pct', '?')} %.\n")
+        if "skipped" in prof:
+            out.append(f"skipped: {prof['skipped']}")
+            continue
+        out.append("| stage | % |")
+        out.append("|---|---|")
+        for k, v in prof["stages_pct"].items():
+            out.append(f"| {k} | {v} |")
+        out.append("\n| function (self) | % |")
+        out.append("|---|---|")
+        for k, v in list(prof["top_self_pct"].items())[:10]:
+            out.append(f"| `{k}` | {v} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
