@@ -28,7 +28,8 @@ test: setup-dev
 test-pg: setup-dev
 	TEST_DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest -q -p no:cacheprovider tests
 
-bench: setup-dev
+bench:
+	scripts/setup.sh bench
 	$(PY) bench/run.py
 
 translations:

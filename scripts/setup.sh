@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Install what the service needs: system libraries (apt-get), a virtual environment in .venv/,
-# and the Python requirements. `scripts/setup.sh dev` adds the test needs (Chromium, poppler).
+# and the Python requirements. `scripts/setup.sh dev` adds the test needs (Chromium, poppler);
+# `scripts/setup.sh bench` also wrk, for the load benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libzbar0 fonts-dejavu-core python3-venv)
-if [ "${1:-}" = "dev" ]; then
+mode="${1:-}"
+if [ "$mode" = "dev" ] || [ "$mode" = "bench" ]; then
   packages+=(chromium poppler-utils)
+fi
+if [ "$mode" = "bench" ]; then
+  packages+=(wrk)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -24,7 +29,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-if [ "${1:-}" = "dev" ]; then
+if [ "$mode" = "dev" ] || [ "$mode" = "bench" ]; then
   .venv/bin/python -m pip install -q -r requirements-dev.txt
 else
   .venv/bin/python -m pip install -q -r requirements.txt
