@@ -86,6 +86,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(pages_bp)
 
+    from app.portal import bp as portal_bp
+
+    app.register_blueprint(portal_bp)
+
     from app.errors import register_error_handlers
     from app.services import close_session
     from app.security import add_security_headers

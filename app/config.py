@@ -44,6 +44,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "VERIFY_RATE_LIMIT": env.get("VERIFY_RATE_LIMIT", "120/minute"),
         "REPORT_RATE_LIMIT": env.get("REPORT_RATE_LIMIT", "5/hour"),
         "REPORTS_PER_CLIENT_PER_HOUR": int(env.get("REPORTS_PER_CLIENT_PER_HOUR", 5)),
+        "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10/minute"),
         "MAX_CONTENT_LENGTH": int(env.get("MAX_UPLOAD_BYTES", 10 * MiB)),
         "MAX_IMAGE_PIXELS": int(env.get("MAX_IMAGE_PIXELS", 50_000_000)),
         "CLONE_MAX_CLIENTS": int(env.get("CLONE_MAX_CLIENTS", 10)),

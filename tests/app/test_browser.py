@@ -9,7 +9,6 @@ These tests never skip: without Chromium they fail and say what to install.
 from __future__ import annotations
 
 import io
-import os
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,38 +21,12 @@ from PIL import Image
 from registry.labels import LabelData, render_png
 from registry.models import Report
 
+from tests.app.browser import PHONE, SCREENSHOTS, launch, phone, playwright  # noqa: F401 (fixture)
 from tests.app.verdict_codes import VERDICTS, make_codes
 from tests.conftest import GTIN
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-PHONE = {"width": 390, "height": 844}
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 # Letters that only Vietnamese text has (a page in English must have none outside "Tiếng Việt").
 VIETNAMESE = re.compile(r"[àáảãạăằắẳẵặâầấẩẫậđèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵ]", re.IGNORECASE)
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}: install Debian's 'chromium' package "
-                    "(or set CHROMIUM_PATH). The browser tests need a real browser and do not skip.")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:  # pragma: no cover - the dev requirements install it
-        pytest.fail(f"the 'playwright' Python package is missing ({exc}); pip install -r requirements-dev.txt")
-    with sync_playwright() as p:
-        yield p
-
-
-def launch(playwright, *extra_args: str):
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*ARGS, *extra_args])
-
-
-def phone(browser, **options):
-    options.setdefault("locale", "vi-VN")
-    return browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2, **options)
 
 
 @pytest.fixture

@@ -1,0 +1,217 @@
+"""Portal sessions: log in with a username and a password, log out, and ``login_required``.
+
+The Flask session cookie (HttpOnly, SameSite=Lax, Secure in production) holds the user id and a
+per-login nonce; the session is cleared on every login and logout, so a session id planted
+before login is worth nothing. The ``Actor`` is loaded again on every request
+(``AccountService.actor``): a deactivated account is logged out at its next click.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from typing import Callable, TypeVar
+from urllib.parse import urlparse
+
+from flask import current_app, g, redirect, render_template, request, session, url_for
+
+from registry.accounts import AccountService
+from registry.errors import NotFound, Unauthorized
+from registry.services import Actor, Role
+
+from app.extensions import limiter
+from app.i18n import N_
+from app.portal import bp
+from app.services import account_service, db_session
+
+__all__ = ["login_required", "current_actor", "nav_links", "home_endpoint", "SESSION_USER", "SESSION_NONCE"]
+
+F = TypeVar("F", bound=Callable)
+
+SESSION_USER = "portal_uid"
+SESSION_NONCE = "portal_nonce"
+DEFAULT_LOGIN_LIMIT = "10/minute"
+
+LOGIN_ERROR = {
+    "INVALID_CREDENTIALS": N_("The username or the password is wrong."),
+    "ACCOUNT_LOCKED": N_("Too many failed attempts: this account is locked for 15 minutes. "
+                         "Try again later, or ask the registry to unlock it."),
+}
+NOTICE = {
+    "login": N_("Please log in to continue."),
+    "inactive": N_("Your account has been deactivated. Ask the registry if this is a mistake."),
+    "logout": N_("You have logged out."),
+}
+
+#: Navigation per role: (endpoint, label). Links whose view does not exist (yet) are left out.
+ROLE_NAV: dict[Role, tuple[tuple[str, str], ...]] = {
+    Role.PRODUCER: (("portal.producer_home", N_("Batches")), ("portal.producer_new_batch", N_("Register a batch")),
+                    ("portal.producer_import", N_("Import CSV")), ("portal.producer_keys", N_("Keys")),
+                    ("portal.producer_tokens", N_("API tokens"))),
+    Role.AUTHORITY: (("portal.authority_home", N_("Producers")), ("portal.authority_keys", N_("Keys")),
+                     ("portal.authority_publications", N_("Publications")),
+                     ("portal.authority_users", N_("Accounts")),
+                     ("portal.inspector_home", N_("Inspections")), ("portal.flagged", N_("Flagged serials")),
+                     ("portal.cases", N_("Cases")), ("portal.partner_home", N_("Exports"))),
+    Role.INSPECTOR: (("portal.inspector_home", N_("Inspections")), ("portal.flagged", N_("Flagged serials")),
+                     ("portal.cases", N_("Cases"))),
+    Role.PARTNER: (("portal.partner_home", N_("Exports")),),
+}
+
+
+def login_limit() -> str:
+    return current_app.config.get("LOGIN_RATE_LIMIT", DEFAULT_LOGIN_LIMIT)
+
+
+def current_actor() -> Actor:
+    """The logged-in actor of this request (inside a ``login_required`` view)."""
+    actor = g.get("actor")
+    if actor is None:
+        raise Unauthorized("log in first", code="LOGIN_REQUIRED")
+    return actor
+
+
+def _load_actor() -> Actor | None:
+    """The session's actor, or None (not logged in, or the account is gone or deactivated)."""
+    if "actor" in g:
+        return g.actor
+    user_id = session.get(SESSION_USER)
+    if not isinstance(user_id, int) or not session.get(SESSION_NONCE):
+        return None
+    try:
+        actor = account_service().actor(user_id)
+    except (NotFound, Unauthorized):
+        session.clear()
+        g.portal_inactive = True
+        return None
+    g.actor = actor
+    g.portal_user_id = user_id
+    return actor
+
+
+def _safe_next(target: str | None) -> str | None:
+    if not target:
+        return None
+    parsed = urlparse(target)
+    if parsed.scheme or parsed.netloc or not target.startswith("/portal") or target.startswith("//"):
+        return None  # never an open redirect
+    return target
+
+
+def login_required(*roles: Role) -> Callable[[F], F]:
+    """Require a logged-in user (any role when none is named). Sets ``g.actor``; redirects to the
+    login page when nobody is logged in; answers the 403 page for another role."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            actor = _load_actor()
+            if actor is None:
+                reason = "inactive" if g.get("portal_inactive") else "login"
+                return redirect(url_for("portal.login", next=request.full_path.rstrip("?"), notice=reason))
+            if roles and actor.role not in roles:
+                return render_template("portal/forbidden.html"), 403
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def home_endpoint(role: Role) -> str:
+    home = {Role.PRODUCER: "portal.producer_home", Role.AUTHORITY: "portal.authority_home",
+            Role.PARTNER: "portal.partner_home", Role.INSPECTOR: "portal.inspector_home"}[role]
+    return home if home in current_app.view_functions else "portal.home"
+
+
+def nav_links() -> list[tuple[str, str]]:
+    """The navigation of the logged-in user's role, only with views that exist."""
+    actor = g.get("actor")
+    if actor is None:
+        return []
+    return [(endpoint, label) for endpoint, label in ROLE_NAV.get(actor.role, ())
+            if endpoint in current_app.view_functions]
+
+
+@bp.app_context_processor
+def _portal_globals():
+    return {"portal_nav": nav_links, "portal_actor": lambda: g.get("actor"),
+            "portal_has_view": lambda endpoint: endpoint in current_app.view_functions}
+
+
+@bp.route("/login", methods=["GET"])
+def login():
+    _load_actor()  # a logged-in user may log in as someone else (a shared computer)
+    notice = NOTICE.get(request.args.get("notice", ""))
+    return render_template("portal/login.html", notice=notice, error=None, username="",
+                           next=_safe_next(request.args.get("next")) or "")
+
+
+@bp.route("/login", methods=["POST"])
+@limiter.limit(login_limit, methods=["POST"])
+def login_submit():
+    username = (request.form.get("username") or "").strip()[:100]
+    password = request.form.get("password") or ""
+    target = _safe_next(request.form.get("next"))
+    service = account_service()
+    try:
+        actor = service.authenticate(username, password)
+    except Unauthorized as exc:
+        db_session().commit()  # the failure counts (and may lock the account)
+        message = LOGIN_ERROR.get(exc.code, LOGIN_ERROR["INVALID_CREDENTIALS"])
+        return render_template("portal/login.html", notice=None, error=message, username=username,
+                               next=target or ""), 401
+    user = service.by_username(username)
+    db_session().commit()
+    session.clear()  # a fresh session for every login: no fixation
+    session[SESSION_USER] = user.id
+    session[SESSION_NONCE] = secrets.token_urlsafe(16)
+    g.actor = actor
+    return redirect(target or url_for(home_endpoint(actor.role)), code=303)
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    session.clear()
+    return redirect(url_for("portal.login", notice="logout"), code=303)
+
+
+@bp.route("/")
+@login_required()
+def home():
+    """Each role's start page; a role whose portal is not there yet sees its account."""
+    endpoint = home_endpoint(current_actor().role)
+    if endpoint != "portal.home":
+        return redirect(url_for(endpoint))
+    return render_template("portal/home.html")
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required()
+def account():
+    """Change one's own password."""
+    actor = current_actor()
+    errors: dict[str, str] = {}
+    done = False
+    if request.method == "POST":
+        old = request.form.get("old_password") or ""
+        new = request.form.get("new_password") or ""
+        if new != (request.form.get("new_password_again") or ""):
+            errors["new_password_again"] = N_("The two new passwords are not the same.")
+        else:
+            from registry.errors import Forbidden, Invalid
+
+            try:
+                account_service().change_password(actor, actor.name.removeprefix("user:"), old_password=old,
+                                                  new_password=new)
+            except Forbidden:
+                errors["old_password"] = N_("The current password is wrong.")
+            except Invalid as exc:
+                errors["new_password"] = (N_("A password needs at least 10 characters.")
+                                          if exc.code == "PASSWORD_TOO_SHORT" else N_("This password is too long."))
+            else:
+                db_session().commit()
+                done = True
+    user = account_service().get(g.portal_user_id)
+    return render_template("portal/account.html", user=AccountService.view(user), errors=errors, done=done), \
+        (422 if errors else 200)

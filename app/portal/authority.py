@@ -1,0 +1,239 @@
+"""Authority portal: producers and their keys, key revocation, publications, user accounts.
+
+Every write goes through the domain service with the session's actor (``Role.AUTHORITY`` is
+checked there too) and is audited and, where the design says so, appended to the transparency log.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError
+from registry.keys_admin import producer_keys
+from registry.publications import KINDS
+from registry.services import Role
+
+from app.i18n import VIETNAM_TIME
+from app.portal import bp
+from app.portal.auth import current_actor, login_required
+from app.portal.errors import error_text
+from app.services import account_service, db_session, publication_service, registry
+
+AUTHORITY = Role.AUTHORITY
+PUBLICATION_FIELDS = ("kind", "title", "body", "name", "tax_code", "product", "place", "decision_ref", "decided_on")
+USER_FIELDS = ("username", "display_name", "role", "producer_id")
+
+
+def _message(exc: RegistryError) -> str:
+    text = error_text(exc)
+    return _(text) if text else exc.message
+
+
+def _producers() -> list[dict[str, Any]]:
+    """Every producer with its keys and their status: the body of the signed trust list."""
+    producers = registry().trust_list()["producers"]
+    db_session().rollback()
+    return producers
+
+
+def _local_time(text: str, field: str) -> datetime | None:
+    """A ``datetime-local`` value, read as the time in Vietnam (UTC+7)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise Invalid(f"{field} must be a date and time", code="BAD_DATE", field=field) from None
+    return value.replace(tzinfo=VIETNAM_TIME) if value.tzinfo is None else value
+
+
+# -- producers -------------------------------------------------------------------------------------
+@bp.route("/authority/", methods=["GET", "POST"])
+@login_required(AUTHORITY)
+def authority_home():
+    """Producers with their prefixes and keys; the form to admit one."""
+    values = {name: (request.form.get(name) or "").strip() for name in ("name", "tax_code", "gs1_prefixes", "country")}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        prefixes = [p for p in values["gs1_prefixes"].replace(",", " ").replace(";", " ").split() if p]
+        try:
+            producer = registry().admit_producer(current_actor(), name=values["name"], tax_code=values["tax_code"],
+                                                 gs1_prefixes=prefixes, country=values["country"])
+        except (Invalid, Conflict) as exc:
+            db_session().rollback()
+            errors[exc.field or ("tax_code" if exc.code == "PRODUCER_EXISTS" else "name")] = _message(exc)
+        else:
+            producer_id, name = producer.id, producer.name
+            db_session().commit()
+            flash(_("%(name)s is admitted. Certify a key so it can register batches.", name=name), "ok")
+            return redirect(url_for("portal.authority_producer", producer_id=producer_id), code=303)
+    else:
+        values["country"] = "VN"
+    return render_template("portal/authority/producers.html", producers=_producers(), values=values,
+                           errors=errors), (422 if errors else 200)
+
+
+@bp.route("/authority/producers/<producer_id>")
+@login_required(AUTHORITY)
+def authority_producer(producer_id: str):
+    reg = registry()
+    producer = reg.producer(producer_id)
+    keys = producer_keys(reg, current_actor(), producer_id)
+    db_session().rollback()
+    return render_template("portal/authority/producer.html", producer=producer, keys=keys, errors={}, values={})
+
+
+@bp.route("/authority/producers/<producer_id>/keys", methods=["POST"])
+@login_required(AUTHORITY)
+def authority_certify_key(producer_id: str):
+    """Certify a key for the producer: a new one the registry keeps, or a public key the producer submits."""
+    reg = registry()
+    producer = reg.producer(producer_id)
+    public_key = (request.form.get("public_key") or "").strip() or None
+    prefixes = request.form.getlist("gs1_prefixes") or None
+    values = {"public_key": public_key or "", "not_after": request.form.get("not_after") or ""}
+    errors: dict[str, str] = {}
+    try:
+        not_after = None
+        if values["not_after"]:
+            try:
+                day = date.fromisoformat(values["not_after"])
+            except ValueError:
+                raise Invalid("not_after must be a date", code="BAD_DATE", field="not_after") from None
+            not_after = datetime(day.year, day.month, day.day, tzinfo=VIETNAM_TIME)
+        key = reg.certify_key(current_actor(), producer_id, public_key=public_key, gs1_prefixes=prefixes,
+                              not_after=not_after)
+    except (Invalid, Conflict) as exc:
+        db_session().rollback()
+        errors[exc.field or "public_key"] = _message(exc)
+    else:
+        kid = key.kid
+        db_session().commit()
+        flash(_("Key %(kid)s is certified and added to the public log.", kid=kid), "ok")
+        return redirect(url_for("portal.authority_producer", producer_id=producer_id), code=303)
+    keys = producer_keys(reg, current_actor(), producer_id)
+    return render_template("portal/authority/producer.html", producer=producer, keys=keys, errors=errors,
+                           values=values), 422
+
+
+# -- keys ------------------------------------------------------------------------------------------
+@bp.route("/authority/keys")
+@login_required(AUTHORITY)
+def authority_keys():
+    """Every producer key, with the form to revoke it."""
+    return render_template("portal/authority/keys.html", producers=_producers())
+
+
+@bp.route("/authority/keys/<kid>/revoke", methods=["POST"])
+@login_required(AUTHORITY)
+def authority_revoke_key(kid: str):
+    """Revoke a key from the time it was compromised: codes it signed from then on turn suspect."""
+    try:
+        compromised_at = _local_time(request.form.get("compromised_at", ""), "compromised_at")
+        registry().revoke_key(current_actor(), kid, compromised_at=compromised_at)
+    except (Invalid, Conflict) as exc:
+        db_session().rollback()
+        flash(f"{kid}: {_message(exc)}", "error")
+    else:
+        db_session().commit()
+        flash(_("Key %(kid)s is revoked; the revocation is in the public log and the trust list.", kid=kid), "ok")
+    return redirect(url_for("portal.authority_keys") + f"#key-{kid}", code=303)
+
+
+# -- publications ----------------------------------------------------------------------------------
+@bp.route("/authority/publications", methods=["GET", "POST"])
+@login_required(AUTHORITY)
+def authority_publications():
+    """Consumer warnings and confirmed violators: publish (signed, logged) and withdraw."""
+    values = {name: (request.form.get(name) or "").strip() for name in PUBLICATION_FIELDS}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            item = publication_service(signing=True).publish(current_actor(), **values)
+        except Invalid as exc:
+            db_session().rollback()
+            errors[exc.field or "title"] = _message(exc)
+        else:
+            index = item.log_index
+            db_session().commit()
+            flash(_("Published, at public log entry #%(index)d.", index=index), "ok")
+            return redirect(url_for("portal.authority_publications"), code=303)
+    else:
+        values["kind"] = request.args.get("kind") if request.args.get("kind") in KINDS else "warning"
+    service = publication_service()
+    lists = {kind: service.list(kind, limit=200) for kind in KINDS}
+    return render_template("portal/authority/publications.html", lists=lists, values=values, errors=errors), \
+        (422 if errors else 200)
+
+
+@bp.route("/authority/publications/<int:publication_id>/withdraw", methods=["POST"])
+@login_required(AUTHORITY)
+def authority_withdraw(publication_id: int):
+    try:
+        publication_service(signing=True).withdraw(current_actor(), publication_id,
+                                                   reason=request.form.get("reason") or "")
+    except (Invalid, Conflict) as exc:
+        db_session().rollback()
+        flash(_message(exc) if exc.code != "FIELD_REQUIRED" else _("A withdrawal needs a reason."), "error")
+    else:
+        db_session().commit()
+        flash(_("Withdrawn. The withdrawal is in the public log; the publication no longer shows in the public lists."),
+              "ok")
+    return redirect(url_for("portal.authority_publications"), code=303)
+
+
+# -- user accounts ---------------------------------------------------------------------------------
+@bp.route("/authority/users", methods=["GET", "POST"])
+@login_required(AUTHORITY)
+def authority_users():
+    """Portal accounts: create (with a first password), unlock, deactivate, reactivate."""
+    service = account_service()
+    values = {name: (request.form.get(name) or "").strip() for name in USER_FIELDS}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            user = service.create_user(current_actor(), username=values["username"],
+                                       password=request.form.get("password") or "", role=values["role"],
+                                       producer_id=values["producer_id"] or None,
+                                       display_name=values["display_name"])
+        except (Invalid, Conflict, NotFound) as exc:
+            db_session().rollback()
+            field = exc.field or {"USER_EXISTS": "username", "PRODUCER_UNKNOWN": "producer_id"}.get(exc.code, "username")
+            errors[field] = _message(exc)
+        else:
+            username = user.username
+            db_session().commit()
+            flash(_("Account %(username)s is created. Give the password to its owner in person.", username=username),
+                  "ok")
+            return redirect(url_for("portal.authority_users"), code=303)
+    users = [service.view(u) for u in service.list(current_actor())]
+    now = datetime.now(VIETNAM_TIME)
+    for user in users:
+        user["locked"] = bool(user["locked_until"]) and datetime.fromisoformat(
+            user["locked_until"].replace("Z", "+00:00")) > now
+    return render_template("portal/authority/users.html", users=users, producers=_producers(), values=values,
+                           errors=errors, roles=[r.value for r in Role]), (422 if errors else 200)
+
+
+@bp.route("/authority/users/<username>/<any(unlock, deactivate, reactivate):action>", methods=["POST"])
+@login_required(AUTHORITY)
+def authority_user_action(username: str, action: str):
+    service = account_service()
+    try:
+        getattr(service, action)(current_actor(), username)
+    except (Conflict, Forbidden) as exc:
+        db_session().rollback()
+        flash(_message(exc), "error")
+    else:
+        db_session().commit()
+        flash({"unlock": _("%(username)s is unlocked.", username=username),
+               "deactivate": _("%(username)s is deactivated and can no longer log in.", username=username),
+               "reactivate": _("%(username)s can log in again.", username=username)}[action], "ok")
+    return redirect(url_for("portal.authority_users"), code=303)
+
+

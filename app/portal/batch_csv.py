@@ -1,0 +1,110 @@
+"""The batch-import CSV: its template, and rows parsed into ``register_batch`` bodies.
+
+Only the file's shape is checked here (encoding, header, size); every value is checked by the
+registry's own rules when the rows are previewed and imported, so the CSV and the form and the
+API cannot disagree. Nothing here imports Flask.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from registry.errors import Invalid
+
+__all__ = ["COLUMNS", "REQUIRED", "MAX_ROWS", "MAX_BYTES", "CsvRow", "template_csv", "parse_csv"]
+
+COLUMNS = ("gtin", "lot", "product_name", "brand", "category", "facility_name", "facility_address",
+           "facility_gln", "facility_country", "production_date", "expiry_date", "quantity",
+           "certification_scheme", "certification_id")
+REQUIRED = ("gtin", "lot", "product_name", "facility_name", "production_date")
+MAX_ROWS = 5000
+MAX_BYTES = 2 * 1024 * 1024
+_EXAMPLE = ("08936000010010", "L2026-001", "Cà phê rang xay 500 g", "Highland", "Coffee", "Xưởng Ea Tu",
+            "Buôn Ma Thuột, Đắk Lắk", "", "VN", "2026-11-01", "2027-11-01", "1200", "VietGAP", "VG-0123")
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    """One data line: its line number in the file and the ``register_batch`` body built from it."""
+
+    line: int
+    data: dict[str, Any]
+
+
+def template_csv() -> str:
+    """The header and one example line (UTF-8 with a BOM, so spreadsheets open Vietnamese right)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    writer.writerow(_EXAMPLE)
+    return "\ufeff" + buffer.getvalue()
+
+
+def _quantity(text: str) -> Any:
+    """A whole number, thousands separators allowed ("1200", "1,200", "1.200"); anything else is
+    passed on as it is, for the registry to refuse."""
+    compact = text.replace(" ", "")
+    if not compact:
+        return None
+    if re.fullmatch(r"\d{1,3}([.,]\d{3})+|\d+", compact):
+        return int(re.sub(r"[.,]", "", compact))
+    return compact
+
+
+def _body(cells: dict[str, str]) -> dict[str, Any]:
+    get = lambda name: (cells.get(name) or "").strip()  # noqa: E731
+    body: dict[str, Any] = {
+        "gtin": get("gtin"), "lot": get("lot"),
+        "product": {"name": get("product_name"), "brand": get("brand"), "category": get("category")},
+        "facility": {"name": get("facility_name"), "address": get("facility_address"), "gln": get("facility_gln"),
+                     "country": get("facility_country")},
+        "production_date": get("production_date"), "expiry_date": get("expiry_date"),
+        "quantity": _quantity(get("quantity")),
+    }
+    if get("certification_scheme") or get("certification_id"):
+        body["certifications"] = [{"scheme": get("certification_scheme"), "id": get("certification_id")}]
+    return body
+
+
+def parse_csv(raw: bytes | str) -> list[CsvRow]:
+    """Parse an uploaded file. Raises ``Invalid`` (``CSV_*`` codes) for a file that is not the
+    template's shape; the values themselves are left to the registry."""
+    if isinstance(raw, bytes):
+        if len(raw) > MAX_BYTES:
+            raise Invalid(f"the file is larger than {MAX_BYTES // 1024 // 1024} MiB", code="CSV_TOO_LARGE", field="file")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise Invalid("the file is not UTF-8 text", code="CSV_UNREADABLE", field="file") from None
+    else:
+        text = raw.lstrip("\ufeff")
+    if "\x00" in text:
+        raise Invalid("the file is not a CSV text file", code="CSV_UNREADABLE", field="file")
+    sample = text[:4096]
+    delimiter = ";" if sample.split("\n", 1)[0].count(";") > sample.split("\n", 1)[0].count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise Invalid("the file is empty", code="CSV_EMPTY", field="file") from None
+    missing = [name for name in REQUIRED if name not in header]
+    if missing:
+        raise Invalid(f"the header lacks {', '.join(missing)}; download the template", code="CSV_HEADER",
+                      field="file")
+    rows: list[CsvRow] = []
+    try:
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            if len(rows) >= MAX_ROWS:
+                raise Invalid(f"at most {MAX_ROWS} rows in one import", code="CSV_TOO_LARGE", field="file")
+            rows.append(CsvRow(line=reader.line_num, data=_body(dict(zip(header, cells)))))
+    except csv.Error as exc:
+        raise Invalid(f"line {reader.line_num}: {exc}", code="CSV_UNREADABLE", field="file") from None
+    if not rows:
+        raise Invalid("the file has a header but no rows", code="CSV_EMPTY", field="file")
+    return rows

@@ -1,0 +1,72 @@
+"""Domain errors raised in a portal view become pages, not JSON: 403, 404, 409/422 with the message."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, redirect, render_template, request, url_for
+
+from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError, Unauthorized
+
+from app.i18n import N_
+from app.services import db_session
+
+__all__ = ["register_portal_errors", "ERROR_TEXT", "error_text"]
+
+#: Domain error codes -> what the portal says (the domain's English message is shown beside it).
+ERROR_TEXT = {
+    "FIELD_REQUIRED": N_("Please fill in this field."),
+    "BAD_GTIN": N_("A GTIN has 8, 12, 13 or 14 digits."),
+    "BAD_CHECK_DIGIT": N_("The check digit is wrong: check the number again."),
+    "BAD_LOT": N_("A lot has 1 to 20 letters, digits or the symbols GS1 allows."),
+    "BAD_GLN": N_("A GLN has 13 digits with a correct check digit."),
+    "BAD_COUNTRY": N_("Enter a two-letter country code, such as VN."),
+    "BAD_DATE": N_("Enter a valid date (year-month-day); check the order of the dates."),
+    "BAD_QUANTITY": N_("The quantity is a whole number above zero."),
+    "BAD_COUNT": N_("Enter a number of serials between 1 and 100,000."),
+    "BAD_PREFIX": N_("A GS1 company prefix has 4 to 12 digits."),
+    "BAD_PUBLIC_KEY": N_("The public key must be a raw 32-byte Ed25519 key in base64url."),
+    "BAD_USERNAME": N_("A username is 2 to 100 characters: letters, digits and . _ @ -"),
+    "BAD_ROLE": N_("Choose a role."),
+    "BAD_USER_SCOPE": N_("Only producer staff are bound to a producer."),
+    "BAD_EXPIRY": N_("A token lasts between 1 and 730 days."),
+    "PASSWORD_TOO_SHORT": N_("A password needs at least 10 characters."),
+    "PASSWORD_TOO_LONG": N_("This password is too long."),
+    "TOO_LONG": N_("This is too long."),
+    "PREFIX_NOT_LICENSED": N_("This GTIN is outside your certified GS1 company prefixes."),
+    "PREFIX_NOT_OWNED": N_("This prefix is not one of the producer's GS1 company prefixes."),
+    "BATCH_EXISTS": N_("This GTIN and lot are already registered."),
+    "BATCH_RECALLED": N_("This batch is recalled."),
+    "NO_ACTIVE_KEY": N_("The producer has no active certified key: ask the authority to certify one."),
+    "KEY_NOT_CUSTODIAL": N_("This key is kept by the producer: the service cannot sign with it."),
+    "KEY_EXISTS": N_("This key is already certified."),
+    "KEY_ALREADY_REVOKED": N_("This key is already revoked."),
+    "PRODUCER_EXISTS": N_("A producer with this tax code is already admitted."),
+    "PRODUCER_UNKNOWN": N_("There is no such producer."),
+    "USER_EXISTS": N_("This username is taken."),
+    "SELF_DEACTIVATION": N_("You cannot deactivate your own account."),
+    "TOKEN_ALREADY_REVOKED": N_("This token is already revoked."),
+    "ALREADY_WITHDRAWN": N_("This publication is already withdrawn."),
+    "ROLE_FORBIDDEN": N_("Your role does not allow this."),
+    "NOT_YOUR_PRODUCER": N_("This belongs to another producer."),
+    "CSV_EMPTY": N_("The file has no rows."),
+    "CSV_UNREADABLE": N_("The file is not a CSV file in UTF-8."),
+    "CSV_HEADER": N_("The first line must be the template's header."),
+    "CSV_TOO_LARGE": N_("The file is too large for one import."),
+}
+
+
+def error_text(exc: RegistryError) -> str:
+    """The catalogue message for a domain error (untranslated msgid; templates pass it to ``_``)."""
+    return ERROR_TEXT.get(exc.code, "")
+
+
+def register_portal_errors(bp: Blueprint) -> None:
+    @bp.errorhandler(RegistryError)
+    def _registry_error(exc: RegistryError):
+        db_session().rollback()
+        if isinstance(exc, Unauthorized) and g.get("actor") is None:
+            return redirect(url_for("portal.login", next=request.full_path.rstrip("?"), notice="login"))
+        if isinstance(exc, Forbidden):
+            return render_template("portal/forbidden.html", message=exc.message, hint=error_text(exc)), 403
+        status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else \
+            422 if isinstance(exc, Invalid) else 400
+        return render_template("portal/problem.html", status=status, message=exc.message, hint=error_text(exc)), status

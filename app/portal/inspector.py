@@ -1,0 +1,289 @@
+"""The inspector portal: on-site inspections (checks by photo, camera or typed code, and checks made
+offline in the browser), the signed evidence file, and the serials flagged as likely clones.
+
+Views are thin: they call ``registry.inspections.InspectionService`` with the session's actor. The
+check route answers JSON to the page's script (``Accept: application/json``) and works as a plain
+form post without it (one check per photo, then back to the inspection page). The service worker
+that keeps the page working offline is served here so that its scope is ``/portal/inspector/``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flask import (Response, abort, current_app, flash, jsonify, redirect, render_template, request,
+                   send_file, url_for)
+from flask_babel import gettext as _
+
+from keys.encoding import MalformedEncoding, b64url_encode, parse_rfc3339
+from registry.cases import AttachmentRejected
+from registry.errors import Invalid
+from registry.inspections import InspectionService
+from registry.services import Role
+from verification.decoding import ImageRejected, NotAnImage
+from verification.services import verify_image
+
+from app.api.portal_routes import _recheck as recheck_offline, inspection_service
+from app.i18n import N_
+from app.pages.render import decisive_code
+from app.portal import bp
+from app.portal.auth import current_actor, login_required
+from app.presenters import image_verification_json, verification_json
+from app.services import db_session, registry, scan_context, verifier
+
+__all__ = ["check_display", "CHECK_ERROR"]
+
+WORKERS = (Role.INSPECTOR, Role.AUTHORITY)
+MAX_PHOTOS_PER_POST = 20
+SERVICE_WORKER = Path(__file__).resolve().parents[2] / "static" / "js" / "sw.js"
+
+#: What the page says when a check cannot be kept (domain and upload error codes).
+CHECK_ERROR = {
+    "INSPECTION_CLOSED": N_("This inspection is closed: open a new one to check more goods."),
+    "PHOTO_TOO_LARGE": N_("This photo is too large (at most 10 MiB)."),
+    "NOT_AN_IMAGE": N_("This file is not a photo."),
+    "UNSUPPORTED_MEDIA_TYPE": N_("This file is not a photo."),
+    "IMAGE_UNDECODABLE": N_("This photo could not be opened."),
+    "IMAGE_TOO_LARGE": N_("This photo has too many pixels."),
+    "NOTHING_TO_CHECK": N_("Choose a photo or type a code."),
+    "BAD_DATE": N_("This offline check is too old or dated in the future."),
+    "TOO_MANY_CHECKS": N_("This inspection is full: open another one."),
+}
+
+
+# -- presenting a check --------------------------------------------------------------------------
+def check_display(view: dict[str, Any]) -> dict[str, Any]:
+    """What the page shows for a check (``InspectionService.check_view``): its verdict, the decisive
+    code's reasons and notes (codes; the page holds their texts), the code and the text read.
+    Used by the template and by the JSON answer, so the page's script renders the same thing."""
+    result = view.get("result") or {}
+    if view.get("offline"):
+        result = result.get("server") or result.get("offline") or {}
+    text = ""
+    if "codes" in result:  # a photo: every code in it was checked; show the one that decides
+        result, text = decisive_code(result)
+    code = result.get("code") or {}
+    return {
+        "id": view.get("id"), "at": view.get("at"), "verdict": view.get("verdict"),
+        "offline": bool(view.get("offline")), "offline_verdict": view.get("offline_verdict"),
+        "reasons": [r.get("code") for r in result.get("reasons") or [] if isinstance(r, dict)],
+        "notes": [r.get("code") for r in result.get("notes") or [] if isinstance(r, dict)],
+        "code": {k: code.get(k) for k in ("gtin", "lot", "serial", "expiry")},
+        "product": (result.get("product") or {}).get("name"),
+        "text": text or result.get("text") or "",
+        "photo": bool(view.get("photo_sha256")),
+    }
+
+
+def _wants_json() -> bool:
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def _problem(code: str, message: str, status: int):
+    """An error for the page's script (JSON) or, without script, a flash and back to the page."""
+    if _wants_json():
+        response = jsonify({"error": {"code": code, "message": message}})
+        response.status_code = status
+        return response
+    flash(_(CHECK_ERROR[code]) if code in CHECK_ERROR else message, "error")
+    return None
+
+
+def _page_texts() -> dict[str, Any]:
+    from app.messages import REASON_TEXT, VERDICT_TITLE
+    from flask_babel import gettext
+
+    return {"verdict": {k: gettext(v) for k, v in VERDICT_TITLE.items()},
+            "reason": {k: gettext(v) for k, v in REASON_TEXT.items()},
+            "error": {k: gettext(v) for k, v in CHECK_ERROR.items()}}
+
+
+# -- inspections -----------------------------------------------------------------------------------
+@bp.route("/inspector/")
+@login_required(*WORKERS)
+def inspector_home():
+    """The inspector's inspections (open ones first) and the form to start one."""
+    service = inspection_service()
+    items = [service.view(i) for i in service.list(current_actor(), limit=100)]
+    items.sort(key=lambda i: i["closed_at"] is not None)
+    return render_template("portal/inspector/home.html", inspections=items, errors={}, values={})
+
+
+@bp.route("/inspector/inspections", methods=["POST"])
+@login_required(*WORKERS)
+def inspector_open():
+    """Start an inspection: a place and, if the phone gave them, coordinates."""
+    values = {k: (request.form.get(k) or "").strip() for k in ("place", "lat", "lon")}
+    try:
+        lat = float(values["lat"]) if values["lat"] else None
+        lon = float(values["lon"]) if values["lon"] else None
+    except ValueError:
+        lat = lon = None
+    service = inspection_service()
+    try:
+        inspection = service.open(current_actor(), place=values["place"], lat=lat, lon=lon)
+    except Invalid as exc:
+        db_session().rollback()
+        items = [service.view(i) for i in service.list(current_actor(), limit=100)]
+        message = N_("The place has at most 300 characters.") if exc.field == "place" else \
+            N_("The position from the phone was not valid; it was left out.")
+        return render_template("portal/inspector/home.html", inspections=items, values=values,
+                               errors={exc.field or "place": message}), 422
+    db_session().commit()
+    return redirect(url_for("portal.inspection", inspection_id=inspection.id), code=303)
+
+
+@bp.route("/inspector/inspections/<int:inspection_id>")
+@login_required(*WORKERS)
+def inspection(inspection_id: int):
+    """The on-site page: scan, photograph or type codes; the checks so far; close; evidence."""
+    service = inspection_service()
+    inspection = service.get(current_actor(), inspection_id)
+    view = service.view(inspection, checks=True)
+    checks = [check_display(c) for c in view.pop("checks")]
+    authority_key = b64url_encode(registry().authority.public_raw)
+    response = Response(render_template(
+        "portal/inspector/inspection.html", inspection=view, checks=list(reversed(checks)),
+        texts=_page_texts(), authority_key=authority_key, max_photos=MAX_PHOTOS_PER_POST))
+    response.headers["Cache-Control"] = "no-cache, private"
+    return response
+
+
+def _add_photo_check(service: InspectionService, inspection_id: int, photo: bytes, context_values: dict,
+                     *, frame: bool):
+    try:
+        answer = verify_image(verifier(), photo, context=scan_context("inspection", context_values),
+                              max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
+    except ImageRejected as exc:
+        raise AttachmentRejected(exc.message, code=exc.code.value, status=415 if isinstance(exc, NotAnImage) else 422)
+    result = image_verification_json(answer)
+    if frame and not result["codes"]:
+        return None  # a camera frame without a code is not a check
+    return service.add_check(current_actor(), inspection_id, result=result, photo=None if frame else photo)
+
+
+@bp.route("/inspector/inspections/<int:inspection_id>/checks", methods=["POST"])
+@login_required(*WORKERS)
+def inspection_check(inspection_id: int):
+    """Keep one or more checks: photos (``image``, several allowed), a camera ``frame`` (kept only
+    when it holds a code; the frame itself is not stored), a typed or decoded ``code``, or a check
+    the browser made offline (JSON ``{"offline": true, "code", "result", "checked_at"}``), which is
+    verified again here. Answers ``{"checks": [...]}`` as JSON, or goes back to the page."""
+    actor = current_actor()
+    service = inspection_service()
+    inspection = service.get(actor, inspection_id)
+    context_values = {"client_id": actor.name, "lat": inspection.lat, "lon": inspection.lon}
+    back = redirect(url_for("portal.inspection", inspection_id=inspection_id), code=303)
+    body = request.get_json(silent=True) if request.is_json else None
+    kept = []
+    try:
+        if isinstance(body, dict) and body.get("offline"):
+            try:
+                at = parse_rfc3339(str(body.get("checked_at") or ""))
+            except MalformedEncoding:
+                raise Invalid("checked_at must be an RFC 3339 time", code="BAD_DATE", field="checked_at") from None
+            if not isinstance(body.get("result"), dict):
+                raise Invalid("result must be the offline verification JSON", code="BAD_RESULT", field="result")
+            kept.append(service.add_check(actor, inspection_id, result=body["result"], offline=True,
+                                          code=str(body.get("code") or "")[:4096], at=at, recheck=recheck_offline))
+        else:
+            code = ((body or {}).get("code") if body is not None else request.form.get("code")) or ""
+            code = str(code).strip()[:4096]
+            photos = [f.read() for f in request.files.getlist("image")][:MAX_PHOTOS_PER_POST]
+            photos = [p for p in photos if p]
+            frame = request.files.get("frame")
+            if frame is not None:
+                check = _add_photo_check(service, inspection_id, frame.read(), context_values, frame=True)
+                kept.extend([check] if check is not None else [])
+            elif photos:
+                for photo in photos:
+                    kept.append(_add_photo_check(service, inspection_id, photo, context_values, frame=False))
+            elif code:
+                answer = verifier().verify_text(code, context=scan_context("inspection", context_values))
+                kept.append(service.add_check(actor, inspection_id, result=verification_json(answer)))
+            else:
+                problem = _problem("NOTHING_TO_CHECK", "send a photo or a code", 422)
+                return problem or back
+    except AttachmentRejected as exc:
+        db_session().rollback()
+        return _problem(exc.code, exc.message, exc.status) or back
+    db_session().commit()
+    shown = [check_display(InspectionService.check_view(c)) for c in kept]
+    if _wants_json():
+        response = jsonify({"checks": shown})
+        response.status_code = 201 if kept else 200
+        return response
+    if shown:
+        flash(_("Checks kept: %(count)d.", count=len(shown)) if len(shown) > 1 else _("Check kept."), "ok")
+    return back
+
+
+@bp.route("/inspector/inspections/<int:inspection_id>/close", methods=["POST"])
+@login_required(*WORKERS)
+def inspection_close(inspection_id: int):
+    inspection_service().close(current_actor(), inspection_id)
+    db_session().commit()
+    flash(_("The inspection is closed. Download its signed evidence file below."), "ok")
+    return redirect(url_for("portal.inspection", inspection_id=inspection_id), code=303)
+
+
+@bp.route("/inspector/inspections/<int:inspection_id>/evidence.json")
+@login_required(*WORKERS)
+def inspection_evidence(inspection_id: int):
+    """The signed evidence file (the authority key signs; check it with the trust list)."""
+    body = inspection_service(signing=True).evidence(current_actor(), inspection_id)
+    db_session().commit()  # the export is audited
+    data = json.dumps(body, ensure_ascii=False, indent=1).encode("utf-8")
+    response = Response(data, mimetype="application/json")
+    response.headers["Content-Disposition"] = f'attachment; filename="inspection-{inspection_id}-evidence.json"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/inspector/inspections/<int:inspection_id>/checks/<int:check_id>/photo")
+@login_required(*WORKERS)
+def inspection_photo(inspection_id: int, check_id: int):
+    data, media_type = inspection_service().photo(current_actor(), inspection_id, check_id)
+    response = Response(data, mimetype=media_type)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@bp.route("/inspector/sw.js")
+def inspector_service_worker():
+    """The service worker, served under /portal/inspector/ so that this is its scope."""
+    response = send_file(SERVICE_WORKER, mimetype="text/javascript", max_age=0)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+# -- flagged serials -------------------------------------------------------------------------------
+@bp.route("/inspector/flagged")
+@login_required(*WORKERS)
+def flagged():
+    """Serials flagged as clone suspicions, with their latest scans."""
+    try:
+        page = max(1, int(request.args.get("page", "1")))
+    except ValueError:
+        abort(404)
+    items = inspection_service().flagged_serials(current_actor(), limit=50, offset=(page - 1) * 50)
+    return render_template("portal/inspector/flagged.html", items=items, page=page)
+
+
+@bp.app_template_filter("inspector_time")
+def _inspector_time(value: str | None) -> str:
+    """An RFC 3339 time as the date and time in Vietnam (``22/11/2026 13:46``), for lists."""
+    from flask_babel import format_datetime
+
+    from app.i18n import VIETNAM_TIME
+
+    try:
+        moment = parse_rfc3339(value) if value else None
+    except MalformedEncoding:
+        return value or ""
+    if moment is None:
+        return ""
+    return format_datetime(moment.astimezone(VIETNAM_TIME).replace(tzinfo=None), format="short")

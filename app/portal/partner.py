@@ -1,0 +1,51 @@
+"""Read-only exports for partner agencies (and the authority and inspectors), with session login:
+the same CSV and EPCIS output as the API's ``/exports`` routes, spooled the same way."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from flask import render_template, request
+
+from registry.exports import CSV_EXPORTS
+from registry.services import Role
+
+from app.portal import bp
+from app.portal.auth import current_actor, login_required
+from app.api.portal_routes import _spooled  # the API's spooling, shared
+from app.services import export_service
+
+READERS = (Role.AUTHORITY, Role.INSPECTOR, Role.PARTNER)
+EPCIS_EVENTS = ("all", "scans", "recalls")
+
+
+@bp.route("/partner/")
+@login_required(*READERS)
+def partner_home():
+    return render_template("portal/partner/exports.html", exports=list(CSV_EXPORTS), events=EPCIS_EVENTS)
+
+
+@bp.route("/exports/<any(batches, recalls, cases, violators):name>.csv")
+@login_required(*READERS)
+def export_csv(name: str):
+    return _spooled(export_service().csv(current_actor(), name), mimetype="text/csv", filename=f"{name}.csv")
+
+
+@bp.route("/exports/epcis.jsonld")
+@login_required(*READERS)
+def export_epcis():
+    """Scan and recall events as an EPCIS 2.0 JSON-LD document (at most 100,000 events)."""
+    which = request.args.get("events") if request.args.get("events") in EPCIS_EVENTS else "all"
+
+    def day(name: str) -> datetime | None:
+        try:
+            value = request.args.get(name) or ""
+            return datetime.fromisoformat(value).replace(tzinfo=timezone.utc) if value else None
+        except ValueError:
+            return None
+
+    chunks = export_service().epcis_stream(current_actor(), since=day("since"), until=day("until"),
+                                           limit=100_000, scans=which in ("all", "scans"),
+                                           recalls=which in ("all", "recalls"))
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
+    return _spooled(chunks, mimetype="application/ld+json", filename=f"epcis-{which}-{stamp}.jsonld")

@@ -1,0 +1,350 @@
+"""Producer portal: batches, registration by form and by CSV, serials, labels, recall, keys, tokens.
+
+Producer staff act for their own producer; the authority may open any producer's pages with
+``?producer=ID``. The services check both (``Actor.require_producer``); views only pass the actor.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+from flask import Response, flash, redirect, render_template, request, send_file, url_for
+from flask_babel import format_decimal, gettext as _
+
+from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError
+from registry.keys_admin import producer_keys, rotate_key
+from registry.labels import LABEL_STOCKS, render_png, render_svg, write_pdf_sheet
+from registry.services import MAX_SERIALS_PER_REQUEST, Role
+
+from app.portal import bp
+from app.portal.auth import current_actor, login_required
+from app.portal.batch_csv import COLUMNS, parse_csv, template_csv
+from app.portal.errors import error_text
+from app.services import db_session, export_service, registry, token_admin
+
+STAFF = (Role.PRODUCER, Role.AUTHORITY)
+FORM_FIELDS = ("gtin", "lot", "product.name", "product.brand", "product.category", "facility.name",
+               "facility.address", "facility.gln", "facility.country", "production_date", "expiry_date",
+               "quantity", "certification.scheme", "certification.id")
+#: Where a domain error without a field belongs on the batch form.
+CODE_FIELD = {"PREFIX_NOT_LICENSED": "gtin", "BATCH_EXISTS": "lot"}
+
+
+def _producer_id() -> str:
+    """The producer these pages are about: the staff member's own, or ``?producer=`` for the authority
+    (a producer naming another producer is refused by the services)."""
+    actor = current_actor()
+    chosen = (request.values.get("producer") or "").strip()
+    producer_id = chosen or actor.producer_id
+    if not producer_id:
+        raise NotFound("choose a producer (?producer=ID)", code="PRODUCER_UNKNOWN")
+    actor.require_producer(producer_id)
+    return producer_id
+
+
+def _scope(producer_id: str) -> dict[str, str]:
+    """Query arguments that keep the authority on the producer it is looking at."""
+    return {"producer": producer_id} if current_actor().role == Role.AUTHORITY else {}
+
+
+def _message(exc: RegistryError) -> str:
+    """What to show for a domain error: the catalogue's words, else the domain's own message."""
+    text = error_text(exc)
+    return _(text) if text else exc.message
+
+
+def _field_name(exc: RegistryError) -> str:
+    return exc.field or CODE_FIELD.get(exc.code, "")
+
+
+# -- batches ---------------------------------------------------------------------------------------
+@bp.route("/producer/")
+@login_required(*STAFF)
+def producer_home():
+    """The producer's batches, newest first, with status, serials and scan counts."""
+    if current_actor().role == Role.AUTHORITY and not request.args.get("producer"):
+        return redirect(url_for("portal.authority_home"))
+    producer_id = _producer_id()
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    per_page = 50
+    items = export_service().producer_batches(current_actor(), producer_id, limit=per_page + 1,
+                                              offset=(page - 1) * per_page)
+    producer = registry().producer(producer_id)
+    return render_template("portal/producer/batches.html", producer=producer, items=items[:per_page], page=page,
+                           more=len(items) > per_page, scope=_scope(producer_id))
+
+
+def _form_body(form) -> dict[str, Any]:
+    get = lambda name: (form.get(name) or "").strip()  # noqa: E731
+    quantity: Any = get("quantity") or None
+    if quantity is not None and quantity.isdigit():
+        quantity = int(quantity)
+    body: dict[str, Any] = {
+        "gtin": get("gtin"), "lot": get("lot"),
+        "product": {"name": get("product.name"), "brand": get("product.brand"), "category": get("product.category")},
+        "facility": {"name": get("facility.name"), "address": get("facility.address"), "gln": get("facility.gln"),
+                     "country": get("facility.country")},
+        "production_date": get("production_date"), "expiry_date": get("expiry_date"), "quantity": quantity,
+    }
+    if get("certification.scheme") or get("certification.id"):
+        body["certifications"] = [{"scheme": get("certification.scheme"), "id": get("certification.id")}]
+    return body
+
+
+@bp.route("/producer/batches/new", methods=["GET", "POST"])
+@login_required(*STAFF)
+def producer_new_batch():
+    """Register one batch with a form; the registry's first objection is shown beside its field."""
+    producer_id = _producer_id()
+    values = {name: (request.form.get(name) or "").strip() for name in FORM_FIELDS}
+    errors: dict[str, str] = {}
+    general = None
+    if request.method == "POST":
+        reg = registry()
+        try:
+            batch = reg.register_batch(current_actor(), _form_body(request.form), producer_id=producer_id)
+        except (Invalid, Conflict, Forbidden, NotFound) as exc:
+            db_session().rollback()
+            field = _field_name(exc)
+            if field in FORM_FIELDS:
+                errors[field] = _message(exc)
+            else:
+                general = _message(exc)
+        else:
+            gtin, lot = batch.gtin, batch.lot
+            db_session().commit()
+            flash(_("Batch %(gtin)s / %(lot)s is registered.", gtin=gtin, lot=lot), "ok")
+            return redirect(url_for("portal.producer_batch", gtin=gtin, lot=lot, **_scope(producer_id)), code=303)
+    else:
+        values["facility.country"] = "VN"
+    status = 422 if (errors or general) else 200
+    return render_template("portal/producer/new_batch.html", values=values, errors=errors, general=general,
+                           scope=_scope(producer_id)), status
+
+
+@bp.route("/producer/batches/<gtin>/<path:lot>")
+@login_required(*STAFF)
+def producer_batch(gtin: str, lot: str):
+    """One batch: its record, status, serials (the first 100), labels, recall."""
+    actor = current_actor()
+    reg = registry()
+    batch = reg.owned_batch(actor, gtin, lot)
+    view = reg.batch_view(batch)
+    serials = export_service().batch_serials(actor, gtin, lot, limit=100)
+    db_session().rollback()
+    return render_template("portal/producer/batch.html", batch=batch, view=view, serials=serials,
+                           stocks=LABEL_STOCKS, max_serials=MAX_SERIALS_PER_REQUEST,
+                           max_serials_text=format_decimal(MAX_SERIALS_PER_REQUEST),
+                           scope=_scope(batch.producer_id))
+
+
+@bp.route("/producer/batches/<gtin>/<path:lot>/serials", methods=["POST"])
+@login_required(*STAFF)
+def producer_issue_serials(gtin: str, lot: str):
+    actor = current_actor()
+    reg = registry()
+    batch = reg.owned_batch(actor, gtin, lot)
+    scope = _scope(batch.producer_id)
+    count = request.form.get("count", type=int)
+    try:
+        issued = reg.issue_serials(actor, gtin, lot, count if count is not None else 0)
+    except (Invalid, Conflict) as exc:
+        db_session().rollback()
+        flash(_message(exc), "error")
+    else:
+        db_session().commit()
+        flash(_("%(count)d serials issued.", count=len(issued)), "ok")
+    return redirect(url_for("portal.producer_batch", gtin=gtin, lot=lot, **scope) + "#serials", code=303)
+
+
+@bp.route("/producer/batches/<gtin>/<path:lot>/recall", methods=["POST"])
+@login_required(*STAFF)
+def producer_recall(gtin: str, lot: str):
+    actor = current_actor()
+    reg = registry()
+    batch = reg.owned_batch(actor, gtin, lot)
+    scope = _scope(batch.producer_id)
+    try:
+        reg.recall(actor, gtin, lot, reason=request.form.get("reason") or "")
+    except (Invalid, Conflict) as exc:
+        db_session().rollback()
+        flash(_message(exc) if exc.code != "FIELD_REQUIRED" else _("A recall needs a reason."), "error")
+    else:
+        db_session().commit()
+        flash(_("The batch is recalled. Shoppers who scan it now see that it is recalled."), "ok")
+    return redirect(url_for("portal.producer_batch", gtin=gtin, lot=lot, **scope), code=303)
+
+
+# -- labels ------------------------------------------------------------------------------------------
+def _label_name(gtin: str, lot: str, serial: str | None, ext: str) -> str:
+    safe_lot = "".join(c if c.isalnum() or c in "-_" else "_" for c in lot)
+    return f"label-{gtin}-{safe_lot}" + (f"-{serial}" if serial else "") + f".{ext}"
+
+
+@bp.route("/producer/batches/<gtin>/<path:lot>/labels.pdf")
+@login_required(*STAFF)
+def producer_labels_pdf(gtin: str, lot: str):
+    """A printable PDF sheet of every code of the batch, on the chosen label stock (spooled to disk
+    past 32 MiB, and the database transaction ended before the download starts)."""
+    stock = request.args.get("stock") or "a4-24"
+    if stock not in LABEL_STOCKS:
+        raise Invalid(f"unknown label stock {stock!r}", code="BAD_STOCK", field="stock")
+    items = registry().labels(current_actor(), gtin, lot)
+    spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
+    write_pdf_sheet(items, spool, stock=stock)
+    db_session().rollback()
+    spool.seek(0)
+    return send_file(spool, mimetype="application/pdf", as_attachment=True,
+                     download_name=_label_name(gtin, lot, None, "pdf").replace("label-", "labels-", 1))
+
+
+@bp.route("/producer/batches/<gtin>/<path:lot>/label.<any(png, svg):fmt>")
+@login_required(*STAFF)
+def producer_label(gtin: str, lot: str, fmt: str):
+    """One code's label as PNG or SVG: ``?serial=S``, or the batch code when the batch has no serials."""
+    serial = request.args.get("serial") or None
+    items = registry().labels(current_actor(), gtin, lot, serial=serial, include_serials=False)
+    label = next(items)
+    db_session().rollback()
+    name = _label_name(gtin, lot, serial, fmt)
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if fmt == "png":
+        return Response(render_png(label), mimetype="image/png", headers=headers)
+    return Response(render_svg(label), mimetype="image/svg+xml", headers=headers)
+
+
+# -- CSV import ------------------------------------------------------------------------------------
+@bp.route("/producer/import/template.csv")
+@login_required(*STAFF)
+def producer_import_template():
+    return Response(template_csv(), mimetype="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="batches-template.csv"'})
+
+
+def _preview(producer_id: str, rows) -> list[dict[str, Any]]:
+    """Check every row with the registry's own rules, writing nothing: each row is registered in a
+    savepoint (so a duplicate of an earlier row is caught too), then the whole transaction is rolled
+    back. Returns one result per row: its line, GTIN, lot, product and error (None when fine)."""
+    actor = current_actor()
+    reg = registry()
+    session = db_session()
+    results = []
+    try:
+        for row in rows:
+            error = field = None
+            try:
+                with session.begin_nested():
+                    reg.register_batch(actor, row.data, producer_id=producer_id)
+            except (Invalid, Conflict, Forbidden, NotFound) as exc:
+                error, field = _message(exc), _field_name(exc)
+                if error != exc.message:
+                    error = f"{error} ({exc.message})"
+            results.append({"line": row.line, "gtin": row.data.get("gtin"), "lot": row.data.get("lot"),
+                            "product": (row.data.get("product") or {}).get("name"), "field": field,
+                            "error": error})
+    finally:
+        session.rollback()
+    return results
+
+
+@bp.route("/producer/import", methods=["GET", "POST"])
+@login_required(*STAFF)
+def producer_import():
+    """Upload a CSV -> a preview of every row and its errors (nothing written) -> import all or none."""
+    producer_id = _producer_id()
+    scope = _scope(producer_id)
+    if request.method == "GET":
+        return render_template("portal/producer/import.html", columns=COLUMNS, scope=scope, results=None,
+                               csv_text="", file_error=None)
+    upload = request.files.get("file")
+    if upload is not None and upload.filename:
+        raw: bytes | str = upload.read()
+    else:
+        raw = request.form.get("csv_text") or ""
+    try:
+        rows = parse_csv(raw)
+    except Invalid as exc:
+        return render_template("portal/producer/import.html", columns=COLUMNS, scope=scope, results=None,
+                               csv_text="", file_error=_message(exc)), 422
+    csv_text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+    if request.form.get("confirm") == "1":
+        try:
+            batches = registry().register_batches(current_actor(), [r.data for r in rows], producer_id=producer_id)
+        except (Invalid, Conflict, Forbidden, NotFound) as exc:
+            db_session().rollback()  # all or nothing: the preview is shown again with what changed
+            flash(_("Nothing was imported: %(error)s", error=_message(exc) + f" ({exc.message})"), "error")
+        else:
+            count = len(batches)
+            db_session().commit()
+            flash(_("%(count)d batches imported.", count=count), "ok")
+            return redirect(url_for("portal.producer_home", **scope), code=303)
+    results = _preview(producer_id, rows)
+    bad = sum(1 for r in results if r["error"])
+    return render_template("portal/producer/import.html", columns=COLUMNS, scope=scope, results=results, bad=bad,
+                           csv_text=csv_text, file_error=None), (422 if bad else 200)
+
+
+# -- keys and tokens -------------------------------------------------------------------------------
+@bp.route("/producer/keys", endpoint="producer_keys")
+@login_required(*STAFF)
+def producer_keys_page():
+    producer_id = _producer_id()
+    reg = registry()
+    keys = producer_keys(reg, current_actor(), producer_id)
+    producer = reg.producer(producer_id)
+    return render_template("portal/producer/keys.html", producer=producer, keys=keys, scope=_scope(producer_id))
+
+
+@bp.route("/producer/keys/rotate", methods=["POST"])
+@login_required(*STAFF)
+def producer_rotate_key():
+    producer_id = _producer_id()
+    key = rotate_key(registry(), current_actor(), producer_id)
+    kid = key.kid
+    db_session().commit()
+    flash(_("New key %(kid)s is certified and signs new codes. Labels already printed keep verifying.", kid=kid), "ok")
+    return redirect(url_for("portal.producer_keys", **_scope(producer_id)), code=303)
+
+
+@bp.route("/producer/tokens", methods=["GET", "POST"])
+@login_required(*STAFF)
+def producer_tokens():
+    """API tokens for the producer's own systems: created (shown once), listed, revoked."""
+    producer_id = _producer_id()
+    actor = current_actor()
+    admin = token_admin()
+    created = None
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        days = request.form.get("days", type=int)
+        try:
+            plain, row = admin.create(actor, role=Role.PRODUCER, producer_id=producer_id,
+                                      label=request.form.get("label") or "", days=days if days is not None else 0)
+        except Invalid as exc:
+            db_session().rollback()
+            errors[exc.field or "days"] = _message(exc)
+        else:
+            created = {"token": plain, **admin.view(row)}
+            db_session().commit()
+    tokens = [admin.view(t) for t in admin.list(actor)
+              if t.role == Role.PRODUCER.value and t.producer_id == producer_id]
+    response = Response(render_template("portal/producer/tokens.html", tokens=tokens, created=created, errors=errors,
+                                        scope=_scope(producer_id)), status=422 if errors else 200)
+    response.headers["Cache-Control"] = "no-store"  # the new token is in this page only
+    return response
+
+
+@bp.route("/producer/tokens/<int:token_id>/revoke", methods=["POST"])
+@login_required(*STAFF)
+def producer_revoke_token(token_id: int):
+    producer_id = _producer_id()
+    try:
+        token_admin().revoke(current_actor(), token_id)
+    except Conflict as exc:
+        db_session().rollback()
+        flash(_message(exc), "error")
+    else:
+        db_session().commit()
+        flash(_("Token %(id)d is revoked.", id=token_id), "ok")
+    return redirect(url_for("portal.producer_tokens", **_scope(producer_id)), code=303)

@@ -1,0 +1,415 @@
+/* The inspector portal's pages: on-site checks by camera, photos or typed code, one after another,
+   each kept on the server with its verdict; offline, codes are checked on the phone against the
+   cached trust list (offline-verify.js) and the checks wait in localStorage until the connection
+   is back. A service worker (sw.js) keeps the pages, their scripts and the trust list for offline
+   use. Every page also works without this file (plain form posts).
+
+   Storage (localStorage, this origin only):
+     inspector.trustList  the signed trust list as fetched (checked again with the pinned authority
+                          key every time it is loaded)
+     inspector.queue      checks made offline: [{id, url, inspection, code, result, checked_at}] */
+import * as ov from './offline-verify.js';
+
+var doc = document;
+var TRUST_KEY = 'inspector.trustList';
+var QUEUE_KEY = 'inspector.queue';
+var SW_URL = '/portal/inspector/sw.js';
+var SW_CACHE = 'inspector-v1';
+var FRAME_INTERVAL = 600, FRAME_SIDE = 1280;
+
+function $(id) { return doc.getElementById(id); }
+function csrfToken() { var m = doc.querySelector('meta[name=csrf-token]'); return m ? m.getAttribute('content') : ''; }
+function fill(template, values) {
+  return String(template).replace(/\{(\w+)\}/g, function (_, k) { return values[k] === undefined ? '' : values[k]; });
+}
+function el(tag, className, text) {
+  var node = doc.createElement(tag);
+  if (className) { node.className = className; }
+  if (text !== undefined && text !== null) { node.textContent = text; }
+  return node;
+}
+
+/* ------------------------------------------------------------------ service worker, logout */
+if ('serviceWorker' in navigator) {
+  navigator.serviceWorker.register(SW_URL, { scope: '/portal/inspector/' }).catch(function () {});
+}
+var logout = doc.querySelector('form.logout');
+if (logout && window.caches) {
+  /* Pages of a logged-in inspector are not left in the cache after logging out (waiting checks stay). */
+  logout.addEventListener('submit', function () { caches.delete(SW_CACHE); localStorage.removeItem(TRUST_KEY); });
+}
+
+/* ------------------------------------------------------------------ home: position */
+var gps = $('gps');
+if (gps && navigator.geolocation) {
+  var gpsText = $('gps-messages').dataset;
+  gps.hidden = false;
+  gps.addEventListener('click', function () {
+    $('gps-status').textContent = gpsText.asking;
+    navigator.geolocation.getCurrentPosition(function (pos) {
+      $('lat').value = pos.coords.latitude.toFixed(5);
+      $('lon').value = pos.coords.longitude.toFixed(5);
+      $('gps-status').textContent = gpsText.ok;
+    }, function () { $('gps-status').textContent = gpsText.failed; }, { timeout: 15000, maximumAge: 60000 });
+  });
+}
+
+/* ------------------------------------------------------------------ inspection page */
+var dataNode = $('inspector-data');
+if (dataNode) { inspectionPage(JSON.parse(dataNode.textContent)); }
+
+function inspectionPage(data) {
+  var ui = data.ui, texts = data.texts;
+  var list = $('checks'), latest = $('latest'), scanStatus = $('scan-status');
+  var trust = null, syncing = false;
+
+  function say(text) { if (scanStatus) { scanStatus.textContent = text || ''; } }
+
+  /* -------------------------------------------------------------- rendering (as _check.html) */
+  function localTime(iso) {
+    try {
+      return new Date(iso).toLocaleString(doc.documentElement.lang === 'en' ? 'en-GB' : 'vi-VN',
+        { timeZone: 'Asia/Ho_Chi_Minh', dateStyle: 'short', timeStyle: 'short' });
+    } catch (e) { return iso; }
+  }
+
+  function checkItem(c, state) {
+    var li = el('li', 'check v-' + c.verdict + (state ? ' ' + state : ''));
+    li.dataset.verdict = c.verdict;
+    if (c.id) { li.dataset.checkId = c.id; }
+    if (c.queueId) { li.dataset.queueId = c.queueId; }
+    var head = el('div', 'check-head');
+    head.appendChild(el('strong', 'check-verdict', texts.verdict[c.verdict] || c.verdict));
+    var time = el('time', 'check-time', localTime(c.at));
+    time.setAttribute('datetime', c.at);
+    head.appendChild(time);
+    li.appendChild(head);
+    var code = c.code || {};
+    if (c.product || code.gtin) {
+      var p = el('p', 'check-code');
+      if (c.product) { p.appendChild(doc.createTextNode(c.product)); p.appendChild(el('br')); }
+      p.appendChild(el('span', 'mono', [code.gtin, code.lot, code.serial].filter(Boolean).join(' · ')));
+      li.appendChild(p);
+    }
+    if ((c.reasons || []).length || (c.notes || []).length) {
+      var ul = el('ul', 'check-why');
+      (c.reasons || []).forEach(function (r) { ul.appendChild(el('li', '', texts.reason[r] || r)); });
+      (c.notes || []).forEach(function (r) { ul.appendChild(el('li', 'note', texts.reason[r] || r)); });
+      li.appendChild(ul);
+    }
+    var tags = el('p', 'check-tags');
+    if (c.offline) {
+      var label = ui.offline_check;
+      if (c.offline_verdict && c.offline_verdict !== c.verdict) { label += ' (' + (texts.verdict[c.offline_verdict] || c.offline_verdict) + ')'; }
+      tags.appendChild(el('span', 'badge badge-offline', label));
+    }
+    if (c.photo) { tags.appendChild(el('span', 'badge', ui.photo)); }
+    if (state === 'pending') { tags.appendChild(el('span', 'badge badge-pending', ui.pending)); }
+    if (state === 'rejected') { tags.appendChild(el('span', 'badge badge-revoked', ui.rejected + (c.error ? ': ' + c.error : ''))); }
+    li.appendChild(tags);
+    return li;
+  }
+
+  function showLatest(c) {
+    if (!latest) { return; }
+    latest.replaceChildren();
+    var box = el('div', 'verdict v-' + c.verdict);
+    box.dataset.verdict = c.verdict;
+    box.appendChild(el('p', 'verdict-word', texts.verdict[c.verdict] || c.verdict));
+    var code = c.code || {};
+    var line = [c.product, [code.gtin, code.lot, code.serial].filter(Boolean).join(' · ')].filter(Boolean).join(' — ');
+    if (line) { box.appendChild(el('p', 'latest-code', line)); }
+    var first = (c.reasons || [])[0] || (c.offline ? 'OFFLINE_NO_RECALLS' : null);
+    if (first) { box.appendChild(el('p', 'latest-why', texts.reason[first] || first)); }
+    if (c.offline) { box.appendChild(el('p', 'latest-why', ui.offline_check)); }
+    latest.appendChild(box);
+    latest.hidden = false;
+  }
+
+  function addRow(c, state) {
+    var row = checkItem(c, state);
+    list.insertBefore(row, list.firstChild);
+    $('no-checks').hidden = true;
+    $('check-count').textContent = String(list.querySelectorAll('li.check:not(.rejected)').length);
+    showLatest(c);
+    return row;
+  }
+
+  /* -------------------------------------------------------------- network state, trust list */
+  function showNet() {
+    $('net').hidden = false;
+    $('net').classList.toggle('is-offline', !navigator.onLine);
+    $('net-state').textContent = navigator.onLine ? ui.online : ui.offline;
+    $('trust-state').textContent = trust ? fill(ui.trust, { when: localTime(trust.issuedAt) }) : ui.no_trust;
+    var waiting = queue().length;
+    $('queue-state').textContent = waiting ? fill(ui.queued, { n: waiting }) : '';
+  }
+
+  async function loadStoredTrust() {
+    var stored = localStorage.getItem(TRUST_KEY);
+    if (!stored) { return null; }
+    try { return await ov.loadTrustList(JSON.parse(stored), data.authority_key); } catch (e) { return null; }
+  }
+
+  async function refreshTrust() {
+    if (navigator.onLine) {
+      try {
+        var response = await fetch(data.urls.trust_list, { credentials: 'same-origin', cache: 'no-store' });
+        if (response.ok) {
+          var body = await response.json();
+          trust = await ov.loadTrustList(body, data.authority_key);
+          localStorage.setItem(TRUST_KEY, JSON.stringify(body));
+          showNet();
+          return;
+        }
+      } catch (e) { /* offline, or a list that does not verify: keep the stored one */ }
+    }
+    trust = (await loadStoredTrust()) || trust;
+    showNet();
+  }
+
+  /* -------------------------------------------------------------- the offline queue */
+  function queue() { try { return JSON.parse(localStorage.getItem(QUEUE_KEY) || '[]'); } catch (e) { return []; } }
+  function saveQueue(items) { localStorage.setItem(QUEUE_KEY, JSON.stringify(items)); }
+  function nowIso() { return new Date().toISOString().replace(/\.\d+Z$/, 'Z'); }
+  function randomId() { return Array.from(crypto.getRandomValues(new Uint8Array(8)), function (b) { return b.toString(16).padStart(2, '0'); }).join(''); }
+
+  async function checkOffline(text) {
+    var result;
+    if (trust) {
+      result = await ov.verifyOffline(text, trust);
+    } else {
+      say(await ov.supportsEd25519() ? ui.no_trust : ui.no_crypto);
+      result = { verdict: 'unverifiable', reasons: [], notes: [{ code: 'OFFLINE_NO_RECALLS' }], code: null, offline: true };
+    }
+    var item = { id: randomId(), url: data.urls.check, inspection: data.inspection, code: text, result: result,
+                 checked_at: nowIso() };
+    var items = queue();
+    items.push(item);
+    saveQueue(items);
+    addRow(pendingView(item), 'pending');
+    showNet();
+    return result;
+  }
+
+  function pendingView(item) {
+    var r = item.result;
+    return { queueId: item.id, at: item.checked_at, verdict: r.verdict, offline: true, code: r.code || {},
+             product: r.producer ? r.producer.name : null,
+             reasons: (r.reasons || []).map(function (x) { return x.code; }),
+             notes: (r.notes || []).map(function (x) { return x.code; }) };
+  }
+
+  async function post(url, body, retried) {
+    var isForm = body instanceof FormData;
+    var response = await fetch(url, {
+      method: 'POST', credentials: 'same-origin', body: isForm ? body : JSON.stringify(body),
+      headers: Object.assign({ 'Accept': 'application/json', 'X-CSRFToken': csrfToken() },
+                             isForm ? {} : { 'Content-Type': 'application/json' })
+    });
+    var json = (response.headers.get('Content-Type') || '').indexOf('application/json') === 0;
+    if (response.redirected || (response.ok && !json)) { return { login: true }; }
+    if (response.status === 400 && !json && !retried) {
+      /* The CSRF token of a page kept offline may be stale: fetch a fresh one, try once more. */
+      var page = await fetch(data.urls.page, { credentials: 'same-origin', cache: 'no-store' });
+      var meta = new DOMParser().parseFromString(await page.text(), 'text/html').querySelector('meta[name=csrf-token]');
+      if (meta) { doc.querySelector('meta[name=csrf-token]').setAttribute('content', meta.getAttribute('content')); }
+      return post(url, body, true);
+    }
+    return { status: response.status, body: json ? await response.json() : null };
+  }
+
+  function errorText(answer) {
+    var err = (answer.body && answer.body.error) || {};
+    return texts.error[err.code] || err.message || ('HTTP ' + answer.status);
+  }
+
+  async function sync() {
+    if (syncing || !navigator.onLine || !queue().length) { return; }
+    syncing = true;
+    say(ui.sending);
+    try {
+      for (var item of queue()) {
+        var answer;
+        try {
+          answer = await post(item.url, { offline: true, code: item.code, result: item.result, checked_at: item.checked_at });
+        } catch (e) { break; }            /* still no network: try again later */
+        if (answer.login) { say(ui.login); break; }
+        if (answer.status >= 500) { break; }
+        saveQueue(queue().filter(function (q) { return q.id !== item.id; }));
+        var row = list.querySelector('[data-queue-id="' + item.id + '"]');
+        if (answer.status === 201 || answer.status === 200) {
+          if (item.inspection === data.inspection) {
+            var kept = answer.body.checks[0];
+            var fresh = checkItem(kept);
+            if (row) { row.replaceWith(fresh); } else { list.insertBefore(fresh, list.firstChild); }
+          }
+        } else if (row) {
+          row.replaceWith(checkItem(Object.assign(pendingView(item), { error: errorText(answer) }), 'rejected'));
+        }
+      }
+    } finally {
+      syncing = false;
+      say('');
+      showNet();
+    }
+  }
+
+  /* -------------------------------------------------------------- checking */
+  async function checkCode(text) {
+    text = String(text || '').trim();
+    if (!text) { return; }
+    say(ui.checking);
+    if (navigator.onLine) {
+      try {
+        var answer = await post(data.urls.check, { code: text });
+        if (!answer.login && answer.status < 500) {
+          say('');
+          if (answer.status === 201) { answer.body.checks.forEach(function (c) { addRow(c); }); }
+          else { say(fill(ui.failed, { why: errorText(answer) })); }
+          return;
+        }
+        if (answer.login) { say(ui.login); }
+      } catch (e) { /* the network is gone: check here */ }
+    }
+    await checkOffline(text);
+    if (!navigator.onLine) { say(''); }
+  }
+
+  var detectorReady = ('BarcodeDetector' in window && window.BarcodeDetector.getSupportedFormats)
+    ? window.BarcodeDetector.getSupportedFormats().then(function (formats) {
+        var wanted = ['qr_code', 'data_matrix', 'ean_13', 'ean_8', 'upc_a', 'upc_e', 'code_128'];
+        var usable = wanted.filter(function (f) { return formats.indexOf(f) >= 0; });
+        return usable.indexOf('qr_code') >= 0 ? new window.BarcodeDetector({ formats: usable }) : null;
+      }, function () { return null; })
+    : Promise.resolve(null);
+
+  async function checkPhotos(files) {
+    var detector = await detectorReady;
+    for (var i = 0; i < files.length; i++) {
+      say(fill(ui.photo_n, { i: i + 1, n: files.length }));
+      if (navigator.onLine) {
+        var form = new FormData();
+        form.append('image', files[i], files[i].name || 'photo.jpg');
+        try {
+          var answer = await post(data.urls.check, form);
+          if (answer.status === 201) { answer.body.checks.forEach(function (c) { addRow(c); }); continue; }
+          if (!answer.login && answer.status < 500) { say(fill(ui.failed, { why: errorText(answer) })); return; }
+        } catch (e) { /* fall through to the phone */ }
+      }
+      if (!detector) { say(ui.photo_offline); return; }
+      var codes = await detector.detect(await createImageBitmap(files[i]));
+      if (!codes.length) { say(ui.no_code); continue; }
+      await checkOffline(codes[0].rawValue);
+    }
+    say('');
+  }
+
+  var photos = $('photos');
+  if (photos) {
+    doc.documentElement.classList.add('inspector-js');
+    photos.addEventListener('change', function () {
+      var files = Array.prototype.slice.call(photos.files || [], 0, data.max_photos);
+      if (files.length) { checkPhotos(files).finally(function () { photos.value = ''; }); }
+    });
+    $('photo-form').addEventListener('submit', function (event) {
+      event.preventDefault();
+      var files = Array.prototype.slice.call(photos.files || [], 0, data.max_photos);
+      if (files.length) { checkPhotos(files); }
+    });
+  }
+  var codeForm = $('code-form');
+  if (codeForm) {
+    codeForm.addEventListener('submit', function (event) {
+      event.preventDefault();
+      var input = $('code');
+      checkCode(input.value).then(function () { input.value = ''; input.focus(); });
+    });
+  }
+
+  /* -------------------------------------------------------------- camera: one code, then "next" */
+  var video = $('video'), camera = $('camera'), startButton = $('scan-start');
+  var stream = null, running = false, canvas = doc.createElement('canvas');
+
+  function stopCamera() {
+    running = false;
+    if (stream) { stream.getTracks().forEach(function (t) { t.stop(); }); stream = null; }
+    if (camera) { camera.hidden = true; }
+  }
+
+  async function frameBlob() {
+    var w = video.videoWidth, h = video.videoHeight;
+    if (!w || !h) { return null; }
+    var scale = Math.min(1, FRAME_SIDE / Math.max(w, h));
+    canvas.width = Math.round(w * scale);
+    canvas.height = Math.round(h * scale);
+    canvas.getContext('2d').drawImage(video, 0, 0, canvas.width, canvas.height);
+    return new Promise(function (resolve) { canvas.toBlob(resolve, 'image/jpeg', 0.85); });
+  }
+
+  async function scanLoop() {
+    var detector = await detectorReady;
+    while (running) {
+      await new Promise(function (r) { setTimeout(r, detector ? 200 : FRAME_INTERVAL); });
+      if (!running || video.readyState < 2) { continue; }
+      try {
+        if (detector) {
+          var codes = await detector.detect(video);
+          if (codes.length && running) { stopCamera(); await checkCode(codes[0].rawValue); break; }
+        } else if (navigator.onLine) {
+          var blob = await frameBlob();
+          if (!blob || !running) { continue; }
+          var form = new FormData();
+          form.append('frame', blob, 'frame.jpg');
+          var answer = await post(data.urls.check, form);
+          if (answer.status === 201 && running) {
+            stopCamera();
+            answer.body.checks.forEach(function (c) { addRow(c); });
+            break;
+          }
+        } else {
+          stopCamera();
+          say(ui.photo_offline);
+          break;
+        }
+      } catch (e) { await new Promise(function (r) { setTimeout(r, 1500); }); }
+    }
+    if (startButton) { startButton.textContent = ui.next; }
+  }
+
+  function startCamera() {
+    say(ui.starting);
+    navigator.mediaDevices.getUserMedia({
+      audio: false, video: { facingMode: { ideal: 'environment' }, width: { ideal: 1280 }, height: { ideal: 720 } }
+    }).then(function (s) {
+      stream = s;
+      video.srcObject = s;
+      camera.hidden = false;
+      var played = video.play();
+      if (played && played.catch) { played.catch(function () {}); }
+      running = true;
+      say(ui.scanning);
+      scanLoop();
+    }, function (err) {
+      var denied = err && (err.name === 'NotAllowedError' || err.name === 'SecurityError');
+      say(denied ? ui.denied : ui.nocamera);
+    });
+  }
+
+  if (startButton && navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
+    $('scan-actions').hidden = false;
+    startButton.addEventListener('click', function () { if (!running) { startCamera(); } });
+    doc.addEventListener('visibilitychange', function () { if (doc.hidden && running) { stopCamera(); say(''); } });
+  }
+
+  /* -------------------------------------------------------------- start */
+  queue().filter(function (q) { return q.inspection === data.inspection; }).forEach(function (item) {
+    list.insertBefore(checkItem(pendingView(item), 'pending'), list.firstChild);
+    $('no-checks').hidden = true;
+  });
+  window.addEventListener('online', function () { showNet(); refreshTrust().then(sync); });
+  window.addEventListener('offline', showNet);
+  setInterval(sync, 30000);
+  showNet();
+  refreshTrust().then(sync);
+}

@@ -1,0 +1,68 @@
+/* The inspector portal's service worker (served at /portal/inspector/sw.js, scope /portal/inspector/).
+
+   Keeps what an inspector needs with no network: the inspector pages already visited (network
+   first, the cached copy when the network fails), their scripts and styles (cached, refreshed in
+   the background) and the signed trust list (network first). Posts are never touched: checks made
+   offline wait in the page's queue (inspector.js), not here. Logging out deletes this cache. */
+var CACHE = 'inspector-v1';
+var SCOPE = '/portal/inspector/';
+var ASSETS = ['/static/js/inspector.js', '/static/js/offline-verify.js', '/static/js/portal.js',
+              '/static/css/site.css', '/static/css/portal.css', '/static/css/inspector.css'];
+var TRUST_LIST = '/api/v1/trust-list';
+
+function keep(cache, request, response) {
+  /* Only real answers: never a redirect to the login page, an error or a private download. */
+  if (response && response.ok && !response.redirected && response.type === 'basic' &&
+      (response.headers.get('Cache-Control') || '').indexOf('no-store') < 0) {
+    cache.put(request, response.clone());
+  }
+  return response;
+}
+
+self.addEventListener('install', function (event) {
+  event.waitUntil(caches.open(CACHE).then(function (cache) {
+    return Promise.all(ASSETS.concat([SCOPE, TRUST_LIST]).map(function (url) {
+      return fetch(url, { credentials: 'same-origin' }).then(function (r) { keep(cache, url, r); }, function () {});
+    }));
+  }).then(function () { return self.skipWaiting(); }));
+});
+
+self.addEventListener('activate', function (event) {
+  event.waitUntil(caches.keys().then(function (names) {
+    return Promise.all(names.filter(function (n) { return n.indexOf('inspector-') === 0 && n !== CACHE; })
+      .map(function (n) { return caches.delete(n); }));
+  }).then(function () { return self.clients.claim(); }));
+});
+
+function networkFirst(request, fallback) {
+  return caches.open(CACHE).then(function (cache) {
+    return fetch(request).then(function (response) { return keep(cache, request, response); }, function () {
+      return cache.match(request, { ignoreVary: true }).then(function (hit) {
+        if (hit || !fallback) { return hit || Response.error(); }
+        return cache.match(fallback).then(function (page) { return page || Response.error(); });
+      });
+    });
+  });
+}
+
+function cacheFirst(request) {
+  return caches.open(CACHE).then(function (cache) {
+    return cache.match(request).then(function (hit) {
+      var refresh = fetch(request).then(function (response) { return keep(cache, request, response); });
+      if (hit) { refresh.catch(function () {}); return hit; }
+      return refresh;
+    });
+  });
+}
+
+self.addEventListener('fetch', function (event) {
+  var request = event.request;
+  if (request.method !== 'GET') { return; }
+  var url = new URL(request.url);
+  if (url.origin !== self.location.origin) { return; }
+  if (url.pathname === TRUST_LIST) { event.respondWith(networkFirst(request)); return; }
+  if (ASSETS.indexOf(url.pathname) >= 0) { event.respondWith(cacheFirst(request)); return; }
+  if (url.pathname.indexOf(SCOPE) === 0 && request.mode === 'navigate') {
+    event.respondWith(networkFirst(request, SCOPE));
+  }
+});

@@ -1,0 +1,161 @@
+"""The browser's offline verifier (static/js/offline-verify.js) against the server's offline mode.
+
+Each code is checked twice against the same signed trust list: by ``python -m app verify --offline
+--json`` and by the ES module in a real Chromium (WebCrypto Ed25519). Verdicts, reason codes and
+note codes must be the same.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta, timezone
+
+import pytest
+
+from keys.signing import Signer, sign_code
+from registry.rules import yymmdd
+from registry.services import SYSTEM
+from verification.digital_link import build_url
+
+from tests.app.browser import launch, playwright  # noqa: F401  (the fixture)
+from tests.app.verdict_codes import tamper
+from tests.conftest import GTIN, batch_data
+
+OTHER_PREFIX_GTIN = "08937000000001"  # company part 8937000000...: not under 893600001
+TEST_PAGE = "/__offline_verify_test__"
+PAGE_HTML = """<!doctype html><meta charset="utf-8"><title>offline verify</title>
+<script type="module">
+import * as ov from '/static/js/offline-verify.js';
+window.ov = ov;
+document.title = 'ready';
+</script>"""
+
+
+def _gtin_with_check(body13: str) -> str:
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body13)))
+    return body13 + str((10 - total % 10) % 10)
+
+
+@pytest.fixture
+def cases(registry, session, world):
+    """The codes of every case, and the trust list they are checked against."""
+    assert _gtin_with_check(OTHER_PREFIX_GTIN[:13]) == OTHER_PREFIX_GTIN
+    signer = registry.keystore.load(world.kid)
+    base = registry.base_url
+    batch = registry.register_batch(SYSTEM, batch_data(lot="LOT/7&1"), producer_id=world.producer_id)
+    (serial, s), = registry.issue_serials(SYSTEM, GTIN, "LOT/7&1", 1)
+    unit = registry.serial_url(batch, serial, s)
+    past = yymmdd(date.today() - timedelta(days=2))
+    # A second key of the same producer, revoked after it signed a code.
+    revoked = registry.certify_key(SYSTEM, world.producer_id)
+    revoked_signer = registry.keystore.load(revoked.kid)
+    revoked_url = build_url(base, gtin=GTIN, lot="LOT-9", serial="REV1",
+                            s=sign_code(revoked_signer, gtin=GTIN, lot="LOT-9", serial="REV1"))
+    registry.revoke_key(SYSTEM, revoked.kid, compromised_at=datetime.now(timezone.utc) - timedelta(hours=1))
+    stranger = Signer.generate()
+    codes = {
+        "genuine unit": unit,
+        "genuine batch": registry.batch_url(batch),
+        "tampered signature": tamper(unit),
+        "unknown key": build_url(base, gtin=GTIN, lot="LOT-1", serial="X1",
+                                 s=sign_code(stranger, gtin=GTIN, lot="LOT-1", serial="X1")),
+        "revoked key": revoked_url,
+        "prefix not licensed": build_url(base, gtin=OTHER_PREFIX_GTIN, lot="LOT-1", serial="P1",
+                                         s=sign_code(signer, gtin=OTHER_PREFIX_GTIN, lot="LOT-1", serial="P1")),
+        "expired": build_url(base, gtin=GTIN, lot="LOT-OLD", serial="E1", exp=past,
+                             s=sign_code(signer, gtin=GTIN, lot="LOT-OLD", serial="E1", exp=past)),
+        "plain GTIN": GTIN,
+        "unsigned element string": f"(01){GTIN}(10)LOT-1(21)ABC",
+        "not a code": "hello, this is not a product code",
+        "bad check digit": "https://verify.example.vn/01/08936000010011/10/LOT-1",
+    }
+    trust_list = registry.trust_list()
+    session.commit()
+    session.close()
+    return codes, trust_list
+
+
+EXPECTED = {
+    "genuine unit": "genuine", "genuine batch": "genuine", "tampered signature": "counterfeit",
+    "unknown key": "counterfeit", "revoked key": "suspect", "prefix not licensed": "counterfeit",
+    "expired": "expired", "plain GTIN": "unverifiable", "unsigned element string": "unverifiable",
+    "not a code": "unreadable", "bad check digit": "unreadable",
+}
+
+
+def _summary(body: dict) -> dict:
+    return {"verdict": body["verdict"], "reasons": [r["code"] for r in body["reasons"]],
+            "notes": [n["code"] for n in body["notes"]],
+            "code": None if body["code"] is None else {k: body["code"][k] for k in
+                                                      ("gtin", "lot", "serial", "expiry", "kind", "signed")},
+            "offline": body["offline"]}
+
+
+def test_browser_offline_verdicts_match_the_server(playwright, app, runner, cases, tmp_path):  # noqa: F811
+    codes, trust_list = cases
+    list_file = tmp_path / "trust-list.json"
+    list_file.write_text(json.dumps(trust_list), encoding="utf-8")
+    server = {}
+    for name, text in codes.items():
+        out = runner.invoke(args=["verify", text, "--offline", "--json", "--trust-list", str(list_file)])
+        assert out.exit_code == 0, out.output
+        server[name] = _summary(json.loads(out.output))
+        assert server[name]["verdict"] == EXPECTED[name], (name, server[name])
+
+    browser = launch(playwright)
+    try:
+        page = browser.new_page()
+        origin = "http://127.0.0.1:9"  # never contacted: both routes are answered here
+
+        def serve(route):
+            path = route.request.url[len(origin):]
+            if path == TEST_PAGE:
+                route.fulfill(status=200, content_type="text/html", body=PAGE_HTML)
+            else:
+                response = app.test_client().get(path)
+                route.fulfill(status=response.status_code, content_type=response.mimetype, body=response.data)
+
+        page.route(origin + "/**", serve)
+        page.goto(origin + TEST_PAGE)
+        page.wait_for_function("document.title === 'ready'")
+        assert page.evaluate("ov.supportsEd25519()") is True
+        browser_results = page.evaluate("""async ([doc, codes]) => {
+            const list = await ov.loadTrustList(doc);
+            const out = {};
+            for (const [name, text] of Object.entries(codes)) out[name] = await ov.verifyOffline(text, list);
+            return out;
+        }""", [trust_list, codes])
+        # A trust list that was changed after signing is refused.
+        forged = json.loads(json.dumps(trust_list))
+        forged["producers"][0]["keys"][0]["status"] = "active" if forged["producers"][0]["keys"][0]["status"] != "active" else "revoked"
+        refused = page.evaluate("""async (doc) => {
+            try { await ov.loadTrustList(doc); return null; } catch (e) { return e.message; } }""", forged)
+    finally:
+        browser.close()
+
+    for name in codes:
+        assert _summary(browser_results[name]) == server[name], name
+    assert refused and "signature" in refused
+    assert browser_results["genuine unit"]["code"]["lot"] == "LOT/7&1"  # percent-decoded
+    assert browser_results["genuine unit"]["trust_list_issued_at"] == trust_list["issued_at"]
+
+
+def test_canonical_json_matches_rfc8785(playwright, app):  # noqa: F811
+    import rfc8785
+
+    samples = [{"t": "unit", "gtin": GTIN, "lot": "Lô-1 \"x\"\\\u0001", "serial": "€\U0001F600", "exp": "261231"},
+               {"b": [1, 2.5, None, True], "a": {"z": "", "é": "\u2028"}, "10": 0, "1": -0.0}]
+    browser = launch(playwright)
+    try:
+        page = browser.new_page()
+        origin = "http://127.0.0.1:9"
+        page.route(origin + "/**", lambda route: route.fulfill(
+            status=200, content_type="text/html", body=PAGE_HTML) if route.request.url.endswith(TEST_PAGE)
+            else route.fulfill(status=200, content_type="text/javascript",
+                               body=app.test_client().get(route.request.url[len(origin):]).data))
+        page.goto(origin + TEST_PAGE)
+        page.wait_for_function("document.title === 'ready'")
+        for sample in samples:
+            assert page.evaluate("(o) => ov.canonicalJSON(o)", sample).encode() == rfc8785.dumps(sample)
+    finally:
+        browser.close()

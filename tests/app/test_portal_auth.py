@@ -1,0 +1,245 @@
+"""Portal accounts and authorisation, through the Flask test client with CSRF on (as in production)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app import create_app
+from app.cli import init_instance
+from registry.models import AuditEvent, Batch, User
+from registry.services import SYSTEM
+
+from tests.app.portal_support import PASSWORD, client_login, csrf_of, make_user
+from tests.conftest import TEST_PASSPHRASE, batch_data
+
+OTHER_GTIN = "08936000020019"  # company part starts with 893600002
+
+
+@pytest.fixture
+def people(session, world):
+    make_user(session, "producer1", "producer", world.producer_id)
+    make_user(session, "boss", "authority")
+    make_user(session, "inspector1", "inspector")
+    make_user(session, "partner1", "partner")
+    return world
+
+
+@pytest.fixture
+def other_batch(registry, session, people):
+    """A second producer with a batch of its own."""
+    other = registry.admit_producer(SYSTEM, name="HTX Khác", tax_code="0399999999", gs1_prefixes=["893600002"],
+                                    country="VN")
+    registry.certify_key(SYSTEM, other.id)
+    registry.register_batch(SYSTEM, batch_data(gtin=OTHER_GTIN, lot="THEIRS-1"), producer_id=other.id)
+    session.commit()
+    return other.id
+
+
+def _post(client, path, data=None, page=None):
+    """POST a portal form with the CSRF token of ``page`` (default: the path itself)."""
+    token = csrf_of(client.get(page or "/portal/account").get_data(as_text=True))
+    return client.post(path, data={"csrf_token": token, **(data or {})})
+
+
+# -- login, logout, sessions -----------------------------------------------------------------------
+
+def test_anonymous_is_sent_to_the_login_page(client):
+    response = client.get("/portal/producer/")
+    assert response.status_code == 302
+    assert response.location.startswith("/portal/login?next=/portal/producer/")
+
+
+def test_login_sends_each_role_home_and_logout_ends_the_session(client, people):
+    homes = {"producer1": "/portal/producer/", "boss": "/portal/authority/", "partner1": "/portal/partner/"}
+    for username, home in homes.items():
+        response = client_login(client, username)
+        assert response.status_code == 303
+        assert client.get(response.location).location in (home, None)
+        assert client.get(home).status_code == 200
+        page = client.get(home).get_data(as_text=True)
+        assert f">{username}<" in page  # who is logged in
+        logout = client.post("/portal/logout", data={"csrf_token": csrf_of(page)})
+        assert logout.status_code == 303
+        assert client.get(home).status_code == 302
+
+
+def test_login_goes_back_to_the_page_asked_for_but_never_elsewhere(client, people):
+    token = csrf_of(client.get("/portal/login").get_data(as_text=True))
+    ok = client.post("/portal/login", data={"csrf_token": token, "username": "producer1", "password": PASSWORD,
+                                            "next": "/portal/producer/import"})
+    assert ok.location == "/portal/producer/import"
+    client.post("/portal/logout", data={"csrf_token": csrf_of(client.get("/portal/account").get_data(as_text=True))})
+    token = csrf_of(client.get("/portal/login").get_data(as_text=True))
+    evil = client.post("/portal/login", data={"csrf_token": token, "username": "producer1", "password": PASSWORD,
+                                              "next": "https://evil.example/portal"})
+    assert evil.location == "/portal/producer/"
+
+
+def test_the_session_cookie_is_httponly_and_lax_and_the_session_is_fresh(client, people):
+    before = client.get("/portal/login")
+    response = client_login(client, "producer1")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert before.status_code == 200
+    with client.session_transaction() as sess:
+        assert isinstance(sess["portal_uid"], int) and len(sess["portal_nonce"]) >= 16
+        first_nonce = sess["portal_nonce"]
+    client_login(client, "producer1")
+    with client.session_transaction() as sess:
+        assert sess["portal_nonce"] != first_nonce  # a new nonce on every login
+
+
+def test_wrong_password_is_refused_and_counted(client, people, session):
+    response = client_login(client, "producer1", "not the password", **{"Accept-Language": "en"})
+    assert response.status_code == 401
+    assert "The username or the password is wrong." in response.get_data(as_text=True)
+    session.expire_all()
+    assert session.query(User).filter_by(username="producer1").one().failed_logins == 1
+    assert session.query(AuditEvent).filter_by(action="user.login_failed").count() == 1
+    session.rollback()
+
+
+def test_five_failures_lock_the_account(client, people, session):
+    for _ in range(5):
+        assert client_login(client, "producer1", "wrong password!").status_code == 401
+    locked = client_login(client, "producer1", PASSWORD, **{"Accept-Language": "en"})
+    assert locked.status_code == 401
+    assert "locked" in locked.get_data(as_text=True)
+    session.expire_all()
+    assert session.query(User).filter_by(username="producer1").one().locked_until is not None
+    session.rollback()  # end the read: on SQLite every transaction holds the write lock
+    assert client.get("/portal/producer/").status_code == 302  # still not logged in
+    # the authority unlocks it from the portal
+    other = client.application.test_client()
+    client_login(other, "boss")
+    users = other.get("/portal/authority/users").get_data(as_text=True)
+    assert 'action="/portal/authority/users/producer1/unlock"' in users
+    assert other.post("/portal/authority/users/producer1/unlock",
+                      data={"csrf_token": csrf_of(users)}).status_code == 303
+    assert client_login(client, "producer1").status_code == 303
+
+
+def test_a_deactivated_account_is_logged_out_at_its_next_click(client, people):
+    client_login(client, "producer1")
+    assert client.get("/portal/producer/").status_code == 200
+    boss = client.application.test_client()
+    client_login(boss, "boss")
+    page = boss.get("/portal/authority/users").get_data(as_text=True)
+    assert boss.post("/portal/authority/users/producer1/deactivate",
+                     data={"csrf_token": csrf_of(page)}).status_code == 303
+    response = client.get("/portal/producer/")
+    assert response.status_code == 302 and "notice=inactive" in response.location
+    assert client_login(client, "producer1").status_code == 401
+
+
+def test_login_posts_are_rate_limited(tmp_path):
+    application = create_app({"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE,
+                              "SECRET_KEY": "t" * 32, "SCAN_SALT": "s", "RATE_LIMITS": "on",
+                              "DATABASE_URL": f"sqlite:///{tmp_path}/r.db"})
+    init_instance(application)
+    application.config["LOGIN_RATE_LIMIT"] = "3/minute"
+    client = application.test_client()
+    statuses = [client_login(client, "nobody", "wrong password").status_code for _ in range(4)]
+    assert statuses == [401, 401, 401, 429]
+    assert client.get("/portal/login").status_code == 200  # only the POSTs are limited
+    application.extensions["engine"].dispose()
+
+
+# -- CSRF ------------------------------------------------------------------------------------------
+
+def test_every_portal_form_needs_the_csrf_token(app, client, people):
+    assert app.config["TESTING"] and app.config.get("WTF_CSRF_ENABLED", True)
+    no_token = client.post("/portal/login", data={"username": "producer1", "password": PASSWORD})
+    assert no_token.status_code == 400
+    with client.session_transaction() as sess:
+        assert "portal_uid" not in sess
+    client_login(client, "producer1")
+    for path, data in (("/portal/producer/batches/new", batch_data() | {"product.name": "x"}),
+                       ("/portal/producer/tokens", {"label": "x", "days": "5"}),
+                       ("/portal/producer/keys/rotate", {}),
+                       ("/portal/logout", {})):
+        response = client.post(path, data=data, headers={"Accept": "text/html"})
+        assert response.status_code == 400, path
+    bad = client.post("/portal/producer/tokens", data={"csrf_token": "forged", "label": "x", "days": "5"})
+    assert bad.status_code == 400
+    assert client.get("/portal/producer/").status_code == 200  # still logged in: logout was refused too
+
+
+# -- roles and owners -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("username, path", [
+    ("producer1", "/portal/authority/"),
+    ("producer1", "/portal/authority/users"),
+    ("producer1", "/portal/authority/keys"),
+    ("producer1", "/portal/partner/"),
+    ("producer1", "/portal/exports/batches.csv"),
+    ("partner1", "/portal/producer/"),
+    ("partner1", "/portal/producer/import"),
+    ("partner1", "/portal/authority/publications"),
+    ("inspector1", "/portal/authority/users"),
+    ("inspector1", "/portal/producer/tokens"),
+])
+def test_wrong_role_gets_the_403_page(client, people, username, path):
+    client_login(client, username)
+    response = client.get(path, headers={"Accept-Language": "en"})
+    assert response.status_code == 403
+    assert "Not allowed" in response.get_data(as_text=True)
+
+
+def test_wrong_role_cannot_write_either(client, people, session):
+    client_login(client, "producer1")
+    response = _post(client, "/portal/authority/", {"name": "Sneaky", "tax_code": "1", "gs1_prefixes": "893600009",
+                                                    "country": "VN"})
+    assert response.status_code == 403
+    response = _post(client, f"/portal/authority/keys/{people.kid}/revoke", {})
+    assert response.status_code == 403
+    session.expire_all()
+    assert session.query(AuditEvent).filter(AuditEvent.actor == "user:producer1",
+                                            AuditEvent.action.in_(["producer.admit", "key.revoke"])).count() == 0
+
+
+def test_a_producer_cannot_see_another_producers_batches(client, people, other_batch):
+    client_login(client, "producer1")
+    for path in (f"/portal/producer/batches/{OTHER_GTIN}/THEIRS-1",
+                 f"/portal/producer/batches/{OTHER_GTIN}/THEIRS-1/labels.pdf",
+                 f"/portal/producer/batches/{OTHER_GTIN}/THEIRS-1/label.png",
+                 f"/portal/producer/?producer={other_batch}",
+                 f"/portal/producer/keys?producer={other_batch}",
+                 f"/portal/producer/tokens?producer={other_batch}"):
+        assert client.get(path).status_code == 403, path
+    own = client.get("/portal/producer/").get_data(as_text=True)
+    assert "THEIRS-1" not in own
+
+
+def test_a_producer_cannot_change_another_producers_batch(client, people, other_batch, session):
+    client_login(client, "producer1")
+    base = f"/portal/producer/batches/{OTHER_GTIN}/THEIRS-1"
+    assert _post(client, base + "/serials", {"count": "5"}).status_code == 403
+    assert _post(client, base + "/recall", {"reason": "sabotage"}).status_code == 403
+    assert _post(client, f"/portal/producer/keys/rotate?producer={other_batch}").status_code == 403
+    assert _post(client, f"/portal/producer/batches/new?producer={other_batch}",
+                 {"gtin": OTHER_GTIN, "lot": "MINE"}).status_code == 403
+    session.expire_all()
+    batch = session.query(Batch).filter_by(lot="THEIRS-1").one()
+    assert batch.serial_count == 0 and batch.status == "active"
+    assert session.query(Batch).filter_by(lot="MINE").count() == 0
+
+
+def test_the_authority_may_open_any_producers_pages(client, people, other_batch):
+    client_login(client, "boss")
+    assert client.get(f"/portal/producer/?producer={other_batch}").status_code == 200
+    page = client.get(f"/portal/producer/batches/{OTHER_GTIN}/THEIRS-1")
+    assert page.status_code == 200 and "THEIRS-1" in page.get_data(as_text=True)
+
+
+def test_nav_shows_only_the_roles_links(client, people):
+    client_login(client, "producer1")
+    nav = re.search(r'<nav class="portal-nav".*?</nav>', client.get("/portal/producer/").get_data(as_text=True),
+                    re.S).group(0)
+    assert "/portal/producer/import" in nav and "/portal/authority" not in nav
+    client_login(client, "partner1")
+    nav = re.search(r'<nav class="portal-nav".*?</nav>', client.get("/portal/partner/").get_data(as_text=True),
+                    re.S).group(0)
+    assert "/portal/exports" not in nav and "/portal/partner/" in nav and "/portal/producer" not in nav

@@ -1,0 +1,188 @@
+"""The producer's and the authority's main paths in a real Chromium (Debian's), at a desktop viewport.
+
+A producer logs in, registers a batch by form (after a field error), imports a CSV with one bad row
+(nothing is written and the row's error is shown), fixes it and imports, issues serials and
+downloads a PDF sheet whose QR codes decode to valid signed URLs. The authority then revokes the key
+and the codes turn ``suspect``. Never skips: without Chromium it fails and says what to install.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+from datetime import date, timedelta
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from registry.models import Batch, ProducerKey
+
+from tests.app.browser import desktop, launch, playwright  # noqa: F401 (fixture)
+from tests.app.outside_client import check_code_url
+from tests.app.portal_support import make_user, page_login
+
+GTIN = "08936000010010"
+GTIN2 = "08936000010027"  # valid check digits, inside the certified prefix 893600001
+BAD_GTIN = "08936000010011"  # wrong check digit
+
+
+@pytest.fixture
+def portal_world(world, session):
+    make_user(session, "producer1", "producer", world.producer_id)
+    make_user(session, "boss", "authority")
+    session.close()  # release SQLite: the live server writes from its own thread
+    return world
+
+
+def _count_batches(app) -> int:
+    session = app.extensions["session_factory"]()
+    try:
+        return session.query(Batch).count()
+    finally:
+        session.rollback()
+        session.close()
+
+
+def _csv(rows: list[tuple]) -> bytes:
+    header = ("gtin,lot,product_name,brand,category,facility_name,facility_address,facility_gln,facility_country,"
+              "production_date,expiry_date,quantity,certification_scheme,certification_id")
+    lines = [header] + [",".join(str(c) for c in row) for row in rows]
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def _rows(*, bad: bool) -> list[tuple]:
+    made = (date.today() - timedelta(days=5)).isoformat()
+    good_until = (date.today() + timedelta(days=300)).isoformat()
+    broken_until = (date.today() - timedelta(days=30)).isoformat()  # before the production date
+    return [
+        (GTIN, "CSV-1", "Cà phê hạt", "Highland", "Coffee", "Xưởng Ea Tu", "Đắk Lắk", "", "VN", made, good_until,
+         "1.200", "VietGAP", "VG-1"),
+        (GTIN2, "CSV-2", "Hạt tiêu đen", "Highland", "Spice", "Xưởng Ea Tu", "Đắk Lắk", "", "VN", made,
+         broken_until if bad else good_until, "300", "", ""),
+        (GTIN2, "CSV-3", "Hạt điều", "Highland", "Nuts", "Xưởng Ea Tu", "Bình Phước", "", "VN", made, good_until,
+         "", "", ""),
+    ]
+
+
+def _decode_pdf(pdf: bytes, tmp_path) -> list[str]:
+    path = tmp_path / "labels.pdf"
+    path.write_bytes(pdf)
+    subprocess.run(["pdftoppm", "-r", "200", "-png", str(path), str(tmp_path / "page")], check=True, timeout=120)
+    texts: list[str] = []
+    for png in sorted(tmp_path.glob("page*.png")):
+        image = Image.open(png).convert("L")
+        texts += [r.text for r in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
+    return texts
+
+
+def test_producer_main_path_and_authority_revocation(playwright, live_server, app, client, portal_world, tmp_path):
+    browser = launch(playwright)
+    try:
+        page = desktop(browser, locale="en-US").new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+
+        # -- log in ---------------------------------------------------------------------------------
+        page_login(page, live_server, "producer1")
+        assert page.url.endswith("/portal/producer/")
+        assert page.locator(".empty").is_visible()
+
+        # -- register by form: a field error first, then the batch ----------------------------------
+        page.click('.portal-nav a[href="/portal/producer/batches/new"]')
+        page.fill("#f-gtin", BAD_GTIN)
+        page.fill("#f-lot", "FORM-1")
+        page.fill("#f-product-name", "Cà phê rang xay")
+        page.fill("#f-facility-name", "Xưởng Ea Tu")
+        page.fill("#f-production_date", (date.today() - timedelta(days=3)).isoformat())
+        page.fill("#f-expiry_date", (date.today() + timedelta(days=365)).isoformat())
+        page.fill("#f-quantity", "500")
+        page.click("#batch-form button[type=submit]")
+        error = page.locator("#f-gtin-error")
+        assert error.is_visible() and "check digit" in error.inner_text()
+        assert page.get_attribute("#f-gtin", "aria-invalid") == "true"
+        assert page.input_value("#f-product-name") == "Cà phê rang xay"  # what was typed is kept
+        assert _count_batches(app) == 0
+        page.fill("#f-gtin", GTIN)
+        page.click("#batch-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/portal/producer/batches/08936000010010/FORM-1$"))
+        assert "FORM-1" in page.inner_text(".ok-notice")
+        assert _count_batches(app) == 1
+
+        # -- CSV: the template, a file with one bad row (nothing written), then the fixed file -------
+        page.click('.portal-nav a[href="/portal/producer/import"]')
+        with page.expect_download() as download:
+            page.click("#template-link")
+        template = open(download.value.path(), encoding="utf-8-sig").read()
+        assert template.startswith("gtin,lot,product_name")
+        page.set_input_files("#file", files=[{"name": "batches.csv", "mimeType": "text/csv",
+                                              "buffer": _csv(_rows(bad=True))}])
+        page.click("#upload-form button[type=submit]")
+        preview = page.locator("#preview")
+        assert preview.get_attribute("data-bad") == "1" and preview.get_attribute("data-rows") == "3"
+        bad_row = page.locator('tr[data-line="3"]')
+        assert "row-error" in bad_row.get_attribute("class")
+        assert "expiry_date" in bad_row.inner_text()
+        assert page.locator('tr[data-line="2"] .badge-active').is_visible()  # the good rows say OK
+        assert page.locator("#import-button").count() == 0  # no import while a row is wrong
+        assert _count_batches(app) == 1  # the preview wrote nothing
+        page.set_input_files("#file", files=[{"name": "batches.csv", "mimeType": "text/csv",
+                                              "buffer": _csv(_rows(bad=False))}])
+        page.click("#upload-form button[type=submit]")
+        assert page.locator("#preview").get_attribute("data-bad") == "0"
+        assert _count_batches(app) == 1
+        page.click("#import-button")
+        page.wait_for_url(re.compile(r"/portal/producer/$"))
+        assert "3" in page.inner_text(".ok-notice")
+        assert _count_batches(app) == 4
+        assert page.locator("#batches tbody tr").count() == 4
+
+        # -- serials and the PDF sheet ------------------------------------------------------------
+        page.click('#batches a:has-text("Hạt tiêu đen")')
+        page.fill("#count", "6")
+        page.click("#serials-form button[type=submit]")
+        page.wait_for_selector("#serials table")
+        assert page.locator("#serials tbody tr").count() == 6
+        page.select_option("#stock", "a4-21")
+        with page.expect_download() as download:
+            page.click("#download-pdf")
+        assert download.value.suggested_filename.endswith(".pdf")
+        pdf = open(download.value.path(), "rb").read()
+        assert pdf.startswith(b"%PDF")
+        with page.expect_download() as download:
+            page.click('#serials tbody tr:first-child a:has-text("PNG")')
+        png = Image.open(io.BytesIO(open(download.value.path(), "rb").read()))
+        assert zxingcpp.read_barcodes(png)[0].text.startswith(app.config["BASE_URL"] + "/01/" + GTIN2)
+    finally:
+        browser.close()
+
+    urls = _decode_pdf(pdf, tmp_path)
+    assert len(urls) == 6 and len(set(urls)) == 6
+    session = app.extensions["session_factory"]()
+    public_key = session.get(ProducerKey, portal_world.kid).public_key
+    session.close()
+    for url in urls:
+        payload = check_code_url(url, public_key)  # raises if the signature does not verify
+        assert payload["t"] == "unit" and payload["gtin"] == GTIN2 and payload["lot"] == "CSV-2"
+    before = client.get("/api/v1/verify", query_string={"code": urls[0]}).get_json()
+    assert before["verdict"] == "genuine"
+
+    # -- the authority revokes the key: the codes under it turn suspect ---------------------------
+    browser = launch(playwright)
+    try:
+        page = desktop(browser, locale="en-US").new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        page_login(page, live_server, "boss")
+        assert page.url.endswith("/portal/authority/")
+        page.click('.portal-nav a[href="/portal/authority/keys"]')
+        row = page.locator(f'tr[data-kid="{portal_world.kid}"]')
+        assert row.get_attribute("data-status") == "active"
+        row.locator("button[type=submit]").click()
+        page.wait_for_selector(f'tr[data-kid="{portal_world.kid}"][data-status="revoked"]')
+        assert portal_world.kid in page.inner_text(".ok-notice")
+    finally:
+        browser.close()
+    for url in urls:
+        answer = client.get("/api/v1/verify", query_string={"code": url}).get_json()
+        assert answer["verdict"] == "suspect"
+        assert "KEY_REVOKED" in [r["code"] for r in answer["reasons"]]

@@ -1,0 +1,257 @@
+"""The inspector portal without a browser: who may open what, the form posts that work without
+JavaScript (start, check by code and by photos, offline sync, close, evidence), flagged serials,
+and cases worked from new to published."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from registry.models import AuditEvent, InspectionCheck, Publication, Report, ReportPhoto, Serial
+
+from tests.app.outside_client import check_signed
+from tests.app.portal_support import client_login, csrf_of, make_user
+from tests.app.verdict_codes import make_codes
+
+JSON = {"Accept": "application/json"}
+
+
+def _png(colour: str = "white") -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def make_user_fixed(session, world):
+    def make(name, role):
+        make_user(session, name, role, producer_id=world.producer_id if role == "producer" else None)
+    return make
+
+
+def _login(app, name: str):
+    client = app.test_client()
+    response = client_login(client, name)
+    assert response.status_code == 303, response.get_data(as_text=True)[:500]
+    return client
+
+
+def _token(client, url: str) -> str:
+    return csrf_of(client.get(url).get_data(as_text=True))
+
+
+def _open(client, place: str = "Chợ Bến Thành") -> int:
+    token = _token(client, "/portal/inspector/")
+    response = client.post("/portal/inspector/inspections", data={"csrf_token": token, "place": place,
+                                                                  "lat": "10.7721", "lon": "106.6983"})
+    assert response.status_code == 303
+    return int(re.search(r"/inspections/(\d+)$", response.headers["Location"]).group(1))
+
+
+@pytest.fixture
+def accounts(session, world, make_user_fixed):
+    for name, role in (("thanh", "inspector"), ("hoa", "inspector"), ("boss", "authority"), ("farm", "producer"),
+                       ("agency", "partner")):
+        make_user_fixed(name, role)
+
+
+# -- roles ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["/portal/inspector/", "/portal/inspector/flagged", "/portal/cases"])
+def test_pages_are_for_inspectors_and_the_authority(app, accounts, url):
+    assert app.test_client().get(url).status_code == 302  # to the login page
+    for name, status in (("thanh", 200), ("boss", 200), ("farm", 403), ("agency", 403)):
+        assert _login(app, name).get(url).status_code == status, name
+
+
+def test_an_inspector_cannot_open_anothers_inspection(app, accounts):
+    thanh = _login(app, "thanh")
+    number = _open(thanh)
+    hoa = _login(app, "hoa")
+    assert hoa.get(f"/portal/inspector/inspections/{number}").status_code == 403
+    token = _token(hoa, "/portal/inspector/")
+    response = hoa.post(f"/portal/inspector/inspections/{number}/checks", data={"csrf_token": token, "code": "x"})
+    assert response.status_code == 403
+    assert hoa.get(f"/portal/inspector/inspections/{number}/evidence.json").status_code == 403
+    assert _login(app, "boss").get(f"/portal/inspector/inspections/{number}").status_code == 200
+
+
+def test_posts_need_the_csrf_token(app, accounts):
+    thanh = _login(app, "thanh")
+    number = _open(thanh)
+    assert thanh.post("/portal/inspector/inspections", data={"place": "x"}).status_code == 400
+    assert thanh.post(f"/portal/inspector/inspections/{number}/checks", json={"code": "x"},
+                      headers=JSON).status_code == 400
+
+
+# -- on-site checks without JavaScript ---------------------------------------------------------------
+
+def test_checks_by_form_then_close_and_evidence(app, accounts, registry, session, world):
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    authority_key = registry.trust_list()["authority"]["public_key"]
+    session.close()
+    thanh = _login(app, "thanh")
+    number = _open(thanh)
+    page_url = f"/portal/inspector/inspections/{number}"
+    token = _token(thanh, page_url)
+    response = thanh.post(f"{page_url}/checks", data={"csrf_token": token, "code": codes["genuine"]})
+    assert response.status_code == 303 and response.headers["Location"].endswith(page_url)
+    response = thanh.post(f"{page_url}/checks", data={"csrf_token": token, "code": codes["counterfeit"]})
+    # Two photos in one post: each becomes a check (a blank picture is "unreadable", and kept).
+    response = thanh.post(f"{page_url}/checks", content_type="multipart/form-data", data={
+        "csrf_token": token, "image": [(io.BytesIO(_png()), "a.png"), (io.BytesIO(_png("grey")), "b.png")]})
+    assert response.status_code == 303
+    html = thanh.get(page_url).get_data(as_text=True)
+    verdicts = re.findall(r'<li class="check v-\w+" data-verdict="(\w+)"', html)
+    assert verdicts == ["unreadable", "unreadable", "counterfeit", "genuine"]  # newest first
+    listed = html[html.index('<ol class="checks"'):html.index("</ol>")]
+    assert "SIGNATURE_INVALID" not in listed and "<li>" in listed  # reason texts, not codes
+
+    # A file that is not a photo is refused with a message, and nothing is kept.
+    response = thanh.post(f"{page_url}/checks", content_type="multipart/form-data", headers=JSON,
+                          data={"csrf_token": token, "image": (io.BytesIO(b"%PDF-1.4 not a photo"), "x.pdf")})
+    assert response.status_code == 415 and response.get_json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+
+    assert thanh.post(f"{page_url}/close", data={"csrf_token": token}).status_code == 303
+    response = thanh.post(f"{page_url}/checks", json={"code": codes["genuine"]}, headers={**JSON, "X-CSRFToken": token})
+    assert response.status_code == 409
+    closed = thanh.get(page_url).get_data(as_text=True)
+    assert 'id="checker"' not in closed
+
+    response = thanh.get(f"{page_url}/evidence.json")
+    assert response.status_code == 200
+    assert "attachment" in response.headers["Content-Disposition"]
+    evidence = json.loads(response.data)
+    check_signed(evidence, authority_key)
+    assert evidence["t"] == "inspection-evidence" and len(evidence["checks"]) == 4
+    assert evidence["inspection"]["place"] == "Chợ Bến Thành" and evidence["inspection"]["closed_at"]
+    assert evidence["checkpoint"]["t"] == "checkpoint"
+    photos = [c for c in evidence["checks"] if c["photo_sha256"]]
+    assert {c["photo_sha256"] for c in photos} == {hashlib.sha256(_png()).hexdigest(),
+                                                   hashlib.sha256(_png("grey")).hexdigest()}
+    check_id = photos[0]["id"]
+    photo = thanh.get(f"{page_url}/checks/{check_id}/photo")
+    assert photo.status_code == 200 and photo.mimetype.startswith("image/")
+
+
+def test_json_answers_and_offline_sync(app, accounts, registry, session, world):
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    session.close()
+    thanh = _login(app, "thanh")
+    number = _open(thanh)
+    url = f"/portal/inspector/inspections/{number}/checks"
+    headers = {**JSON, "X-CSRFToken": _token(thanh, f"/portal/inspector/inspections/{number}")}
+    answer = thanh.post(url, json={"code": codes["recalled"]}, headers=headers)
+    assert answer.status_code == 201
+    (check,) = answer.get_json()["checks"]
+    assert check["verdict"] == "recalled" and check["reasons"] == ["BATCH_RECALLED"] and not check["offline"]
+    assert check["code"]["lot"] == "LOT-R"
+
+    # What the browser decided offline is kept beside the server's verdict, which wins.
+    made = (datetime.now(timezone.utc) - timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    answer = thanh.post(url, headers=headers, json={
+        "offline": True, "code": codes["recalled"], "checked_at": made,
+        "result": {"verdict": "genuine", "reasons": [], "notes": [{"code": "OFFLINE_NO_RECALLS"}], "offline": True}})
+    assert answer.status_code == 201
+    (synced,) = answer.get_json()["checks"]
+    assert synced["offline"] and synced["offline_verdict"] == "genuine" and synced["verdict"] == "recalled"
+    assert synced["at"] == made
+    # A made-up verdict, a missing time, an empty post: refused.
+    bad = thanh.post(url, headers=headers, json={"offline": True, "code": "x", "checked_at": made,
+                                                 "result": {"verdict": "fine"}})
+    assert bad.status_code == 422
+    assert thanh.post(url, headers=headers, json={"offline": True, "code": "x", "result": {"verdict": "genuine"}}
+                      ).status_code == 422
+    assert thanh.post(url, headers=headers, json={}).status_code == 422
+    # A camera frame without a code is not a check.
+    frame = thanh.post(url, headers=headers, content_type="multipart/form-data",
+                       data={"frame": (io.BytesIO(_png()), "frame.jpg")})
+    assert frame.status_code == 200 and frame.get_json() == {"checks": []}
+    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)).scalars().all()
+    assert [(r.verdict, r.offline) for r in rows] == [("recalled", False), ("recalled", True)]
+
+
+def test_flagged_serials_page(app, accounts, registry, session, world):
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    serial = session.execute(select(Serial).where(Serial.serial == codes.genuine_serial)).scalar_one()
+    serial.flagged = "SERIAL_CLONED"
+    session.commit()
+    session.close()
+    page = _login(app, "thanh").get("/portal/inspector/flagged").get_data(as_text=True)
+    assert codes.genuine_serial in page and "08936000010010" in page
+    assert "SERIAL_CLONED" not in page
+
+
+# -- cases ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def report(session, world):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    case = Report(case_number="VN-2026-000042", code="https://x/01/08936000010010/10/LOT-1", gtin="08936000010010",
+                  lot="LOT-1", producer_id=world.producer_id, verdict="counterfeit", where_kind="market",
+                  where_text="Chợ Lớn, quầy 12", seller="Cửa hàng Phát Đạt", contact="0909 123 456",
+                  description="Bao bì in mờ", status="new", created_at=now)
+    session.add(case)
+    session.flush()
+    photo = _png("red")
+    session.add(ReportPhoto(report_id=case.id, media_type="image/png", sha256=hashlib.sha256(photo).hexdigest(),
+                            data=photo))
+    number = case.case_number
+    session.commit()
+    session.close()  # release SQLite's write lock for the app
+    return number, hashlib.sha256(photo).hexdigest()
+
+
+def test_a_case_from_new_to_published(app, accounts, report, session):
+    number, photo_sha = report
+    thanh = _login(app, "thanh")
+    listing = thanh.get("/portal/cases").get_data(as_text=True)
+    assert number in listing
+    assert number not in thanh.get("/portal/cases?status=confirmed").get_data(as_text=True)
+    url = f"/portal/cases/{number}"
+    page = thanh.get(url).get_data(as_text=True)
+    assert "Chợ Lớn, quầy 12" in page and "0909 123 456" in page and photo_sha in page
+    assert thanh.get(f"{url}/photos/{photo_sha}").status_code == 200
+    token = csrf_of(page)
+
+    assert thanh.post(f"{url}/assign", data={"csrf_token": token, "assignee": ""}).status_code == 303  # to me
+    assert thanh.post(f"{url}/transition", data={"csrf_token": token, "to": "investigating"}).status_code == 303
+    # Confirming needs a reason: the page says so, nothing changes.
+    refused = thanh.post(f"{url}/transition", data={"csrf_token": token, "to": "confirmed", "text": ""})
+    assert refused.status_code == 422 and 'role="alert"' in refused.get_data(as_text=True)
+    pdf = b"%PDF-1.4\n% test report\n"
+    noted = thanh.post(f"{url}/notes", content_type="multipart/form-data", data={
+        "csrf_token": token, "text": "Mua mẫu thử tại quầy", "attachment": (io.BytesIO(pdf), "bien-ban.pdf")})
+    assert noted.status_code == 303
+    bad = thanh.post(f"{url}/notes", content_type="multipart/form-data", data={
+        "csrf_token": token, "text": "x", "attachment": (io.BytesIO(b"MZ\x90\x00binary"), "virus.exe")})
+    assert bad.status_code == 415
+    assert thanh.post(f"{url}/transition", data={"csrf_token": token, "to": "confirmed",
+                                                 "text": "Kết quả giám định: hàng giả"}).status_code == 303
+    page = thanh.get(url).get_data(as_text=True)
+    assert 'data-status="confirmed"' in page and "bien-ban.pdf" in page
+    note_id = re.search(r'/notes/(\d+)/attachment', page).group(1)
+    download = thanh.get(f"{url}/notes/{note_id}/attachment")
+    assert download.data == pdf and "attachment" in download.headers["Content-Disposition"]
+    # Inspectors do not publish; the authority does, once.
+    assert 'id="publish-form"' not in page
+    assert thanh.post(f"{url}/publish", data={"csrf_token": token, "name": "X"}).status_code == 403
+    boss = _login(app, "boss")
+    page = boss.get(url).get_data(as_text=True)
+    assert 'id="publish-form"' in page
+    published = boss.post(f"{url}/publish", data={"csrf_token": csrf_of(page), "name": "Cửa hàng Phát Đạt",
+                                                  "tax_code": "0312345678", "decision_ref": "QĐ-12/2026"})
+    assert published.status_code == 303
+    again = boss.post(f"{url}/publish", data={"csrf_token": csrf_of(page), "name": "X"})
+    assert again.status_code == 409
+    row = session.execute(select(Publication).where(Publication.kind == "violator")).scalar_one()
+    assert row.name == "Cửa hàng Phát Đạt" and row.tax_code == "0312345678"
+    actions = session.execute(select(AuditEvent.action).where(AuditEvent.target == number)).scalars().all()
+    assert {"case.assign", "case.transition", "case.note", "case.publish"} <= set(actions)

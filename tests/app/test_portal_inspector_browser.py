@@ -1,0 +1,194 @@
+"""The inspector portal in a real Chromium at a phone's size (390x844).
+
+(1) An inspector starts an inspection, checks five photos of real labels in one go, each answered
+with its verdict, closes the inspection and downloads the signed evidence file, whose signature
+verifies with the trust list's authority key. (2) With the network cut (Playwright's offline
+mode) the page checks codes with the cached trust list (a correct genuine and counterfeit), keeps
+them queued, and sends them when the network is back. (3) Flagged serials and a case, worked from
+new to confirmed with a note. Screenshots of each page go to tests/artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select
+
+from registry.models import InspectionCheck, Report, Serial
+
+from tests.app.browser import SCREENSHOTS, launch, phone, playwright  # noqa: F401  (the fixture)
+from tests.app.outside_client import check_signed
+from tests.app.portal_support import make_user, page_login
+from tests.app.test_browser import label_png, photo_of
+from tests.app.verdict_codes import make_codes
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"portal-inspector-{name}.png"), full_page=True)
+
+
+@pytest.fixture
+def scene(registry, session, world):
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    authority_key = registry.trust_list()["authority"]["public_key"]
+    make_user(session, "thanh", "inspector")
+    session.close()  # release SQLite: the live server writes from its own thread
+    return codes, authority_key
+
+
+def _start(page, base: str, place: str) -> int:
+    page_login(page, base, "thanh")
+    page.goto(base + "/portal/inspector/")
+    page.fill("#place", place)
+    page.click("#open-form button[type=submit]")
+    page.wait_for_selector("#inspector-data", state="attached")
+    return int(page.get_attribute("#inspection", "data-inspection-id"))
+
+
+def test_five_photos_then_signed_evidence(playwright, live_server, scene, session):  # noqa: F811
+    codes, authority_key = scene
+    labels = [("genuine", codes.genuine_serial), ("counterfeit", codes.genuine_serial), ("recalled", None),
+              ("expired", None), ("unknown", "ABC123")]
+    photos = []
+    for i, (verdict, serial) in enumerate(labels):
+        photos.append({"name": f"photo-{i + 1}.jpg", "mimeType": "image/jpeg",
+                       "buffer": photo_of(label_png(codes[verdict], serial))})
+    browser = launch(playwright)
+    try:
+        context = phone(browser, accept_downloads=True)
+        page = context.new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.goto(live_server + "/portal/inspector/")
+        assert "/portal/login" in page.url
+        number = _start(page, live_server, "Chợ Bến Thành, quầy 7")
+        shot(page, "inspection-empty")
+        page.set_input_files("#photos", files=photos)
+        page.wait_for_function("() => document.querySelectorAll('#checks li.check').length === 5", timeout=90_000)
+        verdicts = page.eval_on_selector_all("#checks li.check", "items => items.map(i => i.dataset.verdict)")
+        assert verdicts == [v for v, _ in reversed(labels)]  # newest first
+        assert page.get_attribute("#latest [data-verdict]", "data-verdict") == "unknown"
+        assert page.inner_text("#check-count") == "5"
+        shot(page, "inspection")
+
+        # The same list comes back from the server on a reload (nothing lives only in the page).
+        page.reload()
+        again = page.eval_on_selector_all("#checks li.check", "items => items.map(i => i.dataset.verdict)")
+        assert again == verdicts
+
+        page.click("#close-form button[type=submit]")
+        page.wait_for_selector("#checker", state="detached")
+        with page.expect_download() as download_info:
+            page.click("#evidence")
+        download = download_info.value
+        assert download.suggested_filename == f"inspection-{number}-evidence.json"
+        evidence = json.loads(open(download.path(), encoding="utf-8").read())
+        shot(page, "inspection-closed")
+    finally:
+        browser.close()
+    check_signed(evidence, authority_key)  # raises InvalidSignature when it does not verify
+    assert evidence["t"] == "inspection-evidence"
+    assert [c["verdict"] for c in evidence["checks"]] == [v for v, _ in labels]
+    assert all(c["photo_sha256"] and c["media_type"] == "image/jpeg" for c in evidence["checks"])
+    assert evidence["inspection"]["inspector"] == "user:thanh" and evidence["inspection"]["closed_at"]
+    assert evidence["checkpoint"]["t"] == "checkpoint" and evidence["checkpoint"]["size"] > 0
+
+
+def test_offline_checks_from_the_cached_trust_list_are_sent_when_back_online(
+        playwright, live_server, scene, session):  # noqa: F811
+    codes, _ = scene
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        page = context.new_page()
+        number = _start(page, live_server, "Kho hàng Bình Dương")
+        page.wait_for_function("() => localStorage.getItem('inspector.trustList') !== null")
+        assert page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
+        trust_line = page.inner_text("#trust-state")
+        assert trust_line and not page.is_hidden("#net")
+
+        context.set_offline(True)
+        page.wait_for_function("() => !navigator.onLine")
+        page.wait_for_selector("#net.is-offline")
+        for text, verdict in ((codes["genuine"], "genuine"), (codes["counterfeit"], "counterfeit")):
+            page.fill("#code", text)
+            page.click("#code-form button[type=submit]")
+            page.wait_for_selector(f'#latest [data-verdict="{verdict}"]')
+        pending = page.eval_on_selector_all("#checks li.check.pending", "items => items.map(i => i.dataset.verdict)")
+        assert pending == ["counterfeit", "genuine"]
+        queued = page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))")
+        assert [q["result"]["verdict"] for q in queued] == ["genuine", "counterfeit"]
+        assert [n["code"] for n in queued[0]["result"]["notes"]] == ["OFFLINE_NO_RECALLS", "OFFLINE_NO_CLONES"]
+        assert [r["code"] for r in queued[1]["result"]["reasons"]] == ["SIGNATURE_INVALID"]
+        assert page.inner_text("#queue-state")
+        shot(page, "offline")
+
+        # The page itself comes back with no network (service worker), with its queue.
+        page.reload()
+        page.wait_for_selector("#inspector-data", state="attached")
+        assert page.eval_on_selector_all("#checks li.check.pending", "items => items.length") == 2
+        page.fill("#code", codes["genuine"])
+        page.click("#code-form button[type=submit]")
+        page.wait_for_function("() => document.querySelectorAll('#checks li.check.pending').length === 3")
+
+        context.set_offline(False)
+        page.wait_for_function("() => document.querySelectorAll('#checks li.check.pending').length === 0", timeout=20_000)
+        assert page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))") == []
+        kept = page.eval_on_selector_all("#checks li.check", "items => items.map(i => i.dataset.verdict)")
+        assert sorted(kept) == ["counterfeit", "genuine", "genuine"]
+        shot(page, "back-online")
+    finally:
+        browser.close()
+    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)
+                           .order_by(InspectionCheck.id)).scalars().all()
+    assert [(r.verdict, r.offline) for r in rows] == [("genuine", True), ("counterfeit", True), ("genuine", True)]
+    assert [r.result["offline"]["verdict"] for r in rows] == ["genuine", "counterfeit", "genuine"]
+    assert all(r.result["offline"]["offline"] is True for r in rows)
+
+
+def test_flagged_serials_and_a_case(playwright, live_server, app, registry, session, world):  # noqa: F811
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    session.commit()
+    session.close()
+    for client_id, lat, lon in (("phone-a", 10.77, 106.70), ("phone-b", 21.03, 105.85)):  # Saigon, then Hanoi
+        app.test_client().get("/api/v1/verify", query_string={"code": codes["genuine"], "client_id": client_id,
+                                                               "lat": lat, "lon": lon})
+    serial = session.execute(select(Serial).where(Serial.serial == codes.genuine_serial)).scalar_one()
+    serial.flagged = "SERIAL_CLONED"
+    session.add(Report(case_number="VN-2026-000077", code=codes["counterfeit"], gtin="08936000010010", lot="LOT-1",
+                       producer_id=world.producer_id, verdict="counterfeit", where_kind="market",
+                       where_text="Chợ Lớn, quầy 12", seller="Cửa hàng Phát Đạt", contact="0909 123 456",
+                       description="Bao bì in mờ, giá rẻ bất thường", status="new",
+                       created_at=datetime.now(timezone.utc).replace(microsecond=0)))
+    session.commit()
+    make_user(session, "thanh", "inspector")
+    session.close()
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page.on("dialog", lambda dialog: dialog.accept())
+        page_login(page, live_server, "thanh")
+        page.goto(live_server + "/portal/inspector/")
+        shot(page, "home")
+        page.goto(live_server + "/portal/inspector/flagged")
+        assert page.is_visible(f'[data-serial="{codes.genuine_serial}"]')
+        page.click(f'[data-serial="{codes.genuine_serial}"] summary')
+        shot(page, "flagged")
+        page.goto(live_server + "/portal/cases")
+        shot(page, "cases")
+        page.click('[data-case="VN-2026-000077"] a')
+        page.click("#assign-form button[type=submit]")
+        page.wait_for_selector('#case[data-status="assigned"]')
+        page.click('#move-form button[value="investigating"]')
+        page.wait_for_selector('#case[data-status="investigating"]')
+        page.fill("#note-text", "Đã mua mẫu thử, gửi giám định")
+        page.click("#note-form button[type=submit]")
+        page.wait_for_selector(".note-item >> nth=2")
+        page.fill("#move-text", "Kết quả giám định: hàng giả")
+        page.click('#move-form button[value="confirmed"]')
+        page.wait_for_selector('#case[data-status="confirmed"]')
+        shot(page, "case")
+    finally:
+        browser.close()
