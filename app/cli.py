@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from keys.encoding import b64url_encode, parse_rfc3339
-from registry.db import Base
+from keys.encoding import parse_rfc3339
 from registry.errors import RegistryError
 from registry.services import AUTHORITY_KEY_NAME, SYSTEM, Registry, Role, TokenService
 

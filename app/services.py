@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from flask import current_app, g
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, g, request
 from sqlalchemy.orm import Session
 
 from keys.storage import KeyStore
+from registry.accounts import AccountService, TokenAdmin
+from registry.cases import CaseService
+from registry.db import read_only
+from registry.exports import ExportService
+from registry.inspections import InspectionService
+from registry.lookup import RegistryLookup
+from registry.publications import PublicationService
+from registry.reports import ReportLimits, ReportService
+from registry.scans import ScanHistory
 from registry.services import Registry, TokenService
+from verification.verdicts import CloneThresholds, ScanContext, Verifier
+
+from app.presenters import verification_json
 
 __all__ = ["db_session", "registry", "tokens", "keystore", "close_session", "verifier", "scan_context",
            "report_service", "publication_service", "account_service", "token_admin", "export_service"]
@@ -39,20 +55,14 @@ def tokens() -> TokenService:
 def verification_session() -> Session:
     """This request only verifies: its scan events go through the scan writer, so its own
     transaction only reads (on SQLite it then never waits for a writer)."""
-    from registry.db import read_only
-
     if "db" in g:
         return g.db
     g.db = read_only(current_app.extensions["session_factory"]())
     return g.db
 
 
-def verifier():
+def verifier() -> Verifier:
     """A verifier over the registry, recording scans in this request's session."""
-    from registry.lookup import RegistryLookup
-    from registry.scans import ScanHistory
-    from verification.verdicts import CloneThresholds, Verifier
-
     session = db_session()
     cfg = current_app.config
     return Verifier(lookup=RegistryLookup(session, cache=current_app.extensions["lookup_cache"]),
@@ -61,14 +71,8 @@ def verifier():
                                                max_speed_kmh=cfg["CLONE_MAX_SPEED_KMH"]))
 
 
-def scan_context(channel: str, values) -> "ScanContext":  # noqa: F821
+def scan_context(channel: str, values) -> ScanContext:
     """Build the scan context from request values: a salted client hash and a coarse place."""
-    import hashlib
-
-    from flask import request
-
-    from verification.verdicts import ScanContext
-
     client_id = (values.get("client_id") or "").strip()[:128]
     basis = client_id or f"{request.remote_addr}|{request.headers.get('User-Agent', '')}"
     salt = current_app.config["SCAN_SALT"]
@@ -86,9 +90,8 @@ def scan_context(channel: str, values) -> "ScanContext":  # noqa: F821
     return ScanContext(channel=channel, client=client, lat=lat, lon=lon)
 
 
-def report_service():
+def report_service() -> ReportService:
     """Shoppers' reports, with the per-client limit and the photo limits of verification."""
-    from registry.reports import ReportLimits, ReportService
 
     cfg = current_app.config
     limits = ReportLimits(per_client_per_hour=cfg["REPORTS_PER_CLIENT_PER_HOUR"],
@@ -96,29 +99,40 @@ def report_service():
     return ReportService(db_session(), limits=limits, verifier=verifier())
 
 
-def publication_service(*, signing: bool = False):
+def publication_service(*, signing: bool = False) -> PublicationService:
     """Reading needs no key; publishing and withdrawing sign with the authority key."""
-    from registry.publications import PublicationService
-
     return PublicationService(db_session(), authority=registry().authority if signing else None)
 
 
-def account_service():
+def account_service() -> AccountService:
     """Portal accounts (argon2 passwords, lock-out after repeated failures)."""
-    from registry.accounts import AccountService
-
     return AccountService(db_session())
 
 
-def token_admin():
+def token_admin() -> TokenAdmin:
     """API tokens created and revoked by people (portal and API)."""
-    from registry.accounts import TokenAdmin
-
     return TokenAdmin(db_session())
 
 
-def export_service():
+def export_service() -> ExportService:
     """Read-only exports (CSV, EPCIS) and the portals' listings."""
-    from registry.exports import ExportService
-
     return ExportService(db_session(), base_url=current_app.config["BASE_URL"])
+
+
+def inspection_service(*, signing: bool = False) -> InspectionService:
+    """Inspections; exporting the signed evidence file needs the authority key."""
+    return InspectionService(db_session(), authority=registry().authority if signing else None,
+                             max_photo_bytes=current_app.config["MAX_CONTENT_LENGTH"])
+
+
+def case_service() -> CaseService:
+    """Shoppers' reports worked as cases."""
+    return CaseService(db_session())
+
+
+def recheck_offline(code: str, at: datetime) -> dict[str, Any]:
+    """Verify again a check a browser made offline, without adding to the scan history: its time
+    is past, and a late sync must not look like travel between places."""
+    result = Verifier(lookup=RegistryLookup(db_session())).verify_text(
+        code, context=ScanContext(channel="inspection", at=at))
+    return verification_json(result)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from keys.encoding import utcnow
 from registry.errors import Invalid, NotFound, RegistryError
 from registry.models import Report, ReportPhoto
-from verification.decoding import DEFAULT_MAX_PIXELS, ImageRejected, ImageTooLarge, load_image
+from verification.decoding import DEFAULT_MAX_PIXELS, ImageRejected, load_image
 from verification.verdicts import ScanContext, Verifier
 
 __all__ = [

@@ -9,18 +9,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keys.certificates import certify_producer_key, gtin_covered
 from keys.encoding import (
-    Kid,
     MalformedEncoding,
     b64url_decode,
     b64url_encode,

@@ -9,23 +9,17 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import tempfile
-from datetime import datetime
 from typing import Any
 
-from flask import Response, current_app, jsonify, request, send_file
+from flask import Response, current_app, jsonify, request
 from marshmallow import ValidationError
 
 from keys.encoding import rfc3339
-from registry.accounts import AccountService, TokenAdmin
-from registry.cases import AttachmentRejected, CaseService
-from registry.exports import ExportService
-from registry.inspections import InspectionService
+from registry.cases import AttachmentRejected
 from registry.keys_admin import producer_keys, rotate_key
 from registry.services import Role
 from verification.decoding import ImageRejected, NotAnImage
 from verification.services import verify_image
-from verification.verdicts import ScanContext, Verifier
 
 from app.api import bp
 from app.api.portal_schemas import (
@@ -63,7 +57,19 @@ from app.api.schemas import SignedSchema
 from app.auth import current_actor, require_roles
 from app.errors import ApiError
 from app.presenters import image_verification_json, verification_json
-from app.services import db_session, registry, scan_context, verifier
+from app.responses import spooled
+from app.services import (
+    account_service,
+    case_service,
+    db_session,
+    export_service,
+    inspection_service,
+    recheck_offline,
+    registry,
+    scan_context,
+    token_admin,
+    verifier,
+)
 
 __all__ = ["inspection_service", "case_service", "export_service", "account_service"]
 
@@ -72,37 +78,8 @@ ANY_ROLE = tuple(Role)
 WORKERS = (Role.INSPECTOR, Role.AUTHORITY)
 
 
-def inspection_service(*, signing: bool = False) -> InspectionService:
-    return InspectionService(db_session(), authority=registry().authority if signing else None,
-                             max_photo_bytes=current_app.config["MAX_CONTENT_LENGTH"])
-
-
-def case_service() -> CaseService:
-    return CaseService(db_session())
-
-
-def export_service() -> ExportService:
-    return ExportService(db_session(), base_url=current_app.config["BASE_URL"])
-
-
-def account_service() -> AccountService:
-    return AccountService(db_session())
-
-
 def _upload_error(exc: AttachmentRejected) -> ApiError:
     return ApiError(exc.status, exc.code, exc.message)
-
-
-def _spooled(chunks, *, mimetype: str, filename: str | None = None) -> Response:
-    """Write a streamed export to a spooled file (memory, then disk past 8 MiB) and end the
-    transaction before sending it: a slow download must not hold a database transaction (on SQLite,
-    every transaction holds the write lock)."""
-    spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)
-    for chunk in chunks:
-        spool.write(chunk.encode("utf-8"))
-    db_session().rollback()
-    spool.seek(0)
-    return send_file(spool, mimetype=mimetype, as_attachment=filename is not None, download_name=filename)
 
 
 def _created(body: dict[str, Any]) -> Response:
@@ -166,7 +143,7 @@ def deactivate_user(username):
 @bp.response(200, TokenListSchema)
 def list_tokens():
     """Tokens (never the secrets): all for the authority, a producer's own for producer staff."""
-    admin = TokenAdmin(db_session())
+    admin = token_admin()
     return jsonify({"items": [admin.view(t) for t in admin.list(current_actor())]})
 
 
@@ -177,7 +154,7 @@ def list_tokens():
 @bp.response(201, TokenCreatedSchema)
 def create_token(data):
     """Create a bearer token with an expiry; the token is in this answer only, then stored hashed."""
-    admin = TokenAdmin(db_session())
+    admin = token_admin()
     plain, row = admin.create(current_actor(), **data)
     db_session().commit()
     return _created({**admin.view(row), "token": plain})
@@ -189,7 +166,7 @@ def create_token(data):
 @bp.response(200, TokenSchema)
 def revoke_token(token_id):
     """Revoke a token (the authority any; producer staff their producer's)."""
-    admin = TokenAdmin(db_session())
+    admin = token_admin()
     row = admin.revoke(current_actor(), token_id)
     db_session().commit()
     return jsonify(admin.view(row))
@@ -264,16 +241,6 @@ def _check_input() -> tuple[dict[str, Any], bytes | None]:
     return data, photo
 
 
-def _recheck(code: str, at: datetime) -> dict[str, Any]:
-    """Verify an offline-made check again here, without adding to the scan history (its time is past,
-    and a late sync must not look like travel between places)."""
-    from registry.lookup import RegistryLookup
-
-    result = Verifier(lookup=RegistryLookup(db_session())).verify_text(code, context=ScanContext(channel="inspection",
-                                                                                                 at=at))
-    return verification_json(result)
-
-
 @bp.route("/inspections/<int:inspection_id>/checks", methods=["POST"])
 @require_roles(*WORKERS)
 @bp.doc(security=BEARER, requestBody={"content": {
@@ -296,7 +263,7 @@ def add_check(inspection_id):
             if "result" not in data or "checked_at" not in data or not data.get("code"):
                 raise ApiError(422, "VALIDATION_FAILED", "an offline check needs code, result and checked_at")
             check = service.add_check(actor, inspection_id, result=data["result"], photo=photo, offline=True,
-                                      code=data["code"], at=data["checked_at"], recheck=_recheck)
+                                      code=data["code"], at=data["checked_at"], recheck=recheck_offline)
         elif photo is not None and not data.get("code"):
             try:
                 answer = verify_image(verifier(), photo, context=scan_context("inspection", context_values),
@@ -507,7 +474,7 @@ def publish_case(data, case_number):
 def export_csv(name):
     """Batches, recalls, confirmed cases or violators in force, as CSV (streamed)."""
     lines = export_service().csv(current_actor(), name)
-    return _spooled(lines, mimetype="text/csv", filename=f"{name}.csv")
+    return spooled(lines, mimetype="text/csv", filename=f"{name}.csv")
 
 
 @bp.route("/exports/epcis", methods=["GET"])
@@ -521,7 +488,7 @@ def export_epcis(args):
     chunks = export_service().epcis_stream(current_actor(), since=args.get("since"), until=args.get("until"),
                                            limit=args["limit"], scans=which in ("all", "scans"),
                                            recalls=which in ("all", "recalls"))
-    return _spooled(chunks, mimetype="application/ld+json")
+    return spooled(chunks, mimetype="application/ld+json")
 
 
 # -- producers' batches and keys ------------------------------------------------------------------

@@ -17,11 +17,10 @@ from registry.cases import STATUSES, TRANSITIONS, AttachmentRejected
 from registry.errors import Invalid
 from registry.services import Role
 
-from app.api.portal_routes import case_service
 from app.i18n import N_
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
-from app.services import db_session, publication_service
+from app.services import case_service, db_session, publication_service
 
 __all__ = ["STATUS_LABEL"]
 

@@ -25,13 +25,12 @@ from registry.services import Role
 from verification.decoding import ImageRejected, NotAnImage
 from verification.services import verify_image
 
-from app.api.portal_routes import _recheck as recheck_offline, inspection_service
 from app.i18n import N_
 from app.pages.render import decisive_code
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
 from app.presenters import image_verification_json, verification_json
-from app.services import db_session, registry, scan_context, verifier
+from app.services import db_session, inspection_service, recheck_offline, registry, scan_context, verifier
 
 __all__ = ["check_display", "CHECK_ERROR"]
 

@@ -12,7 +12,7 @@ from registry.services import Role
 
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
-from app.api.portal_routes import _spooled  # the API's spooling, shared
+from app.responses import spooled
 from app.services import export_service
 
 READERS = (Role.AUTHORITY, Role.INSPECTOR, Role.PARTNER)
@@ -28,7 +28,7 @@ def partner_home():
 @bp.route("/exports/<any(batches, recalls, cases, violators):name>.csv")
 @login_required(*READERS)
 def export_csv(name: str):
-    return _spooled(export_service().csv(current_actor(), name), mimetype="text/csv", filename=f"{name}.csv")
+    return spooled(export_service().csv(current_actor(), name), mimetype="text/csv", filename=f"{name}.csv")
 
 
 @bp.route("/exports/epcis.jsonld")
@@ -48,4 +48,4 @@ def export_epcis():
                                            limit=100_000, scans=which in ("all", "scans"),
                                            recalls=which in ("all", "recalls"))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
-    return _spooled(chunks, mimetype="application/ld+json", filename=f"epcis-{which}-{stamp}.jsonld")
+    return spooled(chunks, mimetype="application/ld+json", filename=f"epcis-{which}-{stamp}.jsonld")

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from keys.encoding import b64url_decode, utcnow
 from keys.signing import Signer, public_key_from_raw, sign, verify, verify_code
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from registry.models import AuditEvent, Batch, LogEntry, Serial
+from registry.models import AuditEvent, LogEntry, Serial
 from registry.services import (
     MAX_SERIALS_PER_REQUEST,
     SERIAL_ALPHABET,
