@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from keys.encoding import b64url_decode
 from keys.signing import public_key_from_raw
-from registry.models import Batch, Producer, ProducerKey, Recall, Serial
+from registry.models import Batch, Producer, ProducerKey, Recall
 from verification.verdicts import BatchInfo, KeyInfo, SerialInfo
 
 __all__ = ["RegistryLookup", "LookupCache"]
@@ -25,7 +25,9 @@ __all__ = ["RegistryLookup", "LookupCache"]
 _MISSING = object()
 
 
+# The two reads every verification makes: plain SQL on the connection, no ORM layer.
 _LOG_SIZE = text("SELECT size FROM log_state WHERE id = 1")
+_SERIAL_ID = text("SELECT id FROM serials WHERE batch_id = :batch_id AND serial = :serial")
 
 
 class LookupCache:
@@ -52,7 +54,7 @@ class RegistryLookup:
         self._session = session
         self._entries: dict[tuple, Any] | None = None
         if cache is not None:
-            generation = session.execute(_LOG_SIZE).scalar() or 0
+            generation = session.connection().execute(_LOG_SIZE).scalar() or 0
             self._entries = cache.view(generation)
 
     def _cached(self, key: tuple, load: Callable[[], Any]) -> Any:
@@ -112,9 +114,8 @@ class RegistryLookup:
     def serial(self, batch: BatchInfo, serial: str) -> SerialInfo | None:
         # Issued serials are never deleted: a hit can be cached across generations' lifetime.
         def load() -> SerialInfo | None:
-            row = self._session.execute(
-                select(Serial.id).where(Serial.batch_id == batch.batch_id, Serial.serial == serial)
-            ).scalar_one_or_none()
+            row = self._session.connection().execute(
+                _SERIAL_ID, {"batch_id": batch.batch_id, "serial": serial}).scalar_one_or_none()
             return SerialInfo(serial_id=row, serial=serial) if row is not None else None
 
         if self._entries is None:

@@ -22,12 +22,13 @@ from datetime import datetime
 from typing import Any, Callable
 
 from sqlalchemy import Float, Integer, bindparam, insert, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keys.encoding import utcnow
 from registry.db import READ_ONLY, UTCDateTime
-from registry.models import ScanEvent
+from registry.models import ScanEvent, SerialClient
 from verification.verdicts import BatchInfo, ReasonCode, ScanContext, ScanSummary, SerialInfo, Verdict
 
 __all__ = ["ScanHistory", "ScanWriter", "haversine_km"]
@@ -43,8 +44,6 @@ _SERIAL_STATE = text(
           last_lon=Float())
 _BATCH_STATE = text("SELECT scan_count, first_seen FROM batches WHERE id = :id").columns(
     scan_count=Integer(), first_seen=_AT)
-_INSERT_CLIENT = text("INSERT INTO serial_clients (serial_id, client_hash) VALUES (:serial_id, :client_hash) "
-                      "ON CONFLICT DO NOTHING")
 _BUMP_SERIAL = text(
     "UPDATE serials SET scan_count = scan_count + :n, distinct_clients = distinct_clients + :new_clients, "
     "first_seen = COALESCE(first_seen, :first), "
@@ -253,19 +252,30 @@ class ScanWriter:
 
     @staticmethod
     def _write(session: Session, events, serials: dict[int, _Pending], batches: dict[int, _Pending]) -> None:
+        """A handful of statements per flush, however many events: one multi-row insert of the
+        events, one of the new (serial, client) pairs that reports which were really new, and one
+        executemany update of the counters, in a fixed order so servers never deadlock."""
         if session.get_bind().dialect.name == "postgresql":
             session.execute(_RELAXED_COMMIT)  # only this transaction: scan events, not registrations
         if events:
             session.execute(insert(ScanEvent), events)
-        for serial_id, p in sorted(serials.items()):  # a fixed order: no deadlock between servers
-            new_clients = 0
-            for client in sorted(p.new_clients):
-                new_clients += session.execute(_INSERT_CLIENT, {"serial_id": serial_id, "client_hash": client}).rowcount
-            session.execute(_BUMP_SERIAL, {"id": serial_id, "n": p.count, "new_clients": new_clients,
-                                           "first": p.first, "last": p.last, "lat": p.lat, "lon": p.lon,
-                                           "flag": p.flag})
-        for batch_id, p in sorted(batches.items()):
-            session.execute(_BUMP_BATCH, {"id": batch_id, "n": p.count, "first": p.first})
+        pairs = [{"serial_id": serial_id, "client_hash": client}
+                 for serial_id, p in sorted(serials.items()) for client in sorted(p.new_clients)]
+        really_new: dict[int, int] = {}
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        for start in range(0, len(pairs), 1000):  # bounded statements, even after a backlog
+            stmt = (dialect.insert(SerialClient).values(pairs[start:start + 1000]).on_conflict_do_nothing()
+                    .returning(SerialClient.serial_id))
+            for (serial_id,) in session.execute(stmt):
+                really_new[serial_id] = really_new.get(serial_id, 0) + 1
+        if serials:
+            session.execute(_BUMP_SERIAL, [
+                {"id": serial_id, "n": p.count, "new_clients": really_new.get(serial_id, 0), "first": p.first,
+                 "last": p.last, "lat": p.lat, "lon": p.lon, "flag": p.flag}
+                for serial_id, p in sorted(serials.items())])
+        if batches:
+            session.execute(_BUMP_BATCH, [{"id": batch_id, "n": p.count, "first": p.first}
+                                          for batch_id, p in sorted(batches.items())])
 
     def _ensure_thread(self) -> None:
         if self._factory is None or self._stopping:
@@ -335,14 +345,15 @@ class ScanHistory:
                  "verdict": verdict.value}
         if serial is None:
             row, pending = self._writer.consistent(
-                ("batch", batch.batch_id), lambda: self._session.execute(_BATCH_STATE, {"id": batch.batch_id}).one(),
+                ("batch", batch.batch_id), lambda: self._session.connection().execute(_BATCH_STATE, {"id": batch.batch_id}).one(),
                 fresh_snapshot=self._fresh_snapshot())
             self._writer.submit(event, new_client=False)
             first = row.first_seen or pending.first or now
             return ScanSummary(count=row.scan_count + pending.count + 1, first_seen=first, distinct_clients=0)
         row, pending = self._writer.consistent(
             ("serial", serial.serial_id),
-            lambda: self._session.execute(_SERIAL_STATE, {"id": serial.serial_id, "client": context.client or ""}).one(),
+            lambda: self._session.connection().execute(
+                _SERIAL_STATE, {"id": serial.serial_id, "client": context.client or ""}).one(),
             fresh_snapshot=self._fresh_snapshot())
         new_client = context.client is not None and not row.seen and context.client not in pending.new_clients
         travel = None
