@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 from sqlalchemy import select
 
-from registry.models import Batch, Producer
+from registry.accounts import AccountService
+from registry.models import Batch, Producer, User
 from registry.services import SYSTEM, Registry, Role, TokenService
 
 __all__ = ["load_demo", "DEMO_TAX_CODE"]
@@ -39,6 +41,25 @@ def _batches(today):
     ]
 
 
+def _demo_accounts(registry: Registry, producer: Producer) -> list[str]:
+    """One portal account per role, with a fresh password each run (printed once)."""
+    accounts = AccountService(registry.session)
+    lines = []
+    for role in (Role.AUTHORITY, Role.PRODUCER, Role.INSPECTOR, Role.PARTNER):
+        username = f"demo-{role.value}"
+        password = secrets.token_urlsafe(12)
+        user = registry.session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        if user is None:
+            accounts.create_user(SYSTEM, username=username, password=password, role=role,
+                                 producer_id=producer.id if role == Role.PRODUCER else None,
+                                 display_name=f"Demo {role.value}")
+        else:
+            accounts.change_password(SYSTEM, username, old_password=None, new_password=password)
+            accounts.unlock(SYSTEM, username)
+        lines.append(f"portal login {username} / {password}")
+    return lines
+
+
 def load_demo(registry: Registry, tokens: TokenService) -> list[str]:
     """Idempotent: a second run reuses the demo producer and batches and prints fresh tokens."""
     session = registry.session
@@ -67,4 +88,6 @@ def load_demo(registry: Registry, tokens: TokenService) -> list[str]:
         lines.append(f"{role.value} token: {token}")
     token, _ = tokens.create(role=Role.PRODUCER, producer_id=producer.id, label="demo")
     lines.append(f"producer token: {token}")
+    lines.extend(_demo_accounts(registry, producer))
+    lines.append("portal: http://127.0.0.1:8000/portal/login")
     return lines
