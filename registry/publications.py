@@ -20,6 +20,7 @@ from keys.signing import Signer, sign
 from registry.errors import Conflict, Invalid, NotFound
 from registry.log import TransparencyLog
 from registry.models import AuditEvent, Publication
+from registry.rules import parse_date
 from registry.services import Actor, Role
 
 __all__ = ["KINDS", "PublicationService", "fold"]
@@ -38,17 +39,6 @@ def fold(text: str) -> str:
     """Lower-case without diacritics, so "ca phe" finds "Cà phê" and "dak lak" finds "Đắk Lắk"."""
     text = (text or "").replace("Đ", "D").replace("đ", "d").casefold()
     return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
-
-
-def _date(value: Any, name: str) -> date | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise Invalid(f"{name} must be a date YYYY-MM-DD", code="BAD_DATE", field=name) from None
 
 
 class PublicationService:
@@ -119,7 +109,7 @@ class PublicationService:
                           field="name")
         if kind == "warning" and not (values["product"] or values["body"]):
             raise Invalid("a warning needs the product or a text", code="FIELD_REQUIRED", field="product")
-        decided = _date(decided_on, "decided_on")
+        decided = parse_date(decided_on, "decided_on")
         now = self.clock()
         record = sign({"t": "publication", "kind": kind, **values,
                        "decided_on": decided.isoformat() if decided else None, "published_at": rfc3339(now)},

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Any
 
 from registry.errors import Invalid
 from verification.gs1.dictionary import AIValueError, get_dictionary
 
-__all__ = ["check_gtin", "check_gln", "check_lot", "check_serial", "check_gs1_prefix", "check_country", "yymmdd"]
+__all__ = ["parse_date", "check_gtin", "check_gln", "check_lot", "check_serial", "check_gs1_prefix", "check_country", "yymmdd"]
 
 
 def _check_ai(ai: str, value: str, *, field: str, code: str, label: str) -> str:
@@ -58,3 +59,15 @@ def check_country(code: str) -> str:
 
 def yymmdd(day: date | None) -> str | None:
     return day.strftime("%y%m%d") if day else None
+
+
+def parse_date(value: Any, name: str) -> date | None:
+    """``YYYY-MM-DD`` (or a date) to a date; empty is None; anything else raises ``Invalid``."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise Invalid(f"{name} must be a date YYYY-MM-DD, got {value!r}", code="BAD_DATE", field=name) from None

@@ -42,7 +42,15 @@ from registry.models import (
     Recall,
     Serial,
 )
-from registry.rules import check_country, check_gln, check_gs1_prefix, check_gtin, check_lot, yymmdd
+from registry.rules import (
+    check_country,
+    check_gln,
+    check_gs1_prefix,
+    check_gtin,
+    check_lot,
+    parse_date,
+    yymmdd,
+)
 from verification.digital_link import build_url
 
 if TYPE_CHECKING:
@@ -99,17 +107,6 @@ class Actor:
 
 
 SYSTEM = Actor(role=Role.AUTHORITY, name="system")
-
-
-def _date(value: Any, name: str) -> date | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise Invalid(f"{name} must be a date YYYY-MM-DD, got {value!r}", code="BAD_DATE", field=name) from None
 
 
 class Registry:
@@ -275,10 +272,10 @@ class Registry:
         if facility.get("country"):
             check_country(str(facility["country"]))
             facility["country"] = str(facility["country"]).upper()
-        production = _date(data.get("production_date"), "production_date")
+        production = parse_date(data.get("production_date"), "production_date")
         if production is None:
             raise Invalid("production_date is required", code="FIELD_REQUIRED", field="production_date")
-        expiry = _date(data.get("expiry_date"), "expiry_date")
+        expiry = parse_date(data.get("expiry_date"), "expiry_date")
         today = self.clock().date()
         if production > today + timedelta(days=1):
             raise Invalid("production_date is in the future", code="BAD_DATE", field="production_date")
