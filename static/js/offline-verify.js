@@ -7,10 +7,13 @@
    suspect); the expiry has not passed. What it cannot know is said in the notes: recalls since
    the trust list was issued, and cloned serials.
 
-   Signatures use WebCrypto Ed25519 (Chromium 137+, Safari 17+, Firefox 129+); a browser without
-   it cannot load the trust list (`supportsEd25519()` says so beforehand) and checks nothing offline.
+   Signatures use WebCrypto Ed25519 where the browser has it (Chromium 137+, Safari 17+, Firefox
+   129+); elsewhere the vendored @noble/ed25519 (static/js/vendor/, loaded with import() only when
+   needed, SHA-512 from WebCrypto). Which one is probed once, on the RFC 8032 test vector
+   (`ed25519Backend()` says which); a browser with neither cannot load the trust list
+   (`supportsEd25519()` says so beforehand) and checks nothing offline.
 
-   An ES module, no dependencies, no build step. */
+   An ES module, no build step; its one optional dependency is the vendored module above. */
 
 /* ------------------------------------------------------------------ encodings */
 
@@ -254,10 +257,51 @@ export function parseCode(text, today) {
 export class TrustListError extends Error {}
 
 var ED25519 = { name: 'Ed25519' };
+var NOBLE_URL = './vendor/noble-ed25519.js';  /* resolved against this module's URL */
 
-/** True when this browser's WebCrypto can verify Ed25519 signatures. */
-var RFC8032_TEST_KEY = '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo';  /* RFC 8032, 7.1, test 1 */
+/* RFC 8032, 7.1, test 1: public key, and the signature of the empty message. */
+var RFC8032_TEST_KEY = '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo';
+var RFC8032_TEST_SIG = '5VZDAMNgrHKQhuLMgG6CioSHfx645dl02HPgZSJJAVVfuIIVkKM7rMYeOXAc-bRr0lv18FlbviRlUUFDjnoQCw';
 
+var backendPromise = null;
+
+async function probeWebCrypto() {
+  try {
+    var key = await crypto.subtle.importKey('raw', b64urlDecode(RFC8032_TEST_KEY), ED25519, false, ['verify']);
+    return (await crypto.subtle.verify(ED25519, key, b64urlDecode(RFC8032_TEST_SIG), new Uint8Array(0))) === true;
+  } catch (e) {
+    return false;
+  }
+}
+
+async function loadNoble() {
+  var ed = await import(NOBLE_URL);
+  var ok = await ed.verifyAsync(b64urlDecode(RFC8032_TEST_SIG), new Uint8Array(0), b64urlDecode(RFC8032_TEST_KEY),
+                                { zip215: false });
+  if (ok !== true) { throw new Error('the vendored Ed25519 fails the RFC 8032 test vector'); }
+  return ed;
+}
+
+/* {name: 'webcrypto'} or {name: 'noble', ed} or {name: null}; probed once per page. A failed
+   import() of the fallback (no network, not cached yet) is not remembered: the next call tries again. */
+function backend() {
+  if (!backendPromise) {
+    backendPromise = probeWebCrypto().then(function (ok) {
+      if (ok) { return { name: 'webcrypto' }; }
+      return loadNoble().then(function (ed) { return { name: 'noble', ed: ed }; }, function () {
+        backendPromise = null;
+        return { name: null };
+      });
+    });
+  }
+  return backendPromise;
+}
+
+/** Which Ed25519 implementation this page verifies with: 'webcrypto', 'noble' (the vendored
+    fallback) or null (neither works here). */
+export async function ed25519Backend() { return (await backend()).name; }
+
+/** True when this browser can verify Ed25519 signatures (with WebCrypto or the vendored fallback). */
 export async function supportsEd25519() {
   try {
     await importKey(b64urlDecode(RFC8032_TEST_KEY));
@@ -267,7 +311,16 @@ export async function supportsEd25519() {
   }
 }
 
-async function importKey(raw) { return crypto.subtle.importKey('raw', raw, ED25519, false, ['verify']); }
+/* A verification key: a CryptoKey with WebCrypto, {raw} (a copy of the 32 bytes) with the fallback. */
+async function importKey(raw) {
+  var impl = await backend();
+  if (impl.name === 'webcrypto') { return crypto.subtle.importKey('raw', raw, ED25519, false, ['verify']); }
+  if (impl.name === 'noble') {
+    if (!(raw instanceof Uint8Array) || raw.length !== 32) { throw new TypeError('an Ed25519 public key is 32 bytes'); }
+    return Object.freeze({ type: 'public', algorithm: ED25519, raw: raw.slice() });
+  }
+  throw new Error('this browser cannot verify Ed25519 signatures');
+}
 
 export async function kidFor(raw) {
   var digest = new Uint8Array(await crypto.subtle.digest('SHA-256', raw));
@@ -279,7 +332,14 @@ async function verifyBytes(key, signatureB64, data) {
   if (!sig) { return 'signature is not base64url'; }
   if (sig.length !== 64) { return 'an Ed25519 signature is 64 bytes'; }
   try {
-    return (await crypto.subtle.verify(ED25519, key, sig, data)) ? null : 'signature does not verify';
+    var impl = await backend(), ok;
+    if (impl.name === 'noble' && key && key.raw) {
+      /* zip215: false is RFC 8032 / FIPS 186-5 verification, as the server's (OpenSSL) is. */
+      ok = await impl.ed.verifyAsync(sig, data, key.raw, { zip215: false });
+    } else {
+      ok = await crypto.subtle.verify(ED25519, key, sig, data);
+    }
+    return ok === true ? null : 'signature does not verify';
   } catch (e) {
     return 'signature does not verify';
   }

@@ -2,11 +2,14 @@
 
    Keeps what an inspector needs with no network: the inspector pages already visited (network
    first, the cached copy when the network fails), their scripts and styles (cached, refreshed in
-   the background) and the signed trust list (network first). Posts are never touched: checks made
-   offline wait in the page's queue (inspector.js), not here. Logging out deletes this cache. */
-var CACHE = 'inspector-v1';
+   the background) and the signed trust list (network first). The vendored Ed25519 library is
+   among the scripts: offline-verify.js imports it only where WebCrypto has no Ed25519, perhaps for
+   the first time with no network. Posts are never touched: checks made offline wait in the page's
+   queue (inspector.js), not here. Logging out deletes this cache. */
+var CACHE = 'inspector-v1';  /* inspector.js deletes this name on logout */
 var SCOPE = '/portal/inspector/';
 var ASSETS = ['/static/js/inspector.js', '/static/js/offline-verify.js', '/static/js/portal.js',
+              '/static/js/vendor/noble-ed25519.js',
               '/static/css/site.css', '/static/css/portal.css', '/static/css/inspector.css'];
 var TRUST_LIST = '/api/v1/trust-list';
 

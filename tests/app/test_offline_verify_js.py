@@ -1,8 +1,10 @@
 """The browser's offline verifier (static/js/offline-verify.js) against the server's offline mode.
 
 Each code is checked twice against the same signed trust list: by ``python -m app verify --offline
---json`` and by the ES module in a real Chromium (WebCrypto Ed25519). Verdicts, reason codes and
-note codes must be the same.
+--json`` and by the ES module in a real Chromium. Verdicts, reason codes and note codes must be the
+same, with the browser's WebCrypto Ed25519 and again with WebCrypto's Ed25519 taken away before the
+page's scripts run, when the module falls back to the vendored @noble/ed25519
+(static/js/vendor/noble-ed25519.js), loaded with import() under the app's strict CSP.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
+from app.security import CSP
 from keys.signing import Signer, sign_code
 from registry.rules import yymmdd
 from registry.services import SYSTEM
@@ -29,6 +32,34 @@ import * as ov from '/static/js/offline-verify.js';
 window.ov = ov;
 document.title = 'ready';
 </script>"""
+# The same page as the app serves pages: no inline script, under the app's Content-Security-Policy.
+CSP_PAGE_HTML = f"""<!doctype html><meta charset="utf-8"><title>offline verify</title>
+<script type="module" src="{TEST_PAGE}.js"></script>"""
+CSP_PAGE_JS = """import * as ov from '/static/js/offline-verify.js';
+window.ov = ov;
+document.title = 'ready';
+"""
+VENDORED = "/static/js/vendor/noble-ed25519.js"
+# Run before any of the page's scripts: WebCrypto answers as a browser without Ed25519 does (the
+# digest and every other algorithm still work), counts the refusals, and records CSP violations.
+NO_WEBCRYPTO_ED25519 = """(() => {
+  window.__ed25519Refused = 0;
+  window.__cspViolations = [];
+  document.addEventListener('securitypolicyviolation', (e) => {
+    window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI);
+  });
+  const proto = SubtleCrypto.prototype;
+  const isEd25519 = (alg) => alg === 'Ed25519' || (alg !== null && typeof alg === 'object' &&
+                                                   String(alg.name).toLowerCase() === 'ed25519');
+  const refuse = () => {
+    window.__ed25519Refused++;
+    return Promise.reject(new DOMException('Unrecognized name.', 'NotSupportedError'));
+  };
+  for (const [method, algAt] of [['importKey', 2], ['verify', 0], ['sign', 0], ['generateKey', 0]]) {
+    const original = proto[method];
+    proto[method] = function (...args) { return isEd25519(args[algAt]) ? refuse() : original.apply(this, args); };
+  }
+})();"""
 
 
 def _gtin_with_check(body13: str) -> str:
@@ -91,8 +122,7 @@ def _summary(body: dict) -> dict:
             "offline": body["offline"]}
 
 
-def test_browser_offline_verdicts_match_the_server(playwright, app, runner, cases, tmp_path):  # noqa: F811
-    codes, trust_list = cases
+def _server_verdicts(runner, codes: dict, trust_list: dict, tmp_path) -> dict:
     list_file = tmp_path / "trust-list.json"
     list_file.write_text(json.dumps(trust_list), encoding="utf-8")
     server = {}
@@ -101,43 +131,109 @@ def test_browser_offline_verdicts_match_the_server(playwright, app, runner, case
         assert out.exit_code == 0, out.output
         server[name] = _summary(json.loads(out.output))
         assert server[name]["verdict"] == EXPECTED[name], (name, server[name])
+    return server
 
+
+def _forged(trust_list: dict) -> dict:
+    """The trust list with one key's status changed after signing."""
+    forged = json.loads(json.dumps(trust_list))
+    key = forged["producers"][0]["keys"][0]
+    key["status"] = "active" if key["status"] != "active" else "revoked"
+    return forged
+
+
+def _browser_verdicts(playwright, app, codes: dict, trust_list: dict, *, init_script: str | None = None,  # noqa: F811
+                      strict_csp: bool = False) -> dict:
+    """Load the module in Chromium and check every code there; also what the page fetched, which
+    Ed25519 implementation it used, and whether a forged trust list was refused."""
     browser = launch(playwright)
     try:
         page = browser.new_page()
-        origin = "http://127.0.0.1:9"  # never contacted: both routes are answered here
+        if init_script:
+            page.add_init_script(init_script)
+        origin = "http://127.0.0.1:9"  # never contacted: every route is answered here
+        fetched = []
 
         def serve(route):
             path = route.request.url[len(origin):]
+            fetched.append(path)
             if path == TEST_PAGE:
-                route.fulfill(status=200, content_type="text/html", body=PAGE_HTML)
+                headers = {"Content-Security-Policy": CSP} if strict_csp else {}
+                route.fulfill(status=200, content_type="text/html", headers=headers,
+                              body=CSP_PAGE_HTML if strict_csp else PAGE_HTML)
+            elif path == TEST_PAGE + ".js":
+                route.fulfill(status=200, content_type="text/javascript", body=CSP_PAGE_JS)
             else:
                 response = app.test_client().get(path)
                 route.fulfill(status=response.status_code, content_type=response.mimetype, body=response.data)
 
         page.route(origin + "/**", serve)
         page.goto(origin + TEST_PAGE)
-        page.wait_for_function("document.title === 'ready'")
-        assert page.evaluate("ov.supportsEd25519()") is True
-        browser_results = page.evaluate("""async ([doc, codes]) => {
+        if strict_csp:  # wait_for_function may eval, which this CSP refuses: poll the title instead
+            for _ in range(100):
+                if page.title() == "ready":
+                    break
+                page.wait_for_timeout(100)
+            assert page.title() == "ready", _load_failure(page)
+        else:
+            page.wait_for_function("document.title === 'ready'")
+        supported = page.evaluate("ov.supportsEd25519()")
+        results = page.evaluate("""async ([doc, codes]) => {
             const list = await ov.loadTrustList(doc);
             const out = {};
             for (const [name, text] of Object.entries(codes)) out[name] = await ov.verifyOffline(text, list);
             return out;
         }""", [trust_list, codes])
-        # A trust list that was changed after signing is refused.
-        forged = json.loads(json.dumps(trust_list))
-        forged["producers"][0]["keys"][0]["status"] = "active" if forged["producers"][0]["keys"][0]["status"] != "active" else "revoked"
         refused = page.evaluate("""async (doc) => {
-            try { await ov.loadTrustList(doc); return null; } catch (e) { return e.message; } }""", forged)
+            try { await ov.loadTrustList(doc); return null; } catch (e) { return e.message; } }""", _forged(trust_list))
+        return {"supported": supported, "results": results, "refused": refused, "fetched": fetched,
+                "backend": page.evaluate("ov.ed25519Backend()"),
+                "ed25519_refused": page.evaluate("window.__ed25519Refused ?? null"),
+                "csp_violations": page.evaluate("window.__cspViolations ?? null")}
     finally:
         browser.close()
 
+
+def _load_failure(page) -> str:
+    return f"the page did not load its module: CSP violations {page.evaluate('window.__cspViolations ?? null')}"
+
+
+def _assert_same_as_server(run: dict, server: dict, codes: dict, trust_list: dict) -> None:
     for name in codes:
-        assert _summary(browser_results[name]) == server[name], name
-    assert refused and "signature" in refused
-    assert browser_results["genuine unit"]["code"]["lot"] == "LOT/7&1"  # percent-decoded
-    assert browser_results["genuine unit"]["trust_list_issued_at"] == trust_list["issued_at"]
+        assert _summary(run["results"][name]) == server[name], name
+    assert run["supported"] is True
+    assert run["refused"] and "signature" in run["refused"]
+    assert run["results"]["genuine unit"]["code"]["lot"] == "LOT/7&1"  # percent-decoded
+    assert run["results"]["genuine unit"]["trust_list_issued_at"] == trust_list["issued_at"]
+
+
+def test_browser_offline_verdicts_match_the_server(playwright, app, runner, cases, tmp_path):  # noqa: F811
+    codes, trust_list = cases
+    server = _server_verdicts(runner, codes, trust_list, tmp_path)
+    run = _browser_verdicts(playwright, app, codes, trust_list)
+    _assert_same_as_server(run, server, codes, trust_list)
+    # This Chromium has WebCrypto Ed25519: the vendored library is not even fetched.
+    assert run["backend"] == "webcrypto"
+    assert VENDORED not in run["fetched"]
+
+
+def test_browser_without_webcrypto_ed25519_falls_back_to_the_vendored_library(
+        playwright, app, runner, cases, tmp_path):  # noqa: F811
+    codes, trust_list = cases
+    server = _server_verdicts(runner, codes, trust_list, tmp_path)
+    run = _browser_verdicts(playwright, app, codes, trust_list, init_script=NO_WEBCRYPTO_ED25519, strict_csp=True)
+    # WebCrypto's Ed25519 was asked (the probe) and refused; the vendored module did the work.
+    assert run["ed25519_refused"] >= 1
+    assert run["backend"] == "noble"
+    assert run["fetched"].count(VENDORED) == 1  # imported once, lazily
+    assert run["csp_violations"] == []
+    _assert_same_as_server(run, server, codes, trust_list)
+    verdicts = {name: run["results"][name]["verdict"] for name in codes}
+    assert verdicts["genuine unit"] == verdicts["genuine batch"] == "genuine"
+    assert verdicts["tampered signature"] == "counterfeit"
+    assert [r["code"] for r in run["results"]["tampered signature"]["reasons"]] == ["SIGNATURE_INVALID"]
+    assert verdicts["revoked key"] == "suspect"
+    assert run["results"]["genuine unit"]["producer"] is not None
 
 
 def test_canonical_json_matches_rfc8785(playwright, app):  # noqa: F811
