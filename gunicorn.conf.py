@@ -1,4 +1,9 @@
-"""gunicorn settings (see README, "Production"): chosen by measurement with bench/http_load.py."""
+"""gunicorn settings, chosen by measurement with bench/http_load.py (README, "Performance").
+
+On 2 cores, gthread with one thread per worker and one worker per core served GET /verify
+fastest on PostgreSQL and within 10 % of the best on SQLite, while keeping keep-alive connections
+off the workers; more threads only add GIL contention to a CPU-bound path. Put a buffering proxy
+(nginx) in front so slow uploads from phones never hold a worker."""
 
 import multiprocessing
 import os
@@ -6,7 +11,7 @@ import os
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", 4))
+threads = int(os.environ.get("GUNICORN_THREADS", 1))
 timeout = 60
 graceful_timeout = 20
 keepalive = 5
