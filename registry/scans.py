@@ -99,15 +99,6 @@ class _Pending:
                 self.lat, self.lon = later.lat, later.lon
         self.flag = self.flag or later.flag
 
-    def merge(self, older: "_Pending") -> None:
-        """Put back what a failed flush took (``older`` happened before ``self``)."""
-        self.count += older.count
-        self.new_clients |= older.new_clients
-        self.first = older.first if self.first is None else min(self.first, older.first or self.first)
-        if self.last is None:
-            self.last, self.lat, self.lon = older.last, older.lat, older.lon
-        self.flag = self.flag or older.flag
-
 
 class ScanWriter:
     """Buffers scan events and counter updates; writes them in one transaction per flush.
@@ -213,10 +204,9 @@ class ScanWriter:
             self._events[:0] = events
             for table, flight in ((self._serials, self._flight_serials), (self._batches, self._flight_batches)):
                 for key, older in flight.items():
-                    if key in table:
-                        table[key].merge(older)
-                    else:
-                        table[key] = older
+                    if key in table:  # what arrived meanwhile happened after what was taken
+                        older.merge_later(table[key])
+                    table[key] = older
             self._flight_serials, self._flight_batches = {}, {}
             self._committing = False
 

@@ -540,8 +540,8 @@ class Registry:
         return recall
 
     # -- trust list ----------------------------------------------------------------------------
-    def trust_list(self) -> dict[str, Any]:
-        authority = self.authority
+    def producers_with_keys(self) -> list[dict[str, Any]]:
+        """Every producer with its keys and their status (the body of the trust list; unsigned)."""
         producers = []
         for producer in self.session.execute(select(Producer).order_by(Producer.id)).scalars():
             producers.append({
@@ -556,6 +556,12 @@ class Registry:
                     for k in producer.keys
                 ],
             })
+        return producers
+
+    def trust_list(self) -> dict[str, Any]:
+        """The signed trust list: the authority key, every producer key with its status."""
+        authority = self.authority
+        producers = self.producers_with_keys()
         body = {"t": "trust-list", "authority": {"kid": authority.kid, "public_key": b64url_encode(authority.public_raw)},
                 "producers": producers, "issued_at": rfc3339(self.clock())}
         checkpoint = self.log().latest_checkpoint()

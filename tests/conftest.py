@@ -7,7 +7,7 @@ import os
 import shutil
 import threading
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -94,6 +94,16 @@ def session(app):
 @pytest.fixture
 def registry(app, session) -> Registry:
     return Registry(session, keystore=app.extensions["keystore"], base_url=app.config["BASE_URL"])
+
+
+class FixedClock:
+    """A clock for services (``clock=``) that stands still until a test moves ``now``."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 @dataclass

@@ -12,16 +12,15 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError
-from registry.keys_admin import producer_keys
-from registry.publications import KINDS
-from registry.services import Role
-
 from app.i18n import VIETNAM_TIME
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
 from app.portal.errors import error_text
 from app.services import account_service, db_session, publication_service, registry
+from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError
+from registry.keys_admin import producer_keys
+from registry.publications import KINDS
+from registry.services import Role
 
 AUTHORITY = Role.AUTHORITY
 PUBLICATION_FIELDS = ("kind", "title", "body", "name", "tax_code", "product", "place", "decision_ref", "decided_on")
@@ -34,8 +33,8 @@ def _message(exc: RegistryError) -> str:
 
 
 def _producers() -> list[dict[str, Any]]:
-    """Every producer with its keys and their status: the body of the signed trust list."""
-    producers = registry().trust_list()["producers"]
+    """Every producer with its keys and their status (what the trust list signs)."""
+    producers = registry().producers_with_keys()
     db_session().rollback()
     return producers
 

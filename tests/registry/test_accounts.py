@@ -12,22 +12,15 @@ from registry.accounts import AccountService, LockoutPolicy, TokenAdmin
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from registry.models import AuditEvent, User
 from registry.services import SYSTEM, Actor, Role, TokenService
+from tests.conftest import FixedClock
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 PASSWORD = "correct horse battery"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return FixedClock(datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc))
 
 
 @pytest.fixture

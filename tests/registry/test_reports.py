@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from registry.lookup import RegistryLookup
-from registry.scans import ScanHistory, ScanWriter
 from registry.models import Report, ReportPhoto, ScanEvent
 from registry.reports import (
     PhotoTooLarge,
@@ -21,10 +20,11 @@ from registry.reports import (
     TooManyReports,
     case_number,
 )
+from registry.scans import ScanHistory, ScanWriter
+from tests.app.verdict_codes import make_codes
+from tests.conftest import FixedClock
 from verification.decoding import ImageTooLarge, ImageUndecodable, NotAnImage
 from verification.verdicts import Verifier
-
-from tests.app.verdict_codes import make_codes
 
 
 def jpeg(size=(64, 48), color=(200, 30, 30)) -> bytes:
@@ -39,17 +39,9 @@ def png(size=(40, 40)) -> bytes:
     return out.getvalue()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 14, 9, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return FixedClock(datetime(2026, 3, 14, 9, 0, tzinfo=timezone.utc))
 
 
 @pytest.fixture
