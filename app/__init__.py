@@ -32,7 +32,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.config import load_config
 
     _configure_logging()
-    app = Flask(__name__, static_folder="../static", static_url_path="/static")
+    from app.responses import OrjsonProvider
+
+    class App(Flask):
+        json_provider_class = OrjsonProvider
+
+    app = App(__name__, static_folder="../static", static_url_path="/static")
     overrides = {k: str(v) for k, v in (test_config or {}).items()}
     app.config.update(load_config({**os.environ, **overrides}))
     app.config["TESTING"] = overrides.get("TESTING", "").lower() in ("1", "true", "yes")
@@ -92,11 +97,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from app.errors import register_error_handlers
     from app.services import close_session
-    from app.security import add_security_headers
+    from app.security import ApiWithoutCookies, add_security_headers
 
     register_error_handlers(app)
     app.teardown_appcontext(close_session)
     app.after_request(add_security_headers)
+    app.session_interface = ApiWithoutCookies()
 
     from app.cli import register_cli, register_import_cli, register_verify_cli
 

@@ -272,10 +272,10 @@ def register_verify_cli(app: Flask) -> None:
                 raise click.ClickException(f"trust list refused: {exc}") from None
             verifier = Verifier(lookup=lookup, offline=True)
         else:
-            from app.services import verification_session
+            from app.services import verification_reader
             from app.services import verifier as online_verifier
 
-            verification_session()
+            verification_reader()
             verifier = online_verifier()
         context = ScanContext(channel="cli")
         path = Path(image_or_text)
@@ -291,7 +291,7 @@ def register_verify_cli(app: Flask) -> None:
         if not offline:
             from app.services import close_session
 
-            close_session()  # end the read transaction, then write the scan events before exiting
+            close_session()  # give back the reader's connection, then write the scan events before exiting
             current_app.extensions["scan_writer"].flush()
         if as_json:
             click.echo(json.dumps(body, ensure_ascii=False, indent=1))

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError, Unauthorized
 
-__all__ = ["register_error_handlers", "error_response", "ApiError"]
+__all__ = ["register_error_handlers", "error_response", "ApiError", "summary"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(data, dict) and data.get("messages"):
             extra["fields"] = data["messages"]
             if status == 422:
-                code, message = "VALIDATION_FAILED", "the request does not match the schema: " + _summary(data["messages"])
+                code, message = "VALIDATION_FAILED", "the request does not match the schema: " + summary(data["messages"])
         if status == 413:
             code, message = "PAYLOAD_TOO_LARGE", "the upload is larger than the limit of 10 MiB"
         if status == 400 and "Invalid JSON body." in str(data):
@@ -85,14 +85,14 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(500, "INTERNAL_ERROR", "an internal error occurred; it has been logged")
 
 
-def _summary(messages: Any, prefix: str = "") -> str:
+def summary(messages: Any, prefix: str = "") -> str:
     parts: list[str] = []
     if isinstance(messages, dict):
         for key, value in messages.items():
             if key in ("json", "query", "form", "files") and not prefix:
-                parts.append(_summary(value, ""))
+                parts.append(summary(value, ""))
             else:
-                parts.append(_summary(value, f"{prefix}{key}."))
+                parts.append(summary(value, f"{prefix}{key}."))
     elif isinstance(messages, list):
         parts.append(f"{prefix.rstrip('.')}: {'; '.join(str(m) for m in messages)}" if prefix else "; ".join(map(str, messages)))
     else:

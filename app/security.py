@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Flask, Request, Response
+from flask.sessions import SecureCookieSessionInterface
 
-__all__ = ["add_security_headers"]
+__all__ = ["add_security_headers", "ApiWithoutCookies"]
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "frame-ancestors 'none'; form-action 'self'")
 
 
+HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff"),
+           ("Referrer-Policy", "same-origin"), ("X-Frame-Options", "DENY"),
+           ("Permissions-Policy", "camera=(self), geolocation=(self)"))
+
+
 def add_security_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Permissions-Policy", "camera=(self), geolocation=(self)")
+    """Each header unless the view set its own (one pass over the headers, not one per header)."""
+    present = {name.lower() for name in response.headers.keys()}
+    response.headers.extend([(name, value) for name, value in HEADERS if name.lower() not in present])
     return response
+
+
+class ApiWithoutCookies(SecureCookieSessionInterface):
+    """The API authenticates with bearer tokens only: its requests get no cookie session (nothing
+    to verify or sign on the hot path, and no cookie a browser could ride on). A write to
+    ``session`` under /api/ fails loudly instead of being silently dropped."""
+
+    def open_session(self, app: Flask, request: Request):  # noqa: ANN201
+        if request.path.startswith("/api/"):
+            return self.null_session_class()
+        return super().open_session(app, request)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from keys.storage import KeyStore
 from registry.accounts import AccountService, TokenAdmin
 from registry.cases import CaseService
-from registry.db import read_only
+from registry.db import Reader
 from registry.exports import ExportService
 from registry.inspections import InspectionService
 from registry.lookup import RegistryLookup
@@ -24,8 +24,8 @@ from verification.verdicts import CloneThresholds, ScanContext, Verifier
 
 from app.presenters import verification_json
 
-__all__ = ["db_session", "registry", "tokens", "keystore", "close_session", "verifier", "scan_context",
-           "report_service", "publication_service", "account_service", "token_admin", "export_service"]
+__all__ = ["db_session", "registry", "tokens", "keystore", "close_session", "verification_reader", "verifier",
+           "scan_context", "report_service", "publication_service", "account_service", "token_admin", "export_service"]
 
 
 def db_session() -> Session:
@@ -35,9 +35,10 @@ def db_session() -> Session:
 
 
 def close_session(_exc: BaseException | None = None) -> None:
-    session = g.pop("db", None)
-    if session is not None:
-        session.close()
+    for name in ("db", "reader"):
+        opened = g.pop(name, None)
+        if opened is not None:
+            opened.close()
 
 
 def keystore() -> KeyStore:
@@ -52,21 +53,23 @@ def tokens() -> TokenService:
     return TokenService(db_session())
 
 
-def verification_session() -> Session:
-    """This request only verifies: its scan events go through the scan writer, so its own
-    transaction only reads (on SQLite it then never waits for a writer)."""
+def verification_reader() -> Reader | Session:
+    """This request only verifies: it reads through a ``Reader`` (no Session, no transaction) and
+    its scan events go through the scan writer. A request that already has a session verifies
+    inside it."""
     if "db" in g:
         return g.db
-    g.db = read_only(current_app.extensions["session_factory"]())
-    return g.db
+    if "reader" not in g:
+        g.reader = Reader(current_app.extensions["engine"], current_app.extensions["session_factory"])
+    return g.reader
 
 
 def verifier() -> Verifier:
-    """A verifier over the registry, recording scans in this request's session."""
-    session = db_session()
+    """A verifier over the registry, through this request's reader or else its session."""
+    source = g.get("reader") or db_session()
     cfg = current_app.config
-    return Verifier(lookup=RegistryLookup(session, cache=current_app.extensions["lookup_cache"]),
-                    scans=ScanHistory(session, current_app.extensions["scan_writer"]),
+    return Verifier(lookup=RegistryLookup(source, cache=current_app.extensions["lookup_cache"]),
+                    scans=ScanHistory(source, current_app.extensions["scan_writer"]),
                     thresholds=CloneThresholds(max_distinct_clients=cfg["CLONE_MAX_CLIENTS"],
                                                max_speed_kmh=cfg["CLONE_MAX_SPEED_KMH"]))
 

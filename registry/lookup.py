@@ -12,11 +12,12 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from keys.encoding import b64url_decode
 from keys.signing import public_key_from_raw
+from registry.db import RawQuery, Reader
 from registry.models import Batch, Producer, ProducerKey, Recall
 from verification.verdicts import BatchInfo, KeyInfo, SerialInfo
 
@@ -25,9 +26,9 @@ __all__ = ["RegistryLookup", "LookupCache"]
 _MISSING = object()
 
 
-# The two reads every verification makes: plain SQL on the connection, no ORM layer.
-_LOG_SIZE = text("SELECT size FROM log_state WHERE id = 1")
-_SERIAL_ID = text("SELECT id FROM serials WHERE batch_id = :batch_id AND serial = :serial")
+# The two reads every verification makes besides the scan counters: on the DBAPI connection.
+_LOG_SIZE = RawQuery("SELECT size FROM log_state WHERE id = 1")
+_SERIAL_ID = RawQuery("SELECT id FROM serials WHERE batch_id = :batch_id AND serial = :serial")
 
 
 class LookupCache:
@@ -50,12 +51,18 @@ class LookupCache:
 class RegistryLookup:
     """``verification.verdicts.Lookup`` over the registry database."""
 
-    def __init__(self, session: Session, *, cache: LookupCache | None = None) -> None:
-        self._session = session
+    def __init__(self, source: Session | Reader, *, cache: LookupCache | None = None) -> None:
+        self._source = source
         self._entries: dict[tuple, Any] | None = None
         if cache is not None:
-            generation = session.connection().execute(_LOG_SIZE).scalar() or 0
+            row = _LOG_SIZE.first(source, {})
+            generation = row[0] if row else 0
             self._entries = cache.view(generation)
+
+    @property
+    def _session(self) -> Session:
+        """For the ORM reads of cache misses."""
+        return self._source.session() if isinstance(self._source, Reader) else self._source
 
     def _cached(self, key: tuple, load: Callable[[], Any]) -> Any:
         if self._entries is None:
@@ -114,9 +121,8 @@ class RegistryLookup:
     def serial(self, batch: BatchInfo, serial: str) -> SerialInfo | None:
         # Issued serials are never deleted: a hit can be cached across generations' lifetime.
         def load() -> SerialInfo | None:
-            row = self._session.connection().execute(
-                _SERIAL_ID, {"batch_id": batch.batch_id, "serial": serial}).scalar_one_or_none()
-            return SerialInfo(serial_id=row, serial=serial) if row is not None else None
+            row = _SERIAL_ID.first(self._source, {"batch_id": batch.batch_id, "serial": serial})
+            return SerialInfo(serial_id=row[0], serial=serial) if row is not None else None
 
         if self._entries is None:
             return load()

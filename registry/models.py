@@ -134,6 +134,19 @@ class SerialClient(Base):
     client_hash: Mapped[str] = mapped_column(String(32), primary_key=True)
 
 
+class ScanWriterState(Base):
+    """How far each server process's scan writer has written: the number of its last committed
+    flush, written in that flush's transaction. A verification reads its writer's row with the
+    counters, so it knows exactly which of its process's pending counts the database already
+    holds (``registry.scans``). Rows of processes that ended are removed after a day."""
+
+    __tablename__ = "scan_writers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Recall(Base):
     __tablename__ = "recalls"
 

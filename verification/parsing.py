@@ -480,8 +480,8 @@ def _parse_digital_link(
         )
     if scheme.isupper():
         notes.append(Note.UPPERCASE_URI)
-    bad = sorted({c for c in body if c not in _URI_CHARS})
-    if bad:
+    if not _URI_CHARS.issuperset(body):
+        bad = sorted(set(body) - _URI_CHARS)
         hint = "spaces must be percent-encoded" if " " in bad else None
         raise _malformed(
             f"URI contains illegal characters: {' '.join(repr(c) for c in bad)}", hint=hint

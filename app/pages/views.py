@@ -14,7 +14,7 @@ from app.i18n import LANG_COOKIE, LANGUAGES
 from app.pages import bp
 from app.pages.render import decisive_code, render_scan, verdict_page
 from app.presenters import image_verification_json, verification_json
-from app.services import scan_context, verification_session, verifier
+from app.services import scan_context, verification_reader, verifier
 
 
 @bp.route("/")
@@ -60,7 +60,7 @@ def _linkset(result: dict, text: str) -> dict:
 @bp.route("/01/<path:rest>")
 def digital_link(rest: str):
     text = _digital_link_text()
-    verification_session()
+    verification_reader()
     result = verifier().verify_text(text, context=scan_context("link", request.args))
     body = verification_json(result)
     best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/linkset+json"])
@@ -79,7 +79,7 @@ def check_text():
     text = (request.args.get("code") or "").strip()[:4096]
     if not text:
         return redirect(url_for("pages.scan"))
-    verification_session()
+    verification_reader()
     result = verifier().verify_text(text, context=scan_context("web", request.args))
     return verdict_page(verification_json(result), text)
 
@@ -91,7 +91,7 @@ def check_photo():
     data = upload.read() if upload is not None else b""
     if not data:
         return render_scan(error_code="IMAGE_MISSING"), 400
-    verification_session()
+    verification_reader()
     try:
         result = verify_image(verifier(), data, context=scan_context("image", request.form),
                               max_pixels=current_app.config["MAX_IMAGE_PIXELS"])

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from keys.encoding import utcnow
 from registry.db import make_engine, make_session_factory
 from registry.lookup import RegistryLookup
-from registry.models import ScanEvent, Serial, SerialClient
+from registry.models import ScanEvent, ScanWriterState, Serial, SerialClient
 from registry.scans import ScanHistory, ScanWriter
 from registry.services import Actor, Role
 from tests.conftest import GTIN, batch_data
@@ -146,3 +146,50 @@ def test_concurrent_requests_with_a_background_writer_lose_nothing(app, registry
     for started, _, count in answers:
         finished_before = sum(1 for _, end, _ in answers if end < started)
         assert count > finished_before
+
+
+def test_a_flush_landing_between_the_note_and_the_read_is_counted_once(session, unit):
+    """The reader notes what its process has pending, then reads the counters with its writer's
+    row; a flush that commits in between is in the row's number, so its counts are not added
+    again from the note."""
+
+    class FlushBetween(ScanWriter):
+        def view(self, kind, ident):
+            noted = super().view(kind, ident)
+            self.flush(session)  # commits (into this session) after the note, before the read
+            return noted
+
+    writer = FlushBetween()
+    history = ScanHistory(session, writer)
+    counts = [_record(history, unit, client).count for client in ("a", "b", "a", "c")]
+    assert counts == [1, 2, 3, 4]
+    written = session.execute(select(ScanWriterState).where(ScanWriterState.id == writer.writer_id)).scalar_one()
+    assert written.epoch == 3  # three flushes had something to write (the first found nothing)
+
+
+def test_a_flush_in_flight_is_counted_until_its_number_is_written(session, unit):
+    writer = ScanWriter()
+    history = ScanHistory(session, writer)
+    _record(history, unit, "a")
+    _record(history, unit, "b")
+    taken = writer._take()  # noqa: SLF001 - a flush that took the counts and has not committed
+    assert taken[0] == 1
+    assert _record(history, unit, "c").count == 3  # in flight (2) + this one
+    writer._put_back(taken[1])  # noqa: SLF001 - that flush failed: its counts are pending again
+    assert _record(history, unit, "d").count == 4
+    assert writer.flush(session) == 4
+    row = session.get(Serial, unit[1].serial_id)
+    session.refresh(row)
+    assert (row.scan_count, row.distinct_clients) == (4, 4)
+    assert _record(history, unit, "e").count == 5
+
+
+def test_rows_of_writers_that_ended_are_swept(session, unit):
+    session.add(ScanWriterState(id="gone", epoch=7, updated_at=utcnow() - timedelta(days=2)))
+    session.add(ScanWriterState(id="recent", epoch=3, updated_at=utcnow() - timedelta(hours=1)))
+    session.flush()
+    writer = ScanWriter()
+    _record(ScanHistory(session, writer), unit, "a")
+    writer.flush(session)  # the first flush sweeps
+    left = set(session.scalars(select(ScanWriterState.id)))
+    assert left == {"recent", writer.writer_id}

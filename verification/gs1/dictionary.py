@@ -47,10 +47,13 @@ CSET82 = "!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklm
 CSET39 = "#-/0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 CSET64 = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 _CSET32 = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # check characters of csumalpha
-_CHARSETS = {"N": "0123456789", "X": CSET82, "Y": CSET39, "Z": CSET64}
+_CHARSETS = {name: frozenset(chars)
+             for name, chars in (("N", "0123456789"), ("X", CSET82), ("Y", CSET39), ("Z", CSET64))}
 _CHARSET_NAMES = {"N": "digit", "X": "CSET 82", "Y": "CSET 39", "Z": "CSET 64"}
 _FLAG_CHARS = set("*!?\"$%&'()+,-./:;<=>@[\\]^_`{|}~")
 _COMPONENT_RE = re.compile(r"^(\[)?([NXYZ])(\.\.)?(\d+)(\])?((?:,\w+)*)$")
+
+_MEMO_SIZE = 50_000  # checks remembered as passed, then forgotten all at once
 
 #: Linters named in the dictionary that are not implemented here (their checks are skipped).
 UNIMPLEMENTED_LINTERS = frozenset(
@@ -435,6 +438,14 @@ class SyntaxDictionary:
 
     entries: Mapping[str, AIEntry]
     serialised_key_ais: frozenset[str] = field(default_factory=frozenset)
+    # What has passed a check before: the checks are pure, and the codes of one batch repeat
+    # the same GTIN, lot, expiry and path (the hot path of verification parses them all).
+    _passed: dict[tuple, bool] = field(default_factory=dict, compare=False, repr=False)
+
+    def _remember(self, key: tuple) -> None:
+        if len(self._passed) >= _MEMO_SIZE:
+            self._passed.clear()
+        self._passed[key] = True
 
     def get(self, ai: str) -> AIEntry | None:
         """The entry for an AI, or None when the AI is unknown."""
@@ -452,6 +463,12 @@ class SyntaxDictionary:
 
     def validate_value(self, ai: str, value: str) -> None:
         """Check one value against its components and linters; raise :class:`AIValueError`."""
+        if ("value", ai, value) in self._passed:
+            return
+        self._check_value(ai, value)
+        self._remember(("value", ai, value))
+
+    def _check_value(self, ai: str, value: str) -> None:
         entry = self.entries.get(ai)
         if entry is None:
             raise AIValueError(ai, f"unknown AI ({ai})")
@@ -475,11 +492,11 @@ class SyntaxDictionary:
                 raise AIValueError(ai, f"AI ({ai}) component too short: {part!r}")
             pos += len(part)
             allowed = _CHARSETS[component.charset]
-            for char in part:
-                if char not in allowed:
-                    name = _CHARSET_NAMES[component.charset]
-                    what = "non-digit character" if name == "digit" else f"invalid {name} character"
-                    raise AIValueError(ai, f"AI ({ai}): {what} {char!r}")
+            if not allowed.issuperset(part):
+                char = next(c for c in part if c not in allowed)
+                name = _CHARSET_NAMES[component.charset]
+                what = "non-digit character" if name == "digit" else f"invalid {name} character"
+                raise AIValueError(ai, f"AI ({ai}): {what} {char!r}")
             for linter in component.linters:
                 check = _LINTERS.get(linter)
                 if check is None:
@@ -499,6 +516,14 @@ class SyntaxDictionary:
 
     def check_associations(self, values: Mapping[str, str]) -> None:
         """Apply ``req=`` and ``ex=`` to all AIs of one message, or raise AssociationError."""
+        memo = ("associations", *values) if "8030" not in values else None  # 8030 looks at the values
+        if memo in self._passed:
+            return
+        self._check_associations(values)
+        if memo is not None:
+            self._remember(memo)
+
+    def _check_associations(self, values: Mapping[str, str]) -> None:
         present = list(values)
         for ai in present:
             entry = self.entries[ai]
@@ -536,11 +561,17 @@ class SyntaxDictionary:
         """Whether ``ais`` (primary key first) is a key-qualifier sequence ``dlpkey`` allows."""
         if not ais:
             return False
+        memo = ("dl_path", *ais)
+        if memo in self._passed:
+            return True
         entry = self.entries.get(ais[0])
         if entry is None or entry.dl_qualifiers is None:
             return False
         qualifiers = list(ais[1:])
-        return any(_is_ordered_subset(qualifiers, alt) for alt in entry.dl_qualifiers)
+        valid = any(_is_ordered_subset(qualifiers, alt) for alt in entry.dl_qualifiers)
+        if valid:
+            self._remember(memo)
+        return valid
 
 
 def _is_ordered_subset(items: Iterable[str], sequence: Sequence[str]) -> bool:
