@@ -60,7 +60,8 @@ def verification_reader() -> Reader | Session:
     if "db" in g:
         return g.db
     if "reader" not in g:
-        g.reader = Reader(current_app.extensions["engine"], current_app.extensions["session_factory"])
+        g.reader = Reader(current_app.extensions["held_connections"], current_app.extensions["session_factory"],
+                          current_app.extensions["engine"].dialect)
     return g.reader
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import threading
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -11,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker, Session
 
 __all__ = ["Base", "UTCDateTime", "make_engine", "make_session_factory", "is_sqlite", "READ_ONLY",
-           "read_only", "Reader", "RawQuery", "as_utc"]
+           "read_only", "HeldConnections", "Reader", "RawQuery", "as_utc"]
 
 #: Execution option: this session only reads, one statement at a time (see ``read_only``).
 READ_ONLY = "registry_read_only"
@@ -101,49 +104,82 @@ def as_utc(value: datetime | str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
 
 
+class HeldConnections:
+    """One DBAPI connection per thread for read-only work, held across requests, in autocommit.
+
+    Verification reads a few rows per request; checking a connection out of the pool for each
+    request cost a round trip of its own on PostgreSQL (the pool's pre-ping). A held connection
+    that the server dropped is found by the next statement: ``RawQuery`` discards it and runs
+    the statement again on a new one (reads are safe to repeat). Each worker process builds its
+    own: a connection inherited across a fork is never used.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list = []
+
+    def get(self):  # noqa: ANN201
+        fairy = getattr(self._local, "fairy", None)
+        if fairy is None or self._local.pid != os.getpid():
+            fairy = self._engine.raw_connection()
+            if self._engine.dialect.name == "postgresql":
+                fairy.dbapi_connection.autocommit = True
+            self._local.fairy, self._local.pid = fairy, os.getpid()
+            with self._lock:
+                self._all.append(fairy)
+        return fairy.dbapi_connection
+
+    def drop(self) -> None:
+        fairy = getattr(self._local, "fairy", None)
+        self._local.fairy = None
+        if fairy is not None:
+            with self._lock:
+                if fairy in self._all:
+                    self._all.remove(fairy)
+            fairy.invalidate()
+
+    def close(self) -> None:
+        """Close every thread's connection (app shutdown, tests); threads then get new ones."""
+        with self._lock:
+            held, self._all = self._all, []
+        for fairy in held:
+            fairy.invalidate()
+        self._local = threading.local()
+
+
 class Reader:
     """Read-only work without a Session or a transaction: the verification hot path.
 
-    One pooled DBAPI connection in autocommit, checked out on first use, so every statement sees
-    what was committed when it started; ``RawQuery`` runs on it directly. A Session's own
-    bookkeeping (checkout, begin, isolation switch, close) cost more than the reads themselves.
+    Statements go through ``RawQuery`` to this thread's held DBAPI connection (autocommit, so
+    every statement sees what was committed when it started); a Session's own bookkeeping
+    (checkout, begin, isolation switch, close) cost more than the reads themselves.
     ``session()`` opens a read-only Session on demand for the rare ORM reads (cache misses).
     """
 
-    def __init__(self, engine: Engine, session_factory: sessionmaker[Session]) -> None:
-        self._engine = engine
+    def __init__(self, held: HeldConnections, session_factory: sessionmaker[Session], dialect: Dialect) -> None:
+        self._held = held
         self._factory = session_factory
-        self._fairy = None
         self._session: Session | None = None
-        self.dialect = engine.dialect
+        self.dialect = dialect
 
     def dbapi_connection(self):  # noqa: ANN201
-        if self._fairy is None:
-            self._fairy = self._engine.raw_connection()
-            if self.dialect.name == "postgresql":
-                self._fairy.dbapi_connection.autocommit = True
-        return self._fairy.dbapi_connection
+        return self._held.get()
+
+    def invalidate(self) -> None:
+        """The server dropped the connection: the next statement gets a new one."""
+        self._held.drop()
 
     def session(self) -> Session:
         if self._session is None:
             self._session = read_only(self._factory())
         return self._session
 
-    def invalidate(self) -> None:
-        """The server dropped the connection: discard it, the next statement checks out another."""
-        if self._fairy is not None:
-            fairy, self._fairy = self._fairy, None
-            fairy.invalidate()
-
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
             self._session = None
-        if self._fairy is not None:
-            fairy, self._fairy = self._fairy, None
-            if self.dialect.name == "postgresql":
-                fairy.dbapi_connection.autocommit = False  # as the pool's other users expect it
-            fairy.close()
 
 
 class RawQuery:
@@ -183,20 +219,25 @@ class RawQuery:
 
     def _run(self, source: "Session | Reader", params: Any, work: Callable[[Any, str], Any]) -> Any:
         dialect = source_dialect(source)
-        dbapi = (source.dbapi_connection() if isinstance(source, Reader)
-                 else source.connection().connection.dbapi_connection)
         sql = self._pyformat if dialect.paramstyle == "pyformat" else self.sql
-        cursor = dbapi.cursor()
-        try:
-            return work(cursor, sql)
-        except dialect.loaded_dbapi.Error as exc:
-            # As SQLAlchemy would: its exception types (callers catch SQLAlchemyError), and a
-            # connection the server dropped is not given back to the pool.
-            if isinstance(source, Reader) and dialect.is_disconnect(exc, dbapi, cursor):
-                source.invalidate()
-            raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error) from exc
-        finally:
-            cursor.close()
+        for attempt in (1, 2):
+            dbapi = (source.dbapi_connection() if isinstance(source, Reader)
+                     else source.connection().connection.dbapi_connection)
+            cursor = dbapi.cursor()
+            try:
+                return work(cursor, sql)
+            except dialect.loaded_dbapi.Error as exc:
+                # As SQLAlchemy would: its exception types (callers catch SQLAlchemyError), and a
+                # connection the server dropped is discarded; a Reader's read is run again once.
+                if isinstance(source, Reader) and dialect.is_disconnect(exc, dbapi, cursor):
+                    source.invalidate()
+                    if attempt == 1:
+                        continue
+                raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error) from exc
+            finally:
+                with contextlib.suppress(dialect.loaded_dbapi.Error):
+                    cursor.close()
+        raise AssertionError("unreachable")
 
 
 def source_dialect(source: "Session | Reader") -> Dialect:

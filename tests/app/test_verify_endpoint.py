@@ -1,0 +1,59 @@
+"""GET /api/v1/verify's own plumbing: the query string, and the reads that survive a dropped connection."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from registry.services import Actor, Role
+from tests.conftest import GTIN, PG_URL, batch_data
+
+
+@pytest.fixture
+def unit_url(registry, world, session):
+    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
+    batch = registry.register_batch(actor, batch_data())
+    (serial, s), = registry.issue_serials(actor, GTIN, "LOT-1", 1)
+    session.commit()  # SQLite: end the fixture's transaction so the app can write
+    return registry.serial_url(batch, serial, s)
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"code": ""}, "code"),
+    ({"code": "x" * 4097}, "code"),
+    ({"client_id": "c" * 129}, "client_id"),
+    ({"lat": "91", "lon": "0"}, "lat"),
+    ({"lat": "north", "lon": "0"}, "lat"),
+])
+def test_bad_query_values_are_422_naming_the_field(client, unit_url, params, field):
+    r = client.get("/api/v1/verify", query_string={"code": unit_url, **params})
+    assert r.status_code == 422
+    error = r.get_json()["error"]
+    assert error["code"] == "VALIDATION_FAILED"
+    assert field in error["fields"]["query"]
+
+
+@pytest.mark.parametrize("extra", [{}, {"client_id": "c" * 128}, {"utm_source": "zalo"}, {"lat": "21.03", "lon": "105.85"}])
+def test_good_queries_verify_whichever_way_they_are_read(client, unit_url, extra):
+    r = client.get("/api/v1/verify", query_string={"code": unit_url, **extra})
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["verdict"] == "genuine"
+
+
+def test_api_answers_set_no_cookie(client, unit_url):
+    r = client.get("/api/v1/verify", query_string={"code": unit_url})
+    assert r.status_code == 200 and "Set-Cookie" not in r.headers
+    assert r.headers["X-Content-Type-Options"] == "nosniff"  # the security headers are still there
+
+
+@pytest.mark.skipif(not PG_URL, reason="a dropped server connection needs PostgreSQL")
+def test_reads_survive_the_server_dropping_the_held_connection(app, client, unit_url, session):
+    first = client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": "a"}).get_json()
+    assert first["scans"]["count"] == 1
+    held = app.extensions["held_connections"].get()  # this thread's: the one the request used
+    killed = session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": held.info.backend_pid}).scalar()
+    session.commit()
+    assert killed
+    second = client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": "b"})
+    assert second.status_code == 200, second.get_json()
+    assert second.get_json()["verdict"] == "genuine" and second.get_json()["scans"]["count"] == 2
