@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from keys.storage import KeyStore, development_passphrase
-from registry.db import HeldConnections, make_engine, make_session_factory
+from registry.db import make_engine, make_read_engine, make_session_factory
 
 __all__ = ["create_app"]
 
@@ -65,7 +65,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     engine = make_engine(app.config["DATABASE_URL"], pool_size=app.config["DB_POOL_SIZE"])
     app.extensions["engine"] = engine
     app.extensions["session_factory"] = make_session_factory(engine)
-    app.extensions["held_connections"] = HeldConnections(engine)
+    app.extensions["read_engine"] = make_read_engine(app.config["DATABASE_URL"],
+                                                     pool_size=app.config["DB_POOL_SIZE"])
     from registry.lookup import LookupCache
 
     app.extensions["lookup_cache"] = LookupCache()

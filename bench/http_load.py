@@ -2,17 +2,20 @@
 minimal Flask endpoint served by the same gunicorn configuration and the raw Ed25519 verify rate.
 
     .venv/bin/python bench/http_load.py [--quick] [--json FILE] [--configs "gthread:2x4,sync:2x1"]
-                                        [--duration 8] [--connections 16,64] [--codes 100000]
-                                        [--no-postgres] [--profile]
+                                        [--duration 5] [--rounds 3] [--connections 16,64]
+                                        [--codes 100000] [--no-postgres] [--profile]
 
-For each target (the service on SQLite, on PostgreSQL, and bench/minimal_app.py) and each server
-configuration (worker class, workers x threads), gunicorn is started with ``-c gunicorn.conf.py``
-on a free loopback port and wrk (one thread, Lua script bench/wrk/verify.lua) drives it for a
-fixed time at several connection counts; the best is the peak. Then, for the configuration
-gunicorn.conf.py ships and for the best one, a rate-limited run at half that peak gives p50/p99.
+For each server configuration (worker class, workers x threads), gunicorn is started with
+``-c gunicorn.conf.py`` on free loopback ports for every target at once (the service on SQLite,
+on PostgreSQL, and bench/minimal_app.py). wrk (one thread, Lua script bench/wrk/verify.lua) then
+drives them in turns, round after round, at each connection count: the peak of a target is the
+median over rounds at its best connection count, and its ratio to the minimal endpoint is the
+median of the ratios within each round (runs seconds apart, so a slow spell of this shared
+machine hits both). Then rounds of open-loop runs at half each target's peak give p50/p99.
 The instance holds real signed unit codes (several batches of serials); every request asks for a
 different code with a random client_id, in order, so a server rarely sees a code twice (as in the
-field, and so that no per-process cache of signature checks flatters the figure).
+field, and so that no per-process cache of signature checks flatters the figure). Rate limits are
+off (wrk comes from one address); they add Flask-Limiter's check to each request in production.
 
 wrk and the server share this machine's cores: the load generator's own CPU is part of the cost.
 """
@@ -32,7 +35,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -259,32 +262,92 @@ class CodeCursor:
 
 
 # -- the measurement ----------------------------------------------------------------------------
-def peak(server: Server, codes_file: str, cursor: CodeCursor, *, connections: list[int], seconds: float) -> dict:
-    warm = run_wrk(server.base, codes_file, connections=connections[0], seconds=WARMUP_SECONDS, start=cursor.position)
-    cursor.advance(warm)
-    runs = []
-    for c in connections:
-        result = run_wrk(server.base, codes_file, connections=c, seconds=seconds, start=cursor.position)
-        cursor.advance(result)
-        runs.append(result)
-        print(f"    {c:3d} connections: {result['rps']:8.0f} req/s  p50 {result['p50_ms']:6.1f} ms  "
-              f"p99 {result['p99_ms']:7.1f} ms  non-2xx {result['non2xx']}  errors {result['socket_errors']}",
-              file=sys.stderr)
-    best = max(runs, key=lambda r: r["rps"])
-    return {"peak_rps": best["rps"], "at_connections": best["connections"], "runs": runs}
+@dataclass(frozen=True)
+class Target:
+    name: str  # sqlite | postgresql | minimal
+    app_spec: str
+    env: dict
+    codes_file: str
+    n_codes: int
+    pythonpath: str | None
+    ready_path: str
 
 
-def half_peak(server: Server, codes_file: str, cursor: CodeCursor, peak_rps: float, *, seconds: float,
-              connections: int = 64) -> dict:
-    warm = run_wrk(server.base, codes_file, connections=8, seconds=WARMUP_SECONDS, start=cursor.position,
-                   rate=peak_rps / 2)
-    cursor.advance(warm)
-    result = run_wrk(server.base, codes_file, connections=connections, seconds=seconds, start=cursor.position,
-                     rate=peak_rps / 2)
-    cursor.advance(result)
-    print(f"    half peak ({peak_rps / 2:.0f} req/s asked): {result['rps']:.0f} req/s  p50 {result['p50_ms']:.1f} ms"
-          f"  p99 {result['p99_ms']:.1f} ms  non-2xx {result['non2xx']}", file=sys.stderr)
-    return result
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def measure_config(config: ServerConfig, targets: list[Target], *, connections: list[int], seconds: float,
+                   rounds: int, half_seconds: float, half_rounds: int) -> tuple[dict, dict]:
+    """Every target's server up at once, then rounds of wrk runs that take turns between targets
+    (the order rotating each round), first closed-loop for the peak, then open-loop at half each
+    target's peak. On a shared, noisy machine a slow spell then hits every target alike: each
+    round gives a ratio of runs made seconds apart, and the medians over rounds are reported.
+    Returns ({target: sweep entry}, {target: half-peak entry})."""
+    sweep: dict[str, dict] = {}
+    half: dict[str, dict] = {}
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, Server] = {}
+        cursors: dict[str, CodeCursor] = {}
+        for t in targets:
+            try:
+                servers[t.name] = stack.enter_context(Server(t.app_spec, config, env=t.env, pythonpath=t.pythonpath,
+                                                             ready_path=t.ready_path))
+                cursors[t.name] = CodeCursor(t.n_codes)
+            except RuntimeError as exc:
+                print(f"    {t.name} failed: {exc}", file=sys.stderr)
+                sweep[t.name] = {"error": str(exc)[:2000]}
+        live = [t for t in targets if t.name in servers]
+        files = {t.name: t.codes_file for t in live}
+
+        def run(name: str, **kw) -> dict:
+            result = run_wrk(servers[name].base, files[name], start=cursors[name].position, **kw)
+            cursors[name].advance(result)
+            return result
+
+        for t in live:  # warm-up: imports, caches, prepared statements
+            run(t.name, connections=connections[0], seconds=WARMUP_SECONDS)
+        runs: dict[str, list[dict]] = {t.name: [] for t in live}
+        for c in connections:
+            for r in range(rounds):
+                for t in live[r % len(live):] + live[:r % len(live)]:
+                    result = run(t.name, connections=c, seconds=seconds)
+                    result["round"] = r
+                    runs[t.name].append(result)
+                    print(f"    {t.name:10s} c={c:3d} round {r + 1}: {result['rps']:8.0f} req/s  "
+                          f"p99 {result['p99_ms']:7.1f} ms  non-2xx {result['non2xx']}  errors {result['socket_errors']}",
+                          file=sys.stderr)
+        for t in live:
+            by_c = {c: [x for x in runs[t.name] if x["connections"] == c] for c in connections}
+            medians = {c: _median([x["rps"] for x in rs]) for c, rs in by_c.items()}
+            best_c = max(medians, key=medians.get)
+            entry = {"peak_rps": medians[best_c], "at_connections": best_c, "runs": runs[t.name],
+                     "peak_rps_by_round": [x["rps"] for x in by_c[best_c]]}
+            if t.name != "minimal" and "minimal" in runs:
+                minimal_c = {x["round"]: x["rps"] for x in runs["minimal"] if x["connections"] == best_c}
+                ratios = [x["rps"] / minimal_c[x["round"]] for x in by_c[best_c] if minimal_c.get(x["round"])]
+                entry["ratio_by_round"] = ratios
+                entry["ratio_median"] = _median(ratios) if ratios else None
+            sweep[t.name] = entry
+        half_runs: dict[str, list[dict]] = {t.name: [] for t in live}
+        for r in range(half_rounds):
+            for t in live[r % len(live):] + live[:r % len(live)]:
+                rate = sweep[t.name]["peak_rps"] / 2
+                result = run(t.name, connections=64, seconds=half_seconds, rate=rate)
+                half_runs[t.name].append(result)
+                print(f"    {t.name:10s} half peak ({rate:.0f} req/s asked) round {r + 1}: {result['rps']:.0f} req/s  "
+                      f"p50 {result['p50_ms']:.1f} ms  p99 {result['p99_ms']:.1f} ms  non-2xx {result['non2xx']}",
+                      file=sys.stderr)
+        for t in live:
+            rs = half_runs[t.name]
+            half[t.name] = {"rps": _median([x["rps"] for x in rs]), "p50_ms": _median([x["p50_ms"] for x in rs]),
+                            "p99_ms": _median([x["p99_ms"] for x in rs]), "p999_ms": _median([x["p999_ms"] for x in rs]),
+                            "p99_ms_by_round": [x["p99_ms"] for x in rs],
+                            "non2xx": sum(x["non2xx"] for x in rs), "socket_errors": sum(x["socket_errors"] for x in rs),
+                            "runs": rs}
+    return sweep, half
 
 
 def profile_run(server: Server, codes_file: str, cursor: CodeCursor, *, seconds: float, connections: int) -> dict:
@@ -351,28 +414,13 @@ def profile_run(server: Server, codes_file: str, cursor: CodeCursor, *, seconds:
             "top_self_pct": {k: round(100 * v / total, 1) for k, v in sorted(selfs.items(), key=lambda kv: -kv[1])[:15]}}
 
 
-def measure_target(name: str, app_spec: str, env: dict[str, str], codes_file: str, n_codes: int,
-                   configs: list[ServerConfig], *, connections: list[int], seconds: float,
-                   pythonpath: str | None = None, ready_path: str = "/api/v1/openapi.json") -> dict:
-    results = {}
-    for config in configs:
-        print(f"  {name}: {config.label}", file=sys.stderr)
-        cursor = CodeCursor(n_codes)
-        try:
-            with Server(app_spec, config, env=env, pythonpath=pythonpath, ready_path=ready_path) as server:
-                results[config.label] = peak(server, codes_file, cursor, connections=connections, seconds=seconds)
-        except RuntimeError as exc:
-            print(f"    failed: {exc}", file=sys.stderr)
-            results[config.label] = {"error": str(exc)[:2000]}
-    return results
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the shipped configuration only, short runs")
     parser.add_argument("--configs", help='comma-separated, e.g. "sync:2x1,gthread:2x4" (default: a sweep)')
-    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 8, quick 5)")
-    parser.add_argument("--half-duration", type=float, help="seconds of the half-peak run (default 15, quick 6)")
+    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 5)")
+    parser.add_argument("--half-duration", type=float, help="seconds of each half-peak run (default 8, quick 6)")
+    parser.add_argument("--rounds", type=int, help="rounds of runs taking turns between targets (default 3, quick 2)")
     parser.add_argument("--connections", help="connection counts for the peak search (default 16,64; quick 32)")
     parser.add_argument("--codes", type=int, help="unit codes in the instance (default 100000, quick 30000)")
     parser.add_argument("--no-postgres", action="store_true")
@@ -389,11 +437,13 @@ def main(argv: list[str] | None = None) -> dict:
         configs = [shipped]
     else:
         configs = [ServerConfig("sync", 2, 1), ServerConfig("gthread", 2, 1), ServerConfig("gthread", 2, 4),
-                   ServerConfig("gthread", 2, 8), ServerConfig("gthread", 3, 4), ServerConfig("gthread", 4, 4)]
+                   ServerConfig("gthread", 4, 1)]
     if shipped not in configs:
         configs.insert(0, shipped)
-    seconds = args.duration or (5 if args.quick else 8)
-    half_seconds = args.half_duration or (6 if args.quick else 15)
+    seconds = args.duration or 5
+    half_seconds = args.half_duration or (6 if args.quick else 8)
+    rounds = args.rounds or (2 if args.quick else 4)
+    half_rounds = args.rounds or (2 if args.quick else 3)
     connections = [int(c) for c in (args.connections or ("32" if args.quick else "16,64")).split(",")]
     n_codes = args.codes or (30_000 if args.quick else 100_000)
     per_batch = 5000
@@ -401,14 +451,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     figures: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "shipped_config": shipped.label,
                      "configs": [c.label for c in configs], "seconds_per_run": seconds,
-                     "half_peak_seconds": half_seconds, "connections": connections,
+                     "half_peak_seconds": half_seconds, "rounds": rounds, "half_rounds": half_rounds,
+                     "connections": connections,
                      "codes": n_batches * per_batch, "wrk_threads": 1}
     figures["ed25519"] = ed25519_rates()
     print(f"raw Ed25519 verify: {figures['ed25519']['verify_per_s']:,.0f}/s (OpenSSL), "
           f"{figures['ed25519']['verify_libsodium_per_s']:,.0f}/s (libsodium) on one core", file=sys.stderr)
 
     tmp = tempfile.mkdtemp(prefix="bench-http-")
-    targets: list[tuple[str, str, dict[str, str], str, int, str | None, str]] = []
+    targets: list[Target] = []
     databases = [("sqlite", None)] + ([] if args.no_postgres else [("postgresql", PG_DB)])
     for db_name, pg_db in databases:
         started = time.perf_counter()
@@ -420,15 +471,22 @@ def main(argv: list[str] | None = None) -> dict:
                 fh.write(urllib.parse.quote(code["url"], safe="") + "\n")
         print(f"{db_name}: {len(codes):,} unit codes in {n_batches} batches, ready in "
               f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
-        targets.append((db_name, "wsgi:app", env, codes_file, len(codes), None, "/api/v1/openapi.json"))
-    targets.append(("minimal", "minimal_app:app", {}, targets[0][3], targets[0][4], str(REPO / "bench"),
-                    "/api/v1/verify?code=x"))
+        targets.append(Target(db_name, "wsgi:app", env, codes_file, len(codes), None, "/api/v1/openapi.json"))
+    targets.append(Target("minimal", "minimal_app:app", {}, targets[0].codes_file, targets[0].n_codes,
+                          str(REPO / "bench"), "/api/v1/verify?code=x"))
 
-    sweep: dict[str, dict] = {}
-    for name, spec, env, codes_file, n, pythonpath, ready in targets:
-        sweep[name] = measure_target(name, spec, env, codes_file, n, configs, connections=connections,
-                                     seconds=seconds, pythonpath=pythonpath, ready_path=ready)
+    sweep: dict[str, dict] = {t.name: {} for t in targets}
+    half: dict[str, dict] = {t.name: {} for t in targets}
+    for config in configs:
+        print(f"  {config.label}: {', '.join(t.name for t in targets)} in turns", file=sys.stderr)
+        config_sweep, config_half = measure_config(config, targets, connections=connections, seconds=seconds,
+                                                   rounds=rounds, half_seconds=half_seconds, half_rounds=half_rounds)
+        for name, entry in config_sweep.items():
+            sweep[name][config.label] = entry
+        for name, entry in config_half.items():
+            half[name][config.label] = entry
     figures["sweep"] = sweep
+    figures["half_peak"] = half
 
     def peak_of(target: str, label: str) -> float:
         return sweep.get(target, {}).get(label, {}).get("peak_rps", 0.0)
@@ -440,25 +498,16 @@ def main(argv: list[str] | None = None) -> dict:
     figures["best_config"] = best.label
     latency_configs = [shipped] + ([best] if best != shipped else [])
 
-    half: dict[str, dict] = {}
-    profiles: dict[str, dict] = {}
-    for name, spec, env, codes_file, n, pythonpath, ready in targets:
-        for config in latency_configs:
-            p = peak_of(name, config.label)
-            if not p:
+    if args.profile:
+        profiles: dict[str, dict] = {}
+        for t in targets:
+            if t.name == "minimal":
                 continue
-            print(f"  {name}: {config.label} at half its peak", file=sys.stderr)
-            cursor = CodeCursor(n)
-            cursor.position = n // 2  # past the codes the peak runs met
-            with Server(spec, config, env=env, pythonpath=pythonpath, ready_path=ready) as server:
-                half.setdefault(name, {})[config.label] = half_peak(server, codes_file, cursor, p,
-                                                                    seconds=half_seconds)
-                if args.profile and name != "minimal" and config == best:
-                    print(f"  {name}: profiling {config.label}", file=sys.stderr)
-                    profiles[name] = profile_run(server, codes_file, cursor, seconds=10,
-                                                 connections=max(connections))
-    figures["half_peak"] = half
-    if profiles:
+            print(f"  {t.name}: profiling {shipped.label}", file=sys.stderr)
+            with Server(t.app_spec, shipped, env=t.env, pythonpath=t.pythonpath, ready_path=t.ready_path) as server:
+                cursor = CodeCursor(t.n_codes)
+                cursor.position = t.n_codes // 2
+                profiles[t.name] = profile_run(server, t.codes_file, cursor, seconds=10, connections=max(connections))
         figures["profile"] = profiles
 
     figures["summary"] = summarize(figures, latency_configs)
@@ -484,9 +533,11 @@ def summarize(figures: dict, latency_configs: list[ServerConfig]) -> list[dict]:
             h = half.get(target, {}).get(label, {})
             if p is None:
                 continue
-            ratio = p / minimal if minimal else None
+            entry = sweep[target][label]
+            ratio = entry.get("ratio_median", p / minimal if minimal else None)
             rows.append({"config": label, "target": target, "peak_rps": p,
-                         "peak_vs_minimal": ratio, "half_rate_rps": h.get("rps"),
+                         "peak_vs_minimal": ratio, "ratio_by_round": entry.get("ratio_by_round"),
+                         "p99_ms_by_round": h.get("p99_ms_by_round"), "half_rate_rps": h.get("rps"),
                          "p50_ms": h.get("p50_ms"), "p99_ms": h.get("p99_ms"), "p999_ms": h.get("p999_ms"),
                          "non2xx": sum(r["non2xx"] for r in sweep[target][label]["runs"]) + h.get("non2xx", 0),
                          "socket_errors": sum(r["socket_errors"] for r in sweep[target][label]["runs"])
@@ -504,6 +555,10 @@ def _fmt(value, spec: str = ",.0f", missing: str = "–") -> str:
 def markdown(figures: dict) -> str:
     out = []
     ed = figures["ed25519"]
+    out.append(f"Each figure is the median over {figures.get('rounds', 1)} rounds in which the targets took turns "
+               f"({figures['seconds_per_run']:.0f} s runs; half peak: {figures.get('half_rounds', 1)} × "
+               f"{figures['half_peak_seconds']:.0f} s); the ratio to the minimal endpoint is the median of the "
+               f"ratios within each round, listed in brackets.\n")
     out.append(f"Reference: raw Ed25519 verify on one core of this interpreter {ed['verify_per_s']:,.0f}/s "
                f"(pyca/cryptography, OpenSSL) and {ed.get('verify_libsodium_per_s', 0):,.0f}/s (PyNaCl, libsodium, "
                f"what the service uses); {figures['cpus']} CPUs shared by gunicorn and wrk (1 thread). "
@@ -515,12 +570,17 @@ def markdown(figures: dict) -> str:
         met = ""
         if r["target"] != "minimal":
             met = ("✅" if r["throughput_target_met"] else "❌") + " " + ("✅" if r["p99_target_met"] else "❌")
-        out.append(f"| {r['config']} | {r['target']} | {_fmt(r['peak_rps'])} | {_fmt(r['peak_vs_minimal'], '.2f')} | "
-                   f"{_fmt(r['half_rate_rps'])} | {_fmt(r['p50_ms'], '.1f')} | {_fmt(r['p99_ms'], '.1f')} | "
+        rounds = ", ".join(f"{x:.2f}" for x in r.get("ratio_by_round") or [])
+        p99s = ", ".join(f"{x:.0f}" for x in r.get("p99_ms_by_round") or [])
+        out.append(f"| {r['config']} | {r['target']} | {_fmt(r['peak_rps'])} | {_fmt(r['peak_vs_minimal'], '.2f')}"
+                   f"{f' [{rounds}]' if rounds else ''} | "
+                   f"{_fmt(r['half_rate_rps'])} | {_fmt(r['p50_ms'], '.1f')} | {_fmt(r['p99_ms'], '.1f')}"
+                   f"{f' [{p99s}]' if p99s else ''} | "
                    f"{_fmt(r['p999_ms'], '.1f')} | {r['non2xx']} | {r['socket_errors']} | {met} |")
     out.append("")
-    out.append(f"Configuration sweep: peak req/s (best over {', '.join(map(str, figures['connections']))} "
-               f"connections, {figures['seconds_per_run']:.0f} s each); shipped: {figures['shipped_config']}, "
+    out.append(f"Configuration sweep: peak req/s (median over rounds at the best of "
+               f"{', '.join(map(str, figures['connections']))} connections, {figures['seconds_per_run']:.0f} s runs); "
+               f"shipped: {figures['shipped_config']}, "
                f"best: **{figures['best_config']}**\n")
     targets = list(figures["sweep"])
     out.append("| config | " + " | ".join(targets) + " | " + " | ".join(f"{t} p99 ms at peak" for t in targets) + " |")

@@ -34,9 +34,8 @@ import os
 import random
 import sys
 import time
-import urllib.parse
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -525,8 +524,6 @@ def main(argv: list[str] | None = None) -> dict:
     figures["latency"] = phases
     figures["disk"] = disk(engine)
     with app.extensions["session_factory"]() as session:
-        from keys.encoding import b64url_decode
-
         authority = app.extensions["keystore"].load("authority")
         check = TransparencyLog(session).verify_all(authority.public_raw)
         figures["log_check"] = {"size": check.size, "ok": check.ok, "problems": list(check.problems)[:5]}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import threading
 from datetime import datetime, timezone
 from typing import Any, Callable
 
@@ -14,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker, Session
 
 __all__ = ["Base", "UTCDateTime", "make_engine", "make_session_factory", "is_sqlite", "READ_ONLY",
-           "read_only", "HeldConnections", "Reader", "RawQuery", "as_utc"]
+           "read_only", "make_read_engine", "Reader", "RawQuery", "as_utc"]
 
 #: Execution option: this session only reads, one statement at a time (see ``read_only``).
 READ_ONLY = "registry_read_only"
@@ -78,6 +76,26 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
 
 
+def make_read_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+    """The engine of ``Reader``: connections in autocommit for good, and no pre-ping.
+
+    The main engine pings PostgreSQL at every checkout (a round trip per request, as much as a
+    verification's reads). Here a connection the server dropped is found by the statement itself:
+    ``RawQuery`` discards it and runs the read again on another (reads are safe to repeat). On
+    SQLite this is the same file with the same settings; only ``Reader`` uses this engine.
+    """
+    if url.startswith("sqlite"):
+        return make_engine(url)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True,
+                           pool_reset_on_return=None)
+
+    @event.listens_for(engine, "connect")
+    def _autocommit(dbapi_connection, _record):  # noqa: ANN001
+        dbapi_connection.autocommit = True
+
+    return engine
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
@@ -104,72 +122,33 @@ def as_utc(value: datetime | str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
 
 
-class HeldConnections:
-    """One DBAPI connection per thread for read-only work, held across requests, in autocommit.
-
-    Verification reads a few rows per request; checking a connection out of the pool for each
-    request cost a round trip of its own on PostgreSQL (the pool's pre-ping). A held connection
-    that the server dropped is found by the next statement: ``RawQuery`` discards it and runs
-    the statement again on a new one (reads are safe to repeat). Each worker process builds its
-    own: a connection inherited across a fork is never used.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._all: list = []
-
-    def get(self):  # noqa: ANN201
-        fairy = getattr(self._local, "fairy", None)
-        if fairy is None or self._local.pid != os.getpid():
-            fairy = self._engine.raw_connection()
-            if self._engine.dialect.name == "postgresql":
-                fairy.dbapi_connection.autocommit = True
-            self._local.fairy, self._local.pid = fairy, os.getpid()
-            with self._lock:
-                self._all.append(fairy)
-        return fairy.dbapi_connection
-
-    def drop(self) -> None:
-        fairy = getattr(self._local, "fairy", None)
-        self._local.fairy = None
-        if fairy is not None:
-            with self._lock:
-                if fairy in self._all:
-                    self._all.remove(fairy)
-            fairy.invalidate()
-
-    def close(self) -> None:
-        """Close every thread's connection (app shutdown, tests); threads then get new ones."""
-        with self._lock:
-            held, self._all = self._all, []
-        for fairy in held:
-            fairy.invalidate()
-        self._local = threading.local()
-
-
 class Reader:
     """Read-only work without a Session or a transaction: the verification hot path.
 
-    Statements go through ``RawQuery`` to this thread's held DBAPI connection (autocommit, so
-    every statement sees what was committed when it started); a Session's own bookkeeping
-    (checkout, begin, isolation switch, close) cost more than the reads themselves.
-    ``session()`` opens a read-only Session on demand for the rare ORM reads (cache misses).
+    Statements go through ``RawQuery`` to one DBAPI connection from the read engine
+    (``make_read_engine``), checked out on first use and given back by ``close()``: autocommit,
+    so every statement sees what was committed when it started. A Session's own bookkeeping
+    (begin, isolation switch, close) cost more than the reads themselves. ``session()`` opens a
+    read-only Session on demand for the rare ORM reads (cache misses).
     """
 
-    def __init__(self, held: HeldConnections, session_factory: sessionmaker[Session], dialect: Dialect) -> None:
-        self._held = held
+    def __init__(self, read_engine: Engine, session_factory: sessionmaker[Session]) -> None:
+        self._engine = read_engine
         self._factory = session_factory
         self._session: Session | None = None
-        self.dialect = dialect
+        self._fairy = None
+        self.dialect = read_engine.dialect
 
     def dbapi_connection(self):  # noqa: ANN201
-        return self._held.get()
+        if self._fairy is None:
+            self._fairy = self._engine.raw_connection()
+        return self._fairy.dbapi_connection
 
     def invalidate(self) -> None:
-        """The server dropped the connection: the next statement gets a new one."""
-        self._held.drop()
+        """The server dropped the connection: discard it, the next statement checks out another."""
+        if self._fairy is not None:
+            fairy, self._fairy = self._fairy, None
+            fairy.invalidate()
 
     def session(self) -> Session:
         if self._session is None:
@@ -180,6 +159,9 @@ class Reader:
         if self._session is not None:
             self._session.close()
             self._session = None
+        if self._fairy is not None:
+            fairy, self._fairy = self._fairy, None
+            fairy.close()
 
 
 class RawQuery:

@@ -70,7 +70,7 @@ def app(template_instance, tmp_path):
         _truncate_postgres(application.extensions["engine"])
     yield application
     application.extensions["scan_writer"].close()
-    application.extensions["held_connections"].close()
+    application.extensions["read_engine"].dispose()
     application.extensions["engine"].dispose()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -610,7 +611,12 @@ def _dl_path(
 
 
 def _expiry(raw: str) -> datetime.date:
-    year = century_for(int(raw[0:2]), today=_today())
+    return _expiry_on(raw, _today())
+
+
+@functools.lru_cache(maxsize=4096)
+def _expiry_on(raw: str, today: datetime.date) -> datetime.date:
+    year = century_for(int(raw[0:2]), today=today)
     month, day = int(raw[2:4]), int(raw[4:6])
     if day == 0:
         day = calendar.monthrange(year, month)[1]

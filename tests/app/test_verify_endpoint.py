@@ -47,11 +47,13 @@ def test_api_answers_set_no_cookie(client, unit_url):
 
 
 @pytest.mark.skipif(not PG_URL, reason="a dropped server connection needs PostgreSQL")
-def test_reads_survive_the_server_dropping_the_held_connection(app, client, unit_url, session):
+def test_reads_survive_the_server_dropping_the_pooled_connection(app, client, unit_url, session):
     first = client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": "a"}).get_json()
     assert first["scans"]["count"] == 1
-    held = app.extensions["held_connections"].get()  # this thread's: the one the request used
-    killed = session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": held.info.backend_pid}).scalar()
+    pooled = app.extensions["read_engine"].raw_connection()  # the one the request used and gave back
+    pid = pooled.dbapi_connection.info.backend_pid
+    pooled.close()
+    killed = session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
     session.commit()
     assert killed
     second = client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": "b"})

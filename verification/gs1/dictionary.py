@@ -438,14 +438,15 @@ class SyntaxDictionary:
 
     entries: Mapping[str, AIEntry]
     serialised_key_ais: frozenset[str] = field(default_factory=frozenset)
-    # What has passed a check before: the checks are pure, and the codes of one batch repeat
-    # the same GTIN, lot, expiry and path (the hot path of verification parses them all).
+    # What has passed a check before (and which DL paths are not valid): the checks are pure, and
+    # the codes of one batch repeat the same GTIN, lot, expiry and path (the hot path of
+    # verification parses them all).
     _passed: dict[tuple, bool] = field(default_factory=dict, compare=False, repr=False)
 
-    def _remember(self, key: tuple) -> None:
+    def _remember(self, key: tuple, result: bool = True) -> None:
         if len(self._passed) >= _MEMO_SIZE:
             self._passed.clear()
-        self._passed[key] = True
+        self._passed[key] = result
 
     def get(self, ai: str) -> AIEntry | None:
         """The entry for an AI, or None when the AI is unknown."""
@@ -562,15 +563,13 @@ class SyntaxDictionary:
         if not ais:
             return False
         memo = ("dl_path", *ais)
-        if memo in self._passed:
-            return True
+        known = self._passed.get(memo)
+        if known is not None:
+            return known
         entry = self.entries.get(ais[0])
-        if entry is None or entry.dl_qualifiers is None:
-            return False
-        qualifiers = list(ais[1:])
-        valid = any(_is_ordered_subset(qualifiers, alt) for alt in entry.dl_qualifiers)
-        if valid:
-            self._remember(memo)
+        valid = entry is not None and entry.dl_qualifiers is not None and any(
+            _is_ordered_subset(ais[1:], alt) for alt in entry.dl_qualifiers)
+        self._remember(memo, valid)
         return valid
 
 
