@@ -65,7 +65,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     engine = make_engine(app.config["DATABASE_URL"], pool_size=app.config["DB_POOL_SIZE"])
     app.extensions["engine"] = engine
     app.extensions["session_factory"] = make_session_factory(engine)
-    app.extensions["read_engine"] = make_read_engine(app.config["DATABASE_URL"],
+    # Verification's reads: the same database, or a read replica (README, "Running several app servers").
+    app.extensions["read_engine"] = make_read_engine(app.config["READ_DATABASE_URL"] or app.config["DATABASE_URL"],
                                                      pool_size=app.config["DB_POOL_SIZE"])
     from registry.lookup import LookupCache
 

@@ -86,14 +86,10 @@ def make_read_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) ->
     """
     if url.startswith("sqlite"):
         return make_engine(url)
-    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True,
-                           pool_reset_on_return=None)
-
-    @event.listens_for(engine, "connect")
-    def _autocommit(dbapi_connection, _record):  # noqa: ANN001
-        dbapi_connection.autocommit = True
-
-    return engine
+    # AUTOCOMMIT as the engine's own level: a Session on this engine that sets it again (read_only)
+    # gives its connection back still in autocommit.
+    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True,
+                         isolation_level="AUTOCOMMIT")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -132,9 +128,8 @@ class Reader:
     read-only Session on demand for the rare ORM reads (cache misses).
     """
 
-    def __init__(self, read_engine: Engine, session_factory: sessionmaker[Session]) -> None:
+    def __init__(self, read_engine: Engine) -> None:
         self._engine = read_engine
-        self._factory = session_factory
         self._session: Session | None = None
         self._fairy = None
         self.dialect = read_engine.dialect
@@ -152,7 +147,7 @@ class Reader:
 
     def session(self) -> Session:
         if self._session is None:
-            self._session = read_only(self._factory())
+            self._session = read_only(Session(bind=self._engine, expire_on_commit=False))
         return self._session
 
     def close(self) -> None:

@@ -59,3 +59,53 @@ def test_reads_survive_the_server_dropping_the_pooled_connection(app, client, un
     second = client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": "b"})
     assert second.status_code == 200, second.get_json()
     assert second.get_json()["verdict"] == "genuine" and second.get_json()["scans"]["count"] == 2
+
+
+def test_verification_reads_go_to_the_read_database_when_one_is_set(app, registry, world, session,
+                                                                   tmp_path):
+    """READ_DATABASE_URL points verification at another database (a read replica). Here the
+    "replica" is a copy taken after the producer's key was certified and before the batch was
+    registered: verifying through it does not know the batch yet, while the primary does."""
+    import sqlite3
+
+    from app import create_app
+    from tests.conftest import TEST_PASSPHRASE
+
+    if PG_URL:
+        pytest.skip("the replica here is a copy of the SQLite file")
+    session.commit()
+    replica = tmp_path / "replica.db"
+    with sqlite3.connect(app.config["DATABASE_URL"].removeprefix("sqlite:///")) as source, \
+            sqlite3.connect(replica) as copy:
+        source.backup(copy)
+    batch = registry.register_batch(Actor(role=Role.PRODUCER, producer_id=world.producer_id), batch_data())
+    url = registry.batch_url(batch)
+    session.commit()
+    reading = create_app({"INSTANCE_DIR": app.config["INSTANCE_DIR"], "KEY_PASSPHRASE": TEST_PASSPHRASE,
+                          "SECRET_KEY": "t" * 32, "SCAN_SALT": "salt", "RATE_LIMITS": "off", "TESTING": "1",
+                          "DATABASE_URL": app.config["DATABASE_URL"], "READ_DATABASE_URL": f"sqlite:///{replica}"})
+    try:
+        assert str(reading.extensions["read_engine"].url).endswith("replica.db")
+        assert reading.test_client().get("/api/v1/verify", query_string={"code": url}).get_json()["verdict"] == "unknown"
+        assert app.test_client().get("/api/v1/verify", query_string={"code": url}).get_json()["verdict"] == "genuine"
+    finally:
+        reading.extensions["scan_writer"].close()
+        reading.extensions["read_engine"].dispose()
+        reading.extensions["engine"].dispose()
+
+
+def test_read_connections_go_back_to_the_pool_in_autocommit(app, client, unit_url):
+    """The first verification loads key and batch through a Session on the read engine; the
+    connections it gives back must still be in autocommit, or later reads would sit in one
+    old snapshot."""
+    for client_id in ("a", "b"):
+        assert client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": client_id}).status_code == 200
+    pool = app.extensions["read_engine"]
+    held = [pool.raw_connection() for _ in range(2)]  # the pool's most recently used ones
+    try:
+        for conn in held:
+            dbapi = conn.dbapi_connection
+            assert (dbapi.autocommit is True) if PG_URL else (dbapi.isolation_level is None)
+    finally:
+        for conn in held:
+            conn.close()
