@@ -332,6 +332,8 @@ def measure_config(config: ServerConfig, targets: list[Target], *, connections: 
                 entry["ratio_median"] = _median(ratios) if ratios else None
             sweep[t.name] = entry
         half_runs: dict[str, list[dict]] = {t.name: [] for t in live}
+        for t in live:  # settle at the half rate first: the peak runs leave queues and a scan backlog
+            run(t.name, connections=8, seconds=WARMUP_SECONDS, rate=sweep[t.name]["peak_rps"] / 2)
         for r in range(half_rounds):
             for t in live[r % len(live):] + live[:r % len(live)]:
                 rate = sweep[t.name]["peak_rps"] / 2

@@ -128,3 +128,22 @@ def test_code_payload_shapes():
 def test_malformed_s_parameter(s):
     with pytest.raises(BadSignature):
         split_code_signature(s)
+
+
+@settings(max_examples=500)
+@given(st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127), max_size=8),
+                       st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40), max_size=6))
+def test_flat_string_objects_take_a_shortcut_to_the_same_jcs_bytes(obj):
+    """canonical_bytes() serialises flat objects of strings (code payloads) with json.dumps:
+    the bytes must be exactly what the RFC 8785 library gives, controls, quotes, backslashes,
+    non-Latin and astral characters included."""
+    import rfc8785
+
+    assert canonical_bytes(obj) == rfc8785.dumps({k: v for k, v in obj.items() if k != "sig"})
+
+
+def test_a_lone_surrogate_is_refused_as_jcs_refuses_it():
+    import rfc8785
+
+    with pytest.raises(rfc8785.CanonicalizationError):
+        canonical_bytes({"lot": "\ud800"})
