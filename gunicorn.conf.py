@@ -1,10 +1,14 @@
 """gunicorn settings, chosen by measurement with bench/http_load.py (README, "Performance").
 
-On 2 cores, sync workers, one per core, served GET /verify fastest on SQLite and within noise of
-the best on PostgreSQL, in two sweeps (sync 2x1, gthread 2x1, 2x4, 4x1, 3x4, 4x4, 2x8): the path
-is CPU-bound, so more threads only add GIL contention. Sync workers need a buffering proxy (nginx) in front, so that slow uploads
-from phones and idle keep-alive connections never hold a worker; GUNICORN_THREADS > 1 switches
-to gthread for deployments without one."""
+On 2 cores: sync workers, one per core. In the sweeps (sync 2x1, gthread 2x1, 2x4, 4x1; earlier
+also 3x4, 4x4, 2x8) sync 2x1 and gthread 2x1 served GET /verify within about 10 % of each other,
+each ahead in some runs (the machines are noisy); more workers or threads were not faster over
+both databases (the path is CPU-bound). At half the peak rate sync had the lower p99 on
+PostgreSQL in both sweeps of 2026-11-22 (16.0 and 14.3 ms against 28.1 and 225.7 ms) and on
+SQLite in one (7.2 against 43.3 ms; the other 54.6 against 35.2 ms). Sync workers need a
+buffering proxy (nginx) in front, so that slow uploads from phones and idle keep-alive
+connections never hold a worker; GUNICORN_THREADS > 1 switches to gthread for deployments
+without one."""
 
 import multiprocessing
 import os
