@@ -14,18 +14,21 @@ var ASSETS = ['/static/js/inspector.js', '/static/js/offline-verify.js', '/stati
 var TRUST_LIST = '/api/v1/trust-list';
 
 function keep(cache, request, response) {
-  /* Only real answers: never a redirect to the login page, an error or a private download. */
+  /* Only real answers: never a redirect to the login page, an error or a private download.
+     Resolves once the copy is stored, so that install is over only when the cache is filled. */
   if (response && response.ok && !response.redirected && response.type === 'basic' &&
       (response.headers.get('Cache-Control') || '').indexOf('no-store') < 0) {
-    cache.put(request, response.clone());
+    return cache.put(request, response.clone()).then(function () { return response; },
+                                                      function () { return response; });
   }
-  return response;
+  return Promise.resolve(response);
 }
 
 self.addEventListener('install', function (event) {
   event.waitUntil(caches.open(CACHE).then(function (cache) {
     return Promise.all(ASSETS.concat([SCOPE, TRUST_LIST]).map(function (url) {
-      return fetch(url, { credentials: 'same-origin' }).then(function (r) { keep(cache, url, r); }, function () {});
+      return fetch(url, { credentials: 'same-origin' }).then(function (r) { return keep(cache, url, r); },
+                                                             function () {});
     }));
   }).then(function () { return self.skipWaiting(); }));
 });
