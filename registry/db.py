@@ -101,8 +101,8 @@ def read_only(session: Session) -> Session:
 
     Its connection runs in autocommit: no BEGIN or COMMIT round trips, every statement sees what
     was committed when it started (on SQLite a WAL reader that never waits for a writer, on
-    PostgreSQL what READ COMMITTED gives per statement). Verification uses it: it reads a few
-    rows and hands its scan event to the ``ScanWriter``; it must not write through this session.
+    PostgreSQL what READ COMMITTED gives per statement). ``Reader.session()`` uses it for the
+    ORM reads of verification; nothing may write through such a session.
     """
     if is_sqlite(session.get_bind()):  # its DBAPI connections already autocommit: we skip the BEGIN
         session.connection(execution_options={READ_ONLY: True})
@@ -160,7 +160,7 @@ class Reader:
 
 
 class RawQuery:
-    """One SQL statement run on the DBAPI connection under a session, skipping SQLAlchemy's
+    """One SQL statement run on the DBAPI connection of a Session or a Reader, skipping SQLAlchemy's
     statement layer (about 35 µs a statement, against 3 µs for the driver on SQLite).
 
     Only for the verification hot path, measured by ``bench/http_load.py``; everything else goes
