@@ -375,11 +375,11 @@ def profile_run(server: Server, codes_file: str, cursor: CodeCursor, *, seconds:
     total = 0
     # Each sample goes to the innermost stage it is in (first match in this order).
     stages_in_order = [
-        ("signature checks (keys/signing.py, Ed25519)", ("keys/signing.py", "ed25519.py")),
+        ("scan writer flushes (background thread)", ("ScanWriter._run",)),
+        ("signature checks (keys/signing.py, Ed25519)", ("keys/signing.py", "ed25519.py", "nacl/")),
         ("parsing the code (verification/parsing.py)", ("verification/parsing.py",)),
-        ("scan recording (ScanHistory.record)", ("record (registry/lookup.py",)),
+        ("scan recording (ScanHistory.record)", ("ScanHistory.record",)),
         ("registry lookups (RegistryLookup)", ("RegistryLookup",)),
-        ("commit", ("commit (sqlalchemy/orm/session.py",)),
         ("verdict logic (rest of verification/)", ("verification/",)),
         ("rest of the view (session, presenters, jsonify)", ("verify_text (app/api/verify_routes.py",)),
         ("webargs/marshmallow argument parsing", ("webargs/", "marshmallow/")),
@@ -387,7 +387,7 @@ def profile_run(server: Server, codes_file: str, cursor: CodeCursor, *, seconds:
         ("Flask, Werkzeug, teardown, after_request", ("wsgi_app (flask/app.py",)),
         ("gunicorn: HTTP parsing, socket writes, thread pool", ("gunicorn/",)),
     ]
-    db_markers = ("sqlalchemy/", "sqlite3", "psycopg/", "psycopg_binary", "psycopg_pool")
+    db_markers = ("sqlalchemy/", "sqlite3", "psycopg/", "psycopg_binary", "psycopg_pool", "registry/db.py")
     db_total = 0
     for _, path in procs:
         if not os.path.exists(path):
