@@ -68,8 +68,8 @@ def verifier() -> Verifier:
     """A verifier over the registry, through this request's reader or else its session."""
     source = g.get("reader") or db_session()
     cfg = current_app.config
-    return Verifier(lookup=RegistryLookup(source, cache=current_app.extensions["lookup_cache"]),
-                    scans=ScanHistory(source, current_app.extensions["scan_writer"]),
+    lookup = RegistryLookup(source, cache=current_app.extensions["lookup_cache"])
+    return Verifier(lookup=lookup, scans=ScanHistory(source, current_app.extensions["scan_writer"], lookup=lookup),
                     thresholds=CloneThresholds(max_distinct_clients=cfg["CLONE_MAX_CLIENTS"],
                                                max_speed_kmh=cfg["CLONE_MAX_SPEED_KMH"]))
 

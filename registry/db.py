@@ -187,6 +187,14 @@ class RawQuery:
 
         return self._run(source, params, fetch)
 
+    def execute(self, source: "Session | Reader", params: dict[str, Any]) -> int:
+        """A statement that returns no rows; answers how many rows it changed."""
+        def run(cursor, sql: str) -> int:  # noqa: ANN001
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
+        return self._run(source, params, run)
+
     def many(self, source: "Session | Reader", rows: list[dict[str, Any]]) -> None:
         """``executemany``: datetimes are stored as ``UTCDateTime`` stores them."""
         if source_dialect(source).name == "sqlite":

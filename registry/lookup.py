@@ -4,7 +4,9 @@ Verification is the hot path. Keys and batches change only through events that a
 the transparency log (certification, revocation, registration, recall), so the log size is a
 generation number: lookups are cached per process and the cache is dropped whenever the log has
 grown. One primary-key read of the log size per request keeps every server exact, with no
-cross-server invalidation.
+cross-server invalidation. When the request's ``ScanHistory`` reads the unit first (it does for
+every verification that records a scan), that read carries the log size and the serial's id, and
+the lookup adopts them instead of asking again: one statement per verification.
 """
 
 from __future__ import annotations
@@ -53,11 +55,26 @@ class RegistryLookup:
 
     def __init__(self, source: Session | Reader, *, cache: LookupCache | None = None) -> None:
         self._source = source
-        self._entries: dict[tuple, Any] | None = None
-        if cache is not None:
-            row = _LOG_SIZE.first(source, {})
-            generation = row[0] if row else 0
-            self._entries = cache.view(generation)
+        self._cache = cache
+        self._view: dict[tuple, Any] | None = None
+        self._serials: dict[tuple[str, str, str], int | None] = {}  # read with the scan counters
+
+    def adopt_generation(self, generation: int) -> None:
+        """The registry's generation, read by this request in another statement; call before the
+        first lookup (a later call takes effect for the lookups after it)."""
+        if self._cache is not None:
+            self._view = self._cache.view(generation)
+
+    def adopt_serial(self, gtin: str, lot: str, serial: str, serial_id: int | None) -> None:
+        """This request read the serial's row (None: no such serial) with the scan counters."""
+        self._serials[(gtin, lot, serial)] = serial_id
+
+    @property
+    def _entries(self) -> dict[tuple, Any] | None:
+        if self._cache is not None and self._view is None:
+            row = _LOG_SIZE.first(self._source, {})
+            self.adopt_generation(row[0] if row else 0)
+        return self._view
 
     @property
     def _session(self) -> Session:
@@ -65,12 +82,13 @@ class RegistryLookup:
         return self._source.session() if isinstance(self._source, Reader) else self._source
 
     def _cached(self, key: tuple, load: Callable[[], Any]) -> Any:
-        if self._entries is None:
+        entries = self._entries
+        if entries is None:
             return load()
-        value = self._entries.get(key, _MISSING)
+        value = entries.get(key, _MISSING)
         if value is _MISSING:
             value = load()
-            self._entries[key] = value
+            entries[key] = value
         return value
 
     def key(self, kid: str) -> KeyInfo | None:
@@ -119,16 +137,15 @@ class RegistryLookup:
         return record.get("product") if record else None
 
     def serial(self, batch: BatchInfo, serial: str) -> SerialInfo | None:
-        # Issued serials are never deleted: a hit can be cached across generations' lifetime.
-        def load() -> SerialInfo | None:
-            row = _SERIAL_ID.first(self._source, {"batch_id": batch.batch_id, "serial": serial})
-            return SerialInfo(serial_id=row[0], serial=serial) if row is not None else None
-
-        if self._entries is None:
-            return load()
-        found = self._entries.get(("serial", batch.batch_id, serial))
+        read = self._serials.get((batch.gtin, batch.lot, serial), _MISSING)
+        if read is not _MISSING:
+            return SerialInfo(serial_id=read, serial=serial) if read is not None else None
+        # Issued serials are never deleted: a hit can be cached for the generation's lifetime.
+        entries = self._entries
+        found = entries.get(("serial", batch.batch_id, serial)) if entries is not None else None
         if found is None:
-            found = load()
-            if found is not None:  # a miss is not cached: serials are issued without a log entry
-                self._entries[("serial", batch.batch_id, serial)] = found
+            row = _SERIAL_ID.first(self._source, {"batch_id": batch.batch_id, "serial": serial})
+            found = SerialInfo(serial_id=row[0], serial=serial) if row is not None else None
+            if found is not None and entries is not None:  # a miss is not cached: serials are issued
+                entries[("serial", batch.batch_id, serial)] = found  # without a log entry
         return found

@@ -30,23 +30,29 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from keys.encoding import utcnow
 from registry.db import RawQuery, Reader, as_utc
+from registry.lookup import RegistryLookup
 from registry.models import ScanWriterState
 from verification.verdicts import BatchInfo, ReasonCode, ScanContext, ScanSummary, SerialInfo, Verdict
 
-__all__ = ["ScanHistory", "ScanWriter", "haversine_km"]
+__all__ = ["ScanHistory", "ScanWriter", "haversine_km", "unit_key"]
 
 log = logging.getLogger(__name__)
 
-# The reads of a verification: counters, whether this client was seen, and how far this process's
-# writer has committed, in one statement (one snapshot) on the DBAPI connection.
-_SERIAL_STATE = RawQuery(
-    "SELECT s.scan_count, s.distinct_clients, s.first_seen, s.last_seen, s.last_lat, s.last_lon, "
-    "EXISTS (SELECT 1 FROM serial_clients c WHERE c.serial_id = s.id AND c.client_hash = :client), "
+# The one read of a verification, by what the code says (GTIN, lot, serial): the unit's id and
+# counters, whether this client was seen, how far this process's writer has committed, and the
+# registry's generation for the lookups' cache (registry.lookup) -- one statement, one snapshot, on
+# the DBAPI connection. ``(SELECT 1) AS one`` keeps one row when the code names no issued unit.
+_UNIT_STATE = RawQuery(
+    "SELECT (SELECT l.size FROM log_state l WHERE l.id = 1), u.batch_id, u.id, u.scan_count, "
+    "u.distinct_clients, u.first_seen, u.last_seen, u.last_lat, u.last_lon, "
+    "EXISTS (SELECT 1 FROM serial_clients c WHERE c.serial_id = u.id AND c.client_hash = :client), "
     "(SELECT w.epoch FROM scan_writers w WHERE w.id = :writer) "
-    "FROM serials s WHERE s.id = :id")
+    "FROM (SELECT 1) AS one LEFT JOIN (SELECT s.* FROM serials s JOIN batches b ON b.id = s.batch_id "
+    "WHERE b.gtin = :gtin AND b.lot = :lot AND s.serial = :serial) AS u ON 1 = 1")
 _BATCH_STATE = RawQuery(
-    "SELECT b.scan_count, b.first_seen, (SELECT w.epoch FROM scan_writers w WHERE w.id = :writer) "
-    "FROM batches b WHERE b.id = :id")
+    "SELECT (SELECT l.size FROM log_state l WHERE l.id = 1), b.id, b.scan_count, b.first_seen, "
+    "(SELECT w.epoch FROM scan_writers w WHERE w.id = :writer) "
+    "FROM (SELECT 1) AS one LEFT JOIN batches b ON b.gtin = :gtin AND b.lot = :lot")
 _INSERT_EVENTS = RawQuery(
     "INSERT INTO scan_events (batch_id, serial_id, at, channel, client_hash, lat, lon, verdict) "
     "VALUES (:batch_id, :serial_id, :at, :channel, :client_hash, :lat, :lon, :verdict)")
@@ -58,6 +64,27 @@ _BUMP_SERIAL = RawQuery(
     "flagged = COALESCE(flagged, :flag) WHERE id = :id")
 _BUMP_BATCH = RawQuery(
     "UPDATE batches SET scan_count = scan_count + :n, first_seen = COALESCE(first_seen, :first) WHERE id = :id")
+# PostgreSQL takes each of these as one statement over arrays (one column each): a flush of a few
+# hundred events costs the server three statements instead of one per row (bench/http_load.py).
+# The serials are locked in id order first, as the row-by-row updates did, so that two servers
+# flushing the same serials queue instead of deadlocking.
+_PG_INSERT_EVENTS = RawQuery(
+    "INSERT INTO scan_events (batch_id, serial_id, at, channel, client_hash, lat, lon, verdict) "
+    "SELECT * FROM unnest(:batch_id::bigint[], :serial_id::bigint[], :at::timestamptz[], :channel::varchar[], "
+    ":client_hash::varchar[], :lat::float8[], :lon::float8[], :verdict::varchar[])")
+_PG_INSERT_CLIENTS = RawQuery(
+    "INSERT INTO serial_clients (serial_id, client_hash) SELECT * FROM unnest(:s::bigint[], :c::varchar[]) "
+    "ON CONFLICT DO NOTHING RETURNING serial_id")
+_PG_BUMP_SERIALS = RawQuery(
+    "WITH v AS (SELECT * FROM unnest(:id::bigint[], :n::bigint[], :new_clients::int[], :first::timestamptz[], "
+    ":last::timestamptz[], :lat::float8[], :lon::float8[], :flag::varchar[]) "
+    "AS v(id, n, new_clients, first, last, lat, lon, flag)), "
+    "locked AS (SELECT s.id FROM serials s WHERE s.id IN (SELECT id FROM v) ORDER BY s.id FOR UPDATE) "
+    "UPDATE serials AS s SET scan_count = s.scan_count + v.n, distinct_clients = s.distinct_clients + v.new_clients, "
+    "first_seen = COALESCE(s.first_seen, v.first), "
+    "last_seen = CASE WHEN s.last_seen IS NULL OR s.last_seen < v.last THEN v.last ELSE s.last_seen END, "
+    "last_lat = COALESCE(v.lat, s.last_lat), last_lon = COALESCE(v.lon, s.last_lon), "
+    "flagged = COALESCE(s.flagged, v.flag) FROM v, locked WHERE s.id = v.id AND locked.id = v.id")
 _RELAXED_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 _FORGET_AFTER = timedelta(days=1)  # a writer row not updated for a day belongs to a process that ended
 _SWEEP_EVERY = 1000  # flushes between two sweeps of such rows
@@ -72,6 +99,15 @@ def _insert_clients(rows: int) -> RawQuery:
                     "ON CONFLICT DO NOTHING RETURNING serial_id")
 
 
+_EVENT_COLUMNS = ("batch_id", "serial_id", "at", "channel", "client_hash", "lat", "lon", "verdict")
+_SERIAL_COUNTERS = ("id", "n", "new_clients", "first", "last", "lat", "lon", "flag")
+
+
+def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, list[Any]]:
+    """Rows as one list per column: the arrays of the PostgreSQL statements."""
+    return {name: [row[name] for row in rows] for name in names}
+
+
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     r = 6371.0
     p1, p2 = math.radians(lat1), math.radians(lat2)
@@ -80,10 +116,21 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * r * math.asin(math.sqrt(a))
 
 
+#: A unit's key in the writer: ``("serial", gtin, lot, serial)`` or ``("batch", gtin, lot)`` -- what
+#: the code says, so a request can note what is pending before the read that finds the unit's id.
+UnitKey = tuple[str, ...]
+
+
+def unit_key(gtin: str, lot: str, serial: str | None) -> UnitKey:
+    return ("serial", gtin, lot, serial) if serial is not None else ("batch", gtin, lot)
+
+
 @dataclass
 class _Pending:
-    """What this process has counted for one serial (or batch code) and not yet written."""
+    """What this process has counted for one serial (or batch code) and not yet written; ``ident``
+    is its row id."""
 
+    ident: int
     count: int = 0
     new_clients: set[str] = field(default_factory=set)
     first: datetime | None = None
@@ -103,7 +150,8 @@ class _Pending:
                 self.lat, self.lon = lat, lon
 
     def copy(self) -> "_Pending":
-        return _Pending(self.count, set(self.new_clients), self.first, self.last, self.lat, self.lon, self.flag)
+        return _Pending(self.ident, self.count, set(self.new_clients), self.first, self.last, self.lat, self.lon,
+                        self.flag)
 
     def merge_later(self, later: "_Pending") -> None:
         """Add counts that happened after these."""
@@ -133,7 +181,7 @@ class PendingView:
         """The counts the database did not hold yet when it said its writer had committed
         flush ``written_epoch`` (None: none yet)."""
         done = written_epoch or 0
-        out = _Pending()
+        out = _Pending(ident=0)
         if self.flight is not None and self.flight_epoch is not None and done < self.flight_epoch:
             out.merge_later(self.flight)
         if self.pending is not None and done < self.next_epoch:
@@ -166,11 +214,9 @@ class ScanWriter:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
-        self._serials: dict[int, _Pending] = {}
-        self._batches: dict[int, _Pending] = {}
+        self._units: dict[UnitKey, _Pending] = {}
         # What a flush has taken but not yet committed: still counted by readers until it is.
-        self._flight_serials: dict[int, _Pending] = {}
-        self._flight_batches: dict[int, _Pending] = {}
+        self._flight: dict[UnitKey, _Pending] = {}
         self._flight_epoch: int | None = None
         self._next_epoch = 1
         self._flushes = 0
@@ -190,74 +236,71 @@ class ScanWriter:
             with self._lock:
                 if self._id_pid != os.getpid():
                     self._id, self._id_pid, self._next_epoch = uuid.uuid4().hex, os.getpid(), 1
-                    self._events, self._serials, self._batches = [], {}, {}
-                    self._flight_serials, self._flight_batches, self._flight_epoch = {}, {}, None
+                    self._events, self._units, self._flight, self._flight_epoch = [], {}, {}, None
         return self._id
 
     # -- the request side ---------------------------------------------------------------------
-    def view(self, kind: str, ident: int) -> PendingView:
-        """Note this process's unwritten counts for ``("serial" | "batch", id)``; call it
-        before the query that reads the counters and this writer's row."""
+    def view(self, key: UnitKey) -> PendingView:
+        """Note this process's unwritten counts for a unit; call it before the query that reads
+        the unit's counters and this writer's row."""
         self.writer_id  # noqa: B018 (re-keys after a fork)
         with self._lock:
-            pending, flight = ((self._serials, self._flight_serials) if kind == "serial"
-                               else (self._batches, self._flight_batches))
-            return PendingView(flight=_copy(flight.get(ident)), flight_epoch=self._flight_epoch,
-                               pending=_copy(pending.get(ident)), next_epoch=self._next_epoch)
+            return PendingView(flight=_copy(self._flight.get(key)), flight_epoch=self._flight_epoch,
+                               pending=_copy(self._units.get(key)), next_epoch=self._next_epoch)
 
-    def submit(self, event: dict[str, Any], *, new_client: bool) -> None:
-        serial_id, batch_id = event["serial_id"], event["batch_id"]
+    def submit(self, event: dict[str, Any], *, key: UnitKey, new_client: bool) -> None:
+        """Queue ``event`` and count it for the unit ``key`` (its row id in the event: ``serial_id``
+        for a serial, else ``batch_id``)."""
+        ident = event["serial_id"] if key[0] == "serial" else event["batch_id"]
         with self._lock:
             if len(self._events) >= self._max_backlog:
                 log.error("scan backlog full (%d events): dropping the oldest", len(self._events))
                 del self._events[: len(self._events) // 10]
             self._events.append(event)
-            if serial_id is not None:
-                pending = self._serials.setdefault(serial_id, _Pending())
-            elif batch_id is not None:
-                pending = self._batches.setdefault(batch_id, _Pending())
-            else:
-                pending = None
-            if pending is not None:
-                pending.add(event["at"], event["client_hash"], new_client, event["lat"], event["lon"])
+            pending = self._units.get(key)
+            if pending is None:
+                pending = self._units[key] = _Pending(ident)
+            pending.add(event["at"], event["client_hash"], new_client, event["lat"], event["lon"])
         self._ensure_thread()
 
-    def flag(self, serial_id: int, reason: str) -> None:
+    def flag(self, key: UnitKey, serial_id: int, reason: str) -> None:
         with self._lock:
-            self._serials.setdefault(serial_id, _Pending()).flag = reason
+            pending = self._units.get(key)
+            if pending is None:
+                pending = self._units[key] = _Pending(serial_id)
+            pending.flag = reason
         self._ensure_thread()
 
     # -- the writing side ---------------------------------------------------------------------
-    def _take(self) -> tuple[int, list[dict[str, Any]], dict[int, _Pending], dict[int, _Pending]]:
+    def _take(self) -> tuple[int, list[dict[str, Any]], dict[UnitKey, _Pending]]:
         with self._lock:
-            taken = self._events, self._serials, self._batches
-            if not any(taken):
-                return 0, [], {}, {}
+            if not self._events and not self._units:
+                return 0, [], {}
             epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
-            self._flight_serials, self._flight_batches, self._flight_epoch = self._serials, self._batches, epoch
-            self._events, self._serials, self._batches = [], {}, {}
+            taken = self._events, self._units
+            self._flight, self._flight_epoch = self._units, epoch
+            self._events, self._units = [], {}
             return (epoch, *taken)
 
     def _landed(self) -> None:
         with self._lock:
-            self._flight_serials, self._flight_batches, self._flight_epoch = {}, {}, None
+            self._flight, self._flight_epoch = {}, None
 
     def _put_back(self, events) -> None:
         with self._lock:
             self._events[:0] = events
-            for table, flight in ((self._serials, self._flight_serials), (self._batches, self._flight_batches)):
-                for key, older in flight.items():
-                    if key in table:  # what arrived meanwhile happened after what was taken
-                        older.merge_later(table[key])
-                    table[key] = older
-            self._flight_serials, self._flight_batches, self._flight_epoch = {}, {}, None
+            for key, older in self._flight.items():
+                if key in self._units:  # what arrived meanwhile happened after what was taken
+                    older.merge_later(self._units[key])
+                self._units[key] = older
+            self._flight, self._flight_epoch = {}, None
 
     def flush(self, session: Session | None = None) -> int:
         """Write everything pending; returns the number of events written. With ``session``, the
         writes join that transaction (its owner commits)."""
         writer = self.writer_id
         with self._flush_lock:
-            epoch, events, serials, batches = self._take()
+            epoch, events, units = self._take()
             if not epoch:
                 return 0
             own = session is None
@@ -266,7 +309,7 @@ class ScanWriter:
                 raise RuntimeError("this ScanWriter has no session factory: pass a session")
             work = self._factory() if own else session
             try:
-                self._write(work, events, serials, batches)
+                self._write(work, events, units)
                 self._mark(work, writer, epoch)
                 if own:
                     work.commit()
@@ -294,26 +337,39 @@ class ScanWriter:
             session.execute(delete(ScanWriterState).where(ScanWriterState.updated_at < now - _FORGET_AFTER))
 
     @staticmethod
-    def _write(session: Session, events, serials: dict[int, _Pending], batches: dict[int, _Pending]) -> None:
-        """A handful of statements per flush, however many events: one multi-row insert of the
-        events, one of the new (serial, client) pairs that reports which were really new, and one
-        executemany update of the counters, in a fixed order so servers never deadlock."""
-        if session.get_bind().dialect.name == "postgresql":
+    def _write(session: Session, events, units: dict[UnitKey, _Pending]) -> None:
+        """A handful of statements per flush, however many events: the events, the new (serial,
+        client) pairs (answering which were really new: another server may have written the same
+        pair first), and the counters, in a fixed order so servers never deadlock."""
+        serials = {p.ident: p for key, p in units.items() if key[0] == "serial"}
+        batches = {p.ident: p for key, p in units.items() if key[0] == "batch"}
+        postgres = session.get_bind().dialect.name == "postgresql"
+        if postgres:
             session.execute(_RELAXED_COMMIT)  # only this transaction: scan events, not registrations
-        if events:
-            _INSERT_EVENTS.many(session, events)
         pairs = [(serial_id, client) for serial_id, p in sorted(serials.items()) for client in sorted(p.new_clients)]
         really_new: dict[int, int] = {}
         for start in range(0, len(pairs), 500):  # bounded statements, even after a backlog
             chunk = pairs[start:start + 500]
-            params = {f"{kind}{i}": value for i, pair in enumerate(chunk) for kind, value in zip("sc", pair)}
-            for (serial_id,) in _insert_clients(len(chunk)).all(session, params):
+            if postgres:
+                found = _PG_INSERT_CLIENTS.all(session, {"s": [s for s, _ in chunk], "c": [c for _, c in chunk]})
+            else:
+                params = {f"{kind}{i}": value for i, pair in enumerate(chunk) for kind, value in zip("sc", pair)}
+                found = _insert_clients(len(chunk)).all(session, params)
+            for (serial_id,) in found:
                 really_new[serial_id] = really_new.get(serial_id, 0) + 1
-        if serials:
-            _BUMP_SERIAL.many(session, [
-                {"id": serial_id, "n": p.count, "new_clients": really_new.get(serial_id, 0), "first": p.first,
-                 "last": p.last, "lat": p.lat, "lon": p.lon, "flag": p.flag}
-                for serial_id, p in sorted(serials.items())])
+        counters = [{"id": serial_id, "n": p.count, "new_clients": really_new.get(serial_id, 0), "first": p.first,
+                     "last": p.last, "lat": p.lat, "lon": p.lon, "flag": p.flag}
+                    for serial_id, p in sorted(serials.items())]
+        if postgres:
+            if events:
+                _PG_INSERT_EVENTS.execute(session, _columns(events, _EVENT_COLUMNS))
+            if counters:
+                _PG_BUMP_SERIALS.execute(session, _columns(counters, _SERIAL_COUNTERS))
+        else:
+            if events:
+                _INSERT_EVENTS.many(session, events)
+            if counters:
+                _BUMP_SERIAL.many(session, counters)
         if batches:
             _BUMP_BATCH.many(session, [{"id": batch_id, "n": p.count, "first": p.first}
                                           for batch_id, p in sorted(batches.items())])
@@ -356,48 +412,92 @@ class ScanWriter:
             log.exception("scan events still pending at exit could not be written")
 
 
-class ScanHistory:
-    """``verification.verdicts.ScanRecorder`` over the registry: reads counters, hands events to the writer."""
+@dataclass(frozen=True)
+class _UnitState:
+    """One read of a unit: what the database held, and what this process had pending before."""
 
-    def __init__(self, source: Session | Reader, writer: ScanWriter, *,
+    key: UnitKey
+    client: str | None
+    seen: PendingView
+    ident: int | None  # the serial's (or batch code's) row id; None: no such unit
+    count: int = 0
+    clients: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    lat: float | None = None
+    lon: float | None = None
+    client_seen: bool = False
+    written: int | None = None  # the last flush of this process's writer that the read saw
+
+
+class ScanHistory:
+    """``verification.verdicts.ScanRecorder`` over the registry: reads counters, hands events to the writer.
+
+    Given the request's ``RegistryLookup``, ``begin`` makes the one read of a verification: with the
+    counters it answers the serial's id and the registry's generation, which the lookup adopts
+    instead of reading them itself (bench/http_load.py: on PostgreSQL each round trip costs more
+    than the rest of the request's database work)."""
+
+    def __init__(self, source: Session | Reader, writer: ScanWriter, *, lookup: RegistryLookup | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self._source = source
         self._writer = writer
+        self._lookup = lookup
         self._clock = clock
+        self._state: _UnitState | None = None
+
+    def begin(self, gtin: str, lot: str, serial: str | None, context: ScanContext) -> None:
+        self._state = self._read(unit_key(gtin, lot, serial), context.client)
+
+    def _read(self, key: UnitKey, client: str | None) -> _UnitState:
+        writer = self._writer.writer_id
+        seen = self._writer.view(key)
+        if key[0] == "batch":
+            generation, ident, count, first_seen, written = _BATCH_STATE.first(
+                self._source, {"gtin": key[1], "lot": key[2], "writer": writer})
+            state = _UnitState(key, client, seen, ident, count or 0, first_seen=as_utc(first_seen), written=written)
+        else:
+            (generation, batch_id, ident, count, clients, first_seen, last_seen, lat, lon, client_seen,
+             written) = _UNIT_STATE.first(self._source, {"gtin": key[1], "lot": key[2], "serial": key[3],
+                                                          "client": client or "", "writer": writer})
+            state = _UnitState(key, client, seen, ident, count or 0, clients or 0, as_utc(first_seen),
+                               as_utc(last_seen), lat, lon, bool(client_seen), written)
+            if self._lookup is not None:
+                self._lookup.adopt_serial(key[1], key[2], key[3], ident)
+        if self._lookup is not None:
+            self._lookup.adopt_generation(generation or 0)
+        return state
 
     def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext,
                verdict: Verdict) -> ScanSummary | None:
         if batch.batch_id is None:
             return None
+        key = unit_key(batch.gtin, batch.lot, serial.serial if serial else None)
+        state, self._state = self._state, None
+        if state is None or state.key != key or state.client != context.client or state.ident is None:
+            state = self._read(key, context.client)  # no begin() for this unit (or an unissued serial)
         now = context.at or self._clock()
         event = {"batch_id": batch.batch_id, "serial_id": serial.serial_id if serial else None, "at": now,
                  "channel": context.channel, "client_hash": context.client, "lat": context.lat, "lon": context.lon,
                  "verdict": verdict.value}
-        writer = self._writer.writer_id
+        pending = state.seen.unwritten(state.written)
+        first = state.first_seen or pending.first or now
         if serial is None:
-            seen = self._writer.view("batch", batch.batch_id)
-            count, first_seen, written = _BATCH_STATE.first(self._source, {"id": batch.batch_id, "writer": writer})
-            pending = seen.unwritten(written)
-            self._writer.submit(event, new_client=False)
-            first = as_utc(first_seen) or pending.first or now
-            return ScanSummary(count=count + pending.count + 1, first_seen=first, distinct_clients=0)
-        seen = self._writer.view("serial", serial.serial_id)
-        (count, clients, first_seen, last, lat, lon, client_seen, written) = _SERIAL_STATE.first(
-            self._source, {"id": serial.serial_id, "client": context.client or "", "writer": writer})
-        pending = seen.unwritten(written)
-        new_client = context.client is not None and not client_seen and context.client not in pending.new_clients
+            self._writer.submit(event, key=key, new_client=False)
+            return ScanSummary(count=state.count + pending.count + 1, first_seen=first, distinct_clients=0)
+        client = context.client
+        new_client = client is not None and not state.client_seen and client not in pending.new_clients
         travel = None
-        last = as_utc(last)
+        last, lat, lon = state.last_seen, state.lat, state.lon
         if pending.last is not None and (last is None or pending.last >= last) and pending.lat is not None:
             last, lat, lon = pending.last, pending.lat, pending.lon
         if context.lat is not None and context.lon is not None and lat is not None and lon is not None and last:
             hours = max((now - last).total_seconds() / 3600, 1 / 60)  # a minute's slack
             travel = haversine_km(lat, lon, context.lat, context.lon) / hours
-        self._writer.submit(event, new_client=new_client)
-        return ScanSummary(count=count + pending.count + 1,
-                           first_seen=as_utc(first_seen) or pending.first or now,
-                           distinct_clients=clients + len(pending.new_clients) + (1 if new_client else 0),
+        self._writer.submit(event, key=key, new_client=new_client)
+        return ScanSummary(count=state.count + pending.count + 1, first_seen=first,
+                           distinct_clients=state.clients + len(pending.new_clients) + (1 if new_client else 0),
                            travel_kmh=travel)
 
-    def flag(self, serial: SerialInfo, reason: ReasonCode) -> None:
-        self._writer.flag(serial.serial_id, reason.value)
+    def flag(self, batch: BatchInfo, serial: SerialInfo, reason: ReasonCode) -> None:
+        self._writer.flag(unit_key(batch.gtin, batch.lot, serial.serial), serial.serial_id, reason.value)

@@ -178,10 +178,15 @@ class Lookup(Protocol):
 
 
 class ScanRecorder(Protocol):
+    def begin(self, gtin: str, lot: str, serial: str | None, context: ScanContext) -> None:
+        """The verification of this code starts, before any lookup: a recorder may read now, in one
+        go, what ``record`` will need (the registry's recorder also answers the lookups' questions
+        from that read)."""
+
     def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext,
                verdict: Verdict) -> ScanSummary | None: ...
 
-    def flag(self, serial: SerialInfo, reason: ReasonCode) -> None: ...
+    def flag(self, batch: BatchInfo, serial: SerialInfo, reason: ReasonCode) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,8 @@ class Verifier:
             found.add(ReasonCode.PLAIN_GTIN)
             return self._result(found, code, text, default=Verdict.UNVERIFIABLE,
                                 product=self._lookup.product(code.gtin))
+        if self._scans is not None and not self._offline:
+            self._scans.begin(code.gtin, code.lot, code.serial, context)
         key = None
         if code.signature is not None:
             key = self._check_signature(code, found)
@@ -294,7 +301,7 @@ class Verifier:
             provisional = found.verdict(default)
             scans = self._scans.record(batch=batch, serial=serial, context=context, verdict=provisional)
             if serial is not None and scans is not None and self._check_clones(scans, found):
-                self._scans.flag(serial, ReasonCode.SERIAL_CLONED)
+                self._scans.flag(batch, serial, ReasonCode.SERIAL_CLONED)
         return self._result(found, code, text, default=default, batch=batch, scans=scans)
 
     def _check_signature(self, code: ParsedCode, found: _Findings) -> KeyInfo | None:

@@ -109,3 +109,50 @@ def test_read_connections_go_back_to_the_pool_in_autocommit(app, client, unit_ur
     finally:
         for conn in held:
             conn.close()
+
+
+@pytest.mark.parametrize("kind", ["unit", "batch"])
+def test_a_warm_cache_follows_a_recall_made_elsewhere(client, registry, world, session, kind):
+    """The first verification caches key and batch; the recall is written by another session (as
+    another server would); the next verification's one read sees the log has grown and drops them."""
+    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
+    batch = registry.register_batch(actor, batch_data())
+    (serial, s), = registry.issue_serials(actor, GTIN, "LOT-1", 1)
+    session.commit()
+    url = registry.serial_url(batch, serial, s) if kind == "unit" else registry.batch_url(batch)
+    assert client.get("/api/v1/verify", query_string={"code": url}).get_json()["verdict"] == "genuine"
+    registry.recall(actor, GTIN, "LOT-1", reason="bad seal")
+    session.commit()
+    body = client.get("/api/v1/verify", query_string={"code": url}).get_json()
+    assert body["verdict"] == "recalled" and body["batch"]["recall_reason"] == "bad seal"
+
+
+def test_a_verification_with_a_warm_cache_is_one_statement(app, client, registry, world, session):
+    """Key and batch come from the process's cache; the generation, the serial's id and its scan
+    counters come back from one statement (the scan itself is written later by the writer)."""
+    import sqlite3
+
+    from sqlalchemy import event
+
+    if PG_URL:
+        pytest.skip("statements are traced through sqlite3's trace callback")
+    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
+    batch = registry.register_batch(actor, batch_data())
+    units = [registry.serial_url(batch, serial, s) for serial, s in registry.issue_serials(actor, GTIN, "LOT-1", 3)]
+    session.commit()
+    statements: list[str] = []
+    read_engine = app.extensions["read_engine"]
+    read_engine.dispose()  # new connections, traced from their first statement
+
+    @event.listens_for(read_engine, "connect")
+    def trace(dbapi_connection, _record):  # noqa: ANN001
+        assert isinstance(dbapi_connection, sqlite3.Connection)
+        dbapi_connection.set_trace_callback(statements.append)
+
+    assert client.get("/api/v1/verify", query_string={"code": units[0]}).get_json()["verdict"] == "genuine"
+    assert any("batches" in sql for sql in statements)  # the cold cache loaded the batch
+    for url in units[1:]:
+        statements.clear()
+        body = client.get("/api/v1/verify", query_string={"code": url, "client_id": "c"}).get_json()
+        assert body["verdict"] == "genuine" and body["scans"]["count"] == 1
+        assert len([sql for sql in statements if not sql.startswith("PRAGMA")]) == 1, statements

@@ -154,8 +154,8 @@ def test_a_flush_landing_between_the_note_and_the_read_is_counted_once(session, 
     again from the note."""
 
     class FlushBetween(ScanWriter):
-        def view(self, kind, ident):
-            noted = super().view(kind, ident)
+        def view(self, key):
+            noted = super().view(key)
             self.flush(session)  # commits (into this session) after the note, before the read
             return noted
 
