@@ -13,7 +13,7 @@ from verification.decoding import NotAnImage
 from app.api import bp
 from app.api.schemas import Strict
 from app.errors import ApiError
-from app.extensions import limiter
+from app.extensions import rate_limit
 from app.services import db_session, report_service, scan_context
 
 __all__ = ["create_report", "report_limit", "photo_status", "allow_report_body", "REPORT_BODY_LIMIT"]
@@ -82,7 +82,7 @@ _PHOTO_FORM = {"type": "object", "required": ["where_kind"], "properties": {
 
 @bp.route("/reports", methods=["POST"])
 @allow_report_body
-@limiter.limit(report_limit)
+@rate_limit(report_limit)
 @bp.arguments(ReportFormSchema, location="form")
 @bp.response(201, ReportCreatedSchema)
 @bp.doc(requestBody={"content": {"multipart/form-data": {"schema": _PHOTO_FORM}}})

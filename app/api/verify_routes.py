@@ -11,7 +11,7 @@ from verification.services import verify_image
 from app.api import bp
 from app.api.schemas import Strict
 from app.errors import ApiError, summary
-from app.extensions import limiter
+from app.extensions import rate_limit
 from app.presenters import image_verification_json, verification_json
 from app.services import scan_context, verification_reader, verifier
 
@@ -81,7 +81,7 @@ def _query_args() -> dict:
 
 
 @bp.route("/verify", methods=["GET"])
-@limiter.limit(_verify_limit)
+@rate_limit(_verify_limit)
 @bp.doc(parameters=[{"in": "query", "schema": VerifyArgsSchema}])
 @bp.response(200, VerificationSchema)
 def verify_text():
@@ -93,7 +93,7 @@ def verify_text():
 
 
 @bp.route("/verify/image", methods=["POST"])
-@limiter.limit(_verify_limit)
+@rate_limit(_verify_limit)
 @bp.arguments(ImageFormSchema, location="form")
 @bp.response(200, ImageVerificationSchema)
 @bp.doc(requestBody={"content": {"multipart/form-data": {"schema": {

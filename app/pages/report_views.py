@@ -7,7 +7,7 @@ from flask import redirect, render_template, request, url_for
 from registry.reports import ReportInput, ReportInvalid, TooManyReports
 
 from app.api.report_routes import REPORT_BODY_LIMIT, photo_status, report_limit
-from app.extensions import limiter
+from app.extensions import rate_limit
 from app.pages import bp
 from app.pages.texts import FIELD_ERROR, FLOOD_MESSAGE, PHOTO_ERROR
 from app.services import db_session, report_service, scan_context
@@ -34,7 +34,7 @@ def _report_body_limit(endpoint, _values) -> None:
 
 
 @bp.route("/report", methods=["POST"])
-@limiter.limit(report_limit, methods=["POST"])
+@rate_limit(report_limit, methods=["POST"])
 def report_submit():
     values = {name: (request.form.get(name) or "").strip() for name in FIELDS}
     photos = [f.read() for f in request.files.getlist("photo") if f and f.filename]

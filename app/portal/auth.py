@@ -19,7 +19,7 @@ from registry.accounts import AccountService
 from registry.errors import NotFound, Unauthorized
 from registry.services import Actor, Role
 
-from app.extensions import limiter
+from app.extensions import rate_limit
 from app.i18n import N_
 from app.portal import bp
 from app.services import account_service, db_session
@@ -148,7 +148,7 @@ def login():
 
 
 @bp.route("/login", methods=["POST"])
-@limiter.limit(login_limit, methods=["POST"])
+@rate_limit(login_limit, methods=["POST"])
 def login_submit():
     username = (request.form.get("username") or "").strip()[:100]
     password = request.form.get("password") or ""
