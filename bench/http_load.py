@@ -378,6 +378,7 @@ def profile_run(server: Server, codes_file: str, cursor: CodeCursor, *, seconds:
         ("scan writer flushes (background thread)", ("ScanWriter._run",)),
         ("signature checks (keys/signing.py, Ed25519)", ("keys/signing.py", "ed25519.py", "nacl/")),
         ("parsing the code (verification/parsing.py)", ("verification/parsing.py",)),
+        ("the unit's read: counters, serial id, log size (ScanHistory.begin)", ("ScanHistory.begin",)),
         ("scan recording (ScanHistory.record)", ("ScanHistory.record",)),
         ("registry lookups (RegistryLookup)", ("RegistryLookup",)),
         ("verdict logic (rest of verification/)", ("verification/",)),
