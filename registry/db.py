@@ -169,9 +169,12 @@ class RawQuery:
 
     _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 
-    def __init__(self, sql: str) -> None:
+    def __init__(self, sql: str, *, binary: bool = False) -> None:
+        """``binary``: psycopg sends the parameters in PostgreSQL's binary format (``%(name)b``),
+        for statements over arrays: dumping a list in text format costs about 15 µs of Python a
+        row of six columns, in binary about 2 µs."""
         self.sql = sql
-        self._pyformat = self._NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+        self._pyformat = self._NAMED.sub(r"%(\1)b" if binary else r"%(\1)s", sql.replace("%", "%%"))
 
     def first(self, source: "Session | Reader", params: dict[str, Any]) -> tuple | None:
         def fetch(cursor, sql: str) -> tuple | None:  # noqa: ANN001
@@ -188,7 +191,11 @@ class RawQuery:
         return self._run(source, params, fetch)
 
     def execute(self, source: "Session | Reader", params: dict[str, Any]) -> int:
-        """A statement that returns no rows; answers how many rows it changed."""
+        """A statement that returns no rows (datetimes stored as ``UTCDateTime`` stores them);
+        answers how many rows it changed."""
+        if source_dialect(source).name == "sqlite":
+            params = {k: _sqlite_datetime(v) if isinstance(v, datetime) else v for k, v in params.items()}
+
         def run(cursor, sql: str) -> int:  # noqa: ANN001
             cursor.execute(sql, params)
             return cursor.rowcount
@@ -233,4 +240,6 @@ def _sqlite_datetime(value: datetime) -> str:
     """The text SQLAlchemy's SQLite DateTime stores (UTC, naive, always six fraction digits)."""
     if value.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")  # %Y-%m-%d %H:%M:%S.%f

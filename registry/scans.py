@@ -25,7 +25,6 @@ from functools import lru_cache
 from typing import Any, Callable
 
 from sqlalchemy import delete, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,10 +71,10 @@ _BUMP_BATCH = RawQuery(
 _PG_INSERT_EVENTS = RawQuery(
     "INSERT INTO scan_events (batch_id, serial_id, at, channel, client_hash, lat, lon, verdict) "
     "SELECT * FROM unnest(:batch_id::bigint[], :serial_id::bigint[], :at::timestamptz[], :channel::varchar[], "
-    ":client_hash::varchar[], :lat::float8[], :lon::float8[], :verdict::varchar[])")
+    ":client_hash::varchar[], :lat::float8[], :lon::float8[], :verdict::varchar[])", binary=True)
 _PG_INSERT_CLIENTS = RawQuery(
     "INSERT INTO serial_clients (serial_id, client_hash) SELECT * FROM unnest(:s::bigint[], :c::varchar[]) "
-    "ON CONFLICT DO NOTHING RETURNING serial_id")
+    "ON CONFLICT DO NOTHING RETURNING serial_id", binary=True)
 _PG_BUMP_SERIALS = RawQuery(
     "WITH v AS (SELECT * FROM unnest(:id::bigint[], :n::bigint[], :new_clients::int[], :first::timestamptz[], "
     ":last::timestamptz[], :lat::float8[], :lon::float8[], :flag::varchar[]) "
@@ -85,7 +84,10 @@ _PG_BUMP_SERIALS = RawQuery(
     "first_seen = COALESCE(s.first_seen, v.first), "
     "last_seen = CASE WHEN s.last_seen IS NULL OR s.last_seen < v.last THEN v.last ELSE s.last_seen END, "
     "last_lat = COALESCE(v.lat, s.last_lat), last_lon = COALESCE(v.lon, s.last_lon), "
-    "flagged = COALESCE(s.flagged, v.flag) FROM v, locked WHERE s.id = v.id AND locked.id = v.id")
+    "flagged = COALESCE(s.flagged, v.flag) FROM v, locked WHERE s.id = v.id AND locked.id = v.id", binary=True)
+_MARK = RawQuery(
+    "INSERT INTO scan_writers (id, epoch, updated_at) VALUES (:id, :epoch, :at) "
+    "ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, updated_at = excluded.updated_at")
 _RELAXED_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 _FORGET_AFTER = timedelta(days=1)  # a writer row not updated for a day belongs to a process that ended
 _SWEEP_EVERY = 1000  # flushes between two sweeps of such rows
@@ -329,10 +331,7 @@ class ScanWriter:
         """This flush's number in this writer's row, in the flush's transaction; now and then,
         remove the rows of processes that ended."""
         now = utcnow()
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(ScanWriterState).values(id=writer, epoch=epoch, updated_at=now)
-        session.execute(stmt.on_conflict_do_update(index_elements=[ScanWriterState.id],
-                                                   set_={"epoch": epoch, "updated_at": now}))
+        _MARK.execute(session, {"id": writer, "epoch": epoch, "at": now})
         self._flushes += 1
         if self._flushes % _SWEEP_EVERY == 1:
             session.execute(delete(ScanWriterState).where(ScanWriterState.updated_at < now - _FORGET_AFTER))
