@@ -1,0 +1,77 @@
+"""The shipped server configuration, for real: gunicorn with gunicorn.conf.py (the app loaded
+once in the master, sync workers forked from it) serving verifications, and its workers writing
+their pending scan events when it stops."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from registry.models import ScanEvent, ScanWriterState, Serial
+from registry.services import Actor, Role
+from tests.conftest import GTIN, TEST_PASSPHRASE, batch_data
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_forked_workers_serve_and_write_their_scans_when_stopped(app, registry, world, session, tmp_path):
+    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
+    batch = registry.register_batch(actor, batch_data())
+    issued = registry.issue_serials(actor, GTIN, "LOT-1", 3)
+    urls = [registry.serial_url(batch, serial, s) for serial, s in issued]
+    session.commit()
+    port = _free_port()
+    env = {**os.environ, "INSTANCE_DIR": str(app.config["INSTANCE_DIR"]), "KEY_PASSPHRASE": TEST_PASSPHRASE,
+           "SECRET_KEY": "t" * 32, "SCAN_SALT": "salt", "RATE_LIMITS": "off",
+           "DATABASE_URL": app.config["DATABASE_URL"], "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
+           "ACCESS_LOG": "0", "SCAN_FLUSH_SECONDS": "3600"}  # nothing is written before the stop
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}/api/v1/verify?"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "code=x", timeout=5).read()  # noqa: S310 - loopback
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.2)
+
+        def verify(i: int) -> dict:
+            query = urllib.parse.urlencode({"code": urls[i % 3], "client_id": f"client-{i % 5}"})
+            with urllib.request.urlopen(base + query, timeout=10) as answer:  # noqa: S310 - loopback
+                return json.load(answer)
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(verify, range(60)))
+        assert {a["verdict"] for a in answers} == {"genuine"}
+        assert session.scalar(select(func.count()).select_from(ScanEvent)) == 0  # all still pending
+        session.rollback()  # SQLite: this session's transaction holds the write lock the workers need
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=60)[0]
+    assert server.returncode == 0, output
+    session.rollback()  # a fresh snapshot
+    assert session.scalar(select(func.count()).select_from(ScanEvent).where(ScanEvent.serial_id.is_not(None))) == 60
+    counts = session.execute(select(Serial.scan_count, Serial.distinct_clients).where(Serial.batch_id == batch.id)).all()
+    assert sorted(counts) == [(20, 5)] * 3  # five clients each, whichever worker saw them first
+    writers = session.scalars(select(ScanWriterState.id)).all()
+    assert 1 <= len(writers) <= 2 and len(set(writers)) == len(writers)  # one row per worker that served
