@@ -73,9 +73,9 @@ def utcnow() -> datetime:
 
 def rfc3339(moment: datetime) -> str:
     """``2026-11-22T06:46:31Z``; a naive datetime is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=None, microsecond=0).isoformat() + "Z"  # strftime took 5x as long
 
 
 def parse_rfc3339(text: str) -> datetime:

@@ -88,8 +88,10 @@ def make_read_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) ->
         return make_engine(url)
     # AUTOCOMMIT as the engine's own level: a Session on this engine that sets it again (read_only)
     # gives its connection back still in autocommit.
+    # Nothing to roll back when a connection comes back (no transaction is ever open on it): no
+    # reset on return, which on psycopg took its connection lock for a rollback that did nothing.
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True,
-                         isolation_level="AUTOCOMMIT")
+                         isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
