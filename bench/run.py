@@ -185,12 +185,35 @@ def markdown(report: dict) -> str:
     return "\n".join(out)
 
 
+def _sections(text: str) -> tuple[str, dict[str, str]]:
+    """A report's markdown as its header and its "## " sections by title."""
+    head, *parts = text.split("\n## ")
+    return head, {part.split("\n", 1)[0]: "## " + part for part in parts}
+
+
+def merged(out: Path, day: str, text: str, figures: dict) -> tuple[str, dict]:
+    """Today's report with the sections just run put in place of the same sections of the earlier
+    run, which keeps the others; the header says which sections were re-run, and when."""
+    old_figures = json.loads((out / f"{day}.json").read_text())
+    old_head, old_sections = _sections((out / f"{day}.md").read_text().rstrip("\n"))
+    _, new_sections = _sections(text)
+    sections = {**old_sections, **new_sections}
+    rerun = ", ".join(new_sections)
+    note = f"Re-run at {figures['started']} UTC, replacing the earlier run's sections: {rerun}."
+    text = "\n".join([old_head.rstrip("\n"), "", note, ""] + [sections[t].rstrip("\n") + "\n" for t in sections])
+    old_figures["results"].update(figures["results"])
+    old_figures.setdefault("reruns", []).append({"started": figures["started"], "sections": list(figures["results"])})
+    return text.rstrip("\n"), old_figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="skip national scale, shorter runs")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(ORDER)}")
     parser.add_argument("--profile", action="store_true", help="py-spy the verify path (needs py-spy in .venv)")
     parser.add_argument("--out", default=str(BENCH / "results"), help="where the report goes")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --only: replace those sections in today's report, keep the others")
     args = parser.parse_args(argv)
     names = [n for n in ORDER if not (args.quick and n == "national")]
     if args.only:
@@ -213,10 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(report)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{report['date']}.md").write_text(text + "\n")
     figures = {"date": report["date"], "started": report["started"], "mode": report["mode"],
                "machine": report["machine"], "seconds": report["seconds"],
                "results": {k: {kk: vv for kk, vv in v.items() if kk != "stdout"} for k, v in report["results"].items()}}
+    if args.merge and (out / f"{report['date']}.json").exists():
+        text, figures = merged(out, report["date"], text, figures)
+    (out / f"{report['date']}.md").write_text(text + "\n")
     (out / f"{report['date']}.json").write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n")
     print(text)
     print(f"\nwritten: {out / (report['date'] + '.md')} and .json ({report['seconds'] / 60:.1f} min)", file=sys.stderr)
