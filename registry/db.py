@@ -196,7 +196,7 @@ class RawQuery:
         """A statement that returns no rows (datetimes stored as ``UTCDateTime`` stores them);
         answers how many rows it changed."""
         if source_dialect(source).name == "sqlite":
-            params = {k: _sqlite_datetime(v) if isinstance(v, datetime) else v for k, v in params.items()}
+            params = _sqlite_params(params)
 
         def run(cursor, sql: str) -> int:  # noqa: ANN001
             cursor.execute(sql, params)
@@ -207,8 +207,7 @@ class RawQuery:
     def many(self, source: "Session | Reader", rows: list[dict[str, Any]]) -> None:
         """``executemany``: datetimes are stored as ``UTCDateTime`` stores them."""
         if source_dialect(source).name == "sqlite":
-            rows = [{k: _sqlite_datetime(v) if isinstance(v, datetime) else v for k, v in row.items()}
-                    for row in rows]
+            rows = [_sqlite_params(row) for row in rows]
         self._run(source, rows, lambda cursor, sql: cursor.executemany(sql, rows))
 
     def _run(self, source: "Session | Reader", params: Any, work: Callable[[Any, str], Any]) -> Any:
@@ -236,6 +235,10 @@ class RawQuery:
 
 def source_dialect(source: "Session | Reader") -> Dialect:
     return source.dialect if isinstance(source, Reader) else source.get_bind().dialect
+
+
+def _sqlite_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: _sqlite_datetime(v) if isinstance(v, datetime) else v for k, v in params.items()}
 
 
 def _sqlite_datetime(value: datetime) -> str:

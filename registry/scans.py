@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 # registry's generation for the lookups' cache (registry.lookup) -- one statement, one snapshot, on
 # the DBAPI connection. ``(SELECT 1) AS one`` keeps one row when the code names no issued unit.
 _UNIT_STATE = RawQuery(
-    "SELECT (SELECT l.size FROM log_state l WHERE l.id = 1), u.batch_id, u.id, u.scan_count, "
+    "SELECT (SELECT l.size FROM log_state l WHERE l.id = 1), u.id, u.scan_count, "
     "u.distinct_clients, u.first_seen, u.last_seen, u.last_lat, u.last_lon, "
     "EXISTS (SELECT 1 FROM serial_clients c WHERE c.serial_id = u.id AND c.client_hash = :client), "
     "(SELECT w.epoch FROM scan_writers w WHERE w.id = :writer) "
@@ -457,7 +457,7 @@ class ScanHistory:
                 self._source, {"gtin": key[1], "lot": key[2], "writer": writer})
             state = _UnitState(key, client, seen, ident, count or 0, first_seen=as_utc(first_seen), written=written)
         else:
-            (generation, batch_id, ident, count, clients, first_seen, last_seen, lat, lon, client_seen,
+            (generation, ident, count, clients, first_seen, last_seen, lat, lon, client_seen,
              written) = _UNIT_STATE.first(self._source, {"gtin": key[1], "lot": key[2], "serial": key[3],
                                                           "client": client or "", "writer": writer})
             state = _UnitState(key, client, seen, ident, count or 0, clients or 0, as_utc(first_seen),
