@@ -260,19 +260,20 @@ class ScanWriter:
                 log.error("scan backlog full (%d events): dropping the oldest", len(self._events))
                 del self._events[: len(self._events) // 10]
             self._events.append(event)
-            pending = self._units.get(key)
-            if pending is None:
-                pending = self._units[key] = _Pending(ident)
-            pending.add(event["at"], event["client_hash"], new_client, event["lat"], event["lon"])
+            self._pending(key, ident).add(event["at"], event["client_hash"], new_client, event["lat"], event["lon"])
         self._ensure_thread()
 
     def flag(self, key: UnitKey, serial_id: int, reason: str) -> None:
         with self._lock:
-            pending = self._units.get(key)
-            if pending is None:
-                pending = self._units[key] = _Pending(serial_id)
-            pending.flag = reason
+            self._pending(key, serial_id).flag = reason
         self._ensure_thread()
+
+    def _pending(self, key: UnitKey, ident: int) -> _Pending:
+        """The unit's pending counts (under ``_lock``), started if it has none."""
+        pending = self._units.get(key)
+        if pending is None:
+            pending = self._units[key] = _Pending(ident)
+        return pending
 
     # -- the writing side ---------------------------------------------------------------------
     def _take(self) -> tuple[int, list[dict[str, Any]], dict[UnitKey, _Pending]]:
