@@ -24,6 +24,7 @@ __all__ = [
     "sign_code",
     "verify_code",
     "code_payload",
+    "code_bytes",
     "split_code_signature",
 ]
 
@@ -85,14 +86,16 @@ def _verified(public_raw_key: bytes, signature: bytes, data: bytes) -> bool:
     return True
 
 
-def verify_bytes(public_key: Ed25519PublicKey, signature_b64: str, data: bytes) -> None:
+def verify_bytes(public_key: Ed25519PublicKey | bytes, signature_b64: str, data: bytes) -> None:
+    """``public_key`` as a key object, or as its 32 raw bytes (what verification holds per key)."""
     try:
         signature = b64url_decode(signature_b64)
     except MalformedEncoding as exc:
         raise BadSignature(f"signature is not base64url: {exc}") from None
     if len(signature) != 64:
         raise BadSignature("an Ed25519 signature is 64 bytes")
-    if not _verified(public_raw(public_key), signature, data):
+    raw = public_key if isinstance(public_key, bytes) else public_raw(public_key)
+    if not _verified(raw, signature, data):
         raise BadSignature("signature does not verify")
 
 
@@ -116,10 +119,25 @@ def code_payload(*, gtin: str, lot: str, serial: str | None = None, exp: str | N
     return payload
 
 
+def code_bytes(*, gtin: str, lot: str, serial: str | None = None, exp: str | None = None) -> bytes:
+    """``canonical_bytes(code_payload(...))``, written out directly when every value is printable
+    ASCII without a quote or a backslash (GS1's character set 82 in practice): JCS then leaves the
+    values as they are and the members in the order ``exp, gtin, lot, serial, t``. A fifth of
+    the time of going through ``json.dumps``, paid by every verification and every issued serial;
+    checked against the general path by a property test. Anything else takes the general path."""
+    values = (gtin, lot) if serial is None else (gtin, lot, serial)
+    if exp is not None:
+        values += (exp,)
+    if all(v.isascii() and v.isprintable() and '"' not in v and "\\" not in v for v in values):
+        head = f'{{"exp":"{exp}",' if exp is not None else "{"
+        tail = f'"serial":"{serial}","t":"unit"}}' if serial is not None else '"t":"batch"}'
+        return f'{head}"gtin":"{gtin}","lot":"{lot}",{tail}'.encode("ascii")
+    return canonical_bytes(code_payload(gtin=gtin, lot=lot, serial=serial, exp=exp))
+
+
 def sign_code(signer: Signer, *, gtin: str, lot: str, serial: str | None = None, exp: str | None = None) -> str:
     """The ``s`` value: ``{kid}.{signature}``."""
-    data = canonical_bytes(code_payload(gtin=gtin, lot=lot, serial=serial, exp=exp))
-    return f"{signer.kid}.{signer.sign_bytes(data)}"
+    return f"{signer.kid}.{signer.sign_bytes(code_bytes(gtin=gtin, lot=lot, serial=serial, exp=exp))}"
 
 
 def split_code_signature(s: str) -> tuple[Kid, str]:
@@ -129,7 +147,7 @@ def split_code_signature(s: str) -> tuple[Kid, str]:
     return Kid(kid), value
 
 
-def verify_code(public_key: Ed25519PublicKey, s: str, *, gtin: str, lot: str, serial: str | None = None,
+def verify_code(public_key: Ed25519PublicKey | bytes, s: str, *, gtin: str, lot: str, serial: str | None = None,
                 exp: str | None = None) -> None:
     _, value = split_code_signature(s)
-    verify_bytes(public_key, value, canonical_bytes(code_payload(gtin=gtin, lot=lot, serial=serial, exp=exp)))
+    verify_bytes(public_key, value, code_bytes(gtin=gtin, lot=lot, serial=serial, exp=exp))

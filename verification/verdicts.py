@@ -12,13 +12,14 @@ import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Callable, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from keys.certificates import gtin_covered
 from keys.errors import BadSignature
-from keys.signing import split_code_signature, verify_code
+from keys.signing import public_raw, split_code_signature, verify_code
 from verification.parsing import MalformedCode, ParsedCode, parse_code
 
 __all__ = [
@@ -125,6 +126,11 @@ class KeyInfo:
     gs1_prefixes: tuple[str, ...]
     status: str  # active | revoked
     compromised_at: datetime | None = None
+
+    @cached_property
+    def raw(self) -> bytes:
+        """The public key's 32 bytes, what the signature check takes (computed once per key)."""
+        return public_raw(self.public_key)
 
 
 @dataclass(frozen=True)
@@ -315,7 +321,7 @@ class Verifier:
             found.add(ReasonCode.KEY_UNKNOWN, f"no certified key {kid}")
             return None
         try:
-            verify_code(key.public_key, code.signature or "", gtin=code.gtin or "", lot=code.lot or "",
+            verify_code(key.raw, code.signature or "", gtin=code.gtin or "", lot=code.lot or "",
                         serial=code.serial, exp=code.expiry_raw)
         except BadSignature as exc:
             found.add(ReasonCode.SIGNATURE_INVALID, str(exc))

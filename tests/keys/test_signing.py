@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from keys.encoding import MalformedEncoding, b64url_decode, b64url_encode, canonical_bytes, kid_for
 from keys.errors import BadSignature
-from keys.signing import Signer, code_payload, sign, sign_code, split_code_signature, verify, verify_code
+from keys.signing import Signer, code_bytes, code_payload, sign, sign_code, split_code_signature, verify, verify_code
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53) + 1, 2**53 - 1), st.text(max_size=20))
 json_values = st.recursive(json_scalars, lambda children: st.one_of(
@@ -140,6 +140,31 @@ def test_flat_string_objects_take_a_shortcut_to_the_same_jcs_bytes(obj):
     import rfc8785
 
     assert canonical_bytes(obj) == rfc8785.dumps({k: v for k, v in obj.items() if k != "sig"})
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=20), st.text(max_size=20), st.none() | st.text(max_size=20), st.none() | st.text(max_size=6))
+def test_code_bytes_written_out_are_the_jcs_bytes_of_the_payload(gtin, lot, serial, exp):
+    """code_bytes() writes plain values out without json.dumps: byte for byte what JCS gives,
+    for values that take the shortcut (GS1 character set 82) and for those that do not."""
+    import rfc8785
+
+    try:
+        expected = rfc8785.dumps(code_payload(gtin=gtin, lot=lot, serial=serial, exp=exp))
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(rfc8785.CanonicalizationError):
+            code_bytes(gtin=gtin, lot=lot, serial=serial, exp=exp)
+        return
+    assert code_bytes(gtin=gtin, lot=lot, serial=serial, exp=exp) == expected
+
+
+@pytest.mark.parametrize("lot", ['L"1', "L\\1", "L\n1", "Lô 1", "L 1!%&'()*+,-./:;<=>?_z"])
+def test_code_bytes_of_gs1_and_other_characters(lot):
+    import rfc8785
+
+    fields = {"gtin": "08936000010010", "lot": lot, "serial": "K7M2Q9X4ZP3R", "exp": "271231"}
+    assert code_bytes(**fields) == rfc8785.dumps(code_payload(**fields))
+    assert code_bytes(gtin="08936000010010", lot=lot) == rfc8785.dumps(code_payload(gtin="08936000010010", lot=lot))
 
 
 def test_a_lone_surrogate_is_refused_as_jcs_refuses_it():

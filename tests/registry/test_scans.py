@@ -193,3 +193,29 @@ def test_rows_of_writers_that_ended_are_swept(session, unit):
     writer.flush(session)  # the first flush sweeps
     left = set(session.scalars(select(ScanWriterState.id)))
     assert left == {"recent", writer.writer_id}
+
+
+def test_a_forked_child_starts_its_own_writer_empty(session, unit):
+    """A gunicorn worker forked from a master holding pending scans: the child gets a writer row of
+    its own and nothing pending (the parent writes what it counted); the parent keeps its own."""
+    import os
+
+    writer = ScanWriter()
+    _record(ScanHistory(session, writer), unit, "a")
+    parent_id = writer.writer_id
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running the parent's exit handlers
+        try:
+            view = writer.view(("serial", unit[0].gtin, unit[0].lot, unit[1].serial))
+            ok = writer.writer_id != parent_id and view.pending is None and writer._thread is None
+            os.write(write_end, b"ok" if ok else b"bad")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 16)
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    assert answer == b"ok"
+    assert writer.writer_id == parent_id
+    assert writer.view(("serial", unit[0].gtin, unit[0].lot, unit[1].serial)).pending.count == 1
