@@ -51,7 +51,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "CLONE_MAX_SPEED_KMH": float(env.get("CLONE_MAX_SPEED_KMH", 900)),
         "DB_POOL_SIZE": int(env.get("DB_POOL_SIZE", 5)),
         "READ_DATABASE_URL": env.get("READ_DATABASE_URL") or None,
-        "SCAN_FLUSH_SECONDS": float(env.get("SCAN_FLUSH_SECONDS", 0.1)),
+        "SCAN_FLUSH_SECONDS": float(env.get("SCAN_FLUSH_SECONDS", 0.5)),
         "KEY_DIR": instance / "keys",
     }
     passphrase = env.get("KEY_PASSPHRASE")

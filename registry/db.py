@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -179,18 +178,10 @@ class RawQuery:
         self._pyformat = self._NAMED.sub(r"%(\1)b" if binary else r"%(\1)s", sql.replace("%", "%%"))
 
     def first(self, source: "Session | Reader", params: dict[str, Any]) -> tuple | None:
-        def fetch(cursor, sql: str) -> tuple | None:  # noqa: ANN001
-            cursor.execute(sql, params)
-            return cursor.fetchone()
-
-        return self._run(source, params, fetch)
+        return self._run(source, params, _fetch_one)
 
     def all(self, source: "Session | Reader", params: dict[str, Any]) -> list[tuple]:
-        def fetch(cursor, sql: str) -> list[tuple]:  # noqa: ANN001
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-
-        return self._run(source, params, fetch)
+        return self._run(source, params, _fetch_all)
 
     def execute(self, source: "Session | Reader", params: dict[str, Any]) -> int:
         """A statement that returns no rows (datetimes stored as ``UTCDateTime`` stores them);
@@ -198,19 +189,15 @@ class RawQuery:
         if source_dialect(source).name == "sqlite":
             params = _sqlite_params(params)
 
-        def run(cursor, sql: str) -> int:  # noqa: ANN001
-            cursor.execute(sql, params)
-            return cursor.rowcount
-
-        return self._run(source, params, run)
+        return self._run(source, params, _row_count)
 
     def many(self, source: "Session | Reader", rows: list[dict[str, Any]]) -> None:
         """``executemany``: datetimes are stored as ``UTCDateTime`` stores them."""
         if source_dialect(source).name == "sqlite":
             rows = [_sqlite_params(row) for row in rows]
-        self._run(source, rows, lambda cursor, sql: cursor.executemany(sql, rows))
+        self._run(source, rows, _execute_many)
 
-    def _run(self, source: "Session | Reader", params: Any, work: Callable[[Any, str], Any]) -> Any:
+    def _run(self, source: "Session | Reader", params: Any, work: Callable[[Any, str, Any], Any]) -> Any:
         dialect = source_dialect(source)
         sql = self._pyformat if dialect.paramstyle == "pyformat" else self.sql
         for attempt in (1, 2):
@@ -218,7 +205,7 @@ class RawQuery:
                      else source.connection().connection.dbapi_connection)
             cursor = dbapi.cursor()
             try:
-                return work(cursor, sql)
+                return work(cursor, sql, params)
             except dialect.loaded_dbapi.Error as exc:
                 # As SQLAlchemy would: its exception types (callers catch SQLAlchemyError), and a
                 # connection the server dropped is discarded; a Reader's read is run again once.
@@ -228,9 +215,30 @@ class RawQuery:
                         continue
                 raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error) from exc
             finally:
-                with contextlib.suppress(dialect.loaded_dbapi.Error):
+                try:
                     cursor.close()
+                except dialect.loaded_dbapi.Error:
+                    pass
         raise AssertionError("unreachable")
+
+
+def _fetch_one(cursor: Any, sql: str, params: Any) -> tuple | None:
+    cursor.execute(sql, params)
+    return cursor.fetchone()
+
+
+def _fetch_all(cursor: Any, sql: str, params: Any) -> list[tuple]:
+    cursor.execute(sql, params)
+    return cursor.fetchall()
+
+
+def _row_count(cursor: Any, sql: str, params: Any) -> int:
+    cursor.execute(sql, params)
+    return cursor.rowcount
+
+
+def _execute_many(cursor: Any, sql: str, rows: Any) -> None:
+    cursor.executemany(sql, rows)
 
 
 def source_dialect(source: "Session | Reader") -> Dialect:
