@@ -14,6 +14,7 @@ this way. The statements go to the DBAPI connection directly (``registry.db.RawQ
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import math
 import os
@@ -22,7 +23,6 @@ import uuid
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any, Callable
 
 from sqlalchemy import delete, text
@@ -95,13 +95,13 @@ _FORGET_AFTER = timedelta(days=1)  # a writer row not updated for a day belongs 
 _SWEEP_EVERY = 1000  # flushes between two sweeps of such rows
 
 
-@lru_cache(maxsize=64)
-def _insert_clients(rows: int) -> RawQuery:
-    """New (serial, client) pairs, answering which were really new (another server may have
-    written the same pair first)."""
-    values = ", ".join(f"(:s{i}, :c{i})" for i in range(rows))
-    return RawQuery(f"INSERT INTO serial_clients (serial_id, client_hash) VALUES {values} "
-                    "ON CONFLICT DO NOTHING RETURNING serial_id")
+# SQLite takes the new (serial, client) pairs as one JSON array: one statement text whatever their
+# number, compiled once (a VALUES list per flush size was compiled at every flush, and SQLite's
+# named-parameter binding is quadratic in the parameter count).
+_SQLITE_INSERT_CLIENTS = RawQuery(
+    "INSERT INTO serial_clients (serial_id, client_hash) "
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:pairs) WHERE true "
+    "ON CONFLICT DO NOTHING RETURNING serial_id")
 
 
 _EVENT_COLUMNS = ("batch_id", "serial_id", "at", "channel", "client_hash", "lat", "lon", "verdict")
@@ -358,8 +358,7 @@ class ScanWriter:
             if postgres:
                 found = _PG_INSERT_CLIENTS.all(session, {"s": [s for s, _ in chunk], "c": [c for _, c in chunk]})
             else:
-                params = {f"{kind}{i}": value for i, pair in enumerate(chunk) for kind, value in zip("sc", pair)}
-                found = _insert_clients(len(chunk)).all(session, params)
+                found = _SQLITE_INSERT_CLIENTS.all(session, {"pairs": json.dumps(chunk)})
             for (serial_id,) in found:
                 really_new[serial_id] = really_new.get(serial_id, 0) + 1
         counters = [{"id": serial_id, "n": p.count, "new_clients": really_new.get(serial_id, 0), "first": p.first,
