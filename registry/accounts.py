@@ -10,6 +10,8 @@ Nothing here imports Flask: the portal pages and the CLI call these services and
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 from dataclasses import dataclass
@@ -102,11 +104,21 @@ class AccountService:
     def actor_for(user: User) -> Actor:
         return Actor(role=Role(user.role), producer_id=user.producer_id, name=f"user:{user.username}")
 
-    def actor(self, user_id: int) -> Actor:
-        """The actor behind a logged-in session (the session stores the user id): refuse if deactivated."""
+    @staticmethod
+    def session_stamp(user: User) -> str:
+        """What a logged-in session keeps of the password: a digest of its (salted) hash. A new
+        password gives a new stamp, which ends every session that logged in with the old one."""
+        return hashlib.sha256(user.password_hash.encode("utf-8")).hexdigest()[:32]
+
+    def actor(self, user_id: int, *, stamp: str | None = None) -> Actor:
+        """The actor behind a logged-in session (the session stores the user id and, with
+        ``stamp``, the password's stamp at login): refuse if deactivated, or if the password
+        changed since."""
         user = self.get(user_id)
         if not user.active:
             raise Unauthorized("this account has been deactivated", code="ACCOUNT_INACTIVE")
+        if stamp is not None and not hmac.compare_digest(stamp, self.session_stamp(user)):
+            raise Unauthorized("the password was changed after this session logged in", code="SESSION_ENDED")
         return self.actor_for(user)
 
     @staticmethod

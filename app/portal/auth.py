@@ -1,9 +1,11 @@
 """Portal sessions: log in with a username and a password, log out, and ``login_required``.
 
-The Flask session cookie (HttpOnly, SameSite=Lax, Secure in production) holds the user id and a
-per-login nonce; the session is cleared on every login and logout, so a session id planted
-before login is worth nothing. The ``Actor`` is loaded again on every request
-(``AccountService.actor``): a deactivated account is logged out at its next click.
+The Flask session cookie (HttpOnly, SameSite=Lax, Secure in production) holds the user id, a
+per-login nonce and the password's stamp (``AccountService.session_stamp``); the session is
+cleared on every login and logout, so a session id planted before login is worth nothing. The
+``Actor`` is loaded again on every request (``AccountService.actor``): a deactivated account is
+logged out at its next click, and so is every other session of a user whose password changed
+(the user's own, or reset by the registry); the session that changed it goes on.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from app.i18n import N_
 from app.portal import bp
 from app.services import account_service, db_session
 
-__all__ = ["login_required", "current_actor", "nav_links", "home_endpoint", "SESSION_USER", "SESSION_NONCE"]
+__all__ = ["login_required", "current_actor", "nav_links", "home_endpoint", "SESSION_USER", "SESSION_NONCE",
+           "SESSION_STAMP"]
 
 F = TypeVar("F", bound=Callable)
 
 SESSION_USER = "portal_uid"
 SESSION_NONCE = "portal_nonce"
+SESSION_STAMP = "portal_stamp"  # the password's stamp at login: a new password ends the other sessions
 DEFAULT_LOGIN_LIMIT = "10/minute"
 
 LOGIN_ERROR = {
@@ -40,6 +44,7 @@ LOGIN_ERROR = {
 NOTICE = {
     "login": N_("Please log in to continue."),
     "inactive": N_("Your account has been deactivated. Ask the registry if this is a mistake."),
+    "password": N_("The password of this account was changed. Please log in with the new one."),
     "logout": N_("You have logged out."),
 }
 
@@ -79,10 +84,10 @@ def _load_actor() -> Actor | None:
     if not isinstance(user_id, int) or not session.get(SESSION_NONCE):
         return None
     try:
-        actor = account_service().actor(user_id)
-    except (NotFound, Unauthorized):
+        actor = account_service().actor(user_id, stamp=session.get(SESSION_STAMP) or "")
+    except (NotFound, Unauthorized) as exc:
         session.clear()
-        g.portal_inactive = True
+        g.portal_ended = "password" if getattr(exc, "code", None) == "SESSION_ENDED" else "inactive"
         return None
     g.actor = actor
     g.portal_user_id = user_id
@@ -107,7 +112,7 @@ def login_required(*roles: Role) -> Callable[[F], F]:
         def wrapper(*args, **kwargs):
             actor = _load_actor()
             if actor is None:
-                reason = "inactive" if g.get("portal_inactive") else "login"
+                reason = g.get("portal_ended") or "login"
                 return redirect(url_for("portal.login", next=request.full_path.rstrip("?"), notice=reason))
             if roles and actor.role not in roles:
                 return render_template("portal/forbidden.html"), 403
@@ -166,6 +171,7 @@ def login_submit():
     session.clear()  # a fresh session for every login: no fixation
     session[SESSION_USER] = user.id
     session[SESSION_NONCE] = secrets.token_urlsafe(16)
+    session[SESSION_STAMP] = AccountService.session_stamp(user)
     g.actor = actor
     return redirect(target or url_for(home_endpoint(actor.role)), code=303)
 
@@ -202,8 +208,8 @@ def account():
             from registry.errors import Forbidden, Invalid
 
             try:
-                account_service().change_password(actor, actor.name.removeprefix("user:"), old_password=old,
-                                                  new_password=new)
+                changed = account_service().change_password(actor, actor.name.removeprefix("user:"),
+                                                             old_password=old, new_password=new)
             except Forbidden:
                 errors["old_password"] = N_("The current password is wrong.")
             except Invalid as exc:
@@ -211,6 +217,7 @@ def account():
                                           if exc.code == "PASSWORD_TOO_SHORT" else N_("This password is too long."))
             else:
                 db_session().commit()
+                session[SESSION_STAMP] = AccountService.session_stamp(changed)  # this one goes on, the others end
                 done = True
     user = account_service().get(g.portal_user_id)
     return render_template("portal/account.html", user=AccountService.view(user), errors=errors, done=done), \

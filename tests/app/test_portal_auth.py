@@ -8,6 +8,7 @@ import pytest
 
 from app import create_app
 from app.cli import init_instance
+from registry.accounts import AccountService
 from registry.models import AuditEvent, Batch, User
 from registry.services import SYSTEM
 
@@ -132,6 +133,34 @@ def test_a_deactivated_account_is_logged_out_at_its_next_click(client, people):
     response = client.get("/portal/producer/")
     assert response.status_code == 302 and "notice=inactive" in response.location
     assert client_login(client, "producer1").status_code == 401
+
+
+def test_changing_the_password_ends_the_users_other_sessions_but_not_this_one(client, people):
+    """Someone who fears a session left open elsewhere (a shared computer, a stolen phone)
+    changes the password: that other session is logged out at its next click."""
+    client_login(client, "producer1")
+    elsewhere = client.application.test_client()
+    client_login(elsewhere, "producer1")
+    assert elsewhere.get("/portal/producer/").status_code == 200
+    changed = _post(client, "/portal/account", {"old_password": PASSWORD, "new_password": "a brand new secret",
+                                                "new_password_again": "a brand new secret"})
+    assert changed.status_code == 200
+    assert client.get("/portal/producer/").status_code == 200  # the session that changed it goes on
+    response = elsewhere.get("/portal/producer/")
+    assert response.status_code == 302 and "notice=password" in response.location
+    page = elsewhere.get(response.location).get_data(as_text=True)
+    assert "Mật khẩu của tài khoản này đã được thay đổi" in page
+    assert client_login(elsewhere, "producer1", "a brand new secret").status_code == 303
+
+
+def test_a_password_reset_by_the_registry_ends_the_users_sessions(client, people, session):
+    client_login(client, "inspector1")
+    assert client.get("/portal/inspector/").status_code == 200
+    AccountService(session).change_password(SYSTEM, "inspector1", old_password=None,
+                                            new_password="reset by the registry")
+    session.commit()
+    response = client.get("/portal/inspector/")
+    assert response.status_code == 302 and "notice=password" in response.location
 
 
 def test_login_posts_are_rate_limited(tmp_path):

@@ -174,6 +174,23 @@ def test_change_password_own_and_reset_by_authority(accounts, session):
     assert _audit(session, "user.password_change") and _audit(session, "user.password_reset")
 
 
+def test_a_new_password_ends_the_sessions_stamped_with_the_old_one(accounts, session):
+    user = accounts.create_user(SYSTEM, username="minh", password=PASSWORD, role="inspector")
+    at_login = AccountService.session_stamp(user)
+    assert accounts.actor(user.id, stamp=at_login).name == "user:minh"
+    accounts.change_password(Actor(role=Role.INSPECTOR, name="user:minh"), "minh", old_password=PASSWORD,
+                             new_password="a brand new secret")
+    with pytest.raises(Unauthorized) as info:
+        accounts.actor(user.id, stamp=at_login)
+    assert info.value.code == "SESSION_ENDED"
+    after = AccountService.session_stamp(user)
+    assert after != at_login and accounts.actor(user.id, stamp=after).name == "user:minh"
+    accounts.change_password(SYSTEM, "minh", old_password=None, new_password="reset by the authority")
+    with pytest.raises(Unauthorized):
+        accounts.actor(user.id, stamp=after)
+    assert PASSWORD not in at_login and user.password_hash not in at_login  # a digest, not the hash itself
+
+
 def test_deactivated_users_cannot_log_in(accounts, session):
     user = accounts.create_user(SYSTEM, username="minh", password=PASSWORD, role="inspector")
     accounts.deactivate(SYSTEM, "minh")
