@@ -8,7 +8,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError, Unauthorized
+from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFound, RegistryError, Unauthorized
 
 __all__ = ["register_error_handlers", "error_response", "ApiError", "summary"]
 
@@ -51,7 +51,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RegistryError)
     def _registry(exc: RegistryError):
         status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
-        extra = {"field": exc.field} if exc.field else {}
+        extra: dict[str, Any] = {"field": exc.field} if exc.field else {}
+        if isinstance(exc, InvalidFields):  # every field's problem, the first one also as above
+            extra["problems"] = [{"code": p.code, "field": p.field, "message": p.message} for p in exc.problems]
         return error_response(status, exc.code, exc.message, **extra)
 
     @app.errorhandler(ApiError)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RegistryError", "NotFound", "Conflict", "Forbidden", "Invalid", "Unauthorized"]
+__all__ = ["RegistryError", "NotFound", "Conflict", "Forbidden", "Invalid", "InvalidFields", "Unauthorized"]
 
 
 class RegistryError(Exception):
@@ -36,3 +36,14 @@ class Invalid(RegistryError):
     """Well-formed request whose content breaks a rule (check digit, character set, dates...)."""
 
     code = "INVALID"
+
+
+class InvalidFields(Invalid):
+    """Several fields of one submission break rules: every one of them, in ``problems``. As an
+    ``Invalid`` it reads as the first (code, field, message), so callers that show one error still
+    can; a form shows each beside its field."""
+
+    def __init__(self, problems: list[Invalid]) -> None:
+        first = problems[0]
+        super().__init__(first.message, code=first.code, field=first.field)
+        self.problems = list(problems)

@@ -31,7 +31,7 @@ from keys.encoding import (
 from keys.errors import KeyStoreError, VerificationError
 from keys.signing import Signer, public_key_from_raw, sign, sign_code, verify
 from keys.storage import KeyStore
-from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFound, Unauthorized
 from registry.log import TransparencyLog
 from registry.models import (
     ApiToken,
@@ -259,31 +259,46 @@ class Registry:
 
     # -- batches -------------------------------------------------------------------------------
     def _origin_fields(self, data: dict[str, Any]) -> dict[str, Any]:
-        gtin = check_gtin(str(data.get("gtin", "")))
-        lot = check_lot(str(data.get("lot", "")))
+        """The origin record's fields, checked: every field's problem is collected, then raised
+        together (``InvalidFields``), so a form can mark all of them at once."""
+        problems: list[Invalid] = []
+
+        def checked(check: Callable[..., Any], *args: Any) -> Any:
+            try:
+                return check(*args)
+            except Invalid as exc:
+                problems.append(exc)
+                return None
+
+        gtin = checked(check_gtin, str(data.get("gtin", "")))
+        lot = checked(check_lot, str(data.get("lot", "")))
         product = dict(data.get("product") or {})
         if not str(product.get("name", "")).strip():
-            raise Invalid("product.name is required", code="FIELD_REQUIRED", field="product.name")
+            problems.append(Invalid("product.name is required", code="FIELD_REQUIRED", field="product.name"))
         facility = dict(data.get("facility") or {})
         if not str(facility.get("name", "")).strip():
-            raise Invalid("facility.name is required", code="FIELD_REQUIRED", field="facility.name")
+            problems.append(Invalid("facility.name is required", code="FIELD_REQUIRED", field="facility.name"))
         if facility.get("gln"):
-            check_gln(str(facility["gln"]))
-        if facility.get("country"):
-            check_country(str(facility["country"]))
+            checked(check_gln, str(facility["gln"]))
+        if facility.get("country") and checked(check_country, str(facility["country"])) is not None:
             facility["country"] = str(facility["country"]).upper()
-        production = parse_date(data.get("production_date"), "production_date")
-        if production is None:
-            raise Invalid("production_date is required", code="FIELD_REQUIRED", field="production_date")
-        expiry = parse_date(data.get("expiry_date"), "expiry_date")
+        production = checked(parse_date, data.get("production_date"), "production_date")
+        if production is None and not any(p.field == "production_date" for p in problems):
+            problems.append(Invalid("production_date is required", code="FIELD_REQUIRED", field="production_date"))
+        expiry = checked(parse_date, data.get("expiry_date"), "expiry_date")
         today = self.clock().date()
-        if production > today + timedelta(days=1):
-            raise Invalid("production_date is in the future", code="BAD_DATE", field="production_date")
-        if expiry is not None and expiry <= production:
-            raise Invalid("expiry_date must be after production_date", code="BAD_DATE", field="expiry_date")
+        if production is not None and production > today + timedelta(days=1):
+            problems.append(Invalid("production_date is in the future", code="BAD_DATE", field="production_date"))
+        if production is not None and expiry is not None and expiry <= production:
+            problems.append(Invalid("expiry_date must be after production_date", code="BAD_DATE",
+                                    field="expiry_date"))
         quantity = data.get("quantity")
         if quantity is not None and (not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1):
-            raise Invalid("quantity must be a positive whole number", code="BAD_QUANTITY", field="quantity")
+            problems.append(Invalid("quantity must be a positive whole number", code="BAD_QUANTITY",
+                                    field="quantity"))
+        if problems:
+            raise problems[0] if len(problems) == 1 else InvalidFields(problems)
+        assert production is not None
         certifications = [
             {"scheme": str(c.get("scheme", "")), "id": str(c.get("id", ""))}
             for c in (data.get("certifications") or [])

@@ -95,7 +95,7 @@ def _form_body(form) -> dict[str, Any]:
 @bp.route("/producer/batches/new", methods=["GET", "POST"])
 @login_required(*STAFF)
 def producer_new_batch():
-    """Register one batch with a form; the registry's first objection is shown beside its field."""
+    """Register one batch with a form; each of the registry's objections is shown beside its field."""
     producer_id = _producer_id()
     values = {name: (request.form.get(name) or "").strip() for name in FORM_FIELDS}
     errors: dict[str, str] = {}
@@ -106,11 +106,12 @@ def producer_new_batch():
             batch = reg.register_batch(current_actor(), _form_body(request.form), producer_id=producer_id)
         except (Invalid, Conflict, Forbidden, NotFound) as exc:
             db_session().rollback()
-            field = _field_name(exc)
-            if field in FORM_FIELDS:
-                errors[field] = _message(exc)
-            else:
-                general = _message(exc)
+            for problem in getattr(exc, "problems", [exc]):
+                field = _field_name(problem)
+                if field in FORM_FIELDS:
+                    errors.setdefault(field, _message(problem))
+                else:
+                    general = general or _message(problem)
         else:
             gtin, lot = batch.gtin, batch.lot
             db_session().commit()
@@ -237,9 +238,11 @@ def _preview(producer_id: str, rows) -> list[dict[str, Any]]:
                 with session.begin_nested():
                     reg.register_batch(actor, row.data, producer_id=producer_id)
             except (Invalid, Conflict, Forbidden, NotFound) as exc:
-                error, field = _message(exc), _field_name(exc)
-                if error != exc.message:
-                    error = f"{error} ({exc.message})"
+                texts = []
+                for problem in getattr(exc, "problems", [exc]):
+                    text = _message(problem)
+                    texts.append(text if text == problem.message else f"{text} ({problem.message})")
+                error, field = "; ".join(texts), _field_name(exc)
             results.append({"line": row.line, "gtin": row.data.get("gtin"), "lot": row.data.get("lot"),
                             "product": (row.data.get("product") or {}).get("name"), "field": field,
                             "error": error})

@@ -84,6 +84,15 @@ def test_bad_fields_are_422_with_a_clear_message(client, world, change, code):
     assert error["code"] == code and error["field"] in ("gtin", "lot") and len(error["message"]) > 20
 
 
+def test_several_bad_fields_are_all_listed(client, world):
+    r = _register(client, world, gtin="08936000010012", lot="L" * 21)
+    assert r.status_code == 422
+    error = r.get_json()["error"]
+    assert (error["code"], error["field"]) == ("BAD_CHECK_DIGIT", "gtin")  # the first, as for one error
+    assert [(p["field"], p["code"]) for p in error["problems"]] == [("gtin", "BAD_CHECK_DIGIT"), ("lot", "BAD_LOT")]
+    assert all(len(p["message"]) > 20 for p in error["problems"])
+
+
 def test_schema_violations_are_422_and_malformed_json_400(client, world):
     r = client.post("/api/v1/batches", json={"gtin": GTIN}, headers=world.auth("producer"))
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "VALIDATION_FAILED"

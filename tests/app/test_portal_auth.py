@@ -163,6 +163,17 @@ def test_a_password_reset_by_the_registry_ends_the_users_sessions(client, people
     assert response.status_code == 302 and "notice=password" in response.location
 
 
+def test_the_batch_form_marks_every_bad_field(client, people):
+    client_login(client, "producer1")
+    form = {"gtin": "12345", "lot": "LOT~1", "product.name": "", "facility.name": "Xưởng",
+            "production_date": "2026-01-05", "expiry_date": "2025-01-05", "quantity": "3"}
+    response = _post(client, "/portal/producer/batches/new", form, page="/portal/producer/batches/new")
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    marked = set(re.findall(r'id="f-([\w-]+)"[^>]*aria-invalid="true"', html))
+    assert marked == {"gtin", "lot", "product-name", "expiry_date"}, marked
+
+
 def test_login_posts_are_rate_limited(tmp_path):
     application = create_app({"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE,
                               "SECRET_KEY": "t" * 32, "SCAN_SALT": "s", "RATE_LIMITS": "on",

@@ -55,6 +55,20 @@ def test_register_batch_refuses_bad_fields(registry, world, change, code):
     assert err.value.message
 
 
+def test_register_batch_names_every_bad_field_at_once(registry, world):
+    """A form with several mistakes is answered with all of them, each with its field."""
+    from registry.errors import InvalidFields
+
+    with pytest.raises(InvalidFields) as err:
+        registry.register_batch(PRODUCER(world), batch_data(gtin="12345", lot="LOT~1", quantity=0,
+                                                            product={"name": " "},
+                                                            production_date="2026-13-01"))
+    fields = {problem.field: problem.code for problem in err.value.problems}
+    assert fields == {"gtin": "BAD_GTIN", "lot": "BAD_LOT", "product.name": "FIELD_REQUIRED",
+                      "production_date": "BAD_DATE", "quantity": "BAD_QUANTITY"}
+    assert (err.value.field, err.value.code) == ("gtin", "BAD_GTIN")  # read as one error, the first
+
+
 def test_gtin_outside_the_certified_prefix_is_forbidden(registry, world):
     with pytest.raises(Forbidden) as err:
         registry.register_batch(PRODUCER(world), batch_data(gtin="08937000010017"))
