@@ -27,6 +27,7 @@ import contextlib
 import http.client
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -236,7 +237,10 @@ def run_wrk(base: str, codes_file: str, *, connections: int, seconds: float, sta
            "-s", str(LUA), base, "--", codes_file, str(start)]
     if rate:
         cmd.append(f"{rate / threads:.3f}")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     line = next((l for l in done.stdout.splitlines() if l.startswith("JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no figures (rc {done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -248,7 +252,87 @@ def run_wrk(base: str, codes_file: str, *, connections: int, seconds: float, sta
             "requests": raw["requests"], "rps": raw["requests"] / duration,
             "p50_ms": lat["p50"] / 1000, "p90_ms": lat["p90"] / 1000, "p99_ms": lat["p99"] / 1000,
             "p999_ms": lat["p999"] / 1000, "max_ms": lat["max"] / 1000, "mean_ms": lat["mean"] / 1000,
-            "non2xx": raw["non2xx"], "socket_errors": errors, "verdicts": raw["verdicts"]}
+            "non2xx": raw["non2xx"], "socket_errors": errors, "verdicts": raw["verdicts"], "wrk_cpu_s": wrk_cpu}
+
+
+# -- where the CPU goes -------------------------------------------------------------------------
+_HZ = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(stat_path: str) -> float | None:
+    """User + system CPU seconds from a /proc/.../stat file (None: the process is gone)."""
+    try:
+        with open(stat_path) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _HZ
+
+
+def _threads_cpu(pid: int) -> dict[int, float]:
+    out: dict[int, float] = {}
+    with contextlib.suppress(FileNotFoundError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            seconds = _cpu_seconds(f"/proc/{pid}/task/{tid}/stat")
+            if seconds is not None:
+                out[int(tid)] = seconds
+    return out
+
+
+def _postgres_pids() -> list[int]:
+    found = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()
+    return [int(pid) for pid in found]
+
+
+def _machine() -> tuple[float, float]:
+    """(all CPU seconds, idle CPU seconds) of the machine, every core."""
+    with open("/proc/stat") as fh:
+        values = [int(v) for v in fh.readline().split()[1:]]
+    return sum(values) / _HZ, (values[3] + values[4]) / _HZ
+
+
+class CpuMeter:
+    """CPU time per request of one wrk run, by where it went, read from /proc (so native code,
+    libsodium, SQLite and the kernel count too): the gunicorn workers' request threads, their
+    other threads (the scan writer), wrk itself, PostgreSQL's processes, and the whole machine
+    busy and idle. A worker that restarted during the run (max_requests) makes the figures
+    partial: they are then left out."""
+
+    def __init__(self, server: "Server") -> None:
+        self.server = server
+
+    def __enter__(self) -> "CpuMeter":
+        self.pids = self.server.worker_pids()
+        self.threads = {pid: _threads_cpu(pid) for pid in self.pids}
+        self.pg = {pid: _cpu_seconds(f"/proc/{pid}/stat") for pid in _postgres_pids()}
+        self.machine = _machine()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.machine_after = _machine()
+        self.threads_after = {pid: _threads_cpu(pid) for pid in self.pids}
+        self.pg_after = {pid: _cpu_seconds(f"/proc/{pid}/stat") for pid in self.pg}
+
+    def per_request(self, result: dict) -> dict | None:
+        n = result["requests"]
+        if not n or set(self.server.worker_pids()) != set(self.pids):
+            return None
+        main = other = 0.0
+        for pid in self.pids:
+            before, after = self.threads[pid], self.threads_after[pid]
+            for tid, seconds in after.items():
+                spent = seconds - before.get(tid, 0.0)
+                if tid == pid:
+                    main += spent
+                else:
+                    other += spent
+        pg = sum((self.pg_after.get(pid) or 0.0) - (seconds or 0.0) for pid, seconds in self.pg.items()
+                 if seconds is not None and self.pg_after.get(pid) is not None)
+        total = self.machine_after[0] - self.machine[0]
+        idle = self.machine_after[1] - self.machine[1]
+        us = 1e6 / n
+        return {"request_threads": main * us, "other_threads": other * us, "wrk": result["wrk_cpu_s"] * us,
+                "postgresql": pg * us, "machine_busy": (total - idle) * us, "machine_idle": idle * us}
 
 
 class CodeCursor:
@@ -303,7 +387,9 @@ def measure_config(config: ServerConfig, targets: list[Target], *, connections: 
         files = {t.name: t.codes_file for t in live}
 
         def run(name: str, **kw) -> dict:
-            result = run_wrk(servers[name].base, files[name], start=cursors[name].position, **kw)
+            with CpuMeter(servers[name]) as meter:
+                result = run_wrk(servers[name].base, files[name], start=cursors[name].position, **kw)
+            result["cpu_us"] = meter.per_request(result)
             cursors[name].advance(result)
             return result
 
@@ -325,6 +411,9 @@ def measure_config(config: ServerConfig, targets: list[Target], *, connections: 
             best_c = max(medians, key=medians.get)
             entry = {"peak_rps": medians[best_c], "at_connections": best_c, "runs": runs[t.name],
                      "peak_rps_by_round": [x["rps"] for x in by_c[best_c]]}
+            measured = [x["cpu_us"] for x in by_c[best_c] if x.get("cpu_us")]
+            if measured:  # the median of each part over the peak runs
+                entry["cpu_us_per_request"] = {k: _median([m[k] for m in measured]) for k in measured[0]}
             if t.name != "minimal" and "minimal" in runs:
                 minimal_c = {x["round"]: x["rps"] for x in runs["minimal"] if x["connections"] == best_c}
                 ratios = [x["rps"] / minimal_c[x["round"]] for x in by_c[best_c] if minimal_c.get(x["round"])]
@@ -600,6 +689,19 @@ def markdown(figures: dict) -> str:
                 cells.append("failed")
                 lat.append("–")
         out.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(lat) + " |")
+    cpu_rows = [(label, t, figures["sweep"][t].get(label, {}).get("cpu_us_per_request"))
+                for label in figures["configs"] for t in targets]
+    if any(cpu for _, _, cpu in cpu_rows):
+        out.append("\nCPU per request at the peak, in µs (from /proc, median over the peak runs; all of it "
+                   "shares the machine's cores): the gunicorn workers' request threads, their other threads "
+                   "(the scan writer), wrk, PostgreSQL's processes, the machine busy and idle.\n")
+        out.append("| config | target | request threads | other threads | wrk | PostgreSQL | machine busy | idle |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for label, t, cpu in cpu_rows:
+            if cpu:
+                out.append(f"| {label} | {t} | {cpu['request_threads']:,.0f} | {cpu['other_threads']:,.0f} | "
+                           f"{cpu['wrk']:,.0f} | {cpu['postgresql']:,.0f} | {cpu['machine_busy']:,.0f} | "
+                           f"{cpu['machine_idle']:,.0f} |")
     verdicts: dict[str, int] = {}
     for t in targets:
         if t == "minimal":

@@ -3,11 +3,11 @@
 Verification is the hot path and a scan event need not cost a commit of its own. A request reads
 the unit's counters (one statement, by what the code says, which also says how far its process's
 writer has committed and how long the registry's log is) and hands its event to the process's
-``ScanWriter``, which writes every pending event and counter update in one transaction a few
-times a second. The answer a request gives counts
-what is still pending in its own process, so one shopper's re-checks and the clone check stay
-exact within a server, and across servers they lag by at most one flush interval. A server crash
-can lose the events of the last interval; registrations, serials and recalls are never written
+``ScanWriter``, which writes every pending event and counter update in one transaction every
+``SCAN_FLUSH_SECONDS`` (half a second by default). The answer a request gives counts what is
+still pending in its own process, so one shopper's re-checks and the clone check stay exact
+within a server, and across servers they lag by at most one flush interval. A server crash can
+lose the events of the last interval; registrations, serials and recalls are never written
 this way. The statements go to the DBAPI connection directly (``registry.db.RawQuery``).
 """
 
