@@ -293,10 +293,10 @@ def _machine() -> tuple[float, float]:
 
 class CpuMeter:
     """CPU time per request of one wrk run, by where it went, read from /proc (so native code,
-    libsodium, SQLite and the kernel count too): the gunicorn workers' request threads, their
-    other threads (the scan writer), wrk itself, PostgreSQL's processes, and the whole machine
-    busy and idle. A worker that restarted during the run (max_requests) makes the figures
-    partial: they are then left out."""
+    libsodium, SQLite and the kernel count too): the gunicorn workers' main threads (which serve
+    the requests in sync workers) and their other threads (the scan writer; gthread's pool), wrk,
+    PostgreSQL's processes, and the whole machine busy and idle. A worker that restarted during
+    the run (max_requests) makes the figures partial: they are then left out."""
 
     def __init__(self, server: "Server") -> None:
         self.server = server
@@ -331,7 +331,7 @@ class CpuMeter:
         total = self.machine_after[0] - self.machine[0]
         idle = self.machine_after[1] - self.machine[1]
         us = 1e6 / n
-        return {"request_threads": main * us, "other_threads": other * us, "wrk": result["wrk_cpu_s"] * us,
+        return {"main_threads": main * us, "other_threads": other * us, "wrk": result["wrk_cpu_s"] * us,
                 "postgresql": pg * us, "machine_busy": (total - idle) * us, "machine_idle": idle * us}
 
 
@@ -339,9 +339,13 @@ class CodeCursor:
     """Where the next wrk run starts in the code list, so one server keeps meeting new codes."""
 
     def __init__(self, count: int) -> None:
-        self.count, self.position = count, 0
+        self.count, self.position, self.sent = count, 0, 0
 
     def advance(self, result: dict) -> None:
+        """Move on past ``result``'s requests, noting in it how many of them asked for a code this
+        server had been asked before (the list wrapped round): those may have met its caches."""
+        result["repeated_codes"] = max(0, min(result["requests"], self.sent + result["requests"] - self.count))
+        self.sent += result["requests"]
         self.position = (self.position + result["requests"]) % self.count
 
 
@@ -411,6 +415,7 @@ def measure_config(config: ServerConfig, targets: list[Target], *, connections: 
             best_c = max(medians, key=medians.get)
             entry = {"peak_rps": medians[best_c], "at_connections": best_c, "runs": runs[t.name],
                      "peak_rps_by_round": [x["rps"] for x in by_c[best_c]]}
+            entry["peak_runs_with_repeated_codes"] = sum(1 for x in by_c[best_c] if x.get("repeated_codes"))
             measured = [x["cpu_us"] for x in by_c[best_c] if x.get("cpu_us")]
             if measured:  # the median of each part over the peak runs
                 entry["cpu_us_per_request"] = {k: _median([m[k] for m in measured]) for k in measured[0]}
@@ -693,15 +698,23 @@ def markdown(figures: dict) -> str:
                 for label in figures["configs"] for t in targets]
     if any(cpu for _, _, cpu in cpu_rows):
         out.append("\nCPU per request at the peak, in µs (from /proc, median over the peak runs; all of it "
-                   "shares the machine's cores): the gunicorn workers' request threads, their other threads "
-                   "(the scan writer), wrk, PostgreSQL's processes, the machine busy and idle.\n")
-        out.append("| config | target | request threads | other threads | wrk | PostgreSQL | machine busy | idle |")
+                   "shares the machine's cores): the gunicorn workers' main threads and their other threads "
+                   "(sync workers serve requests on the main thread, the other one is the scan writer; gthread "
+                   "workers serve them on pool threads), wrk, PostgreSQL's processes, the machine busy and idle.\n")
+        out.append("| config | target | workers' main threads | their other threads | wrk | PostgreSQL | machine busy | idle |")
         out.append("|---|---|---|---|---|---|---|---|")
         for label, t, cpu in cpu_rows:
             if cpu:
-                out.append(f"| {label} | {t} | {cpu['request_threads']:,.0f} | {cpu['other_threads']:,.0f} | "
+                out.append(f"| {label} | {t} | {cpu['main_threads']:,.0f} | {cpu['other_threads']:,.0f} | "
                            f"{cpu['wrk']:,.0f} | {cpu['postgresql']:,.0f} | {cpu['machine_busy']:,.0f} | "
                            f"{cpu['machine_idle']:,.0f} |")
+    repeated = [(label, t) for label in figures["configs"] for t in targets
+                if t != "minimal" and figures["sweep"][t].get(label, {}).get("peak_runs_with_repeated_codes")]
+    if repeated:
+        out.append("\nCodes asked for again: in " + ", ".join(f"{t} ({label})" for label, t in repeated) +
+                   " some peak runs came after the server had been sent every code once, so part of their "
+                   "requests could meet codes it had already checked (a per-process cache of signature checks). "
+                   "More codes (`--codes`) avoid it.")
     verdicts: dict[str, int] = {}
     for t in targets:
         if t == "minimal":
