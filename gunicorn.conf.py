@@ -7,7 +7,9 @@ both databases (the path is CPU-bound). At half the peak rate sync had the lower
 PostgreSQL in both sweeps of 2026-11-22 (16.0 and 14.3 ms against 28.1 and 225.7 ms) and on
 SQLite in one (7.2 against 43.3 ms; the other 54.6 against 35.2 ms). In the afternoon's two
 sweeps (after the verification became one statement) sync 2x1 led once (1,449 req/s on SQLite
-against at most 971 for gthread) and gthread 4x1 once (1,346 against 1,021). Sync workers need a
+against at most 971 for gthread) and gthread 4x1 once (1,346 against 1,021). In the evening's
+sweep (17:15) sync 2x1 led on SQLite (2,064 against at most 1,830) and was within 5 % of the best
+on PostgreSQL (1,541 against 1,619 for gthread 2x1). Sync workers need a
 buffering proxy (nginx) in front, so that slow uploads from phones and idle keep-alive
 connections never hold a worker; GUNICORN_THREADS > 1 switches to gthread for deployments
 without one.
