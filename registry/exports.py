@@ -22,14 +22,15 @@ import io
 import itertools
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from keys.encoding import rfc3339, utcnow
+from keys.encoding import MalformedEncoding, b64url_decode, b64url_encode, rfc3339, utcnow
 from registry.errors import Invalid, NotFound
 from registry.models import Batch, CaseNote, Producer, Publication, Recall, Report, ScanEvent, Serial
 from registry.services import Actor, Role
@@ -106,6 +107,49 @@ def serial_uri(gtin: str, lot: str, serial: str) -> str:
 def class_uri(gtin: str, lot: str) -> str:
     """``https://id.gs1.org/01/{gtin}/10/{lot}``: the batch (a class of objects)."""
     return build_url(GS1_RESOLVER, gtin=gtin, lot=lot)
+
+
+@dataclass(frozen=True)
+class PagePosition:
+    """Where an EPCIS page ended: the last event's time, kind (0 scan, 1 recall) and row id. Sent
+    to clients as an opaque token (base64url of a small JSON array)."""
+
+    at: datetime
+    kind: int
+    row_id: int
+
+    def token(self) -> str:
+        return b64url_encode(json.dumps([self.at.isoformat(), self.kind, self.row_id]).encode("ascii"))
+
+    @classmethod
+    def from_token(cls, token: str) -> "PagePosition":
+        try:
+            at, kind, row_id = json.loads(b64url_decode(token))
+            moment = datetime.fromisoformat(at)
+            if moment.tzinfo is None or kind not in (0, 1) or not isinstance(row_id, int):
+                raise ValueError("out of range")
+        except (ValueError, TypeError, MalformedEncoding):
+            raise Invalid("nextPageToken is not a token this service gave", code="BAD_PAGE_TOKEN",
+                          field="nextPageToken") from None
+        return cls(moment, kind, row_id)
+
+
+class EpcisPage:
+    """One page of EPCIS events, iterated once; after that, ``next_token`` says where the next
+    page starts (None: this was the last)."""
+
+    def __init__(self, items: Iterator[tuple[datetime, int, int, dict[str, Any]]], limit: int) -> None:
+        self._items, self._limit = items, limit
+        self.next_token: str | None = None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        last = None
+        for number, (at, kind, row_id, event) in enumerate(self._items):
+            if number == self._limit:  # one more than asked: there is a next page
+                self.next_token = PagePosition(at=last[0], kind=last[1], row_id=last[2]).token()
+                return
+            last = (at, kind, row_id)
+            yield event
 
 
 class ExportService:
@@ -213,7 +257,19 @@ class ExportService:
     def _event_id(self, kind: str, row_id: int) -> str:
         return f"urn:uuid:{uuid.uuid5(_EVENT_NAMESPACE, f'{self.base_url}|{kind}|{row_id}')}"
 
-    def _scan_events(self, since: datetime | None, until: datetime | None) -> Iterator[tuple[datetime, int, dict]]:
+    @staticmethod
+    def _after(stmt, at, row_id, kind: int, after: PagePosition | None):  # noqa: ANN001, ANN205
+        """Only the rows after ``after`` in the export's order (time, kind: scans before recalls, id)."""
+        if after is None:
+            return stmt
+        if kind < after.kind:
+            return stmt.where(at > after.at)
+        if kind > after.kind:
+            return stmt.where(at >= after.at)
+        return stmt.where(or_(at > after.at, and_(at == after.at, row_id > after.row_id)))
+
+    def _scan_events(self, since: datetime | None, until: datetime | None,
+                     after: PagePosition | None = None) -> Iterator[tuple[datetime, int, int, dict]]:
         stmt = (select(ScanEvent, Batch.gtin, Batch.lot, Serial.serial)
                 .join(Batch, Batch.id == ScanEvent.batch_id)
                 .outerjoin(Serial, Serial.id == ScanEvent.serial_id)
@@ -222,6 +278,7 @@ class ExportService:
             stmt = stmt.where(ScanEvent.at >= since)
         if until is not None:
             stmt = stmt.where(ScanEvent.at < until)
+        stmt = self._after(stmt, ScanEvent.at, ScanEvent.id, 0, after)
         p = EXTENSION_PREFIX
         for scan, gtin, lot, serial in self._stream(stmt):
             event: dict[str, Any] = {
@@ -242,21 +299,23 @@ class ExportService:
                 event["readPoint"] = {"id": f"geo:{scan.lat:.1f},{scan.lon:.1f}"}
             event[f"{p}:verdict"] = scan.verdict
             event[f"{p}:channel"] = scan.channel
-            yield scan.at, 0, event
+            yield scan.at, 0, scan.id, event
 
-    def _recall_events(self, since: datetime | None, until: datetime | None) -> Iterator[tuple[datetime, int, dict]]:
+    def _recall_events(self, since: datetime | None, until: datetime | None,
+                       after: PagePosition | None = None) -> Iterator[tuple[datetime, int, int, dict]]:
         stmt = (select(Recall, Batch.gtin, Batch.lot, Batch.record)
                 .join(Batch, Batch.id == Recall.batch_id).order_by(Recall.at, Recall.id))
         if since is not None:
             stmt = stmt.where(Recall.at >= since)
         if until is not None:
             stmt = stmt.where(Recall.at < until)
+        stmt = self._after(stmt, Recall.at, Recall.id, 1, after)
         p = EXTENSION_PREFIX
         for recall, gtin, lot, record in self._stream(stmt):
             quantity: dict[str, Any] = {"epcClass": class_uri(gtin, lot)}
             if isinstance((record or {}).get("quantity"), int):
                 quantity["quantity"] = record["quantity"]
-            yield recall.at, 1, {
+            yield recall.at, 1, recall.id, {
                 "type": "ObjectEvent",
                 "eventTime": rfc3339(recall.at),
                 "eventTimeZoneOffset": "+00:00",
@@ -269,19 +328,27 @@ class ExportService:
                 f"{p}:logIndex": recall.log_index,
             }
 
-    def epcis_events(self, actor: Actor, *, since: datetime | None = None, until: datetime | None = None,
-                     limit: int = 10_000, scans: bool = True, recalls: bool = True) -> Iterator[dict[str, Any]]:
-        """ObjectEvents in time order (scans and recalls merged), at most ``limit``; checks the role now."""
+    def epcis_page(self, actor: Actor, *, since: datetime | None = None, until: datetime | None = None,
+                   limit: int = 10_000, scans: bool = True, recalls: bool = True,
+                   page_token: str | None = None) -> "EpcisPage":
+        """ObjectEvents in time order (scans and recalls merged, then by id), at most ``limit``,
+        from where ``page_token`` (a previous page's ``next_token``) left off; checks the role now.
+        Paging is by position, not offset: events written meanwhile never shift a page."""
         actor.require(*READERS)
         if not 1 <= limit <= MAX_EPCIS_EVENTS:
             raise Invalid(f"limit must be between 1 and {MAX_EPCIS_EVENTS}", code="BAD_LIMIT", field="limit")
+        after = PagePosition.from_token(page_token) if page_token else None
         sources = []
         if scans:
-            sources.append(self._scan_events(since, until))
+            sources.append(self._scan_events(since, until, after))
         if recalls:
-            sources.append(self._recall_events(since, until))
-        merged = heapq.merge(*sources, key=lambda item: (item[0], item[1]))
-        return (event for _, _, event in itertools.islice(merged, limit))
+            sources.append(self._recall_events(since, until, after))
+        merged = heapq.merge(*sources, key=lambda item: (item[0], item[1], item[2]))
+        return EpcisPage(itertools.islice(merged, limit + 1), limit)
+
+    def epcis_events(self, actor: Actor, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """The events of ``epcis_page`` alone."""
+        return iter(self.epcis_page(actor, **kwargs))
 
     def _document_head(self) -> dict[str, Any]:
         return {
@@ -296,15 +363,16 @@ class ExportService:
         events = list(self.epcis_events(actor, **kwargs))
         return {**self._document_head(), "epcisBody": {"eventList": events}}
 
-    def epcis_stream(self, actor: Actor, **kwargs: Any) -> Iterator[str]:
-        """The same document as JSON text chunks, one event at a time (constant memory)."""
-        events = self.epcis_events(actor, **kwargs)
+    def epcis_stream(self, actor: Actor, **kwargs: Any) -> tuple[Iterator[str], "EpcisPage"]:
+        """The same document as JSON text chunks, one event at a time (constant memory), and its
+        page (whose ``next_token`` is known once the chunks are consumed)."""
+        page = self.epcis_page(actor, **kwargs)
         head = json.dumps(self._document_head(), ensure_ascii=False)
 
         def chunks() -> Iterator[str]:
             yield head[:-1] + ', "epcisBody": {"eventList": ['
-            for number, event in enumerate(events):
+            for number, event in enumerate(page):
                 yield ("," if number else "") + "\n" + json.dumps(event, ensure_ascii=False)
             yield "\n]}}\n"
 
-        return chunks()
+        return chunks(), page

@@ -11,7 +11,7 @@ import binascii
 import json
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, jsonify, request, url_for
 from marshmallow import ValidationError
 
 from keys.encoding import rfc3339
@@ -483,12 +483,21 @@ def export_csv(name):
                                           "content": {"application/ld+json": {}}}})
 @bp.arguments(EpcisArgsSchema, location="query")
 def export_epcis(args):
-    """Scan and recall events as GS1 EPCIS 2.0 ObjectEvents (JSON-LD), oldest first, at most ``limit``."""
+    """Scan and recall events as GS1 EPCIS 2.0 ObjectEvents (JSON-LD), oldest first, ``limit`` a
+    page. When more follow, the response has ``Link: <...>; rel="next"`` and ``GS1-Next-Page-Token``:
+    ask again with ``nextPageToken`` (the other parameters unchanged)."""
     which = args["events"]
-    chunks = export_service().epcis_stream(current_actor(), since=args.get("since"), until=args.get("until"),
-                                           limit=args["limit"], scans=which in ("all", "scans"),
-                                           recalls=which in ("all", "recalls"))
-    return spooled(chunks, mimetype="application/ld+json")
+    chunks, page = export_service().epcis_stream(current_actor(), since=args.get("since"), until=args.get("until"),
+                                                 limit=args["limit"], scans=which in ("all", "scans"),
+                                                 recalls=which in ("all", "recalls"),
+                                                 page_token=args.get("nextPageToken"))
+    response = spooled(chunks, mimetype="application/ld+json")  # the page is read by now
+    if page.next_token:
+        query = {k: v for k, v in request.args.items() if k != "nextPageToken"} | {"nextPageToken": page.next_token}
+        next_url = current_app.config["BASE_URL"] + url_for("api.export_epcis", **query)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+        response.headers["GS1-Next-Page-Token"] = page.next_token
+    return response
 
 
 # -- producers' batches and keys ------------------------------------------------------------------

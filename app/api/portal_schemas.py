@@ -196,6 +196,8 @@ class EpcisArgsSchema(Strict):
     until = fields.AwareDateTime(metadata={"description": "events before this time (RFC 3339)"})
     limit = fields.Integer(load_default=10_000, validate=validate.Range(min=1, max=100_000))
     events = fields.String(load_default="all", validate=validate.OneOf(["all", "scans", "recalls"]))
+    nextPageToken = fields.String(validate=validate.Length(max=200),  # noqa: N815 (EPCIS 2.0's name)
+                                  metadata={"description": "where the previous page ended (its GS1-Next-Page-Token)"})
 
 
 class PageArgsSchema(Strict):

@@ -44,8 +44,8 @@ def export_epcis():
         except ValueError:
             return None
 
-    chunks = export_service().epcis_stream(current_actor(), since=day("since"), until=day("until"),
-                                           limit=100_000, scans=which in ("all", "scans"),
-                                           recalls=which in ("all", "recalls"))
+    chunks, _page = export_service().epcis_stream(current_actor(), since=day("since"), until=day("until"),
+                                                  limit=100_000, scans=which in ("all", "scans"),
+                                                  recalls=which in ("all", "recalls"))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
     return spooled(chunks, mimetype="application/ld+json", filename=f"epcis-{which}-{stamp}.jsonld")

@@ -183,3 +183,37 @@ def test_openapi_document_lists_the_contract(client):
                  "/api/v1/verify", "/api/v1/verify/image", "/api/v1/trust-list", "/api/v1/log/inclusion"):
         assert path in spec["paths"], path
     assert "bearerAuth" in spec["components"]["securitySchemes"]
+
+
+def test_the_epcis_export_pages_with_a_next_link(client, world, registry, session):
+    """A partner pulls every event page by page, following Link rel="next" (EPCIS 2.0's
+    nextPageToken); a token it did not get is a 422."""
+    import json
+    import re
+    from urllib.parse import urlsplit
+
+    from registry.services import Actor, Role
+
+    producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
+    registry.register_batch(producer, batch_data())
+    url = next(registry.labels(producer, GTIN, "LOT-1")).url
+    session.commit()  # the scan writer needs the write lock (SQLite)
+    for n in range(5):
+        assert client.get("/api/v1/verify", query_string={"code": url, "client_id": f"c{n}"}).status_code == 200
+    client.application.extensions["scan_writer"].flush()
+    seen, target, pages = [], "/api/v1/exports/epcis?limit=2&events=scans", 0
+    while target:
+        r = client.get(target, headers=world.auth("partner"))
+        assert r.status_code == 200, r.get_data(as_text=True)
+        seen += [e["eventID"] for e in json.loads(r.data)["epcisBody"]["eventList"]]
+        pages += 1
+        link = r.headers.get("Link")
+        if link:
+            assert r.headers["GS1-Next-Page-Token"] in link and "limit=2" in link and "events=scans" in link
+            parts = urlsplit(re.fullmatch(r'<(.+)>; rel="next"', link).group(1))
+            target = f"{parts.path}?{parts.query}"
+        else:
+            target = None
+    assert pages == 3 and len(seen) == len(set(seen)) == 5
+    bad = client.get("/api/v1/exports/epcis?nextPageToken=forged", headers=world.auth("partner"))
+    assert bad.status_code == 422 and bad.get_json()["error"]["code"] == "BAD_PAGE_TOKEN"

@@ -162,10 +162,55 @@ def test_epcis_filters_and_stream(session, scene, schema):
     only_recalls = service.epcis_document(PARTNER, scans=False)["epcisBody"]["eventList"]
     assert [e["disposition"] for e in only_recalls] == ["recalled"]
     assert len(service.epcis_document(PARTNER, limit=2)["epcisBody"]["eventList"]) == 2
-    streamed = json.loads("".join(service.epcis_stream(PARTNER)))
+    chunks, page = service.epcis_stream(PARTNER)
+    streamed = json.loads("".join(chunks))
+    assert page.next_token is None  # everything fitted in one page
     assert not list(schema.iter_errors(streamed))
     whole = service.epcis_document(PARTNER)
     assert streamed["epcisBody"] == whole["epcisBody"]
+
+
+def test_epcis_pages_follow_each_other_without_gap_or_repeat(session, scene, world, registry):
+    """Paging by position: every event exactly once, in order, whatever the page size, also when
+    many events share one second (times are to the second) and when events arrive between pages."""
+    writer = ScanWriter()
+    verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session, writer))
+    producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
+    url = next(registry.labels(producer, GTIN, "LOT-1", serial=scene["serial"])).url
+    same_second = utcnow()
+    for n in range(7):
+        verifier.verify_text(url, context=ScanContext(channel="api", client=f"t{n}", at=same_second))
+    writer.flush(session)
+    session.flush()
+    service = ExportService(session, base_url="https://verify.example.vn")
+    everything = [e["eventID"] for e in service.epcis_events(PARTNER)]
+    assert len(everything) == 11  # the scene's 3 scans and 1 recall, and 7 scans in one second
+    for size in (1, 2, 3, 5, 10, 11):
+        seen, token, pages = [], None, 0
+        while True:
+            page = service.epcis_page(PARTNER, limit=size, page_token=token)
+            seen += [e["eventID"] for e in page]
+            pages += 1
+            token = page.next_token
+            if token is None:
+                break
+        assert seen == everything, size
+        assert pages == -(-len(everything) // size)
+    first = service.epcis_page(PARTNER, limit=4)
+    head = [e["eventID"] for e in first]
+    verifier.verify_text(url, context=ScanContext(channel="api", client="late"))  # written between pages
+    writer.flush(session)
+    session.flush()
+    rest = [e["eventID"] for e in service.epcis_page(PARTNER, limit=100, page_token=first.next_token)]
+    now = [e["eventID"] for e in service.epcis_events(PARTNER)]
+    assert len(now) == len(everything) + 1 and head + rest == now  # the new event in its place, nothing twice
+
+
+@pytest.mark.parametrize("token", ["", "not base64!", "WzEsMiwzXQ", "WyIyMDI2LTExLTIyIiwgMCwgMV0"])
+def test_a_page_token_the_service_did_not_give_is_refused(session, token):
+    with pytest.raises(Invalid) as err:
+        ExportService(session).epcis_page(PARTNER, page_token=token or "x")
+    assert err.value.code == "BAD_PAGE_TOKEN"
 
 
 def test_uris_are_percent_encoded_as_digital_link_says():
