@@ -52,7 +52,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         BABEL_TRANSLATION_DIRECTORIES="translations",
         RATELIMIT_ENABLED=str(app.config["RATE_LIMITS"]).lower() not in ("off", "0", "false", "no"),
         RATELIMIT_STORAGE_URI=app.config["REDIS_URL"] or "memory://",
-        RATELIMIT_HEADERS_ENABLED=True,
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
@@ -76,12 +75,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["scan_writer"] = ScanWriter(app.extensions["session_factory"],
                                                interval=app.config["SCAN_FLUSH_SECONDS"])
 
-    from app.extensions import api, babel, csrf, limiter
+    from app.extensions import api, babel, csrf, init_rate_limits
     from app.i18n import select_locale
 
     babel.init_app(app, locale_selector=select_locale)
     csrf.init_app(app)
-    limiter.init_app(app)
+    init_rate_limits(app)
     api.init_app(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, make_response, request
 from werkzeug.exceptions import HTTPException
 
 from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFound, RegistryError, Unauthorized
@@ -78,8 +78,13 @@ def register_error_handlers(app: Flask) -> None:
         if _wants_html():
             from app.pages.render import render_error  # local: pages depend on this module
 
-            return render_error(status, message), status
-        return error_response(status, code, message, **extra)
+            response = make_response(render_error(status, message), status)
+        else:
+            response = error_response(status, code, message, **extra)
+        retry_after = getattr(exc, "retry_after", None)  # 429 (rate limits), 503
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -15,7 +15,7 @@ machine hits both). Then rounds of open-loop runs at half each target's peak giv
 The instance holds real signed unit codes (several batches of serials); every request asks for a
 different code with a random client_id, in order, so a server rarely sees a code twice (as in the
 field, and so that no per-process cache of signature checks flatters the figure). Rate limits are
-off (wrk comes from one address); they add Flask-Limiter's check to each request in production.
+off (wrk comes from one address); in production each request also hits its rate-limit counter.
 
 wrk and the server share this machine's cores: the load generator's own CPU is part of the cost.
 """
@@ -478,7 +478,7 @@ def profile_run(server: Server, codes_file: str, cursor: CodeCursor, *, seconds:
         ("verdict logic (rest of verification/)", ("verification/",)),
         ("rest of the view (session, presenters, jsonify)", ("verify_text (app/api/verify_routes.py",)),
         ("webargs/marshmallow argument parsing", ("webargs/", "marshmallow/")),
-        ("Flask-Limiter", ("flask_limiter/", "limits/")),
+        ("rate limits (limits)", ("limits/",)),
         ("Flask, Werkzeug, teardown, after_request", ("wsgi_app (flask/app.py",)),
         ("gunicorn: HTTP parsing, socket writes, thread pool", ("gunicorn/",)),
     ]

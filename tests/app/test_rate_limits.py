@@ -45,6 +45,10 @@ def test_verify_is_limited_with_a_json_429(tmp_path):
     assert statuses == [200, 200, 200, 429]
     r = limited.test_client().get("/api/v1/verify?code=8936000010010")
     assert r.status_code == 429 and r.get_json()["error"]["code"] == "TOO_MANY_REQUESTS"
+    assert 1 <= int(r.headers["Retry-After"]) <= 60  # the rest of this minute's window
+    assert "3 per 1 minute" in r.get_json()["error"]["message"]
+    other = limited.test_client().post("/api/v1/verify/image")  # another endpoint: a count of its own
+    assert other.status_code != 429
 
 
 def test_limits_are_shared_between_app_servers_through_redis(tmp_path):
