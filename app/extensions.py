@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any, Callable
 
 from flask import Flask, current_app, request
@@ -62,9 +63,7 @@ def rate_limit(limit_value: str | Callable[[], str], *, methods: list[str] | Non
 
 
 def _too_many(item: RateLimitItem, reset: float) -> TooManyRequests:
-    import time
-
     wait = max(1, int(reset - time.time() + 0.999))
     exc = TooManyRequests(f"more than {item} from this address: try again in {wait} s")
-    exc.retry_after = wait  # werkzeug sets the Retry-After header from it
+    exc.retry_after = wait  # the Retry-After header (app.errors)
     return exc
