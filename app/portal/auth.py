@@ -81,10 +81,10 @@ def _load_actor() -> Actor | None:
     if "actor" in g:
         return g.actor
     user_id = session.get(SESSION_USER)
-    if not isinstance(user_id, int) or not session.get(SESSION_NONCE):
-        return None
+    if not isinstance(user_id, int) or not session.get(SESSION_NONCE) or not session.get(SESSION_STAMP):
+        return None  # not logged in (or logged in before sessions carried the password's stamp)
     try:
-        actor = account_service().actor(user_id, stamp=session.get(SESSION_STAMP) or "")
+        actor = account_service().actor(user_id, stamp=session[SESSION_STAMP])
     except (NotFound, Unauthorized) as exc:
         session.clear()
         g.portal_ended = "password" if getattr(exc, "code", None) == "SESSION_ENDED" else "inactive"
