@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from flask import render_template, request
+from flask_babel import format_decimal
 
-from registry.exports import CSV_EXPORTS
+from registry.exports import CSV_EXPORTS, MAX_EPCIS_EVENTS
 from registry.services import Role
 
 from app.portal import bp
@@ -22,7 +23,8 @@ EPCIS_EVENTS = ("all", "scans", "recalls")
 @bp.route("/partner/")
 @login_required(*READERS)
 def partner_home():
-    return render_template("portal/partner/exports.html", exports=list(CSV_EXPORTS), events=EPCIS_EVENTS)
+    return render_template("portal/partner/exports.html", exports=list(CSV_EXPORTS), events=EPCIS_EVENTS,
+                           max_events=format_decimal(MAX_EPCIS_EVENTS))
 
 
 @bp.route("/exports/<any(batches, recalls, cases, violators):name>.csv")
@@ -34,7 +36,8 @@ def export_csv(name: str):
 @bp.route("/exports/epcis.jsonld")
 @login_required(*READERS)
 def export_epcis():
-    """Scan and recall events as an EPCIS 2.0 JSON-LD document (at most 100,000 events)."""
+    """Scan and recall events as an EPCIS 2.0 JSON-LD document (at most ``MAX_EPCIS_EVENTS``, the
+    oldest first; the page says so, and the API pages through any number)."""
     which = request.args.get("events") if request.args.get("events") in EPCIS_EVENTS else "all"
 
     def day(name: str) -> datetime | None:
@@ -45,7 +48,7 @@ def export_epcis():
             return None
 
     chunks, _page = export_service().epcis_stream(current_actor(), since=day("since"), until=day("until"),
-                                                  limit=100_000, scans=which in ("all", "scans"),
+                                                  limit=MAX_EPCIS_EVENTS, scans=which in ("all", "scans"),
                                                   recalls=which in ("all", "recalls"))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
     return spooled(chunks, mimetype="application/ld+json", filename=f"epcis-{which}-{stamp}.jsonld")

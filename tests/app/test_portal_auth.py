@@ -283,3 +283,11 @@ def test_nav_shows_only_the_roles_links(client, people):
     nav = re.search(r'<nav class="portal-nav".*?</nav>', client.get("/portal/partner/").get_data(as_text=True),
                     re.S).group(0)
     assert "/portal/exports" not in nav and "/portal/partner/" in nav and "/portal/producer" not in nav
+
+
+def test_the_partner_page_says_how_many_events_a_download_holds(client, people):
+    client_login(client, "partner1")
+    page = client.get("/portal/partner/").get_data(as_text=True)
+    assert "tối đa 100.000 sự kiện" in page  # Vietnamese first, with its own number format
+    english = client.get("/portal/partner/?lang=en").get_data(as_text=True)
+    assert "at most 100,000 events" in english
