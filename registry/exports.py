@@ -268,8 +268,10 @@ class ExportService:
             return stmt.where(at >= after.at)
         return stmt.where(or_(at > after.at, and_(at == after.at, row_id > after.row_id)))
 
-    def _scan_events(self, since: datetime | None, until: datetime | None,
-                     after: PagePosition | None = None) -> Iterator[tuple[datetime, int, int, dict]]:
+    def _scan_events(self, since: datetime | None, until: datetime | None, after: PagePosition | None,
+                     rows: int) -> Iterator[tuple[datetime, int, int, dict]]:
+        """At most ``rows`` scan events: no page needs more from one source, and the database can
+        stop sorting (a top-N sort) instead of ordering the whole window."""
         stmt = (select(ScanEvent, Batch.gtin, Batch.lot, Serial.serial)
                 .join(Batch, Batch.id == ScanEvent.batch_id)
                 .outerjoin(Serial, Serial.id == ScanEvent.serial_id)
@@ -278,7 +280,7 @@ class ExportService:
             stmt = stmt.where(ScanEvent.at >= since)
         if until is not None:
             stmt = stmt.where(ScanEvent.at < until)
-        stmt = self._after(stmt, ScanEvent.at, ScanEvent.id, 0, after)
+        stmt = self._after(stmt, ScanEvent.at, ScanEvent.id, 0, after).limit(rows)
         p = EXTENSION_PREFIX
         for scan, gtin, lot, serial in self._stream(stmt):
             event: dict[str, Any] = {
@@ -301,15 +303,15 @@ class ExportService:
             event[f"{p}:channel"] = scan.channel
             yield scan.at, 0, scan.id, event
 
-    def _recall_events(self, since: datetime | None, until: datetime | None,
-                       after: PagePosition | None = None) -> Iterator[tuple[datetime, int, int, dict]]:
+    def _recall_events(self, since: datetime | None, until: datetime | None, after: PagePosition | None,
+                       rows: int) -> Iterator[tuple[datetime, int, int, dict]]:
         stmt = (select(Recall, Batch.gtin, Batch.lot, Batch.record)
                 .join(Batch, Batch.id == Recall.batch_id).order_by(Recall.at, Recall.id))
         if since is not None:
             stmt = stmt.where(Recall.at >= since)
         if until is not None:
             stmt = stmt.where(Recall.at < until)
-        stmt = self._after(stmt, Recall.at, Recall.id, 1, after)
+        stmt = self._after(stmt, Recall.at, Recall.id, 1, after).limit(rows)
         p = EXTENSION_PREFIX
         for recall, gtin, lot, record in self._stream(stmt):
             quantity: dict[str, Any] = {"epcClass": class_uri(gtin, lot)}
@@ -340,9 +342,9 @@ class ExportService:
         after = PagePosition.from_token(page_token) if page_token else None
         sources = []
         if scans:
-            sources.append(self._scan_events(since, until, after))
+            sources.append(self._scan_events(since, until, after, limit + 1))
         if recalls:
-            sources.append(self._recall_events(since, until, after))
+            sources.append(self._recall_events(since, until, after, limit + 1))
         merged = heapq.merge(*sources, key=lambda item: (item[0], item[1], item[2]))
         return EpcisPage(itertools.islice(merged, limit + 1), limit)
 
