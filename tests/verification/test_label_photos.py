@@ -1,5 +1,7 @@
-"""Phone-like photos of our own printed labels: genuine at least 98 % of the time, and the same
-photos with one character of the signature changed are counterfeit every time."""
+"""Phone-like photos of our own printed labels: genuine at least 98 % of the time; the same
+photos with one character of the signature changed are never genuine, and counterfeit whenever
+the changed code is read, which it must be at least 98 % of the time too (the serials are random,
+so which photo, if any, the decoders miss changes from run to run)."""
 
 from __future__ import annotations
 
@@ -54,6 +56,13 @@ def test_phone_photos_of_labels(client, registry, world, session):
     print(f"genuine on {genuine}/{PHOTOS} phone photos; misses: {misses}")
     assert genuine / PHOTOS >= 0.98, misses
 
+    caught = 0
     for seed, (serial, url) in enumerate(units):
-        body = _verdict(client, _photo(_tamper(url, seed), serial, seed, expiry), seed)
-        assert body["verdict"] == "counterfeit", (seed, body["verdict"], [c["text"] for c in body["codes"]])
+        tampered = _tamper(url, seed)
+        body = _verdict(client, _photo(tampered, serial, seed, expiry), seed)
+        seen = (seed, body["verdict"], [c["text"] for c in body["codes"]])
+        assert body["verdict"] != "genuine", seen  # a changed signature never passes
+        if any(c["text"] == tampered for c in body["codes"]):  # the changed code was read: caught
+            assert body["verdict"] == "counterfeit", seen
+            caught += 1
+    assert caught / PHOTOS >= 0.98, caught
