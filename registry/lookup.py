@@ -21,6 +21,7 @@ from keys.encoding import b64url_decode
 from keys.signing import public_key_from_raw
 from registry.db import RawQuery, Reader
 from registry.models import Batch, Producer, ProducerKey, Recall
+from registry.rules import yymmdd
 from verification.verdicts import BatchInfo, KeyInfo, SerialInfo
 
 __all__ = ["RegistryLookup", "LookupCache"]
@@ -30,7 +31,7 @@ _MISSING = object()
 
 # The two reads every verification makes besides the scan counters: on the DBAPI connection.
 _LOG_SIZE = RawQuery("SELECT size FROM log_state WHERE id = 1")
-_SERIAL_ID = RawQuery("SELECT id FROM serials WHERE batch_id = :batch_id AND serial = :serial")
+_SERIAL_ID = RawQuery("SELECT id, s FROM serials WHERE batch_id = :batch_id AND serial = :serial")
 
 
 class LookupCache:
@@ -57,7 +58,7 @@ class RegistryLookup:
         self._source = source
         self._cache = cache
         self._view: dict[tuple, Any] | None = None
-        self._serials: dict[tuple[str, str, str], int | None] = {}  # read with the scan counters
+        self._serials: dict[tuple[str, str, str], SerialInfo | None] = {}  # read with the scan counters
 
     def adopt_generation(self, generation: int) -> None:
         """The registry's generation, read by this request in another statement; call before the
@@ -65,9 +66,10 @@ class RegistryLookup:
         if self._cache is not None:
             self._view = self._cache.view(generation)
 
-    def adopt_serial(self, gtin: str, lot: str, serial: str, serial_id: int | None) -> None:
-        """This request read the serial's row (None: no such serial) with the scan counters."""
-        self._serials[(gtin, lot, serial)] = serial_id
+    def adopt_serial(self, gtin: str, lot: str, serial: str, serial_id: int | None, issued: str | None) -> None:
+        """This request read the serial's row (id None: no such serial) with the scan counters."""
+        self._serials[(gtin, lot, serial)] = (
+            SerialInfo(serial_id=serial_id, serial=serial, issued=issued) if serial_id is not None else None)
 
     @property
     def _entries(self) -> dict[tuple, Any] | None:
@@ -125,7 +127,7 @@ class RegistryLookup:
         return BatchInfo(batch_id=row.id, gtin=row.gtin, lot=row.lot, producer_id=row.producer_id,
                          status=row.status, expiry_date=row.expiry_date, record=row.record,
                          producer={"id": row.producer_id, "name": row.name, "country": row.country},
-                         recall_reason=reason)
+                         recall_reason=reason, code_exp=yymmdd(row.expiry_date))
 
     def product(self, gtin: str) -> dict[str, Any] | None:
         return self._cached(("product", gtin), lambda: self._load_product(gtin))
@@ -139,13 +141,13 @@ class RegistryLookup:
     def serial(self, batch: BatchInfo, serial: str) -> SerialInfo | None:
         read = self._serials.get((batch.gtin, batch.lot, serial), _MISSING)
         if read is not _MISSING:
-            return SerialInfo(serial_id=read, serial=serial) if read is not None else None
+            return read
         # Issued serials are never deleted: a hit can be cached for the generation's lifetime.
         entries = self._entries
         found = entries.get(("serial", batch.batch_id, serial)) if entries is not None else None
         if found is None:
             row = _SERIAL_ID.first(self._source, {"batch_id": batch.batch_id, "serial": serial})
-            found = SerialInfo(serial_id=row[0], serial=serial) if row is not None else None
+            found = SerialInfo(serial_id=row[0], serial=serial, issued=row[1]) if row is not None else None
             if found is not None and entries is not None:  # a miss is not cached: serials are issued
                 entries[("serial", batch.batch_id, serial)] = found  # without a log entry
         return found

@@ -39,13 +39,14 @@ __all__ = ["ScanHistory", "ScanWriter", "haversine_km", "unit_key"]
 
 log = logging.getLogger(__name__)
 
-# The one read of a verification, by what the code says (GTIN, lot, serial): the unit's id and
+# The one read of a verification, by what the code says (GTIN, lot, serial): the unit's id, the
+# signature the registry issued for it (verification.verdicts: Verifier._check_signature) and its
 # counters, whether this client was seen, how far this process's writer has committed, and the
 # registry's generation for the lookups' cache (registry.lookup) -- one statement, one snapshot, on
 # the DBAPI connection. ``(SELECT 1) AS one`` keeps one row when the code names no issued unit;
 # two plain LEFT JOINs (no subquery for SQLite to materialise: a quarter faster).
 _UNIT_STATE = RawQuery(
-    "SELECT (SELECT l.size FROM log_state l WHERE l.id = 1), s.id, s.scan_count, "
+    "SELECT (SELECT l.size FROM log_state l WHERE l.id = 1), s.id, s.s, s.scan_count, "
     "s.distinct_clients, s.first_seen, s.last_seen, s.last_lat, s.last_lon, "
     "EXISTS (SELECT 1 FROM serial_clients c WHERE c.serial_id = s.id AND c.client_hash = :client), "
     "(SELECT w.epoch FROM scan_writers w WHERE w.id = :writer) "
@@ -471,13 +472,13 @@ class ScanHistory:
                 self._source, {"gtin": key[1], "lot": key[2], "writer": writer})
             state = _UnitState(key, client, seen, ident, count or 0, first_seen=as_utc(first_seen), written=written)
         else:
-            (generation, ident, count, clients, first_seen, last_seen, lat, lon, client_seen,
+            (generation, ident, issued, count, clients, first_seen, last_seen, lat, lon, client_seen,
              written) = _UNIT_STATE.first(self._source, {"gtin": key[1], "lot": key[2], "serial": key[3],
                                                           "client": client or "", "writer": writer})
             state = _UnitState(key, client, seen, ident, count or 0, clients or 0, as_utc(first_seen),
                                as_utc(last_seen), lat, lon, bool(client_seen), written)
             if self._lookup is not None:
-                self._lookup.adopt_serial(key[1], key[2], key[3], ident)
+                self._lookup.adopt_serial(key[1], key[2], key[3], ident, issued)
         if self._lookup is not None:
             self._lookup.adopt_generation(generation or 0)
         return state

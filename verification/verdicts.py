@@ -144,12 +144,14 @@ class BatchInfo:
     record: dict[str, Any]
     producer: dict[str, Any]
     recall_reason: str | None = None
+    code_exp: str | None = None  # the expiry (YYMMDD) the registry writes into, and signs in, its codes
 
 
 @dataclass(frozen=True)
 class SerialInfo:
     serial_id: int
     serial: str
+    issued: str | None = None  # the ``s`` the registry signed and printed on this unit's label
 
 
 @dataclass(frozen=True)
@@ -266,7 +268,8 @@ class Verifier:
             self._scans.begin(code.gtin, code.lot, code.serial, context)
         key = None
         if code.signature is not None:
-            key = self._check_signature(code, found)
+            issued = self._issued_signature(code) if code.serial is not None and not self._offline else None
+            key = self._check_signature(code, found, issued=issued)
             if found.verdict(Verdict.GENUINE) == Verdict.COUNTERFEIT:
                 return self._result(found, code, text, default=Verdict.COUNTERFEIT)
         if code.expiry is not None and code.expiry < self._today():
@@ -310,7 +313,23 @@ class Verifier:
                 self._scans.flag(batch, serial, ReasonCode.SERIAL_CLONED)
         return self._result(found, code, text, default=default, batch=batch, scans=scans)
 
-    def _check_signature(self, code: ParsedCode, found: _Findings) -> KeyInfo | None:
+    def _issued_signature(self, code: ParsedCode) -> str | None:
+        """The ``s`` the registry signed for this unit at issuance, if the code carries the expiry
+        it signed (None: no such unit, or another expiry)."""
+        batch = self._lookup.batch(code.gtin or "", code.lot or "")
+        if batch is None or code.expiry_raw != batch.code_exp:
+            return None
+        serial = self._lookup.serial(batch, code.serial or "")
+        return serial.issued if serial is not None else None
+
+    def _check_signature(self, code: ParsedCode, found: _Findings, *, issued: str | None = None) -> KeyInfo | None:
+        """The code's ``s``: its key, and its signature over what the code says. Online, a unit
+        code whose ``s`` is the one the registry signed for that serial (and expiry) at issuance
+        is that signature, checked when it was made: comparing it is enough, the Ed25519 check
+        (the largest part of a verification's CPU, bench/http_load.py) is made for every other
+        code. This trusts nothing new: online, the registry's database is already what says which
+        keys are certified and which serials exist. The key's status and licence are checked
+        either way; offline, every signature is checked."""
         try:
             kid, _ = split_code_signature(code.signature or "")
         except BadSignature as exc:
@@ -320,12 +339,13 @@ class Verifier:
         if key is None:
             found.add(ReasonCode.KEY_UNKNOWN, f"no certified key {kid}")
             return None
-        try:
-            verify_code(key.raw, code.signature or "", gtin=code.gtin or "", lot=code.lot or "",
-                        serial=code.serial, exp=code.expiry_raw)
-        except BadSignature as exc:
-            found.add(ReasonCode.SIGNATURE_INVALID, str(exc))
-            return None
+        if issued is None or code.signature != issued:
+            try:
+                verify_code(key.raw, code.signature or "", gtin=code.gtin or "", lot=code.lot or "",
+                            serial=code.serial, exp=code.expiry_raw)
+            except BadSignature as exc:
+                found.add(ReasonCode.SIGNATURE_INVALID, str(exc))
+                return None
         if not gtin_covered(code.gtin or "", list(key.gs1_prefixes)):
             found.add(ReasonCode.PREFIX_NOT_LICENSED,
                       f"key {kid} is not certified for the company prefix of GTIN {code.gtin}")

@@ -14,6 +14,7 @@ from registry.labels import LabelData, render_png
 from registry.services import SYSTEM, Actor, Role
 from tests.conftest import BASE_URL, GTIN, batch_data
 from verification.digital_link import build_url
+from verification.parsing import parse_code
 
 
 def _verify(client, code, **params):
@@ -127,6 +128,27 @@ def test_serial_never_issued_is_unknown(client, batch, registry):
     body = _verify(client, url)
     assert body["verdict"] == "unknown" and _codes(body) == ["SERIAL_UNKNOWN"]
 
+
+
+def test_a_unit_code_as_issued_is_checked_against_its_issuance_and_any_other_by_ed25519(client, batch):
+    """Online, a unit code whose s is the one the registry signed for its serial and expiry needs
+    no Ed25519 check (keys.signing counts its checks); the same s on another serial or expiry
+    gets one, and fails it."""
+    from keys.signing import _verified
+
+    first, second = (parse_code(url) for url in batch["units"][:2])
+    _verified.cache_clear()
+    assert _verify(client, batch["units"][0])["verdict"] == "genuine"
+    assert _verify(client, batch["units"][1])["verdict"] == "genuine"
+    assert _verified.cache_info().misses == 0
+
+    later = (first.expiry + timedelta(days=1)).strftime("%y%m%d")
+    moved = [build_url(BASE_URL, gtin=GTIN, lot="LOT-1", serial=second.serial, exp=first.expiry_raw, s=first.signature),
+             build_url(BASE_URL, gtin=GTIN, lot="LOT-1", serial=first.serial, exp=later, s=first.signature)]
+    for url in moved:
+        body = _verify(client, url)
+        assert body["verdict"] == "counterfeit" and _codes(body) == ["SIGNATURE_INVALID"]
+    assert _verified.cache_info().misses == 2
 
 def test_plain_ean13_is_unverifiable(client, batch):
     body = _verify(client, GTIN[1:])
