@@ -61,6 +61,35 @@ def test_reads_survive_the_server_dropping_the_pooled_connection(app, client, un
     assert second.get_json()["verdict"] == "genuine" and second.get_json()["scans"]["count"] == 2
 
 
+
+@pytest.mark.skipif(not PG_URL, reason="statements are prepared on PostgreSQL connections only")
+def test_prepared_reads_answer_as_a_cursor_does_and_survive_discard_all(app, client, unit_url):
+    """The hot read runs as a statement prepared on each connection (registry.db.RawQuery): it
+    answers the values a psycopg cursor gives, and a connection whose prepared statements were
+    dropped (DISCARD ALL, as a pooler may send) prepares it again."""
+    from registry.db import Reader
+    from registry.scans import _UNIT_STATE
+    from verification.parsing import parse_code
+
+    client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": "a"})
+    app.extensions["scan_writer"].flush()
+    code = parse_code(unit_url)
+    params = {"gtin": code.gtin, "lot": code.lot, "serial": code.serial, "client": "nobody", "writer": "none"}
+    reader = Reader(app.extensions["read_engine"])
+    try:
+        prepared = _UNIT_STATE.first(reader, params)
+        cursor = reader.dbapi_connection().cursor()
+        cursor.execute(_UNIT_STATE._pyformat, params)
+        assert prepared == cursor.fetchone()
+        assert prepared[3] == 1 and prepared[5].tzinfo is not None  # scan_count, first_seen (aware)
+        cursor.execute("DISCARD ALL")
+        cursor.close()
+        assert _UNIT_STATE.first(reader, params) == prepared
+    finally:
+        reader.close()
+    again = client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": "b"}).get_json()
+    assert again["verdict"] == "genuine" and again["scans"]["count"] == 2
+
 def test_verification_reads_go_to_the_read_database_when_one_is_set(app, registry, world, session,
                                                                    tmp_path):
     """READ_DATABASE_URL points verification at another database (a read replica). Here the
