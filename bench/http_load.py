@@ -14,8 +14,11 @@ median of the ratios within each round (runs seconds apart, so a slow spell of t
 machine hits both). Then rounds of open-loop runs at half each target's peak give p50/p99.
 The instance holds real signed unit codes (several batches of serials); every request asks for a
 different code with a random client_id, in order, so a server rarely sees a code twice (as in the
-field, and so that no per-process cache of signature checks flatters the figure). Rate limits are
-off (wrk comes from one address); in production each request also hits its rate-limit counter.
+field, and so that no per-process cache of signature checks flatters the figure). They are codes as
+issued, which the service compares with the signature it made instead of checking them again with
+Ed25519 (verification.verdicts); a code that differs from what was issued (a forgery) costs one
+Ed25519 check more. Rate limits are off (wrk comes from one address); in production each request
+also hits its rate-limit counter.
 
 wrk and the server share this machine's cores: the load generator's own CPU is part of the cost.
 """
