@@ -9,7 +9,10 @@ SQLite in one (7.2 against 43.3 ms; the other 54.6 against 35.2 ms). In the afte
 sweeps (after the verification became one statement) sync 2x1 led once (1,449 req/s on SQLite
 against at most 971 for gthread) and gthread 4x1 once (1,346 against 1,021). In the evening's
 sweep (17:15) sync 2x1 led on SQLite (2,064 against at most 1,830) and was within 5 % of the best
-on PostgreSQL (1,541 against 1,619 for gthread 2x1). Sync workers need a
+on PostgreSQL (1,541 against 1,619 for gthread 2x1); at 19:20 gthread 2x1 led on both (2,286 /
+2,052 against 2,047 / 1,971, with a p99 at half its peak of 38 ms on SQLite), at 19:37 sync 2x1
+led on PostgreSQL (1,811 against at most 1,623) and was within 3 % on SQLite. 3 and 4 sync
+workers cost more CPU per request (869 and 977 µs against 788 on SQLite). Sync workers need a
 buffering proxy (nginx) in front, so that slow uploads from phones and idle keep-alive
 connections never hold a worker; GUNICORN_THREADS > 1 switches to gthread for deployments
 without one.
