@@ -269,39 +269,38 @@ _NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
 _PREPARED: "weakref.WeakKeyDictionary[Any, set[bytes]]" = weakref.WeakKeyDictionary()
 
 
-def _fetch_one(dbapi: Any, sql: str, params: Any) -> tuple | None:
-    cursor = dbapi.cursor()
-    try:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
-    finally:
-        _close(cursor)
+def _on_cursor(step: Callable[[Any, str, Any], Any]) -> Callable[[Any, str, Any], Any]:
+    """``step(cursor, sql, params)`` as a ``RawQuery`` work: on a fresh cursor, closed after."""
+    def work(dbapi: Any, sql: str, params: Any) -> Any:
+        cursor = dbapi.cursor()
+        try:
+            return step(cursor, sql, params)
+        finally:
+            _close(cursor)
+    return work
 
 
-def _fetch_all(dbapi: Any, sql: str, params: Any) -> list[tuple]:
-    cursor = dbapi.cursor()
-    try:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-    finally:
-        _close(cursor)
+@_on_cursor
+def _fetch_one(cursor: Any, sql: str, params: Any) -> tuple | None:
+    cursor.execute(sql, params)
+    return cursor.fetchone()
 
 
-def _row_count(dbapi: Any, sql: str, params: Any) -> int:
-    cursor = dbapi.cursor()
-    try:
-        cursor.execute(sql, params)
-        return cursor.rowcount
-    finally:
-        _close(cursor)
+@_on_cursor
+def _fetch_all(cursor: Any, sql: str, params: Any) -> list[tuple]:
+    cursor.execute(sql, params)
+    return cursor.fetchall()
 
 
-def _execute_many(dbapi: Any, sql: str, rows: Any) -> None:
-    cursor = dbapi.cursor()
-    try:
-        cursor.executemany(sql, rows)
-    finally:
-        _close(cursor)
+@_on_cursor
+def _row_count(cursor: Any, sql: str, params: Any) -> int:
+    cursor.execute(sql, params)
+    return cursor.rowcount
+
+
+@_on_cursor
+def _execute_many(cursor: Any, sql: str, rows: Any) -> None:
+    cursor.executemany(sql, rows)
 
 
 def _close(cursor: Any) -> None:
