@@ -61,7 +61,6 @@ def test_reads_survive_the_server_dropping_the_pooled_connection(app, client, un
     assert second.get_json()["verdict"] == "genuine" and second.get_json()["scans"]["count"] == 2
 
 
-
 @pytest.mark.skipif(not PG_URL, reason="statements are prepared on PostgreSQL connections only")
 def test_prepared_reads_answer_as_a_cursor_does_and_survive_discard_all(app, client, unit_url):
     """The hot read runs as a statement prepared on each connection (registry.db.RawQuery): it
@@ -89,6 +88,7 @@ def test_prepared_reads_answer_as_a_cursor_does_and_survive_discard_all(app, cli
         reader.close()
     again = client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": "b"}).get_json()
     assert again["verdict"] == "genuine" and again["scans"]["count"] == 2
+
 
 def test_verification_reads_go_to_the_read_database_when_one_is_set(app, registry, world, session,
                                                                    tmp_path):

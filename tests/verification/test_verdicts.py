@@ -129,7 +129,6 @@ def test_serial_never_issued_is_unknown(client, batch, registry):
     assert body["verdict"] == "unknown" and _codes(body) == ["SERIAL_UNKNOWN"]
 
 
-
 def test_a_unit_code_as_issued_is_checked_against_its_issuance_and_any_other_by_ed25519(client, batch):
     """Online, a unit code whose s is the one the registry signed for its serial and expiry needs
     no Ed25519 check (keys.signing counts its checks); the same s on another serial or expiry
@@ -149,6 +148,7 @@ def test_a_unit_code_as_issued_is_checked_against_its_issuance_and_any_other_by_
         body = _verify(client, url)
         assert body["verdict"] == "counterfeit" and _codes(body) == ["SIGNATURE_INVALID"]
     assert _verified.cache_info().misses == 2
+
 
 def test_plain_ean13_is_unverifiable(client, batch):
     body = _verify(client, GTIN[1:])
