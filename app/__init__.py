@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from keys.storage import KeyStore, development_passphrase
-from registry.db import make_engine, make_read_engine, make_session_factory
+from registry.db import ReadConnections, make_engine, make_read_engine, make_session_factory
 
 __all__ = ["create_app"]
 
@@ -67,6 +67,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # Verification's reads: the same database, or a read replica (README, "Running several app servers").
     app.extensions["read_engine"] = make_read_engine(app.config["READ_DATABASE_URL"] or app.config["DATABASE_URL"],
                                                      pool_size=app.config["DB_POOL_SIZE"])
+    app.extensions["read_connections"] = ReadConnections(app.extensions["read_engine"])
     from registry.lookup import LookupCache
 
     app.extensions["lookup_cache"] = LookupCache()

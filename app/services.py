@@ -60,7 +60,7 @@ def verification_reader() -> Reader | Session:
     if "db" in g:
         return g.db
     if "reader" not in g:
-        g.reader = Reader(current_app.extensions["read_engine"])
+        g.reader = Reader(current_app.extensions["read_connections"])
     return g.reader
 
 

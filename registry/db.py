@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import threading
 import weakref
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -16,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker, Session
 
 __all__ = ["Base", "UTCDateTime", "make_engine", "make_session_factory", "is_sqlite", "READ_ONLY",
-           "read_only", "make_read_engine", "Reader", "RawQuery", "as_utc"]
+           "read_only", "make_read_engine", "ReadConnections", "Reader", "RawQuery", "as_utc"]
 
 #: Execution option: this session only reads, one statement at a time (see ``read_only``).
 READ_ONLY = "registry_read_only"
@@ -124,45 +126,105 @@ def as_utc(value: datetime | str | None) -> datetime | None:
     return datetime.fromisoformat(value).replace(tzinfo=timezone.utc)
 
 
-class Reader:
-    """Read-only work without a Session or a transaction: the verification hot path.
+class ReadConnections:
+    """The read engine's DBAPI connections for ``Reader``: one per thread, kept across requests.
 
-    Statements go through ``RawQuery`` to one DBAPI connection from the read engine
-    (``make_read_engine``), checked out on first use and given back by ``close()``: autocommit,
-    so every statement sees what was committed when it started. A Session's own bookkeeping
-    (begin, isolation switch, close) cost more than the reads themselves. ``session()`` opens a
-    read-only Session on demand for the rare ORM reads (cache misses).
+    A thread's first read takes a connection from the read engine's pool and detaches it
+    (``PoolProxiedConnection.detach``: it no longer counts against the pool); the thread keeps it
+    for good. Checking a pooled connection out and back in for every request (the pool's
+    bookkeeping, and on SQLite the rollback of a connection that never opened a transaction) cost
+    about a tenth of an in-process verification on SQLite (bench/http_load.py). The connections
+    are autocommit, so no snapshot or lock outlives a statement. A connection the server dropped is
+    discarded (``discard``) and the thread's next read opens another. ``Engine.dispose()`` closes
+    them all; a forked child leaves its parent's alone and opens its own.
     """
 
     def __init__(self, read_engine: Engine) -> None:
-        self._engine = read_engine
+        self.engine = read_engine
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: set[Any] = set()  # every thread's, for dispose()
+        event.listen(read_engine, "engine_disposed", lambda _engine: self.close())
+        _READ_CONNECTIONS.add(self)
+
+    def get(self) -> Any:
+        """This thread's DBAPI connection."""
+        dbapi = getattr(self._local, "dbapi", None)
+        if dbapi is None:
+            fairy = self.engine.raw_connection()
+            fairy.detach()
+            dbapi = self._local.dbapi = fairy.dbapi_connection
+            with self._lock:
+                self._open.add(dbapi)
+        return dbapi
+
+    def discard(self) -> None:
+        """Close this thread's connection (the server dropped it); the next ``get`` opens another."""
+        dbapi = self._local.__dict__.pop("dbapi", None)
+        if dbapi is not None:
+            with self._lock:
+                self._open.discard(dbapi)
+            _close(dbapi)
+
+    def close(self) -> None:
+        """Close every thread's connection (shutdown, tests)."""
+        with self._lock:
+            held, self._open = self._open, set()
+            self._local = threading.local()
+        for dbapi in held:
+            _close(dbapi)
+
+    def _after_fork(self) -> None:
+        # The parent's connections share their sockets with it: the child never closes or uses them.
+        _INHERITED.extend(self._open)
+        self._open = set()
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+
+_READ_CONNECTIONS: "weakref.WeakSet[ReadConnections]" = weakref.WeakSet()
+_INHERITED: list[Any] = []
+
+
+def _read_connections_after_fork() -> None:
+    for connections in list(_READ_CONNECTIONS):
+        connections._after_fork()
+
+
+os.register_at_fork(after_in_child=_read_connections_after_fork)
+
+
+class Reader:
+    """Read-only work without a Session or a transaction: the verification hot path.
+
+    Statements go through ``RawQuery`` to this thread's connection of the read engine
+    (``ReadConnections``): autocommit, so every statement sees what was committed when it started.
+    A Session's own bookkeeping (begin, isolation switch, close) cost more than the reads
+    themselves. ``session()`` opens a read-only Session on demand for the rare ORM reads (cache
+    misses); ``close()`` closes it.
+    """
+
+    def __init__(self, connections: ReadConnections) -> None:
+        self._connections = connections
         self._session: Session | None = None
-        self._fairy = None
-        self.dialect = read_engine.dialect
+        self.dialect = connections.engine.dialect
 
     def dbapi_connection(self):  # noqa: ANN201
-        if self._fairy is None:
-            self._fairy = self._engine.raw_connection()
-        return self._fairy.dbapi_connection
+        return self._connections.get()
 
     def invalidate(self) -> None:
-        """The server dropped the connection: discard it, the next statement checks out another."""
-        if self._fairy is not None:
-            fairy, self._fairy = self._fairy, None
-            fairy.invalidate()
+        """The server dropped the connection: discard it, the next statement opens another."""
+        self._connections.discard()
 
     def session(self) -> Session:
         if self._session is None:
-            self._session = read_only(Session(bind=self._engine, expire_on_commit=False))
+            self._session = read_only(Session(bind=self._connections.engine, expire_on_commit=False))
         return self._session
 
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
             self._session = None
-        if self._fairy is not None:
-            fairy, self._fairy = self._fairy, None
-            fairy.close()
 
 
 class RawQuery:
@@ -303,10 +365,10 @@ def _execute_many(cursor: Any, sql: str, rows: Any) -> None:
     cursor.executemany(sql, rows)
 
 
-def _close(cursor: Any) -> None:
-    """Close a cursor; one of a connection that just failed may refuse, which changes nothing."""
+def _close(closable: Any) -> None:
+    """Close a cursor or a connection; one that just failed may refuse, which changes nothing."""
     try:
-        cursor.close()
+        closable.close()
     except Exception:  # noqa: BLE001 - the driver's own error types differ
         pass
 

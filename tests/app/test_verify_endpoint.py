@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 import pytest
 from sqlalchemy import text
 
@@ -50,15 +53,15 @@ def test_api_answers_set_no_cookie(client, unit_url):
 def test_reads_survive_the_server_dropping_the_pooled_connection(app, client, unit_url, session):
     first = client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": "a"}).get_json()
     assert first["scans"]["count"] == 1
-    pooled = app.extensions["read_engine"].raw_connection()  # the one the request used and gave back
-    pid = pooled.dbapi_connection.info.backend_pid
-    pooled.close()
+    held = app.extensions["read_connections"].get()  # the test client serves requests on this thread
+    pid = held.info.backend_pid
     killed = session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
     session.commit()
     assert killed
     second = client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": "b"})
     assert second.status_code == 200, second.get_json()
     assert second.get_json()["verdict"] == "genuine" and second.get_json()["scans"]["count"] == 2
+    assert app.extensions["read_connections"].get().info.backend_pid != pid  # the thread's new one
 
 
 @pytest.mark.skipif(not PG_URL, reason="statements are prepared on PostgreSQL connections only")
@@ -74,7 +77,7 @@ def test_prepared_reads_answer_as_a_cursor_does_and_survive_discard_all(app, cli
     app.extensions["scan_writer"].flush()
     code = parse_code(unit_url)
     params = {"gtin": code.gtin, "lot": code.lot, "serial": code.serial, "client": "nobody", "writer": "none"}
-    reader = Reader(app.extensions["read_engine"])
+    reader = Reader(app.extensions["read_connections"])
     try:
         prepared = _UNIT_STATE.first(reader, params)
         cursor = reader.dbapi_connection().cursor()
@@ -138,6 +141,67 @@ def test_read_connections_go_back_to_the_pool_in_autocommit(app, client, unit_ur
     finally:
         for conn in held:
             conn.close()
+
+
+def _answers(dbapi) -> bool:
+    """Whether a DBAPI connection still runs a statement."""
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute("SELECT 1")
+        return cursor.fetchone() == (1,)
+    finally:
+        cursor.close()
+
+
+def test_each_thread_keeps_one_read_connection_across_requests(app, client, unit_url):
+    """Verification reads go to the thread's own connection (registry.db.ReadConnections), kept
+    between requests instead of checked out of the pool and back each time; another thread has
+    its own; disposing of the read engine closes them all."""
+    connections, pool = app.extensions["read_connections"], app.extensions["read_engine"].pool
+
+    def verify(client_id: str) -> None:
+        r = app.test_client().get("/api/v1/verify", query_string={"code": unit_url, "client_id": client_id})
+        assert r.status_code == 200 and r.get_json()["verdict"] == "genuine"
+
+    verify("a")
+    mine = connections.get()
+    verify("b")
+    assert connections.get() is mine and pool.checkedout() == 0
+    theirs = []
+    thread = threading.Thread(target=lambda: (verify("c"), theirs.append(connections.get())))
+    thread.start()
+    thread.join()
+    assert theirs and theirs[0] is not mine and _answers(mine) and _answers(theirs[0])
+    app.extensions["read_engine"].dispose()
+    for closed in (mine, theirs[0]):
+        with pytest.raises(Exception, match="(?i)closed"):
+            _answers(closed)
+    verify("d")  # a new connection for this thread
+    assert connections.get() is not mine and _answers(connections.get())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_opens_its_own_read_connection_and_leaves_the_parents_alone(app, client, unit_url):
+    """gunicorn forks its workers from a loaded app, and wsgi.py disposes of the pools in each child
+    (dispose(close=False)). A child must neither use nor close the connection its parent holds: on
+    PostgreSQL closing it would end the parent's session on the shared socket."""
+    connections = app.extensions["read_connections"]
+    assert client.get("/api/v1/verify", query_string={"code": unit_url}).status_code == 200
+    parents = connections.get()
+    pid = os.fork()
+    if pid == 0:  # the child: what wsgi.py does after a fork, then a read of its own
+        status = 1
+        try:
+            app.extensions["read_engine"].dispose(close=False)
+            own = connections.get()
+            status = 0 if own is not parents and _answers(own) else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert connections.get() is parents and _answers(parents)
+    again = client.get("/api/v1/verify", query_string={"code": unit_url}).get_json()
+    assert again["verdict"] == "genuine" and again["scans"]["count"] == 2
 
 
 @pytest.mark.parametrize("kind", ["unit", "batch"])
