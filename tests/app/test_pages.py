@@ -212,6 +212,7 @@ def test_no_inline_script_or_style(client, path):
     response = client.get(path)
     html = response.get_data(as_text=True)
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Permissions-Policy"] == "camera=(self), geolocation=(self)"  # the scanner's camera
     for tag in re.findall(r"<script\b[^>]*>", html):
         assert "src=" in tag, tag
     assert not re.search(r"<script\b[^>]*>\s*[^<\s]", html), "inline script body"

@@ -43,10 +43,15 @@ def test_good_queries_verify_whichever_way_they_are_read(client, unit_url, extra
     assert r.get_json()["verdict"] == "genuine"
 
 
-def test_api_answers_set_no_cookie(client, unit_url):
+def test_api_answers_set_no_cookie_and_the_data_headers(client, unit_url):
+    """An API answer is data, never a page: nothing in it may load, run or be framed."""
     r = client.get("/api/v1/verify", query_string={"code": unit_url})
     assert r.status_code == 200 and "Set-Cookie" not in r.headers
-    assert r.headers["X-Content-Type-Options"] == "nosniff"  # the security headers are still there
+    assert r.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["X-Frame-Options"] == "DENY"
+    assert "Permissions-Policy" not in r.headers  # a page's header: the API has no camera to ask for
+    error = client.get("/api/v1/verify", query_string={"code": ""})
+    assert error.status_code == 422 and error.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
 
 @pytest.mark.skipif(not PG_URL, reason="a dropped server connection needs PostgreSQL")
