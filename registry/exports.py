@@ -266,12 +266,13 @@ class ExportService:
             return stmt.where(at > after.at)
         if kind > after.kind:
             return stmt.where(at >= after.at)
-        return stmt.where(or_(at > after.at, and_(at == after.at, row_id > after.row_id)))
+        # The range on ``at`` alone lets the index (at, id) start at the page's position.
+        return stmt.where(at >= after.at, or_(at > after.at, and_(at == after.at, row_id > after.row_id)))
 
     def _scan_events(self, since: datetime | None, until: datetime | None, after: PagePosition | None,
                      rows: int) -> Iterator[tuple[datetime, int, int, dict]]:
-        """At most ``rows`` scan events: no page needs more from one source, and the database can
-        stop sorting (a top-N sort) instead of ordering the whole window."""
+        """At most ``rows`` scan events, read in the order of the index (at, id) from the page's
+        position: a page costs the same on an empty history as on 10 million events."""
         stmt = (select(ScanEvent, Batch.gtin, Batch.lot, Serial.serial)
                 .join(Batch, Batch.id == ScanEvent.batch_id)
                 .outerjoin(Serial, Serial.id == ScanEvent.serial_id)

@@ -210,11 +210,14 @@ class ApiToken(Base):
 
 
 class ScanEvent(Base):
+    """One verification. Indexed for a serial's history (inspections) and for the exports' time
+    order; a batch's counts are its summary counters, so no index by batch (migration 0004)."""
+
     __tablename__ = "scan_events"
-    __table_args__ = (Index("ix_scan_events_serial_at", "serial_id", "at"),)
+    __table_args__ = (Index("ix_scan_events_serial_at", "serial_id", "at"), Index("ix_scan_events_at_id", "at", "id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
     serial_id: Mapped[int | None] = mapped_column(ForeignKey("serials.id"))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     channel: Mapped[str] = mapped_column(String(16))
