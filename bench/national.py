@@ -341,6 +341,7 @@ def build_events(app, total: int, selection: dict) -> dict:
             cur.execute("VACUUM ANALYZE serials")
             cur.execute("VACUUM ANALYZE serial_clients")
             cur.execute("VACUUM ANALYZE batches")
+            conn.autocommit = False  # back to the pool as it came (the export's server-side cursor needs a transaction)
             log(f"  VACUUM ANALYZE in {time.perf_counter() - started:.0f} s")
     finally:
         raw.close()
@@ -379,6 +380,47 @@ def disk(engine) -> dict:
             out[table] = {"total_mb": total / 2**20, "heap_mb": heap / 2**20, "indexes_mb": idx / 2**20}
         out["scan_events_mb_per_million"] = out["scan_events"]["total_mb"] / (events / 1e6) if events else None
         out["database_mb"] = q("SELECT pg_database_size(current_database())").scalar() / 2**20
+    return out
+
+
+# -- exports ------------------------------------------------------------------------------------
+EXPORT_PAGE = 1000
+EXPORT_PAGES = 5
+
+
+def export_pages(app) -> dict:
+    """The EPCIS export of the last day's scan events, ``EXPORT_PAGES`` pages of ``EXPORT_PAGE``
+    events followed by their tokens, as an agency pages through it: ms per page with the index
+    (at, id), and in a transaction that drops it (rolled back: PostgreSQL's DDL is transactional)
+    without, which is how the export read before migration 0004."""
+    from sqlalchemy import text
+
+    from registry.exports import ExportService
+    from registry.services import Actor, Role
+
+    actor = Actor(role=Role.AUTHORITY)
+    out = {}
+    with app.extensions["session_factory"]() as session:
+        since = session.execute(text("SELECT max(at) FROM scan_events")).scalar() - timedelta(days=1)
+        out["events_in_window"] = session.execute(
+            text("SELECT count(*) FROM scan_events WHERE at >= :since"), {"since": since}).scalar()
+    for label in ("with the index (at, id)", "without it"):
+        with app.extensions["session_factory"]() as session:
+            if label == "without it":
+                session.execute(text("DROP INDEX ix_scan_events_at_id"))
+            times, token, events = [], None, 0
+            for _ in range(EXPORT_PAGES):
+                start = time.perf_counter()
+                page = ExportService(session).epcis_page(actor, since=since, limit=EXPORT_PAGE, recalls=False,
+                                                         page_token=token)
+                events += len(list(page))
+                times.append((time.perf_counter() - start) * 1000)
+                token = page.next_token
+                if token is None:
+                    break
+            session.rollback()  # without it: the index is back
+        out[label] = {"pages": len(times), "events": events, "median_ms": median(times), "max_ms": max(times)}
+        log(f"export, {label}: {out[label]}")
     return out
 
 
@@ -522,6 +564,7 @@ def main(argv: list[str] | None = None) -> dict:
         "batch code, later hot": hot_batches,
     }, half, distinct={"unit code, no history"})
     figures["latency"] = phases
+    figures["export"] = export_pages(app)
     figures["disk"] = disk(engine)
     with app.extensions["session_factory"]() as session:
         authority = app.extensions["keystore"].load("authority")
@@ -590,6 +633,16 @@ def markdown(f: dict) -> str:
     out.append(f"\nTarget: with {f['events'] / 1e6:g}M events, hot-code p99 within 20 % of the empty-history p99 "
                f"({s['reference_p99_ms']:.2f} ms): worst hot p99 {s['worst_hot_p99_ms']:.2f} ms → "
                f"{'✅ met' if s['target_met'] else '❌ missed'}.\n")
+    e = f.get("export")
+    if e:
+        out.append(f"EPCIS export of the last day's scan events ({e['events_in_window']:,} of the {f['events']:,}), "
+                   f"pages of {EXPORT_PAGE:,} events followed by their tokens:\n")
+        out.append("| index | pages | events | median ms per page | max ms |")
+        out.append("|---|---|---|---|---|")
+        for label in ("with the index (at, id)", "without it"):
+            r = e[label]
+            out.append(f"| {label} | {r['pages']} | {r['events']:,} | {r['median_ms']:,.1f} | {r['max_ms']:,.1f} |")
+        out.append("")
     d = f["disk"]
     out.append("| table | rows / role | total MB | heap MB | indexes MB |")
     out.append("|---|---|---|---|---|")
