@@ -11,7 +11,9 @@ against at most 971 for gthread) and gthread 4x1 once (1,346 against 1,021). In 
 sweep (17:15) sync 2x1 led on SQLite (2,064 against at most 1,830) and was within 5 % of the best
 on PostgreSQL (1,541 against 1,619 for gthread 2x1); at 19:20 gthread 2x1 led on both (2,286 /
 2,052 against 2,047 / 1,971, with a p99 at half its peak of 38 ms on SQLite), at 19:37 sync 2x1
-led on PostgreSQL (1,811 against at most 1,623) and was within 3 % on SQLite. 3 and 4 sync
+led on PostgreSQL (1,811 against at most 1,623) and was within 3 % on SQLite; at 21:31 it led
+on PostgreSQL (1,271 against at most 1,256) and was within 3 % on SQLite (1,483 against 1,519
+for gthread 2x1, whose p99 at that peak was 99 ms against 17). 3 and 4 sync
 workers cost more CPU per request (869 and 977 µs against 788 on SQLite). Sync workers need a
 buffering proxy (nginx) in front, so that slow uploads from phones and idle keep-alive
 connections never hold a worker; GUNICORN_THREADS > 1 switches to gthread for deployments
