@@ -2,17 +2,20 @@
 
 Verification is the hot path. Keys and batches change only through events that are appended to
 the transparency log (certification, revocation, registration, recall), so the log size is a
-generation number: lookups are cached per process and the cache is dropped whenever the log has
-grown. One primary-key read of the log size per request keeps every server exact, with no
-cross-server invalidation. When the request's ``ScanHistory`` reads the unit first (it does for
+generation number: lookups are cached per process, and when the log has grown the entries it
+appended say which cached lookups they change (a registration its batch and product, a recall
+its batch, a certification or revocation its key): only those are dropped, so that registrations
+all day long do not empty every server's cache. One primary-key read of the log size per request
+keeps every server exact, with no cross-server invalidation. When the request's ``ScanHistory`` reads the unit first (it does for
 every verification that records a scan), that read carries the log size and the serial's id, and
 the lookup adopts them instead of asking again: one statement per verification.
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,10 +35,41 @@ _MISSING = object()
 # The two reads every verification makes besides the scan counters: on the DBAPI connection.
 _LOG_SIZE = RawQuery("SELECT size FROM log_state WHERE id = 1")
 _SERIAL_ID = RawQuery("SELECT id, s FROM serials WHERE batch_id = :batch_id AND serial = :serial")
+# What the log appended between two generations, read once per process when the log has grown.
+_LOG_SINCE = RawQuery('SELECT kind, data FROM log_entries WHERE "index" >= :old AND "index" < :new')
+
+#: Past this many new entries the whole cache is dropped instead (one read, not thousands of keys).
+MAX_SELECTIVE_ENTRIES = 1000
+
+
+def changed_lookups(entries: Iterable[tuple[str, str]]) -> set[tuple] | None:
+    """The cache keys that log entries ``(kind, signed object as JSON)`` change; None: any of them
+    (an entry of a kind this does not know)."""
+    keys: set[tuple] = set()
+    for kind, data in entries:
+        if kind in ("publication", "publication-withdrawal"):
+            continue  # the public lists: no lookup reads them
+        obj = json.loads(data)
+        if kind == "origin-record":
+            keys.update({("batch", obj["gtin"], obj["lot"]), ("product", obj["gtin"])})
+        elif kind == "recall":
+            keys.add(("batch", obj["gtin"], obj["lot"]))
+        elif kind in ("producer-key", "key-revocation"):
+            keys.add(("key", obj["kid"]))
+        else:
+            return None
+    return keys
 
 
 class LookupCache:
-    """Per-process cache of keys, batches and products, valid for one log generation."""
+    """Per-process cache of keys, batches and products for one log generation.
+
+    ``view(generation, changes)`` gives the entries valid at ``generation``. When the log has grown,
+    ``changes(old, new)`` names the keys its new entries change (``changed_lookups``); the others
+    are carried into the new generation's entries, a new dict, so that a request still holding the
+    old one can never put what it loaded before the change into the new one. Without ``changes``,
+    past ``MAX_SELECTIVE_ENTRIES`` new entries, or when the generation goes back (another database),
+    everything is dropped."""
 
     def __init__(self, max_entries: int = 200_000) -> None:
         self._lock = threading.Lock()
@@ -43,12 +77,24 @@ class LookupCache:
         self._entries: dict[tuple, Any] = {}
         self._max = max_entries
 
-    def view(self, generation: int) -> dict[tuple, Any]:
+    def view(self, generation: int,
+             changes: Callable[[int, int], set[tuple] | None] | None = None) -> dict[tuple, Any]:
         with self._lock:
-            if generation != self._generation or len(self._entries) > self._max:
-                self._generation = generation
-                self._entries = {}
-            return self._entries
+            old, entries = self._generation, self._entries
+            if generation == old and len(entries) <= self._max:
+                return entries
+        dropped = None
+        if changes is not None and 0 <= old < generation <= old + MAX_SELECTIVE_ENTRIES and len(entries) <= self._max:
+            dropped = changes(old, generation)
+        with self._lock:
+            if self._generation == generation:  # another request moved it meanwhile
+                return self._entries
+            if dropped is None or self._generation != old:
+                fresh = {}
+            else:
+                fresh = {key: value for key, value in self._entries.items() if key not in dropped}
+            self._generation, self._entries = generation, fresh
+            return fresh
 
 
 class RegistryLookup:
@@ -64,7 +110,10 @@ class RegistryLookup:
         """The registry's generation, read by this request in another statement; call before the
         first lookup (a later call takes effect for the lookups after it)."""
         if self._cache is not None:
-            self._view = self._cache.view(generation)
+            self._view = self._cache.view(generation, self._changes)
+
+    def _changes(self, old: int, new: int) -> set[tuple] | None:
+        return changed_lookups(_LOG_SINCE.all(self._source, {"old": old, "new": new}))
 
     def adopt_serial(self, gtin: str, lot: str, serial: str, serial_id: int | None, issued: str | None) -> None:
         """This request read the serial's row (id None: no such serial) with the scan counters."""

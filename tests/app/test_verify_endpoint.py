@@ -225,6 +225,34 @@ def test_a_warm_cache_follows_a_recall_made_elsewhere(client, registry, world, s
     assert body["verdict"] == "recalled" and body["batch"]["recall_reason"] == "bad seal"
 
 
+def test_a_warm_cache_keeps_what_another_registration_does_not_change(app, client, registry, world, session):
+    """Registrations go on all day: the log growing by another batch's registration leaves the
+    cached key and batch of the codes being verified in place (the same objects, not read again);
+    a revocation of the key, appended later, drops the key and the next answer says so."""
+    from registry.services import SYSTEM
+
+    cache = app.extensions["lookup_cache"]
+    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
+    batch = registry.register_batch(actor, batch_data())
+    (serial, s), = registry.issue_serials(actor, GTIN, "LOT-1", 1)
+    session.commit()
+    url = registry.serial_url(batch, serial, s)
+    assert client.get("/api/v1/verify", query_string={"code": url}).get_json()["verdict"] == "genuine"
+    warm = dict(cache.view(registry.log().size()))
+    assert {("batch", GTIN, "LOT-1"), ("key", world.kid)} <= warm.keys()
+    registry.register_batch(actor, batch_data(lot="LOT-2"))  # elsewhere: another server's request
+    session.commit()
+    assert client.get("/api/v1/verify", query_string={"code": url}).get_json()["verdict"] == "genuine"
+    kept = cache.view(registry.log().size())
+    assert kept[("batch", GTIN, "LOT-1")] is warm[("batch", GTIN, "LOT-1")]
+    assert kept[("key", world.kid)] is warm[("key", world.kid)]
+    registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
+    session.commit()
+    body = client.get("/api/v1/verify", query_string={"code": url}).get_json()
+    assert body["verdict"] == "suspect" and "KEY_REVOKED" in [r["code"] for r in body["reasons"]]
+    assert cache.view(registry.log().size())[("batch", GTIN, "LOT-1")] is warm[("batch", GTIN, "LOT-1")]
+
+
 def test_a_verification_with_a_warm_cache_is_one_statement(app, client, registry, world, session):
     """Key and batch come from the process's cache; the generation, the serial's id and its scan
     counters come back from one statement (the scan itself is written later by the writer)."""
