@@ -49,15 +49,18 @@ def changed_lookups(entries: Iterable[tuple[str, str]]) -> set[tuple] | None:
     for kind, data in entries:
         if kind in ("publication", "publication-withdrawal"):
             continue  # the public lists: no lookup reads them
-        obj = json.loads(data)
-        if kind == "origin-record":
-            keys.update({("batch", obj["gtin"], obj["lot"]), ("product", obj["gtin"])})
-        elif kind == "recall":
-            keys.add(("batch", obj["gtin"], obj["lot"]))
-        elif kind in ("producer-key", "key-revocation"):
-            keys.add(("key", obj["kid"]))
-        else:
-            return None
+        try:
+            obj = json.loads(data)
+            if kind == "origin-record":
+                keys.update({("batch", obj["gtin"], obj["lot"]), ("product", obj["gtin"])})
+            elif kind == "recall":
+                keys.add(("batch", obj["gtin"], obj["lot"]))
+            elif kind in ("producer-key", "key-revocation"):
+                keys.add(("key", obj["kid"]))
+            else:
+                return None
+        except (ValueError, TypeError, KeyError):
+            return None  # not what the registry writes: trust nothing cached
     return keys
 
 

@@ -49,4 +49,6 @@ def test_each_kind_of_log_entry_names_the_lookups_it_changes():
                             entry("publication", title="x"), entry("publication-withdrawal", title="x")]) == {
         ("batch", "08936000010010", "L1"), ("key", "k1"), ("key", "k2")}
     assert changed_lookups([entry("producer-key", kid="k1"), entry("something-new", id="x")]) is None
+    assert changed_lookups([entry("recall", lot="L1")]) is None  # no GTIN: cannot say which batch
+    assert changed_lookups([("origin-record", "not json")]) is None
     assert changed_lookups([]) == set()
