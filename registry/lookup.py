@@ -6,9 +6,10 @@ generation number: lookups are cached per process, and when the log has grown th
 appended say which cached lookups they change (a registration its batch and product, a recall
 its batch, a certification or revocation its key): only those are dropped, so that registrations
 all day long do not empty every server's cache. One primary-key read of the log size per request
-keeps every server exact, with no cross-server invalidation. When the request's ``ScanHistory`` reads the unit first (it does for
-every verification that records a scan), that read carries the log size and the serial's id, and
-the lookup adopts them instead of asking again: one statement per verification.
+keeps every server exact, with no cross-server invalidation. When the request's ``ScanHistory``
+reads the unit first (it does for every verification that records a scan), that read carries the
+log size and the serial's id, and the lookup adopts them instead of asking again: one statement
+per verification.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ class LookupCache:
             if generation == old and len(entries) <= self._max:
                 return entries
         dropped = None
-        if changes is not None and 0 <= old < generation <= old + MAX_SELECTIVE_ENTRIES and len(entries) <= self._max:
+        selective = 0 <= old < generation <= old + MAX_SELECTIVE_ENTRIES and len(entries) <= self._max
+        if changes is not None and selective:
             dropped = changes(old, generation)
         with self._lock:
             if self._generation == generation:  # another request moved it meanwhile
