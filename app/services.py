@@ -35,10 +35,10 @@ def db_session() -> Session:
 
 
 def close_session(_exc: BaseException | None = None) -> None:
-    for name in ("db", "reader"):
-        opened = g.pop(name, None)
-        if opened is not None:
-            opened.close()
+    g.pop("reader", None)  # holds nothing: its thread keeps the connection (registry.db.ReadConnections)
+    opened = g.pop("db", None)
+    if opened is not None:
+        opened.close()
 
 
 def keystore() -> KeyStore:

@@ -17,11 +17,8 @@ from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker, Session
 
-__all__ = ["Base", "UTCDateTime", "make_engine", "make_session_factory", "is_sqlite", "READ_ONLY",
-           "read_only", "make_read_engine", "ReadConnections", "Reader", "RawQuery", "as_utc"]
-
-#: Execution option: this session only reads, one statement at a time (see ``read_only``).
-READ_ONLY = "registry_read_only"
+__all__ = ["Base", "UTCDateTime", "make_engine", "make_session_factory", "is_sqlite", "make_read_engine",
+           "ReadConnections", "Reader", "RawQuery", "as_utc"]
 
 
 class Base(DeclarativeBase):
@@ -74,8 +71,6 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001
-            if conn.get_execution_options().get(READ_ONLY):
-                return  # read-only work (verification): each statement is its own WAL snapshot
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
@@ -92,8 +87,7 @@ def make_read_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) ->
     """
     if url.startswith("sqlite"):
         return make_engine(url)
-    # AUTOCOMMIT as the engine's own level: a Session on this engine that sets it again (read_only)
-    # gives its connection back still in autocommit.
+    # AUTOCOMMIT as the engine's own level: every connection it opens reads one statement at a time.
     # Nothing to roll back when a connection comes back (no transaction is ever open on it): no
     # reset on return, which on psycopg took its connection lock for a rollback that did nothing.
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True,
@@ -102,21 +96,6 @@ def make_read_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) ->
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
-
-
-def read_only(session: Session) -> Session:
-    """Make a fresh session read-only work without a transaction; call before its first statement.
-
-    Its connection runs in autocommit: no BEGIN or COMMIT round trips, every statement sees what
-    was committed when it started (on SQLite a WAL reader that never waits for a writer, on
-    PostgreSQL what READ COMMITTED gives per statement). ``Reader.session()`` uses it for the
-    ORM reads of verification; nothing may write through such a session.
-    """
-    if is_sqlite(session.get_bind()):  # its DBAPI connections already autocommit: we skip the BEGIN
-        session.connection(execution_options={READ_ONLY: True})
-    else:
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT", READ_ONLY: True})
-    return session
 
 
 def as_utc(value: datetime | str | None) -> datetime | None:
@@ -200,13 +179,12 @@ class Reader:
     Statements go through ``RawQuery`` to this thread's connection of the read engine
     (``ReadConnections``): autocommit, so every statement sees what was committed when it started.
     A Session's own bookkeeping (begin, isolation switch, close) cost more than the reads
-    themselves. ``session()`` opens a read-only Session on demand for the rare ORM reads (cache
-    misses); ``close()`` closes it.
+    themselves, and the lookup cache's misses go the same way (``registry.lookup``). A Reader
+    holds nothing of its own: there is nothing to close.
     """
 
     def __init__(self, connections: ReadConnections) -> None:
         self._connections = connections
-        self._session: Session | None = None
         self.dialect = connections.engine.dialect
 
     def dbapi_connection(self):  # noqa: ANN201
@@ -216,23 +194,13 @@ class Reader:
         """The server dropped the connection: discard it, the next statement opens another."""
         self._connections.discard()
 
-    def session(self) -> Session:
-        if self._session is None:
-            self._session = read_only(Session(bind=self._connections.engine, expire_on_commit=False))
-        return self._session
-
-    def close(self) -> None:
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-
 
 class RawQuery:
     """One SQL statement run on the DBAPI connection of a Session or a Reader, skipping SQLAlchemy's
     statement layer (about 35 µs a statement, against 3 µs for the driver on SQLite).
 
-    Only for the verification hot path, measured by ``bench/http_load.py``; everything else goes
-    through SQLAlchemy. Written with ``:name`` parameters, turned into the driver's style.
+    Only for verification (its hot path, measured by ``bench/http_load.py``, and the lookup cache's
+    misses) and the scan writer; everything else goes through SQLAlchemy. Written with ``:name`` parameters, turned into the driver's style.
     """
 
     _NAMED = re.compile(r"(?<![:\w]):(\w+)")

@@ -83,17 +83,14 @@ def test_prepared_reads_answer_as_a_cursor_does_and_survive_discard_all(app, cli
     code = parse_code(unit_url)
     params = {"gtin": code.gtin, "lot": code.lot, "serial": code.serial, "client": "nobody", "writer": "none"}
     reader = Reader(app.extensions["read_connections"])
-    try:
-        prepared = _UNIT_STATE.first(reader, params)
-        cursor = reader.dbapi_connection().cursor()
-        cursor.execute(_UNIT_STATE._pyformat, params)
-        assert prepared == cursor.fetchone()
-        assert prepared[3] == 1 and prepared[5].tzinfo is not None  # scan_count, first_seen (aware)
-        cursor.execute("DISCARD ALL")
-        cursor.close()
-        assert _UNIT_STATE.first(reader, params) == prepared
-    finally:
-        reader.close()
+    prepared = _UNIT_STATE.first(reader, params)
+    cursor = reader.dbapi_connection().cursor()
+    cursor.execute(_UNIT_STATE._pyformat, params)
+    assert prepared == cursor.fetchone()
+    assert prepared[3] == 1 and prepared[5].tzinfo is not None  # scan_count, first_seen (aware)
+    cursor.execute("DISCARD ALL")
+    cursor.close()
+    assert _UNIT_STATE.first(reader, params) == prepared
     again = client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": "b"}).get_json()
     assert again["verdict"] == "genuine" and again["scans"]["count"] == 2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from registry.lookup import MAX_SELECTIVE_ENTRIES, LookupCache, changed_lookups
+from registry.services import SYSTEM
 
 
 def test_entries_the_new_log_entries_change_are_dropped_and_the_rest_carried():
@@ -52,3 +53,45 @@ def test_each_kind_of_log_entry_names_the_lookups_it_changes():
     assert changed_lookups([entry("recall", lot="L1")]) is None  # no GTIN: cannot say which batch
     assert changed_lookups([("origin-record", "not json")]) is None
     assert changed_lookups([]) == set()
+
+
+def test_a_miss_reads_what_the_registry_holds(app, registry, world, session):
+    """A cache miss reads a key, a batch and a product in one statement each on the verification's
+    connection (registry.lookup: _KEY, _BATCH, _PRODUCT): the same values as the ORM's rows, the
+    JSON decoded, dates and times typed, on SQLite (which stores them as text) as on PostgreSQL."""
+    from datetime import datetime, timezone
+
+    from keys.encoding import b64url_decode
+    from registry.db import Reader
+    from registry.lookup import RegistryLookup
+    from registry.models import Batch, ProducerKey
+    from tests.conftest import GTIN, batch_data
+
+    registry.register_batch(SYSTEM, batch_data(lot="LOT-A"), producer_id=world.producer_id)
+    registry.register_batch(SYSTEM, batch_data(lot="LOT-B", expiry=None, quantity=7), producer_id=world.producer_id)
+    registry.recall(SYSTEM, GTIN, "LOT-A", reason="nhiễm khuẩn")
+    when = datetime(2026, 11, 1, 8, 30, tzinfo=timezone.utc)
+    registry.revoke_key(SYSTEM, world.kid, compromised_at=when)
+    session.commit()
+
+    lookup = RegistryLookup(Reader(app.extensions["read_connections"]))  # no cache: every lookup reads
+    recalled, active = lookup.batch(GTIN, "LOT-A"), lookup.batch(GTIN, "LOT-B")
+    for info in (recalled, active):
+        row = session.query(Batch).filter_by(gtin=GTIN, lot=info.lot).one()
+        assert (info.batch_id, info.producer_id, info.status, info.expiry_date, info.record) == (
+            row.id, row.producer_id, row.status, row.expiry_date, row.record)
+        assert info.producer == {"id": world.producer_id, "name": "HTX Highland", "country": "VN"}
+        assert info.code_exp == row.expiry_date.strftime("%y%m%d")
+    assert recalled.status == "recalled" and recalled.recall_reason == "nhiễm khuẩn"
+    assert active.status == "active" and active.recall_reason is None and active.record["quantity"] == 7
+    assert lookup.batch(GTIN, "NO-SUCH-LOT") is None
+
+    key = lookup.key(world.kid)
+    stored = session.get(ProducerKey, world.kid)
+    assert (key.producer_id, key.gs1_prefixes, key.status) == (world.producer_id, ("893600001",), "revoked")
+    assert key.compromised_at == when and key.compromised_at.tzinfo is not None
+    assert key.raw == b64url_decode(stored.public_key)
+    assert lookup.key("nokey123") is None
+
+    assert lookup.product(GTIN) == batch_data()["product"]  # the latest batch's product
+    assert lookup.product("08936000010027") is None
