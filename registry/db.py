@@ -17,8 +17,8 @@ from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker, Session
 
-__all__ = ["Base", "UTCDateTime", "make_engine", "make_session_factory", "is_sqlite", "make_read_engine",
-           "ReadConnections", "Reader", "RawQuery", "as_utc"]
+__all__ = ["Base", "UTCDateTime", "make_engine", "make_session_factory", "make_read_engine", "ReadConnections",
+           "Reader", "RawQuery", "as_utc"]
 
 
 class Base(DeclarativeBase):
@@ -44,10 +44,6 @@ class UTCDateTime(TypeDecorator):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         return value
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
 
 
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
@@ -200,7 +196,8 @@ class RawQuery:
     statement layer (about 35 µs a statement, against 3 µs for the driver on SQLite).
 
     Only for verification (its hot path, measured by ``bench/http_load.py``, and the lookup cache's
-    misses) and the scan writer; everything else goes through SQLAlchemy. Written with ``:name`` parameters, turned into the driver's style.
+    misses) and the scan writer; everything else goes through SQLAlchemy. Written with ``:name``
+    parameters, turned into the driver's style.
     """
 
     _NAMED = re.compile(r"(?<![:\w]):(\w+)")

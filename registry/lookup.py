@@ -58,6 +58,7 @@ def _date(value: date | str | None) -> date | None:
     """A Date column read through the DBAPI: SQLite gives the stored ``YYYY-MM-DD``."""
     return date.fromisoformat(value) if isinstance(value, str) else value
 
+
 #: Past this many new entries the whole cache is dropped instead (one read, not thousands of keys).
 MAX_SELECTIVE_ENTRIES = 1000
 
