@@ -13,8 +13,10 @@ on PostgreSQL (1,541 against 1,619 for gthread 2x1); at 19:20 gthread 2x1 led on
 2,052 against 2,047 / 1,971, with a p99 at half its peak of 38 ms on SQLite), at 19:37 sync 2x1
 led on PostgreSQL (1,811 against at most 1,623) and was within 3 % on SQLite; at 21:31 it led
 on PostgreSQL (1,271 against at most 1,256) and was within 3 % on SQLite (1,483 against 1,519
-for gthread 2x1, whose p99 at that peak was 99 ms against 17). 3 and 4 sync
-workers cost more CPU per request (869 and 977 µs against 788 on SQLite). Sync workers need a
+for gthread 2x1, whose p99 at that peak was 99 ms against 17); on 2026-11-23 at 00:36 it led on
+both (1,619 / 1,319 against at most 1,365 / 1,112). 3 and 4 sync workers cost more CPU per request
+(869 and 977 µs against 788 on SQLite); 3 against 2, in turns, raised the ratio to the minimal
+endpoint only by slowing the minimal endpoint down (README, "Performance"). Sync workers need a
 buffering proxy (nginx) in front, so that slow uploads from phones and idle keep-alive
 connections never hold a worker; GUNICORN_THREADS > 1 switches to gthread for deployments
 without one.
