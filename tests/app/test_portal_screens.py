@@ -64,6 +64,7 @@ def test_screenshots_of_the_portal_pages(playwright, live_server, filled, size):
         page.goto(live_server + "/portal/producer/batches/new")
         page.fill("#f-gtin", "123")
         page.click("#batch-form button[type=submit]")
+        page.wait_for_load_state()  # the answer's stylesheets too: a click waits only for the navigation
         page.screenshot(path=str(SCREENSHOTS / f"portal-new-batch-error-{size}.png"), full_page=True)
         page.goto(live_server + "/portal/producer/import")
         bad_csv = ("gtin,lot,product_name,facility_name,production_date,expiry_date\r\n"
@@ -72,6 +73,7 @@ def test_screenshots_of_the_portal_pages(playwright, live_server, filled, size):
                    f"{GTIN},LOT-1,Hạt điều,Xưởng Ea Tu,2026-01-05,\r\n").encode()
         page.set_input_files("#file", files=[{"name": "b.csv", "mimeType": "text/csv", "buffer": bad_csv}])
         page.click("#upload-form button[type=submit]")
+        page.wait_for_load_state()  # measured before its stylesheet applied, the table was 530 px wide
         assert page.locator("#preview").get_attribute("data-bad") == "2"
         assert page.evaluate("document.documentElement.scrollWidth") <= (PHONE if size == "phone" else DESKTOP)["width"]
         page.screenshot(path=str(SCREENSHOTS / f"portal-import-preview-{size}.png"), full_page=True)
