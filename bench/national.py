@@ -26,8 +26,9 @@ databases, one request after the other, the order alternating and the classes of
 interleaved, so that the two histories share the machine's noise (these machines are shared: a
 measurement minutes earlier, on the same database before its events, differed from the later one
 by as much as the target allows). Both databases' verification tables and indexes are first read
-into the OS page cache (``pg_prewarm``), so that neither is measured cold. Every request is a real verification: it reads the counters
-and hands its scan event to the scan writer, which commits them in batches.
+into the OS page cache (``pg_prewarm``), so that neither is measured cold. Every request is a
+real verification: it reads the counters and hands its scan event to the scan writer, which
+commits them in batches.
 Disk: pg_total_relation_size of scan_events (heap, TOAST, indexes) per million events.
 """
 
@@ -633,7 +634,8 @@ def summarize(f: dict) -> dict:
     empty, full = f["latency"][EMPTY_LABEL], [v for k, v in f["latency"].items() if k != EMPTY_LABEL][0]
     ref = full["unit code, no history"]["p99_ms"]
     vs_empty = {name: full[name]["p99_ms"] / empty[name]["p99_ms"] for name in full}
-    return {"reference_p99_ms": ref, "p99_ratio_vs_no_history_same_db": {name: full[name]["p99_ms"] / ref for name in full},
+    return {"reference_p99_ms": ref,
+            "p99_ratio_vs_no_history_same_db": {name: full[name]["p99_ms"] / ref for name in full},
             "p99_ratio_vs_empty_history": vs_empty, "worst_ratio_vs_empty_history": max(vs_empty.values()),
             "target_met": max(vs_empty.values()) <= 1.2}
 
