@@ -70,7 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["read_connections"] = ReadConnections(app.extensions["read_engine"])
     from registry.lookup import LookupCache
 
-    app.extensions["lookup_cache"] = LookupCache()
+    app.extensions["lookup_cache"] = LookupCache(app.config["LOOKUP_CACHE_ENTRIES"])
     from registry.scans import ScanWriter
 
     app.extensions["scan_writer"] = ScanWriter(app.extensions["session_factory"],

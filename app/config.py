@@ -52,6 +52,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "DB_POOL_SIZE": int(env.get("DB_POOL_SIZE", 5)),
         "READ_DATABASE_URL": env.get("READ_DATABASE_URL") or None,
         "SCAN_FLUSH_SECONDS": float(env.get("SCAN_FLUSH_SECONDS", 0.5)),
+        "LOOKUP_CACHE_ENTRIES": int(env.get("LOOKUP_CACHE_ENTRIES", 20_000)),
         "KEY_DIR": instance / "keys",
     }
     passphrase = env.get("KEY_PASSPHRASE")

@@ -93,13 +93,22 @@ class LookupCache:
     are carried into the new generation's entries, a new dict, so that a request still holding the
     old one can never put what it loaded before the change into the new one. Without ``changes``,
     past ``MAX_SELECTIVE_ENTRIES`` new entries, or when the generation goes back (another database),
-    everything is dropped."""
+    everything is dropped.
 
-    def __init__(self, max_entries: int = 200_000) -> None:
+    At most ``max_entries`` are kept: past that, the oldest loaded tenth goes (a new dict, as for a
+    new generation), so a worker that has met a long tail of batches keeps the rest of what it
+    knows. A batch with its origin record takes about 6 KiB here, so the default holds a worker's
+    cache near 110 MB (``LOOKUP_CACHE_ENTRIES``, bench/lookup_cache.py); a worker restart still
+    empties it, hence gunicorn.conf.py's large ``max_requests``."""
+
+    def __init__(self, max_entries: int = 20_000) -> None:
         self._lock = threading.Lock()
         self._generation = -1
         self._entries: dict[tuple, Any] = {}
         self._max = max_entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def view(self, generation: int,
              changes: Callable[[int, int], set[tuple] | None] | None = None) -> dict[tuple, Any]:
@@ -108,16 +117,23 @@ class LookupCache:
             if generation == old and len(entries) <= self._max:
                 return entries
         dropped = None
-        selective = 0 <= old < generation <= old + MAX_SELECTIVE_ENTRIES and len(entries) <= self._max
-        if changes is not None and selective:
+        selective = 0 <= old < generation <= old + MAX_SELECTIVE_ENTRIES
+        if generation == old:
+            dropped = set()
+        elif changes is not None and selective:
             dropped = changes(old, generation)
         with self._lock:
-            if self._generation == generation:  # another request moved it meanwhile
-                return self._entries
-            if dropped is None or self._generation != old:
+            if self._generation == generation and self._entries is not entries:
+                return self._entries  # another request moved it meanwhile
+            if dropped is None or self._entries is not entries:
                 fresh = {}
             else:
-                fresh = {key: value for key, value in self._entries.items() if key not in dropped}
+                # a copy first (one C call, atomic under the GIL): other threads' requests may
+                # still be adding to the dict they hold, and iterating it would then fail
+                kept = [(key, value) for key, value in entries.copy().items() if key not in dropped]
+                if len(kept) > self._max:
+                    kept = kept[len(kept) - self._max * 9 // 10:]  # dicts keep the order of loading
+                fresh = dict(kept)
             self._generation, self._entries = generation, fresh
             return fresh
 

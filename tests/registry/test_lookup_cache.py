@@ -39,6 +39,22 @@ def test_everything_is_dropped_when_the_change_cannot_be_read_or_the_generation_
     assert cache.view(5 + MAX_SELECTIVE_ENTRIES) == {}  # no reader given: dropped
 
 
+def test_past_its_bound_the_cache_drops_the_oldest_loaded_tenth_and_keeps_the_rest():
+    cache = LookupCache(max_entries=100)
+    first = cache.view(5)
+    first.update({("batch", "g", str(i)): i for i in range(101)})  # loaded in this order
+    trimmed = cache.view(5)
+    assert trimmed is not first  # a new dict: a request still holding the full one cannot grow it
+    assert list(trimmed) == [("batch", "g", str(i)) for i in range(11, 101)]
+    assert cache.view(5) is trimmed  # within the bound again: kept as it is
+    assert first[("batch", "g", "0")] == 0  # the request holding the old dict still reads it
+
+    trimmed.update({("key", str(i)): i for i in range(20)})  # 110 entries, then a new generation
+    carried = cache.view(6, lambda first, new: {("batch", "g", "50")})
+    assert len(carried) == 90 and ("batch", "g", "50") not in carried
+    assert ("key", "19") in carried and ("batch", "g", "11") not in carried  # the oldest went
+
+
 def test_each_kind_of_log_entry_names_the_lookups_it_changes():
     def entry(kind: str, **fields) -> tuple[str, str]:
         return kind, json.dumps({"t": kind, **fields})
