@@ -3,7 +3,7 @@
     .venv/bin/python bench/run.py [--quick] [--only decoding,registry,...] [--profile]
 
 Runs, each in its own process (so that one's memory, caches or pinning cannot colour another's):
-decoding, registry, labels, http_load, image_latency and, unless --quick, national.
+decoding, registry, labels, http_load, image_latency, lookup_cache and, unless --quick, national.
 Writes bench/results/YYYY-MM-DD.md and bench/results/YYYY-MM-DD.json, prints the markdown.
 PostgreSQL figures use scratch databases on 127.0.0.1 (bench, bench_http, bench_national),
 dropped afterwards. --quick skips national scale and shortens every run (about 5 minutes).
@@ -29,7 +29,7 @@ sys.path.insert(0, str(BENCH))
 
 from http_load import drop_database, pg_url, recreate_database  # noqa: E402
 
-ORDER = ("decoding", "registry", "labels", "http_load", "image_latency", "national")
+ORDER = ("decoding", "registry", "labels", "http_load", "image_latency", "lookup_cache", "national")
 
 
 def commands(quick: bool, tmp: Path, profile: bool) -> dict[str, list[str]]:
@@ -43,6 +43,8 @@ def commands(quick: bool, tmp: Path, profile: bool) -> dict[str, list[str]]:
         "http_load": [PY, str(BENCH / "http_load.py")] + (["--quick"] if quick else [])
         + (["--profile"] if profile else []) + out("http_load"),
         "image_latency": [PY, str(BENCH / "image_latency.py")] + (["--quick"] if quick else []) + out("image_latency"),
+        "lookup_cache": [PY, str(BENCH / "lookup_cache.py"), "--postgres", pg_url("bench")]
+        + (["--no-rss"] if quick else []) + out("lookup_cache"),
         "national": [PY, str(BENCH / "national.py")] + out("national"),
     }
 
@@ -156,6 +158,7 @@ def markdown(report: dict) -> str:
     titles = {"decoding": "Decoding (verification.decoding)", "registry": "Registration and serial issuance",
               "labels": "Labels", "http_load": "GET /api/v1/verify under load (gunicorn + wrk)",
               "image_latency": "POST /api/v1/verify/image (1600×1200 phone photos)",
+              "lookup_cache": "The lookup cache over a worker's life (misses, memory, restarts)",
               "national": "National scale (PostgreSQL, 100,000 batches, 10 million scan events)"}
     for name in ORDER:
         r = report["results"].get(name)
@@ -176,6 +179,8 @@ def markdown(report: dict) -> str:
                 body = section_from_stdout(r, "Reference:")
             elif name == "image_latency":
                 body = section_from_stdout(r, f"{r['figures']['requests']} sequential requests")
+            elif name == "lookup_cache":
+                body = section_from_stdout(r, "GET /api/v1/verify of batch codes")
             else:
                 body = section_from_stdout(r, f"{r['figures']['batches']:,} batches")
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
@@ -198,8 +203,11 @@ def merged(out: Path, day: str, text: str, figures: dict) -> tuple[str, dict]:
     old_head, old_sections = _sections((out / f"{day}.md").read_text().rstrip("\n"))
     _, new_sections = _sections(text)
     sections = {**old_sections, **new_sections}
-    rerun = ", ".join(new_sections)
-    note = f"Re-run at {figures['started']} UTC, replacing the earlier run's sections: {rerun}."
+    replaced = [title for title in new_sections if title in old_sections]
+    added = [title for title in new_sections if title not in old_sections]
+    note = f"Re-run at {figures['started']} UTC: " + "; ".join(
+        part for part in (f"replacing the earlier run's sections: {', '.join(replaced)}" if replaced else "",
+                          f"adding: {', '.join(added)}" if added else "") if part) + "."
     text = "\n".join([old_head.rstrip("\n"), "", note, ""] + [sections[t].rstrip("\n") + "\n" for t in sections])
     old_figures["results"].update(figures["results"])
     old_figures.setdefault("reruns", []).append({"started": figures["started"], "sections": list(figures["results"])})
