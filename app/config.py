@@ -29,6 +29,21 @@ def _dev_secret(instance: Path, name: str) -> str:
     return path.read_text().strip()
 
 
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float, whole: bool = True) -> Any:
+    """A numeric setting, or a ConfigError that names it and says what it takes."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = None
+    if value is None or not value >= minimum:  # also refuses NaN
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(f"{name} must be {kind} of at least {minimum:g}, not {raw!r}")
+    return value
+
+
 def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     instance = Path(env.get("INSTANCE_DIR", "instance")).resolve()
@@ -43,16 +58,16 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "pov"),
         "VERIFY_RATE_LIMIT": env.get("VERIFY_RATE_LIMIT", "120/minute"),
         "REPORT_RATE_LIMIT": env.get("REPORT_RATE_LIMIT", "5/hour"),
-        "REPORTS_PER_CLIENT_PER_HOUR": int(env.get("REPORTS_PER_CLIENT_PER_HOUR", 5)),
+        "REPORTS_PER_CLIENT_PER_HOUR": _number(env, "REPORTS_PER_CLIENT_PER_HOUR", 5, minimum=0),
         "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10/minute"),
-        "MAX_CONTENT_LENGTH": int(env.get("MAX_UPLOAD_BYTES", 10 * MiB)),
-        "MAX_IMAGE_PIXELS": int(env.get("MAX_IMAGE_PIXELS", 50_000_000)),
-        "CLONE_MAX_CLIENTS": int(env.get("CLONE_MAX_CLIENTS", 10)),
-        "CLONE_MAX_SPEED_KMH": float(env.get("CLONE_MAX_SPEED_KMH", 900)),
-        "DB_POOL_SIZE": int(env.get("DB_POOL_SIZE", 5)),
+        "MAX_CONTENT_LENGTH": _number(env, "MAX_UPLOAD_BYTES", 10 * MiB, minimum=1),
+        "MAX_IMAGE_PIXELS": _number(env, "MAX_IMAGE_PIXELS", 50_000_000, minimum=1),
+        "CLONE_MAX_CLIENTS": _number(env, "CLONE_MAX_CLIENTS", 10, minimum=1),
+        "CLONE_MAX_SPEED_KMH": _number(env, "CLONE_MAX_SPEED_KMH", 900.0, minimum=1, whole=False),
+        "DB_POOL_SIZE": _number(env, "DB_POOL_SIZE", 5, minimum=1),
         "READ_DATABASE_URL": env.get("READ_DATABASE_URL") or None,
-        "SCAN_FLUSH_SECONDS": float(env.get("SCAN_FLUSH_SECONDS", 0.5)),
-        "LOOKUP_CACHE_ENTRIES": int(env.get("LOOKUP_CACHE_ENTRIES", 20_000)),
+        "SCAN_FLUSH_SECONDS": _number(env, "SCAN_FLUSH_SECONDS", 0.5, minimum=0.01, whole=False),
+        "LOOKUP_CACHE_ENTRIES": _number(env, "LOOKUP_CACHE_ENTRIES", 20_000, minimum=0),
         "KEY_DIR": instance / "keys",
     }
     passphrase = env.get("KEY_PASSPHRASE")

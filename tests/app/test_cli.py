@@ -88,6 +88,25 @@ def test_production_refuses_development_secrets(env, missing, tmp_path):
         load_config({"INSTANCE_DIR": str(tmp_path), **env})
 
 
+@pytest.mark.parametrize("name,value,says", [
+    ("DB_POOL_SIZE", "five", "DB_POOL_SIZE must be a whole number of at least 1, not 'five'"),
+    ("LOOKUP_CACHE_ENTRIES", "-1", "LOOKUP_CACHE_ENTRIES must be a whole number of at least 0, not '-1'"),
+    ("SCAN_FLUSH_SECONDS", "0", "SCAN_FLUSH_SECONDS must be a number of at least 0.01, not '0'"),
+    ("CLONE_MAX_SPEED_KMH", "nan", "CLONE_MAX_SPEED_KMH must be a number of at least 1, not 'nan'"),
+    ("MAX_UPLOAD_BYTES", "10MB", "MAX_UPLOAD_BYTES must be a whole number of at least 1, not '10MB'"),
+])
+def test_a_malformed_number_names_its_setting(name, value, says, tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        load_config({"INSTANCE_DIR": str(tmp_path), name: value})
+    assert str(refused.value) == says
+
+
+def test_numbers_are_read_and_blank_ones_take_the_default(tmp_path):
+    cfg = load_config({"INSTANCE_DIR": str(tmp_path), "LOOKUP_CACHE_ENTRIES": "0", "SCAN_FLUSH_SECONDS": "0.25",
+                       "DB_POOL_SIZE": " "})
+    assert (cfg["LOOKUP_CACHE_ENTRIES"], cfg["SCAN_FLUSH_SECONDS"], cfg["DB_POOL_SIZE"]) == (0, 0.25, 5)
+
+
 def test_production_starts_with_real_secrets(tmp_path):
     cfg = load_config({"INSTANCE_DIR": str(tmp_path), "APP_ENV": "production", "KEY_PASSPHRASE": "p" * 20,
                        "SECRET_KEY": "s" * 40, "SCAN_SALT": "salt", "BASE_URL": "https://verify.example.vn"})
