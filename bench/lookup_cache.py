@@ -80,6 +80,9 @@ def _instance(database_url: str | None, batches: int) -> tuple[dict, list[str]]:
 
 
 def _environ(url: str) -> dict:
+    """The request as gunicorn hands it to the app: called directly, the WSGI app costs what it
+    costs in a worker, where Flask's test client (bench/national.py) would add ~200 µs a request
+    and its noise to both sides of a difference of tens."""
     return {"REQUEST_METHOD": "GET", "PATH_INFO": "/api/v1/verify",
             "QUERY_STRING": "code=" + urllib.parse.quote(url, safe=""), "SERVER_NAME": "127.0.0.1",
             "SERVER_PORT": "8000", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
@@ -242,6 +245,10 @@ def markdown(f: dict) -> str:
     for name, c in f["miss_cost"].items():
         out.append(f"| {name} | {c['cold_cpu']:.0f} | {c['cold_wall']:.0f} | {c['warm_cpu']:.0f} | {c['warm_wall']:.0f} "
                    f"| {c['miss_cpu_us']:.0f} | {c['miss_wall_us']:.0f} |")
+    for name, c in f["miss_cost"].items():
+        others = {status: n for status, n in c["statuses"].items() if not status.startswith("200")}
+        if others:
+            out.append(f"\n**{name}: answers other than 200: {others}** (the figures include them).")
     entry = f["miss_cost"]["sqlite"].get("bytes_per_entry")
     if entry:
         out.append(f"\nMemory: {entry / 1024:.1f} KiB per cached entry (a batch with its origin record), so "
