@@ -101,6 +101,20 @@ def test_a_malformed_number_names_its_setting(name, value, says, tmp_path):
     assert str(refused.value) == says
 
 
+def test_the_command_line_says_which_setting_is_wrong_without_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "INSTANCE_DIR": str(tmp_path), "DB_POOL_SIZE": "five"}
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-m", "app", "init"], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "Error: DB_POOL_SIZE must be a whole number of at least 1, not 'five'"
+    assert not (tmp_path / "registry.db").exists()
+
+
 def test_numbers_are_read_and_blank_ones_take_the_default(tmp_path):
     cfg = load_config({"INSTANCE_DIR": str(tmp_path), "LOOKUP_CACHE_ENTRIES": "0", "SCAN_FLUSH_SECONDS": "0.25",
                        "DB_POOL_SIZE": " "})
