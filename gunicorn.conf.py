@@ -31,7 +31,7 @@ bench/lookup_cache.py shows why (2026-11-23). A restart empties the worker's loo
 (registry.lookup), and with a national long tail a worker keeps meeting batches it has not
 cached: with 100,000 batches of Zipf popularity, 37.5 % of a worker's requests missed when it
 lived 20,000 requests, 23.3 % now, with the cache bounded to its newest LOOKUP_CACHE_ENTRIES;
-a miss costs GET /verify 20-76 µs of CPU on SQLite, 47-203 µs on PostgreSQL (three runs as
+a miss costs GET /verify 14-76 µs of CPU on SQLite, 47-203 µs on PostgreSQL (four runs as
 the machine's speed changed).
 The restarts only guard against slow leaks, and none showed: with max_requests off, each worker's
 resident memory went from 90 to 107 MB over 75,000 GET /verify (the bounded caches filling), to

@@ -8,6 +8,8 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
+from registry.lookup import DEFAULT_MAX_ENTRIES
+
 __all__ = ["load_config", "ConfigError"]
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "DB_POOL_SIZE": _number(env, "DB_POOL_SIZE", 5, minimum=1),
         "READ_DATABASE_URL": env.get("READ_DATABASE_URL") or None,
         "SCAN_FLUSH_SECONDS": _number(env, "SCAN_FLUSH_SECONDS", 0.5, minimum=0.01, whole=False),
-        "LOOKUP_CACHE_ENTRIES": _number(env, "LOOKUP_CACHE_ENTRIES", 20_000, minimum=0),
+        "LOOKUP_CACHE_ENTRIES": _number(env, "LOOKUP_CACHE_ENTRIES", DEFAULT_MAX_ENTRIES, minimum=0),
         "KEY_DIR": instance / "keys",
     }
     passphrase = env.get("KEY_PASSPHRASE")

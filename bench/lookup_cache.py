@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO, median, temp_instance_config  # noqa: E402
-from http_load import (Server, ServerConfig, _batch_data, prepare_instance, recreate_database,  # noqa: E402
+from http_load import (Server, _batch_data, prepare_instance, recreate_database,  # noqa: E402
                        run_wrk, shipped_config)
 from image_latency import make_photos, post_photos  # noqa: E402
 
@@ -182,8 +182,7 @@ def worker_memory() -> list[dict]:
             return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
 
     steps: list[dict] = []
-    config = shipped_config()
-    with Server("wsgi:app", ServerConfig(config.worker_class, config.workers, config.threads),
+    with Server("wsgi:app", shipped_config(),
                 env={**env, "GUNICORN_CMD_ARGS": "--max-requests 0"}) as server:
         pids = server.worker_pids()
         gets = images = 0

@@ -61,6 +61,8 @@ def _date(value: date | str | None) -> date | None:
 
 #: Past this many new entries the whole cache is dropped instead (one read, not thousands of keys).
 MAX_SELECTIVE_ENTRIES = 1000
+#: A process's cache bound unless configured (``LOOKUP_CACHE_ENTRIES``): about 110 MB of batches.
+DEFAULT_MAX_ENTRIES = 20_000
 
 
 def changed_lookups(entries: Iterable[tuple[str, str]]) -> set[tuple] | None:
@@ -101,7 +103,7 @@ class LookupCache:
     cache near 110 MB (``LOOKUP_CACHE_ENTRIES``, bench/lookup_cache.py); a worker restart still
     empties it, hence gunicorn.conf.py's large ``max_requests``."""
 
-    def __init__(self, max_entries: int = 20_000) -> None:
+    def __init__(self, max_entries: int = DEFAULT_MAX_ENTRIES) -> None:
         self._lock = threading.Lock()
         self._generation = -1
         self._entries: dict[tuple, Any] = {}
