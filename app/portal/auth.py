@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+from datetime import date
 from typing import Callable, TypeVar
 from urllib.parse import urlparse
 
@@ -142,6 +143,13 @@ def nav_links() -> list[tuple[str, str]]:
 def _portal_globals():
     return {"portal_nav": nav_links, "portal_actor": lambda: g.get("actor"),
             "portal_has_view": lambda endpoint: endpoint in current_app.view_functions}
+
+
+@bp.app_template_global("portal_today")
+def _today() -> date:
+    """What the verdicts compare expiry dates with (verification.verdicts.Verifier); a global, not
+    a context variable, so that imported macros see it too."""
+    return date.today()
 
 
 @bp.route("/login", methods=["GET"])
