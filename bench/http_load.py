@@ -3,7 +3,7 @@ minimal Flask endpoint served by the same gunicorn configuration and the raw Ed2
 
     .venv/bin/python bench/http_load.py [--quick] [--json FILE] [--configs "gthread:2x4,sync:2x1"]
                                         [--duration 5] [--rounds 3] [--connections 16,64]
-                                        [--codes 100000] [--no-postgres] [--profile]
+                                        [--codes N] [--no-postgres] [--profile]
 
 For each server configuration (worker class, workers x threads), gunicorn is started with
 ``-c gunicorn.conf.py`` on free loopback ports for every target at once (the service on SQLite,
@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import math
 import os
 import resource
 import shutil
@@ -53,6 +54,10 @@ PG_HOST = "127.0.0.1"
 PG_USER = "postgres"
 PG_DB = "bench_http"
 WARMUP_SECONDS = 2
+# The highest rate any target is expected to verify: with it, the default number of codes covers
+# every request one configuration sends (its servers are new, so no earlier configuration's
+# requests count). The best peak measured here was 3,139 req/s (SQLite, 2026-11-23).
+EXPECTED_PEAK_RPS = 4_000
 
 __all__ = ["ServerConfig", "Server", "prepare_instance", "recreate_database", "drop_database", "pg_url",
            "free_port", "run_wrk", "shipped_config"]
@@ -376,6 +381,16 @@ class Target:
     ready_path: str
 
 
+def codes_needed(*, seconds: float, rounds: int, connections: int, half_seconds: float, half_rounds: int,
+                 per_batch: int, rate: float = EXPECTED_PEAK_RPS) -> int:
+    """Unit codes for every request of one configuration's runs (``measure_config``: a warm-up, the
+    peak rounds at each connection count, a warm-up and the rounds at half the peak) at ``rate``,
+    in whole batches: each request then asks for a code its server has not seen."""
+    peak = WARMUP_SECONDS + rounds * connections * seconds
+    half = WARMUP_SECONDS + half_rounds * half_seconds
+    return math.ceil((peak + half / 2) * rate / per_batch) * per_batch
+
+
 def _median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -534,7 +549,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--half-duration", type=float, help="seconds of each half-peak run (default 8, quick 6)")
     parser.add_argument("--rounds", type=int, help="rounds of runs taking turns between targets (default 3, quick 2)")
     parser.add_argument("--connections", help="connection counts for the peak search (default 16,64; quick 32)")
-    parser.add_argument("--codes", type=int, help="unit codes in the instance (default 100000, quick 30000)")
+    parser.add_argument("--codes", type=int, help="unit codes in the instance (default: as many as one "
+                        f"configuration's runs would ask for at {EXPECTED_PEAK_RPS:,} req/s)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy the verify path under load (SQLite, PostgreSQL)")
     parser.add_argument("--json", help="also write the figures here")
@@ -557,8 +573,9 @@ def main(argv: list[str] | None = None) -> dict:
     rounds = args.rounds or (2 if args.quick else 4)
     half_rounds = args.rounds or (2 if args.quick else 3)
     connections = [int(c) for c in (args.connections or ("32" if args.quick else "16,64")).split(",")]
-    n_codes = args.codes or (30_000 if args.quick else 100_000)
     per_batch = 5000
+    n_codes = args.codes or codes_needed(seconds=seconds, rounds=rounds, connections=len(connections),
+                                         half_seconds=half_seconds, half_rounds=half_rounds, per_batch=per_batch)
     n_batches = max(1, n_codes // per_batch)
 
     figures: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "shipped_config": shipped.label,
