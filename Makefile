@@ -19,7 +19,7 @@ demo: init
 	$(PY) -m app demo
 
 serve:
-	@echo "Serving on http://127.0.0.1:8000  (scan page: /, API: /api/v1/openapi.json)"
+	@echo "Serving on http://$${BIND:-127.0.0.1:8000}  (scan page: /, API: /api/v1/openapi.json)"
 	.venv/bin/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: setup-dev
