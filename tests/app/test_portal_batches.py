@@ -11,7 +11,7 @@ from tests.app.portal_support import client_login, make_user
 from tests.conftest import GTIN, batch_data
 
 
-def _badges(html: str, lot: str) -> list[str]:
+def _badges(html: str, lot: str) -> list[tuple[str, str]]:
     """The badges in the batch list's row of ``lot``."""
     row = re.search(rf'<tr data-gtin="{GTIN}" data-lot="{lot}">.*?</tr>', html, re.S).group(0)
     return re.findall(r'<span class="badge badge-(\w+)">([^<]*)</span>', row)

@@ -55,6 +55,14 @@ def test_past_its_bound_the_cache_drops_the_oldest_loaded_tenth_and_keeps_the_re
     assert ("key", "19") in carried and ("batch", "g", "11") not in carried  # the oldest went
 
 
+
+def test_a_bound_of_zero_keeps_nothing_between_requests():
+    cache = LookupCache(max_entries=0)
+    first = cache.view(5)
+    first[("batch", "g", "a")] = "A"  # what one request loaded, for itself
+    assert cache.view(5) == {} and cache.view(6, lambda old, new: set()) == {}
+
+
 def test_each_kind_of_log_entry_names_the_lookups_it_changes():
     def entry(kind: str, **fields) -> tuple[str, str]:
         return kind, json.dumps({"t": kind, **fields})
