@@ -4,6 +4,7 @@ minimal Flask endpoint served by the same gunicorn configuration and the raw Ed2
     .venv/bin/python bench/http_load.py [--quick] [--json FILE] [--configs "gthread:2x4,sync:2x1"]
                                         [--duration 5] [--rounds 3] [--connections 16,64]
                                         [--codes N] [--no-postgres] [--profile]
+                                        [--postgres-cpu 1]
 
 For each server configuration (worker class, workers x threads), gunicorn is started with
 ``-c gunicorn.conf.py`` on free loopback ports for every target at once (the service on SQLite,
@@ -21,6 +22,9 @@ Ed25519 check more. Rate limits are off (wrk comes from one address); in product
 also hits its rate-limit counter.
 
 wrk and the server share this machine's cores: the load generator's own CPU is part of the cost.
+``--postgres-cpu N`` gives PostgreSQL's processes core N alone and this benchmark (so gunicorn and
+wrk) the others, as when the database runs on a machine of its own; the affinities are put back at
+the end.
 """
 
 from __future__ import annotations
@@ -304,6 +308,32 @@ def _postgres_pids() -> list[int]:
     return [int(pid) for pid in found]
 
 
+@contextlib.contextmanager
+def postgres_on_own_cpu(cpu: int | None):
+    """PostgreSQL's processes (the postmaster's new backends inherit it) on ``cpu`` alone, this
+    process and its children (gunicorn, wrk) on the other cores; put back as they were after."""
+    if cpu is None:
+        yield
+        return
+    everything = os.sched_getaffinity(0)
+    others = everything - {cpu}
+    if cpu not in everything or not others:
+        raise SystemExit(f"--postgres-cpu {cpu}: needs that core and at least one other (have {sorted(everything)})")
+    pinned: list[int] = []
+    try:
+        for pid in _postgres_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(pid, {cpu})
+                pinned.append(pid)
+        os.sched_setaffinity(0, others)
+        yield
+    finally:
+        os.sched_setaffinity(0, everything)
+        for pid in set(pinned) | set(_postgres_pids()):  # backends started meanwhile inherited the pin
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.sched_setaffinity(pid, everything)
+
+
 def _machine() -> tuple[float, float]:
     """(all CPU seconds, idle CPU seconds) of the machine, every core."""
     with open("/proc/stat") as fh:
@@ -553,8 +583,17 @@ def main(argv: list[str] | None = None) -> dict:
                         f"configuration's runs would ask for at {EXPECTED_PEAK_RPS:,} req/s)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy the verify path under load (SQLite, PostgreSQL)")
+    parser.add_argument("--postgres-cpu", type=int, metavar="N",
+                        help="PostgreSQL on core N alone, gunicorn and wrk on the others (a database machine of its own)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
+    if args.postgres_cpu is not None and args.no_postgres:
+        parser.error("--postgres-cpu needs PostgreSQL")
+    with postgres_on_own_cpu(args.postgres_cpu):
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> dict:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
 
@@ -582,7 +621,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "configs": [c.label for c in configs], "seconds_per_run": seconds,
                      "half_peak_seconds": half_seconds, "rounds": rounds, "half_rounds": half_rounds,
                      "connections": connections,
-                     "codes": n_batches * per_batch, "wrk_threads": 1}
+                     "codes": n_batches * per_batch, "wrk_threads": 1, "postgres_cpu": args.postgres_cpu}
     figures["ed25519"] = ed25519_rates()
     print(f"raw Ed25519 verify: {figures['ed25519']['verify_per_s']:,.0f}/s (OpenSSL), "
           f"{figures['ed25519']['verify_libsodium_per_s']:,.0f}/s (libsodium) on one core", file=sys.stderr)
@@ -681,6 +720,14 @@ def _fmt(value, spec: str = ",.0f", missing: str = "–") -> str:
     return missing if value is None else format(value, spec)
 
 
+def _cores(figures: dict) -> str:
+    cpu = figures.get("postgres_cpu")
+    if cpu is None:
+        return f"{figures['cpus']} CPUs shared by gunicorn, wrk (1 thread) and PostgreSQL"
+    return (f"PostgreSQL alone on CPU {cpu}, gunicorn and wrk (1 thread) on the other "
+            f"{figures['cpus'] - 1} (--postgres-cpu: the idle column counts CPU {cpu}'s idle time)")
+
+
 def markdown(figures: dict) -> str:
     out = []
     ed = figures["ed25519"]
@@ -690,7 +737,7 @@ def markdown(figures: dict) -> str:
                f"ratios within each round, listed in brackets.\n")
     out.append(f"Reference: raw Ed25519 verify on one core of this interpreter {ed['verify_per_s']:,.0f}/s "
                f"(pyca/cryptography, OpenSSL) and {ed.get('verify_libsodium_per_s', 0):,.0f}/s (PyNaCl, libsodium, "
-               f"what the service uses); {figures['cpus']} CPUs shared by gunicorn and wrk (1 thread). "
+               f"what the service uses); {_cores(figures)}. "
                f"{figures['codes']:,} distinct signed unit codes, one per request in turn, random client_id.\n")
     out.append("| config | target | peak req/s | vs minimal | req/s at half peak | p50 ms | p99 ms | p99.9 ms | "
                "non-2xx | socket errors | targets (≥½ minimal, p99 < 30 ms) |")
@@ -729,8 +776,10 @@ def markdown(figures: dict) -> str:
     cpu_rows = [(label, t, figures["sweep"][t].get(label, {}).get("cpu_us_per_request"))
                 for label in figures["configs"] for t in targets]
     if any(cpu for _, _, cpu in cpu_rows):
-        out.append("\nCPU per request at the peak, in µs (from /proc, median over the peak runs; all of it "
-                   "shares the machine's cores): the gunicorn workers' main threads and their other threads "
+        sharing = ("all of it shares the machine's cores" if figures.get("postgres_cpu") is None
+                   else f"PostgreSQL alone on CPU {figures['postgres_cpu']}")
+        out.append(f"\nCPU per request at the peak, in µs (from /proc, median over the peak runs; {sharing}"
+                   "): the gunicorn workers' main threads and their other threads "
                    "(sync workers serve requests on the main thread, the other one is the scan writer; gthread "
                    "workers serve them on pool threads), wrk, PostgreSQL's processes, the machine busy and idle.\n")
         out.append("| config | target | workers' main threads | their other threads | wrk | PostgreSQL | machine busy | idle |")
