@@ -322,9 +322,14 @@ def postgres_on_own_cpu(cpu: int | None):
     pinned: list[int] = []
     try:
         for pid in _postgres_pids():
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.sched_setaffinity(pid, {cpu})
-                pinned.append(pid)
+            except ProcessLookupError:
+                continue  # a backend that ended meanwhile
+            except PermissionError:
+                raise SystemExit(f"--postgres-cpu: may not move PostgreSQL's process {pid} (run as root "
+                                 "or as the user PostgreSQL runs as)") from None
+            pinned.append(pid)
         os.sched_setaffinity(0, others)
         yield
     finally:
