@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from keys.encoding import rfc3339, utcnow
 from registry.errors import Conflict, Forbidden, Invalid, NotFound
-from registry.models import AuditEvent, Batch, CaseNote, Report, ReportPhoto
+from registry.models import AuditEvent, Batch, CaseNote, Report, ReportPhoto, User
 from registry.services import Actor, Role
 
 __all__ = [
@@ -298,6 +298,11 @@ class CaseService:
         if not assignee or len(assignee) > 64:
             raise Invalid("name whom the case is assigned to (at most 64 characters)", code="FIELD_REQUIRED",
                           field="assignee")
+        if assignee.startswith("user:"):  # a portal account: it must exist and be able to work cases
+            user = self.session.execute(select(User).where(User.username == assignee[5:])).scalar_one_or_none()
+            if user is None or not user.active or user.role not in (Role.INSPECTOR.value, Role.AUTHORITY.value):
+                raise Invalid(f"no active inspector or authority account {assignee[5:]!r}", code="UNKNOWN_ASSIGNEE",
+                              field="assignee")
         case = self._find(case_number, lock=True)
         if case.status in ("confirmed", "dismissed"):
             raise Conflict(f"a {case.status} case is closed; reopen it first", code="CASE_CLOSED")

@@ -48,6 +48,7 @@ FORM_ERROR = {
     "ATTACHMENT_TYPE": N_("Attach a photo, a PDF or a text file."),
     "ATTACHMENT_EMPTY": N_("The attachment is empty."),
     "BAD_DATE": N_("Enter a valid date (year-month-day)."),
+    "UNKNOWN_ASSIGNEE": N_("No active inspector or authority account has this username."),
 }
 
 
@@ -132,7 +133,8 @@ def case_note(case_number: str):
 @login_required(*WORKERS)
 def case_assign(case_number: str):
     actor = current_actor()
-    assignee = (request.form.get("assignee") or "").strip() or actor.name
+    typed = (request.form.get("assignee") or "").strip().removeprefix("user:")
+    assignee = f"user:{typed}" if typed else actor.name  # the form names a portal account
     try:
         case_service().assign(actor, case_number, assignee=assignee, text=request.form.get("text", ""))
     except Invalid as exc:

@@ -100,6 +100,8 @@ def scene(session, registry, world) -> Scene:
         SYSTEM, kind="violator", title="Hàng giả", name="Cơ sở C")
     AccountService(session).create_user(SYSTEM, username="victim", password="a long enough password",
                                         role="inspector")
+    AccountService(session).create_user(SYSTEM, username="minh", password="a long enough password",
+                                        role="inspector")  # whom the assign cell assigns the case to
     session.commit()
     return Scene(producer=world.producer_id, other=other.id, kid=world.kid, serial=serial, unit_url=unit_url,
                  case_new=reports[0].case_number, case_confirmed=reports[1].case_number,

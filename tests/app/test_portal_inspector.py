@@ -221,7 +221,17 @@ def test_a_case_from_new_to_published(app, accounts, report, session):
     assert thanh.get(f"{url}/photos/{photo_sha}").status_code == 200
     token = csrf_of(page)
 
+    # A username with no inspector or authority account is refused on the page, typed value kept.
+    typo = thanh.post(f"{url}/assign", data={"csrf_token": token, "assignee": "hoaa"})
+    assert typo.status_code == 422
+    assert ("Không có tài khoản thanh tra viên hay cơ quan quản lý nào đang hoạt động với tên đăng nhập này."
+            in typo.get_data(as_text=True))
+    assert 'value="hoaa"' in typo.get_data(as_text=True)
+    assert "phân công cho" not in thanh.get(url).get_data(as_text=True)  # "assigned to"
+    assigned = thanh.post(f"{url}/assign", data={"csrf_token": token, "assignee": "hoa"}, follow_redirects=True)
+    assert "phân công cho hoa" in assigned.get_data(as_text=True)
     assert thanh.post(f"{url}/assign", data={"csrf_token": token, "assignee": ""}).status_code == 303  # to me
+    assert "phân công cho thanh" in thanh.get(url).get_data(as_text=True)
     assert thanh.post(f"{url}/transition", data={"csrf_token": token, "to": "investigating"}).status_code == 303
     # Confirming needs a reason: the page says so, nothing changes.
     refused = thanh.post(f"{url}/transition", data={"csrf_token": token, "to": "confirmed", "text": ""})

@@ -9,11 +9,12 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from registry.accounts import AccountService
 from registry.cases import TRANSITIONS, AttachmentRejected, CaseService, publish_confirmed, sniff_media_type
 from registry.errors import Conflict, Forbidden, Invalid, NotFound
 from registry.models import AuditEvent, CaseNote, Publication, Report
 from registry.publications import PublicationService
-from registry.services import Actor, Role
+from registry.services import SYSTEM, Actor, Role
 
 INSPECTOR = Actor(role=Role.INSPECTOR, name="user:minh")
 AUTHORITY = Actor(role=Role.AUTHORITY, name="user:boss")
@@ -33,6 +34,9 @@ def make_report(session, number: int, *, producer_id: str | None, status: str = 
 
 @pytest.fixture
 def cases(session):
+    accounts = AccountService(session)
+    for username, role in (("minh", "inspector"), ("hoa", "inspector"), ("boss", "authority")):
+        accounts.create_user(SYSTEM, username=username, password="a long enough password", role=role)
     return CaseService(session)
 
 
@@ -118,6 +122,25 @@ def test_partners_read_confirmed_cases_only(cases, session, world):
     with pytest.raises(Forbidden):
         cases.get(PARTNER, "VN-2026-000008")
     assert "contact" not in cases.view(PARTNER, cases.get(PARTNER, "VN-2026-000009"))
+
+
+def test_a_case_is_assigned_only_to_an_account_that_can_work_it(cases, session, world, registry):
+    """A portal username that does not exist, is deactivated or belongs to a producer is refused
+    (a typo must not leave the case with nobody); names that are not portal accounts stay free."""
+    make_report(session, 20, producer_id=world.producer_id)
+    accounts = AccountService(session)
+    accounts.create_user(SYSTEM, username="gone", password="a long enough password", role="inspector")
+    accounts.deactivate(SYSTEM, "gone")
+    accounts.create_user(SYSTEM, username="maker", password="a long enough password", role="producer",
+                         producer_id=world.producer_id)
+    for assignee in ("user:nobody", "user:gone", "user:maker", "user:"):
+        with pytest.raises(Invalid) as refused:
+            cases.assign(INSPECTOR, "VN-2026-000020", assignee=assignee)
+        assert refused.value.code == "UNKNOWN_ASSIGNEE" and refused.value.field == "assignee"
+    case = cases.get(INSPECTOR, "VN-2026-000020")
+    assert case.status == "new" and case.assigned_to is None
+    assert cases.assign(INSPECTOR, "VN-2026-000020", assignee="user:boss").assigned_to == "user:boss"
+    assert cases.assign(INSPECTOR, "VN-2026-000020", assignee="Đội QLTT số 1").assigned_to == "Đội QLTT số 1"
 
 
 def test_filters(cases, session, world):
