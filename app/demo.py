@@ -89,5 +89,5 @@ def load_demo(registry: Registry, tokens: TokenService) -> list[str]:
     token, _ = tokens.create(role=Role.PRODUCER, producer_id=producer.id, label="demo")
     lines.append(f"producer token: {token}")
     lines.extend(_demo_accounts(registry, producer))
-    lines.append("portal: http://127.0.0.1:8000/portal/login")
+    lines.append(f"portal: {registry.base_url.rstrip('/')}/portal/login")
     return lines

@@ -39,6 +39,7 @@ def test_demo_then_log_verify(runner, client):
     assert len(urls) == 3
     tokens = [line for line in out.output.splitlines() if " token: pov_" in line]
     assert sorted(line.split()[0] for line in tokens) == ["authority", "inspector", "partner", "producer"]
+    assert "portal: https://verify.example.vn/portal/login" in out.output.splitlines()  # where it is served
     again = runner.invoke(args=["demo"])  # idempotent
     assert again.exit_code == 0
     verdicts = [client.get(u.replace("http://127.0.0.1:8000", "").replace("https://verify.example.vn", ""),
