@@ -31,12 +31,12 @@ def test_an_active_batch_past_its_expiry_is_marked_expired_and_a_recalled_one_st
     html = client.get("/portal/producer/").get_data(as_text=True)
     assert _badges(html, "FRESH") == [("active", "còn hiệu lực")]
     assert _badges(html, "LAST-DAY") == [("active", "còn hiệu lực")]  # usable through its expiry date
-    assert _badges(html, "PAST") == [("active", "còn hiệu lực"), ("expired", "đã hết hạn")]
+    assert _badges(html, "PAST") == [("expired", "đã hết hạn")]  # not "active" beside it
     assert _badges(html, "PAST-RECALLED") == [("recalled", "đã thu hồi")]
 
     heading = re.search(r"<h1>.*?</h1>", client.get(f"/portal/producer/batches/{GTIN}/PAST").get_data(as_text=True),
                         re.S).group(0)
-    assert 'badge-expired">đã hết hạn<' in heading
+    assert 'badge-expired">đã hết hạn<' in heading and "badge-active" not in heading
     heading = re.search(r"<h1>.*?</h1>", client.get(f"/portal/producer/batches/{GTIN}/FRESH").get_data(as_text=True),
                         re.S).group(0)
     assert "badge-expired" not in heading
