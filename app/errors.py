@@ -60,36 +60,53 @@ def register_error_handlers(app: Flask) -> None:
     def _api(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, **exc.extra)
 
-    @app.errorhandler(HTTPException)
-    def _http(exc: HTTPException):
-        status = exc.code or 500
-        code = (exc.name or "error").upper().replace(" ", "_").replace("'", "")
-        message = exc.description or exc.name
-        extra: dict[str, Any] = {}
-        data = getattr(exc, "data", None)  # webargs/marshmallow validation details
-        if isinstance(data, dict) and data.get("messages"):
-            extra["fields"] = data["messages"]
-            if status == 422:
-                code, message = "VALIDATION_FAILED", "the request does not match the schema: " + summary(data["messages"])
-        if status == 413:
-            code, message = "PAYLOAD_TOO_LARGE", "the upload is larger than the limit of 10 MiB"
-        if status == 400 and "Invalid JSON body." in str(data):
-            code, message = "MALFORMED_JSON", "the request body is not valid JSON"
-        if _wants_html():
-            from app.pages.render import render_error  # local: pages depend on this module
-
-            response = make_response(render_error(status, message), status)
-        else:
-            response = error_response(status, code, message, **extra)
-        retry_after = getattr(exc, "retry_after", None)  # 429 (rate limits), 503
-        if retry_after is not None:
-            response.headers["Retry-After"] = str(retry_after)
-        return response
+    app.register_error_handler(HTTPException, handle_http_error)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "INTERNAL_ERROR", "an internal error occurred; it has been logged")
+
+
+def handle_http_error(exc: HTTPException):
+    """An HTTP error as JSON (the API, and clients that do not ask for HTML) or as a page."""
+    status = exc.code or 500
+    code = (exc.name or "error").upper().replace(" ", "_").replace("'", "")
+    message = exc.description or exc.name
+    extra: dict[str, Any] = {}
+    data = getattr(exc, "data", None)  # webargs/marshmallow validation details
+    if isinstance(data, dict) and data.get("messages"):
+        extra["fields"] = data["messages"]
+        if status == 422:
+            code, message = "VALIDATION_FAILED", "the request does not match the schema: " + summary(data["messages"])
+    if status == 413:
+        code, message = "PAYLOAD_TOO_LARGE", "the upload is larger than the limit of 10 MiB"
+    if status == 400 and "Invalid JSON body." in str(data):
+        code, message = "MALFORMED_JSON", "the request body is not valid JSON"
+    if _wants_html():
+        from app.pages.render import render_error  # local: pages depend on this module
+
+        response = make_response(render_error(status, page_message(exc)), status)
+    else:
+        response = error_response(status, code, message, **extra)
+    retry_after = getattr(exc, "retry_after", None)  # 429 (rate limits), 503
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def page_message(exc: HTTPException) -> str:
+    """What an error page says, from the catalogue in the page's language."""
+    from flask_babel import gettext
+    from flask_wtf.csrf import CSRFError
+
+    from app.pages.texts import HTTP_ERROR, SESSION_EXPIRED
+
+    if isinstance(exc, CSRFError):
+        return gettext(SESSION_EXPIRED)
+    status = exc.code or 500
+    text = HTTP_ERROR.get(status) or HTTP_ERROR[500 if status >= 500 else 400]
+    return gettext(text)
 
 
 def summary(messages: Any, prefix: str = "") -> str:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from flask import redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
 
 from registry.reports import ReportInput, ReportInvalid, TooManyReports
 
 from app.api.report_routes import REPORT_BODY_LIMIT, photo_status, report_limit
 from app.extensions import rate_limit
 from app.pages import bp
-from app.pages.texts import FIELD_ERROR, FLOOD_MESSAGE, PHOTO_ERROR
+from app.pages.texts import FIELD_ERROR, FLOOD_MESSAGE, PHOTO_ERROR, SESSION_EXPIRED
 from app.services import db_session, report_service, scan_context
 
 FIELDS = ("code", "where_kind", "where_text", "seller", "link", "price", "bought_on", "contact", "description")
@@ -49,6 +50,19 @@ def report_submit():
         return _form(values, errors=exc.errors, notice=notice, status=photo_status(exc) or 422)
     db_session().commit()
     return redirect(url_for("pages.report_sent", case=report.case_number), code=303)
+
+
+@bp.errorhandler(CSRFError)
+def _session_expired(exc: CSRFError):
+    """The report form sent without its session's token (the session expired, the browser was
+    restarted): the form again with what was typed, a new token and a notice; nothing is saved.
+    Other pages' forms get the error page (app.errors), in the page's language."""
+    if request.endpoint != "pages.report_submit":
+        from app.errors import handle_http_error
+
+        return handle_http_error(exc)
+    values = {name: (request.form.get(name) or "").strip() for name in FIELDS}
+    return _form(values, notice=SESSION_EXPIRED, status=400)
 
 
 @bp.route("/report/sent")

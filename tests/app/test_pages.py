@@ -158,6 +158,18 @@ def test_photo_form_needs_csrf(client):
     response = client.post("/check", data={"image": (io.BytesIO(b"x"), "a.jpg")}, content_type="multipart/form-data",
                            headers={"Accept": "text/html"})
     assert response.status_code == 400
+    assert "Phiên làm việc đã hết hạn" in response.get_data(as_text=True)  # the catalogue's, not Flask-WTF's
+    assert "CSRF" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("language, text", [
+    ("vi", "Không có trang nào ở địa chỉ này."), ("en", "There is no page at this address.")])
+def test_error_pages_speak_the_pages_language(client, language, text):
+    page = client.get("/no/such/page", headers={"Accept": "text/html", "Accept-Language": language})
+    assert page.status_code == 404
+    assert text in page.get_data(as_text=True) and "requested URL" not in page.get_data(as_text=True)
+    api = client.get("/api/v1/no-such-thing", headers={"Accept-Language": language})  # the API keeps JSON
+    assert api.status_code == 404 and api.get_json()["error"]["code"] == "NOT_FOUND"
 
 
 def test_fragment_renders_the_api_answer(client, codes):

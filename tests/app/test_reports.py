@@ -109,9 +109,23 @@ def test_form_report_answers_a_case_number(client, session):
     assert session.query(Report).filter_by(case_number=case).one().description == "Hộp méo"
 
 
-def test_form_needs_csrf(client):
-    response = client.post("/report", data=form_fields(code="x"), headers={"Accept": "text/html"})
+def test_form_needs_csrf_and_a_lost_session_keeps_what_was_typed(client, session):
+    """Sent without its session's token (the session expired, the browser restarted): refused,
+    nothing saved, and the form comes back with what was typed, a notice and a new token."""
+    entered = {"code": "08936000010010", "where_kind": "market", "where_text": "Chợ Bến Thành", "seller": "Bà Tư",
+               "price": "50.000", "bought_on": "2026-01-05", "contact": "0909 000 111", "description": "Mùi lạ"}
+    response = client.post("/report", data=entered, headers={"Accept": "text/html"})
     assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "Phiên làm việc đã hết hạn trước khi biểu mẫu được gửi nên chưa có gì được lưu." in html
+    _kept(html, **entered)
+    assert session.query(Report).count() == 0
+    session.rollback()  # end the read: SQLite's writer would wait for it
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+    again = client.post("/report", data={"csrf_token": token, **entered}, content_type="multipart/form-data")
+    assert again.status_code == 303 and session.query(Report).count() == 1
+    english = client.post("/report", data=entered, headers={"Accept": "text/html", "Accept-Language": "en"})
+    assert "Your session expired before the form was sent" in english.get_data(as_text=True)
 
 
 def _kept(html: str, **values) -> None:
