@@ -117,11 +117,12 @@ def publish_confirmed(case: Report, publisher: Callable[..., Any], **overrides: 
             product = f"{case.gtin} / {case.lot}"
     fields: dict[str, Any] = {
         "kind": "violator",
-        "title": f"Confirmed counterfeit ({case.case_number})",
+        # A publication is a signed record, not a page: both languages of the public pages, Vietnamese first.
+        "title": f"Hàng giả đã xác nhận / Confirmed counterfeit ({case.case_number})",
         "name": case.seller,
         "product": product,
         "place": case.where_text or case.link,
-        "body": f"Case {case.case_number}",
+        "body": f"Vụ việc / Case {case.case_number}",
     }
     fields.update({k: v for k, v in overrides.items() if v is not None})
     if not str(fields.get("name") or "").strip():

@@ -219,4 +219,4 @@ def test_publish_confirmed_hook_takes_any_callable(session, world):
         publish_confirmed(report, lambda **f: calls.append(f))
     publish_confirmed(report, lambda **f: calls.append(f) or "ok", name="Hộ kinh doanh B")
     assert calls[0]["kind"] == "violator" and calls[0]["name"] == "Hộ kinh doanh B"
-    assert "VN-2026-000014" in calls[0]["title"]
+    assert calls[0]["title"] == "Hàng giả đã xác nhận / Confirmed counterfeit (VN-2026-000014)"  # Vietnamese first
