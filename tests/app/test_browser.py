@@ -106,10 +106,15 @@ def test_upload_path_with_a_photo(playwright, live_server, codes):
     browser = launch(playwright)
     try:
         page = phone(browser).new_page()
+        failed, errors = [], []  # nothing the page asks for may fail (the favicon included), no script error
+        page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(live_server + "/")
         page.set_input_files("#photo", files=[{"name": "photo.jpg", "mimeType": "image/jpeg", "buffer": photo}])
         verdict = page.wait_for_selector("[data-verdict]", timeout=15_000)
         assert verdict.get_attribute("data-verdict") == "genuine"
+        assert failed == [] and errors == []
     finally:
         browser.close()
 
