@@ -30,6 +30,7 @@ from verification.verdicts import ScanContext, Verifier
 
 __all__ = [
     "WHERE_KINDS",
+    "CASE_NUMBER",
     "ReportLimits",
     "ReportInvalid",
     "PhotoTooLarge",
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 #: Where the product was bought.
 WHERE_KINDS = ("shop", "market", "ecommerce", "social", "livestream", "other")
 MiB = 1024 * 1024
+#: What ``case_number`` makes.
+CASE_NUMBER = re.compile(r"VN-\d{4}-\d{6,}")
 _LINK = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 _MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
                 "BMP": "image/bmp", "TIFF": "image/tiff"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 
-from registry.reports import ReportInput, ReportInvalid, TooManyReports
+from registry.reports import CASE_NUMBER, ReportInput, ReportInvalid, TooManyReports
 
 from app.api.report_routes import REPORT_BODY_LIMIT, photo_status, report_limit
 from app.extensions import rate_limit
@@ -18,6 +18,8 @@ FIELDS = ("code", "where_kind", "where_text", "seller", "link", "price", "bought
 
 def _form(values: dict, *, errors: dict | None = None, notice: str | None = None, status: int = 200):
     messages = {field: FIELD_ERROR.get(code, FIELD_ERROR["FIELD_REQUIRED"]) for field, code in (errors or {}).items()}
+    if "where_kind" in messages:  # a group of choices, never a field to fill in
+        messages["where_kind"] = FIELD_ERROR["BAD_CHOICE"]
     return render_template("pages/report.html", values=values, errors=messages, notice=notice), status
 
 
@@ -67,5 +69,7 @@ def _session_expired(exc: CSRFError):
 
 @bp.route("/report/sent")
 def report_sent():
-    case = (request.args.get("case") or "")[:32]
+    case = request.args.get("case") or ""
+    if not CASE_NUMBER.fullmatch(case):  # only what report_submit sends here
+        return redirect(url_for("pages.report_form"), code=303)
     return render_template("pages/report_sent.html", case=case)

@@ -201,3 +201,21 @@ def test_publications_api(client, world, session):
     assert again.status_code == 409
     session.expire_all()
     assert session.get(Publication, item["id"]) is not None  # never deleted
+
+
+def test_form_error_messages_say_what_is_wrong(client):
+    """A missing place kind is a choice to make; a link with a space is not a web address."""
+    response = _post_form(client, {"code": "08936000010010", "where_text": "Chợ", "link": "https://shop.vn/a b"},
+                          **{"Accept-Language": "en"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Please choose one of the options." in html
+    assert "Please fill in this field." not in html
+    assert "Enter a web address starting with http:// or https://, with no spaces." in html
+
+
+def test_report_sent_shows_only_a_case_number(client):
+    assert client.get("/report/sent?case=VN-2026-000123").status_code == 200
+    for bogus in ("", "anything", "VN-2026-12", "<b>VN-2026-000123</b>"):
+        response = client.get("/report/sent", query_string={"case": bogus})
+        assert response.status_code == 303 and response.headers["Location"].endswith("/report"), bogus
