@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
 from sqlalchemy import select
@@ -111,6 +111,9 @@ class PublicationService:
             raise Invalid("a warning needs the product or a text", code="FIELD_REQUIRED", field="product")
         decided = parse_date(decided_on, "decided_on")
         now = self.clock()
+        if decided is not None and decided > (now + timedelta(hours=14)).date():  # today somewhere on Earth
+            raise Invalid(f"the decision date {decided.isoformat()} is in the future", code="DATE_IN_FUTURE",
+                          field="decided_on")
         record = sign({"t": "publication", "kind": kind, **values,
                        "decided_on": decided.isoformat() if decided else None, "published_at": rfc3339(now)},
                       self._signer())

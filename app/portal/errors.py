@@ -20,6 +20,7 @@ ERROR_TEXT = {
     "BAD_GLN": N_("A GLN has 13 digits with a correct check digit."),
     "BAD_COUNTRY": N_("Enter a two-letter country code, such as VN."),
     "BAD_DATE": N_("Enter a valid date (year-month-day); check the order of the dates."),
+    "DATE_IN_FUTURE": N_("The date cannot be in the future."),
     "BAD_QUANTITY": N_("The quantity is a whole number above zero."),
     "BAD_COUNT": N_("Enter a number of serials between 1 and 100,000."),
     "BAD_PREFIX": N_("A GS1 company prefix has 4 to 12 digits."),

@@ -105,6 +105,12 @@ def test_publish_checks_its_fields(service):
     with pytest.raises(Invalid) as err:
         service.publish(SYSTEM, kind="warning", title="x", product="y", decided_on="27/02/2026")
     assert err.value.code == "BAD_DATE"
+    with pytest.raises(Invalid) as err:  # the clock says 2026-03-01 08:0x UTC
+        service.publish(SYSTEM, kind="warning", title="x", product="y", decided_on="2026-03-02")
+    assert (err.value.code, err.value.field) == ("DATE_IN_FUTURE", "decided_on")
+    assert service.publish(SYSTEM, kind="warning", title="x", product="y", decided_on="2026-03-01").id
+    service.clock.now = datetime(2026, 3, 1, 11, 0, tzinfo=timezone.utc)  # 2 March already in UTC+14 (Kiribati)
+    assert service.publish(SYSTEM, kind="warning", title="x", product="y", decided_on="2026-03-02").id
     with pytest.raises(Invalid):
         service.withdraw(SYSTEM, 1, reason="")
     with pytest.raises(NotFound):
