@@ -280,8 +280,11 @@ class Registry:
             problems.append(Invalid("facility.name is required", code="FIELD_REQUIRED", field="facility.name"))
         if facility.get("gln"):
             checked(check_gln, str(facility["gln"]))
-        if facility.get("country") and checked(check_country, str(facility["country"])) is not None:
-            facility["country"] = str(facility["country"]).upper()
+        if facility.get("country"):
+            try:
+                facility["country"] = check_country(str(facility["country"]))
+            except Invalid as exc:  # the facility's country, not the producer's
+                problems.append(Invalid(exc.message, code=exc.code, field="facility.country"))
         production = checked(parse_date, data.get("production_date"), "production_date")
         if production is None and not any(p.field == "production_date" for p in problems):
             problems.append(Invalid("production_date is required", code="FIELD_REQUIRED", field="production_date"))

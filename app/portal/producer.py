@@ -58,6 +58,12 @@ def _field_name(exc: RegistryError) -> str:
     return exc.field or CODE_FIELD.get(exc.code, "")
 
 
+def _csv_column(exc: RegistryError) -> str:
+    """The import file's column a domain error is about (``facility.country`` is ``facility_country``)."""
+    column = _field_name(exc).replace(".", "_")
+    return column if column in COLUMNS else ""
+
+
 # -- batches ---------------------------------------------------------------------------------------
 @bp.route("/producer/")
 @login_required(*STAFF)
@@ -233,19 +239,15 @@ def _preview(producer_id: str, rows) -> list[dict[str, Any]]:
     results = []
     try:
         for row in rows:
-            error = field = None
+            problems: list[tuple[str, str]] = []
             try:
                 with session.begin_nested():
                     reg.register_batch(actor, row.data, producer_id=producer_id)
             except (Invalid, Conflict, Forbidden, NotFound) as exc:
-                texts = []
-                for problem in getattr(exc, "problems", [exc]):
-                    text = _message(problem)
-                    texts.append(text if text == problem.message else f"{text} ({problem.message})")
-                error, field = "; ".join(texts), _field_name(exc)
+                problems = [(_csv_column(problem), _message(problem)) for problem in getattr(exc, "problems", [exc])]
             results.append({"line": row.line, "gtin": row.data.get("gtin"), "lot": row.data.get("lot"),
-                            "product": (row.data.get("product") or {}).get("name"), "field": field,
-                            "error": error})
+                            "product": (row.data.get("product") or {}).get("name"), "problems": problems,
+                            "error": bool(problems)})
     finally:
         session.rollback()
     return results
