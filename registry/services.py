@@ -155,8 +155,10 @@ class Registry:
         for prefix in gs1_prefixes:
             check_gs1_prefix(prefix)
         check_country(country)
+        self.log().lock()  # admissions one at a time: two must not take overlapping prefixes together
         if self.session.execute(select(Producer.id).where(Producer.tax_code == tax_code)).first():
             raise Conflict(f"a producer with tax code {tax_code} is already admitted", code="PRODUCER_EXISTS")
+        self._check_prefixes_free(gs1_prefixes)
         producer = Producer(id=f"prd-{secrets.token_hex(5)}", name=name, tax_code=tax_code,
                             gs1_prefixes=sorted(set(gs1_prefixes)), country=country.upper(),
                             created_at=self.clock())
@@ -164,6 +166,16 @@ class Registry:
         self._audit(actor, "producer.admit", producer.id, name=name)
         self.session.flush()
         return producer
+
+    def _check_prefixes_free(self, prefixes: list[str]) -> None:
+        """A GS1 company prefix belongs to one producer: none of ``prefixes`` may equal, contain or
+        lie inside another producer's, or that producer's GTINs could be signed as someone else's."""
+        for other_id, taken in self.session.execute(select(Producer.id, Producer.gs1_prefixes)):
+            for mine in prefixes:
+                clash = next((t for t in taken or () if mine.startswith(t) or t.startswith(mine)), None)
+                if clash is not None:
+                    raise Conflict(f"GS1 company prefix {mine} overlaps prefix {clash} of producer {other_id}",
+                                   code="PREFIX_TAKEN", field="gs1_prefixes")
 
     def producer(self, producer_id: str) -> Producer:
         producer = self.session.get(Producer, producer_id)

@@ -41,6 +41,7 @@ ERROR_TEXT = {
     "KEY_EXISTS": N_("This key is already certified."),
     "KEY_ALREADY_REVOKED": N_("This key is already revoked."),
     "PRODUCER_EXISTS": N_("A producer with this tax code is already admitted."),
+    "PREFIX_TAKEN": N_("This GS1 company prefix overlaps another producer's prefix."),
     "PRODUCER_UNKNOWN": N_("There is no such producer."),
     "USER_EXISTS": N_("This username is taken."),
     "SELF_DEACTIVATION": N_("You cannot deactivate your own account."),

@@ -203,6 +203,17 @@ def test_producer_admission_rules(registry):
         registry.admit_producer(SYSTEM, name="y", tax_code="1", gs1_prefixes=["8937"], country="VN")
 
 
+@pytest.mark.parametrize("prefixes", [["89361"], ["893612"], ["8940", "8936123"], ["8940", "8936"]])
+def test_a_gs1_prefix_belongs_to_one_producer(registry, session, prefixes):
+    """Equal to, inside or around another producer's prefix: refused, or the second producer could
+    sign codes for the first one's GTINs and they would verify as genuine."""
+    registry.admit_producer(SYSTEM, name="x", tax_code="1", gs1_prefixes=["89361"], country="VN")
+    with pytest.raises(Conflict) as refused:
+        registry.admit_producer(SYSTEM, name="y", tax_code="2", gs1_prefixes=prefixes, country="VN")
+    assert (refused.value.code, refused.value.field) == ("PREFIX_TAKEN", "gs1_prefixes")
+    assert registry.admit_producer(SYSTEM, name="z", tax_code="3", gs1_prefixes=["89362", "8935"], country="VN")
+
+
 def test_tokens_are_hashed_scoped_and_expire(session, world):
     service = TokenService(session)
     token, row = service.create(role=Role.INSPECTOR, label="t")
