@@ -8,7 +8,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from nacl.bindings import crypto_sign_open
+from nacl.bindings import crypto_core_ed25519_is_valid_point, crypto_sign_open
 from nacl.exceptions import CryptoError
 
 from keys.encoding import Kid, MalformedEncoding, b64url_decode, b64url_encode, canonical_bytes, kid_for
@@ -18,6 +18,7 @@ __all__ = [
     "Signer",
     "public_raw",
     "public_key_from_raw",
+    "check_public_key",
     "sign",
     "verify",
     "verify_bytes",
@@ -39,6 +40,16 @@ def public_key_from_raw(raw: bytes) -> Ed25519PublicKey:
     if len(raw) != 32:
         raise MalformedEncoding("an Ed25519 public key is 32 raw bytes")
     return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def check_public_key(raw: bytes) -> Ed25519PublicKey:
+    """A key offered for certification: 32 bytes that encode a point of the curve's prime-order
+    subgroup, not of small order (libsodium's check). A small-order key such as 32 zero bytes has
+    no private key behind it, and signatures "by" it can be made without one."""
+    key = public_key_from_raw(raw)
+    if not crypto_core_ed25519_is_valid_point(raw):
+        raise MalformedEncoding("not a valid Ed25519 public key (a small-order or off-curve point)")
+    return key
 
 
 @dataclass(frozen=True)

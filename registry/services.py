@@ -29,7 +29,7 @@ from keys.encoding import (
     utcnow,
 )
 from keys.errors import KeyStoreError, VerificationError
-from keys.signing import Signer, public_key_from_raw, sign, sign_code, verify
+from keys.signing import Signer, check_public_key, public_key_from_raw, sign, sign_code, verify
 from keys.storage import KeyStore
 from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFound, Unauthorized
 from registry.log import TransparencyLog
@@ -200,7 +200,7 @@ class Registry:
         else:
             try:
                 raw = b64url_decode(public_key)
-                public_key_from_raw(raw)
+                check_public_key(raw)
             except MalformedEncoding as exc:
                 raise Invalid(f"public_key must be a raw 32-byte Ed25519 key in base64url: {exc}",
                               code="BAD_PUBLIC_KEY", field="public_key") from None

@@ -7,6 +7,9 @@ import threading
 import pytest
 from cryptography.exceptions import InvalidSignature
 
+from keys.encoding import b64url_encode
+from keys.signing import Signer
+
 from tests.app import outside_client as oc
 from tests.conftest import GTIN, batch_data
 
@@ -160,6 +163,16 @@ def test_key_lifecycle_over_http(client, world):
     r = client.post(f"/api/v1/producers/{producer_id}/keys", json={"public_key": "too-short"},
                     headers=world.auth("authority"))
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "BAD_PUBLIC_KEY"
+    # 32 bytes, but small-order points: no private key behind them, anyone could "sign" with them
+    identity = b64url_encode(bytes([1]) + bytes(31))
+    for weak in ("A" * 43, identity):
+        r = client.post(f"/api/v1/producers/{producer_id}/keys", json={"public_key": weak},
+                        headers=world.auth("authority"))
+        assert r.status_code == 422 and r.get_json()["error"]["code"] == "BAD_PUBLIC_KEY", weak
+    kept = b64url_encode(Signer.generate().public_raw)  # a real key the producer keeps is certified
+    r = client.post(f"/api/v1/producers/{producer_id}/keys", json={"public_key": kept},
+                    headers=world.auth("authority"))
+    assert r.status_code == 201 and r.get_json()["custodial"] is False
 
 
 def test_recall_over_http(client, world):
