@@ -16,7 +16,8 @@ Kid = NewType("Kid", str)
 
 
 class MalformedEncoding(ValueError):
-    """A value that should be base64url (no padding) is not."""
+    """A value that is not in the encoding the contracts fix: base64url (no padding), RFC 3339,
+    or JSON that RFC 8785 can put in canonical form (no integer beyond ±2^53, no NaN or infinity)."""
 
 
 def b64url_encode(data: bytes) -> str:
@@ -37,7 +38,10 @@ def canonical_bytes(obj: dict[str, Any]) -> bytes:
     unsigned = {k: v for k, v in obj.items() if k != "sig"}
     if all(type(k) is str and k.isascii() and type(v) is str for k, v in unsigned.items()):
         return _flat_strings_jcs(unsigned)
-    return rfc8785.dumps(unsigned)
+    try:
+        return rfc8785.dumps(unsigned)
+    except rfc8785.CanonicalizationError as exc:  # integers beyond ±2^53, NaN, infinities
+        raise MalformedEncoding(f"not signable JSON (RFC 8785): {exc}") from None
 
 
 def _flat_strings_jcs(obj: dict[str, str]) -> bytes:

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, defer
 
-from keys.encoding import rfc3339, utcnow
+from keys.encoding import MalformedEncoding, canonical_bytes, rfc3339, utcnow
 from keys.signing import Signer, sign
 from registry.cases import IMAGE_TYPES, AttachmentRejected, sniff_media_type
 from registry.errors import Conflict, Forbidden, Invalid, NotFound
@@ -142,6 +142,11 @@ class InspectionService:
             if inspection.closed_at is not None:
                 raise Conflict("the inspection is closed", code="INSPECTION_CLOSED")
             at, verdict, stored = now, client_verdict, result
+        try:  # the check goes into the signed evidence file: it must be signable, or that file never is
+            canonical_bytes({"result": stored})
+        except MalformedEncoding:
+            raise Invalid("the result holds a number JSON cannot carry exactly (beyond ±2^53, NaN or infinite)",
+                          code="BAD_RESULT", field="result") from None
         if self._count(inspection.id) >= MAX_CHECKS:
             raise Conflict(f"an inspection holds at most {MAX_CHECKS} checks; open another", code="TOO_MANY_CHECKS")
         media_type = sha = None

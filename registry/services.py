@@ -74,6 +74,8 @@ AUTHORITY_KEY_NAME = "authority"
 SERIAL_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 SERIAL_LENGTH = 12  # 60 random bits: guessing one of 100,000 serials succeeds with p < 1e-13
 MAX_SERIALS_PER_REQUEST = 100_000
+#: A batch's largest declared quantity: far above any lot, and exact in every JSON reader (< 2^53).
+MAX_QUANTITY = 10**12
 DEFAULT_KEY_VALIDITY = timedelta(days=3 * 365)
 
 
@@ -308,8 +310,9 @@ class Registry:
             problems.append(Invalid("expiry_date must be after production_date", code="BAD_DATE",
                                     field="expiry_date"))
         quantity = data.get("quantity")
-        if quantity is not None and (not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 1):
-            problems.append(Invalid("quantity must be a positive whole number", code="BAD_QUANTITY",
+        if quantity is not None and (not isinstance(quantity, int) or isinstance(quantity, bool)
+                                     or not 1 <= quantity <= MAX_QUANTITY):
+            problems.append(Invalid(f"quantity must be a whole number from 1 to {MAX_QUANTITY:,}", code="BAD_QUANTITY",
                                     field="quantity"))
         if problems:
             raise problems[0] if len(problems) == 1 else InvalidFields(problems)
@@ -413,7 +416,7 @@ class Registry:
                           code="BAD_RECORD", field="record")
         try:
             verify(record, public_key_from_raw(b64url_decode(key.public_key)))
-        except VerificationError as exc:
+        except (VerificationError, MalformedEncoding) as exc:
             raise Invalid(f"record signature does not verify: {exc}", code="SIGNATURE_INVALID",
                           field="record") from None
         fields = self._origin_fields(record)

@@ -1,7 +1,26 @@
 """The JSON API under ``/api/v1``."""
 
+from flask import current_app
 from flask_smorest import Blueprint
+from webargs.flaskparser import FlaskParser, is_json_request
+from webargs.core import missing
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1", description="Product-origin registry and verification")
+
+class _AppJsonParser(FlaskParser):
+    """webargs reads JSON bodies with the app's JSON provider (``app.responses.OrjsonProvider``:
+    strict JSON, bounded nesting) instead of ``json.loads``, so that the API and ``get_json``
+    accept the same bodies; a body it refuses is answered 400 ``MALFORMED_JSON`` as before."""
+
+    def _raw_load_json(self, req):  # noqa: ANN001, ANN202  (webargs' signature)
+        if not is_json_request(req):
+            return missing
+        return current_app.json.loads(req.get_data(cache=True))
+
+
+class _Blueprint(Blueprint):
+    ARGUMENTS_PARSER = _AppJsonParser()
+
+
+bp = _Blueprint("api", __name__, url_prefix="/api/v1", description="Product-origin registry and verification")
 
 from app.api import log_routes, portal_routes, publication_routes, registry_routes, report_routes, verify_routes  # noqa: E402,F401  (routes attach to bp)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 from flask import Response, current_app, jsonify, request, url_for
@@ -216,7 +215,7 @@ def _check_input() -> tuple[dict[str, Any], bytes | None]:
         photo = upload.read() if upload else None
         if "result" in raw:
             try:
-                raw["result"] = json.loads(raw["result"])
+                raw["result"] = current_app.json.loads(raw["result"])  # strict JSON, as for a JSON body
             except ValueError:
                 raise ApiError(422, "VALIDATION_FAILED", "result must be the verification JSON") from None
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from registry.services import MAX_QUANTITY
+
 __all__ = [n for n in dir() if n.endswith("Schema")]
 
 
@@ -86,7 +88,7 @@ class BatchInSchema(Strict):
     facility = fields.Nested(FacilitySchema)
     production_date = fields.String(metadata={"description": "YYYY-MM-DD"})
     expiry_date = fields.String(allow_none=True, metadata={"description": "YYYY-MM-DD"})
-    quantity = fields.Integer(strict=True, validate=validate.Range(min=1))
+    quantity = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_QUANTITY))
     certifications = fields.List(fields.Nested(CertificationSchema))
     record = fields.Dict(metadata={"description": "a complete origin record signed by the producer's own key; "
                                                   "when given, the other fields are taken from it"})

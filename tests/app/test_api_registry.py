@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from datetime import datetime, timezone
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -230,3 +232,39 @@ def test_the_epcis_export_pages_with_a_next_link(client, world, registry, sessio
     assert pages == 3 and len(seen) == len(set(seen)) == 5
     bad = client.get("/api/v1/exports/epcis?nextPageToken=forged", headers=world.auth("partner"))
     assert bad.status_code == 422 and bad.get_json()["error"]["code"] == "BAD_PAGE_TOKEN"
+
+
+def test_numbers_and_nesting_json_or_a_signature_cannot_carry_are_refused_not_500(client, world):
+    """NaN, Infinity, integers beyond what RFC 8785 signs exactly and absurd nesting: a clear 4xx,
+    and nothing stored that would make a later read fail."""
+    producer, inspector = world.auth("producer"), world.auth("inspector")
+
+    def raw(url, text, headers):
+        return client.post(url, data=text, content_type="application/json", headers=headers)
+
+    body = json.dumps(batch_data(lot="BIG"))
+    assert '"quantity": 100' in body  # what the cases below replace
+    for text in (body.replace('"quantity": 100', '"quantity": NaN'), "[" * 100_000 + "]" * 100_000,
+                 body.replace('"quantity": 100', '"quantity": Infinity')):
+        r = raw("/api/v1/batches", text, producer)
+        assert r.status_code == 400 and r.get_json()["error"]["code"] == "MALFORMED_JSON", text[:40]
+    for quantity in (2**60, 10**23, 10**12 + 1):
+        r = raw("/api/v1/batches", body.replace('"quantity": 100', f'"quantity": {quantity}'), producer)
+        assert r.status_code == 422 and r.get_json()["error"]["code"] == "VALIDATION_FAILED", quantity
+    assert client.get(f"/api/v1/batches/{GTIN}/BIG", headers=producer).status_code == 404
+
+    inspection = client.post("/api/v1/inspections", json={"place": "Chợ Lớn"}, headers=inspector).get_json()["id"]
+    url = f"/api/v1/inspections/{inspection}/checks"
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    check = {"offline": True, "code": "https://verify.example.vn/01/x", "checked_at": made,
+             "result": {"verdict": "genuine", "n": 2**60}}
+    r = client.post(url, json=check, headers=inspector)
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "BAD_RESULT"
+    r = raw(url, json.dumps(check).replace(str(2**60), "NaN"), inspector)
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "MALFORMED_JSON"
+    r = client.post(url, data={**{k: str(v) for k, v in check.items() if k != "result"}, "offline": "true",
+                               "result": '{"verdict": "genuine", "n": NaN}'}, headers=inspector,
+                    content_type="multipart/form-data")
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "VALIDATION_FAILED"
+    assert client.get(f"/api/v1/inspections/{inspection}", headers=inspector).status_code == 200
+    assert client.get(f"/api/v1/inspections/{inspection}/evidence", headers=inspector).status_code == 200

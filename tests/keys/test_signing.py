@@ -172,3 +172,11 @@ def test_a_lone_surrogate_is_refused_as_jcs_refuses_it():
 
     with pytest.raises(rfc8785.CanonicalizationError):
         canonical_bytes({"lot": "\ud800"})
+
+
+@pytest.mark.parametrize("value", [2**53, -(2**60), float("nan"), float("inf")])
+def test_what_rfc8785_cannot_carry_is_a_malformed_encoding_not_a_crash(value):
+    """Callers turn MalformedEncoding into a 422 (a pre-signed record, an inspection's result)."""
+    with pytest.raises(MalformedEncoding):
+        canonical_bytes({"t": "x", "q": value})
+    assert canonical_bytes({"t": "x", "q": 2**53 - 1}) == b'{"q":9007199254740991,"t":"x"}'
