@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from keys.storage import KeyStore, development_passphrase
 from registry.db import ReadConnections, make_engine, make_read_engine, make_session_factory
@@ -24,6 +25,15 @@ def _configure_logging() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+class RowId(IntegerConverter):
+    """``<int:...>`` in a URL: at most 2^63 - 1, the largest id the databases hold; a larger number
+    matches no route (404) instead of overflowing the query (a 500)."""
+
+    def __init__(self, map: Any, fixed_digits: int = 0, min: int | None = None,  # noqa: A002 (werkzeug's names)
+                 max: int | None = 2**63 - 1, signed: bool = False) -> None:  # noqa: A002
+        super().__init__(map, fixed_digits, min, max, signed)
+
+
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the app. ``test_config`` holds environment-style settings that override the
     process environment (``{"INSTANCE_DIR": ..., "DATABASE_URL": ..., "RATE_LIMITS": "off"}``)."""
@@ -38,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         json_provider_class = OrjsonProvider
 
     app = App(__name__, static_folder="../static", static_url_path="/static")
+    app.url_map.converters["int"] = RowId
     overrides = {k: str(v) for k, v in (test_config or {}).items()}
     app.config.update(load_config({**os.environ, **overrides}))
     app.config["TESTING"] = overrides.get("TESTING", "").lower() in ("1", "true", "yes")

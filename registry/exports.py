@@ -23,7 +23,7 @@ import itertools
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -126,9 +126,10 @@ class PagePosition:
         try:
             at, kind, row_id = json.loads(b64url_decode(token))
             moment = datetime.fromisoformat(at)
-            if moment.tzinfo is None or kind not in (0, 1) or not isinstance(row_id, int):
+            if moment.tzinfo is None or kind not in (0, 1) or not isinstance(row_id, int) or not 0 <= row_id < 2**63:
                 raise ValueError("out of range")
-        except (ValueError, TypeError, MalformedEncoding):
+            moment = moment.astimezone(timezone.utc)
+        except (ValueError, TypeError, OverflowError, MalformedEncoding):
             raise Invalid("nextPageToken is not a token this service gave", code="BAD_PAGE_TOKEN",
                           field="nextPageToken") from None
         return cls(moment, kind, row_id)

@@ -8,7 +8,7 @@ from registry.accounts import MAX_TOKEN_DAYS, MIN_PASSWORD_LENGTH, MAX_PASSWORD_
 from registry.cases import STATUSES
 from registry.services import Role
 
-from app.api.schemas import Strict
+from app.api.schemas import MAX_OFFSET, Strict, UtcDateTime
 
 ROLES = [r.value for r in Role]
 
@@ -104,7 +104,7 @@ class InspectionSchema(Strict):
 class InspectionListArgsSchema(Strict):
     open = fields.Boolean(load_default=False)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class InspectionListSchema(Strict):
@@ -118,7 +118,7 @@ class CheckInSchema(Strict):
     code = fields.String(required=True, validate=validate.Length(min=1, max=4096))
     offline = fields.Boolean(load_default=False)
     result = fields.Dict(metadata={"description": "offline checks: the verification JSON the browser answered"})
-    checked_at = fields.AwareDateTime(metadata={"description": "offline checks: when the browser checked (RFC 3339)"})
+    checked_at = UtcDateTime(metadata={"description": "offline checks: when the browser checked (RFC 3339)"})
     photo = fields.String(metadata={"description": "optional photo, base64 (the bytes decide its type)"})
 
 
@@ -132,7 +132,7 @@ class CaseListArgsSchema(Strict):
     producer_id = fields.String()
     assigned_to = fields.String()
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class CaseSchema(Open):
@@ -192,8 +192,8 @@ class PublishCaseInSchema(Strict):
 
 # -- exports, flagged serials, producers' batches and keys -----------------------------------------
 class EpcisArgsSchema(Strict):
-    since = fields.AwareDateTime(metadata={"description": "events at or after this time (RFC 3339)"})
-    until = fields.AwareDateTime(metadata={"description": "events before this time (RFC 3339)"})
+    since = UtcDateTime(metadata={"description": "events at or after this time (RFC 3339)"})
+    until = UtcDateTime(metadata={"description": "events before this time (RFC 3339)"})
     limit = fields.Integer(load_default=10_000, validate=validate.Range(min=1, max=100_000))
     events = fields.String(load_default="all", validate=validate.OneOf(["all", "scans", "recalls"]))
     nextPageToken = fields.String(validate=validate.Length(max=200),  # noqa: N815 (EPCIS 2.0's name)
@@ -202,7 +202,7 @@ class EpcisArgsSchema(Strict):
 
 class PageArgsSchema(Strict):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class FlaggedListSchema(Strict):

@@ -9,7 +9,7 @@ from registry.publications import KINDS
 from registry.services import Role
 
 from app.api import bp
-from app.api.schemas import Strict
+from app.api.schemas import MAX_OFFSET, Strict
 from app.auth import current_actor, require_roles
 from app.services import db_session, publication_service
 
@@ -22,7 +22,7 @@ class ListArgsSchema(Strict):
     q = fields.String(validate=validate.Length(max=200),
                       metadata={"description": "search by product, name, tax code or place (accents optional)"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
 
 class PublicationSchema(Strict):

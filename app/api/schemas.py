@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import timezone
+
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from registry.services import MAX_QUANTITY
 
 __all__ = [n for n in dir() if n.endswith("Schema")]
+
+#: The largest ``offset`` a listing takes: far past any list, and within the database's integers.
+MAX_OFFSET = 10**9
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An RFC 3339 time with its zone, given to the registry in UTC: one that UTC cannot hold
+    (``0001-01-01T00:00:00+14:00``) is a validation error, not an overflow deep inside."""
+
+    def _deserialize(self, value, attr, data, **kwargs):  # noqa: ANN001, ANN202 (marshmallow's signature)
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValidationError("the time is outside the years 1 to 9999 in UTC") from None
 
 
 class Strict(Schema):
@@ -35,7 +52,7 @@ class KeyInSchema(Strict):
     public_key = fields.String(metadata={"description": "raw 32-byte Ed25519 public key, base64url; "
                                                         "omit to have the service make and keep the key"})
     gs1_prefixes = fields.List(fields.String(), metadata={"description": "defaults to all of the producer's"})
-    not_after = fields.AwareDateTime(default_timezone=None)
+    not_after = UtcDateTime()
 
 
 class CertificateSchema(Strict):
@@ -53,7 +70,7 @@ class KeySchema(Strict):
 
 
 class RevokeInSchema(Strict):
-    compromised_at = fields.AwareDateTime(metadata={"description": "RFC 3339; defaults to now"})
+    compromised_at = UtcDateTime(metadata={"description": "RFC 3339; defaults to now"})
 
 
 class RevokedSchema(Strict):
@@ -189,4 +206,4 @@ class LabelArgsSchema(Strict):
     stock = fields.String()
 
 
-__all__ = [n for n in dir() if n.endswith("Schema")]
+__all__ = [n for n in dir() if n.endswith("Schema")] + ["MAX_OFFSET"]

@@ -268,3 +268,29 @@ def test_numbers_and_nesting_json_or_a_signature_cannot_carry_are_refused_not_50
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "VALIDATION_FAILED"
     assert client.get(f"/api/v1/inspections/{inspection}", headers=inspector).status_code == 200
     assert client.get(f"/api/v1/inspections/{inspection}/evidence", headers=inspector).status_code == 200
+
+
+def test_ids_offsets_and_times_beyond_what_the_database_holds_are_4xx(client, world):
+    """2^63 in a path or an offset, times UTC cannot hold, a page token out of range: never a 500."""
+    authority, inspector = world.auth("authority"), world.auth("inspector")
+    assert client.get("/api/v1/inspections/9223372036854775808", headers=inspector).status_code == 404
+    assert client.delete("/api/v1/tokens/9223372036854775808", headers=authority).status_code == 404
+    for url in ("/api/v1/cases?offset=9223372036854775808", "/api/v1/warnings?offset=9223372036854775808",
+                "/api/v1/flagged-serials?offset=1000000001"):
+        r = client.get(url, headers=inspector)
+        assert r.status_code == 422 and r.get_json()["error"]["code"] == "VALIDATION_FAILED", url
+    for query in ("since=0001-01-01T00:00:00%2B14:00", "until=9999-12-31T23:59:59-14:00"):
+        r = client.get(f"/api/v1/exports/epcis?{query}", headers=authority)
+        assert r.status_code == 422 and r.get_json()["error"]["code"] == "VALIDATION_FAILED", query
+    for position in (["0001-01-01T00:00:00+14:00", 1, 1], ["2026-11-23T05:58:59+00:00", 1, 10**20]):
+        token = b64url_encode(json.dumps(position).encode())
+        r = client.get(f"/api/v1/exports/epcis?nextPageToken={token}", headers=authority)
+        assert r.status_code == 422 and r.get_json()["error"]["code"] == "BAD_PAGE_TOKEN", position
+    r = client.post(f"/api/v1/keys/{world.kid}/revoke", json={"compromised_at": "0001-01-01T00:00:00+14:00"},
+                    headers=authority)
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "VALIDATION_FAILED"
+    r = client.post(f"/api/v1/producers/{world.producer_id}/keys", json={"not_after": "9999-12-31T23:59:59-14:00"},
+                    headers=authority)
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "VALIDATION_FAILED"
+    keys = client.get(f"/api/v1/producers/{world.producer_id}/keys", headers=authority)
+    assert keys.status_code == 200 and [k["status"] for k in keys.get_json()["items"]] == ["active"]  # nothing changed
