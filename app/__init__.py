@@ -52,6 +52,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     overrides = {k: str(v) for k, v in (test_config or {}).items()}
     app.config.update(load_config({**os.environ, **overrides}))
     app.config["TESTING"] = overrides.get("TESTING", "").lower() in ("1", "true", "yes")
+    if app.config["TRUSTED_PROXIES"]:
+        # Behind nginx (README): the client's address and scheme from the proxies' X-Forwarded-For
+        # and -Proto, trusting that many hops and no more; otherwise every client would share the
+        # proxy's address, and with it one rate-limit bucket and one anonymous client hash.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.config.update(
         API_TITLE="Product-origin verification API",
         API_VERSION="v1",

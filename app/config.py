@@ -70,6 +70,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "READ_DATABASE_URL": env.get("READ_DATABASE_URL") or None,
         "SCAN_FLUSH_SECONDS": _number(env, "SCAN_FLUSH_SECONDS", 0.5, minimum=0.01, whole=False),
         "LOOKUP_CACHE_ENTRIES": _number(env, "LOOKUP_CACHE_ENTRIES", DEFAULT_MAX_ENTRIES, minimum=0),
+        "TRUSTED_PROXIES": _number(env, "TRUSTED_PROXIES", 0, minimum=0),
         "KEY_DIR": instance / "keys",
     }
     passphrase = env.get("KEY_PASSPHRASE")

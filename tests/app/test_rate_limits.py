@@ -64,3 +64,20 @@ def test_limits_are_shared_between_app_servers_through_redis(tmp_path):
         assert json.loads(out.stdout.strip().splitlines()[-1]) == [200, 429]
     finally:
         store.flushdb()
+
+
+def test_behind_a_proxy_each_client_has_its_own_limit_only_when_the_proxy_is_trusted(tmp_path):
+    """nginx in front: every request comes from its address. With TRUSTED_PROXIES=1 the limit is
+    per X-Forwarded-For client; without it (the default) the header is ignored, as it must be
+    when nothing strips a client's own."""
+    def statuses(application, addresses):
+        client = application.test_client()
+        return [client.get("/api/v1/verify?code=8936000010010", headers={"X-Forwarded-For": a}).status_code
+                for a in addresses]
+
+    trusting = create_app(_config(tmp_path / "a", TRUSTED_PROXIES="1"))
+    init_instance(trusting)
+    assert statuses(trusting, ["203.0.113.1"] * 4 + ["203.0.113.2"]) == [200, 200, 200, 429, 200]
+    plain = create_app(_config(tmp_path / "b"))
+    init_instance(plain)
+    assert statuses(plain, ["203.0.113.1"] * 3 + ["203.0.113.2"]) == [200, 200, 200, 429]
