@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from flask import Flask, jsonify, make_response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFound, RegistryError, Unauthorized
 
@@ -65,6 +65,10 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
+        if _wants_html():  # a page or a portal form: a page, in its language
+            from app.pages.render import render_error
+
+            return make_response(render_error(500, page_message(InternalServerError())), 500)
         return error_response(500, "INTERNAL_ERROR", "an internal error occurred; it has been logged")
 
 
@@ -80,7 +84,7 @@ def handle_http_error(exc: HTTPException):
         if status == 422:
             code, message = "VALIDATION_FAILED", "the request does not match the schema: " + summary(data["messages"])
     if status == 413:
-        code, message = "PAYLOAD_TOO_LARGE", "the upload is larger than the limit of 10 MiB"
+        code, message = "PAYLOAD_TOO_LARGE", f"the request body is larger than the limit of {_body_limit()} MiB"
     if status == 400 and "Invalid JSON body." in str(data):
         code, message = "MALFORMED_JSON", "the request body is not valid JSON"
     if _wants_html():
@@ -100,13 +104,21 @@ def page_message(exc: HTTPException) -> str:
     from flask_babel import gettext
     from flask_wtf.csrf import CSRFError
 
-    from app.pages.texts import HTTP_ERROR, SESSION_EXPIRED
+    from app.pages.texts import HTTP_ERROR, SESSION_EXPIRED, TOO_LARGE
 
     if isinstance(exc, CSRFError):
         return gettext(SESSION_EXPIRED)
     status = exc.code or 500
+    if status == 413:
+        return gettext(TOO_LARGE, mib=_body_limit())
     text = HTTP_ERROR.get(status) or HTTP_ERROR[500 if status >= 500 else 400]
     return gettext(text)
+
+
+def _body_limit() -> str:
+    """This request's body limit in MiB (the report form's is larger than the rest's)."""
+    limit = request.max_content_length or 0
+    return f"{limit / (1024 * 1024):g}"
 
 
 def summary(messages: Any, prefix: str = "") -> str:

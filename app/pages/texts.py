@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.i18n import N_
 
 __all__ = ["WHERE_KIND_LABEL", "FIELD_ERROR", "PHOTO_ERROR", "FLOOD_MESSAGE", "IMAGE_ERROR", "HTTP_ERROR",
-           "SESSION_EXPIRED"]
+           "SESSION_EXPIRED", "TOO_LARGE"]
 
 WHERE_KIND_LABEL = {
     "shop": N_("A shop"),
@@ -51,10 +51,10 @@ HTTP_ERROR = {
     403: N_("You are not allowed to do this."),
     404: N_("There is no page at this address. Check the link, or scan the code again."),
     405: N_("This page cannot be used that way. Go back and try again."),
-    413: N_("What you sent is too large (at most 10 MB)."),
     429: N_("Too many requests from your connection. Please wait a minute and try again."),
     500: N_("An internal error occurred; it has been logged. Please try again later."),
 }
+TOO_LARGE = N_("What you sent is too large (at most %(mib)s MB).")
 #: A form sent without its session's CSRF token (a session that expired, a browser restarted).
 SESSION_EXPIRED = N_("Your session expired before the form was sent, so nothing was saved. "
                      "Please check what you typed, choose any photos again and send it again.")

@@ -290,3 +290,18 @@ def test_every_msgid_has_a_vietnamese_translation():
         if entry is None or entry.fuzzy or not all(s.strip() for s in strings):
             missing.append(msgid)
     assert not missing, f"untranslated: {missing}"
+
+
+def test_an_unexpected_error_is_a_page_for_a_browser_and_json_for_the_api(app, caplog):
+    def boom():
+        raise RuntimeError("a bug")
+
+    app.add_url_rule("/boom-for-test", "boom_for_test", boom)
+    client = app.test_client()
+    page = client.get("/boom-for-test", headers={"Accept": "text/html", "Accept-Language": "vi"})
+    assert page.status_code == 500 and page.mimetype == "text/html"
+    assert "Đã xảy ra lỗi nội bộ và lỗi đã được ghi lại." in page.get_data(as_text=True)
+    assert "a bug" not in page.get_data(as_text=True)  # logged, never shown
+    api = client.get("/boom-for-test", headers={"Accept": "application/json"})
+    assert api.status_code == 500 and api.get_json()["error"]["code"] == "INTERNAL_ERROR"
+    assert "a bug" in caplog.text

@@ -74,6 +74,13 @@ def test_api_body_over_the_limit(client):
     response = client.post("/api/v1/reports", data=form_fields(photo=(io.BytesIO(big), "p.jpg")),
                            content_type="multipart/form-data")
     assert response.status_code == 413 and response.json["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert "limit of 31 MiB" in response.json["error"]["message"]  # the reports' own limit, three photos
+    photo = client.post("/api/v1/verify/image", data={"image": (io.BytesIO(big), "p.jpg")},
+                        content_type="multipart/form-data")
+    assert photo.status_code == 413 and "limit of 10 MiB" in photo.json["error"]["message"]
+    page = client.post("/check", data={"image": (io.BytesIO(big), "p.jpg")}, content_type="multipart/form-data",
+                       headers={"Accept": "text/html", "Accept-Language": "en"})
+    assert page.status_code == 413 and "What you sent is too large (at most 10 MB)." in page.get_data(as_text=True)
 
 
 def test_api_flood_from_one_client(client):
