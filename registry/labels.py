@@ -28,6 +28,7 @@ from typing import BinaryIO
 from xml.sax.saxutils import escape
 
 __all__ = [
+    "MAX_LABELS_PER_SHEET",
     "LABEL_STOCKS",
     "LabelData",
     "LabelStock",
@@ -40,6 +41,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: The most labels one PDF sheet takes: a 10,000-label PDF is written in 8–25 s on these machines
+#: (bench/labels.py), well within a worker's timeout; a larger batch is printed in parts.
+MAX_LABELS_PER_SHEET = 10_000
 MM = 72 / 25.4
 """PDF points per millimetre."""
 

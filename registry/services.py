@@ -521,17 +521,41 @@ class Registry:
         for start in range(0, len(rows), 5000):
             self.session.execute(insert(Serial), rows[start:start + 5000])
 
-    def serials(self, batch: Batch, *, serial: str | None = None, limit: int | None = None) -> Iterator[Serial]:
+    def serials(self, batch: Batch, *, serial: str | None = None, limit: int | None = None,
+                offset: int = 0) -> Iterator[Serial]:
         query = select(Serial).where(Serial.batch_id == batch.id).order_by(Serial.id)
         if serial is not None:
             query = query.where(Serial.serial == serial)
+        if offset:
+            query = query.offset(offset)
         if limit is not None:
             query = query.limit(limit)
         yield from self.session.execute(query.execution_options(yield_per=2000)).scalars()
 
+    def label_sheet(self, actor: Actor, gtin: str, lot: str, *, offset: int = 0,
+                    limit: int | None = None) -> Iterator["LabelData"]:
+        """The labels of one printable sheet: the batch's unit codes from ``offset``, at most
+        ``MAX_LABELS_PER_SHEET`` (a larger batch is printed in parts: without a ``limit`` it is refused,
+        with the parts to ask for), or the batch code when it has no serials."""
+        from registry.labels import MAX_LABELS_PER_SHEET
+
+        batch = self.owned_batch(actor, gtin, lot)
+        if offset < 0 or (limit is not None and not 1 <= limit <= MAX_LABELS_PER_SHEET):
+            raise Invalid(f"offset is at least 0 and limit from 1 to {MAX_LABELS_PER_SHEET:,}", code="BAD_RANGE",
+                          field="limit")
+        if limit is None and batch.serial_count - offset > MAX_LABELS_PER_SHEET:
+            raise Invalid(f"this batch has {batch.serial_count:,} codes; a sheet holds at most "
+                          f"{MAX_LABELS_PER_SHEET:,}: ask for it in parts with offset and limit",
+                          code="TOO_MANY_LABELS", field="limit")
+        if batch.serial_count and offset >= batch.serial_count:
+            raise Invalid(f"offset {offset:,} is past the batch's {batch.serial_count:,} codes", code="BAD_RANGE",
+                          field="offset")
+        return self.labels(actor, gtin, lot, offset=offset, limit=limit)
+
     def labels(self, actor: Actor, gtin: str, lot: str, *, serial: str | None = None,
-               include_serials: bool = True) -> Iterator["LabelData"]:
-        """Label contents for a batch: its unit codes (streamed), or the batch code when it has none."""
+               include_serials: bool = True, offset: int = 0, limit: int | None = None) -> Iterator["LabelData"]:
+        """Label contents for a batch: its unit codes (streamed, from ``offset``, at most ``limit``),
+        or the batch code when it has none."""
         from registry.labels import LabelData
 
         batch = self.owned_batch(actor, gtin, lot)
@@ -544,7 +568,7 @@ class Registry:
                             serial=row.serial, expiry=batch.expiry_date, product_name=name)
             return
         if include_serials and batch.serial_count:
-            for row in self.serials(batch):
+            for row in self.serials(batch, offset=offset, limit=limit):
                 yield LabelData(url=self.serial_url(batch, row.serial, row.s), gtin=gtin, lot=batch.lot,
                                 serial=row.serial, expiry=batch.expiry_date, product_name=name)
             return

@@ -139,7 +139,8 @@ def trust_list():
                                           "content": {"application/pdf": {}, "image/png": {}, "image/svg+xml": {}}}})
 @bp.arguments(LabelArgsSchema, location="query")
 def labels(args, gtin, lot):
-    """Printable labels: a PDF sheet of every code of the batch, or one code as PNG/SVG."""
+    """Printable labels: a PDF sheet of every code of the batch (at most 10,000 a sheet: a larger batch
+    in parts, with ``offset`` and ``limit``), or one code as PNG/SVG."""
     from registry.labels import LABEL_STOCKS, render_png, render_svg, write_pdf_sheet
 
     from app.errors import ApiError
@@ -148,7 +149,10 @@ def labels(args, gtin, lot):
     stock = args.get("stock") or "a4-24"
     if stock not in LABEL_STOCKS:
         raise ApiError(422, "BAD_STOCK", f"unknown label stock {stock!r}; known: {', '.join(LABEL_STOCKS)}")
-    items = registry().labels(current_actor(), gtin, lot, serial=serial)
+    if fmt == "pdf" and serial is None:
+        items = registry().label_sheet(current_actor(), gtin, lot, offset=args["offset"], limit=args.get("limit"))
+    else:
+        items = registry().labels(current_actor(), gtin, lot, serial=serial)
     if fmt == "pdf":
         spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
         write_pdf_sheet(items, spool, stock=stock)

@@ -6,6 +6,7 @@ from datetime import timezone
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from registry.labels import MAX_LABELS_PER_SHEET
 from registry.services import MAX_QUANTITY
 
 __all__ = [n for n in dir() if n.endswith("Schema")]
@@ -204,6 +205,11 @@ class LabelArgsSchema(Strict):
     format = fields.String(load_default="pdf", validate=validate.OneOf(["pdf", "png", "svg"]))
     serial = fields.String()
     stock = fields.String()
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET),
+                            metadata={"description": "PDF: the first serial of this part (in issue order)"})
+    limit = fields.Integer(validate=validate.Range(min=1, max=MAX_LABELS_PER_SHEET),
+                           metadata={"description": f"PDF: labels in this part, at most {MAX_LABELS_PER_SHEET:,}; "
+                                                    "needed when the batch has more"})
 
 
 __all__ = [n for n in dir() if n.endswith("Schema")] + ["MAX_OFFSET"]

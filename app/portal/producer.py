@@ -14,7 +14,7 @@ from flask_babel import format_decimal, gettext as _
 
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError
 from registry.keys_admin import producer_keys, rotate_key
-from registry.labels import LABEL_STOCKS, render_png, render_svg, write_pdf_sheet
+from registry.labels import LABEL_STOCKS, MAX_LABELS_PER_SHEET, render_png, render_svg, write_pdf_sheet
 from registry.services import MAX_SERIALS_PER_REQUEST, Role
 
 from app.portal import bp
@@ -143,7 +143,16 @@ def producer_batch(gtin: str, lot: str):
     return render_template("portal/producer/batch.html", batch=batch, view=view, serials=serials,
                            stocks=LABEL_STOCKS, max_serials=MAX_SERIALS_PER_REQUEST,
                            max_serials_text=format_decimal(MAX_SERIALS_PER_REQUEST),
-                           scope=_scope(batch.producer_id))
+                           sheet_parts=_sheet_parts(batch.serial_count),
+                           sheet_max_text=format_decimal(MAX_LABELS_PER_SHEET), scope=_scope(batch.producer_id))
+
+
+def _sheet_parts(count: int) -> list[tuple[int, str]]:
+    """A batch with more codes than one PDF sheet takes: its parts, as (part, "first–last")."""
+    if count <= MAX_LABELS_PER_SHEET:
+        return []
+    return [(i + 1, f"{format_decimal(start + 1)}–{format_decimal(min(start + MAX_LABELS_PER_SHEET, count))}")
+            for i, start in enumerate(range(0, count, MAX_LABELS_PER_SHEET))]
 
 
 @bp.route("/producer/batches/<gtin>/<path:lot>/serials", methods=["POST"])
@@ -197,13 +206,18 @@ def producer_labels_pdf(gtin: str, lot: str):
     stock = request.args.get("stock") or "a4-24"
     if stock not in LABEL_STOCKS:
         raise Invalid(f"unknown label stock {stock!r}", code="BAD_STOCK", field="stock")
-    items = registry().labels(current_actor(), gtin, lot)
+    part = request.args.get("part", type=int)  # a batch of more than one sheet's labels: its parts, from 1
+    if part is not None and not 1 <= part <= 100_000:  # offsets past 10^9 serials: no batch has them
+        raise Invalid(f"no part {request.args.get('part')!r}", code="BAD_RANGE", field="part")
+    offset, limit = ((part - 1) * MAX_LABELS_PER_SHEET, MAX_LABELS_PER_SHEET) if part else (0, None)
+    items = registry().label_sheet(current_actor(), gtin, lot, offset=offset, limit=limit)
     spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)
     write_pdf_sheet(items, spool, stock=stock)
     db_session().rollback()
     spool.seek(0)
     return send_file(spool, mimetype="application/pdf", as_attachment=True,
-                     download_name=_label_name(gtin, lot, None, "pdf").replace("label-", "labels-", 1))
+                     download_name=_label_name(gtin, lot, None, "pdf").replace("label-", "labels-", 1)
+                     .replace(".pdf", f"-part{part}.pdf" if part else ".pdf"))
 
 
 @bp.route("/producer/batches/<gtin>/<path:lot>/label.<any(png, svg):fmt>")

@@ -73,3 +73,32 @@ def test_the_import_preview_names_the_files_columns_in_the_pages_language(client
     problems = re.findall(r'<li><span class="mono">(\w+)</span>: ([^<]*)</li>', row)
     assert [column for column, _ in problems] == ["gtin", "facility_country"]
     assert all("must" not in text and "got" not in text for _, text in problems)  # no English detail beside it
+
+
+def test_a_batch_larger_than_one_sheet_is_printed_in_parts(client, registry, session, world):
+    """More codes than one PDF takes (10,000): the API refuses the whole batch at once and names the
+    parts to ask for; a part is served; the portal offers the parts."""
+    from registry.labels import MAX_LABELS_PER_SHEET
+
+    registry.register_batch(SYSTEM, batch_data(lot="BIG"), producer_id=world.producer_id)
+    list(registry.issue_serials(SYSTEM, GTIN, "BIG", MAX_LABELS_PER_SHEET + 3))
+    session.commit()
+    auth = world.auth("producer")
+    whole = client.get(f"/api/v1/batches/{GTIN}/BIG/labels", headers=auth)
+    assert whole.status_code == 422 and whole.get_json()["error"]["code"] == "TOO_MANY_LABELS"
+    assert "offset and limit" in whole.get_json()["error"]["message"]
+    last = client.get(f"/api/v1/batches/{GTIN}/BIG/labels?offset={MAX_LABELS_PER_SHEET}&limit=10", headers=auth)
+    assert last.status_code == 200 and last.data.startswith(b"%PDF")
+    past = client.get(f"/api/v1/batches/{GTIN}/BIG/labels?offset={MAX_LABELS_PER_SHEET + 3}&limit=10", headers=auth)
+    assert past.status_code == 422 and past.get_json()["error"]["code"] == "BAD_RANGE"
+    too_many = client.get(f"/api/v1/batches/{GTIN}/BIG/labels?limit={MAX_LABELS_PER_SHEET + 1}", headers=auth)
+    assert too_many.status_code == 422
+
+    make_user(session, "producer1", "producer", world.producer_id)
+    session.commit()
+    client_login(client, "producer1")
+    page = client.get(f"/portal/producer/batches/{GTIN}/BIG").get_data(as_text=True)
+    assert re.findall(r'<option value="(\d+)">([^<]+)</option>', page) == [("1", "1–10.000"), ("2", "10.001–10.003")]
+    part = client.get(f"/portal/producer/batches/{GTIN}/BIG/labels.pdf?part=2")
+    assert part.status_code == 200 and part.data.startswith(b"%PDF") and "part2" in part.headers["Content-Disposition"]
+    assert client.get(f"/portal/producer/batches/{GTIN}/BIG/labels.pdf").status_code == 422  # not all at once
