@@ -105,7 +105,7 @@ class Actor:
             return
         if self.role == Role.PRODUCER and self.producer_id == producer_id:
             return
-        raise Forbidden("this batch belongs to another producer", code="NOT_YOUR_PRODUCER")
+        raise Forbidden("this belongs to another producer", code="NOT_YOUR_PRODUCER")
 
 
 SYSTEM = Actor(role=Role.AUTHORITY, name="system")
