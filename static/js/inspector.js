@@ -126,12 +126,29 @@ function inspectionPage(data) {
     latest.hidden = false;
   }
 
+  function recount() {
+    /* every check on the page, stored or waiting to be sent; not the ones the server refused */
+    $('check-count').textContent = String(list.querySelectorAll('li.check:not(.rejected)').length);
+  }
+
+  function keepPageFresh() {
+    /* The service worker keeps this page as it was last loaded; checks stored since then would be
+       missing from it after a reload with no network. Store the page as it is now. */
+    if (!window.caches || !navigator.onLine) { return; }
+    var here = location.href;
+    fetch(here, { credentials: 'same-origin' }).then(function (response) {
+      if (!response.ok || response.redirected) { return; }
+      return caches.open('inspector-v1').then(function (cache) { return cache.put(here, response); });
+    }).catch(function () {});
+  }
+
   function addRow(c, state) {
     var row = checkItem(c, state);
     list.insertBefore(row, list.firstChild);
     $('no-checks').hidden = true;
-    $('check-count').textContent = String(list.querySelectorAll('li.check:not(.rejected)').length);
+    recount();
     showLatest(c);
+    if (state !== 'pending') { keepPageFresh(); }
     return row;
   }
 
@@ -250,6 +267,8 @@ function inspectionPage(data) {
       }
     } finally {
       syncing = false;
+      recount();
+      keepPageFresh();
       say('');
       showNet();
     }
@@ -407,6 +426,7 @@ function inspectionPage(data) {
     list.insertBefore(checkItem(pendingView(item), 'pending'), list.firstChild);
     $('no-checks').hidden = true;
   });
+  recount();
   window.addEventListener('online', function () { showNet(); refreshTrust().then(sync); });
   window.addEventListener('offline', showNet);
   setInterval(sync, 30000);

@@ -11,6 +11,7 @@ new to confirmed with a note. Screenshots of each page go to tests/artifacts/scr
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -108,6 +109,16 @@ def test_offline_checks_from_the_cached_trust_list_are_sent_when_back_online(
         assert page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
         trust_line = page.inner_text("#trust-state")
         assert trust_line and not page.is_hidden("#net")
+        # One check online first: the page the service worker keeps must hold it too.
+        page.fill("#code", codes["genuine"])
+        page.click("#code-form button[type=submit]")
+        page.wait_for_selector('#checks li.check[data-verdict="genuine"]:not(.pending)')
+        cached_count = """() => caches.open('inspector-v1').then(c => c.match(location.href))
+            .then(r => r ? r.text() : '').then(t => (t.match(/id="check-count">(\\d+)</) || [])[1])"""
+        deadline = time.monotonic() + 10
+        while page.evaluate(cached_count) != "1" and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        assert page.evaluate(cached_count) == "1"  # the copy kept for offline use has the stored check
 
         context.set_offline(True)
         page.wait_for_function("() => !navigator.onLine")
@@ -129,6 +140,8 @@ def test_offline_checks_from_the_cached_trust_list_are_sent_when_back_online(
         page.reload()
         page.wait_for_selector("#inspector-data", state="attached")
         assert page.eval_on_selector_all("#checks li.check.pending", "items => items.length") == 2
+        assert page.eval_on_selector_all("#checks li.check:not(.pending)", "items => items.length") == 1
+        assert page.inner_text("#check-count") == "3"  # the stored check and the two waiting
         page.fill("#code", codes["genuine"])
         page.click("#code-form button[type=submit]")
         page.wait_for_function("() => document.querySelectorAll('#checks li.check.pending').length === 3")
@@ -137,15 +150,17 @@ def test_offline_checks_from_the_cached_trust_list_are_sent_when_back_online(
         page.wait_for_function("() => document.querySelectorAll('#checks li.check.pending').length === 0", timeout=20_000)
         assert page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))") == []
         kept = page.eval_on_selector_all("#checks li.check", "items => items.map(i => i.dataset.verdict)")
-        assert sorted(kept) == ["counterfeit", "genuine", "genuine"]
+        assert sorted(kept) == ["counterfeit", "genuine", "genuine", "genuine"]
+        assert page.inner_text("#check-count") == "4"
         shot(page, "back-online")
     finally:
         browser.close()
     rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)
                            .order_by(InspectionCheck.id)).scalars().all()
-    assert [(r.verdict, r.offline) for r in rows] == [("genuine", True), ("counterfeit", True), ("genuine", True)]
-    assert [r.result["offline"]["verdict"] for r in rows] == ["genuine", "counterfeit", "genuine"]
-    assert all(r.result["offline"]["offline"] is True for r in rows)
+    assert [(r.verdict, r.offline) for r in rows] == [("genuine", False), ("genuine", True), ("counterfeit", True),
+                                                      ("genuine", True)]
+    assert [r.result["offline"]["verdict"] for r in rows[1:]] == ["genuine", "counterfeit", "genuine"]
+    assert all(r.result["offline"]["offline"] is True for r in rows[1:])
 
 
 def test_flagged_serials_and_a_case(playwright, live_server, app, registry, session, world):  # noqa: F811
