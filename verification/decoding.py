@@ -30,6 +30,7 @@ import ctypes
 import enum
 import io
 import logging
+import re
 import struct
 import time
 import zlib
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import zxingcpp
-from PIL import Image, ImageOps
+from PIL import Image, UnidentifiedImageError
 
 __all__ = [
     "DECODERS",
@@ -288,22 +289,91 @@ _PIL_ERRORS = (OSError, SyntaxError, ValueError, TypeError, EOFError, IndexError
                struct.error, zlib.error)
 
 
-def _to_gray(im: Image.Image) -> np.ndarray:
+#: Pixels converted per strip: every full-size intermediate of the conversion to 8-bit gray is
+#: replaced by one strip this big (a few MB even as float64), so loading an image costs Pillow's
+#: decoded copy plus the ``uint8`` result, whatever its mode: the pixel limit alone says nothing
+#: about bytes, and a 49-megapixel 16-bit, float or RGBA image once took over 1 GB.
+_STRIP_PIXELS = 1 << 20
+
+_NUMERIC_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_ORIENTATION = 0x0112
+_TRANSPOSES: dict[int, Callable[[np.ndarray], np.ndarray]] = {  # as ImageOps.exif_transpose
+    2: lambda a: a[:, ::-1],  # FLIP_LEFT_RIGHT
+    3: lambda a: a[::-1, ::-1],  # ROTATE_180
+    4: lambda a: a[::-1, :],  # FLIP_TOP_BOTTOM
+    5: lambda a: a.T,  # TRANSPOSE
+    6: lambda a: np.rot90(a, -1),  # ROTATE_270
+    7: lambda a: a[::-1, ::-1].T,  # TRANSVERSE
+    8: lambda a: np.rot90(a, 1),  # ROTATE_90
+}
+
+
+def _strips(im: Image.Image) -> Iterable[tuple[slice, Image.Image]]:
+    """``(rows, part)`` for horizontal strips of at most :data:`_STRIP_PIXELS` pixels."""
+    rows = max(1, _STRIP_PIXELS // im.width)
+    for top in range(0, im.height, rows):
+        bottom = min(im.height, top + rows)
+        yield slice(top, bottom), im.crop((0, top, im.width, bottom))
+
+
+def _numeric_to_gray(values: np.ndarray, scale: bool) -> np.ndarray:
+    """16-bit, 32-bit integer and float pixels to 8 bits: 0..65535 scaled to 0..255 when the
+    image goes above 255, kept as they are otherwise; clipped, truncated."""
+    values = values.astype(np.float64)
+    if scale:
+        values *= 255.0 / 65535.0
+    np.clip(values, 0, 255, out=values)
+    return values.astype(np.uint8)
+
+
+def _strip_converter(im: Image.Image) -> Callable[[Image.Image], np.ndarray]:
+    """How to turn one strip of ``im`` into 8-bit gray (each the same per-pixel operation the
+    whole image would get)."""
     mode = im.mode
     if mode == "L":
-        return np.asarray(im)
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        if arr.size and arr.max() > 255:
-            arr = arr * (255.0 / 65535.0)
-        return np.clip(arr, 0, 255).astype(np.uint8)
+        return np.asarray
+    if mode in _NUMERIC_MODES:
+        # Whether to scale depends on the whole image's maximum.
+        if mode.startswith("I;16"):
+            scale = im.getextrema()[1] > 255
+            lut = _numeric_to_gray(np.arange(65536), scale)  # the same mapping, as a table
+            return lambda part: lut[np.asarray(part)]
+        top = np.max([np.max(np.asarray(part)) for _, part in _strips(im)])  # NaN as numpy has it
+        return lambda part: _numeric_to_gray(np.asarray(part), bool(top > 255))
     if "A" in mode or "a" in mode or (mode in ("P", "L", "RGB") and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, rgba).convert("L"))
+        def flatten(part: Image.Image) -> np.ndarray:  # onto white
+            rgba = part.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return np.asarray(Image.alpha_composite(white, rgba).convert("L"))
+        return flatten
     if mode in ("1", "P", "RGB"):
-        return np.asarray(im.convert("L"))
-    return np.asarray(im.convert("RGB").convert("L"))
+        return lambda part: np.asarray(part.convert("L"))
+    return lambda part: np.asarray(part.convert("RGB").convert("L"))
+
+
+def _to_gray(im: Image.Image) -> np.ndarray:
+    """A loaded image as a grayscale ``uint8`` array, upright (EXIF orientation applied).
+
+    Converted strip by strip into one preallocated array, and turned upright afterwards (on the
+    8-bit result, not on Pillow's copy, which can be four bytes a pixel).
+    """
+    convert = _strip_converter(im)
+    gray = np.empty((im.height, im.width), dtype=np.uint8)
+    for rows, part in _strips(im):
+        gray[rows] = convert(part)
+    transpose = _TRANSPOSES.get(im.getexif().get(_ORIENTATION, 1))
+    if transpose is not None:
+        gray = np.ascontiguousarray(transpose(gray))
+    return gray
+
+
+def _reason(exc: BaseException, fmt: str) -> str:
+    """Pillow's message without object reprs (``cannot identify image file <_io.BytesIO object
+    at 0x...>``): those say nothing to the sender and leak process internals."""
+    if isinstance(exc, UnidentifiedImageError):
+        return f"its header is not a valid {fmt} header"
+    text = re.sub(r"\s*<[^<>]*\bat 0x[0-9a-fA-F]+>", "", str(exc)).strip(" :")
+    return text or type(exc).__name__
 
 
 def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -312,28 +382,30 @@ def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     Raises :class:`NotAnImage` for bytes that are not a supported image format,
     :class:`ImageTooLarge` when the header claims more than ``max_pixels`` pixels (checked before
     any pixel is decoded) and :class:`ImageUndecodable` for corrupt or truncated images.
+
+    Memory: Pillow's decoded image (at most four bytes a pixel) plus the one-byte-a-pixel result;
+    the conversion works in strips (see :data:`_STRIP_PIXELS`).
     """
     data = bytes(data)
     fmt = _sniff(data)
     width, height = _header_size(fmt, data)
     _check_pixels(width, height, max_pixels)
     try:
-        im = Image.open(io.BytesIO(data), formats=[fmt])
-        # The header parsers above and Pillow agree on every sample; check Pillow's view too, in
-        # case a file says one thing to us and another to Pillow (e.g. a GIF frame larger than
-        # its logical screen).
-        _check_pixels(im.width, im.height, max_pixels)
-        if fmt == "JPEG":
-            im.draft("L", im.size)  # decode luma only: same pixels, less work
-        im.load()
-        im = ImageOps.exif_transpose(im)
-        gray = _to_gray(im)
+        with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+            # The header parsers above and Pillow agree on every sample; check Pillow's view too,
+            # in case a file says one thing to us and another to Pillow (e.g. a GIF frame larger
+            # than its logical screen).
+            _check_pixels(im.width, im.height, max_pixels)
+            if fmt == "JPEG":
+                im.draft("L", im.size)  # decode luma only: same pixels, less work
+            im.load()
+            gray = _to_gray(im)
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"The image is too large to decode safely ({exc}).") from exc
+        raise ImageTooLarge(f"The image is too large to decode safely ({_reason(exc, fmt)}).") from exc
     except _PIL_ERRORS as exc:
-        raise ImageUndecodable(f"The {fmt} image is corrupt or truncated ({exc}).") from exc
+        raise ImageUndecodable(f"The {fmt} image is corrupt or truncated ({_reason(exc, fmt)}).") from exc
     logger.debug("loaded %s image %dx%d", fmt, gray.shape[1], gray.shape[0])
-    return np.ascontiguousarray(gray)
+    return gray
 
 
 # ------------------------------------------------------------------------------------ decoders
