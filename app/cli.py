@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from datetime import timedelta
+import os
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
+from rfc8785 import CanonicalizationError
 
-from keys.encoding import parse_rfc3339
-from registry.errors import RegistryError
+from keys.encoding import MalformedEncoding, b64url_decode, parse_rfc3339
+from registry.errors import NotFound, RegistryError
 from registry.services import AUTHORITY_KEY_NAME, SYSTEM, Registry, Role, TokenService
 
 __all__ = ["register_cli", "register_verify_cli", "register_import_cli", "init_instance"]
@@ -38,6 +41,70 @@ def _fail(exc: RegistryError) -> None:
     raise click.ClickException(f"{exc.code}: {exc.message}")
 
 
+def _error(code: str, message: str) -> click.ClickException:
+    """``Error: CODE: message``, the shape of every refusal on the command line."""
+    return click.ClickException(f"{code}: {message}")
+
+
+# Ids are BIGINT (signed 64-bit) columns: a larger number names no row, and the database driver
+# would overflow on it rather than find nothing.
+_MAX_ID = 2**63 - 1
+
+
+def _read_json_text(stream, name: str) -> str:
+    """The whole of a JSON (or JSON-lines) file as text: JSON is UTF-8 (RFC 8259)."""
+    data = stream.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _error("MALFORMED_JSON", f"{name} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                                       f"{exc.start}); save it as UTF-8") from None
+
+
+def _parse_json(text: str, where: str) -> Any:
+    """Strict JSON, read as the API reads request bodies (``app.responses.OrjsonProvider``: no NaN or
+    Infinity, bounded nesting); ``where`` names the file or line in errors."""
+    try:
+        return current_app.json.loads(text)
+    except ValueError as exc:  # orjson's JSONDecodeError is a ValueError
+        raise _error("MALFORMED_JSON", f"{where} is not valid JSON: {exc}") from None
+
+
+def _batch_body(raw: Any, where: str = "") -> dict[str, Any]:
+    """A batch body checked exactly as ``POST /batches`` checks it: the API's schema (unknown
+    fields, wrong types, missing fields and out-of-range numbers refused)."""
+    from marshmallow import ValidationError
+
+    from app.api.schemas import BatchInSchema
+    from app.errors import summary
+
+    try:
+        return BatchInSchema().load(raw)
+    except ValidationError as exc:
+        raise _error("VALIDATION_FAILED", f"{where}the batch does not match the schema of POST /batches: "
+                                          f"{summary(exc.messages)}") from None
+
+
+# What canonical JSON (RFC 8785) cannot hold, should a value the schema lets through reach the
+# signing: a clear refusal rather than a traceback (the transaction is rolled back).
+def _unsignable(exc: Exception) -> click.ClickException:
+    return _error("BAD_RECORD", f"the record cannot be signed: {exc}")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a new file beside it, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if not isinstance(exc, FileExistsError):  # the leftover is ours: remove it
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise _error("WRITE_FAILED", f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def register_cli(app: Flask) -> None:
     from app.cli_publications import register_publication_cli
 
@@ -55,16 +122,19 @@ def register_cli(app: Flask) -> None:
     @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
     @click.option("--producer", "producer_id", default=None, help="producer id (producer tokens)")
     @click.option("--label", default="", help="a note for whom the token is")
-    @click.option("--days", type=int, default=None, help="expire after this many days")
+    @click.option("--days", type=int, default=None,
+                  help="expire after this many days (1 to 730, as through the API); default: never")
     def token_create(role: str, producer_id: str | None, label: str, days: int | None) -> None:
         """Create a bearer token; the token itself is printed once, as the last line."""
-        from keys.encoding import utcnow
+        from registry.accounts import TokenAdmin
 
         with _session() as session:
             try:
-                plain, row = TokenService(session).create(
-                    role=role, producer_id=producer_id, label=label,
-                    expires_at=utcnow() + timedelta(days=days) if days else None)
+                if days is None:  # the operator's own long-lived token
+                    plain, row = TokenService(session).create(role=role, producer_id=producer_id, label=label)
+                else:  # the API's rule and path: 1 to MAX_TOKEN_DAYS days, audited
+                    plain, row = TokenAdmin(session).create(SYSTEM, role=role, producer_id=producer_id,
+                                                            label=label, days=days)
             except RegistryError as exc:
                 _fail(exc)
             session.commit()
@@ -75,6 +145,8 @@ def register_cli(app: Flask) -> None:
     @click.argument("token_id", type=int)
     def token_revoke(token_id: int) -> None:
         """Revoke a token by its id."""
+        if token_id > _MAX_ID:
+            _fail(NotFound(f"no token {token_id} (token ids go up to {_MAX_ID})"))
         with _session() as session:
             try:
                 TokenService(session).revoke(token_id)
@@ -121,14 +193,19 @@ def register_cli(app: Flask) -> None:
     @click.option("--compromised-at", default=None, help="RFC 3339 time of compromise (default now)")
     def producer_revoke(kid: str, compromised_at: str | None) -> None:
         """Revoke a producer key."""
+        when = None
+        if compromised_at is not None:
+            try:
+                when = parse_rfc3339(compromised_at)
+            except MalformedEncoding as exc:
+                raise _error("BAD_DATE", f"--compromised-at: {exc}") from None
+            except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before the first UTC time there is
+                raise _error("BAD_DATE", f"--compromised-at: {compromised_at!r} is out of range") from None
         with _session() as session:
             try:
-                when = parse_rfc3339(compromised_at) if compromised_at else None
                 key = _registry(session).revoke_key(SYSTEM, kid, compromised_at=when)
             except RegistryError as exc:
                 _fail(exc)
-            except ValueError as exc:
-                raise click.ClickException(str(exc)) from None
             session.commit()
             click.echo(f"key {key.kid} revoked")
 
@@ -138,13 +215,10 @@ def register_cli(app: Flask) -> None:
 
     @batch.command("register")
     @click.argument("producer_id")
-    @click.argument("record_file", type=click.File("r", encoding="utf-8"))
+    @click.argument("record_file", type=click.File("rb"))
     def batch_register(producer_id: str, record_file) -> None:
         """Register a batch from a JSON file shaped like POST /batches; prints its URL."""
-        try:
-            data = json.load(record_file)
-        except json.JSONDecodeError as exc:
-            raise click.ClickException(f"{record_file.name} is not valid JSON: {exc}") from None
+        data = _batch_body(_parse_json(_read_json_text(record_file, record_file.name), record_file.name))
         with _session() as session:
             reg = _registry(session)
             try:
@@ -152,6 +226,8 @@ def register_cli(app: Flask) -> None:
                 url = reg.batch_url(b)
             except RegistryError as exc:
                 _fail(exc)
+            except (CanonicalizationError, MalformedEncoding) as exc:
+                raise _unsignable(exc) from None
             session.commit()
             click.echo(url)
 
@@ -177,7 +253,16 @@ def register_cli(app: Flask) -> None:
     @click.argument("lot")
     @click.option("--reason", required=True)
     def batch_recall(gtin: str, lot: str, reason: str) -> None:
-        """Recall a batch."""
+        """Recall a batch (the reason goes into the transparency log: at most 1,000 characters)."""
+        from marshmallow import ValidationError
+
+        from app.api.schemas import RecallInSchema
+        from app.errors import summary
+
+        try:
+            reason = RecallInSchema().load({"reason": reason})["reason"]  # the API's rule for the reason
+        except ValidationError as exc:
+            raise _error("VALIDATION_FAILED", f"--{summary(exc.messages)}") from None
         with _session() as session:
             try:
                 _registry(session).recall(SYSTEM, gtin, lot, reason=reason)
@@ -212,7 +297,7 @@ def register_cli(app: Flask) -> None:
         with _session() as session:
             body = json.dumps(_registry(session).trust_list(), ensure_ascii=False, indent=1)
         if output:
-            output.write_text(body, encoding="utf-8")
+            _write_atomically(output, body)
             click.echo(f"trust list written to {output}")
         else:
             click.echo(body)
@@ -265,11 +350,25 @@ def register_verify_cli(app: Flask) -> None:
         if offline:
             if trust_list_file is None:
                 raise click.UsageError("--offline needs --trust-list FILE (get it with `python -m app trust-list`)")
+            if authority_key is not None:
+                from keys.signing import public_key_from_raw
+
+                try:
+                    public_key_from_raw(b64url_decode(authority_key))
+                except ValueError as exc:  # MalformedEncoding: not base64url, or not 32 bytes
+                    raise _error("BAD_AUTHORITY_KEY", "--authority-key is malformed: it must be the authority's "
+                                                      f"Ed25519 public key, 32 bytes in base64url ({exc})") from None
             try:
-                lookup = TrustListLookup.from_document(json.loads(trust_list_file.read_text(encoding="utf-8")),
-                                                       pinned_authority_key=authority_key)
-            except (TrustListError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise click.ClickException(f"trust list refused: {exc}") from None
+                document = json.loads(trust_list_file.read_text(encoding="utf-8"))
+                lookup = TrustListLookup.from_document(document, pinned_authority_key=authority_key)
+            except TrustListError as exc:
+                raise _error(exc.code, f"trust list refused: {exc}") from None
+            except (ValueError, AttributeError, OverflowError, RecursionError) as exc:
+                # not JSON, not UTF-8, or a member of the wrong shape or range the reader does not expect
+                raise _error(TrustListError.code, f"trust list refused: the trust list is malformed: "
+                                                  f"{type(exc).__name__}: {exc}") from None
+            except OSError as exc:
+                raise _error("READ_FAILED", f"cannot read {trust_list_file}: {exc.strerror or exc}") from None
             verifier = Verifier(lookup=lookup, offline=True)
         else:
             from app.services import verification_reader
@@ -313,21 +412,22 @@ def register_verify_cli(app: Flask) -> None:
 def register_import_cli(app: Flask) -> None:
     @app.cli.command("import-batches")
     @click.argument("producer_id")
-    @click.argument("jsonl_file", type=click.File("r", encoding="utf-8"))
+    @click.argument("jsonl_file", type=click.File("rb"))
     def import_batches(producer_id: str, jsonl_file) -> None:
         """Register many batches from a JSON-lines file (one POST /batches body per line): all or none."""
+        text = _read_json_text(jsonl_file, jsonl_file.name)
         rows = []
-        for number, line in enumerate(jsonl_file, start=1):
+        # Only "\n" ends a line: JSON text may hold U+2028 and the like unescaped.
+        for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise click.ClickException(f"line {number} is not valid JSON: {exc}") from None
+                rows.append(_batch_body(_parse_json(line, f"line {number}"), f"line {number}: "))
         with _session() as session:
             click.echo(f"importing {len(rows)} batches", err=True)
             try:
                 batches = _registry(session).register_batches(SYSTEM, rows, producer_id=producer_id)
             except RegistryError as exc:
                 _fail(exc)
+            except (CanonicalizationError, MalformedEncoding) as exc:
+                raise _unsignable(exc) from None
             session.commit()
         click.echo(f"imported {len(batches)} batches")

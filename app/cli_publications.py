@@ -14,6 +14,8 @@ from registry.services import SYSTEM, Registry
 
 __all__ = ["register_publication_cli"]
 
+_MAX_ID = 2**63 - 1  # ids are BIGINT: a larger number names no publication (and would overflow the driver)
+
 
 def _service(session) -> PublicationService:
     registry = Registry(session, keystore=current_app.extensions["keystore"], base_url=current_app.config["BASE_URL"])
@@ -69,6 +71,18 @@ def register_publication_cli(app: Flask) -> None:
     @click.option("--reason", required=True)
     def publish_withdraw(publication_id: int, reason: str) -> None:
         """Withdraw a publication: it stays stored and logged, and leaves the public lists."""
+        from marshmallow import ValidationError
+
+        from app.api.publication_routes import WithdrawInSchema
+        from app.errors import summary
+
+        try:
+            reason = WithdrawInSchema().load({"reason": reason})["reason"]  # the API's rule: 1 to 1,000 characters
+        except ValidationError as exc:
+            raise click.ClickException(f"VALIDATION_FAILED: --{summary(exc.messages)}") from None
+        if publication_id > _MAX_ID:
+            raise click.ClickException(f"PUBLICATION_UNKNOWN: no publication {publication_id} "
+                                       f"(publication ids go up to {_MAX_ID})")
         with current_app.extensions["session_factory"]() as session:
             try:
                 _service(session).withdraw(SYSTEM, publication_id, reason=reason)

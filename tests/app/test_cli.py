@@ -127,3 +127,223 @@ def test_production_starts_with_real_secrets(tmp_path):
                        "SECRET_KEY": "s" * 40, "SCAN_SALT": "salt", "BASE_URL": "https://verify.example.vn"})
     assert cfg["SESSION_COOKIE_SECURE"] is True
     assert not (tmp_path / "dev-key-passphrase").exists()
+
+
+# -- bad input: `Error: CODE: message`, a non-zero exit, no traceback, nothing written ----------------
+def _refused(result, *says: str) -> str:
+    """Assert the command refused cleanly; returns its ``Error:`` line."""
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an uncaught exception
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.output
+    for text in says:
+        assert text in errors[0], errors[0]
+    return errors[0]
+
+
+def _count(session, model, *where) -> int:
+    from sqlalchemy import func
+
+    session.rollback()  # a fresh transaction: see what the command committed
+    try:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+    finally:
+        session.rollback()  # and hold no lock while the next command writes (SQLite)
+
+
+@pytest.mark.parametrize("days", ["0", "-5", "731", "99999999999"])
+def test_token_days_outside_what_the_api_accepts_are_refused(runner, session, world, days):
+    from registry.models import ApiToken
+
+    before = _count(session, ApiToken)
+    _refused(runner.invoke(args=["token", "create", "--role", "authority", "--days", days]),
+             "BAD_EXPIRY", "between 1 and 730 days")
+    _refused(runner.invoke(args=["token", "create", "--role", "producer", "--producer", world.producer_id,
+                                 f"--days={days}"]), "BAD_EXPIRY")
+    assert _count(session, ApiToken) == before
+
+
+def test_token_days_within_the_api_range_expire_then(runner, session, world):
+    from datetime import timedelta
+
+    from keys.encoding import utcnow
+    from registry.models import ApiToken
+
+    def newest_expiry():
+        session.rollback()
+        try:
+            return session.execute(select(ApiToken.expires_at).order_by(ApiToken.id.desc()).limit(1)).scalar_one()
+        finally:
+            session.rollback()
+
+    for days in (1, 730):
+        out = runner.invoke(args=["token", "create", "--role", "authority", "--days", str(days)])
+        assert out.exit_code == 0, out.output
+        expires = newest_expiry()
+        expires = expires if expires.tzinfo else expires.replace(tzinfo=utcnow().tzinfo)
+        assert abs(expires - (utcnow() + timedelta(days=days))) < timedelta(minutes=5)
+    out = runner.invoke(args=["token", "create", "--role", "authority"])  # no --days: the operator's own, no expiry
+    assert out.exit_code == 0
+    assert newest_expiry() is None
+
+
+@pytest.mark.parametrize("token_id", ["99999999999999999999999", "9223372036854775808"])
+def test_revoking_a_token_id_beyond_the_database_says_no_such_token(runner, token_id):
+    _refused(runner.invoke(args=["token", "revoke", token_id]), "NOT_FOUND", f"no token {token_id}")
+
+
+def _good_batch(lot: str = "LOT-1") -> dict:
+    from tests.conftest import batch_data
+
+    return batch_data(lot=lot)
+
+
+BAD_BATCHES = [
+    pytest.param([_good_batch()], "_schema: Invalid input type", id="top-level-array"),
+    pytest.param({**_good_batch(), "product": "x"}, "product._schema: Invalid input type", id="product-string"),
+    pytest.param({**_good_batch(), "facility": "x"}, "facility._schema: Invalid input type", id="facility-string"),
+    pytest.param({**_good_batch(), "certifications": "abc"}, "certifications: Not a valid list", id="certs-string"),
+    pytest.param({**_good_batch(), "quantity": 99999999999999999999999}, "quantity", id="huge-quantity"),
+    pytest.param({**_good_batch(), "quantity": "12"}, "quantity: Not a valid integer", id="quantity-string"),
+    pytest.param({**_good_batch(), "colour": "red"}, "colour: Unknown field", id="unknown-field"),
+    pytest.param({**_good_batch(), "product": {"name": "x", "colour": "red"}}, "product.colour: Unknown field",
+                 id="unknown-nested-field"),
+    pytest.param({k: v for k, v in _good_batch().items() if k != "lot"}, "lot: Missing data", id="missing-lot"),
+]
+
+
+@pytest.mark.parametrize("body,says", BAD_BATCHES)
+def test_batch_register_refuses_what_the_api_refuses(runner, session, world, tmp_path, body, says):
+    from registry.models import Batch, LogEntry
+
+    record = tmp_path / "batch.json"
+    record.write_text(json.dumps(body), encoding="utf-8")
+    log_size = _count(session, LogEntry)
+    _refused(runner.invoke(args=["batch", "register", world.producer_id, str(record)]), "VALIDATION_FAILED", says)
+    assert _count(session, Batch) == 0 and _count(session, LogEntry) == log_size
+
+
+@pytest.mark.parametrize("body,says", BAD_BATCHES)
+def test_import_batches_refuses_a_bad_row_and_writes_none(runner, session, world, tmp_path, body, says):
+    from registry.models import Batch, LogEntry
+
+    rows = tmp_path / "batches.jsonl"
+    rows.write_text(json.dumps(_good_batch("LOT-OK")) + "\n\n" + json.dumps(body) + "\n", encoding="utf-8")
+    log_size = _count(session, LogEntry)
+    _refused(runner.invoke(args=["import-batches", world.producer_id, str(rows)]),
+             "VALIDATION_FAILED", "line 3: ", says)
+    assert _count(session, Batch) == 0 and _count(session, LogEntry) == log_size
+
+
+def test_the_api_refuses_the_same_batch_bodies(client, world):
+    """The command line and POST /batches answer the same bodies the same way."""
+    for param in BAD_BATCHES:
+        body, says = param.values
+        answer = client.post("/api/v1/batches", json=body, headers=world.auth("producer"))
+        assert answer.status_code == 422, (param.id, answer.get_json())
+        assert answer.get_json()["error"]["code"] == "VALIDATION_FAILED"
+
+
+@pytest.mark.parametrize("content,says", [
+    pytest.param('{"gtin": "08936000010010", "lot": "LOT-1", "product": {"name": "C\xe0 ph\xea"}}'.encode("latin-1"),
+                 "not UTF-8", id="latin-1"),
+    pytest.param(b"\xff\xfe{\x00}\x00", "not UTF-8", id="utf-16"),
+    pytest.param(b'{"gtin": NaN}', "expected a JSON value: line 1 column 10", id="nan"),
+    pytest.param(b"{nope", "not valid JSON", id="broken"),
+    pytest.param(b"[" * 100_000, "depth limit exceeded", id="deep"),
+])
+def test_a_file_that_is_not_json_text_is_refused(runner, session, world, tmp_path, content, says):
+    from registry.models import Batch
+
+    path = tmp_path / "batch.json"
+    path.write_bytes(content)
+    _refused(runner.invoke(args=["batch", "register", world.producer_id, str(path)]), "MALFORMED_JSON", says)
+    _refused(runner.invoke(args=["import-batches", world.producer_id, str(path)]), "MALFORMED_JSON", says)
+    assert _count(session, Batch) == 0
+
+
+def test_import_batches_still_registers_good_rows(runner, session, world, tmp_path):
+    from registry.models import Batch
+
+    rows = tmp_path / "batches.jsonl"
+    product = {"name": "Cà phê\u2028rang"}  # a line separator inside a string does not end the line
+    rows.write_text("\r\n".join(json.dumps({**_good_batch(f"LOT-{n}"), "product": product}, ensure_ascii=False)
+                                for n in range(3)) + "\r\n", encoding="utf-8")
+    out = runner.invoke(args=["import-batches", world.producer_id, str(rows)])
+    assert out.exit_code == 0, out.output
+    assert "imported 3 batches" in out.output and _count(session, Batch) == 3
+
+
+def test_a_recall_reason_longer_than_the_api_allows_is_refused(runner, session, world, tmp_path):
+    from registry.models import Batch, LogEntry, Recall
+
+    record = tmp_path / "batch.json"
+    record.write_text(json.dumps(_good_batch()), encoding="utf-8")
+    assert runner.invoke(args=["batch", "register", world.producer_id, str(record)]).exit_code == 0
+    log_size = _count(session, LogEntry)
+    gtin = _good_batch()["gtin"]
+    _refused(runner.invoke(args=["batch", "recall", gtin, "LOT-1", "--reason", "x" * 5000]),
+             "VALIDATION_FAILED", "reason", "1000")
+    _refused(runner.invoke(args=["batch", "recall", gtin, "LOT-1", "--reason", ""]), "reason")
+    assert _count(session, Recall) == 0 and _count(session, LogEntry) == log_size
+    assert _count(session, Batch, Batch.status == "active") == 1
+    done = runner.invoke(args=["batch", "recall", gtin, "LOT-1", "--reason", "y" * 1000])  # the limit itself
+    assert done.exit_code == 0, done.output
+    assert _count(session, Recall) == 1
+
+
+@pytest.mark.parametrize("when,says", [
+    ("0001-01-01T00:00:00+14:00", "out of range"),
+    ("9999-12-31T23:59:59-14:00", "out of range"),
+    ("yesterday", "not an RFC 3339 time"),
+    ("2020-01-01T00:00:00", "needs a zone"),
+])
+def test_revoke_key_with_an_impossible_time_is_refused(runner, session, world, when, says):
+    from registry.models import LogEntry, ProducerKey
+
+    log_size = _count(session, LogEntry)
+    _refused(runner.invoke(args=["producer", "revoke-key", world.kid, "--compromised-at", when]), "BAD_DATE", says)
+    assert _count(session, ProducerKey, ProducerKey.status == "active") == 1
+    assert _count(session, LogEntry) == log_size
+
+
+def test_trust_list_into_a_missing_folder_is_refused(runner, tmp_path):
+    tmp_path = tmp_path / "out"
+    tmp_path.mkdir()
+    target = tmp_path / "nonexistent" / "dir" / "x.json"
+    _refused(runner.invoke(args=["trust-list", "-o", str(target)]), "WRITE_FAILED", str(target))
+    assert not target.parent.exists()
+    written = runner.invoke(args=["trust-list", "-o", str(tmp_path / "tl.json")])
+    assert written.exit_code == 0 and json.loads((tmp_path / "tl.json").read_text())["t"] == "trust-list"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tl.json"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("key", ["!!", "", "AAAA", "a=="])
+def test_verify_offline_names_a_malformed_authority_key(runner, world, tmp_path, key):
+    trust_list = tmp_path / "tl.json"
+    assert runner.invoke(args=["trust-list", "-o", str(trust_list)]).exit_code == 0
+    line = _refused(runner.invoke(args=["verify", "hello", "--offline", "--trust-list", str(trust_list),
+                                        "--authority-key", key]), "BAD_AUTHORITY_KEY", "--authority-key is malformed")
+    assert "trust list" not in line
+
+
+def test_verify_offline_refuses_a_malformed_trust_list_with_its_code(runner, tmp_path):
+    trust_list = tmp_path / "tl.json"
+    for content in (b"\xff", b"{nope", b'{"t": "trust-list", "authority": 5}'):
+        trust_list.write_bytes(content)
+        _refused(runner.invoke(args=["verify", "hello", "--offline", "--trust-list", str(trust_list)]),
+                 "TRUST_LIST_INVALID", "trust list refused")
+
+
+def test_publish_withdraw_refuses_a_huge_id_and_a_long_reason(runner, session):
+    from registry.models import Publication
+
+    out = runner.invoke(args=["publish", "warning", "--title", "Hàng giả", "--body", "Cà phê giả"])
+    assert out.exit_code == 0, out.output
+    item = json.loads(out.output.strip().splitlines()[-1])
+    _refused(runner.invoke(args=["publish", "withdraw", "99999999999999999999999", "--reason", "x"]),
+             "PUBLICATION_UNKNOWN", "no publication 99999999999999999999999")
+    _refused(runner.invoke(args=["publish", "withdraw", str(item["id"]), "--reason", "x" * 1001]),
+             "VALIDATION_FAILED", "reason")
+    assert _count(session, Publication, Publication.withdrawn_at.is_not(None)) == 0
