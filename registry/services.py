@@ -76,6 +76,7 @@ SERIAL_LENGTH = 12  # 60 random bits: guessing one of 100,000 serials succeeds w
 MAX_SERIALS_PER_REQUEST = 100_000
 #: A batch's largest declared quantity: far above any lot, and exact in every JSON reader (< 2^53).
 MAX_QUANTITY = 10**12
+MAX_RECALL_REASON = 1000  # as the API's RecallInSchema
 DEFAULT_KEY_VALIDITY = timedelta(days=3 * 365)
 
 
@@ -286,6 +287,15 @@ class Registry:
 
         gtin = checked(check_gtin, str(data.get("gtin", "")))
         lot = checked(check_lot, str(data.get("lot", "")))
+        shape = [Invalid(f"{part} must be an object", code="BAD_RECORD", field=part)
+                 for part in ("product", "facility") if not isinstance(data.get(part) or {}, dict)]
+        certifications = data.get("certifications") or []
+        if not isinstance(certifications, list) or not all(isinstance(c, dict) for c in certifications):
+            shape.append(Invalid("certifications must be a list of objects", code="BAD_RECORD",
+                                 field="certifications"))
+        if shape:  # nothing below can be read
+            problems += shape
+            raise problems[0] if len(problems) == 1 else InvalidFields(problems)
         product = dict(data.get("product") or {})
         if not str(product.get("name", "")).strip():
             problems.append(Invalid("product.name is required", code="FIELD_REQUIRED", field="product.name"))
@@ -580,6 +590,9 @@ class Registry:
         reason = (reason or "").strip()
         if not reason:
             raise Invalid("a recall needs a reason", code="FIELD_REQUIRED", field="reason")
+        if len(reason) > MAX_RECALL_REASON:  # it goes into the transparency log, for good
+            raise Invalid(f"a recall's reason is at most {MAX_RECALL_REASON:,} characters", code="TOO_LONG",
+                          field="reason")
         batch = self.owned_batch(actor, gtin, lot)
         if batch.status == "recalled":
             raise Conflict("the batch is already recalled", code="BATCH_RECALLED")

@@ -36,7 +36,8 @@ class TrustListLookup:
         try:
             if not isinstance(doc, dict) or doc.get("t") != "trust-list":
                 raise TrustListError("not a trust list")
-            authority_b64 = pinned_authority_key or doc["authority"]["public_key"]
+            # a pinned key, even an empty one, is the only key trusted: never the document's own
+            authority_b64 = pinned_authority_key if pinned_authority_key is not None else doc["authority"]["public_key"]
             authority_raw = b64url_decode(authority_b64)
             if kid_for(authority_raw) != doc["authority"]["kid"] and pinned_authority_key is None:
                 raise TrustListError("the trust list's authority kid does not match its key")
@@ -52,8 +53,8 @@ class TrustListLookup:
                         gs1_prefixes=tuple(k.get("gs1_prefixes") or producer["gs1_prefixes"]), status=k["status"],
                         compromised_at=parse_rfc3339(k["compromised_at"]) if k.get("compromised_at") else None)
             return cls(keys, issued_at=parse_rfc3339(doc["issued_at"]), authority_kid=doc["authority"]["kid"])
-        except (KeyError, TypeError, MalformedEncoding) as exc:
-            raise TrustListError(f"the trust list is malformed: {exc}") from None
+        except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:  # MalformedEncoding too
+            raise TrustListError(f"the trust list is malformed: {type(exc).__name__}: {exc}") from None
         except VerificationError as exc:
             if isinstance(exc, TrustListError):
                 raise

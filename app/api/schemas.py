@@ -7,7 +7,7 @@ from datetime import timezone
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from registry.labels import MAX_LABELS_PER_SHEET
-from registry.services import MAX_QUANTITY
+from registry.services import MAX_QUANTITY, MAX_RECALL_REASON
 
 __all__ = [n for n in dir() if n.endswith("Schema")]
 
@@ -157,7 +157,7 @@ class SerialsSchema(Strict):
 
 
 class RecallInSchema(Strict):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=MAX_RECALL_REASON))
 
 
 class RecallSchema(Strict):

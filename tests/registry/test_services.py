@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from keys.encoding import b64url_decode, utcnow
+from keys.encoding import b64url_decode, b64url_encode, utcnow
 from keys.signing import Signer, public_key_from_raw, sign, verify, verify_code
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from registry.models import AuditEvent, LogEntry, Serial
@@ -244,3 +244,39 @@ def test_log_verify_all_detects_tampering(registry, world, session):
     session.flush()
     check = registry.log().verify_all(registry.authority.public_raw)
     assert not check.ok and any("leaf hash" in p for p in check.problems)
+
+
+def test_a_trust_list_is_checked_against_the_pinned_key_even_an_empty_one(registry, world):
+    """A list signed by another authority with its own key inside: refused under any pin, "" included
+    (an empty pin once fell back to the document's own key); accepted only unpinned or rightly pinned."""
+    from verification.offline import TrustListError, TrustListLookup
+
+    genuine = registry.trust_list()
+    assert TrustListLookup.from_document(genuine, pinned_authority_key=genuine["authority"]["public_key"])
+    impostor = Signer.generate()
+    forged = {k: v for k, v in genuine.items() if k != "sig"}
+    forged["authority"] = {"kid": impostor.kid, "public_key": b64url_encode(impostor.public_raw)}
+    forged = sign(forged, impostor)
+    assert TrustListLookup.from_document(forged)  # unpinned: self-consistent, so it loads
+    for pin in ("", genuine["authority"]["public_key"]):
+        with pytest.raises(TrustListError):
+            TrustListLookup.from_document(forged, pinned_authority_key=pin)
+    for shape in ({**genuine, "producers": "x"}, {**genuine, "issued_at": 12}):
+        with pytest.raises(TrustListError):
+            TrustListLookup.from_document(shape)
+
+
+@pytest.mark.parametrize("field, value", [("product", "x"), ("facility", ["x"]), ("certifications", "abc"),
+                                          ("certifications", ["abc"])])
+def test_a_batch_of_the_wrong_shape_is_invalid_not_a_crash(registry, world, field, value):
+    with pytest.raises(Invalid) as refused:
+        registry.register_batch(PRODUCER(world), {**batch_data(), field: value})
+    assert refused.value.field == field and refused.value.code == "BAD_RECORD"
+
+
+def test_a_recall_reason_has_the_apis_limit(registry, world):
+    registry.register_batch(PRODUCER(world), batch_data())
+    with pytest.raises(Invalid) as refused:
+        registry.recall(PRODUCER(world), GTIN, "LOT-1", reason="x" * 1001)
+    assert refused.value.code == "TOO_LONG"
+    assert registry.recall(PRODUCER(world), GTIN, "LOT-1", reason="x" * 1000)
