@@ -223,3 +223,21 @@ def test_screenshot_of_every_verdict(playwright, live_server, codes):
     finally:
         browser.close()
     assert len(list(SCREENSHOTS.glob("*.png"))) >= 2 * len(VERDICTS)
+
+
+def test_the_photo_button_shows_keyboard_focus(playwright, live_server):
+    """The file input is hidden behind its button: tabbing to it must show the focus ring there."""
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page.goto(live_server + "/")
+        outline = "() => getComputedStyle(document.querySelector('label[for=photo]')).outlineStyle"
+        assert page.evaluate(outline) == "none"
+        for _ in range(30):  # Tab through the page until the photo input has the focus
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement && document.activeElement.id") == "photo":
+                break
+        assert page.evaluate("document.activeElement.id") == "photo"
+        assert page.evaluate(outline) == "solid"
+    finally:
+        browser.close()
