@@ -109,6 +109,16 @@ def test_genuine_view_shows_origin_dates_and_history(client, codes):
     assert "Việt Nam" in vi and re.search(r"\d{1,2} tháng \d{1,2}, \d{4}", vi)
 
 
+def test_a_counterfeit_codes_data_is_not_presented_as_facts(client, codes):
+    """What a forged code carries (its expiry, its serial) is shown as what the code says, not as
+    facts about the product; a genuine code's page shows the registry's facts."""
+    forged = _page(client, codes["counterfeit"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert "What the code says" in forged and "The registry does not confirm this" in forged
+    assert "About this product" not in forged
+    genuine = _page(client, codes["genuine"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert "About this product" in genuine and "What the code says" not in genuine
+
+
 def test_report_link_prefills_the_code(client, codes):
     html = _page(client, codes["counterfeit"]).get_data(as_text=True)
     href = re.search(r'<a class="button report[^"]*" href="([^"]+)"', html).group(1).replace("&amp;", "&")
