@@ -25,7 +25,7 @@ from registry.services import Actor, Role
 from app.extensions import rate_limit
 from app.i18n import N_
 from app.portal import bp
-from app.services import account_service, db_session
+from app.services import account_service, db_session, registry
 
 __all__ = ["login_required", "current_actor", "nav_links", "home_endpoint", "SESSION_USER", "SESSION_NONCE",
            "SESSION_STAMP"]
@@ -228,5 +228,6 @@ def account():
                 session[SESSION_STAMP] = AccountService.session_stamp(changed)  # this one goes on, the others end
                 done = True
     user = account_service().get(g.portal_user_id)
-    return render_template("portal/account.html", user=AccountService.view(user), errors=errors, done=done), \
-        (422 if errors else 200)
+    producer_name = registry().producer(user.producer_id).name if user.producer_id else None
+    return render_template("portal/account.html", user=AccountService.view(user), producer_name=producer_name,
+                           errors=errors, done=done), (422 if errors else 200)

@@ -291,3 +291,11 @@ def test_the_partner_page_says_how_many_events_a_download_holds(client, people):
     assert "tối đa 100.000 sự kiện" in page  # Vietnamese first, with its own number format
     english = client.get("/portal/partner/?lang=en").get_data(as_text=True)
     assert "at most 100,000 events" in english
+
+
+def test_my_account_names_the_role_and_the_producer_in_the_pages_language(client, people, registry):
+    client_login(client, "producer1")
+    page = client.get("/portal/account").get_data(as_text=True)
+    producer = registry.producer(people.producer_id)
+    assert re.search(r"<dd>\s*Nhân viên nhà sản xuất\s*</dd>", page)  # "Producer staff", not "producer"
+    assert f"<dd>{producer.name}</dd>" in page and producer.id not in page
