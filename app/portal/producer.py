@@ -348,8 +348,9 @@ def producer_tokens():
             db_session().commit()
     tokens = [admin.view(t) for t in admin.list(actor)
               if t.role == Role.PRODUCER.value and t.producer_id == producer_id]
+    values = {name: request.form.get(name, "") for name in ("label", "days")} if errors else {}  # kept on an error
     response = Response(render_template("portal/producer/tokens.html", tokens=tokens, created=created, errors=errors,
-                                        scope=_scope(producer_id)), status=422 if errors else 200)
+                                        values=values, scope=_scope(producer_id)), status=422 if errors else 200)
     response.headers["Cache-Control"] = "no-store"  # the new token is in this page only
     return response
 

@@ -299,3 +299,16 @@ def test_my_account_names_the_role_and_the_producer_in_the_pages_language(client
     producer = registry.producer(people.producer_id)
     assert re.search(r"<dd>\s*Nhân viên nhà sản xuất\s*</dd>", page)  # "Producer staff", not "producer"
     assert f"<dd>{producer.name}</dd>" in page and producer.id not in page
+
+
+def test_a_token_refused_on_the_server_keeps_what_was_typed(client, people, session):
+    client_login(client, "producer1")
+    token = csrf_of(client.get("/portal/producer/tokens").get_data(as_text=True))
+    refused = client.post("/portal/producer/tokens", data={"csrf_token": token, "label": "kho Bình Dương",
+                                                           "days": "9999"})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and 'id="days-error"' in html
+    assert 'value="kho Bình Dương"' in html and 'value="9999"' in html
+    fresh = client.get("/portal/producer/tokens").get_data(as_text=True)
+    assert 'name="label" maxlength="100" placeholder="' in fresh and 'value="kho' not in fresh
+    assert 'value="90"' in fresh
