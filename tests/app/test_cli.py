@@ -303,7 +303,8 @@ def test_revoke_key_with_an_impossible_time_is_refused(runner, session, world, w
     from registry.models import LogEntry, ProducerKey
 
     log_size = _count(session, LogEntry)
-    _refused(runner.invoke(args=["producer", "revoke-key", world.kid, "--compromised-at", when]), "BAD_DATE", says)
+    args = ["producer", "revoke-key", "--compromised-at", when, "--", world.kid]  # "--": a kid may begin with "-"
+    _refused(runner.invoke(args=args), "BAD_DATE", says)
     assert _count(session, ProducerKey, ProducerKey.status == "active") == 1
     assert _count(session, LogEntry) == log_size
 
