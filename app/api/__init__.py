@@ -13,6 +13,11 @@ class _AppJsonParser(FlaskParser):
 
     def _raw_load_json(self, req):  # noqa: ANN001, ANN202  (webargs' signature)
         if not is_json_request(req):
+            if req.get_data(cache=True):  # a body, but not labelled JSON: say so, not "missing field"
+                from app.errors import ApiError
+
+                raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE",
+                               f"send the body as application/json (it came as {req.mimetype or 'no type'})")
             return missing
         return current_app.json.loads(req.get_data(cache=True))
 

@@ -294,3 +294,12 @@ def test_ids_offsets_and_times_beyond_what_the_database_holds_are_4xx(client, wo
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "VALIDATION_FAILED"
     keys = client.get(f"/api/v1/producers/{world.producer_id}/keys", headers=authority)
     assert keys.status_code == 200 and [k["status"] for k in keys.get_json()["items"]] == ["active"]  # nothing changed
+
+
+def test_a_json_body_sent_as_another_type_is_415(client, world):
+    body = json.dumps(batch_data(lot="PLAIN"))
+    r = client.post("/api/v1/batches", data=body, content_type="text/plain", headers=world.auth("producer"))
+    assert r.status_code == 415 and r.get_json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert "application/json" in r.get_json()["error"]["message"]
+    r = client.post("/api/v1/batches", data=body, content_type="application/json", headers=world.auth("producer"))
+    assert r.status_code == 201
