@@ -285,4 +285,6 @@ def _inspector_time(value: str | None) -> str:
         return value or ""
     if moment is None:
         return ""
-    return format_datetime(moment.astimezone(VIETNAM_TIME).replace(tzinfo=None), format="short")
+    # One numeric pattern in both languages (Vietnamese and British English agree on it), the one
+    # inspector.js writes for the checks it adds: "short" gave 11/23/26, 1:08 PM in English.
+    return format_datetime(moment.astimezone(VIETNAM_TIME).replace(tzinfo=None), format="dd/MM/yyyy HH:mm")

@@ -67,9 +67,13 @@ function inspectionPage(data) {
 
   /* -------------------------------------------------------------- rendering (as _check.html) */
   function localTime(iso) {
+    /* dd/MM/yyyy HH:mm in Vietnam's time, as the server writes it (the inspector_time filter) */
     try {
-      return new Date(iso).toLocaleString(doc.documentElement.lang === 'en' ? 'en-GB' : 'vi-VN',
-        { timeZone: 'Asia/Ho_Chi_Minh', dateStyle: 'short', timeStyle: 'short' });
+      var parts = {};
+      new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Ho_Chi_Minh', year: 'numeric', month: '2-digit',
+        day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
+        .formatToParts(new Date(iso)).forEach(function (p) { parts[p.type] = p.value; });
+      return parts.day + '/' + parts.month + '/' + parts.year + ' ' + parts.hour + ':' + parts.minute;
     } catch (e) { return iso; }
   }
 

@@ -11,6 +11,7 @@ new to confirmed with a note. Screenshots of each page go to tests/artifacts/scr
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import datetime, timezone
 
@@ -74,10 +75,16 @@ def test_five_photos_then_signed_evidence(playwright, live_server, scene, sessio
         assert page.inner_text("#check-count") == "5"
         shot(page, "inspection")
 
-        # The same list comes back from the server on a reload (nothing lives only in the page).
+        # The same list comes back from the server on a reload (nothing lives only in the page),
+        # its times written as the page wrote them.
+        times = "items => items.map(i => i.querySelector('.check-time').textContent)"
+        written = page.eval_on_selector_all("#checks li.check", times)
         page.reload()
         again = page.eval_on_selector_all("#checks li.check", "items => items.map(i => i.dataset.verdict)")
         assert again == verdicts
+        served = page.eval_on_selector_all("#checks li.check", times)
+        assert all(re.fullmatch(r"\d{2}/\d{2}/\d{4} \d{2}:\d{2}", t) for t in written + served), written + served
+        assert [t[:10] for t in served] == [t[:10] for t in written]
 
         page.click("#close-form button[type=submit]")
         page.wait_for_selector("#checker", state="detached")
