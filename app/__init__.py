@@ -11,6 +11,7 @@ from werkzeug.routing import IntegerConverter
 
 from keys.storage import KeyStore, development_passphrase
 from registry.db import ReadConnections, make_engine, make_read_engine, make_session_factory
+from registry.models import MAX_ROW_ID
 
 __all__ = ["create_app"]
 
@@ -26,11 +27,11 @@ def _configure_logging() -> None:
 
 
 class RowId(IntegerConverter):
-    """``<int:...>`` in a URL: at most 2^63 - 1, the largest id the databases hold; a larger number
-    matches no route (404) instead of overflowing the query (a 500)."""
+    """``<int:...>`` in a URL: at most ``MAX_ROW_ID``, the largest id the databases hold; a larger
+    number matches no route (404) instead of overflowing the query (a 500)."""
 
     def __init__(self, map: Any, fixed_digits: int = 0, min: int | None = None,  # noqa: A002 (werkzeug's names)
-                 max: int | None = 2**63 - 1, signed: bool = False) -> None:  # noqa: A002
+                 max: int | None = MAX_ROW_ID, signed: bool = False) -> None:  # noqa: A002
         super().__init__(map, fixed_digits, min, max, signed)
 
 

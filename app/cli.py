@@ -15,6 +15,7 @@ from rfc8785 import CanonicalizationError
 
 from keys.encoding import MalformedEncoding, b64url_decode, parse_rfc3339
 from registry.errors import NotFound, RegistryError
+from registry.models import MAX_ROW_ID
 from registry.services import AUTHORITY_KEY_NAME, SYSTEM, Registry, Role, TokenService
 
 __all__ = ["register_cli", "register_verify_cli", "register_import_cli", "init_instance"]
@@ -38,17 +39,12 @@ def init_instance(app: Flask) -> str:
 
 
 def _fail(exc: RegistryError) -> None:
-    raise click.ClickException(f"{exc.code}: {exc.message}")
+    raise _error(exc.code, exc.message)
 
 
 def _error(code: str, message: str) -> click.ClickException:
     """``Error: CODE: message``, the shape of every refusal on the command line."""
     return click.ClickException(f"{code}: {message}")
-
-
-# Ids are BIGINT (signed 64-bit) columns: a larger number names no row, and the database driver
-# would overflow on it rather than find nothing.
-_MAX_ID = 2**63 - 1
 
 
 def _read_json_text(stream, name: str) -> str:
@@ -145,8 +141,8 @@ def register_cli(app: Flask) -> None:
     @click.argument("token_id", type=int)
     def token_revoke(token_id: int) -> None:
         """Revoke a token by its id."""
-        if token_id > _MAX_ID:
-            _fail(NotFound(f"no token {token_id} (token ids go up to {_MAX_ID})"))
+        if token_id > MAX_ROW_ID:
+            _fail(NotFound(f"no token {token_id} (token ids go up to {MAX_ROW_ID})"))
         with _session() as session:
             try:
                 TokenService(session).revoke(token_id)

@@ -9,12 +9,11 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from registry.errors import RegistryError
+from registry.models import MAX_ROW_ID
 from registry.publications import PublicationService
 from registry.services import SYSTEM, Registry
 
 __all__ = ["register_publication_cli"]
-
-_MAX_ID = 2**63 - 1  # ids are BIGINT: a larger number names no publication (and would overflow the driver)
 
 
 def _service(session) -> PublicationService:
@@ -80,9 +79,9 @@ def register_publication_cli(app: Flask) -> None:
             reason = WithdrawInSchema().load({"reason": reason})["reason"]  # the API's rule: 1 to 1,000 characters
         except ValidationError as exc:
             raise click.ClickException(f"VALIDATION_FAILED: --{summary(exc.messages)}") from None
-        if publication_id > _MAX_ID:
+        if publication_id > MAX_ROW_ID:
             raise click.ClickException(f"PUBLICATION_UNKNOWN: no publication {publication_id} "
-                                       f"(publication ids go up to {_MAX_ID})")
+                                       f"(publication ids go up to {MAX_ROW_ID})")
         with current_app.extensions["session_factory"]() as session:
             try:
                 _service(session).withdraw(SYSTEM, publication_id, reason=reason)

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from keys.encoding import MalformedEncoding, b64url_decode, b64url_encode, rfc3339, utcnow
 from registry.errors import Invalid, NotFound
-from registry.models import Batch, CaseNote, Producer, Publication, Recall, Report, ScanEvent, Serial
+from registry.models import MAX_ROW_ID, Batch, CaseNote, Producer, Publication, Recall, Report, ScanEvent, Serial
 from registry.services import Actor, Role
 from verification.digital_link import build_url
 
@@ -126,7 +126,7 @@ class PagePosition:
         try:
             at, kind, row_id = json.loads(b64url_decode(token))
             moment = datetime.fromisoformat(at)
-            if moment.tzinfo is None or kind not in (0, 1) or not isinstance(row_id, int) or not 0 <= row_id < 2**63:
+            if moment.tzinfo is None or kind not in (0, 1) or not isinstance(row_id, int) or not 0 <= row_id <= MAX_ROW_ID:
                 raise ValueError("out of range")
             moment = moment.astimezone(timezone.utc)
         except (ValueError, TypeError, OverflowError, MalformedEncoding):

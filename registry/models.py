@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from registry.db import Base, UTCDateTime
 
 __all__ = [
+    "MAX_ROW_ID",
     "Producer",
     "ProducerKey",
     "Batch",
@@ -47,6 +48,9 @@ __all__ = [
 ]
 
 BigId = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements INTEGER keys only
+#: The largest id (signed 64-bit, in both databases): a larger number names no row, and the drivers
+#: overflow on it instead of finding nothing, so URLs, commands and page tokens stop there.
+MAX_ROW_ID = 2**63 - 1
 
 
 class Producer(Base):

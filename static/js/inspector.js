@@ -142,7 +142,7 @@ function inspectionPage(data) {
     var here = location.href;
     fetch(here, { credentials: 'same-origin' }).then(function (response) {
       if (!response.ok || response.redirected) { return; }
-      return caches.open('inspector-v1').then(function (cache) { return cache.put(here, response); });
+      return caches.open(SW_CACHE).then(function (cache) { return cache.put(here, response); });
     }).catch(function () {});
   }
 
