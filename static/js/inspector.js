@@ -135,15 +135,21 @@ function inspectionPage(data) {
     $('check-count').textContent = String(list.querySelectorAll('li.check:not(.rejected)').length);
   }
 
+  var freshTimer = null;
   function keepPageFresh() {
     /* The service worker keeps this page as it was last loaded; checks stored since then would be
-       missing from it after a reload with no network. Store the page as it is now. */
-    if (!window.caches || !navigator.onLine) { return; }
-    var here = location.href;
-    fetch(here, { credentials: 'same-origin' }).then(function (response) {
-      if (!response.ok || response.redirected) { return; }
-      return caches.open(SW_CACHE).then(function (cache) { return cache.put(here, response); });
-    }).catch(function () {});
+       missing from it after a reload with no network. Store the page as it is now: once, a moment
+       after the last of a run of checks (five photos are five checks, not five page loads). */
+    if (!window.caches) { return; }
+    clearTimeout(freshTimer);
+    freshTimer = setTimeout(function () {
+      if (!navigator.onLine) { return; }
+      var here = location.href;
+      fetch(here, { credentials: 'same-origin' }).then(function (response) {
+        if (!response.ok || response.redirected) { return; }
+        return caches.open(SW_CACHE).then(function (cache) { return cache.put(here, response); });
+      }).catch(function () {});
+    }, 1500);
   }
 
   function addRow(c, state) {
