@@ -47,6 +47,9 @@ def verification_json(v: Verification) -> dict[str, Any]:
         "scans": None if v.scans is None else {
             "count": v.scans.count,
             "first_seen": rfc3339(v.scans.first_seen) if v.scans.first_seen else None,
+            # how many different clients (salted hashes) checked this unit; batch codes keep no such
+            # count. A shopper reloading the page, or switching its language, stays one client.
+            "clients": v.scans.distinct_clients if code is not None and code.serial is not None else None,
         },
         "offline": v.offline,
     }

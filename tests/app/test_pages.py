@@ -15,7 +15,7 @@ from babel.messages.pofile import read_po
 
 from app.messages import REASON_TEXT, VERDICT_ADVICE, VERDICT_TITLE
 
-from tests.app.verdict_codes import VERDICTS, make_codes
+from tests.app.verdict_codes import GTIN, VERDICTS, make_codes
 
 REPO = Path(__file__).resolve().parents[2]
 PO = REPO / "app" / "translations" / "vi" / "LC_MESSAGES" / "messages.po"
@@ -107,6 +107,44 @@ def test_genuine_view_shows_origin_dates_and_history(client, codes):
     assert "checked 2 times so far" in html
     vi = _page(client, codes["genuine"]).get_data(as_text=True)
     assert "Việt Nam" in vi and re.search(r"\d{1,2} tháng \d{1,2}, \d{4}", vi)
+
+
+def _follow_language_switch(client, lang: str, page_url: str) -> str:
+    """Click the page's language link: /lang/<lang>?next=<the page>, then the redirect."""
+    switch = client.get("/lang/" + lang, query_string={"next": _path(page_url)})
+    assert switch.status_code == 302
+    return client.get(switch.headers["Location"], headers={"Accept": "text/html"}).get_data(as_text=True)
+
+
+def test_own_rechecks_do_not_warn_but_another_device_does(client, codes):
+    """Switching the language of a verdict page loads it again, which is a check like any other;
+    one shopper's own checks do not raise the 'checked before' warning, a second device does."""
+    url = codes["genuine"]
+    first = _page(client, url, **{"Accept-Language": "vi"}).get_data(as_text=True)
+    assert "đã được kiểm tra 1 lần" in first
+    english = _follow_language_switch(client, "en", url)
+    assert "checked 2 times so far" in english
+    assert "different devices" not in english and "rarely have been checked" not in english
+    vietnamese = _follow_language_switch(client, "vi", url)
+    assert "đã được kiểm tra 3 lần" in vietnamese and "thiết bị hoặc mạng khác nhau" not in vietnamese
+    other = _page(client, url, **{"User-Agent": "another phone"}).get_data(as_text=True)
+    assert "đã được kiểm tra 4 lần" in other
+    assert "Đã được kiểm tra từ 2 thiết bị hoặc mạng khác nhau" in other
+    english = _follow_language_switch(client, "en", url)
+    assert "Checked from 2 different devices or networks" in english
+
+
+def test_verification_json_counts_clients_for_unit_codes_only(client, codes, registry):
+    unit = client.get("/api/v1/verify", query_string={"code": codes["genuine"], "client_id": "a"}).get_json()
+    assert unit["scans"]["count"] == 1 and unit["scans"]["clients"] == 1
+    again = client.get("/api/v1/verify", query_string={"code": codes["genuine"], "client_id": "a"}).get_json()
+    assert again["scans"]["count"] == 2 and again["scans"]["clients"] == 1
+    other = client.get("/api/v1/verify", query_string={"code": codes["genuine"], "client_id": "b"}).get_json()
+    assert other["scans"]["count"] == 3 and other["scans"]["clients"] == 2
+    batch_url = registry.batch_url(registry.batch(GTIN, "LOT-1"))
+    batch = client.get("/api/v1/verify", query_string={"code": batch_url, "client_id": "a"}).get_json()
+    assert batch["verdict"] == "genuine" and batch["code"]["serial"] is None
+    assert batch["scans"]["count"] == 1 and batch["scans"]["clients"] is None
 
 
 def test_a_counterfeit_codes_data_is_not_presented_as_facts(client, codes):
