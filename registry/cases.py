@@ -250,6 +250,7 @@ class CaseService:
     def note_view(note: CaseNote) -> dict[str, Any]:
         return {"id": note.id, "author": note.author, "at": rfc3339(note.at), "text": note.text,
                 "status_from": note.status_from, "status_to": note.status_to,
+                "event": None if note.event is None else {"kind": note.event, "detail": note.event_detail},
                 "attachment": None if note.attachment is None else {
                     "name": note.attachment_name, "media_type": note.attachment_type,
                     "size": len(note.attachment)}}
@@ -257,7 +258,9 @@ class CaseService:
     # -- writing -------------------------------------------------------------------------------
     def _note(self, actor: Actor, case: Report, *, text: str = "", status_from: str | None = None,
               status_to: str | None = None, attachment: bytes | None = None,
-              attachment_name: str | None = None) -> CaseNote:
+              attachment_name: str | None = None, event: tuple[str, str] | None = None) -> CaseNote:
+        """A note; ``event`` is what the system did, ``(kind, detail)``, stored apart from the text a
+        person wrote so that each page names it in its reader's language."""
         text = (text or "").strip()
         if len(text) > MAX_NOTE_LENGTH:
             raise Invalid(f"a note has at most {MAX_NOTE_LENGTH} characters", code="TOO_LONG", field="text")
@@ -276,7 +279,8 @@ class CaseService:
         note = CaseNote(report_id=case.id, author=actor.name or actor.role.value, at=self.clock(), text=text,
                         status_from=status_from, status_to=status_to, attachment=attachment,
                         attachment_name=_safe_name(attachment_name) if attachment is not None else None,
-                        attachment_type=media_type)
+                        attachment_type=media_type, event=event[0] if event else None,
+                        event_detail=event[1] if event else None)
         self.session.add(note)
         self.session.flush()
         return note
@@ -311,7 +315,7 @@ class CaseService:
         after = "assigned" if before == "new" else before
         case.assigned_to = assignee
         case.status = after
-        self._note(actor, case, text=text or f"assigned to {assignee}",
+        self._note(actor, case, text=text, event=("assigned", assignee),
                    status_from=before if after != before else None, status_to=after if after != before else None)
         self._audit(actor, "case.assign", case.case_number, assignee=assignee, status_from=before, status_to=after)
         self.session.flush()
@@ -356,7 +360,7 @@ class CaseService:
             overrides["decided_on"] = (confirmed_at or self.clock()).date()
         publication = publish_confirmed(case, publisher, **overrides)
         pub_id = getattr(publication, "id", None)
-        self._note(actor, case, text=f"published as a violator (publication {pub_id})")
+        self._note(actor, case, event=("published", str(pub_id)))
         self._audit(actor, "case.publish", case.case_number, publication=pub_id,
                     log_index=getattr(publication, "log_index", None))
         self.session.flush()

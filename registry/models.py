@@ -370,3 +370,7 @@ class CaseNote(Base):
     attachment: Mapped[bytes | None] = mapped_column(LargeBinary)
     attachment_name: Mapped[str | None] = mapped_column(String(200))
     attachment_type: Mapped[str | None] = mapped_column(String(64))
+    # What the system did, for the pages to say in the reader's language (``text`` is what a person
+    # wrote): ``assigned`` (detail: the assignee) or ``published`` (detail: the publication's id).
+    event: Mapped[str | None] = mapped_column(String(16))
+    event_detail: Mapped[str | None] = mapped_column(String(64))

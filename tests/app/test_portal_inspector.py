@@ -230,6 +230,11 @@ def test_a_case_from_new_to_published(app, accounts, report, session):
     assert "phân công cho" not in thanh.get(url).get_data(as_text=True)  # "assigned to"
     assigned = thanh.post(f"{url}/assign", data={"csrf_token": token, "assignee": "hoa"}, follow_redirects=True)
     assert "phân công cho hoa" in assigned.get_data(as_text=True)
+    # The note says so in the reader's language: the system writes no English into a case.
+    assert '<p class="note-event">Đã phân công cho hoa.</p>' in assigned.get_data(as_text=True)
+    assert "assigned to" not in assigned.get_data(as_text=True)
+    english = thanh.get(url, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<p class="note-event">Assigned to hoa.</p>' in english
     assert thanh.post(f"{url}/assign", data={"csrf_token": token, "assignee": ""}).status_code == 303  # to me
     assert "phân công cho thanh" in thanh.get(url).get_data(as_text=True)
     assert thanh.post(f"{url}/transition", data={"csrf_token": token, "to": "investigating"}).status_code == 303
@@ -259,9 +264,13 @@ def test_a_case_from_new_to_published(app, accounts, report, session):
     published = boss.post(f"{url}/publish", data={"csrf_token": csrf_of(page), "name": "Cửa hàng Phát Đạt",
                                                   "tax_code": "0312345678", "decision_ref": "QĐ-12/2026"})
     assert published.status_code == 303
+    published_page = boss.get(url).get_data(as_text=True)
+    publication_note = re.search(r'<p class="note-event">Đã công bố là đối tượng vi phạm \(công bố số (\d+)\)\.</p>',
+                                 published_page)
     again = boss.post(f"{url}/publish", data={"csrf_token": csrf_of(page), "name": "X"})
     assert again.status_code == 409
     row = session.execute(select(Publication).where(Publication.kind == "violator")).scalar_one()
     assert row.name == "Cửa hàng Phát Đạt" and row.tax_code == "0312345678"
+    assert publication_note and int(publication_note.group(1)) == row.id
     actions = session.execute(select(AuditEvent.action).where(AuditEvent.target == number)).scalars().all()
     assert {"case.assign", "case.transition", "case.note", "case.publish"} <= set(actions)

@@ -143,6 +143,21 @@ def test_a_case_is_assigned_only_to_an_account_that_can_work_it(cases, session, 
     assert cases.assign(INSPECTOR, "VN-2026-000020", assignee="Đội QLTT số 1").assigned_to == "Đội QLTT số 1"
 
 
+def test_assignment_is_an_event_of_the_note_apart_from_its_text(cases, session, world):
+    """What the system did is stored as an event, for each page to name in its reader's language;
+    the note's text stays what a person wrote (empty when nobody wrote anything)."""
+    make_report(session, 21, producer_id=world.producer_id)
+    cases.assign(INSPECTOR, "VN-2026-000021", assignee="user:hoa")
+    cases.assign(INSPECTOR, "VN-2026-000021", assignee="Đội QLTT số 1", text="Đội 1 gần chợ hơn")
+    first, second = (CaseService.note_view(n) for n in cases.notes(INSPECTOR, "VN-2026-000021"))
+    assert first["event"] == {"kind": "assigned", "detail": "user:hoa"} and first["text"] == ""
+    assert (first["status_from"], first["status_to"]) == ("new", "assigned")
+    assert second["event"] == {"kind": "assigned", "detail": "Đội QLTT số 1"}
+    assert second["text"] == "Đội 1 gần chợ hơn" and second["status_to"] is None
+    note = cases.add_note(INSPECTOR, "VN-2026-000021", text="Đã đến quầy")
+    assert CaseService.note_view(note)["event"] is None
+
+
 def test_filters(cases, session, world):
     make_report(session, 10, producer_id=world.producer_id)
     make_report(session, 11, producer_id=world.producer_id, status="investigating")
@@ -208,8 +223,8 @@ def test_publish_confirmed_through_the_publication_service(cases, session, regis
     assert cases.published(cases.get(AUTHORITY, "VN-2026-000013"))["publication"] == item.id
     with pytest.raises(Conflict):
         cases.publish(AUTHORITY, "VN-2026-000013", publisher)
-    assert session.execute(select(CaseNote.text).order_by(CaseNote.id.desc()).limit(1)).scalar().startswith(
-        "published")
+    last = session.execute(select(CaseNote).order_by(CaseNote.id.desc()).limit(1)).scalar_one()
+    assert (last.event, last.event_detail, last.text) == ("published", str(item.id), "")
 
 
 def test_publish_confirmed_hook_takes_any_callable(session, world):
