@@ -102,6 +102,41 @@ def phone_sets(count: int) -> dict[str, list[tuple[bytes, set[str]]]]:
     return sets
 
 
+def worst_cases() -> list[dict]:
+    """Photos with no code, the most a worker can be made to spend on one upload: a 48-megapixel
+    photo (a phone's full-resolution mode) and a JPEG of noise just under the 10 MiB upload limit,
+    each decoded once with the cascade's bounds (second pass at most SECOND_PASS_MAX_PIXELS, no
+    stage begun after TIME_BUDGET_SECONDS) and once without them."""
+    rng = np.random.default_rng(1)
+    y = np.arange(6000, dtype=np.float32)[:, None]
+    x = np.arange(8000, dtype=np.float32)[None, :]
+    scene = ((np.sin(x / 300.0) + np.cos(y / 170.0)) * 60 + 128).astype(np.uint8)
+    scene += rng.integers(0, 16, scene.shape, dtype=np.uint8)
+    noise = rng.integers(0, 256, (3700, 3700), dtype=np.uint8)
+    cases = []
+    for name, pixels in (("48 MP photo, no code (8000x6000)", scene), ("noise JPEG (3700x3700)", noise)):
+        out = io.BytesIO()
+        Image.fromarray(pixels).save(out, format="JPEG", quality=85)
+        cases.append((name, out.getvalue()))
+    del scene, noise
+    rows = []
+    saved = decoding.SECOND_PASS_MAX_PIXELS, decoding.TIME_BUDGET_SECONDS
+    for name, data in cases:
+        for bounded in (True, False):
+            if not bounded:
+                decoding.SECOND_PASS_MAX_PIXELS, decoding.TIME_BUDGET_SECONDS = 10**9, float("inf")
+            try:
+                started = time.perf_counter()
+                found = decoding.decode_image(data)
+                seconds = time.perf_counter() - started
+            finally:
+                decoding.SECOND_PASS_MAX_PIXELS, decoding.TIME_BUDGET_SECONDS = saved
+            rows.append({"image": name, "mb": round(len(data) / 2**20, 1), "bounded": bounded,
+                         "seconds": round(seconds, 2), "codes": len(found)})
+            print(f"{name:36} {'bounded' if bounded else 'unbounded':10} {seconds:6.1f} s", file=sys.stderr)
+    return rows
+
+
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
@@ -136,6 +171,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     parser.add_argument("--photos", type=int, default=20, help="phone photos per size (default 20)")
     parser.add_argument("--sets", help="comma-separated sample sets to run (default all)")
+    parser.add_argument("--no-worst", action="store_true", help="skip the worst cases (about a minute)")
     args = parser.parse_args()
 
     pinned = pin_to_one_core()
@@ -172,8 +208,22 @@ def main() -> None:
         qr = f"{row['qr_found']}/{row['total']}" if row["set"].startswith("phone-") else ""
         print(f"| {row['set']} | {row['decoder']} | {row['decoded']}/{row['total']} | {qr} | "
               f"{row['median_ms']:.1f} | {row['p95_ms']:.1f} |")
+    worst = [] if args.no_worst else worst_cases()
+    if worst:
+        print(f"\nWorst cases, no code in the image (one decode each, seconds of one core): with the "
+              f"cascade's bounds (second pass at most {decoding.SECOND_PASS_MAX_PIXELS / 1e6:.0f} MP, no stage "
+              f"begun after {decoding.TIME_BUDGET_SECONDS:g} s) and without them.\n")
+        print("| image | MiB | bounded s | unbounded s | codes reported |")
+        print("|---|---|---|---|---|")
+        for name in dict.fromkeys(row["image"] for row in worst):
+            pair = {row["bounded"]: row for row in worst if row["image"] == name}
+            print(f"| {name} | {pair[True]['mb']} | {pair[True]['seconds']:.1f} | {pair[False]['seconds']:.1f} | "
+                  f"{pair[True]['codes']} / {pair[False]['codes']} |")
     if args.json:
-        args.json.write_text(json.dumps({"pinned": pinned, "rows": rows}, indent=2) + "\n")
+        bounds = {"second_pass_max_pixels": decoding.SECOND_PASS_MAX_PIXELS,
+                  "time_budget_s": decoding.TIME_BUDGET_SECONDS}
+        args.json.write_text(json.dumps({"pinned": pinned, "rows": rows, "worst_cases": worst, "bounds": bounds},
+                                        indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -106,6 +106,17 @@ def section_decoding(r: dict) -> list[str]:
     if phone_worse:
         out.append(f"Phone photos (every code on the label, QR and EAN-13): the cascade finds fewer than a single "
                    f"decoder on {', '.join(phone_worse)}.")
+    worst = f.get("worst_cases") or []
+    if worst:
+        bounds = f.get("bounds") or {}
+        out.append("\nWorst cases, no code in the image (one decode each, seconds of one core): with the cascade's "
+                   f"bounds (second pass at most {bounds.get('second_pass_max_pixels', 0) / 1e6:g} MP, no stage begun "
+                   f"after {bounds.get('time_budget_s', 0):g} s) and without them.\n")
+        out += ["| image | MiB | bounded s | unbounded s | codes reported |", "|---|---|---|---|---|"]
+        for name in dict.fromkeys(row["image"] for row in worst):
+            pair = {row["bounded"]: row for row in worst if row["image"] == name}
+            out.append(f"| {name} | {pair[True]['mb']} | {pair[True]['seconds']:.1f} | "
+                       f"{pair[False]['seconds']:.1f} | {pair[True]['codes']} / {pair[False]['codes']} |")
     return out
 
 

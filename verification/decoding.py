@@ -14,8 +14,8 @@ Two steps:
   reference samples it is both the fastest and the one that reads the most (QR, DataMatrix,
   EAN/UPC with add-ons, Code 128, all DataBar variants). pyzbar runs only when zxing-cpp found
   nothing (it rescues some blurred, low-contrast EAN/UPC photos), then OpenCV. Photos larger than
-  :data:`WORKING_SIDE` pixels on their longest side are scaled down first; the full resolution is
-  tried only when the scaled image gave nothing.
+  :data:`WORKING_SIDE` pixels on their longest side are scaled down first; the full resolution
+  (at most :data:`SECOND_PASS_MAX_PIXELS`) is tried only when the scaled image gave nothing.
 
 Text conventions (the same for every decoder): GS1 data carries FNC1 separators as ASCII 29
 (``"\\x1d"``) and no leading FNC1; UPC-A and UPC-E come out as 13 digits with a leading 0, as both
@@ -61,6 +61,16 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 50_000_000
 #: Longest side, in pixels, of the scaled-down copy the cascade tries first on large photos.
 WORKING_SIDE = 1280
+#: The most pixels the cascade's second pass reads: a photo larger than this (a 48-50 megapixel
+#: phone's full-resolution mode) is scaled down to it, not read at full size. A 49-megapixel photo
+#: with no code took 21 s of a worker in that pass (zbar alone 8 s), 16 megapixels about a third of
+#: that; 16 is above the 12 of a phone's usual photo, which is still read at full size.
+SECOND_PASS_MAX_PIXELS = 16_000_000
+#: Seconds of decoding after which the cascade starts no further stage. Every photo of the sample
+#: sets and of the benchmark's phone photos (12 megapixels included) is read within half a second,
+#: while a photo of noise of under 10 MiB kept a worker for 9-11 s: with this bound it costs the
+#: stages begun within it (each at most a few seconds), and the answer is that no code was found.
+TIME_BUDGET_SECONDS = 2.0
 #: Decoder names, in cascade order.
 DECODERS: tuple[str, ...] = ("zxing-cpp", "pyzbar", "opencv")
 
@@ -741,6 +751,14 @@ def _resize(gray: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return small, scale
 
 
+def _side_within(shape: tuple[int, ...], max_pixels: int) -> int:
+    """The longest side that keeps an image of this shape within ``max_pixels`` (its own when it is)."""
+    height, width = shape[:2]
+    if height * width <= max_pixels:
+        return max(height, width)
+    return int(max(height, width) * (max_pixels / (height * width)) ** 0.5)
+
+
 def _sharpen(gray: np.ndarray) -> np.ndarray:
     """Unsharp mask: restores edges softened by focus blur and JPEG (rescues many EAN photos)."""
     blurred = cv2.GaussianBlur(gray, (0, 0), 2.0)
@@ -802,16 +820,20 @@ def _stages(decoders: Sequence[str] | None) -> tuple[_Stage, ...]:
     return tuple(_Stage(name) for name in chosen)
 
 
-def decode_array(gray: np.ndarray, *, decoders: Sequence[str] | None = None) -> list[DecodedSymbol]:
+def decode_array(gray: np.ndarray, *, decoders: Sequence[str] | None = None,
+                 time_budget: float | None = None) -> list[DecodedSymbol]:
     """Every distinct code in a grayscale ``uint8`` image, best metadata kept per text.
 
     With ``decoders=None`` the default cascade runs: zxing-cpp, pyzbar, zxing-cpp on a
     sharpened copy, zxing-cpp on a 2x upscaled copy (small images only), OpenCV; each stage only
     while nothing has been found. A large image is first tried scaled down to
-    :data:`WORKING_SIDE` pixels on its longest side, and at full size only if that found
-    nothing. ``decoders=["pyzbar"]`` (or any list of names from :data:`DECODERS`) runs just those
-    decoders, in that order, on the plain image, with the same scaling policy.
+    :data:`WORKING_SIDE` pixels on its longest side, and only if that found nothing at full size,
+    or scaled down to :data:`SECOND_PASS_MAX_PIXELS` when it is larger. ``decoders=["pyzbar"]``
+    (or any list of names from :data:`DECODERS`) runs just those decoders, in that order, on the
+    plain image, with the same scaling policy. No stage starts after ``time_budget`` seconds
+    (default :data:`TIME_BUDGET_SECONDS`; the first stage always runs).
     """
+    budget = TIME_BUDGET_SECONDS if time_budget is None else time_budget
     stages = _stages(decoders)
     gray = np.asarray(gray)
     if gray.ndim == 3:
@@ -825,16 +847,22 @@ def decode_array(gray: np.ndarray, *, decoders: Sequence[str] | None = None) -> 
     small, scale = _resize(gray, WORKING_SIDE)
     passes = [(small, scale)]
     if scale != 1.0:
-        passes.append((gray, 1.0))
+        passes.append(_resize(gray, _side_within(gray.shape, SECOND_PASS_MAX_PIXELS)))
 
     found: dict[str, DecodedSymbol] = {}
+    began, first = time.perf_counter(), True
     for image, pass_scale in passes:
         for stage in stages:
             started = time.perf_counter()
+            if not first and started - began > budget:
+                logger.info("no code found in %.1f s: the cascade stops before %s on %dx%d", started - began,
+                            stage.name, image.shape[1], image.shape[0])
+                return []
             work = image if stage.transform is None else stage.transform(image)
             if work is None:
                 continue
             symbols = _READERS[stage.decoder](work, pass_scale * stage.factor)
+            first = False
             if stage.accept is not None:
                 symbols = [symbol for symbol in symbols if stage.accept(symbol)]
             logger.debug(

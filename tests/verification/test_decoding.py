@@ -436,6 +436,47 @@ def test_positions_are_in_original_pixels_for_large_images():
     assert 1800 <= min(ys) and max(ys) <= 1800 + qr.height
 
 
+def _stages_run(caplog) -> list[str]:
+    """The cascade's stages that ran, from its debug log: ``"<stage> on <W>x<H>"``."""
+    return [r.getMessage().split(":")[0] for r in caplog.records
+            if r.name == "verification.decoding" and " code(s) in " in r.getMessage()]
+
+
+def test_a_photo_over_16_megapixels_is_read_scaled_down_not_at_full_size(caplog):
+    """A 48-megapixel photo whose code is too small for the first pass (1280 pixels) is read in
+    the second, scaled to 16 megapixels: its modules of 4 pixels are 2.3 there. The full size
+    (21 s of a worker for such a photo with no code) is never read."""
+    text = "https://example.com/a-small-code-on-a-large-photo"
+    qr = _qr(text, scale=4)
+    canvas = Image.new("L", (8000, 6000), 255)
+    canvas.paste(qr, (5200, 3900))
+    caplog.set_level("DEBUG", logger="verification.decoding")
+    (symbol,) = decode_array(np.asarray(canvas))
+    assert symbol.text == text
+    stages = _stages_run(caplog)
+    assert any(stage.endswith("on 1280x960") for stage in stages)  # the first pass found nothing
+    assert stages[-1] == "zxing-cpp on 4618x3464", stages  # the second, at 16 megapixels
+    assert not any("8000x6000" in stage for stage in stages)
+    xs = [x for x, _ in symbol.position]
+    assert 5200 <= min(xs) and max(xs) <= 5200 + qr.width  # positions still in the photo's pixels
+
+
+def test_no_stage_starts_after_the_time_budget(caplog):
+    """With no time left the cascade stops after its first stage (which always runs): a photo
+    with no code costs what was begun within the budget, and still nothing is reported."""
+    noise = np.random.default_rng(7).integers(0, 256, (1500, 2000), dtype=np.uint8)
+    caplog.set_level("DEBUG", logger="verification.decoding")
+    assert decode_array(noise, time_budget=float("inf")) == []
+    assert len(_stages_run(caplog)) == 8  # both passes, every stage but the upscale (large image)
+    caplog.clear()
+    assert decode_array(noise, time_budget=0.0) == []
+    assert _stages_run(caplog) == ["zxing-cpp on 1280x960"]
+    assert any("the cascade stops before pyzbar" in r.getMessage() for r in caplog.records)
+    # The first stage still reads what it can.
+    (symbol,) = decode_array(np.asarray(_qr("https://example.com/budget", scale=8)), time_budget=0.0)
+    assert symbol.text == "https://example.com/budget"
+
+
 # ------------------------------------------------------------------------------ phone photos
 
 
