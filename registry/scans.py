@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from sqlalchemy import delete, text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keys.encoding import utcnow
@@ -70,7 +69,10 @@ _BUMP_BATCH = RawQuery(
 # PostgreSQL takes each of these as one statement over arrays (one column each): a flush of a few
 # hundred events costs the server three statements instead of one per row (bench/http_load.py).
 # The serials are locked in id order first, as the row-by-row updates did, so that two servers
-# flushing the same serials queue instead of deadlocking.
+# flushing the same serials queue instead of deadlocking. The lock is FOR NO KEY UPDATE, what the
+# UPDATE itself takes: the events and client pairs inserted just before hold FOR KEY SHARE on the
+# same serials through their foreign keys, which FOR UPDATE conflicts with, so two servers' flushes
+# each waited for the other's (six deadlocks in 8 s of two workers, 2026-11-23).
 _PG_INSERT_EVENTS = RawQuery(
     "INSERT INTO scan_events (batch_id, serial_id, at, channel, client_hash, lat, lon, verdict) "
     "SELECT * FROM unnest(:batch_id::bigint[], :serial_id::bigint[], :at::timestamptz[], :channel::varchar[], "
@@ -82,12 +84,13 @@ _PG_BUMP_SERIALS = RawQuery(
     "WITH v AS (SELECT * FROM unnest(:id::bigint[], :n::bigint[], :new_clients::int[], :first::timestamptz[], "
     ":last::timestamptz[], :lat::float8[], :lon::float8[], :flag::varchar[]) "
     "AS v(id, n, new_clients, first, last, lat, lon, flag)), "
-    "locked AS (SELECT s.id FROM serials s WHERE s.id IN (SELECT id FROM v) ORDER BY s.id FOR UPDATE) "
+    "locked AS (SELECT s.id FROM serials s WHERE s.id IN (SELECT id FROM v) ORDER BY s.id FOR NO KEY UPDATE) "
     "UPDATE serials AS s SET scan_count = s.scan_count + v.n, distinct_clients = s.distinct_clients + v.new_clients, "
     "first_seen = COALESCE(s.first_seen, v.first), "
     "last_seen = CASE WHEN s.last_seen IS NULL OR s.last_seen < v.last THEN v.last ELSE s.last_seen END, "
     "last_lat = COALESCE(v.lat, s.last_lat), last_lon = COALESCE(v.lon, s.last_lon), "
     "flagged = COALESCE(s.flagged, v.flag) FROM v, locked WHERE s.id = v.id AND locked.id = v.id", binary=True)
+_WRITTEN_EPOCH = RawQuery("SELECT epoch FROM scan_writers WHERE id = :id")
 _MARK = RawQuery(
     "INSERT INTO scan_writers (id, epoch, updated_at) VALUES (:id, :epoch, :at) "
     "ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, updated_at = excluded.updated_at")
@@ -322,16 +325,32 @@ class ScanWriter:
                 self._mark(work, writer, epoch)
                 if own:
                     work.commit()
-            except SQLAlchemyError:
+            except Exception:
+                # Whatever failed (a lost connection fails the rollback too), the events are kept:
+                # put back to be written by the next flush, unless the commit landed before the
+                # connection was lost, which this writer's row then says.
                 if own:
-                    work.rollback()
-                self._put_back(events)
+                    _quietly(work.rollback)
+                if own and self._landed_anyway(writer, epoch):
+                    self._landed()
+                else:
+                    self._put_back(events)
                 raise
             finally:
                 if own:
-                    work.close()
+                    _quietly(work.close)
             self._landed()
             return len(events)
+
+    def _landed_anyway(self, writer: str, epoch: int) -> bool:
+        """Whether flush ``epoch`` was committed although its transaction reported a failure (read
+        on a new connection; when that fails too, it did not: the events are written again)."""
+        try:
+            with self._factory() as check:
+                row = _WRITTEN_EPOCH.first(check, {"id": writer})
+                return row is not None and row[0] >= epoch
+        except Exception:  # noqa: BLE001 - the database is still unreachable
+            return False
 
     def _mark(self, session: Session, writer: str, epoch: int) -> None:
         """This flush's number in this writer's row, in the flush's transaction; now and then,
@@ -395,7 +414,7 @@ class ScanWriter:
             self._wake.clear()
             try:
                 self.flush()
-            except SQLAlchemyError:
+            except Exception:  # noqa: BLE001 - the thread must outlive any failure of one flush
                 log.exception("writing scan events failed; they stay pending and are retried")
 
     def close(self) -> None:
@@ -408,10 +427,21 @@ class ScanWriter:
             self.flush()
 
     def _flush_at_exit(self) -> None:
-        try:
-            self.flush()
-        except (SQLAlchemyError, RuntimeError):
-            log.exception("scan events still pending at exit could not be written")
+        for attempt in (1, 2, 3):  # a lost connection or a lock conflict: the events are still pending
+            try:
+                self.flush()
+                return
+            except Exception:  # noqa: BLE001
+                if attempt == 3:
+                    log.exception("scan events still pending at exit could not be written")
+
+
+def _quietly(step: Callable[[], Any]) -> None:
+    """A rollback or close on a connection that may be gone: its failure changes nothing."""
+    try:
+        step()
+    except Exception:  # noqa: BLE001
+        log.debug("ignored a failure to end a failed scan flush's transaction", exc_info=True)
 
 
 #: Every writer of this process, re-keyed in a forked child by one hook (a getpid() per request,
