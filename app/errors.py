@@ -6,7 +6,9 @@ import logging
 from typing import Any
 
 from flask import Flask, jsonify, make_response, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from werkzeug.exceptions import Conflict as HttpConflict
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFound, RegistryError, Unauthorized
 
@@ -61,6 +63,21 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(exc.status, exc.code, exc.message, **exc.extra)
 
     app.register_error_handler(HTTPException, handle_http_error)
+
+    # The database's own refusals, when no service turned them into a RegistryError: a constraint
+    # met by a write made at the same time is a conflict to retry, and a deadlock, a lost
+    # connection or a busy database is the service being briefly unavailable, not a 500.
+    @app.errorhandler(IntegrityError)
+    def _integrity(exc: IntegrityError):
+        log.warning("a write on %s %s conflicted with another: %s", request.method, request.path, exc.orig)
+        return handle_http_error(HttpConflict("the request conflicts with a record written at the same time: "
+                                              "reload it and retry"))
+
+    @app.errorhandler(OperationalError)
+    def _unavailable(exc: OperationalError):
+        log.exception("the database refused %s %s", request.method, request.path)
+        return handle_http_error(ServiceUnavailable("the database is busy or unreachable: retry in a moment",
+                                                    retry_after=1))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -48,8 +48,8 @@ class TransparencyLog:
 
     # -- writing -------------------------------------------------------------------------------
     def lock(self) -> LogState:
-        state = self._session.execute(
-            select(LogState).where(LogState.id == 1).with_for_update()
+        state = self._session.execute(  # read afresh: sessions keep what they loaded across commits
+            select(LogState).where(LogState.id == 1).with_for_update().execution_options(populate_existing=True)
         ).scalar_one_or_none()
         if state is None:
             state = LogState(id=1, size=0)

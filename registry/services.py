@@ -209,6 +209,7 @@ class Registry:
                               code="BAD_PUBLIC_KEY", field="public_key") from None
             custodial = False
         kid = kid_for(raw)
+        self.log().lock()  # certifications one at a time: the same key offered twice at once is a 409
         if self.session.get(ProducerKey, kid) is not None:
             raise Conflict(f"key {kid} is already certified", code="KEY_EXISTS")
         now = self.clock()
@@ -231,7 +232,10 @@ class Registry:
 
     def revoke_key(self, actor: Actor, kid: str, *, compromised_at: datetime | None) -> ProducerKey:
         actor.require(Role.AUTHORITY)
-        key = self.session.get(ProducerKey, kid, with_for_update=True)
+        # The log first, as every writer of the log takes it: a registration holds it while its new
+        # batch's foreign key holds the key row, so locking the key first deadlocked with it.
+        self.log().lock()
+        key = self.session.get(ProducerKey, kid, with_for_update=True, populate_existing=True)
         if key is None:
             raise NotFound(f"no key {kid}", code="KEY_UNKNOWN")
         if key.status == "revoked":
@@ -476,8 +480,17 @@ class Registry:
         return {"id": producer.id, "name": producer.name, "country": producer.country,
                 "gs1_prefixes": producer.gs1_prefixes}
 
-    def owned_batch(self, actor: Actor, gtin: str, lot: str) -> Batch:
-        batch = self.batch(gtin, lot)
+    def owned_batch(self, actor: Actor, gtin: str, lot: str, *, lock: bool = False) -> Batch:
+        """The actor's batch; ``lock``: its row locked until the transaction ends and read afresh, so
+        that writers of its status and counts (serials, recall) take turns."""
+        if lock:
+            batch = self.session.execute(
+                select(Batch).where(Batch.gtin == gtin, Batch.lot == lot).with_for_update(key_share=True)
+                .execution_options(populate_existing=True)).scalar_one_or_none()
+            if batch is None:
+                raise NotFound(f"no batch {gtin} / {lot}", code="BATCH_UNKNOWN")
+        else:
+            batch = self.batch(gtin, lot)
         actor.require_producer(batch.producer_id)
         return batch
 
@@ -486,7 +499,10 @@ class Registry:
         actor.require(Role.PRODUCER, Role.AUTHORITY)
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_SERIALS_PER_REQUEST:
             raise Invalid(f"count must be between 1 and {MAX_SERIALS_PER_REQUEST}", code="BAD_COUNT", field="count")
-        batch = self.owned_batch(actor, gtin, lot)
+        # Locked: two requests at once both added their count to the same old serial_count (one
+        # count was lost, and paged label sheets refused the codes past it), and a recall racing in
+        # could still see serials issued after it.
+        batch = self.owned_batch(actor, gtin, lot, lock=True)
         if batch.status != "active":
             raise Conflict("the batch is recalled: no new serials", code="BATCH_RECALLED")
         key = self.session.get(ProducerKey, batch.kid)
@@ -593,7 +609,8 @@ class Registry:
         if len(reason) > MAX_RECALL_REASON:  # it goes into the transparency log, for good
             raise Invalid(f"a recall's reason is at most {MAX_RECALL_REASON:,} characters", code="TOO_LONG",
                           field="reason")
-        batch = self.owned_batch(actor, gtin, lot)
+        self.log().lock()  # then the batch, read afresh: two recalls at once had both been logged
+        batch = self.owned_batch(actor, gtin, lot, lock=True)
         if batch.status == "recalled":
             raise Conflict("the batch is already recalled", code="BATCH_RECALLED")
         now = self.clock()

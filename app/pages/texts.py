@@ -51,8 +51,10 @@ HTTP_ERROR = {
     403: N_("You are not allowed to do this."),
     404: N_("There is no page at this address. Check the link, or scan the code again."),
     405: N_("This page cannot be used that way. Go back and try again."),
+    409: N_("Someone else changed this at the same moment. Reload the page and try again."),
     429: N_("Too many requests from your connection. Please wait a minute and try again."),
     500: N_("An internal error occurred; it has been logged. Please try again later."),
+    503: N_("The service is busy for a moment. Please try again in a few seconds."),
 }
 TOO_LARGE = N_("What you sent is too large (at most %(mib)s MB).")
 #: A form sent without its session's CSRF token (a session that expired, a browser restarted).

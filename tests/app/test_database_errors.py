@@ -1,0 +1,69 @@
+"""The database's own refusals that no service foresaw reach clients as what they are: a write
+that met another one made at the same time is 409, a database that is busy, locked or whose
+connection was lost is 503 with Retry-After. Both had been 500 INTERNAL_ERROR (found by a
+concurrency audit on PostgreSQL, 2026-11-23). The errors here are the real database's."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from app.services import db_session
+from tests.conftest import PG_URL
+
+
+@pytest.fixture
+def routes(app):
+    @app.route("/api/v1/_test/write-twice")  # GET: routes outside the API blueprint need CSRF for POST
+    @app.route("/_test/write-twice", endpoint="write_twice_page")
+    def write_twice():
+        db_session().execute(text("INSERT INTO log_state (id, size) VALUES (1, 0)"))  # id 1 exists
+        db_session().flush()
+        return "unreachable"
+
+    @app.route("/api/v1/_test/database-gone")
+    def database_gone():
+        if PG_URL:  # the server ends this very connection
+            db_session().execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            return "unreachable"
+        # SQLite: another writer holds the write lock longer than this one waits for it
+        with app.extensions["engine"].connect() as connection:
+            sqlite = connection.connection.driver_connection  # not begun yet: wait 50 ms, not 30 s
+            sqlite.execute("PRAGMA busy_timeout = 50")
+            try:
+                connection.exec_driver_sql("UPDATE log_state SET size = size WHERE id = 1")
+            finally:
+                sqlite.execute("PRAGMA busy_timeout = 30000")
+        return "unreachable"
+
+    return app
+
+
+def test_a_write_that_met_another_is_409(routes, client):
+    with routes.app_context():
+        db_session().execute(text("INSERT INTO log_state (id, size) VALUES (1, 0) ON CONFLICT DO NOTHING"))
+        db_session().commit()
+    response = client.get("/api/v1/_test/write-twice")
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "CONFLICT"
+    page = client.get("/_test/write-twice", headers={"Accept": "text/html", "Accept-Language": "vi"})
+    assert page.status_code == 409
+    assert "Có người khác vừa thay đổi nội dung này cùng lúc" in page.get_data(as_text=True)
+    assert client.get("/api/v1/log/checkpoint").status_code in (200, 404)  # still serving
+
+
+def test_a_database_busy_or_gone_is_503_with_retry_after(routes, client, app):
+    holder = None
+    if not PG_URL:  # hold the write lock from another connection
+        holder = app.extensions["engine"].connect()
+        holder.begin()  # BEGIN IMMEDIATE: the write lock
+    try:
+        response = client.get("/api/v1/_test/database-gone")
+    finally:
+        if holder is not None:
+            holder.rollback()
+            holder.close()
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert response.headers["Retry-After"] == "1"
+    assert client.get("/api/v1/trust-list").status_code == 200  # the next request is served
