@@ -15,7 +15,7 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
-__all__ = ["api", "babel", "csrf", "rate_limit", "init_rate_limits"]
+__all__ = ["api", "babel", "csrf", "rate_limit", "config_limit", "init_rate_limits"]
 
 api = Api()
 babel = Babel()
@@ -34,10 +34,17 @@ def _items(text: str) -> tuple[RateLimitItem, ...]:
     return tuple(parse_many(text))
 
 
-def rate_limit(limit_value: str | Callable[[], str], *, methods: list[str] | None = None) -> Callable:
+def config_limit(name: str) -> Callable[[], str]:
+    """A limit read from the app's config at each request (``VERIFY_RATE_LIMIT``...)."""
+    return lambda: current_app.config[name]
+
+
+def rate_limit(limit_value: str | Callable[[], str], *, methods: list[str] | None = None,
+               scope: str | None = None) -> Callable:
     """Limit a view per client address (``"120/minute"``, or a callable giving it from the config);
     over the limit the request gets a 429 with ``Retry-After``. Skipped outright when rate limits
-    are off (``RATE_LIMITS=off``).
+    are off (``RATE_LIMITS=off``). Views of one ``scope`` share their counters (the API's and the
+    pages' ways of doing the same thing), otherwise each endpoint has its own.
 
     Built on ``limits``, the library Flask-Limiter itself uses: Flask-Limiter's per-request work
     (resolving limits and exemptions twice, and a second storage read for the X-RateLimit headers
@@ -49,7 +56,8 @@ def rate_limit(limit_value: str | Callable[[], str], *, methods: list[str] | Non
             app = current_app
             if app.config["RATELIMIT_ENABLED"] and (methods is None or request.method in methods):
                 limiter: FixedWindowRateLimiter = app.extensions["rate_limiter"]
-                identity = (app.config["RATELIMIT_KEY_PREFIX"], request.endpoint or "", request.remote_addr or "")
+                identity = (app.config["RATELIMIT_KEY_PREFIX"], scope or request.endpoint or "",
+                            request.remote_addr or "")
                 text = limit_value() if callable(limit_value) else limit_value
                 for item in _items(text):
                     if not limiter.hit(item, *identity):

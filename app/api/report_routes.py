@@ -82,7 +82,7 @@ _PHOTO_FORM = {"type": "object", "required": ["where_kind"], "properties": {
 
 @bp.route("/reports", methods=["POST"])
 @allow_report_body
-@rate_limit(report_limit)
+@rate_limit(report_limit, scope="report")  # shared with the report form
 @bp.arguments(ReportFormSchema, location="form")
 @bp.response(201, ReportCreatedSchema)
 @bp.doc(requestBody={"content": {"multipart/form-data": {"schema": _PHOTO_FORM}}})

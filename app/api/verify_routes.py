@@ -11,13 +11,9 @@ from verification.services import verify_image
 from app.api import bp
 from app.api.schemas import Strict
 from app.errors import ApiError, summary
-from app.extensions import rate_limit
+from app.extensions import config_limit, rate_limit
 from app.presenters import image_verification_json, verification_json
 from app.services import scan_context, verification_reader, verifier
-
-
-def _verify_limit() -> str:
-    return current_app.config["VERIFY_RATE_LIMIT"]
 
 
 _CODE_MAX, _CLIENT_MAX = 4096, 128
@@ -81,7 +77,7 @@ def _query_args() -> dict:
 
 
 @bp.route("/verify", methods=["GET"])
-@rate_limit(_verify_limit)
+@rate_limit(config_limit("VERIFY_RATE_LIMIT"), scope="verify")  # shared with the pages' checks
 @bp.doc(parameters=[{"in": "query", "schema": VerifyArgsSchema}])
 @bp.response(200, VerificationSchema)
 def verify_text():
@@ -93,7 +89,7 @@ def verify_text():
 
 
 @bp.route("/verify/image", methods=["POST"])
-@rate_limit(_verify_limit)
+@rate_limit(config_limit("VERIFY_RATE_LIMIT"), scope="verify-image")
 @bp.arguments(ImageFormSchema, location="form")
 @bp.response(200, ImageVerificationSchema)
 @bp.doc(requestBody={"content": {"multipart/form-data": {"schema": {

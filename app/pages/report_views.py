@@ -37,7 +37,7 @@ def _report_body_limit(endpoint, _values) -> None:
 
 
 @bp.route("/report", methods=["POST"])
-@rate_limit(report_limit, methods=["POST"])
+@rate_limit(report_limit, methods=["POST"], scope="report")  # shared with POST /api/v1/reports
 def report_submit():
     values = {name: (request.form.get(name) or "").strip() for name in FIELDS}
     photos = [f.read() for f in request.files.getlist("photo") if f and f.filename]

@@ -10,6 +10,7 @@ from verification.decoding import ImageRejected, NotAnImage
 from verification.services import verify_image
 from verification.verdicts import Verdict
 
+from app.extensions import config_limit, rate_limit
 from app.i18n import LANG_COOKIE, LANGUAGES
 from app.pages import bp
 from app.pages.render import decisive_code, render_scan, verdict_page
@@ -58,6 +59,7 @@ def _linkset(result: dict, text: str) -> dict:
 
 
 @bp.route("/01/<path:rest>")
+@rate_limit(config_limit("VERIFY_RATE_LIMIT"), scope="verify")  # with the API's
 def digital_link(rest: str):
     text = _digital_link_text()
     verification_reader()
@@ -74,6 +76,7 @@ def digital_link(rest: str):
 
 
 @bp.route("/check", methods=["GET"])
+@rate_limit(config_limit("VERIFY_RATE_LIMIT"), scope="verify")  # with the API's
 def check_text():
     """A code typed by hand (works without JavaScript)."""
     text = (request.args.get("code") or "").strip()[:4096]
@@ -85,6 +88,7 @@ def check_text():
 
 
 @bp.route("/check", methods=["POST"])
+@rate_limit(config_limit("VERIFY_RATE_LIMIT"), scope="verify-image")  # with the API's
 def check_photo():
     """The photo form of the scan page (works without JavaScript): the server renders the verdict."""
     upload = request.files.get("image")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -49,6 +50,40 @@ def test_verify_is_limited_with_a_json_429(tmp_path):
     assert "3 per 1 minute" in r.get_json()["error"]["message"]
     other = limited.test_client().post("/api/v1/verify/image")  # another endpoint: a count of its own
     assert other.status_code != 429
+
+
+def test_the_pages_checks_share_the_apis_limit(tmp_path):
+    """The verdict pages verify like the API (a Digital Link opened by a phone's camera, a code typed
+    by hand, a photo sent by the form): they count against the same limit, per kind of check, so
+    the pages are no way around it. An address had checked photos without any limit."""
+    limited = create_app(_config(tmp_path))
+    init_instance(limited)
+    client = limited.test_client()
+    statuses = [client.get("/api/v1/verify?code=8936000010010").status_code,
+                client.get("/check?code=8936000010010").status_code,
+                client.get("/01/08936000010010").status_code]
+    assert statuses == [200, 200, 200]
+    for blocked in ("/api/v1/verify?code=8936000010010", "/check?code=8936000010010", "/01/08936000010010"):
+        assert client.get(blocked, headers={"Accept": "text/html"}).status_code == 429, blocked
+    page = client.get("/01/08936000010010", headers={"Accept": "text/html", "Accept-Language": "vi"})
+    assert "Có quá nhiều yêu cầu từ kết nối của bạn" in page.get_data(as_text=True) and page.headers["Retry-After"]
+    # Photos have their own count, shared by the API and the page's form (CSRF token from the page).
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
+    photo = [client.post("/check", data={"csrf_token": token}).status_code for _ in range(3)]
+    assert photo == [400, 400, 400]  # no photo in the form: a clear 400, but counted
+    assert client.post("/api/v1/verify/image").status_code == 429
+    assert client.post("/check", data={"csrf_token": token}).status_code == 429
+
+
+def test_the_report_form_and_api_share_one_limit(tmp_path):
+    limited = create_app(_config(tmp_path, REPORT_RATE_LIMIT="2/hour"))
+    init_instance(limited)
+    client = limited.test_client()
+    assert client.post("/api/v1/reports", data={}).status_code == 422  # counted, though refused
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/report").get_data(as_text=True)).group(1)
+    assert client.post("/report", data={"csrf_token": token}).status_code != 429
+    assert client.post("/api/v1/reports", data={}).status_code == 429
+    assert client.post("/report", data={"csrf_token": token}).status_code == 429
 
 
 def test_limits_are_shared_between_app_servers_through_redis(tmp_path):
