@@ -1,8 +1,10 @@
 """Exports for partner agencies: CSV lists and GS1 EPCIS 2.0 JSON-LD events.
 
 CSV exports (batches, recalls, confirmed cases, violators in force) are generators of lines, so
-a large export streams in constant memory. Free-text cells that a spreadsheet would run as a
-formula (``=``, ``+``, ``-``, ``@`` first) are prefixed with an apostrophe.
+a large export streams in constant memory. Cells that a spreadsheet would run as a formula
+(``=``, ``+``, ``-``, ``@``, a tab or a carriage return first) are prefixed with an apostrophe,
+identifiers included: a lot or a serial may begin with any of these (GS1's character set 82), and
+a shopper's report brings codes nobody checked; the exact values are in the EPCIS export.
 
 The EPCIS export turns scan events and recalls into ObjectEvents of an ``EPCISDocument``:
 a verified unit is identified by its GS1 Digital Link URI on ``id.gs1.org`` in ``epcList``, a
@@ -56,7 +58,7 @@ _EVENT_NAMESPACE = uuid.UUID("6f1c2a4e-8d0b-5b7e-9a53-2f7c0e4d1b90")
 MAX_EPCIS_EVENTS = 100_000
 READERS = (Role.AUTHORITY, Role.INSPECTOR, Role.PARTNER)
 
-#: Columns of each CSV export; identifier columns are written as they are, text cells are defused.
+#: Columns of each CSV export.
 CSV_EXPORTS: dict[str, tuple[str, ...]] = {
     "batches": ("gtin", "lot", "producer_id", "producer_name", "product_name", "brand", "category",
                 "facility_name", "facility_country", "production_date", "expiry_date", "quantity", "status",
@@ -67,18 +69,17 @@ CSV_EXPORTS: dict[str, tuple[str, ...]] = {
     "violators": ("id", "name", "tax_code", "product", "place", "decision_ref", "decided_on", "title",
                   "published_at", "log_index"),
 }
-_IDENTIFIERS = frozenset({"gtin", "lot", "serial", "producer_id", "kid", "case_number", "id", "log_index"})
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(column: str, value: Any) -> Any:
+def _cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, datetime):
         return rfc3339(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    if isinstance(value, str) and column not in _IDENTIFIERS and value.startswith(_FORMULA_START):
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value
 
@@ -96,7 +97,7 @@ def csv_lines(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator
 
     yield line(columns)
     for row in rows:
-        yield line([_cell(c, v) for c, v in zip(columns, row)])
+        yield line([_cell(v) for v in row])
 
 
 def serial_uri(gtin: str, lot: str, serial: str) -> str:

@@ -63,6 +63,21 @@ def _csv(service, actor, name):
     return list(csv.reader(io.StringIO("".join(service.csv(actor, name)))))
 
 
+def test_identifiers_a_spreadsheet_would_run_are_defused_too(registry, session, world):
+    """A lot may begin with '=' (GS1's character set 82 allows it) and a shopper's report brings
+    codes nobody checked: an identifier column is no safer than a text one."""
+    producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
+    registry.register_batch(producer, batch_data(lot='=HYPERLINK("//e.vn")'))
+    session.add(Report(case_number="VN-2026-000009", code="x", gtin=GTIN, lot="=1+2", serial="+1-1",
+                       producer_id=world.producer_id, verdict="counterfeit", status="confirmed", created_at=utcnow()))
+    session.flush()
+    service = ExportService(session)
+    batches = _csv(service, PARTNER, "batches")
+    assert [r[1] for r in batches[1:]] == ["'=HYPERLINK(\"//e.vn\")"]
+    case = dict(zip(*_csv(service, PARTNER, "cases")))
+    assert (case["lot"], case["serial"]) == ("'=1+2", "'+1-1")
+
+
 def test_vendored_schema_is_the_standards_file():
     shared = SHARED / "epcis" / "EPCIS-JSON-Schema.json"
     if shared.exists():
