@@ -332,7 +332,9 @@ def register_verify_cli(app: Flask) -> None:
     @click.option("--json", "as_json", is_flag=True, help="print the same JSON as the API")
     @click.option("--offline", is_flag=True, help="no database, no network: check against a trust list")
     @click.option("--trust-list", "trust_list_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option("--authority-key", default=None, help="pin the authority public key (base64url)")
+    @click.option("--authority-key", default=None,
+                  help="the authority public key (base64url) the trust list must be signed with; "
+                       "default: this instance's own authority key")
     def verify_command(image_or_text: str, as_json: bool, offline: bool, trust_list_file: Path | None,
                        authority_key: str | None) -> None:
         """Verify a photo (a file path) or a decoded text, online or --offline."""
@@ -346,7 +348,15 @@ def register_verify_cli(app: Flask) -> None:
         if offline:
             if trust_list_file is None:
                 raise click.UsageError("--offline needs --trust-list FILE (get it with `python -m app trust-list`)")
-            if authority_key is not None:
+            if authority_key is None:
+                # Never the list's own key: a list signed by anyone would be trusted (a forged list
+                # made counterfeits 'genuine' offline). This instance's authority, or an explicit pin.
+                authority_key = _instance_authority_key()
+                if authority_key is None:
+                    raise _error("AUTHORITY_KEY_REQUIRED",
+                                 "--offline needs the authority's public key to trust a list: give --authority-key "
+                                 "(base64url; authority.public_key in GET /api/v1/trust-list of the real service)")
+            else:
                 from keys.signing import public_key_from_raw
 
                 try:
@@ -403,6 +413,17 @@ def register_verify_cli(app: Flask) -> None:
         if offline:
             click.echo(f"checked offline against the trust list issued {lookup.issued_at.isoformat()}; "
                        "recalls since then and cloned serials cannot be known offline")
+
+
+def _instance_authority_key() -> str | None:
+    """This instance's authority public key (base64url), or None when it has none it can open."""
+    from keys.encoding import b64url_encode
+    from keys.errors import KeyStoreError
+
+    try:
+        return b64url_encode(current_app.extensions["keystore"].load(AUTHORITY_KEY_NAME).public_raw)
+    except KeyStoreError:
+        return None
 
 
 def register_import_cli(app: Flask) -> None:

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from app.config import ConfigError, load_config
 from registry.models import LogEntry
 from registry.services import TokenService
+from tests.conftest import GTIN, TEST_PASSPHRASE
 
 
 def test_init_is_idempotent(runner):
@@ -327,6 +328,43 @@ def test_verify_offline_names_a_malformed_authority_key(runner, world, tmp_path,
     line = _refused(runner.invoke(args=["verify", "hello", "--offline", "--trust-list", str(trust_list),
                                         "--authority-key", key]), "BAD_AUTHORITY_KEY", "--authority-key is malformed")
     assert "trust list" not in line
+
+
+def test_verify_offline_never_trusts_a_lists_own_key(runner, registry, world, tmp_path):
+    """A list signed by someone else, with that someone's key inside, and a code signed with a key it
+    lists: without --authority-key the instance's own authority is the pin, so the list is refused.
+    It had been loaded, and the forged code answered 'genuine' offline."""
+    from keys.encoding import b64url_encode
+    from keys.signing import Signer, sign, sign_code
+    from verification.digital_link import build_url
+
+    impostor, forger = Signer.generate(), Signer.generate()
+    forged = {k: v for k, v in registry.trust_list().items() if k != "sig"}
+    forged["authority"] = {"kid": impostor.kid, "public_key": b64url_encode(impostor.public_raw)}
+    forged["producers"] = [{**forged["producers"][0], "keys": [{
+        **forged["producers"][0]["keys"][0], "kid": forger.kid, "public_key": b64url_encode(forger.public_raw)}]}]
+    trust_list = tmp_path / "forged.json"
+    trust_list.write_text(json.dumps(sign(forged, impostor)))
+    code = build_url("https://verify.example.vn", gtin=GTIN, lot="FAKE1", serial="NEVERISSUED",
+                     s=sign_code(forger, gtin=GTIN, lot="FAKE1", serial="NEVERISSUED", exp=None))
+    _refused(runner.invoke(args=["verify", code, "--offline", "--trust-list", str(trust_list)]),
+             "TRUST_LIST_INVALID", "trust list refused")
+    pinned = runner.invoke(args=["verify", code, "--offline", "--json", "--trust-list", str(trust_list),
+                                 "--authority-key", b64url_encode(impostor.public_raw)])
+    assert json.loads(pinned.output[pinned.output.index("{"):pinned.output.rindex("}") + 1])["verdict"] == "genuine"
+
+
+def test_verify_offline_without_an_authority_key_to_pin_is_refused(tmp_path):
+    """On a machine with no initialised instance (an inspector's laptop) the pin must be given."""
+    from app import create_app
+
+    bare = create_app({"INSTANCE_DIR": tmp_path / "bare", "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
+                       "SCAN_SALT": "s", "DATABASE_URL": f"sqlite:///{tmp_path / 'bare.db'}"})
+    trust_list = tmp_path / "tl.json"
+    trust_list.write_text("{}")
+    _refused(bare.test_cli_runner().invoke(args=["verify", "hello", "--offline", "--trust-list", str(trust_list)]),
+             "AUTHORITY_KEY_REQUIRED", "--authority-key")
+    bare.extensions["engine"].dispose()
 
 
 def test_verify_offline_refuses_a_malformed_trust_list_with_its_code(runner, tmp_path):
