@@ -19,7 +19,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from keys.encoding import utcnow
@@ -155,6 +155,12 @@ class ReportService:
         ).scalar_one()
 
     def check_flood(self, client_hash: str | None) -> None:
+        """Refuse past the hourly limit. On PostgreSQL one client's reports take turns until each
+        is committed (a lock on its hash): twelve sent at once had all counted the same earlier
+        ones, and ten were stored against a limit of five. SQLite's writers take turns anyway."""
+        if client_hash and self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:client, 0))"),
+                                 {"client": "report:" + client_hash})
         if client_hash and self.recent_count(client_hash) >= self.limits.per_client_per_hour:
             raise TooManyReports(f"at most {self.limits.per_client_per_hour} reports an hour from one device; "
                                  "please try again later", code="TOO_MANY_REPORTS")

@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from registry.errors import Conflict
-from registry.models import Batch, LogEntry, Serial
+from registry.reports import ReportInput, ReportLimits, ReportService, TooManyReports
+from registry.models import Batch, LogEntry, Report, Serial
 from registry.services import SYSTEM, Actor, Registry, Role
 from tests.conftest import GTIN, batch_data
 
@@ -97,3 +98,17 @@ def test_a_revocation_waits_for_a_registration_instead_of_deadlocking(registry, 
     thread.join()
     assert "error" not in outcome, outcome
     assert registry.session.get(Batch, registry.batch(GTIN, "LOT-2").id) is not None
+
+
+def test_one_clients_reports_sent_at_once_keep_to_its_limit(session, second):
+    limits = ReportLimits(per_client_per_hour=1)
+    report = ReportInput.from_mapping({"code": "8936000010010", "where_kind": "market", "where_text": "Chợ Lớn"}, [])
+    ReportService(session, limits=limits).create(report, client_hash="c" * 32)
+    thread, outcome = _in_thread(lambda: ReportService(second.session, limits=limits).create(report,
+                                                                                               client_hash="c" * 32))
+    time.sleep(WAIT)
+    session.commit()
+    thread.join()
+    assert isinstance(outcome.get("error"), TooManyReports), outcome
+    second.session.rollback()
+    assert session.scalar(select(func.count()).select_from(Report)) == 1
