@@ -140,12 +140,14 @@ def register_cli(app: Flask) -> None:
     @token.command("revoke")
     @click.argument("token_id", type=int)
     def token_revoke(token_id: int) -> None:
-        """Revoke a token by its id."""
+        """Revoke a token by its id, and the tokens it created."""
+        from registry.accounts import TokenAdmin
+
         if token_id > MAX_ROW_ID:
             _fail(NotFound(f"no token {token_id} (token ids go up to {MAX_ROW_ID})"))
         with _session() as session:
             try:
-                TokenService(session).revoke(token_id)
+                TokenAdmin(session).revoke(SYSTEM, token_id)  # with the tokens it created
             except RegistryError as exc:
                 _fail(exc)
             session.commit()

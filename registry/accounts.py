@@ -60,6 +60,24 @@ def _audit(session: Session, at: datetime, actor: Actor | str, action: str, targ
     session.add(AuditEvent(at=at, actor=name, action=action, target=target, detail=detail))
 
 
+def _revoke_created(session: Session, at: datetime, actor: Actor | str, creators: Any, *, because: str) -> None:
+    """Revoke the tokens that ``creators`` (a condition on ``ApiToken``) selects, then the tokens
+    those created, and so on: a token must not outlive the token or the person that created it.
+    The walk goes on through tokens revoked already (``token revoke`` on the CLI revokes one alone)."""
+    condition = creators
+    while True:
+        rows = list(session.execute(select(ApiToken).where(condition).order_by(ApiToken.id)
+                                    .with_for_update()).scalars())
+        if not rows:
+            return
+        for row in rows:
+            if row.revoked_at is None:
+                row.revoked_at = at
+                _audit(session, at, actor, "token.revoke", f"token:{row.id}",
+                       because=f"token:{row.created_by_token_id}" if row.created_by_token_id else because)
+        condition = ApiToken.created_by_token_id.in_([row.id for row in rows])
+
+
 class AccountService:
     """Users of the portals: create, authenticate, lock out, change password, deactivate.
 
@@ -110,16 +128,27 @@ class AccountService:
         password gives a new stamp, which ends every session that logged in with the old one."""
         return hashlib.sha256(user.password_hash.encode("utf-8")).hexdigest()[:32]
 
-    def actor(self, user_id: int, *, stamp: str | None = None) -> Actor:
+    def actor(self, user_id: int, *, stamp: str | None = None, epoch: int | None = None) -> Actor:
         """The actor behind a logged-in session (the session stores the user id and, with
-        ``stamp``, the password's stamp at login): refuse if deactivated, or if the password
-        changed since."""
+        ``stamp`` and ``epoch``, the password's stamp and the user's ``session_epoch`` at login):
+        refuse if deactivated, if the password changed since, or if the user logged out since."""
         user = self.get(user_id)
         if not user.active:
             raise Unauthorized("this account has been deactivated", code="ACCOUNT_INACTIVE")
         if stamp is not None and not hmac.compare_digest(stamp, self.session_stamp(user)):
             raise Unauthorized("the password was changed after this session logged in", code="SESSION_ENDED")
+        if epoch is not None and epoch != user.session_epoch:
+            raise Unauthorized("this account logged out after this session logged in", code="SESSION_LOGGED_OUT")
         return self.actor_for(user)
+
+    def log_out(self, user_id: int) -> None:
+        """End every session of this user, the one logging out included. A session is a signed
+        cookie, not a stored record: clearing the browser's copy leaves any other copy working, so
+        the end is written here (``session_epoch``, which ``actor`` compares)."""
+        user = self.get(user_id)
+        user.session_epoch = User.session_epoch + 1
+        _audit(self.session, self.clock(), f"user:{user.username}", "user.logout", f"user:{user.username}")
+        self.session.flush()
 
     @staticmethod
     def view(user: User) -> dict[str, Any]:
@@ -231,13 +260,24 @@ class AccountService:
         self.session.flush()
 
     def change_password(self, actor: Actor, username: str, *, old_password: str | None, new_password: str) -> User:
-        """A user changes their own password (the old one required); the authority resets anyone's."""
+        """A user changes their own password (the old one required); the authority resets anyone's.
+
+        A wrong old password is a failed login, with the same lock-out (``Forbidden``,
+        ``INVALID_CREDENTIALS`` or ``ACCOUNT_LOCKED``): otherwise whoever holds a session could try
+        passwords here without limit. Commit after it raised, as after ``authenticate``."""
         user = self._user(username, lock=True)
         own = actor.name == f"user:{user.username}"
         if not own:
             actor.require(Role.AUTHORITY)
-        elif not self._verify(user.password_hash, old_password or ""):
-            raise Forbidden("the current password is wrong", code="INVALID_CREDENTIALS")
+        else:
+            now = self.clock()
+            old_password = old_password if isinstance(old_password, str) else ""
+            if user.locked_until is not None and user.locked_until > now:
+                raise Forbidden("too many failed attempts: this account is locked for a while; try again later",
+                                code="ACCOUNT_LOCKED")
+            if len(old_password) > MAX_PASSWORD_LENGTH or not self._verify(user.password_hash, old_password):
+                self._fail(user, now)
+                raise Forbidden("the current password is wrong", code="INVALID_CREDENTIALS")
         self._check_password(new_password, "new_password")
         user.password_hash = self.hasher.hash(new_password)
         user.failed_logins = 0
@@ -257,12 +297,18 @@ class AccountService:
         return user
 
     def deactivate(self, actor: Actor, username: str) -> User:
+        """The account can no longer log in; its sessions end for good (a reactivation does not
+        bring them back) and the API tokens it created are revoked, with those they created."""
         actor.require(Role.AUTHORITY)
         user = self._user(username, lock=True)
         if actor.name == f"user:{user.username}":
             raise Conflict("you cannot deactivate your own account", code="SELF_DEACTIVATION")
+        now = self.clock()
         user.active = False
-        _audit(self.session, self.clock(), actor, "user.deactivate", f"user:{user.username}")
+        user.session_epoch = User.session_epoch + 1
+        _audit(self.session, now, actor, "user.deactivate", f"user:{user.username}")
+        _revoke_created(self.session, now, actor, ApiToken.created_by_user_id == user.id,
+                        because=f"user:{user.username}")
         self.session.flush()
         return user
 
@@ -289,7 +335,9 @@ class TokenAdmin:
 
     def create(self, actor: Actor, *, role: Role | str, producer_id: str | None = None, label: str = "",
                days: int | None = DEFAULT_TOKEN_DAYS) -> tuple[str, ApiToken]:
-        """Return the token (to show once) and its row. Every token made here expires."""
+        """Return the token (to show once) and its row. Every token made here expires; one made
+        by a token expires no later than that token (``days`` is cut short to it, which the row's
+        ``expires_at`` shows), so a short-lived token cannot mint a long-lived one."""
         actor.require(Role.AUTHORITY, Role.PRODUCER)
         try:
             role = Role(role)
@@ -305,8 +353,17 @@ class TokenAdmin:
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_TOKEN_DAYS:
             raise Invalid(f"a token lasts between 1 and {MAX_TOKEN_DAYS} days", code="BAD_EXPIRY", field="days")
         now = self.clock()
+        expires_at = now + timedelta(days=days)
+        kind, _, name = actor.name.partition(":")
+        by_token = self.session.get(ApiToken, int(name)) if kind == "token" and name.isdigit() else None
+        by_user = (self.session.execute(select(User).where(User.username == name)).scalar_one_or_none()
+                   if kind == "user" else None)
+        if by_token is not None and by_token.expires_at is not None:
+            expires_at = min(expires_at, by_token.expires_at)
         plain, row = self.tokens.create(role=role, producer_id=producer_id, label=(label or "").strip()[:100],
-                                        expires_at=now + timedelta(days=days))
+                                        expires_at=expires_at)
+        row.created_by_token_id = by_token.id if by_token is not None else None
+        row.created_by_user_id = by_user.id if by_user is not None else None
         _audit(self.session, now, actor, "token.create", f"token:{row.id}", role=role.value, producer_id=producer_id,
                expires_at=rfc3339(row.expires_at))
         self.session.flush()
@@ -327,6 +384,7 @@ class TokenAdmin:
         return list(self.session.execute(stmt).scalars())
 
     def revoke(self, actor: Actor, token_id: int) -> ApiToken:
+        """Revoke a token and, with it, the tokens it created (and theirs)."""
         actor.require(Role.AUTHORITY, Role.PRODUCER)
         row = self.session.get(ApiToken, token_id, with_for_update=True)
         if row is None:
@@ -336,6 +394,8 @@ class TokenAdmin:
             raise Conflict(f"token {token_id} is already revoked", code="TOKEN_ALREADY_REVOKED")
         row.revoked_at = self.clock()
         _audit(self.session, row.revoked_at, actor, "token.revoke", f"token:{row.id}")
+        _revoke_created(self.session, row.revoked_at, actor, ApiToken.created_by_token_id == row.id,
+                        because=f"token:{row.id}")
         self.session.flush()
         return row
 

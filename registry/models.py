@@ -201,6 +201,9 @@ class Checkpoint(Base):
 
 
 class ApiToken(Base):
+    """A bearer token. Who created it (a person, or a token: ``TokenAdmin.create``) is kept so
+    that revoking a token, or deactivating a person, revokes what they created (migration 0006)."""
+
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -211,6 +214,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    created_by_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"), index=True)
 
 
 class ScanEvent(Base):
@@ -320,6 +325,9 @@ class User(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Counts the ends of all this user's sessions (logout, deactivation): a session keeps the
+    # value it logged in with and is over once the two differ (AccountService.actor).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Inspection(Base):

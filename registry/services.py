@@ -710,8 +710,3 @@ class TokenService:
             raise Unauthorized("the bearer token has expired", code="TOKEN_EXPIRED")
         return Actor(role=Role(row.role), producer_id=row.producer_id, name=f"token:{row.id}")
 
-    def revoke(self, token_id: int) -> None:
-        row = self.session.get(ApiToken, token_id)
-        if row is None:
-            raise NotFound(f"no token {token_id}")
-        row.revoked_at = self.clock()

@@ -1,18 +1,25 @@
 """Portal sessions: log in with a username and a password, log out, and ``login_required``.
 
 The Flask session cookie (HttpOnly, SameSite=Lax, Secure in production) holds the user id, a
-per-login nonce and the password's stamp (``AccountService.session_stamp``); the session is
-cleared on every login and logout, so a session id planted before login is worth nothing. The
-``Actor`` is loaded again on every request (``AccountService.actor``): a deactivated account is
-logged out at its next click, and so is every other session of a user whose password changed
-(the user's own, or reset by the registry); the session that changed it goes on.
+per-login nonce, the password's stamp (``AccountService.session_stamp``), the user's session
+epoch and the time of login; the session is cleared on every login and logout, so a session id
+planted before login is worth nothing. The ``Actor`` is loaded again on every request
+(``AccountService.actor``): a deactivated account is logged out at its next click, and so is
+every other session of a user whose password changed (the user's own, or reset by the
+registry); the session that changed it goes on.
+
+The cookie is signed, not stored, so clearing it in the browser would leave a copy of it
+working: logging out also moves the user's session epoch on the server, which ends every
+session of that user (on every device, not only this one). A session ends anyway
+``PORTAL_SESSION_LIFETIME`` (12 hours) after its login, however active it is.
 """
 
 from __future__ import annotations
 
 import functools
 import secrets
-from datetime import date
+import time
+from datetime import date, timedelta
 from typing import Callable, TypeVar
 from urllib.parse import urlparse
 
@@ -28,14 +35,17 @@ from app.portal import bp
 from app.services import account_service, db_session, registry
 
 __all__ = ["login_required", "current_actor", "nav_links", "home_endpoint", "SESSION_USER", "SESSION_NONCE",
-           "SESSION_STAMP"]
+           "SESSION_STAMP", "SESSION_EPOCH", "SESSION_SINCE"]
 
 F = TypeVar("F", bound=Callable)
 
 SESSION_USER = "portal_uid"
 SESSION_NONCE = "portal_nonce"
 SESSION_STAMP = "portal_stamp"  # the password's stamp at login: a new password ends the other sessions
+SESSION_EPOCH = "portal_epoch"  # the user's session epoch at login: a logout ends every session
+SESSION_SINCE = "portal_since"  # the time of login (Unix seconds), for the absolute lifetime
 DEFAULT_LOGIN_LIMIT = "10/minute"
+DEFAULT_SESSION_LIFETIME = timedelta(hours=12)
 
 LOGIN_ERROR = {
     "INVALID_CREDENTIALS": N_("The username or the password is wrong."),
@@ -47,7 +57,10 @@ NOTICE = {
     "inactive": N_("Your account has been deactivated. Ask the registry if this is a mistake."),
     "password": N_("The password of this account was changed. Please log in with the new one."),
     "logout": N_("You have logged out."),
+    "logged_out": N_("This account was logged out, which ends its sessions on every device. Please log in again."),
+    "expired": N_("Your session has expired. Please log in again."),
 }
+ENDED_NOTICE = {"SESSION_ENDED": "password", "SESSION_LOGGED_OUT": "logged_out"}
 
 #: Navigation per role: (endpoint, label). Links whose view does not exist (yet) are left out.
 ROLE_NAV: dict[Role, tuple[tuple[str, str], ...]] = {
@@ -81,14 +94,20 @@ def _load_actor() -> Actor | None:
     """The session's actor, or None (not logged in, or the account is gone or deactivated)."""
     if "actor" in g:
         return g.actor
-    user_id = session.get(SESSION_USER)
-    if not isinstance(user_id, int) or not session.get(SESSION_NONCE) or not session.get(SESSION_STAMP):
-        return None  # not logged in (or logged in before sessions carried the password's stamp)
+    user_id, epoch, since = session.get(SESSION_USER), session.get(SESSION_EPOCH), session.get(SESSION_SINCE)
+    if (not isinstance(user_id, int) or not session.get(SESSION_NONCE) or not session.get(SESSION_STAMP)
+            or not isinstance(epoch, int) or not isinstance(since, int)):
+        return None  # not logged in (or logged in before sessions carried all of these)
+    lifetime = current_app.config.get("PORTAL_SESSION_LIFETIME", DEFAULT_SESSION_LIFETIME)
+    if time.time() - since > lifetime.total_seconds():
+        session.clear()
+        g.portal_ended = "expired"
+        return None
     try:
-        actor = account_service().actor(user_id, stamp=session[SESSION_STAMP])
+        actor = account_service().actor(user_id, stamp=session[SESSION_STAMP], epoch=epoch)
     except (NotFound, Unauthorized) as exc:
         session.clear()
-        g.portal_ended = "password" if getattr(exc, "code", None) == "SESSION_ENDED" else "inactive"
+        g.portal_ended = ENDED_NOTICE.get(getattr(exc, "code", None), "inactive")
         return None
     g.actor = actor
     g.portal_user_id = user_id
@@ -180,12 +199,19 @@ def login_submit():
     session[SESSION_USER] = user.id
     session[SESSION_NONCE] = secrets.token_urlsafe(16)
     session[SESSION_STAMP] = AccountService.session_stamp(user)
+    session[SESSION_EPOCH] = user.session_epoch
+    session[SESSION_SINCE] = int(time.time())
     g.actor = actor
     return redirect(target or url_for(home_endpoint(actor.role)), code=303)
 
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    """End the session here and on the server: every session of this user ends (a copy of the
+    cookie would otherwise go on working)."""
+    if _load_actor() is not None:
+        account_service().log_out(g.portal_user_id)
+        db_session().commit()
     session.clear()
     return redirect(url_for("portal.login", notice="logout"), code=303)
 
@@ -218,8 +244,10 @@ def account():
             try:
                 changed = account_service().change_password(actor, actor.name.removeprefix("user:"),
                                                              old_password=old, new_password=new)
-            except Forbidden:
-                errors["old_password"] = N_("The current password is wrong.")
+            except Forbidden as exc:
+                db_session().commit()  # the failure counts (and may lock the account), as at login
+                errors["old_password"] = (LOGIN_ERROR["ACCOUNT_LOCKED"] if exc.code == "ACCOUNT_LOCKED"
+                                          else N_("The current password is wrong."))
             except Invalid as exc:
                 errors["new_password"] = (N_("A password needs at least 10 characters.")
                                           if exc.code == "PASSWORD_TOO_SHORT" else N_("This password is too long."))

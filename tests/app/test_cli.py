@@ -194,6 +194,24 @@ def test_revoking_a_token_id_beyond_the_database_says_no_such_token(runner, toke
     _refused(runner.invoke(args=["token", "revoke", token_id]), "NOT_FOUND", f"no token {token_id}")
 
 
+def test_revoking_a_token_revokes_the_tokens_it_created(runner, session):
+    from registry.accounts import TokenAdmin
+    from registry.models import ApiToken
+    from registry.services import Actor, Role
+
+    admin = TokenAdmin(session)
+    _, parent = admin.create(Actor(role=Role.AUTHORITY, name="system"), role="authority", days=30)
+    session.flush()
+    _, child = admin.create(Actor(role=Role.AUTHORITY, name=f"token:{parent.id}"), role="inspector", days=30)
+    session.commit()
+    parent_id, child_id = parent.id, child.id
+    out = runner.invoke(args=["token", "revoke", str(parent_id)])
+    assert out.exit_code == 0, out.output
+    assert session.scalar(select(ApiToken.revoked_at).where(ApiToken.id == child_id)) is not None
+    session.rollback()  # SQLite: let the command write
+    _refused(runner.invoke(args=["token", "revoke", str(parent_id)]), "TOKEN_ALREADY_REVOKED")
+
+
 def _good_batch(lot: str = "LOT-1") -> dict:
     from tests.conftest import batch_data
 

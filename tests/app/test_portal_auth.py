@@ -9,7 +9,7 @@ import pytest
 from app import create_app
 from app.cli import init_instance
 from registry.accounts import AccountService
-from registry.models import AuditEvent, Batch, User
+from registry.models import AuditEvent, Batch, ProducerKey, User
 from registry.services import SYSTEM
 
 from tests.app.portal_support import PASSWORD, client_login, csrf_of, make_user
@@ -151,6 +151,98 @@ def test_changing_the_password_ends_the_users_other_sessions_but_not_this_one(cl
     page = elsewhere.get(response.location).get_data(as_text=True)
     assert "Mật khẩu của tài khoản này đã được thay đổi" in page
     assert client_login(elsewhere, "producer1", "a brand new secret").status_code == 303
+
+
+def test_a_copy_of_the_session_cookie_is_worth_nothing_after_logout(app, client, people, session):
+    """Logging out must end the session on the server: the cookie is signed, not stored, so a copy
+    taken before (a shared computer, a stolen cookie) would otherwise keep every right."""
+    client_login(client, "producer1")
+    keys_page = client.get("/portal/producer/keys").get_data(as_text=True)
+    copied = client.get_cookie("session").value
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/portal/producer/").status_code == 200
+    assert client.post("/portal/logout", data={"csrf_token": csrf_of(keys_page)}).status_code == 303
+    replayed = thief.get("/portal/producer/")
+    assert replayed.status_code == 302 and "notice=logged_out" in replayed.location
+    assert "mọi phiên đăng nhập của nó trên mọi thiết bị" in thief.get(replayed.location).get_data(as_text=True)
+    keys_before = session.query(ProducerKey).filter_by(producer_id=people.producer_id).count()
+    session.rollback()
+    thief.set_cookie("session", copied)
+    rotate = thief.post("/portal/producer/keys/rotate", data={"csrf_token": csrf_of(keys_page)})
+    assert rotate.status_code == 302 and rotate.location.startswith("/portal/login")
+    assert session.query(ProducerKey).filter_by(producer_id=people.producer_id).count() == keys_before
+    session.rollback()
+    assert client_login(client, "producer1").status_code == 303  # a new login is a new session
+    assert client.get("/portal/producer/").status_code == 200
+
+
+def test_a_session_ends_twelve_hours_after_its_login_however_busy(client, people):
+    client_login(client, "producer1")
+    assert client.get("/portal/producer/").status_code == 200
+    with client.session_transaction() as sess:  # the clock moves on: the login was 12 hours ago
+        sess["portal_since"] -= 12 * 3600 - 60
+    assert client.get("/portal/producer/").status_code == 200
+    with client.session_transaction() as sess:
+        sess["portal_since"] -= 120
+    response = client.get("/portal/producer/")
+    assert response.status_code == 302 and "notice=expired" in response.location
+    assert "Phiên đăng nhập của bạn đã hết hạn" in client.get(response.location).get_data(as_text=True)
+    assert client.get("/portal/producer/").status_code == 302
+
+
+def test_wrong_current_passwords_on_the_account_page_lock_the_account(client, people, session):
+    """A session holder must not guess the password on the change form more often than at login."""
+    client_login(client, "producer1")
+    change = {"new_password": "a brand new secret", "new_password_again": "a brand new secret"}
+    for _ in range(5):
+        wrong = _post(client, "/portal/account", {"old_password": "a wrong guess", **change})
+        assert wrong.status_code == 422
+    page = _post(client, "/portal/account", {"old_password": PASSWORD, **change})
+    assert page.status_code == 422
+    assert "Đăng nhập sai quá nhiều lần: tài khoản bị khóa 15 phút" in page.get_data(as_text=True)
+    user = session.query(User).filter_by(username="producer1").one()
+    assert user.locked_until is not None and AccountService(session)._verify(user.password_hash, PASSWORD)
+    assert [e.detail["failures"] for e in session.query(AuditEvent).filter_by(action="user.login_failed")
+            .order_by(AuditEvent.id)] == [1, 2, 3, 4, 5]
+    session.rollback()
+    elsewhere = client.application.test_client()
+    locked = client_login(elsewhere, "producer1", PASSWORD)
+    assert locked.status_code == 401 and "tài khoản bị khóa" in locked.get_data(as_text=True)
+    assert elsewhere.get("/portal/producer/").status_code == 302
+
+
+def test_a_token_cannot_mint_a_longer_lived_token_nor_survive_its_revocation(client, people):
+    authority = people.auth("authority")
+    day = client.post("/api/v1/tokens", json={"role": "producer", "producer_id": people.producer_id, "days": 1},
+                      headers=authority).get_json()
+    minted = client.post("/api/v1/tokens", json={"role": "producer", "days": 730},
+                         headers={"Authorization": f"Bearer {day['token']}"})
+    assert minted.status_code == 201
+    assert minted.get_json()["expires_at"] == day["expires_at"]  # cut short to its maker's, as the answer says
+    by_minted = {"Authorization": f"Bearer {minted.get_json()['token']}"}
+    assert client.get("/api/v1/tokens", headers=by_minted).status_code == 200
+    assert client.delete(f"/api/v1/tokens/{day['id']}", headers=authority).status_code == 200
+    refused = client.get("/api/v1/tokens", headers=by_minted)
+    assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "TOKEN_INVALID"
+    listed = {t["id"]: t for t in client.get("/api/v1/tokens", headers=authority).get_json()["items"]}
+    assert listed[minted.get_json()["id"]]["revoked_at"] is not None
+
+
+def test_deactivating_a_person_revokes_the_api_tokens_they_created(client, people):
+    client_login(client, "producer1")
+    page = client.get("/portal/producer/tokens").get_data(as_text=True)
+    created = client.post("/portal/producer/tokens", data={"csrf_token": csrf_of(page), "label": "erp", "days": "30"})
+    token = re.search(r'id="token-value">([^<]+)<', created.get_data(as_text=True)).group(1)
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/tokens", headers=bearer).status_code == 200
+    boss = client.application.test_client()
+    client_login(boss, "boss")
+    users = boss.get("/portal/authority/users").get_data(as_text=True)
+    assert boss.post("/portal/authority/users/producer1/deactivate",
+                     data={"csrf_token": csrf_of(users)}).status_code == 303
+    assert client.get("/api/v1/tokens", headers=bearer).status_code == 401
+    assert client.get("/api/v1/tokens", headers=people.auth("producer")).status_code == 200  # not theirs: kept
 
 
 def test_a_password_reset_by_the_registry_ends_the_users_sessions(client, people, session):

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
+from app.migrations import alembic_config
 from registry.accounts import AccountService, LockoutPolicy, TokenAdmin
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from registry.models import AuditEvent, User
+from registry.models import ApiToken, AuditEvent, User
 from registry.services import SYSTEM, Actor, Role, TokenService
 from tests.conftest import FixedClock
 
@@ -206,6 +209,51 @@ def test_deactivated_users_cannot_log_in(accounts, session):
     assert _audit(session, "user.deactivate")
 
 
+def test_a_wrong_current_password_counts_as_a_failed_login(accounts, session, clock):
+    """Whoever holds a session must not be able to guess the password on the change form: the
+    failures count with the login's, and the lock-out refuses even the right password."""
+    accounts.create_user(SYSTEM, username="minh", password=PASSWORD, role="inspector")
+    me = Actor(role=Role.INSPECTOR, name="user:minh")
+    for failures in range(1, 5):
+        with pytest.raises(Forbidden) as info:
+            accounts.change_password(me, "minh", old_password="a wrong guess", new_password="a brand new secret")
+        assert info.value.code == "INVALID_CREDENTIALS"
+        assert accounts.by_username("minh").failed_logins == failures
+    with pytest.raises(Unauthorized):  # the fifth failure, at login, locks
+        accounts.authenticate("minh", "another guess")
+    with pytest.raises(Forbidden) as info:
+        accounts.change_password(me, "minh", old_password=PASSWORD, new_password="a brand new secret")
+    assert info.value.code == "ACCOUNT_LOCKED"
+    with pytest.raises(Unauthorized) as info:
+        accounts.authenticate("minh", PASSWORD)
+    assert info.value.code == "ACCOUNT_LOCKED"
+    clock.now += timedelta(minutes=16)
+    accounts.change_password(me, "minh", old_password=PASSWORD, new_password="a brand new secret")
+    assert accounts.authenticate("minh", "a brand new secret")
+
+
+def test_logging_out_ends_every_session_of_the_user(accounts, session):
+    user = accounts.create_user(SYSTEM, username="minh", password=PASSWORD, role="inspector")
+    stamp, at_login = AccountService.session_stamp(user), user.session_epoch
+    assert accounts.actor(user.id, stamp=stamp, epoch=at_login).name == "user:minh"
+    accounts.log_out(user.id)
+    with pytest.raises(Unauthorized) as info:
+        accounts.actor(user.id, stamp=stamp, epoch=at_login)
+    assert info.value.code == "SESSION_LOGGED_OUT"
+    assert accounts.actor(user.id, stamp=stamp, epoch=user.session_epoch).name == "user:minh"  # a new login
+    assert _audit(session, "user.logout")[0].target == "user:minh"
+
+
+def test_a_reactivated_account_does_not_get_its_old_sessions_back(accounts, session):
+    user = accounts.create_user(SYSTEM, username="minh", password=PASSWORD, role="inspector")
+    stamp, at_login = AccountService.session_stamp(user), user.session_epoch
+    accounts.deactivate(SYSTEM, "minh")
+    accounts.reactivate(SYSTEM, "minh")
+    with pytest.raises(Unauthorized) as info:
+        accounts.actor(user.id, stamp=stamp, epoch=at_login)
+    assert info.value.code == "SESSION_LOGGED_OUT"
+
+
 # -- tokens ---------------------------------------------------------------------------------------
 def test_token_admin_scopes(session, world):
     admin = TokenAdmin(session)
@@ -237,6 +285,113 @@ def test_token_admin_scopes(session, world):
     assert TokenService(session).authenticate(partner).role == Role.PARTNER
     assert _audit(session, "token.create") and _audit(session, "token.revoke")
     session.rollback()
+
+
+def test_a_token_made_by_a_token_expires_no_later_than_it(session, world, clock):
+    admin = TokenAdmin(session, clock=clock)
+    _, parent = admin.create(Actor(role=Role.AUTHORITY, name="user:boss"), role="producer",
+                             producer_id=world.producer_id, days=1)
+    by_parent = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name=f"token:{parent.id}")
+    plain, child = admin.create(by_parent, role="producer", days=730)
+    assert child.expires_at == parent.expires_at == clock.now + timedelta(days=1)
+    assert child.created_by_token_id == parent.id
+    clock.now += timedelta(days=1)
+    with pytest.raises(Unauthorized) as info:
+        TokenService(session, clock=clock).authenticate(plain)
+    assert info.value.code == "TOKEN_EXPIRED"
+    _, operators = TokenService(session).create(role=Role.AUTHORITY)  # `token create` without --days
+    _, lasting = admin.create(Actor(role=Role.AUTHORITY, name=f"token:{operators.id}"), role="partner", days=30)
+    assert lasting.expires_at == clock.now + timedelta(days=30) and lasting.created_by_token_id == operators.id
+
+
+def test_revoking_a_token_revokes_the_tokens_it_made_and_theirs(session, world, clock):
+    admin = TokenAdmin(session, clock=clock)
+    tokens = TokenService(session, clock=clock)
+    authority = Actor(role=Role.AUTHORITY, name="user:boss")
+    _, parent = admin.create(authority, role="producer", producer_id=world.producer_id, days=30)
+    _, sibling = admin.create(authority, role="producer", producer_id=world.producer_id, days=30)
+    child_plain, child = admin.create(Actor(role=Role.PRODUCER, producer_id=world.producer_id,
+                                            name=f"token:{parent.id}"), role="producer")
+    grandchild_plain, grandchild = admin.create(Actor(role=Role.PRODUCER, producer_id=world.producer_id,
+                                                      name=f"token:{child.id}"), role="producer")
+    admin.revoke(authority, parent.id)
+    for plain in (child_plain, grandchild_plain):
+        with pytest.raises(Unauthorized) as info:
+            tokens.authenticate(plain)
+        assert info.value.code == "TOKEN_INVALID"
+    assert sibling.revoked_at is None
+    revoked = {event.target: event.detail for event in _audit(session, "token.revoke")}
+    assert revoked == {f"token:{parent.id}": {}, f"token:{child.id}": {"because": f"token:{parent.id}"},
+                       f"token:{grandchild.id}": {"because": f"token:{child.id}"}}
+
+
+def test_deactivating_a_person_revokes_the_tokens_they_made(accounts, session, world, clock):
+    lan = accounts.create_user(SYSTEM, username="lan", password=PASSWORD, role="producer",
+                               producer_id=world.producer_id)
+    accounts.create_user(SYSTEM, username="hoa", password=PASSWORD, role="producer", producer_id=world.producer_id)
+    admin = TokenAdmin(session, clock=clock)
+    tokens = TokenService(session, clock=clock)
+    _, made = admin.create(Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="user:lan"),
+                           role="producer")
+    made_by_made, _ = admin.create(Actor(role=Role.PRODUCER, producer_id=world.producer_id,
+                                         name=f"token:{made.id}"), role="producer")
+    colleagues, _ = admin.create(Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="user:hoa"),
+                                 role="producer")
+    assert made.created_by_user_id == lan.id
+    accounts.deactivate(SYSTEM, "lan")
+    assert made.revoked_at == clock.now
+    with pytest.raises(Unauthorized):
+        tokens.authenticate(made_by_made)
+    assert tokens.authenticate(colleagues).producer_id == world.producer_id
+    assert {event.detail.get("because") for event in _audit(session, "token.revoke")} == {"user:lan",
+                                                                                          f"token:{made.id}"}
+
+
+def test_migration_0006_applies_the_token_rules_to_tokens_made_before(app):
+    """Tokens made before 0006 get their creator from the audit trail; those made by a revoked
+    token or a deactivated person are revoked, and a token's tokens expire no later than it."""
+    engine = app.extensions["engine"]
+    cfg = alembic_config()
+    at, soon, later = (datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc),
+                       datetime(2027, 6, 1, tzinfo=timezone.utc))
+    when = sa.DateTime(timezone=True)
+    users = sa.table("users", sa.column("id"), sa.column("username"), sa.column("display_name"),
+                     sa.column("password_hash"), sa.column("role"), sa.column("active", sa.Boolean),
+                     sa.column("failed_logins"), sa.column("created_at", when))
+    tokens = sa.table("api_tokens", sa.column("id"), sa.column("token_hash"), sa.column("role"), sa.column("label"),
+                      sa.column("created_at", when), sa.column("expires_at", when), sa.column("revoked_at", when))
+    audit = sa.table("audit_events", sa.column("at", when), sa.column("actor"), sa.column("action"),
+                     sa.column("target"), sa.column("detail", sa.JSON))
+    # token: (made by, expires, revoked)
+    made = {1: ("user:gone", soon, None), 2: ("token:1", later, None), 3: ("user:here", later, None),
+            4: ("system", None, at), 5: ("token:4", None, None), 6: ("token:5", later, None),
+            7: ("token:3", None, None)}
+    with engine.connect() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0005")
+        connection.execute(users.insert(), [{"id": 1, "username": "gone", "display_name": "", "password_hash": "x",
+                                             "role": "authority", "active": False, "failed_logins": 0,
+                                             "created_at": at},
+                                            {"id": 2, "username": "here", "display_name": "", "password_hash": "x",
+                                             "role": "authority", "active": True, "failed_logins": 0,
+                                             "created_at": at}])
+        connection.execute(tokens.insert(), [{"id": i, "token_hash": f"h{i}", "role": "partner", "label": "",
+                                              "created_at": at, "expires_at": expires, "revoked_at": revoked}
+                                             for i, (_, expires, revoked) in made.items()])
+        connection.execute(audit.insert(), [{"at": at, "actor": by, "action": "token.create", "target": f"token:{i}",
+                                             "detail": {}} for i, (by, _, _) in made.items()])
+        command.upgrade(cfg, "head")
+        connection.commit()
+    session = app.extensions["session_factory"]()
+    try:
+        rows = {row.id: row for row in session.execute(select(ApiToken)).scalars()}
+        assert {i: (r.created_by_user_id, r.created_by_token_id) for i, r in rows.items()} == {
+            1: (1, None), 2: (None, 1), 3: (2, None), 4: (None, None), 5: (None, 4), 6: (None, 5), 7: (None, 3)}
+        assert {i for i, r in rows.items() if r.revoked_at is None} == {3, 7}
+        assert rows[2].revoked_at == rows[1].revoked_at and rows[5].revoked_at == rows[6].revoked_at == at
+        assert rows[2].expires_at == soon and rows[7].expires_at == later and rows[6].expires_at == later
+    finally:
+        session.close()
 
 
 def test_users_table_never_holds_plain_passwords(accounts, session):
