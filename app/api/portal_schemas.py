@@ -51,7 +51,8 @@ class TokenInSchema(Strict):
     producer_id = fields.String(metadata={"description": "producer tokens: the producer (a producer's own by default)"})
     label = fields.String(validate=validate.Length(max=100), metadata={"description": "who or what the token is for"})
     days = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_TOKEN_DAYS),
-                          metadata={"description": "days until it expires (default 90)"})
+                          metadata={"description": "days until it expires (default 90); a token made by a token "
+                                                   "expires no later than that token (see expires_at)"})
 
 
 class TokenSchema(Strict):
