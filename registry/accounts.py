@@ -21,6 +21,7 @@ from typing import Any, Callable
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError as Argon2VerificationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keys.encoding import rfc3339, utcnow
@@ -199,7 +200,10 @@ class AccountService:
                     password_hash=self.hasher.hash(password), role=role.value, producer_id=producer_id,
                     active=True, failed_logins=0, locked_until=None, created_at=now)
         self.session.add(user)
-        self.session.flush()
+        try:
+            self.session.flush()
+        except IntegrityError:  # the same name created at the same moment by another request
+            raise Conflict(f"the username {name} is taken", code="USER_EXISTS") from None
         _audit(self.session, now, actor, "user.create", f"user:{name}", role=role.value, producer_id=producer_id)
         self.session.flush()
         return user

@@ -12,6 +12,7 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from registry.accounts import AccountService
 from registry.errors import Conflict
 from registry.reports import ReportInput, ReportLimits, ReportService, TooManyReports
 from registry.models import Batch, LogEntry, Report, Serial
@@ -112,3 +113,15 @@ def test_one_clients_reports_sent_at_once_keep_to_its_limit(session, second):
     assert isinstance(outcome.get("error"), TooManyReports), outcome
     second.session.rollback()
     assert session.scalar(select(func.count()).select_from(Report)) == 1
+
+
+def test_one_username_created_twice_at_once_is_a_conflict(session, second):
+    """The second request checked the name before the first committed it: its insert then meets
+    the unique index, which is USER_EXISTS, not a bare database error."""
+    new_user = {"username": "lan", "password": "a long enough password", "role": "inspector"}
+    AccountService(session).create_user(SYSTEM, **new_user)
+    thread, outcome = _in_thread(lambda: AccountService(second.session).create_user(SYSTEM, **new_user))
+    time.sleep(WAIT)
+    session.commit()
+    thread.join()
+    assert isinstance(outcome.get("error"), Conflict) and outcome["error"].code == "USER_EXISTS", outcome
