@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 from marshmallow import fields, validate
 
 from registry.reports import WHERE_KINDS, PhotoTooLarge, ReportInput, ReportInvalid, ReportService, TooManyReports
@@ -13,18 +13,14 @@ from verification.decoding import NotAnImage
 from app.api import bp
 from app.api.schemas import Strict
 from app.errors import ApiError
-from app.extensions import rate_limit
+from app.extensions import config_limit, rate_limit
 from app.services import db_session, report_service, scan_context
 
-__all__ = ["create_report", "report_limit", "photo_status", "allow_report_body", "REPORT_BODY_LIMIT"]
+__all__ = ["create_report", "photo_status", "allow_report_body", "REPORT_BODY_LIMIT"]
 
 MiB = 1024 * 1024
 #: Three photos of up to 10 MiB each (the verification limit, per photo) and the text fields.
 REPORT_BODY_LIMIT = 31 * MiB
-
-
-def report_limit() -> str:
-    return current_app.config.get("REPORT_RATE_LIMIT", "5/hour")
 
 
 def photo_status(exc: ReportInvalid) -> int | None:
@@ -82,7 +78,7 @@ _PHOTO_FORM = {"type": "object", "required": ["where_kind"], "properties": {
 
 @bp.route("/reports", methods=["POST"])
 @allow_report_body
-@rate_limit(report_limit, scope="report")  # shared with the report form
+@rate_limit(config_limit("REPORT_RATE_LIMIT"), scope="report")  # shared with the report form
 @bp.arguments(ReportFormSchema, location="form")
 @bp.response(201, ReportCreatedSchema)
 @bp.doc(requestBody={"content": {"multipart/form-data": {"schema": _PHOTO_FORM}}})

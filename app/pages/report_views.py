@@ -7,8 +7,8 @@ from flask_wtf.csrf import CSRFError
 
 from registry.reports import CASE_NUMBER, ReportInput, ReportInvalid, TooManyReports
 
-from app.api.report_routes import REPORT_BODY_LIMIT, photo_status, report_limit
-from app.extensions import rate_limit
+from app.api.report_routes import REPORT_BODY_LIMIT, photo_status
+from app.extensions import config_limit, rate_limit
 from app.pages import bp
 from app.pages.texts import FIELD_ERROR, FLOOD_MESSAGE, PHOTO_ERROR, SESSION_EXPIRED
 from app.services import db_session, report_service, scan_context
@@ -37,7 +37,7 @@ def _report_body_limit(endpoint, _values) -> None:
 
 
 @bp.route("/report", methods=["POST"])
-@rate_limit(report_limit, methods=["POST"], scope="report")  # shared with POST /api/v1/reports
+@rate_limit(config_limit("REPORT_RATE_LIMIT"), methods=["POST"], scope="report")  # shared with POST /api/v1/reports
 def report_submit():
     values = {name: (request.form.get(name) or "").strip() for name in FIELDS}
     photos = [f.read() for f in request.files.getlist("photo") if f and f.filename]
