@@ -66,6 +66,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAX_IMAGE_PIXELS": _number(env, "MAX_IMAGE_PIXELS", 50_000_000, minimum=1),
         "CLONE_MAX_CLIENTS": _number(env, "CLONE_MAX_CLIENTS", 10, minimum=1),
         "CLONE_MAX_SPEED_KMH": _number(env, "CLONE_MAX_SPEED_KMH", 900.0, minimum=1, whole=False),
+        "CLONE_MAX_NETWORKS": _number(env, "CLONE_MAX_NETWORKS", 5, minimum=0),
         "DB_POOL_SIZE": _number(env, "DB_POOL_SIZE", 5, minimum=1),
         "READ_DATABASE_URL": env.get("READ_DATABASE_URL") or None,
         "SCAN_FLUSH_SECONDS": _number(env, "SCAN_FLUSH_SECONDS", 0.5, minimum=0.01, whole=False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ from registry.inspections import InspectionService
 from registry.lookup import RegistryLookup
 from registry.publications import PublicationService
 from registry.reports import ReportLimits, ReportService
-from registry.scans import ScanHistory
+from registry.scans import ScanHistory, network_of
 from registry.services import Registry, TokenService
 from verification.verdicts import CloneThresholds, ScanContext, Verifier
 
@@ -71,15 +72,25 @@ def verifier() -> Verifier:
     lookup = RegistryLookup(source, cache=current_app.extensions["lookup_cache"])
     return Verifier(lookup=lookup, scans=ScanHistory(source, current_app.extensions["scan_writer"], lookup=lookup),
                     thresholds=CloneThresholds(max_distinct_clients=cfg["CLONE_MAX_CLIENTS"],
-                                               max_speed_kmh=cfg["CLONE_MAX_SPEED_KMH"]))
+                                               max_speed_kmh=cfg["CLONE_MAX_SPEED_KMH"],
+                                               max_networks=cfg["CLONE_MAX_NETWORKS"]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _network_hash(salt: str, address: str | None) -> str | None:
+    """The salted hash of the network ``address`` belongs to (``registry.scans.network_of``)."""
+    network = network_of(address)
+    return hashlib.sha256(f"{salt}|net|{network}".encode()).hexdigest()[:32] if network is not None else None
 
 
 def scan_context(channel: str, values) -> ScanContext:
-    """Build the scan context from request values: a salted client hash and a coarse place."""
+    """Build the scan context from request values: salted hashes of the client and of its
+    address's network, and a coarse place."""
     client_id = (values.get("client_id") or "").strip()[:128]
     basis = client_id or f"{request.remote_addr}|{request.headers.get('User-Agent', '')}"
     salt = current_app.config["SCAN_SALT"]
     client = hashlib.sha256(f"{salt}|{basis}".encode()).hexdigest()[:32]
+    network = _network_hash(salt, request.remote_addr)
     lat = lon = None
     try:
         if values.get("lat") not in (None, "") and values.get("lon") not in (None, ""):
@@ -90,7 +101,7 @@ def scan_context(channel: str, values) -> ScanContext:
                 lat, lon = round(lat, 1), round(lon, 1)
     except (TypeError, ValueError):
         lat = lon = None
-    return ScanContext(channel=channel, client=client, lat=lat, lon=lon)
+    return ScanContext(channel=channel, client=client, lat=lat, lon=lon, network=network)
 
 
 def report_service() -> ReportService:

@@ -126,6 +126,7 @@ class Serial(Base):
     last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_lat: Mapped[float | None] = mapped_column(Float)
     last_lon: Mapped[float | None] = mapped_column(Float)
+    last_network: Mapped[str | None] = mapped_column(String(32))  # where the last place came from
     flagged: Mapped[str | None] = mapped_column(String(32))  # reason code once clone-suspected
 
 
@@ -231,6 +232,7 @@ class ScanEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     channel: Mapped[str] = mapped_column(String(16))
     client_hash: Mapped[str | None] = mapped_column(String(32))
+    network_hash: Mapped[str | None] = mapped_column(String(32))  # the client address's network, salted
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
     verdict: Mapped[str] = mapped_column(String(16))

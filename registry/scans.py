@@ -14,6 +14,8 @@ this way. The statements go to the DBAPI connection directly (``registry.db.RawQ
 from __future__ import annotations
 
 import atexit
+import functools
+import ipaddress
 import json
 import logging
 import math
@@ -34,7 +36,7 @@ from registry.lookup import RegistryLookup
 from registry.models import ScanWriterState
 from verification.verdicts import BatchInfo, ReasonCode, ScanContext, ScanSummary, SerialInfo, Verdict
 
-__all__ = ["ScanHistory", "ScanWriter", "haversine_km", "unit_key"]
+__all__ = ["ScanHistory", "ScanWriter", "haversine_km", "network_of", "unit_key"]
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ log = logging.getLogger(__name__)
 # two plain LEFT JOINs (no subquery for SQLite to materialise: a quarter faster).
 _UNIT_STATE = RawQuery(
     "SELECT (SELECT l.size FROM log_state l WHERE l.id = 1), s.id, s.s, s.scan_count, "
-    "s.distinct_clients, s.first_seen, s.last_seen, s.last_lat, s.last_lon, "
+    "s.distinct_clients, s.first_seen, s.last_seen, s.last_lat, s.last_lon, s.last_network, s.flagged, "
     "EXISTS (SELECT 1 FROM serial_clients c WHERE c.serial_id = s.id AND c.client_hash = :client), "
     "(SELECT w.epoch FROM scan_writers w WHERE w.id = :writer) "
     "FROM (SELECT 1) AS one LEFT JOIN batches b ON b.gtin = :gtin AND b.lot = :lot "
@@ -56,13 +58,14 @@ _BATCH_STATE = RawQuery(
     "(SELECT w.epoch FROM scan_writers w WHERE w.id = :writer) "
     "FROM (SELECT 1) AS one LEFT JOIN batches b ON b.gtin = :gtin AND b.lot = :lot")
 _INSERT_EVENTS = RawQuery(
-    "INSERT INTO scan_events (batch_id, serial_id, at, channel, client_hash, lat, lon, verdict) "
-    "VALUES (:batch_id, :serial_id, :at, :channel, :client_hash, :lat, :lon, :verdict)")
+    "INSERT INTO scan_events (batch_id, serial_id, at, channel, client_hash, network_hash, lat, lon, verdict) "
+    "VALUES (:batch_id, :serial_id, :at, :channel, :client_hash, :network_hash, :lat, :lon, :verdict)")
 _BUMP_SERIAL = RawQuery(
     "UPDATE serials SET scan_count = scan_count + :n, distinct_clients = distinct_clients + :new_clients, "
     "first_seen = COALESCE(first_seen, :first), "
     "last_seen = CASE WHEN last_seen IS NULL OR last_seen < :last THEN :last ELSE last_seen END, "
     "last_lat = COALESCE(:lat, last_lat), last_lon = COALESCE(:lon, last_lon), "
+    "last_network = CASE WHEN :lat IS NULL THEN last_network ELSE :net END, "
     "flagged = COALESCE(flagged, :flag) WHERE id = :id")
 _BUMP_BATCH = RawQuery(
     "UPDATE batches SET scan_count = scan_count + :n, first_seen = COALESCE(first_seen, :first) WHERE id = :id")
@@ -74,21 +77,23 @@ _BUMP_BATCH = RawQuery(
 # same serials through their foreign keys, which FOR UPDATE conflicts with, so two servers' flushes
 # each waited for the other's (six deadlocks in 8 s of two workers, 2026-11-23).
 _PG_INSERT_EVENTS = RawQuery(
-    "INSERT INTO scan_events (batch_id, serial_id, at, channel, client_hash, lat, lon, verdict) "
+    "INSERT INTO scan_events (batch_id, serial_id, at, channel, client_hash, network_hash, lat, lon, verdict) "
     "SELECT * FROM unnest(:batch_id::bigint[], :serial_id::bigint[], :at::timestamptz[], :channel::varchar[], "
-    ":client_hash::varchar[], :lat::float8[], :lon::float8[], :verdict::varchar[])", binary=True)
+    ":client_hash::varchar[], :network_hash::varchar[], :lat::float8[], :lon::float8[], :verdict::varchar[])",
+    binary=True)
 _PG_INSERT_CLIENTS = RawQuery(
     "INSERT INTO serial_clients (serial_id, client_hash) SELECT * FROM unnest(:s::bigint[], :c::varchar[]) "
     "ON CONFLICT DO NOTHING RETURNING serial_id", binary=True)
 _PG_BUMP_SERIALS = RawQuery(
     "WITH v AS (SELECT * FROM unnest(:id::bigint[], :n::bigint[], :new_clients::int[], :first::timestamptz[], "
-    ":last::timestamptz[], :lat::float8[], :lon::float8[], :flag::varchar[]) "
-    "AS v(id, n, new_clients, first, last, lat, lon, flag)), "
+    ":last::timestamptz[], :lat::float8[], :lon::float8[], :net::varchar[], :flag::varchar[]) "
+    "AS v(id, n, new_clients, first, last, lat, lon, net, flag)), "
     "locked AS (SELECT s.id FROM serials s WHERE s.id IN (SELECT id FROM v) ORDER BY s.id FOR NO KEY UPDATE) "
     "UPDATE serials AS s SET scan_count = s.scan_count + v.n, distinct_clients = s.distinct_clients + v.new_clients, "
     "first_seen = COALESCE(s.first_seen, v.first), "
     "last_seen = CASE WHEN s.last_seen IS NULL OR s.last_seen < v.last THEN v.last ELSE s.last_seen END, "
     "last_lat = COALESCE(v.lat, s.last_lat), last_lon = COALESCE(v.lon, s.last_lon), "
+    "last_network = CASE WHEN v.lat IS NULL THEN s.last_network ELSE v.net END, "
     "flagged = COALESCE(s.flagged, v.flag) FROM v, locked WHERE s.id = v.id AND locked.id = v.id", binary=True)
 _WRITTEN_EPOCH = RawQuery("SELECT epoch FROM scan_writers WHERE id = :id")
 _MARK = RawQuery(
@@ -108,13 +113,33 @@ _SQLITE_INSERT_CLIENTS = RawQuery(
     "ON CONFLICT DO NOTHING RETURNING serial_id")
 
 
-_EVENT_COLUMNS = ("batch_id", "serial_id", "at", "channel", "client_hash", "lat", "lon", "verdict")
-_SERIAL_COUNTERS = ("id", "n", "new_clients", "first", "last", "lat", "lon", "flag")
+_EVENT_COLUMNS = ("batch_id", "serial_id", "at", "channel", "client_hash", "network_hash", "lat", "lon", "verdict")
+_SERIAL_COUNTERS = ("id", "n", "new_clients", "first", "last", "lat", "lon", "net", "flag")
+# The networks of a serial's latest verifications, asked only when its distinct clients pass the
+# clone limit (verification.verdicts: Verifier._check_clones): bounded by the serial's index.
+_RECENT_NETWORKS = RawQuery(
+    "SELECT DISTINCT e.network_hash FROM (SELECT network_hash FROM scan_events WHERE serial_id = :id "
+    "ORDER BY at DESC LIMIT :n) e WHERE e.network_hash IS NOT NULL")
+RECENT_NETWORKS_SCANNED = 1000
 
 
 def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, list[Any]]:
     """Rows as one list per column: the arrays of the PostgreSQL statements."""
     return {name: [row[name] for row in rows] for name in names}
+
+
+@functools.lru_cache(maxsize=4096)
+def network_of(address: str | None) -> str | None:
+    """The network an address belongs to, as clone detection counts networks: its /24 for IPv4,
+    its /48 for IPv6 (an IPv4 address mapped into IPv6 counts as IPv4); None for no address."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -137,7 +162,8 @@ def unit_key(gtin: str, lot: str, serial: str | None) -> UnitKey:
 @dataclass
 class _Pending:
     """What this process has counted for one serial (or batch code) and not yet written; ``ident``
-    is its row id."""
+    is its row id. ``net`` is the network the latest place (``lat``, ``lon``) came from;
+    ``networks`` every network seen."""
 
     ident: int
     count: int = 0
@@ -147,30 +173,36 @@ class _Pending:
     lat: float | None = None
     lon: float | None = None
     flag: str | None = None
+    net: str | None = None
+    networks: set[str] = field(default_factory=set)
 
-    def add(self, at: datetime, client: str | None, new_client: bool, lat: float | None, lon: float | None) -> None:
+    def add(self, at: datetime, client: str | None, new_client: bool, lat: float | None, lon: float | None,
+            network: str | None = None) -> None:
         self.count += 1
         if client is not None and new_client:
             self.new_clients.add(client)
+        if network is not None:
+            self.networks.add(network)
         self.first = at if self.first is None else min(self.first, at)
         if self.last is None or at >= self.last:
             self.last = at
             if lat is not None and lon is not None:
-                self.lat, self.lon = lat, lon
+                self.lat, self.lon, self.net = lat, lon, network
 
     def copy(self) -> "_Pending":
         return _Pending(self.ident, self.count, set(self.new_clients), self.first, self.last, self.lat, self.lon,
-                        self.flag)
+                        self.flag, self.net, set(self.networks))
 
     def merge_later(self, later: "_Pending") -> None:
         """Add counts that happened after these."""
         self.count += later.count
         self.new_clients |= later.new_clients
+        self.networks |= later.networks
         self.first = self.first or later.first
         if later.last is not None and (self.last is None or later.last >= self.last):
             self.last = later.last
             if later.lat is not None:
-                self.lat, self.lon = later.lat, later.lon
+                self.lat, self.lon, self.net = later.lat, later.lon, later.net
         self.flag = self.flag or later.flag
 
 
@@ -268,7 +300,8 @@ class ScanWriter:
                 log.error("scan backlog full (%d events): dropping the oldest", len(self._events))
                 del self._events[: len(self._events) // 10]
             self._events.append(event)
-            self._pending(key, ident).add(event["at"], event["client_hash"], new_client, event["lat"], event["lon"])
+            self._pending(key, ident).add(event["at"], event["client_hash"], new_client, event["lat"], event["lon"],
+                                          event["network_hash"])
         self._ensure_thread()
 
     def flag(self, key: UnitKey, serial_id: int, reason: str) -> None:
@@ -382,7 +415,7 @@ class ScanWriter:
             for (serial_id,) in found:
                 really_new[serial_id] = really_new.get(serial_id, 0) + 1
         counters = [{"id": serial_id, "n": p.count, "new_clients": really_new.get(serial_id, 0), "first": p.first,
-                     "last": p.last, "lat": p.lat, "lon": p.lon, "flag": p.flag}
+                     "last": p.last, "lat": p.lat, "lon": p.lon, "net": p.net, "flag": p.flag}
                     for serial_id, p in sorted(serials.items())]
         if postgres:
             if events:
@@ -473,6 +506,8 @@ class _UnitState:
     lon: float | None = None
     client_seen: bool = False
     written: int | None = None  # the last flush of this process's writer that the read saw
+    last_network: str | None = None  # the network the latest place came from
+    flagged: bool = False
 
 
 class ScanHistory:
@@ -502,11 +537,11 @@ class ScanHistory:
                 self._source, {"gtin": key[1], "lot": key[2], "writer": writer})
             state = _UnitState(key, client, seen, ident, count or 0, first_seen=as_utc(first_seen), written=written)
         else:
-            (generation, ident, issued, count, clients, first_seen, last_seen, lat, lon, client_seen,
-             written) = _UNIT_STATE.first(self._source, {"gtin": key[1], "lot": key[2], "serial": key[3],
-                                                          "client": client or "", "writer": writer})
+            (generation, ident, issued, count, clients, first_seen, last_seen, lat, lon, last_network, flagged,
+             client_seen, written) = _UNIT_STATE.first(self._source, {"gtin": key[1], "lot": key[2], "serial": key[3],
+                                                                       "client": client or "", "writer": writer})
             state = _UnitState(key, client, seen, ident, count or 0, clients or 0, as_utc(first_seen),
-                               as_utc(last_seen), lat, lon, bool(client_seen), written)
+                               as_utc(last_seen), lat, lon, bool(client_seen), written, last_network, flagged is not None)
             if self._lookup is not None:
                 self._lookup.adopt_serial(key[1], key[2], key[3], ident, issued)
         if self._lookup is not None:
@@ -523,8 +558,8 @@ class ScanHistory:
             state = self._read(key, context.client)  # no begin() for this unit (or an unissued serial)
         now = context.at or self._clock()
         event = {"batch_id": batch.batch_id, "serial_id": serial.serial_id if serial else None, "at": now,
-                 "channel": context.channel, "client_hash": context.client, "lat": context.lat, "lon": context.lon,
-                 "verdict": verdict.value}
+                 "channel": context.channel, "client_hash": context.client, "network_hash": context.network,
+                 "lat": context.lat, "lon": context.lon, "verdict": verdict.value}
         pending = state.seen.unwritten(state.written)
         first = state.first_seen or pending.first or now
         if serial is None:
@@ -533,16 +568,32 @@ class ScanHistory:
         client = context.client
         new_client = client is not None and not state.client_seen and client not in pending.new_clients
         travel = None
-        last, lat, lon = state.last_seen, state.lat, state.lon
+        last, lat, lon, net = state.last_seen, state.lat, state.lon, state.last_network
         if pending.last is not None and (last is None or pending.last >= last) and pending.lat is not None:
-            last, lat, lon = pending.last, pending.lat, pending.lon
-        if context.lat is not None and context.lon is not None and lat is not None and lon is not None and last:
+            last, lat, lon, net = pending.last, pending.lat, pending.lon, pending.net
+        # Places are what clients say: two from one network prove no travel (one phone can claim both).
+        other_network = net is None or context.network is None or net != context.network
+        if (context.lat is not None and context.lon is not None and lat is not None and lon is not None and last
+                and other_network):
             hours = max((now - last).total_seconds() / 3600, 1 / 60)  # a minute's slack
             travel = haversine_km(lat, lon, context.lat, context.lon) / hours
         self._writer.submit(event, key=key, new_client=new_client)
         return ScanSummary(count=state.count + pending.count + 1, first_seen=first,
                            distinct_clients=state.clients + len(pending.new_clients) + (1 if new_client else 0),
-                           travel_kmh=travel)
+                           travel_kmh=travel, flagged=state.flagged or pending.flag is not None)
+
+    def networks(self, batch: BatchInfo, serial: SerialInfo, context: ScanContext) -> int:
+        """The networks of the serial's latest ``RECENT_NETWORKS_SCANNED`` verifications in the
+        database, with those this process has not written yet and this one's."""
+        seen = self._writer.view(unit_key(batch.gtin, batch.lot, serial.serial))  # before the read: no gap
+        found = {network for (network,) in _RECENT_NETWORKS.all(
+            self._source, {"id": serial.serial_id, "n": RECENT_NETWORKS_SCANNED})}
+        for part in (seen.flight, seen.pending):
+            if part is not None:
+                found |= part.networks
+        if context.network is not None:
+            found.add(context.network)
+        return len(found)
 
     def flag(self, batch: BatchInfo, serial: SerialInfo, reason: ReasonCode) -> None:
         self._writer.flag(unit_key(batch.gtin, batch.lot, serial.serial), serial.serial_id, reason.value)

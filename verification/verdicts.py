@@ -156,13 +156,15 @@ class SerialInfo:
 
 @dataclass(frozen=True)
 class ScanContext:
-    """Where a verification comes from. ``client`` is already a salted hash; places are coarse."""
+    """Where a verification comes from. ``client`` and ``network`` are already salted hashes (the
+    client's own id, and the network its address belongs to); places are coarse."""
 
     channel: str = "api"
     client: str | None = None
     lat: float | None = None
     lon: float | None = None
     at: datetime | None = None
+    network: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,8 @@ class ScanSummary:
     first_seen: datetime | None
     distinct_clients: int
     travel_kmh: float | None = None  # speed implied since the previous scan's place, if both had one
+    # (and they came from different networks: one network can say any place it likes)
+    flagged: bool = False  # an earlier verification found this serial to be a likely clone
 
 
 class Lookup(Protocol):
@@ -194,13 +198,23 @@ class ScanRecorder(Protocol):
     def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext,
                verdict: Verdict) -> ScanSummary | None: ...
 
+    def networks(self, batch: BatchInfo, serial: SerialInfo, context: ScanContext) -> int:
+        """How many different networks the serial's recent verifications came from, this one
+        included (asked only when its distinct clients pass the limit: one network can invent
+        any number of client ids)."""
+
     def flag(self, batch: BatchInfo, serial: SerialInfo, reason: ReasonCode) -> None: ...
 
 
 @dataclass(frozen=True)
 class CloneThresholds:
+    """A serial is a likely clone when more than ``max_distinct_clients`` clients from more than
+    ``max_networks`` networks verified it, or when two verifications from different networks were
+    further apart than ``max_speed_kmh`` allows. Once found, it stays flagged."""
+
     max_distinct_clients: int = 10
     max_speed_kmh: float = 900.0
+    max_networks: int = 5
 
 
 @dataclass(frozen=True)
@@ -309,7 +323,7 @@ class Verifier:
         if self._scans is not None:
             provisional = found.verdict(default)
             scans = self._scans.record(batch=batch, serial=serial, context=context, verdict=provisional)
-            if serial is not None and scans is not None and self._check_clones(scans, found):
+            if serial is not None and scans is not None and self._check_clones(scans, found, batch, serial, context):
                 self._scans.flag(batch, serial, ReasonCode.SERIAL_CLONED)
         return self._result(found, code, text, default=default, batch=batch, scans=scans)
 
@@ -355,12 +369,20 @@ class Verifier:
             found.add(ReasonCode.KEY_REVOKED, f"key {kid} was revoked (compromised at {when})")
         return key
 
-    def _check_clones(self, scans: ScanSummary, found: _Findings) -> bool:
+    def _check_clones(self, scans: ScanSummary, found: _Findings, batch: BatchInfo, serial: SerialInfo,
+                      context: ScanContext) -> bool:
+        """Whether this verification finds the serial to be a likely clone (True: flag it now)."""
         limits = self._thresholds
-        if scans.distinct_clients > limits.max_distinct_clients:
-            found.add(ReasonCode.SERIAL_CLONED,
-                      f"verified by {scans.distinct_clients} different clients (limit {limits.max_distinct_clients})")
-            return True
+        if scans.flagged:
+            found.add(ReasonCode.SERIAL_CLONED, "flagged as a likely clone by an earlier verification")
+            return False
+        if scans.distinct_clients > limits.max_distinct_clients and self._scans is not None:
+            networks = self._scans.networks(batch, serial, context)
+            if networks > limits.max_networks:
+                found.add(ReasonCode.SERIAL_CLONED,
+                          f"verified by {scans.distinct_clients} different clients from {networks} networks "
+                          f"(limits {limits.max_distinct_clients} clients, {limits.max_networks} networks)")
+                return True
         if scans.travel_kmh is not None and scans.travel_kmh > limits.max_speed_kmh:
             found.add(ReasonCode.SERIAL_CLONED,
                       f"seen in places {scans.travel_kmh:.0f} km/h apart (limit {limits.max_speed_kmh:.0f})")

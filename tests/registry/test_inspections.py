@@ -181,10 +181,11 @@ def test_flagged_serials_show_their_scan_history(service, registry, session, wor
 
     writer = ScanWriter()
     verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session, writer),
-                        thresholds=CloneThresholds(max_distinct_clients=2))
+                        thresholds=CloneThresholds(max_distinct_clients=2, max_networks=2))
     url = next(registry.labels(producer, GTIN, "LOT-1", serial=serial)).url
     for n in range(4):
-        verifier.verify_text(url, context=ScanContext(channel="api", client=f"client-{n}", lat=21.0, lon=105.8))
+        verifier.verify_text(url, context=ScanContext(channel="api", client=f"client-{n}", lat=21.0, lon=105.8,
+                                                      network=f"network-{n}"))
     writer.flush(session)
     flagged = service.flagged_serials(INSPECTOR)
     assert [f["serial"] for f in flagged] == [serial]

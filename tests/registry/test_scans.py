@@ -93,6 +93,44 @@ def test_travel_speed_uses_the_latest_place_pending_or_written(session, unit):
     assert slow.travel_kmh == pytest.approx(0, abs=1)
 
 
+def test_places_from_one_network_give_no_travel_pending_or_written(session, unit):
+    writer = ScanWriter()
+    history = ScanHistory(session, writer)
+    now = utcnow()
+    _record(history, unit, "a", lat=21.0, lon=105.8, at=now, network="home")
+    same = _record(history, unit, "b", lat=10.8, lon=106.7, at=now + timedelta(minutes=30), network="home")
+    assert same.travel_kmh is None  # pending: one network claimed both places
+    writer.flush(session)
+    row = session.get(Serial, unit[1].serial_id)
+    session.refresh(row)
+    assert row.last_network == "home"
+    again = _record(history, unit, "c", lat=21.0, lon=105.8, at=now + timedelta(minutes=40), network="home")
+    assert again.travel_kmh is None  # written: the serial remembers the network of its last place
+    other = _record(history, unit, "d", lat=10.8, lon=106.7, at=now + timedelta(minutes=50), network="mobile")
+    assert other.travel_kmh > 2000
+
+
+def test_networks_count_the_written_the_pending_and_this_verification(session, unit):
+    writer = ScanWriter()
+    history = ScanHistory(session, writer)
+    batch, serial = unit
+    for client, network in (("a", "n1"), ("b", "n1"), ("c", "n2"), ("d", None)):
+        _record(history, unit, client, network=network)
+    writer.flush(session)
+    assert session.scalars(select(ScanEvent.network_hash).order_by(ScanEvent.id)).all() == ["n1", "n1", "n2", None]
+    _record(history, unit, "e", network="n3")  # pending
+    assert history.networks(batch, serial, ScanContext(client="f", network="n4")) == 4
+    assert history.networks(batch, serial, ScanContext(client="f", network="n1")) == 3
+
+
+def test_network_of_groups_addresses_as_clone_detection_counts_them():
+    assert scans.network_of("203.0.113.7") == scans.network_of("203.0.113.250") == "203.0.113.0/24"
+    assert scans.network_of("203.0.114.7") != scans.network_of("203.0.113.7")
+    assert scans.network_of("::ffff:203.0.113.9") == "203.0.113.0/24"
+    assert scans.network_of("2001:db8:abcd:12::1") == scans.network_of("2001:db8:abcd:ff::2") == "2001:db8:abcd::/48"
+    assert scans.network_of(None) is None and scans.network_of("not an address") is None
+
+
 def test_the_background_thread_writes_by_itself(app, unit, session):
     import time
 
@@ -270,7 +308,7 @@ def test_two_servers_flushing_the_same_serial_do_not_deadlock(app, session, unit
     batch, serial = unit
     now = utcnow()
     event_row = {"batch_id": batch.batch_id, "serial_id": serial.serial_id, "at": now, "channel": "api",
-                 "client_hash": None, "lat": None, "lon": None, "verdict": "genuine"}
+                 "client_hash": None, "network_hash": None, "lat": None, "lon": None, "verdict": "genuine"}
     key = ("serial", batch.gtin, batch.lot, serial.serial)
     b = factory()
     b.execute(text("SET LOCAL lock_timeout = '20s'"))
@@ -297,7 +335,7 @@ def test_two_servers_flushing_the_same_serial_do_not_deadlock(app, session, unit
     thread.join(timeout=3)  # A must not wait for B's share locks
     try:
         counters = {"id": serial.serial_id, "n": 1, "new_clients": 0, "first": now, "last": now, "lat": None,
-                    "lon": None, "flag": None}
+                    "lon": None, "net": None, "flag": None}
         scans._PG_BUMP_SERIALS.execute(b, scans._columns([counters], scans._SERIAL_COUNTERS))
         b.commit()
         outcome["b"] = "committed"

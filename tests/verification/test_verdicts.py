@@ -17,8 +17,8 @@ from verification.digital_link import build_url
 from verification.parsing import parse_code
 
 
-def _verify(client, code, **params):
-    r = client.get("/api/v1/verify", query_string={"code": code, **params})
+def _verify(client, code, *, address="127.0.0.1", **params):
+    r = client.get("/api/v1/verify", query_string={"code": code, **params}, environ_base={"REMOTE_ADDR": address})
     assert r.status_code == 200, r.get_json()
     return r.get_json()
 
@@ -180,20 +180,48 @@ def test_unsigned_datamatrix_of_a_registered_batch_is_unverifiable(client, batch
     assert body["batch"]["lot"] == "LOT-1"
 
 
-def test_twenty_five_clients_make_a_clone_but_one_client_does_not(client, batch):
+def test_twenty_five_clients_from_many_networks_make_a_clone_but_one_client_does_not(client, batch):
     same = [_verify(client, batch["units"][0], client_id="one-shopper")["verdict"] for _ in range(25)]
     assert set(same) == {"genuine"}
-    verdicts = [_verify(client, batch["units"][1], client_id=f"shopper-{i}") for i in range(25)]
-    assert verdicts[0]["verdict"] == "genuine"
+    verdicts = [_verify(client, batch["units"][1], client_id=f"shopper-{i}", address=f"203.0.{i}.7") for i in range(25)]
+    assert [v["verdict"] for v in verdicts[:10]] == ["genuine"] * 10
+    assert verdicts[10]["verdict"] == "suspect"
+    assert verdicts[10]["reasons"][0]["detail"] == ("verified by 11 different clients from 11 networks "
+                                                    "(limits 10 clients, 5 networks)")
     assert verdicts[-1]["verdict"] == "suspect" and "SERIAL_CLONED" in _codes(verdicts[-1])
+    assert verdicts[-1]["reasons"][0]["detail"] == "flagged as a likely clone by an earlier verification"
     assert verdicts[-1]["scans"]["count"] == 25
 
 
+def test_one_network_inventing_client_ids_does_not_make_a_clone(client, batch):
+    """Any client can send a new client_id with each request: from one network (a /24) they count
+    as one, and the genuine unit stays genuine for everyone."""
+    made_up = [_verify(client, batch["units"][0], client_id=f"fake-{i}", address=f"198.51.100.{i}") for i in range(30)]
+    assert {v["verdict"] for v in made_up} == {"genuine"}
+    assert made_up[-1]["scans"]["clients"] == 30
+    shopper = _verify(client, batch["units"][0], client_id="real-shopper", address="192.0.2.10")
+    assert shopper["verdict"] == "genuine"
+
+
+def test_a_clone_found_stays_flagged(client, batch):
+    for i in range(12):
+        _verify(client, batch["units"][1], client_id=f"shopper-{i}", address=f"203.0.{i}.7")
+    later = _verify(client, batch["units"][1], client_id="shopper-0", address="203.0.0.7")
+    assert later["verdict"] == "suspect" and "SERIAL_CLONED" in _codes(later)
+
+
 def test_impossible_travel_is_suspect(client, batch):
-    hanoi = _verify(client, batch["units"][2], client_id="a", lat=21.03, lon=105.85)
-    saigon = _verify(client, batch["units"][2], client_id="b", lat=10.78, lon=106.70)
+    hanoi = _verify(client, batch["units"][2], client_id="a", lat=21.03, lon=105.85, address="203.0.113.5")
+    saigon = _verify(client, batch["units"][2], client_id="b", lat=10.78, lon=106.70, address="198.51.100.9")
     assert hanoi["verdict"] == "genuine"
     assert saigon["verdict"] == "suspect" and "SERIAL_CLONED" in _codes(saigon)
+
+
+def test_places_said_from_one_network_prove_no_travel(client, batch):
+    """One client can claim any place: Hanoi then Saigon a minute apart from one network is not a clone."""
+    hanoi = _verify(client, batch["units"][2], client_id="a", lat=21.03, lon=105.85, address="203.0.113.5")
+    saigon = _verify(client, batch["units"][2], client_id="b", lat=10.78, lon=106.70, address="203.0.113.77")
+    assert hanoi["verdict"] == saigon["verdict"] == "genuine"
 
 
 def test_revoked_key_makes_codes_suspect(client, batch, registry, world, session):
