@@ -268,7 +268,10 @@ class AccountService:
 
         A wrong old password is a failed login, with the same lock-out (``Forbidden``,
         ``INVALID_CREDENTIALS`` or ``ACCOUNT_LOCKED``): otherwise whoever holds a session could try
-        passwords here without limit. Commit after it raised, as after ``authenticate``."""
+        passwords here without limit. When the account is locked, its sessions end too: a session
+        that guesses its own password is likely not its owner's (a lock-out at the login form ends
+        none, or anyone could log a user out by typing wrong passwords). Commit after it raised,
+        as after ``authenticate``."""
         user = self._user(username, lock=True)
         own = actor.name == f"user:{user.username}"
         if not own:
@@ -276,12 +279,18 @@ class AccountService:
         else:
             now = self.clock()
             old_password = old_password if isinstance(old_password, str) else ""
-            if user.locked_until is not None and user.locked_until > now:
-                raise Forbidden("too many failed attempts: this account is locked for a while; try again later",
-                                code="ACCOUNT_LOCKED")
-            if len(old_password) > MAX_PASSWORD_LENGTH or not self._verify(user.password_hash, old_password):
+            locked = user.locked_until is not None and user.locked_until > now
+            if not locked and (len(old_password) > MAX_PASSWORD_LENGTH
+                               or not self._verify(user.password_hash, old_password)):
                 self._fail(user, now)
-                raise Forbidden("the current password is wrong", code="INVALID_CREDENTIALS")
+                locked = user.locked_until is not None and user.locked_until > now
+                if not locked:
+                    raise Forbidden("the current password is wrong", code="INVALID_CREDENTIALS")
+            if locked:
+                user.session_epoch = User.session_epoch + 1
+                self.session.flush()
+                raise Forbidden("too many failed attempts: this account is locked for a while and its sessions "
+                                "have ended; try again later", code="ACCOUNT_LOCKED")
         self._check_password(new_password, "new_password")
         user.password_hash = self.hasher.hash(new_password)
         user.failed_logins = 0

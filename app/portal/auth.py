@@ -59,6 +59,8 @@ NOTICE = {
     "logout": N_("You have logged out."),
     "logged_out": N_("This account was logged out, which ends its sessions on every device. Please log in again."),
     "expired": N_("Your session has expired. Please log in again."),
+    "locked": N_("Too many wrong passwords: this account is locked for 15 minutes and its sessions have ended. "
+                 "Try again later, or ask the registry to unlock it."),
 }
 ENDED_NOTICE = {"SESSION_ENDED": "password", "SESSION_LOGGED_OUT": "logged_out"}
 
@@ -246,8 +248,10 @@ def account():
                                                              old_password=old, new_password=new)
             except Forbidden as exc:
                 db_session().commit()  # the failure counts (and may lock the account), as at login
-                errors["old_password"] = (LOGIN_ERROR["ACCOUNT_LOCKED"] if exc.code == "ACCOUNT_LOCKED"
-                                          else N_("The current password is wrong."))
+                if exc.code == "ACCOUNT_LOCKED":  # locked, and its sessions ended: this one too
+                    session.clear()
+                    return redirect(url_for("portal.login", notice="locked"), code=303)
+                errors["old_password"] = N_("The current password is wrong.")
             except Invalid as exc:
                 errors["new_password"] = (N_("A password needs at least 10 characters.")
                                           if exc.code == "PASSWORD_TOO_SHORT" else N_("This password is too long."))

@@ -191,16 +191,23 @@ def test_a_session_ends_twelve_hours_after_its_login_however_busy(client, people
     assert client.get("/portal/producer/").status_code == 302
 
 
-def test_wrong_current_passwords_on_the_account_page_lock_the_account(client, people, session):
-    """A session holder must not guess the password on the change form more often than at login."""
+def test_wrong_current_passwords_on_the_account_page_lock_the_account_and_end_the_session(client, people, session):
+    """A session holder must not guess the password on the change form more often than at login;
+    the guess that locks the account also ends its sessions, this one included."""
     client_login(client, "producer1")
+    other_device = client.application.test_client()
+    client_login(other_device, "producer1")
     change = {"new_password": "a brand new secret", "new_password_again": "a brand new secret"}
-    for _ in range(5):
+    for _ in range(4):
         wrong = _post(client, "/portal/account", {"old_password": "a wrong guess", **change})
-        assert wrong.status_code == 422
-    page = _post(client, "/portal/account", {"old_password": PASSWORD, **change})
-    assert page.status_code == 422
-    assert "Đăng nhập sai quá nhiều lần: tài khoản bị khóa 15 phút" in page.get_data(as_text=True)
+        assert wrong.status_code == 422 and "Mật khẩu hiện tại không đúng" in wrong.get_data(as_text=True)
+    locking = _post(client, "/portal/account", {"old_password": "a wrong guess", **change})
+    assert locking.status_code == 303 and "notice=locked" in locking.location
+    assert "tài khoản bị khóa 15 phút và các phiên đăng nhập đã kết thúc" in client.get(
+        locking.location).get_data(as_text=True)
+    for browser in (client, other_device):
+        ended = browser.get("/portal/account")
+        assert ended.status_code == 302 and "/portal/login" in ended.location
     user = session.query(User).filter_by(username="producer1").one()
     assert user.locked_until is not None and AccountService(session)._verify(user.password_hash, PASSWORD)
     assert [e.detail["failures"] for e in session.query(AuditEvent).filter_by(action="user.login_failed")

@@ -219,11 +219,16 @@ def test_a_wrong_current_password_counts_as_a_failed_login(accounts, session, cl
             accounts.change_password(me, "minh", old_password="a wrong guess", new_password="a brand new secret")
         assert info.value.code == "INVALID_CREDENTIALS"
         assert accounts.by_username("minh").failed_logins == failures
+    epoch = accounts.by_username("minh").session_epoch
     with pytest.raises(Unauthorized):  # the fifth failure, at login, locks
         accounts.authenticate("minh", "another guess")
+    session.refresh(accounts.by_username("minh"))
+    assert accounts.by_username("minh").session_epoch == epoch  # a lock-out at login ends no session
     with pytest.raises(Forbidden) as info:
         accounts.change_password(me, "minh", old_password=PASSWORD, new_password="a brand new secret")
     assert info.value.code == "ACCOUNT_LOCKED"
+    session.refresh(accounts.by_username("minh"))
+    assert accounts.by_username("minh").session_epoch == epoch + 1  # met by a session: it ends them
     with pytest.raises(Unauthorized) as info:
         accounts.authenticate("minh", PASSWORD)
     assert info.value.code == "ACCOUNT_LOCKED"
