@@ -3,7 +3,7 @@ minimal Flask endpoint served by the same gunicorn configuration and the raw Ed2
 
     .venv/bin/python bench/http_load.py [--quick] [--json FILE] [--configs "gthread:2x4,sync:2x1"]
                                         [--duration 5] [--rounds 3] [--connections 16,64]
-                                        [--codes N] [--no-postgres] [--profile]
+                                        [--codes N] [--no-postgres] [--profile [--profile-dir DIR]]
                                         [--postgres-cpu 1]
 
 For each server configuration (worker class, workers x threads), gunicorn is started with
@@ -51,6 +51,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import REPO, ed25519_rates, temp_instance_config  # noqa: E402
+
+from registry.db import APPLICATION_NAME, READ_APPLICATION_NAME  # noqa: E402
 
 GUNICORN = REPO / ".venv" / "bin" / "gunicorn"
 LUA = REPO / "bench" / "wrk" / "verify.lua"
@@ -367,6 +369,7 @@ class CpuMeter:
         self.machine_after = _machine()
         self.threads_after = {pid: _threads_cpu(pid) for pid in self.pids}
         self.pg_after = {pid: _cpu_seconds(f"/proc/{pid}/stat") for pid in self.pg}
+        self.pg_names = _postgres_application_names() if self.pg else {}
 
     def per_request(self, result: dict) -> dict | None:
         n = result["requests"]
@@ -381,13 +384,30 @@ class CpuMeter:
                     main += spent
                 else:
                     other += spent
-        pg = sum((self.pg_after.get(pid) or 0.0) - (seconds or 0.0) for pid, seconds in self.pg.items()
-                 if seconds is not None and self.pg_after.get(pid) is not None)
+        by_kind = {"reads": 0.0, "writes": 0.0, "rest": 0.0}
+        for pid, seconds in self.pg.items():
+            after = self.pg_after.get(pid)
+            if seconds is None or after is None:
+                continue
+            name = self.pg_names.get(pid, "")
+            kind = "reads" if name == READ_APPLICATION_NAME else "writes" if name == APPLICATION_NAME else "rest"
+            by_kind[kind] += after - seconds
+        pg = sum(by_kind.values())
         total = self.machine_after[0] - self.machine[0]
         idle = self.machine_after[1] - self.machine[1]
         us = 1e6 / n
         return {"main_threads": main * us, "other_threads": other * us, "wrk": result["wrk_cpu_s"] * us,
-                "postgresql": pg * us, "machine_busy": (total - idle) * us, "machine_idle": idle * us}
+                "postgresql": pg * us, "postgresql_reads": by_kind["reads"] * us,
+                "postgresql_writes": by_kind["writes"] * us, "postgresql_rest": by_kind["rest"] * us,
+                "machine_busy": (total - idle) * us, "machine_idle": idle * us}
+
+
+def _postgres_application_names() -> dict[int, str]:
+    """Each PostgreSQL backend's ``application_name``: the service names its connections
+    (registry.db), so the database's CPU splits into the verification's reads, the main engine's
+    transactions (under GET /verify, the scan writer's flushes) and the rest (background processes)."""
+    with _admin() as conn:
+        return {pid: name or "" for pid, name in conn.execute("SELECT pid, application_name FROM pg_stat_activity")}
 
 
 class CodeCursor:
@@ -511,9 +531,11 @@ def measure_config(config: ServerConfig, targets: list[Target], *, connections: 
     return sweep, half
 
 
-def profile_run(server: Server, codes_file: str, cursor: CodeCursor, *, seconds: float, connections: int) -> dict:
+def profile_run(server: Server, codes_file: str, cursor: CodeCursor, *, seconds: float, connections: int,
+                keep: Path | None = None) -> dict:
     """py-spy (if installed in the venv) on every worker while wrk saturates the server:
-    the share of GIL-holding samples per function (self) and per stage of the request."""
+    the share of GIL-holding samples per function (self) and per stage of the request. With
+    ``keep``, py-spy's raw stacks (one file per worker) are copied there for a closer look."""
     pyspy = REPO / ".venv" / "bin" / "py-spy"
     if not pyspy.exists():
         return {"skipped": "py-spy not installed (.venv/bin/pip install py-spy)"}
@@ -567,6 +589,11 @@ def profile_run(server: Server, codes_file: str, cursor: CodeCursor, *, seconds:
                 stages[stage] = stages.get(stage, 0) + n
                 if any(m in f for f in frames for m in db_markers):
                     db_total += n
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+        for _, path in procs:
+            if os.path.exists(path):
+                shutil.copy(path, keep / os.path.basename(path))
     shutil.rmtree(out, ignore_errors=True)
     if not total:
         return {"skipped": "py-spy recorded nothing (ptrace not permitted?)"}
@@ -588,6 +615,8 @@ def main(argv: list[str] | None = None) -> dict:
                         f"configuration's runs would ask for at {EXPECTED_PEAK_RPS:,} req/s)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy the verify path under load (SQLite, PostgreSQL)")
+    parser.add_argument("--profile-dir", metavar="DIR",
+                        help="with --profile, keep py-spy's raw stacks here (DIR/<target>/<worker pid>.txt)")
     parser.add_argument("--postgres-cpu", type=int, metavar="N",
                         help="PostgreSQL on core N alone, gunicorn and wrk on the others (a database machine of its own)")
     parser.add_argument("--json", help="also write the figures here")
@@ -680,7 +709,9 @@ def _main(args: argparse.Namespace) -> dict:
             with Server(t.app_spec, shipped, env=t.env, pythonpath=t.pythonpath, ready_path=t.ready_path) as server:
                 cursor = CodeCursor(t.n_codes)
                 cursor.position = t.n_codes // 2
-                profiles[t.name] = profile_run(server, t.codes_file, cursor, seconds=10, connections=max(connections))
+                keep = Path(args.profile_dir) / t.name if args.profile_dir else None
+                profiles[t.name] = profile_run(server, t.codes_file, cursor, seconds=10, connections=max(connections),
+                                               keep=keep)
         figures["profile"] = profiles
 
     figures["summary"] = summarize(figures, latency_configs)
@@ -786,13 +817,19 @@ def markdown(figures: dict) -> str:
         out.append(f"\nCPU per request at the peak, in µs (from /proc, median over the peak runs; {sharing}"
                    "): the gunicorn workers' main threads and their other threads "
                    "(sync workers serve requests on the main thread, the other one is the scan writer; gthread "
-                   "workers serve them on pool threads), wrk, PostgreSQL's processes, the machine busy and idle.\n")
-        out.append("| config | target | workers' main threads | their other threads | wrk | PostgreSQL | machine busy | idle |")
-        out.append("|---|---|---|---|---|---|---|---|")
+                   "workers serve them on pool threads), wrk, PostgreSQL's processes (and of those, the backends "
+                   "of the verification's reads, of the scan writer's flushes, and the rest: background processes), "
+                   "the machine busy and idle.\n")
+        out.append("| config | target | workers' main threads | their other threads | wrk | PostgreSQL "
+                   "| its reads / flushes / rest | machine busy | idle |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for label, t, cpu in cpu_rows:
             if cpu:
+                split = (f"{cpu['postgresql_reads']:,.0f} / {cpu['postgresql_writes']:,.0f} / "
+                         f"{cpu['postgresql_rest']:,.0f}" if "postgresql_reads" in cpu and cpu["postgresql"] >= 5
+                         else "–")
                 out.append(f"| {label} | {t} | {cpu['main_threads']:,.0f} | {cpu['other_threads']:,.0f} | "
-                           f"{cpu['wrk']:,.0f} | {cpu['postgresql']:,.0f} | {cpu['machine_busy']:,.0f} | "
+                           f"{cpu['wrk']:,.0f} | {cpu['postgresql']:,.0f} | {split} | {cpu['machine_busy']:,.0f} | "
                            f"{cpu['machine_idle']:,.0f} |")
     repeated = [(label, t) for label in figures["configs"] for t in targets
                 if t != "minimal" and figures["sweep"][t].get(label, {}).get("peak_runs_with_repeated_codes")]

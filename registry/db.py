@@ -13,7 +13,7 @@ from typing import Any, Callable
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
 from psycopg.errors import error_from_result
-from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event
+from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker, Session
 
@@ -70,7 +70,8 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True,
+                         connect_args=_application_name(url, APPLICATION_NAME))
 
 
 def make_read_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
@@ -87,7 +88,20 @@ def make_read_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) ->
     # Nothing to roll back when a connection comes back (no transaction is ever open on it): no
     # reset on return, which on psycopg took its connection lock for a rollback that did nothing.
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True,
-                         isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
+                         isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
+                         connect_args=_application_name(url, READ_APPLICATION_NAME))
+
+
+#: What PostgreSQL shows of this service's connections (``pg_stat_activity.application_name``):
+#: the main engine's (transactions: writes, the scan writer's flushes) and ``Reader``'s (the
+#: verification's reads), so that an operator, and bench/http_load.py, can tell them apart. A
+#: ``DATABASE_URL`` that names its own ``application_name`` keeps it.
+APPLICATION_NAME = "origin-verify"
+READ_APPLICATION_NAME = "origin-verify-read"
+
+
+def _application_name(url: str, name: str) -> dict[str, str]:
+    return {} if "application_name" in make_url(url).query else {"application_name": name}
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

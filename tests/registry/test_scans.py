@@ -350,3 +350,18 @@ def test_two_servers_flushing_the_same_serial_do_not_deadlock(app, session, unit
     row = session.get(Serial, serial.serial_id)
     session.refresh(row)
     assert row.scan_count == 2
+
+
+@pytest.mark.skipif(not PG_URL, reason="application names are PostgreSQL's")
+def test_postgresql_shows_the_reads_apart_from_the_transactions(app):
+    """Operators (and bench/http_load.py) tell the verification's reads from the writes by name."""
+    from registry.db import READ_APPLICATION_NAME, APPLICATION_NAME, make_engine
+
+    with app.extensions["engine"].connect() as conn:
+        assert conn.execute(text("SHOW application_name")).scalar() == APPLICATION_NAME
+    with app.extensions["read_engine"].connect() as conn:
+        assert conn.execute(text("SHOW application_name")).scalar() == READ_APPLICATION_NAME
+    named = make_engine(PG_URL + ("&" if "?" in PG_URL else "?") + "application_name=dashboard")
+    with named.connect() as conn:
+        assert conn.execute(text("SHOW application_name")).scalar() == "dashboard"  # the URL's own wins
+    named.dispose()
