@@ -91,10 +91,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from registry.lookup import LookupCache
 
     app.extensions["lookup_cache"] = LookupCache(app.config["LOOKUP_CACHE_ENTRIES"])
-    from registry.scans import ScanWriter
+    from registry.scans import NetworkCache, ScanWriter
 
     app.extensions["scan_writer"] = ScanWriter(app.extensions["session_factory"],
                                                interval=app.config["SCAN_FLUSH_SECONDS"])
+    app.extensions["network_cache"] = NetworkCache()
 
     from app.extensions import api, babel, csrf, init_rate_limits
     from app.i18n import select_locale

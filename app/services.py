@@ -68,9 +68,10 @@ def verification_reader() -> Reader | Session:
 def verifier() -> Verifier:
     """A verifier over the registry, through this request's reader or else its session."""
     source = g.get("reader") or db_session()
-    cfg = current_app.config
-    lookup = RegistryLookup(source, cache=current_app.extensions["lookup_cache"])
-    return Verifier(lookup=lookup, scans=ScanHistory(source, current_app.extensions["scan_writer"], lookup=lookup),
+    cfg, extensions = current_app.config, current_app.extensions
+    lookup = RegistryLookup(source, cache=extensions["lookup_cache"])
+    scans = ScanHistory(source, extensions["scan_writer"], lookup=lookup, network_cache=extensions["network_cache"])
+    return Verifier(lookup=lookup, scans=scans,
                     thresholds=CloneThresholds(max_distinct_clients=cfg["CLONE_MAX_CLIENTS"],
                                                max_speed_kmh=cfg["CLONE_MAX_SPEED_KMH"],
                                                max_networks=cfg["CLONE_MAX_NETWORKS"]))

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import threading
+import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from registry.lookup import RegistryLookup
 from registry.models import ScanWriterState
 from verification.verdicts import BatchInfo, ReasonCode, ScanContext, ScanSummary, SerialInfo, Verdict
 
-__all__ = ["ScanHistory", "ScanWriter", "haversine_km", "network_of", "unit_key"]
+__all__ = ["NetworkCache", "ScanHistory", "ScanWriter", "haversine_km", "network_of", "unit_key"]
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,40 @@ _SERIAL_COUNTERS = ("id", "n", "new_clients", "first", "last", "lat", "lon", "ne
 _RECENT_NETWORKS = RawQuery(
     "SELECT DISTINCT e.network_hash FROM (SELECT network_hash FROM scan_events WHERE serial_id = :id "
     "ORDER BY at DESC LIMIT :n) e WHERE e.network_hash IS NOT NULL")
-RECENT_NETWORKS_SCANNED = 1000
+RECENT_NETWORKS_SCANNED = 200
+
+
+class NetworkCache:
+    """The networks of serials' recent verifications as last read, per process, for ``ttl``
+    seconds: a serial with many clients on few networks (a shop's wifi, a carrier's NAT) is not a
+    clone, and each of its verifications asks for its networks again. Read once a minute, not at
+    every verification (bench/national.py: ~0.5 ms a read of 1,000 events). What this process
+    verified is added at once and kept (``add``: it may be written before the next read);
+    other servers' new networks count after at most ``ttl``. At most ``max_entries`` serials, the
+    oldest read dropped first."""
+
+    def __init__(self, *, ttl: float = 60.0, max_entries: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl, self._max, self._clock = ttl, max_entries, clock
+        self._entries: dict[int, tuple[float, frozenset[str]]] = {}
+
+    def get(self, serial_id: int) -> frozenset[str] | None:
+        entry = self._entries.get(serial_id)
+        return entry[1] if entry is not None and entry[0] > self._clock() else None
+
+    def put(self, serial_id: int, networks: frozenset[str]) -> None:
+        entries = self._entries
+        entries.pop(serial_id, None)
+        if len(entries) >= self._max:  # dicts keep the order of insertion: the oldest reads go
+            for stale in list(entries)[: max(1, self._max // 10)]:
+                entries.pop(stale, None)
+        entries[serial_id] = (self._clock() + self._ttl, networks)
+
+    def add(self, serial_id: int, networks: set[str]) -> None:
+        """More networks of a serial read before (a set only grows); its read keeps its age."""
+        entry = self._entries.get(serial_id)
+        if entry is not None and not networks <= entry[1]:
+            self._entries[serial_id] = (entry[0], entry[1] | networks)
 
 
 def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, list[Any]]:
@@ -519,11 +553,12 @@ class ScanHistory:
     than the rest of the request's database work)."""
 
     def __init__(self, source: Session | Reader, writer: ScanWriter, *, lookup: RegistryLookup | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, network_cache: NetworkCache | None = None) -> None:
         self._source = source
         self._writer = writer
         self._lookup = lookup
         self._clock = clock
+        self._network_cache = network_cache
         self._state: _UnitState | None = None
 
     def begin(self, gtin: str, lot: str, serial: str | None, context: ScanContext) -> None:
@@ -584,15 +619,24 @@ class ScanHistory:
 
     def networks(self, batch: BatchInfo, serial: SerialInfo, context: ScanContext) -> int:
         """The networks of the serial's latest ``RECENT_NETWORKS_SCANNED`` verifications in the
-        database, with those this process has not written yet and this one's."""
+        database (as the ``NetworkCache`` last read them, if given), with those this process has
+        not written yet and this one's."""
         seen = self._writer.view(unit_key(batch.gtin, batch.lot, serial.serial))  # before the read: no gap
-        found = {network for (network,) in _RECENT_NETWORKS.all(
-            self._source, {"id": serial.serial_id, "n": RECENT_NETWORKS_SCANNED})}
+        cache = self._network_cache
+        written = cache.get(serial.serial_id) if cache is not None else None
+        if written is None:
+            written = frozenset(network for (network,) in _RECENT_NETWORKS.all(
+                self._source, {"id": serial.serial_id, "n": RECENT_NETWORKS_SCANNED}))
+            if cache is not None:
+                cache.put(serial.serial_id, written)
+        found = set(written)
         for part in (seen.flight, seen.pending):
             if part is not None:
                 found |= part.networks
         if context.network is not None:
             found.add(context.network)
+        if cache is not None:
+            cache.add(serial.serial_id, found)
         return len(found)
 
     def flag(self, batch: BatchInfo, serial: SerialInfo, reason: ReasonCode) -> None:

@@ -365,3 +365,36 @@ def test_postgresql_shows_the_reads_apart_from_the_transactions(app):
     with named.connect() as conn:
         assert conn.execute(text("SHOW application_name")).scalar() == "dashboard"  # the URL's own wins
     named.dispose()
+
+
+def test_the_network_cache_reads_a_serials_networks_once_a_while(session, unit):
+    """A crowd on few networks asks for its networks at every verification: the cache reads them
+    once per ``ttl``; what this process verifies counts at once, other servers' after the ttl."""
+    now = [0.0]
+    cache = scans.NetworkCache(ttl=60, clock=lambda: now[0])
+    writer = ScanWriter()
+    history = ScanHistory(session, writer, network_cache=cache)
+    batch, serial = unit
+    for client, network in (("a", "n1"), ("b", "n2")):
+        _record(history, unit, client, network=network)
+    writer.flush(session)
+    assert history.networks(batch, serial, ScanContext(network="n3")) == 3
+    _record(history, unit, "c", network="n4")  # this process: counted before any write
+    assert history.networks(batch, serial, ScanContext(network="n3")) == 4
+    writer.flush(session)  # and after its write, before the next read
+    assert history.networks(batch, serial, ScanContext(network="n1")) == 4
+    other_server = ScanWriter()
+    _record(ScanHistory(session, other_server), unit, "d", network="n5")
+    other_server.flush(session)
+    assert history.networks(batch, serial, ScanContext(network="n3")) == 4  # not read again yet
+    now[0] = 61
+    writer.flush(session)
+    assert history.networks(batch, serial, ScanContext(network="n3")) == 5  # read again: n5 is there
+
+
+def test_the_network_cache_keeps_its_newest_reads():
+    cache = scans.NetworkCache(max_entries=10)
+    for serial_id in range(25):
+        cache.put(serial_id, frozenset({f"n{serial_id}"}))
+    assert cache.get(0) is None and cache.get(24) == frozenset({"n24"})
+    assert sum(cache.get(i) is not None for i in range(25)) <= 10
