@@ -48,7 +48,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parent) not in sys.path:  # not again in front of the repository's packages
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # (bench/registry.py is not registry/)
 
 from common import REPO, ed25519_rates, temp_instance_config  # noqa: E402
 

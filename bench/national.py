@@ -15,8 +15,10 @@ What it builds, in database ``bench_national`` (dropped at the end unless ``--ke
   and 1,000 batches are kept without any event, to measure empty histories. Events are expanded
   server-side from a COPY of the per-code counts (INSERT ... SELECT generate_series), the
   secondary indexes are rebuilt afterwards, and the summary counters on serials and batches
-  (scan_count, distinct_clients, first/last seen, last place, flagged) and serial_clients are
-  computed from the events, so they agree with them.
+  (scan_count, distinct_clients, first/last seen, last place and its network, flagged) and
+  serial_clients are computed from the events, so they agree with them. Each event has a client
+  network; the 20 next most scanned serials after the hot ones have their many clients on 3
+  networks, so they are not clones and every verification of them counts networks again.
 
 Latency: GET /api/v1/verify through the Flask test client in this process (no HTTP server:
 the database side is what grows), sequential. Before the events are written, the registry is
@@ -28,7 +30,8 @@ measurement minutes earlier, on the same database before its events, differed fr
 by as much as the target allows). Both databases' verification tables and indexes are first read
 into the OS page cache (``pg_prewarm``), so that neither is measured cold. Every request is a
 real verification: it reads the counters and hands its scan event to the scan writer, which
-commits them in batches.
+commits them in batches. Requests come from varied addresses (networks), the few-networks
+class's from one.
 Disk: pg_total_relation_size of scan_events (heap, TOAST, indexes) per million events.
 """
 
@@ -60,6 +63,12 @@ ITEMS_PER_PRODUCER = 250
 EMPTY_SERIALS = 5000
 EMPTY_BATCHES = 1000
 HOT_CODES = 20
+# The next 20 most scanned serials: their many clients come from this many networks, not more than
+# CLONE_MAX_NETWORKS, so they are not clones and each verification counts their networks again
+# (the latest RECENT_NETWORKS_SCANNED events: registry.scans.ScanHistory.networks), the one read that grows with a
+# history, bounded.
+FEW_NETWORKS = 3
+CROWD = "unit code, later hot, few networks"
 SERIAL_SHARE = 0.8
 
 
@@ -269,6 +278,7 @@ def build_events(app, total: int, selection: dict) -> dict:
     empty_serials, empty_batches = set(selection["empty_serial_ids"]), set(selection["empty_batch_ids"])
     ranked_serials = [(sid, batch_of[sid]) for sid in selection["serial_order"] if sid not in empty_serials]
     ranked_batches = [bid for bid in selection["batch_order"] if bid not in empty_batches]
+    crowd = set(selection["crowd_serial_ids"])
     serial_total = int(total * SERIAL_SHARE)
     s_counts = zipf_counts(len(ranked_serials), serial_total, exponent=1.1, floor_one=True)
     b_counts = zipf_counts(len(ranked_batches), total - serial_total, exponent=1.2, floor_one=False)
@@ -281,14 +291,18 @@ def build_events(app, total: int, selection: dict) -> dict:
             cur.execute("SET synchronous_commit = off")
             cur.execute("SET maintenance_work_mem = '512MB'")
             cur.execute("SET session_replication_role = replica")  # the rows are consistent by construction
-            cur.execute("CREATE UNLOGGED TABLE bench_counts (serial_id bigint, batch_id bigint, n int, clients int)")
+            cur.execute("CREATE UNLOGGED TABLE bench_counts (serial_id bigint, batch_id bigint, n int, clients int, "
+                        "networks int)")
             with cur.copy("COPY bench_counts FROM STDIN") as copy:
                 for (sid, bid), n in zip(ranked_serials, s_counts):
                     clients = 1 if n <= 3 else max(1, int(n * 0.6))
-                    copy.write_row((sid, bid, n, clients))
+                    # a crowd of clients behind few networks (one shop's wifi, one carrier's NAT)
+                    networks = FEW_NETWORKS if sid in crowd else max(1, clients // 2)
+                    copy.write_row((sid, bid, n, clients, networks))
                 for bid, n in zip(ranked_batches, b_counts):
                     if n:
-                        copy.write_row((None, bid, n, max(1, int(n * 0.8))))
+                        clients = max(1, int(n * 0.8))
+                        copy.write_row((None, bid, n, clients, max(1, clients // 2)))
             # secondary indexes of scan_events: kept aside, rebuilt after the load (same definitions)
             cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'scan_events' "
                         "AND indexname NOT IN (SELECT conname FROM pg_constraint "
@@ -299,15 +313,17 @@ def build_events(app, total: int, selection: dict) -> dict:
             conn.commit()
             started = time.perf_counter()
             cur.execute("""
-                INSERT INTO scan_events (batch_id, serial_id, at, channel, client_hash, lat, lon, verdict)
+                INSERT INTO scan_events (batch_id, serial_id, at, channel, client_hash, network_hash, lat, lon, verdict)
                 SELECT c.batch_id, c.serial_id,
                        now() - interval '1 hour' - random() * interval '365 days',
                        (ARRAY['page', 'api', 'image', 'page'])[1 + g % 4],
                        substr(md5(coalesce(c.serial_id, -c.batch_id)::text || ':' || (g % c.clients)::text), 1, 32),
+                       substr(md5('net:' || coalesce(c.serial_id, -c.batch_id)::text || ':'
+                                  || (g % c.clients % c.networks)::text), 1, 32),
                        CASE WHEN g % 4 = 0 THEN round((8.6 + random() * 14.4)::numeric, 1)::float8 END,
                        CASE WHEN g % 4 = 0 THEN round((102.2 + random() * 7.2)::numeric, 1)::float8 END,
-                       CASE WHEN c.serial_id IS NOT NULL AND c.clients > 10 AND g > 10 THEN 'suspect'
-                            ELSE 'genuine' END
+                       CASE WHEN c.serial_id IS NOT NULL AND c.clients > 10 AND c.networks > 5 AND g > 10
+                            THEN 'suspect' ELSE 'genuine' END
                 FROM bench_counts c, generate_series(1, c.n) g""")
             conn.commit()
             log(f"  {total:,} scan events inserted in {time.perf_counter() - started:.0f} s")
@@ -324,14 +340,14 @@ def build_events(app, total: int, selection: dict) -> dict:
             cur.execute("""
                 UPDATE serials s SET scan_count = e.n, distinct_clients = c.clients, first_seen = e.first,
                        last_seen = e.last,
-                       flagged = CASE WHEN c.clients > %s THEN 'SERIAL_CLONED' END
+                       flagged = CASE WHEN c.clients > %s AND c.networks > %s THEN 'SERIAL_CLONED' END
                 FROM (SELECT serial_id, count(*) n, min(at) first, max(at) last FROM scan_events
                       WHERE serial_id IS NOT NULL GROUP BY serial_id) e
                 JOIN bench_counts c ON c.serial_id = e.serial_id
-                WHERE s.id = e.serial_id""", (int(app.config["CLONE_MAX_CLIENTS"]),))
+                WHERE s.id = e.serial_id""", (int(app.config["CLONE_MAX_CLIENTS"]), int(app.config["CLONE_MAX_NETWORKS"])))
             cur.execute("""
-                UPDATE serials s SET last_lat = p.lat, last_lon = p.lon
-                FROM (SELECT DISTINCT ON (serial_id) serial_id, lat, lon FROM scan_events
+                UPDATE serials s SET last_lat = p.lat, last_lon = p.lon, last_network = p.network_hash
+                FROM (SELECT DISTINCT ON (serial_id) serial_id, lat, lon, network_hash FROM scan_events
                       WHERE serial_id IS NOT NULL AND lat IS NOT NULL ORDER BY serial_id, at DESC) p
                 WHERE s.id = p.serial_id""")
             cur.execute("""
@@ -464,12 +480,15 @@ def measure(apps: dict, classes: dict[str, list[str]], requests: int, *, distinc
         for name, codes in classes.items():
             code = codes[i] if name in distinct else codes[i % len(codes)]
             query = {"code": code}
-            if i % 4 == 0:
+            # Shoppers come from many networks; the crowd class's from one (and without a place,
+            # which another network's place could turn into a clone by speed).
+            address = "198.51.100.7" if name == CROWD else f"10.{i % 251}.{(i * 7) % 253}.{i % 199 + 1}"
+            if i % 4 == 0 and name != CROWD:
                 query.update(lat=f"{10.7 + (i % 50) / 10:.2f}", lon=f"{106.6 - (i % 30) / 10:.2f}")
             for label, client in (turns if i % 2 == 0 else turns[::-1]):
                 query["client_id"] = uuid.uuid4().hex
                 start = time.perf_counter()
-                response = client.get("/api/v1/verify", query_string=query)
+                response = client.get("/api/v1/verify", query_string=query, environ_base={"REMOTE_ADDR": address})
                 times[label][name].append((time.perf_counter() - start) * 1000)
                 body = response.get_json(silent=True) or {}
                 verdict = body.get("verdict", f"http-{response.status_code}")
@@ -572,6 +591,7 @@ def main(argv: list[str] | None = None) -> dict:
                                              batch_ids=selection["empty_batch_ids"])
     hot_serials, hot_batches = code_urls(app, serial_ids=selection["hot_serial_ids"],
                                          batch_ids=selection["hot_batch_ids"])
+    crowd_serials, _ = code_urls(app, serial_ids=selection["crowd_serial_ids"], batch_ids=[])
     stage("empty copy", lambda: copy_registry(app))
 
     events = stage("events", lambda: build_events(app, args.events, selection))
@@ -585,6 +605,7 @@ def main(argv: list[str] | None = None) -> dict:
     figures["latency"] = measure({EMPTY_LABEL: empty_app, f"{args.events / 1e6:g}M events": app}, {
         "unit code, no history": fresh_serials,
         "unit code, later hot": hot_serials,
+        CROWD: crowd_serials,
         "batch code, no history": fresh_batches,
         "batch code, later hot": hot_batches,
     }, args.requests, distinct={"unit code, no history"})
@@ -621,6 +642,7 @@ def _select(serial_ids: list[int], plain_ids: list[int]) -> dict:
     return {"serial_order": serials, "batch_order": plain,
             "empty_serial_ids": serials[:EMPTY_SERIALS], "empty_batch_ids": plain[:EMPTY_BATCHES],
             "hot_serial_ids": serials[EMPTY_SERIALS:EMPTY_SERIALS + HOT_CODES],
+            "crowd_serial_ids": serials[EMPTY_SERIALS + HOT_CODES:EMPTY_SERIALS + 2 * HOT_CODES],
             "hot_batch_ids": plain[EMPTY_BATCHES:EMPTY_BATCHES + HOT_CODES]}
 
 
