@@ -14,7 +14,6 @@ this way. The statements go to the DBAPI connection directly (``registry.db.RawQ
 from __future__ import annotations
 
 import atexit
-import functools
 import ipaddress
 import json
 import logging
@@ -162,7 +161,6 @@ def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, li
     return {name: [row[name] for row in rows] for name in names}
 
 
-@functools.lru_cache(maxsize=4096)
 def network_of(address: str | None) -> str | None:
     """The network an address belongs to, as clone detection counts networks: its /24 for IPv4,
     its /48 for IPv6 (an IPv4 address mapped into IPv6 counts as IPv4); None for no address."""

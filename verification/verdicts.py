@@ -376,7 +376,7 @@ class Verifier:
         if scans.flagged:
             found.add(ReasonCode.SERIAL_CLONED, "flagged as a likely clone by an earlier verification")
             return False
-        if scans.distinct_clients > limits.max_distinct_clients and self._scans is not None:
+        if scans.distinct_clients > limits.max_distinct_clients:
             networks = self._scans.networks(batch, serial, context)
             if networks > limits.max_networks:
                 found.add(ReasonCode.SERIAL_CLONED,
