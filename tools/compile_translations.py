@@ -13,7 +13,7 @@ import io
 import sys
 from pathlib import Path
 
-from babel.messages.mofile import write_mo
+from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
 
 CATALOGUE = Path(__file__).resolve().parent.parent / "app" / "translations"
@@ -27,6 +27,15 @@ def compiled(po_path: Path) -> bytes:
     return out.getvalue()
 
 
+def content(mo: bytes) -> tuple:
+    """What a compiled catalogue says: its messages and its headers, less the Babel version that
+    wrote it (``Generated-By``), so that a new Babel release does not make a committed .mo stale."""
+    catalog = read_mo(io.BytesIO(mo))
+    headers = tuple((name, value) for name, value in catalog.mime_headers if name != "Generated-By")
+    messages = sorted((repr(m.context), repr(m.id), repr(m.string)) for m in catalog if m.id)
+    return headers, tuple(messages)
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
@@ -34,7 +43,7 @@ def main(argv: list[str]) -> int:
         mo_path = po_path.with_suffix(".mo")
         data = compiled(po_path)
         if check:
-            if not mo_path.exists() or mo_path.read_bytes() != data:
+            if not mo_path.exists() or content(mo_path.read_bytes()) != content(data):
                 stale.append(mo_path)
         else:
             mo_path.write_bytes(data)
