@@ -65,12 +65,15 @@ def verification_reader() -> Reader | Session:
     return g.reader
 
 
-def verifier() -> Verifier:
-    """A verifier over the registry, through this request's reader or else its session."""
+def verifier(*, recording: bool = True) -> Verifier:
+    """A verifier over the registry, through this request's reader or else its session.
+    ``recording=False``: a verdict shown again (the page's language switched): the scan history is
+    read, not added to."""
     source = g.get("reader") or db_session()
     cfg, extensions = current_app.config, current_app.extensions
     lookup = RegistryLookup(source, cache=extensions["lookup_cache"])
-    scans = ScanHistory(source, extensions["scan_writer"], lookup=lookup, network_cache=extensions["network_cache"])
+    scans = ScanHistory(source, extensions["scan_writer"], lookup=lookup, network_cache=extensions["network_cache"],
+                        recording=recording)
     return Verifier(lookup=lookup, scans=scans,
                     thresholds=CloneThresholds(max_distinct_clients=cfg["CLONE_MAX_CLIENTS"],
                                                max_speed_kmh=cfg["CLONE_MAX_SPEED_KMH"],

@@ -551,12 +551,16 @@ class ScanHistory:
     than the rest of the request's database work)."""
 
     def __init__(self, source: Session | Reader, writer: ScanWriter, *, lookup: RegistryLookup | None = None,
-                 clock: Callable[[], datetime] = utcnow, network_cache: NetworkCache | None = None) -> None:
+                 clock: Callable[[], datetime] = utcnow, network_cache: NetworkCache | None = None,
+                 recording: bool = True) -> None:
+        """``recording=False``: the history is read and summarised as it stands, and nothing is
+        added to it (a verdict shown again, not a new check: the page's language switched)."""
         self._source = source
         self._writer = writer
         self._lookup = lookup
         self._clock = clock
         self._network_cache = network_cache
+        self._recording = recording
         self._state: _UnitState | None = None
 
     def begin(self, gtin: str, lot: str, serial: str | None, context: ScanContext) -> None:
@@ -589,11 +593,16 @@ class ScanHistory:
         state, self._state = self._state, None
         if state is None or state.key != key or state.client != context.client or state.ident is None:
             state = self._read(key, context.client)  # no begin() for this unit (or an unissued serial)
+        pending = state.seen.unwritten(state.written)
+        if not self._recording:
+            clients = state.clients + len(pending.new_clients) if serial is not None else 0
+            return ScanSummary(count=state.count + pending.count, first_seen=state.first_seen or pending.first,
+                               distinct_clients=clients,
+                               flagged=serial is not None and (state.flagged or pending.flag is not None))
         now = context.at or self._clock()
         event = {"batch_id": batch.batch_id, "serial_id": serial.serial_id if serial else None, "at": now,
                  "channel": context.channel, "client_hash": context.client, "network_hash": context.network,
                  "lat": context.lat, "lon": context.lon, "verdict": verdict.value}
-        pending = state.seen.unwritten(state.written)
         first = state.first_seen or pending.first or now
         if serial is None:
             self._writer.submit(event, key=key, new_client=False)
@@ -618,7 +627,7 @@ class ScanHistory:
     def networks(self, batch: BatchInfo, serial: SerialInfo, context: ScanContext) -> int:
         """The networks of the serial's latest ``RECENT_NETWORKS_SCANNED`` verifications in the
         database (as the ``NetworkCache`` last read them, if given), with those this process has
-        not written yet and this one's."""
+        not written yet and this one's (when it is recorded)."""
         seen = self._writer.view(unit_key(batch.gtin, batch.lot, serial.serial))  # before the read: no gap
         cache = self._network_cache
         written = cache.get(serial.serial_id) if cache is not None else None
@@ -631,11 +640,13 @@ class ScanHistory:
         for part in (seen.flight, seen.pending):
             if part is not None:
                 found |= part.networks
-        if context.network is not None:
+        if context.network is not None and self._recording:
             found.add(context.network)
         if cache is not None:
             cache.add(serial.serial_id, found)
         return len(found)
 
     def flag(self, batch: BatchInfo, serial: SerialInfo, reason: ReasonCode) -> None:
+        if not self._recording:
+            return  # a verdict shown again: the check that was recorded has flagged what it found
         self._writer.flag(unit_key(batch.gtin, batch.lot, serial.serial), serial.serial_id, reason.value)

@@ -12,7 +12,7 @@ from verification.verdicts import Verdict
 
 from app.extensions import config_limit, rate_limit
 from app.i18n import LANG_COOKIE, LANGUAGES
-from app.pages import bp
+from app.pages import bp, redisplay
 from app.pages.render import decisive_code, render_scan, verdict_page
 from app.presenters import image_verification_json, verification_json
 from app.services import scan_context, verification_reader, verifier
@@ -33,6 +33,7 @@ def switch_language(lang: str):
     if lang in LANGUAGES:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 24 * 3600, samesite="Lax",
                             secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True)
+        redisplay.mark(response, target)  # the same verdict in another language: not a new check
     return response
 
 
@@ -63,7 +64,8 @@ def _linkset(result: dict, text: str) -> dict:
 def digital_link(rest: str):
     text = _digital_link_text()
     verification_reader()
-    result = verifier().verify_text(text, context=scan_context("link", request.args))
+    checker = verifier(recording=not redisplay.shown_again())
+    result = checker.verify_text(text, context=scan_context("link", request.args))
     body = verification_json(result)
     best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/linkset+json"])
     if best == "application/linkset+json":
@@ -83,7 +85,8 @@ def check_text():
     if not text:
         return redirect(url_for("pages.scan"))
     verification_reader()
-    result = verifier().verify_text(text, context=scan_context("web", request.args))
+    checker = verifier(recording=not redisplay.shown_again())
+    result = checker.verify_text(text, context=scan_context("web", request.args))
     return verdict_page(verification_json(result), text)
 
 

@@ -6,14 +6,20 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import func, select
+
 from app.messages import REASON_TEXT, VERDICT_ADVICE, VERDICT_TITLE
+from app.pages import redisplay
+from registry.models import ScanEvent
+from registry.services import SYSTEM
 
 from tests.app.verdict_codes import GTIN, VERDICTS, make_codes
 
@@ -116,22 +122,90 @@ def _follow_language_switch(client, lang: str, page_url: str) -> str:
     return client.get(switch.headers["Location"], headers={"Accept": "text/html"}).get_data(as_text=True)
 
 
-def test_own_rechecks_do_not_warn_but_another_device_does(client, codes):
-    """Switching the language of a verdict page loads it again, which is a check like any other;
-    one shopper's own checks do not raise the 'checked before' warning, a second device does."""
+def _scan_events(app, session) -> int:
+    """Scan events written, after the writer has flushed what it holds."""
+    app.extensions["scan_writer"].flush()
+    try:
+        return session.scalar(select(func.count()).select_from(ScanEvent))
+    finally:
+        session.rollback()  # sessions write-lock SQLite (BEGIN IMMEDIATE): the next flush must not wait
+
+
+def test_switching_language_shows_the_same_check_again(app, client, session, codes):
+    """Switching the language of a verdict page loads it again: the same verdict, the same history,
+    and no new check (it had counted one per switch: 'checked 2 times' after one look in two
+    languages). A second device is a new check, and the warning about other devices follows it."""
     url = codes["genuine"]
     first = _page(client, url, **{"Accept-Language": "vi"}).get_data(as_text=True)
-    assert "đã được kiểm tra 1 lần" in first
+    assert 'data-verdict="genuine"' in first and "đã được kiểm tra 1 lần" in first
     english = _follow_language_switch(client, "en", url)
-    assert "checked 2 times so far" in english
+    assert 'data-verdict="genuine"' in english and "checked once so far" in english
     assert "different devices" not in english and "rarely have been checked" not in english
     vietnamese = _follow_language_switch(client, "vi", url)
-    assert "đã được kiểm tra 3 lần" in vietnamese and "thiết bị hoặc mạng khác nhau" not in vietnamese
+    assert "đã được kiểm tra 1 lần" in vietnamese and "thiết bị hoặc mạng khác nhau" not in vietnamese
+    assert _scan_events(app, session) == 1
     other = _page(client, url, **{"User-Agent": "another phone"}).get_data(as_text=True)
-    assert "đã được kiểm tra 4 lần" in other
+    assert "đã được kiểm tra 2 lần" in other
     assert "Đã được kiểm tra từ 2 thiết bị hoặc mạng khác nhau" in other
     english = _follow_language_switch(client, "en", url)
-    assert "Checked from 2 different devices or networks" in english
+    assert "checked 2 times so far" in english and "Checked from 2 different devices or networks" in english
+    assert _scan_events(app, session) == 2
+
+
+def test_a_typed_code_switched_to_english_is_not_checked_again(app, client, session, codes):
+    page = "/check?" + urlencode({"code": codes["genuine"]})
+    assert "đã được kiểm tra 1 lần" in client.get(page).get_data(as_text=True)
+    english = _follow_language_switch(client, "en", page)
+    assert 'data-verdict="genuine"' in english and "checked once so far" in english
+    assert _scan_events(app, session) == 1
+
+
+def test_a_shown_again_verdict_is_still_checked_now(client, codes, registry, session):
+    """Shown again is not copied: the recall made between the look and the switch shows."""
+    url = codes["genuine"]
+    assert 'data-verdict="genuine"' in _page(client, url).get_data(as_text=True)
+    registry.recall(SYSTEM, GTIN, "LOT-1", reason="Nhiễm khuẩn")
+    session.commit()
+    english = _follow_language_switch(client, "en", url)
+    assert 'data-verdict="recalled"' in english and "checked once so far" in english
+
+
+def test_the_switch_spares_one_load_of_its_own_page_only(app, client, session, codes):
+    """The cookie the switch sets names its page, is spent by the next verdict page loaded, and
+    cannot be made without the secret key: a reload, another page, a stale or forged cookie each
+    count as checks."""
+    url, other = codes["genuine"], codes["expired"]
+    _page(client, url)
+    switch = client.get("/lang/en", query_string={"next": _path(url)})
+    assert any(h.startswith(redisplay.COOKIE + "=") for h in switch.headers.getlist("Set-Cookie"))
+    assert client.get_cookie(redisplay.COOKIE) is not None
+    _page(client, other)  # another page: checked, and the cookie is spent
+    assert client.get_cookie(redisplay.COOKIE) is None
+    assert _scan_events(app, session) == 2
+    _follow_language_switch(client, "vi", url)
+    reload = _page(client, url).get_data(as_text=True)  # a reload after the switch is a check
+    assert "đã được kiểm tra 2 lần" in reload
+    client.set_cookie(redisplay.COOKIE, "forged-value")
+    assert "đã được kiểm tra 3 lần" in _page(client, url).get_data(as_text=True)
+
+    class Earlier(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return super().get_timestamp() - redisplay.MAX_AGE - 5
+
+    stale = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="verdict-redisplay", signer=Earlier)
+    client.set_cookie(redisplay.COOKIE, stale.dumps(unquote(_path(url))))
+    assert "đã được kiểm tra 4 lần" in _page(client, url).get_data(as_text=True)
+    fresh = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="verdict-redisplay")
+    client.set_cookie(redisplay.COOKIE, fresh.dumps(unquote(_path(url))))  # the same, made now: honoured
+    assert "đã được kiểm tra 4 lần" in _page(client, url).get_data(as_text=True)
+    assert _scan_events(app, session) == 5
+
+
+def test_switching_language_elsewhere_sets_no_redisplay_cookie(client):
+    for target in ("/warnings", "/", "/report"):
+        switch = client.get("/lang/en", query_string={"next": target})
+        assert switch.status_code == 302
+        assert not any(redisplay.COOKIE in h for h in switch.headers.getlist("Set-Cookie"))
 
 
 def test_verification_json_counts_clients_for_unit_codes_only(client, codes, registry):

@@ -16,7 +16,7 @@ from registry import scans
 from registry.scans import ScanHistory, ScanWriter
 from registry.services import Actor, Role
 from tests.conftest import GTIN, PG_URL, batch_data
-from verification.verdicts import ScanContext, Verdict
+from verification.verdicts import ReasonCode, ScanContext, Verdict
 
 
 @pytest.fixture
@@ -51,6 +51,26 @@ def test_counts_include_what_is_pending_and_match_after_the_write(session, unit)
     after = [_record(history, unit, client) for client in ("a", "d")]
     assert [(s.count, s.distinct_clients) for s in after] == [(6, 3), (7, 4)]
     assert after[0].first_seen == summaries[0].first_seen
+
+
+def test_a_history_that_does_not_record_summarises_without_adding(session, unit):
+    """A verdict shown again (``recording=False``) reads the history, pending counts included,
+    and adds no event, no client and no flag to it."""
+    writer = ScanWriter()
+    recorded = ScanHistory(session, writer)
+    _record(recorded, unit, "a")
+    _record(recorded, unit, "b")
+    shown = _record(ScanHistory(session, writer, recording=False), unit, "c")
+    assert (shown.count, shown.distinct_clients, shown.flagged) == (2, 2, False)
+    assert writer.flush(session) == 2
+    again = _record(ScanHistory(session, writer, recording=False), unit, "d")
+    assert (again.count, again.distinct_clients, again.first_seen) == (2, 2, shown.first_seen)
+    ScanHistory(session, writer, recording=False).flag(*unit, ReasonCode.SERIAL_CLONED)
+    assert writer.flush(session) == 0
+    row = session.get(Serial, unit[1].serial_id)
+    session.refresh(row)
+    assert (row.scan_count, row.distinct_clients, row.flagged) == (2, 2, None)
+    assert _record(recorded, unit, "c").count == 3  # recording again counts from what is written
 
 
 def test_two_servers_never_double_count_a_client(session, unit):
