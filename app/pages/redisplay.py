@@ -1,14 +1,17 @@
 """A verdict page shown again after its language switched is not a new check.
 
 The language links lead through ``/lang/<lang>?next=<the page>``, which redirects back to the page:
-for a verdict page (a Digital Link, ``/check?code=``) that load would verify the code again and
-add a scan to its history, so each switch counted as one more check ("checked 2 times so far"
-after one look in two languages), in the shopper's view and in the inspectors' evidence. The
-switch therefore hands the browser a one-shot cookie naming the page, signed with ``SECRET_KEY``
-and good for ``MAX_AGE`` seconds; the page's next load that carries it verifies the code as usual
-(signatures, recalls, the history as it stands) and records nothing. Anyone can get such a cookie
-for any page, and all it buys is a check that leaves no trace: nothing a clone detector needs,
-since it counts the checks of shoppers who scanned.
+for a verdict page (a Digital Link, ``/check?code=``) that load verifies the code again, and it
+had added a scan to the history each time ("checked 2 times so far" after one look in two
+languages), in the shopper's view and in the inspectors' evidence.
+
+So a verdict page's language links carry a token (``shown``) signed with ``SECRET_KEY``: this page
+was just checked by this client (the salted client hash its scan was recorded under), good for
+``LINK_MAX_AGE``. The switch, given a token for its own ``next`` and the same client, hands the
+browser a one-shot cookie naming the page for ``MAX_AGE`` seconds; the page's next load that
+carries it verifies the code as usual (signatures, recalls, the history as it stands) and records
+nothing. A link made elsewhere (a seller's page sending shoppers through ``/lang`` so that their
+checks leave no trace for clone detection) has no token for their client, and counts as usual.
 """
 
 from __future__ import annotations
@@ -19,15 +22,16 @@ from flask import Response, after_this_request, current_app, request
 from itsdangerous import BadData, URLSafeTimedSerializer
 from werkzeug.exceptions import HTTPException
 
-__all__ = ["COOKIE", "MAX_AGE", "mark", "shown_again"]
+__all__ = ["COOKIE", "MAX_AGE", "LINK_MAX_AGE", "link_token", "mark", "shown_again"]
 
 COOKIE = "redisplay"
-MAX_AGE = 60  # seconds: a redirect's round trip, with room for a slow phone link
+MAX_AGE = 60  # seconds from the switch to the page's load: a redirect, with room for a slow link
+LINK_MAX_AGE = 30 * 60  # seconds from the check to the switch: the time to read the page
 _VERDICT_PAGES = {"pages.digital_link", "pages.check_text"}
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="verdict-redisplay")
+def _serializer(purpose: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=f"verdict-redisplay-{purpose}")
 
 
 def _same_page(path: str) -> str:
@@ -44,26 +48,41 @@ def _is_verdict_page(target: str) -> bool:
     return endpoint in _VERDICT_PAGES
 
 
-def mark(response: Response, target: str) -> None:
-    """``target`` (path and query) is a page shown again in another language: when it is a verdict
-    page, its next load records no check."""
-    if _is_verdict_page(target):
-        response.set_cookie(COOKIE, _serializer().dumps(_same_page(target)), max_age=MAX_AGE, path="/",
-                            samesite="Lax", secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True)
+def _loads(purpose: str, value: str | None, max_age: int) -> list | None:
+    if not value:
+        return None
+    try:
+        loaded = _serializer(purpose).loads(value, max_age=max_age)
+    except BadData:
+        return None
+    return loaded if isinstance(loaded, list) and len(loaded) == 2 else None
 
 
-def shown_again() -> bool:
-    """Whether this request shows a verdict again: it carries a valid cookie naming this very page.
-    The cookie is spent either way (the response removes it)."""
+def link_token(client: str | None) -> str | None:
+    """The token this verdict page's language links carry: the page was checked by ``client``."""
+    if client is None or request.method != "GET":
+        return None
+    return _serializer("link").dumps([_same_page(request.full_path), client])
+
+
+def mark(response: Response, target: str, token: str | None, client: str | None) -> None:
+    """The language switch to ``target``: given a token for that verdict page and this client, its
+    next load shows the same check again."""
+    page = _same_page(target)
+    if client is None or _loads("link", token, LINK_MAX_AGE) != [page, client] or not _is_verdict_page(target):
+        return
+    response.set_cookie(COOKIE, _serializer("cookie").dumps([page, client]), max_age=MAX_AGE, path="/",
+                        samesite="Lax", secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True)
+
+
+def shown_again(client: str | None) -> bool:
+    """Whether this request shows a verdict again: it carries a valid cookie naming this very page
+    and client. The cookie is spent either way (the response removes it)."""
     value = request.cookies.get(COOKIE)
     if value is None:
         return False
     after_this_request(_forget)
-    try:
-        named = _serializer().loads(value, max_age=MAX_AGE)
-    except BadData:
-        return False
-    return named == _same_page(request.full_path)
+    return client is not None and _loads("cookie", value, MAX_AGE) == [_same_page(request.full_path), client]
 
 
 def _forget(response: Response) -> Response:

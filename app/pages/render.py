@@ -19,8 +19,10 @@ def render_scan(*, error_code: str | None = None) -> str:
     return render_template("pages/scan.html", error=IMAGE_ERROR.get(error_code or ""))
 
 
-def verdict_page(result: dict[str, Any], code_text: str):
-    response = make_response(render_template("pages/verdict.html", result=result, code_text=code_text))
+def verdict_page(result: dict[str, Any], code_text: str, *, shown: str | None = None):
+    """``shown``: the token its language links carry (``app.pages.redisplay``)."""
+    response = make_response(render_template("pages/verdict.html", result=result, code_text=code_text,
+                                             shown_token=shown))
     response.headers["Vary"] = "Accept, Accept-Language, Cookie"
     response.headers["Cache-Control"] = "no-store"  # scan history changes with every check
     return response

@@ -33,7 +33,8 @@ def switch_language(lang: str):
     if lang in LANGUAGES:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 24 * 3600, samesite="Lax",
                             secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True)
-        redisplay.mark(response, target)  # the same verdict in another language: not a new check
+        # the same verdict in another language, when the page's own link says so: not a new check
+        redisplay.mark(response, target, request.args.get("shown"), scan_context("link", {}).client)
     return response
 
 
@@ -64,8 +65,8 @@ def _linkset(result: dict, text: str) -> dict:
 def digital_link(rest: str):
     text = _digital_link_text()
     verification_reader()
-    checker = verifier(recording=not redisplay.shown_again())
-    result = checker.verify_text(text, context=scan_context("link", request.args))
+    context = scan_context("link", request.args)
+    result = verifier(recording=not redisplay.shown_again(context.client)).verify_text(text, context=context)
     body = verification_json(result)
     best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/linkset+json"])
     if best == "application/linkset+json":
@@ -74,7 +75,7 @@ def digital_link(rest: str):
         return response
     if best == "application/json":
         return jsonify(body)
-    return verdict_page(body, text)
+    return verdict_page(body, text, shown=redisplay.link_token(context.client))
 
 
 @bp.route("/check", methods=["GET"])
@@ -85,9 +86,9 @@ def check_text():
     if not text:
         return redirect(url_for("pages.scan"))
     verification_reader()
-    checker = verifier(recording=not redisplay.shown_again())
-    result = checker.verify_text(text, context=scan_context("web", request.args))
-    return verdict_page(verification_json(result), text)
+    context = scan_context("web", request.args)
+    result = verifier(recording=not redisplay.shown_again(context.client)).verify_text(text, context=context)
+    return verdict_page(verification_json(result), text, shown=redisplay.link_token(context.client))
 
 
 @bp.route("/check", methods=["POST"])

@@ -192,6 +192,30 @@ def test_english_switch_changes_every_visible_string(playwright, live_server, co
     assert "Tiếng Việt" in after  # the way back stays
 
 
+def test_switching_a_verdicts_language_is_not_another_check(playwright, live_server, codes):
+    """In a real browser (its cookies, the redirect): one look at a verdict in both languages
+    stays one check."""
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page.goto(live_server + path_of(codes["genuine"]))
+        assert "đã được kiểm tra 1 lần" in page.inner_text("main")
+        page.click('a[hreflang="en"]')
+        page.wait_for_load_state("networkidle")
+        assert page.get_attribute("html", "lang") == "en"
+        assert page.get_attribute("[data-verdict]", "data-verdict") == "genuine"
+        assert "checked once so far" in page.inner_text("main")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "genuine-switched-to-en.png"), full_page=True)
+        page.click('a[hreflang="vi"]')
+        page.wait_for_load_state("networkidle")
+        assert "đã được kiểm tra 1 lần" in page.inner_text("main")
+        page.reload()  # a reload is a check of its own
+        assert "đã được kiểm tra 2 lần" in page.inner_text("main")
+    finally:
+        browser.close()
+
+
 # -- (6) screenshots ---------------------------------------------------------------------------
 
 def test_screenshot_of_every_verdict(playwright, live_server, codes):

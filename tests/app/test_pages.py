@@ -5,15 +5,16 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import TimestampSigner
 from sqlalchemy import func, select
 
 from app.messages import REASON_TEXT, VERDICT_ADVICE, VERDICT_TITLE
@@ -115,11 +116,18 @@ def test_genuine_view_shows_origin_dates_and_history(client, codes):
     assert "Việt Nam" in vi and re.search(r"\d{1,2} tháng \d{1,2}, \d{4}", vi)
 
 
-def _follow_language_switch(client, lang: str, page_url: str) -> str:
-    """Click the page's language link: /lang/<lang>?next=<the page>, then the redirect."""
-    switch = client.get("/lang/" + lang, query_string={"next": _path(page_url)})
+def _language_link(html: str, lang: str) -> str:
+    """The page's own link to its ``lang`` version (/lang/<lang>?next=...)."""
+    found = re.search(rf'<a href="(/lang/{lang}[^"]*)" hreflang="{lang}"', html)
+    assert found, f"no {lang} link"
+    return found.group(1).replace("&amp;", "&")
+
+
+def _switch(client, link: str, **headers) -> str:
+    """Follow a language link and its redirect back to the page."""
+    switch = client.get(link, headers=headers)
     assert switch.status_code == 302
-    return client.get(switch.headers["Location"], headers={"Accept": "text/html"}).get_data(as_text=True)
+    return client.get(switch.headers["Location"], headers={"Accept": "text/html", **headers}).get_data(as_text=True)
 
 
 def _scan_events(app, session) -> int:
@@ -138,71 +146,91 @@ def test_switching_language_shows_the_same_check_again(app, client, session, cod
     url = codes["genuine"]
     first = _page(client, url, **{"Accept-Language": "vi"}).get_data(as_text=True)
     assert 'data-verdict="genuine"' in first and "đã được kiểm tra 1 lần" in first
-    english = _follow_language_switch(client, "en", url)
+    english = _switch(client, _language_link(first, "en"))
     assert 'data-verdict="genuine"' in english and "checked once so far" in english
     assert "different devices" not in english and "rarely have been checked" not in english
-    vietnamese = _follow_language_switch(client, "vi", url)
+    vietnamese = _switch(client, _language_link(english, "vi"))
     assert "đã được kiểm tra 1 lần" in vietnamese and "thiết bị hoặc mạng khác nhau" not in vietnamese
     assert _scan_events(app, session) == 1
-    other = _page(client, url, **{"User-Agent": "another phone"}).get_data(as_text=True)
+    phone = {"User-Agent": "another phone"}
+    other = _page(client, url, **phone).get_data(as_text=True)
     assert "đã được kiểm tra 2 lần" in other
     assert "Đã được kiểm tra từ 2 thiết bị hoặc mạng khác nhau" in other
-    english = _follow_language_switch(client, "en", url)
+    english = _switch(client, _language_link(other, "en"), **phone)
     assert "checked 2 times so far" in english and "Checked from 2 different devices or networks" in english
     assert _scan_events(app, session) == 2
 
 
 def test_a_typed_code_switched_to_english_is_not_checked_again(app, client, session, codes):
-    page = "/check?" + urlencode({"code": codes["genuine"]})
-    assert "đã được kiểm tra 1 lần" in client.get(page).get_data(as_text=True)
-    english = _follow_language_switch(client, "en", page)
+    html = client.get("/check", query_string={"code": codes["genuine"]}).get_data(as_text=True)
+    assert "đã được kiểm tra 1 lần" in html
+    english = _switch(client, _language_link(html, "en"))
     assert 'data-verdict="genuine"' in english and "checked once so far" in english
     assert _scan_events(app, session) == 1
 
 
 def test_a_shown_again_verdict_is_still_checked_now(client, codes, registry, session):
     """Shown again is not copied: the recall made between the look and the switch shows."""
-    url = codes["genuine"]
-    assert 'data-verdict="genuine"' in _page(client, url).get_data(as_text=True)
+    html = _page(client, codes["genuine"]).get_data(as_text=True)
+    assert 'data-verdict="genuine"' in html
     registry.recall(SYSTEM, GTIN, "LOT-1", reason="Nhiễm khuẩn")
     session.commit()
-    english = _follow_language_switch(client, "en", url)
+    english = _switch(client, _language_link(html, "en"))
     assert 'data-verdict="recalled"' in english and "checked once so far" in english
 
 
-def test_the_switch_spares_one_load_of_its_own_page_only(app, client, session, codes):
-    """The cookie the switch sets names its page, is spent by the next verdict page loaded, and
-    cannot be made without the secret key: a reload, another page, a stale or forged cookie each
-    count as checks."""
+def test_only_the_pages_own_link_spares_a_check(app, client, session, codes):
+    """A switch to a verdict page spares its next load only with the token of the page's own link,
+    for the client the page was shown to: a link made elsewhere (a seller's page sending shoppers
+    through /lang so that their checks leave no trace) or a token of another client count as
+    checks, and so do a reload, another page, a forged or a stale cookie."""
     url, other = codes["genuine"], codes["expired"]
-    _page(client, url)
-    switch = client.get("/lang/en", query_string={"next": _path(url)})
+    html = _page(client, url).get_data(as_text=True)
+    link = _language_link(html, "en")
+    assert "shown=" in link
+    bare = client.get("/lang/en", query_string={"next": _path(url)})  # no token: a link made elsewhere
+    assert not any(h.startswith(redisplay.COOKIE + "=") for h in bare.headers.getlist("Set-Cookie"))
+    assert "checked 2 times so far" in _switch(client, "/lang/en?" + urlencode({"next": _path(url)}))
+    assert "checked 3 times so far" in _switch(client, link, **{"User-Agent": "another phone"})
+    switch = client.get(link)
     assert any(h.startswith(redisplay.COOKIE + "=") for h in switch.headers.getlist("Set-Cookie"))
-    assert client.get_cookie(redisplay.COOKIE) is not None
     _page(client, other)  # another page: checked, and the cookie is spent
     assert client.get_cookie(redisplay.COOKIE) is None
-    assert _scan_events(app, session) == 2
-    _follow_language_switch(client, "vi", url)
-    reload = _page(client, url).get_data(as_text=True)  # a reload after the switch is a check
-    assert "đã được kiểm tra 2 lần" in reload
+    assert _scan_events(app, session) == 4
+    english = _switch(client, link)  # the page's own link, as often as its token lasts
+    assert "checked 3 times so far" in english
+    assert "checked 4 times so far" in _page(client, url).get_data(as_text=True)  # a reload is a check
     client.set_cookie(redisplay.COOKIE, "forged-value")
-    assert "đã được kiểm tra 3 lần" in _page(client, url).get_data(as_text=True)
+    assert "checked 5 times so far" in _page(client, url).get_data(as_text=True)
+    client.get(link)
+    cookie = client.get_cookie(redisplay.COOKIE).value
+    client.get("/warnings")  # a page that checks nothing leaves the cookie alone
+    assert client.get_cookie(redisplay.COOKIE).value == cookie
+    assert "checked 5 times so far" in _page(client, url).get_data(as_text=True)
+    assert _scan_events(app, session) == 6
 
-    class Earlier(TimestampSigner):
-        def get_timestamp(self) -> int:
-            return super().get_timestamp() - redisplay.MAX_AGE - 5
 
-    stale = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="verdict-redisplay", signer=Earlier)
-    client.set_cookie(redisplay.COOKIE, stale.dumps(unquote(_path(url))))
-    assert "đã được kiểm tra 4 lần" in _page(client, url).get_data(as_text=True)
-    fresh = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="verdict-redisplay")
-    client.set_cookie(redisplay.COOKIE, fresh.dumps(unquote(_path(url))))  # the same, made now: honoured
-    assert "đã được kiểm tra 4 lần" in _page(client, url).get_data(as_text=True)
-    assert _scan_events(app, session) == 5
+def test_a_stale_language_link_or_cookie_counts(app, client, session, codes, monkeypatch):
+    url = codes["genuine"]
+    html = _page(client, url).get_data(as_text=True)
+    link = _language_link(html, "en")
+
+    def later(seconds: int) -> None:  # what the tokens' signer takes for now
+        monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: int(time.time()) + seconds)
+
+    later(redisplay.LINK_MAX_AGE + 5)
+    assert "checked 2 times so far" in _switch(client, link)  # the link's token has expired
+    monkeypatch.undo()
+    client.get(link)  # a fresh switch: its cookie, then the page loaded too late
+    later(redisplay.MAX_AGE + 5)
+    assert "checked 3 times so far" in _page(client, url).get_data(as_text=True)
+    monkeypatch.undo()
+    assert _scan_events(app, session) == 3
 
 
 def test_switching_language_elsewhere_sets_no_redisplay_cookie(client):
     for target in ("/warnings", "/", "/report"):
+        assert "shown=" not in _language_link(client.get(target).get_data(as_text=True), "en")
         switch = client.get("/lang/en", query_string={"next": target})
         assert switch.status_code == 302
         assert not any(redisplay.COOKIE in h for h in switch.headers.getlist("Set-Cookie"))
