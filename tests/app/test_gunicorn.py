@@ -41,7 +41,9 @@ def test_forked_workers_serve_and_write_their_scans_when_stopped(app, registry, 
     env = {**os.environ, "INSTANCE_DIR": str(app.config["INSTANCE_DIR"]), "KEY_PASSPHRASE": TEST_PASSPHRASE,
            "SECRET_KEY": "t" * 32, "SCAN_SALT": "salt", "RATE_LIMITS": "off",
            "DATABASE_URL": app.config["DATABASE_URL"], "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
-           "ACCESS_LOG": "0", "SCAN_FLUSH_SECONDS": "3600"}  # nothing is written before the stop
+           "ACCESS_LOG": "0", "SCAN_FLUSH_SECONDS": "3600",  # nothing is written before the stop
+           "HOME": str(tmp_path / "home")}  # where gunicorn >= 25.1 would open its control socket
+    env.pop("XDG_RUNTIME_DIR", None)
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -69,6 +71,7 @@ def test_forked_workers_serve_and_write_their_scans_when_stopped(app, registry, 
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=60)[0]
     assert server.returncode == 0, output
+    assert "Control socket" not in output and not (tmp_path / "home").exists()  # no admin interface
     session.rollback()  # a fresh snapshot
     assert session.scalar(select(func.count()).select_from(ScanEvent).where(ScanEvent.serial_id.is_not(None))) == 60
     counts = session.execute(select(Serial.scan_count, Serial.distinct_clients).where(Serial.batch_id == batch.id)).all()
