@@ -208,6 +208,10 @@ class RegistryLookup:
     def product(self, gtin: str) -> dict[str, Any] | None:
         return self._cached(("product", gtin), lambda: self._load_product(gtin))
 
+    def recall_reason(self, gtin: str, lot: str) -> str | None:
+        batch = self.batch(gtin, lot)
+        return batch.recall_reason if batch is not None else None
+
     def _load_product(self, gtin: str) -> dict[str, Any] | None:
         row = _PRODUCT.first(self._source, {"gtin": gtin})
         return _json(row[0]).get("product") if row is not None and row[0] else None

@@ -645,12 +645,22 @@ class Registry:
             })
         return producers
 
+    def recalled_batches(self) -> list[dict[str, Any]]:
+        """Every recalled batch with its recall's reason and time (the trust list's ``recalls``)."""
+        rows = self.session.execute(
+            select(Batch.gtin, Batch.lot, Recall.reason, Recall.at).join(Recall, Recall.batch_id == Batch.id)
+            .where(Batch.status == "recalled").order_by(Batch.gtin, Batch.lot, Recall.id))
+        latest = {(gtin, lot): {"gtin": gtin, "lot": lot, "reason": reason, "at": rfc3339(at)}
+                  for gtin, lot, reason, at in rows}
+        return list(latest.values())
+
     def trust_list(self) -> dict[str, Any]:
-        """The signed trust list: the authority key, every producer key with its status."""
+        """The signed trust list: the authority key, every producer key with its status, and every
+        recalled batch (so that a verifier with no network knows the recalls made before it)."""
         authority = self.authority
         producers = self.producers_with_keys()
         body = {"t": "trust-list", "authority": {"kid": authority.kid, "public_key": b64url_encode(authority.public_raw)},
-                "producers": producers, "issued_at": rfc3339(self.clock())}
+                "producers": producers, "recalls": self.recalled_batches(), "issued_at": rfc3339(self.clock())}
         checkpoint = self.log().latest_checkpoint()
         if checkpoint:
             body["log_size"] = checkpoint["size"]

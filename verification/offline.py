@@ -1,4 +1,5 @@
-"""Offline verification from a signed trust list: signatures, key status, prefixes and expiry.
+"""Offline verification from a signed trust list: signatures, key status, prefixes, expiry, and
+the recalls made before the list was issued.
 
 What it cannot know is said in the result: recalls since the list was issued, and clones.
 """
@@ -25,8 +26,10 @@ class TrustListError(CertificateInvalid):
 class TrustListLookup:
     """``verification.verdicts.Lookup`` over a trust list; knows keys, not batches."""
 
-    def __init__(self, keys: dict[str, KeyInfo], *, issued_at: datetime, authority_kid: str) -> None:
+    def __init__(self, keys: dict[str, KeyInfo], *, issued_at: datetime, authority_kid: str,
+                 recalls: dict[tuple[str, str], str] | None = None) -> None:
         self._keys = keys
+        self._recalls = recalls or {}
         self.issued_at = issued_at
         self.authority_kid = authority_kid
 
@@ -52,7 +55,14 @@ class TrustListLookup:
                         kid=k["kid"], public_key=public_key_from_raw(raw), producer_id=producer["id"],
                         gs1_prefixes=tuple(k.get("gs1_prefixes") or producer["gs1_prefixes"]), status=k["status"],
                         compromised_at=parse_rfc3339(k["compromised_at"]) if k.get("compromised_at") else None)
-            return cls(keys, issued_at=parse_rfc3339(doc["issued_at"]), authority_kid=doc["authority"]["kid"])
+            recalls: dict[tuple[str, str], str] = {}
+            for recall in doc.get("recalls", []):  # lists issued before recalls were carried have none
+                gtin, lot, reason = recall["gtin"], recall["lot"], recall["reason"]
+                if not all(isinstance(value, str) for value in (gtin, lot, reason)):
+                    raise TrustListError("a recall in the trust list is not {gtin, lot, reason}")
+                recalls[(gtin, lot)] = reason
+            return cls(keys, issued_at=parse_rfc3339(doc["issued_at"]), authority_kid=doc["authority"]["kid"],
+                       recalls=recalls)
         except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:  # MalformedEncoding too
             raise TrustListError(f"the trust list is malformed: {type(exc).__name__}: {exc}") from None
         except VerificationError as exc:
@@ -65,6 +75,9 @@ class TrustListLookup:
 
     def batch(self, gtin: str, lot: str) -> BatchInfo | None:
         return None
+
+    def recall_reason(self, gtin: str, lot: str) -> str | None:
+        return self._recalls.get((gtin, lot))
 
     def product(self, gtin: str) -> dict[str, Any] | None:
         return None

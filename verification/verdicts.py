@@ -188,6 +188,10 @@ class Lookup(Protocol):
 
     def serial(self, batch: BatchInfo, serial: str) -> SerialInfo | None: ...
 
+    def recall_reason(self, gtin: str, lot: str) -> str | None:
+        """The reason the batch was recalled for, if it is known to be (offline: as the trust list
+        says; online the batch's status says it)."""
+
 
 class ScanRecorder(Protocol):
     def begin(self, gtin: str, lot: str, serial: str | None, context: ScanContext) -> None:
@@ -289,7 +293,10 @@ class Verifier:
         if code.expiry is not None and code.expiry < self._today():
             found.add(ReasonCode.EXPIRED, f"expiry {code.expiry.isoformat()} has passed")
         if self._offline:
-            found.add(ReasonCode.OFFLINE_NO_RECALLS)
+            recall = self._lookup.recall_reason(code.gtin, code.lot)
+            if recall is not None:
+                found.add(ReasonCode.BATCH_RECALLED, recall)
+            found.add(ReasonCode.OFFLINE_NO_RECALLS)  # those made after the trust list was issued
             if code.serial is not None:
                 found.add(ReasonCode.OFFLINE_NO_CLONES)
             if key is None:

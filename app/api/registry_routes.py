@@ -127,7 +127,8 @@ def recall_batch(data, gtin, lot):
 @bp.route("/trust-list", methods=["GET"])
 @bp.response(200, SignedSchema)
 def trust_list():
-    """The signed trust list: the authority key, every producer key with its status, all revocations."""
+    """The signed trust list: the authority key, every producer key with its status, all revocations,
+    and every recalled batch (``recalls``: gtin, lot, reason, at)."""
     body = registry().trust_list()
     db_session().rollback()
     return jsonify(body)

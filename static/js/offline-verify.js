@@ -4,8 +4,8 @@
    What it decides: the code parses; its signature (Ed25519 over the RFC 8785 canonical JSON of
    {"t": "unit"|"batch", "gtin", "lot", "serial"?, "exp"?}) verifies under a key the trust list
    names; that key is certified for the GTIN's company prefix; the key is not revoked (else
-   suspect); the expiry has not passed. What it cannot know is said in the notes: recalls since
-   the trust list was issued, and cloned serials.
+   suspect); the batch is not among the trust list's recalls; the expiry has not passed. What it
+   cannot know is said in the notes: recalls since the trust list was issued, and cloned serials.
 
    Signatures use WebCrypto Ed25519 where the browser has it (Chromium 137+, Safari 17+, Firefox
    129+); elsewhere the vendored @noble/ed25519 (static/js/vendor/, loaded with import() only when
@@ -345,9 +345,9 @@ async function verifyBytes(key, signatureB64, data) {
   }
 }
 
-/** Check a trust list's signature (against `pinnedAuthorityKey` when given) and load its keys:
-    `{issuedAt, authorityKid, keys: Map(kid -> {kid, key, producerId, producerName, prefixes, status,
-    compromisedAt})}`. Throws TrustListError. */
+/** Check a trust list's signature (against `pinnedAuthorityKey` when given) and load its keys and
+    recalls: `{issuedAt, authorityKid, keys: Map(kid -> {kid, key, producerId, producerName, prefixes,
+    status, compromisedAt}), recalls: Map('gtin lot' -> reason)}`. Throws TrustListError. */
 export async function loadTrustList(doc, pinnedAuthorityKey) {
   if (!doc || typeof doc !== 'object' || doc.t !== 'trust-list') { throw new TrustListError('not a trust list'); }
   try {
@@ -377,7 +377,14 @@ export async function loadTrustList(doc, pinnedAuthorityKey) {
         });
       }
     }
-    return { issuedAt: doc.issued_at, authorityKid: doc.authority.kid, keys: keys };
+    var recalls = new Map();
+    for (var recall of (doc.recalls || [])) {  /* lists issued before recalls were carried have none */
+      if (typeof recall.gtin !== 'string' || typeof recall.lot !== 'string' || typeof recall.reason !== 'string') {
+        throw new TrustListError('a recall in the trust list is not {gtin, lot, reason}');
+      }
+      recalls.set(recall.gtin + ' ' + recall.lot, recall.reason);
+    }
+    return { issuedAt: doc.issued_at, authorityKid: doc.authority.kid, keys: keys, recalls: recalls };
   } catch (e) {
     if (e instanceof TrustListError) { throw e; }
     throw new TrustListError('the trust list is malformed: ' + (e && e.message));
@@ -455,7 +462,9 @@ export async function verifyOffline(text, trustList, today) {
     if (found.some(function (r) { return VERDICT_OF[r.code] === 'counterfeit'; })) { return result(code, 'counterfeit'); }
   }
   if (code.expiry !== null && code.expiry < todayIso(today)) { add('EXPIRED', 'expiry ' + code.expiry + ' has passed'); }
-  add('OFFLINE_NO_RECALLS');
+  var recalled = trustList && trustList.recalls ? trustList.recalls.get(code.gtin + ' ' + code.lot) : undefined;
+  if (recalled !== undefined) { add('BATCH_RECALLED', recalled); }
+  add('OFFLINE_NO_RECALLS');  /* those made after the trust list was issued */
   if (code.serial !== null) { add('OFFLINE_NO_CLONES'); }
   if (key === null) { add('UNSIGNED_CODE', 'an unsigned code cannot be checked offline'); }
   return result(code, 'genuine', key ? { id: key.producerId, name: key.producerName } : null);

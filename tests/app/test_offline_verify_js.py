@@ -83,8 +83,12 @@ def cases(registry, session, world):
     revoked_url = build_url(base, gtin=GTIN, lot="LOT-9", serial="REV1",
                             s=sign_code(revoked_signer, gtin=GTIN, lot="LOT-9", serial="REV1"))
     registry.revoke_key(SYSTEM, revoked.kid, compromised_at=datetime.now(timezone.utc) - timedelta(hours=1))
+    recalled = registry.register_batch(SYSTEM, batch_data(lot="LOT-R"), producer_id=world.producer_id)
+    (r_serial, r_s), = registry.issue_serials(SYSTEM, GTIN, "LOT-R", 1)
+    registry.recall(SYSTEM, GTIN, "LOT-R", reason="Nhiễm khuẩn Salmonella")  # before the list: it says so
     stranger = Signer.generate()
     codes = {
+        "recalled unit": registry.serial_url(recalled, r_serial, r_s),
         "genuine unit": unit,
         "genuine batch": registry.batch_url(batch),
         "tampered signature": tamper(unit),
@@ -107,7 +111,7 @@ def cases(registry, session, world):
 
 
 EXPECTED = {
-    "genuine unit": "genuine", "genuine batch": "genuine", "tampered signature": "counterfeit",
+    "recalled unit": "recalled", "genuine unit": "genuine", "genuine batch": "genuine", "tampered signature": "counterfeit",
     "unknown key": "counterfeit", "revoked key": "suspect", "prefix not licensed": "counterfeit",
     "expired": "expired", "plain GTIN": "unverifiable", "unsigned element string": "unverifiable",
     "not a code": "unreadable", "bad check digit": "unreadable",

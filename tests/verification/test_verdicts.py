@@ -352,6 +352,39 @@ def test_offline_cli_checks_signatures_and_says_what_it_cannot_know(runner, batc
     assert refused.exit_code != 0 and "signature does not verify" in refused.output
 
 
+def test_offline_knows_the_recalls_made_before_the_list(runner, batch, tmp_path, registry, session, client):
+    """An inspector with no network must not clear recalled goods: the trust list carries every
+    recalled batch (signed with the rest), and only later recalls are unknown offline."""
+    registry.recall(batch["actor"], GTIN, "LOT-1", reason="Nhiễm khuẩn")
+    session.commit()
+    listed = client.get("/api/v1/trust-list").get_json()
+    assert [(r["gtin"], r["lot"], r["reason"]) for r in listed["recalls"]] == [(GTIN, "LOT-1", "Nhiễm khuẩn")]
+    trust = tmp_path / "trust.json"
+    assert runner.invoke(args=["trust-list", "-o", str(trust)]).exit_code == 0
+    body = json.loads(runner.invoke(args=["verify", batch["units"][0], "--json", "--offline", "--trust-list",
+                                          str(trust)]).output)
+    assert body["verdict"] == "recalled" and _codes(body) == ["BATCH_RECALLED"]
+    assert body["reasons"][0]["detail"] == "Nhiễm khuẩn"
+    assert {"OFFLINE_NO_RECALLS", "OFFLINE_NO_CLONES"} <= {n["code"] for n in body["notes"]}
+    doc = json.loads(trust.read_text())
+    doc["recalls"] = []  # a recall taken out of a signed list: the list is refused
+    trust.write_text(json.dumps(doc))
+    hidden = runner.invoke(args=["verify", batch["units"][0], "--offline", "--trust-list", str(trust)])
+    assert hidden.exit_code != 0 and "signature does not verify" in hidden.output
+
+
+def test_a_trust_list_without_recalls_still_loads(registry, session, world):
+    """Lists signed before they carried recalls: read as knowing none."""
+    from keys.signing import sign
+    from verification.offline import TrustListLookup
+
+    body = registry.trust_list()
+    body.pop("sig")
+    body.pop("recalls")
+    lookup = TrustListLookup.from_document(sign(body, registry.authority))
+    assert lookup.recall_reason(GTIN, "LOT-1") is None and lookup.key(world.kid) is not None
+
+
 def test_offline_knows_revocations_in_the_list(runner, batch, tmp_path, registry, world, session):
     registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
     session.commit()
