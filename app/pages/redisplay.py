@@ -6,12 +6,14 @@ had added a scan to the history each time ("checked 2 times so far" after one lo
 languages), in the shopper's view and in the inspectors' evidence.
 
 So a verdict page's language links carry a token (``shown``) signed with ``SECRET_KEY``: this page
-was just checked by this client (the salted client hash its scan was recorded under), good for
-``LINK_MAX_AGE``. The switch, given a token for its own ``next`` and the same client, hands the
-browser a one-shot cookie naming the page for ``MAX_AGE`` seconds; the page's next load that
-carries it verifies the code as usual (signatures, recalls, the history as it stands) and records
-nothing. A link made elsewhere (a seller's page sending shoppers through ``/lang`` so that their
-checks leave no trace for clone detection) has no token for their client, and counts as usual.
+was just shown to this browser (the salted hash of its address and User-Agent, as a scan without
+a client id is counted), good for ``LINK_MAX_AGE``. The switch, given a token for its own ``next``
+and the same browser, hands it a one-shot cookie naming the page for ``MAX_AGE`` seconds; the
+page's next load that carries it verifies the code as usual (signatures, recalls, the history as
+it stands) and records nothing. A link made elsewhere (a seller's page sending shoppers through
+``/lang`` so that their checks leave no trace for clone detection) has no token for their
+browser, and counts as usual. A verdict read from a photo (``POST /check``) cannot be loaded
+again: its links lead to the same code's ``/check?code=`` page instead.
 """
 
 from __future__ import annotations
@@ -58,31 +60,38 @@ def _loads(purpose: str, value: str | None, max_age: int) -> list | None:
     return loaded if isinstance(loaded, list) and len(loaded) == 2 else None
 
 
-def link_token(client: str | None) -> str | None:
-    """The token this verdict page's language links carry: the page was checked by ``client``."""
-    if client is None or request.method != "GET":
+def _browser() -> str | None:
+    from app.services import scan_context  # the one place that hashes a client
+
+    return scan_context("link", {}).client
+
+
+def link_token(page: str | None = None) -> str | None:
+    """The token a verdict page's language links carry: ``page`` (this GET request's page unless
+    given) was just shown to this browser."""
+    if page is None and request.method != "GET":
         return None
-    return _serializer("link").dumps([_same_page(request.full_path), client])
+    return _serializer("link").dumps([_same_page(page or request.full_path), _browser()])
 
 
-def mark(response: Response, target: str, token: str | None, client: str | None) -> None:
-    """The language switch to ``target``: given a token for that verdict page and this client, its
-    next load shows the same check again."""
+def mark(response: Response, target: str, token: str | None) -> None:
+    """The language switch to ``target``: given a token for that verdict page and this browser, the
+    page's next load shows the same check again."""
     page = _same_page(target)
-    if client is None or _loads("link", token, LINK_MAX_AGE) != [page, client] or not _is_verdict_page(target):
+    if _loads("link", token, LINK_MAX_AGE) != [page, _browser()] or not _is_verdict_page(target):
         return
-    response.set_cookie(COOKIE, _serializer("cookie").dumps([page, client]), max_age=MAX_AGE, path="/",
+    response.set_cookie(COOKIE, _serializer("cookie").dumps([page, _browser()]), max_age=MAX_AGE, path="/",
                         samesite="Lax", secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True)
 
 
-def shown_again(client: str | None) -> bool:
+def shown_again() -> bool:
     """Whether this request shows a verdict again: it carries a valid cookie naming this very page
-    and client. The cookie is spent either way (the response removes it)."""
+    and browser. The cookie is spent either way (the response removes it)."""
     value = request.cookies.get(COOKIE)
     if value is None:
         return False
     after_this_request(_forget)
-    return client is not None and _loads("cookie", value, MAX_AGE) == [_same_page(request.full_path), client]
+    return _loads("cookie", value, MAX_AGE) == [_same_page(request.full_path), _browser()]
 
 
 def _forget(response: Response) -> Response:

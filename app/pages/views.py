@@ -34,7 +34,7 @@ def switch_language(lang: str):
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 24 * 3600, samesite="Lax",
                             secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True)
         # the same verdict in another language, when the page's own link says so: not a new check
-        redisplay.mark(response, target, request.args.get("shown"), scan_context("link", {}).client)
+        redisplay.mark(response, target, request.args.get("shown"))
     return response
 
 
@@ -65,8 +65,8 @@ def _linkset(result: dict, text: str) -> dict:
 def digital_link(rest: str):
     text = _digital_link_text()
     verification_reader()
-    context = scan_context("link", request.args)
-    result = verifier(recording=not redisplay.shown_again(context.client)).verify_text(text, context=context)
+    checker = verifier(recording=not redisplay.shown_again())  # not a new check: its language switched
+    result = checker.verify_text(text, context=scan_context("link", request.args))
     body = verification_json(result)
     best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/linkset+json"])
     if best == "application/linkset+json":
@@ -75,7 +75,7 @@ def digital_link(rest: str):
         return response
     if best == "application/json":
         return jsonify(body)
-    return verdict_page(body, text, shown=redisplay.link_token(context.client))
+    return verdict_page(body, text, shown=redisplay.link_token())
 
 
 @bp.route("/check", methods=["GET"])
@@ -86,9 +86,9 @@ def check_text():
     if not text:
         return redirect(url_for("pages.scan"))
     verification_reader()
-    context = scan_context("web", request.args)
-    result = verifier(recording=not redisplay.shown_again(context.client)).verify_text(text, context=context)
-    return verdict_page(verification_json(result), text, shown=redisplay.link_token(context.client))
+    checker = verifier(recording=not redisplay.shown_again())
+    result = checker.verify_text(text, context=scan_context("web", request.args))
+    return verdict_page(verification_json(result), text, shown=redisplay.link_token())
 
 
 @bp.route("/check", methods=["POST"])
@@ -106,7 +106,9 @@ def check_photo():
     except ImageRejected as exc:
         return render_scan(error_code=exc.code.value), 415 if isinstance(exc, NotAnImage) else 422
     body, text = decisive_code(image_verification_json(result))
-    return verdict_page(body, text)
+    # a POST cannot be loaded again: the language links lead to this code's /check?code= page
+    page = url_for("pages.check_text", code=text) if text else url_for("pages.scan")
+    return verdict_page(body, text, shown=redisplay.link_token(page) if text else None, lang_next=page)
 
 
 @bp.route("/fragment/verdict", methods=["POST"])

@@ -273,9 +273,7 @@ def test_recall_reason_is_shown(client, codes):
     assert "contamination" in html
 
 
-def test_photo_upload_without_javascript(client, codes):
-    from PIL import Image
-
+def _post_label_photo(client, codes, **form) -> str:
     from registry.labels import LabelData, render_png
     import io
 
@@ -283,12 +281,28 @@ def test_photo_upload_without_javascript(client, codes):
                                expiry=None, product_name="Cà phê"))
     page = client.get("/").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    response = client.post("/check", data={"csrf_token": token, "client_id": "abc",
-                                           "image": (io.BytesIO(png), "label.png")},
+    response = client.post("/check", data={"csrf_token": token, "image": (io.BytesIO(png), "label.png"), **form},
                            content_type="multipart/form-data")
     assert response.status_code == 200
-    assert 'data-verdict="genuine"' in response.get_data(as_text=True)
-    assert Image  # Pillow is what render_png used
+    return response.get_data(as_text=True)
+
+
+def test_photo_upload_without_javascript(client, codes):
+    assert 'data-verdict="genuine"' in _post_label_photo(client, codes, client_id="abc")
+
+
+@pytest.mark.parametrize("form", [{}, {"client_id": "kept-by-the-page-script"}])
+def test_a_photo_verdict_switched_to_english_is_the_same_check(app, client, session, codes, form):
+    """A photo's verdict (POST /check) cannot be loaded again: its language links lead to the same
+    code's /check?code= page, shown again without a new check (they had led to the empty scan page)."""
+    html = _post_label_photo(client, codes, **form)
+    assert "đã được kiểm tra 1 lần" in html
+    link = _language_link(html, "en")
+    assert "next=/check?code%3D" in link and "shown=" in link
+    english = _switch(client, link)
+    assert 'data-verdict="genuine"' in english and "checked once so far" in english
+    assert codes.genuine_serial in english
+    assert _scan_events(app, session) == 1
 
 
 def test_photo_upload_rejects_a_text_file_with_a_message(client):
