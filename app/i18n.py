@@ -10,7 +10,8 @@ from babel import Locale
 from babel.support import NullTranslations, Translations
 from flask import request
 
-__all__ = ["LANGUAGES", "select_locale", "both", "translations_for", "N_", "local_date", "country_name"]
+__all__ = ["LANGUAGES", "select_locale", "both", "translations_for", "N_", "local_date", "country_name",
+           "country_options"]
 
 LANGUAGES = ("vi", "en")
 CATALOGUE = Path(__file__).resolve().parent / "translations"
@@ -67,6 +68,24 @@ def local_date(value: object, format: str = "long") -> str:
     if not isinstance(value, date):
         return str(value)
     return format_date(value, format=format)
+
+
+def country_options() -> list[tuple[str, str]]:
+    """Every ISO 3166-1 country as ``(code, name in the page's language)``, Viet Nam first, the
+    rest by name as a reader of the language looks for it (accents aside)."""
+    import unicodedata
+
+    import pycountry
+    from flask_babel import get_locale
+
+    names = (get_locale() or Locale.parse("vi")).territories
+
+    def plain(text: str) -> str:
+        return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c)).casefold()
+
+    options = [(c.alpha_2, names.get(c.alpha_2, c.name)) for c in pycountry.countries]
+    options.sort(key=lambda option: (option[0] != "VN", plain(option[1])))
+    return options
 
 
 def country_name(code: object) -> str:

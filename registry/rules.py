@@ -7,6 +7,8 @@ import re
 from datetime import date
 from typing import Any
 
+import pycountry
+
 from registry.errors import Invalid
 from verification.gs1.dictionary import AIValueError, get_dictionary
 
@@ -51,7 +53,11 @@ def check_gs1_prefix(prefix: str) -> str:
 
 
 def check_country(code: str) -> str:
-    if not isinstance(code, str) or not re.fullmatch(r"[A-Za-z]{2}", code):
+    """An assigned ISO 3166-1 alpha-2 code (pycountry's list), upper-cased. Any two letters had
+    passed: "Vi", what a two-letter field keeps of "Việt Nam", signed "US Virgin Islands" into an
+    origin record for good."""
+    if (not isinstance(code, str) or not re.fullmatch(r"[A-Za-z]{2}", code)
+            or pycountry.countries.get(alpha_2=code.upper()) is None):
         raise Invalid(f"country must be an ISO 3166-1 alpha-2 code, got {code!r}", code="BAD_COUNTRY",
                       field="country")
     return code.upper()

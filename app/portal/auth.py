@@ -166,6 +166,13 @@ def _portal_globals():
             "portal_has_view": lambda endpoint: endpoint in current_app.view_functions}
 
 
+@bp.app_template_global("country_options")
+def _country_options() -> list[tuple[str, str]]:
+    from app.i18n import country_options
+
+    return country_options()
+
+
 @bp.app_template_global("portal_today")
 def _today() -> date:
     """What the verdicts compare expiry dates with (verification.verdicts.Verifier); a global, not

@@ -59,6 +59,40 @@ def test_every_field_error_of_the_batch_form_is_beside_its_field(client, session
     assert 'id="f-facility-country-error">Nhập mã quốc gia hai chữ cái, ví dụ VN.' in html  # the catalogue's words
 
 
+def test_the_country_is_chosen_by_name_and_must_be_a_real_one(client, session, world):
+    """A two-letter text field had kept "Vi" of "Việt Nam": the US Virgin Islands, signed into the
+    origin record. The form offers the countries by name in the page's language, Viet Nam chosen
+    and first; a code that is no country (sent by hand) is refused beside the field."""
+    make_user(session, "producer1", "producer", world.producer_id)
+    session.commit()
+    client_login(client, "producer1")
+    page = client.get("/portal/producer/batches/new").get_data(as_text=True)
+    select = re.search(r'<select id="f-facility-country" name="facility.country".*?</select>', page, re.S).group(0)
+    options = re.findall(r'<option value="(\w*)"( selected)?>([^<]*)</option>', select)
+    assert options[0] == ("", "", "—")  # the country is optional
+    assert options[1] == ("VN", " selected", "Việt Nam") and ("VI", "", "Quần đảo Virgin thuộc Hoa Kỳ") in options
+    assert len(options) == 1 + 249 and [o for o in options if o[1]] == [options[1]]
+    english = client.get("/portal/producer/batches/new", headers={"Accept-Language": "en"})
+    assert '<option value="JP">Japan</option>' in english.get_data(as_text=True)
+    form = {"csrf_token": csrf_of(page), "lot": "L1", "product.name": "Trà", "facility.name": "Xưởng",
+            "production_date": "2026-01-01"}
+    refused = client.post("/portal/producer/batches/new", data={**form, "gtin": GTIN, "facility.country": "QQ"})
+    assert refused.status_code == 422
+    assert 'id="f-facility-country-error">Nhập mã quốc gia hai chữ cái, ví dụ VN.' in refused.get_data(as_text=True)
+    assert '<option value="QQ" selected>QQ</option>' in refused.get_data(as_text=True)  # what was sent stays
+    done = client.post("/portal/producer/batches/new", data={**form, "gtin": GTIN, "facility.country": "JP"})
+    assert done.status_code in (302, 303)
+    body = client.get(f"/api/v1/batches/{GTIN}/L1").get_json()
+    assert body["record"]["facility"]["country"] == "JP"
+
+
+def test_the_api_refuses_a_country_code_that_is_no_country(client, world):
+    data = {"gtin": GTIN, "lot": "L2", "product": {"name": "Trà"}, "facility": {"name": "Xưởng", "country": "QQ"},
+            "production_date": "2026-01-01"}
+    response = client.post("/api/v1/batches", json=data, headers=world.auth("producer"))
+    assert response.status_code == 422 and response.get_json()["error"]["code"] == "BAD_COUNTRY"
+
+
 def test_the_import_preview_names_the_files_columns_in_the_pages_language(client, session, world):
     make_user(session, "producer1", "producer", world.producer_id)
     session.commit()
