@@ -139,8 +139,11 @@ def producer_batch(gtin: str, lot: str):
     batch = reg.owned_batch(actor, gtin, lot)
     view = reg.batch_view(batch)
     serials = export_service().batch_serials(actor, gtin, lot, limit=100)
+    key = reg.key(batch.kid)
+    key_revoked = key is not None and key.status == "revoked"
     db_session().rollback()
     return render_template("portal/producer/batch.html", batch=batch, view=view, serials=serials,
+                           key_revoked=key_revoked,
                            stocks=LABEL_STOCKS, max_serials=MAX_SERIALS_PER_REQUEST,
                            max_serials_text=format_decimal(MAX_SERIALS_PER_REQUEST),
                            sheet_parts=_sheet_parts(batch.serial_count),

@@ -273,6 +273,19 @@ def test_recall_reason_is_shown(client, codes):
     assert "contamination" in html
 
 
+def test_a_recall_under_a_revoked_key_still_says_what_to_do(client, codes, registry, session, world):
+    """Its key revoked, a recalled batch's code is suspect (the graver verdict); the page had then
+    dropped the recall's reason and the advice not to use the product."""
+    registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
+    session.commit()
+    html = _page(client, codes["recalled"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'data-verdict="suspect"' in html
+    assert "Do not use this product: its producer has recalled this batch. Return it to the seller." in html
+    assert "Reason given for the recall:" in html and "contamination" in html
+    genuine = _page(client, codes["genuine"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'data-verdict="suspect"' in genuine and "Do not use this product" not in genuine
+
+
 def _post_label_photo(client, codes, **form) -> str:
     from registry.labels import LabelData, render_png
     import io

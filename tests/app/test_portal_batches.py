@@ -93,6 +93,23 @@ def test_the_api_refuses_a_country_code_that_is_no_country(client, world):
     assert response.status_code == 422 and response.get_json()["error"]["code"] == "BAD_COUNTRY"
 
 
+def test_a_batch_signed_by_a_revoked_key_says_so(client, registry, session, world):
+    """After a revocation the batch page had gone on offering labels with no word that their codes
+    now read 'suspicious' to shoppers."""
+    registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    make_user(session, "producer1", "producer", world.producer_id)
+    session.commit()
+    client_login(client, "producer1")
+    page = f"/portal/producer/batches/{GTIN}/LOT-1"
+    assert 'id="key-revoked"' not in client.get(page).get_data(as_text=True)
+    registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
+    session.commit()
+    html = client.get(page).get_data(as_text=True)
+    assert 'id="key-revoked"' in html and f"Khóa đã ký lô hàng này ({world.kid}) đã bị thu hồi" in html
+    english = client.get(page, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert f"The key that signed this batch ({world.kid}) has been revoked" in english
+
+
 def test_the_import_preview_names_the_files_columns_in_the_pages_language(client, session, world):
     make_user(session, "producer1", "producer", world.producer_id)
     session.commit()
