@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.i18n import N_
 
-__all__ = ["VERDICT_TITLE", "VERDICT_ADVICE", "REASON_TEXT"]
+__all__ = ["VERDICT_TITLE", "VERDICT_ADVICE", "TYPED_UNREADABLE_ADVICE", "REASON_TEXT"]
 
 VERDICT_TITLE = {
     "genuine": N_("Genuine"),
@@ -27,6 +27,11 @@ VERDICT_ADVICE = {
     "unverifiable": N_("This barcode only names a product; it cannot prove where this item comes from."),
     "unreadable": N_("No product code could be read. Try again closer, with more light, or type the code."),
 }
+
+# A typed text that is no code: camera advice ("closer, more light") would not help who typed it.
+TYPED_UNREADABLE_ADVICE = N_("This is not a product code. Type the digits under the barcode, or the web address "
+                             "the QR code holds. A serial number alone cannot be checked: scan the QR code, "
+                             "which is what shows that an item is genuine.")
 
 REASON_TEXT = {
     "SIGNATURE_INVALID": N_("The code's signature does not match: it was not issued by the registered producer."),

@@ -19,11 +19,12 @@ def render_scan(*, error_code: str | None = None) -> str:
     return render_template("pages/scan.html", error=IMAGE_ERROR.get(error_code or ""))
 
 
-def verdict_page(result: dict[str, Any], code_text: str, *, shown: str | None = None, lang_next: str | None = None):
+def verdict_page(result: dict[str, Any], code_text: str, *, shown: str | None = None, lang_next: str | None = None,
+                 typed: bool = False):
     """``shown``: the token its language links carry (``app.pages.redisplay``); ``lang_next``: the
-    page they lead back to, when not this request's own."""
+    page they lead back to, when not this request's own; ``typed``: the text was typed by hand."""
     response = make_response(render_template("pages/verdict.html", result=result, code_text=code_text,
-                                             shown_token=shown, lang_next=lang_next))
+                                             shown_token=shown, lang_next=lang_next, typed=typed))
     response.headers["Vary"] = "Accept, Accept-Language, Cookie"
     response.headers["Cache-Control"] = "no-store"  # scan history changes with every check
     return response

@@ -88,7 +88,7 @@ def check_text():
     verification_reader()
     checker = verifier(recording=not redisplay.shown_again())
     result = checker.verify_text(text, context=scan_context("web", request.args))
-    return verdict_page(verification_json(result), text, shown=redisplay.link_token())
+    return verdict_page(verification_json(result), text, shown=redisplay.link_token(), typed=True)
 
 
 @bp.route("/check", methods=["POST"])

@@ -268,6 +268,19 @@ def test_report_link_prefills_the_code(client, codes):
     assert _path(value) == _path(codes["counterfeit"])  # the page names the host it was opened on
 
 
+def test_a_typed_serial_is_told_what_to_type_not_to_come_closer(client, codes):
+    """What the scan page asks to type, typed wrong (the serial printed on the label): the advice
+    says what can be typed; it had said to try closer, with more light, or to type the code."""
+    html = client.get("/check", query_string={"code": codes.genuine_serial}).get_data(as_text=True)
+    assert 'data-verdict="unreadable"' in html
+    assert "Chỉ số sê-ri thì không kiểm tra được: hãy quét mã QR" in html and "gần hơn" not in html
+    english = client.get("/check", query_string={"code": codes.genuine_serial},
+                         headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "A serial number alone cannot be checked" in english and "closer" not in english
+    link = _page(client, "https://verify.example.vn/01/1234", **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'data-verdict="unreadable"' in link and "Try again closer" in link  # what a camera opened: camera advice
+
+
 def test_recall_reason_is_shown(client, codes):
     html = _page(client, codes["recalled"], **{"Accept-Language": "en"}).get_data(as_text=True)
     assert "contamination" in html
