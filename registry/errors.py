@@ -12,6 +12,7 @@ class RegistryError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.row: int | None = None  # in a list of rows (an import), which one, counted from 1
         if code is not None:
             self.code = code
 

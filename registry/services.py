@@ -357,7 +357,8 @@ class Registry:
                          producer_id: str | None = None) -> list[Batch]:
         """Register many batches in the caller's transaction: all or none, one checkpoint at the end.
 
-        An error names the row (``Invalid.field`` is prefixed ``row N:``)."""
+        An error names the row (``Invalid.field`` is prefixed ``row N:``, and ``row`` is N, counted
+        from 1)."""
         batches = []
         for number, data in enumerate(rows, start=1):
             try:
@@ -365,6 +366,7 @@ class Registry:
             except (Invalid, Conflict, Forbidden, NotFound) as exc:
                 exc.message = f"row {number}: {exc.message}"
                 exc.field = f"row {number}" + (f": {exc.field}" if exc.field else "")
+                exc.row = number
                 raise
         if batches:
             self.log().sign_checkpoint()

@@ -11,7 +11,8 @@ from app.services import db_session
 
 __all__ = ["register_portal_errors", "ERROR_TEXT", "error_text"]
 
-#: Domain error codes -> what the portal says (the domain's English message is shown beside it).
+#: Domain error codes -> what the portal says (the domain's own message, in English, is kept as a
+#: technical detail under it).
 ERROR_TEXT = {
     "FIELD_REQUIRED": N_("Please fill in this field."),
     "BAD_GTIN": N_("A GTIN has 8, 12, 13 or 14 digits."),
@@ -53,6 +54,18 @@ ERROR_TEXT = {
     "CSV_UNREADABLE": N_("The file is not a CSV file in UTF-8."),
     "CSV_HEADER": N_("The first line must be the template's header."),
     "CSV_TOO_LARGE": N_("The file is too large for one import."),
+    # what a link or a typed address named and the registry does not hold
+    "BATCH_UNKNOWN": N_("There is no such batch (GTIN and lot)."),
+    "SERIAL_UNKNOWN": N_("There is no such serial in this batch."),
+    "KEY_UNKNOWN": N_("There is no such key."),
+    "USER_UNKNOWN": N_("There is no such account."),
+    "TOKEN_UNKNOWN": N_("There is no such token."),
+    "CASE_UNKNOWN": N_("There is no such case."),
+    "REPORT_UNKNOWN": N_("There is no such report."),
+    "INSPECTION_UNKNOWN": N_("There is no such inspection."),
+    "PUBLICATION_UNKNOWN": N_("There is no such publication."),
+    "PHOTO_UNKNOWN": N_("There is no such photo."),
+    "ATTACHMENT_UNKNOWN": N_("There is no such attachment."),
 }
 
 

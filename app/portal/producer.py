@@ -295,7 +295,11 @@ def producer_import():
             batches = registry().register_batches(current_actor(), [r.data for r in rows], producer_id=producer_id)
         except (Invalid, Conflict, Forbidden, NotFound) as exc:
             db_session().rollback()  # all or nothing: the preview is shown again with what changed
-            flash(_("Nothing was imported: %(error)s", error=_message(exc) + f" ({exc.message})"), "error")
+            # the file's line, as the preview numbers them, and the catalogue's words (raced: a batch
+            # registered meanwhile in another tab, or the same file sent twice)
+            line = rows[exc.row - 1].line if exc.row is not None and 0 < exc.row <= len(rows) else None
+            error = _message(exc) if line is None else _("line %(line)d: %(error)s", line=line, error=_message(exc))
+            flash(_("Nothing was imported: %(error)s", error=error), "error")
         else:
             count = len(batches)
             db_session().commit()

@@ -6,6 +6,9 @@ import io
 import re
 from datetime import date, timedelta
 
+import pytest
+
+from registry.errors import NotFound
 from registry.services import SYSTEM
 
 from tests.app.portal_support import client_login, csrf_of, make_user
@@ -124,6 +127,45 @@ def test_the_import_preview_names_the_files_columns_in_the_pages_language(client
     problems = re.findall(r'<li><span class="mono">(\w+)</span>: ([^<]*)</li>', row)
     assert [column for column, _ in problems] == ["gtin", "facility_country"]
     assert all("must" not in text and "got" not in text for _, text in problems)  # no English detail beside it
+
+
+def test_an_import_that_meets_a_batch_registered_meanwhile_names_its_line_in_the_pages_language(
+        client, registry, session, world):
+    """Previewed, then registered in another tab before the import is confirmed: nothing is
+    imported, and the notice names the file's line as the preview does, in Vietnamese only (it
+    had said '(row 1: batch ... is already registered)' beside the Vietnamese)."""
+    make_user(session, "producer1", "producer", world.producer_id)
+    session.commit()
+    client_login(client, "producer1")
+    page = client.get("/portal/producer/import").get_data(as_text=True)
+    csv_text = ("gtin,lot,product_name,brand,category,facility_name,facility_address,facility_gln,facility_country,"
+                "production_date,expiry_date,quantity,certification_scheme,certification_id\n"
+                f"{GTIN},KE-01,Trà,,,Xưởng,,,VN,2026-01-01,,,,\n"
+                f"{GTIN},KE-02,Trà,,,Xưởng,,,VN,2026-01-01,,,,\n")
+    preview = client.post("/portal/producer/import", data={"csrf_token": csrf_of(page), "csv_text": csv_text})
+    assert preview.status_code == 200 and 'data-line="3"' in preview.get_data(as_text=True)
+    registry.register_batch(SYSTEM, batch_data(lot="KE-02"), producer_id=world.producer_id)  # another tab
+    session.commit()
+    confirmed = client.post("/portal/producer/import", data={"csrf_token": csrf_of(page), "csv_text": csv_text,
+                                                            "confirm": "1"}, follow_redirects=True)
+    html = confirmed.get_data(as_text=True)
+    assert "Không có gì được nhập: dòng 3: Mã GTIN và số lô này đã được đăng ký." in html
+    assert "row " not in html and "already registered" not in html
+    with pytest.raises(NotFound):  # all or nothing: the line before it was not kept either
+        registry.batch(GTIN, "KE-01")
+
+
+def test_a_missing_batch_is_said_in_the_pages_language(client, session, world):
+    """The domain's English words ('no batch ... / NOPE') stay as a technical detail under the
+    catalogue's, which the page had shown alone."""
+    make_user(session, "producer1", "producer", world.producer_id)
+    session.commit()
+    client_login(client, "producer1")
+    response = client.get(f"/portal/producer/batches/{GTIN}/NOPE")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 404 and "<strong>Không có lô hàng này (GTIN và số lô).</strong>" in html
+    assert re.search(r'<details class="small"><summary>Chi tiết kỹ thuật</summary><p lang="en">no batch '
+                     rf'{GTIN} / NOPE</p></details>', html)
 
 
 def test_a_batch_larger_than_one_sheet_is_printed_in_parts(client, registry, session, world):
