@@ -126,6 +126,11 @@ class LabelStock:
     def labels_per_page(self) -> int:
         return self.columns * self.rows
 
+    @property
+    def edge_to_edge(self) -> bool:
+        """The labels meet at the sheet's sides: no margin to the left, none between columns."""
+        return self.left_margin == 0 and self.horizontal_pitch == self.label_width
+
     def label_box(self, index: int) -> tuple[float, float, float, float]:
         """``(left, top, width, height)`` in mm from the page's top left of label ``index`` on a
         page, counting left to right, then top to bottom."""
@@ -154,12 +159,12 @@ LABEL_STOCKS: dict[str, LabelStock] = {
             horizontal_pitch=66.0, vertical_pitch=38.1,
         ),
         LabelStock(
-            "a4-24", "70 x 37 mm, 3 x 8, edge to edge (Avery 3474)",
+            "a4-24", "70 x 37 mm, 3 x 8 (Avery 3474)",
             70.0, 37.0, 3, 8, left_margin=0.0, top_margin=0.5,
             horizontal_pitch=70.0, vertical_pitch=37.0,
         ),
         LabelStock(
-            "a4-40", "52.5 x 29.7 mm, 4 x 10, edge to edge (Avery 3651)",
+            "a4-40", "52.5 x 29.7 mm, 4 x 10 (Avery 3651)",
             52.5, 29.7, 4, 10, left_margin=0.0, top_margin=0.0,
             horizontal_pitch=52.5, vertical_pitch=29.7,
         ),

@@ -155,6 +155,18 @@ def test_an_import_that_meets_a_batch_registered_meanwhile_names_its_line_in_the
         registry.batch(GTIN, "KE-01")
 
 
+def test_label_stocks_are_named_in_the_pages_language(client, registry, session, world):
+    registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    make_user(session, "producer1", "producer", world.producer_id)
+    session.commit()
+    client_login(client, "producer1")
+    html = client.get(f"/portal/producer/batches/{GTIN}/LOT-1").get_data(as_text=True)
+    assert "70 x 37 mm, 3 x 8 (Avery 3474), tràn lề — 24 nhãn mỗi tờ" in html
+    assert "edge to edge" not in html
+    english = client.get(f"/portal/producer/batches/{GTIN}/LOT-1", headers={"Accept-Language": "en"})
+    assert "70 x 37 mm, 3 x 8 (Avery 3474), edge to edge" in english.get_data(as_text=True)
+
+
 def test_a_missing_batch_is_said_in_the_pages_language(client, session, world):
     """The domain's English words ('no batch ... / NOPE') stay as a technical detail under the
     catalogue's, which the page had shown alone."""
