@@ -21,6 +21,17 @@ def _badges(html: str, lot: str) -> list[tuple[str, str]]:
     return re.findall(r'<span class="badge badge-(\w+)">([^<]*)</span>', row)
 
 
+CSV_HEADER = ("gtin,lot,product_name,brand,category,facility_name,facility_address,facility_gln,facility_country,"
+              "production_date,expiry_date,quantity,certification_scheme,certification_id\n")
+
+
+def _log_in_as_producer(client, session, world) -> None:
+    """Producer staff of ``world``'s producer, logged in on ``client``."""
+    make_user(session, "producer1", "producer", world.producer_id)
+    session.commit()
+    client_login(client, "producer1")
+
+
 def test_an_active_batch_past_its_expiry_is_marked_expired_and_a_recalled_one_stays_recalled(
         client, registry, session, world):
     make_user(session, "producer1", "producer", world.producer_id)
@@ -48,9 +59,7 @@ def test_an_active_batch_past_its_expiry_is_marked_expired_and_a_recalled_one_st
 
 def test_every_field_error_of_the_batch_form_is_beside_its_field(client, session, world):
     """The facility's country among other bad fields: each one marked, the country included."""
-    make_user(session, "producer1", "producer", world.producer_id)
-    session.commit()
-    client_login(client, "producer1")
+    _log_in_as_producer(client, session, world)
     token = csrf_of(client.get("/portal/producer/batches/new").get_data(as_text=True))
     response = client.post("/portal/producer/batches/new", data={
         "csrf_token": token, "gtin": "12345", "lot": "L1", "product.name": "Trà", "facility.name": "Xưởng",
@@ -66,9 +75,7 @@ def test_the_country_is_chosen_by_name_and_must_be_a_real_one(client, session, w
     """A two-letter text field had kept "Vi" of "Việt Nam": the US Virgin Islands, signed into the
     origin record. The form offers the countries by name in the page's language, Viet Nam chosen
     and first; a code that is no country (sent by hand) is refused beside the field."""
-    make_user(session, "producer1", "producer", world.producer_id)
-    session.commit()
-    client_login(client, "producer1")
+    _log_in_as_producer(client, session, world)
     page = client.get("/portal/producer/batches/new").get_data(as_text=True)
     select = re.search(r'<select id="f-facility-country" name="facility.country".*?</select>', page, re.S).group(0)
     options = re.findall(r'<option value="(\w*)"( selected)?>([^<]*)</option>', select)
@@ -100,9 +107,7 @@ def test_a_batch_signed_by_a_revoked_key_says_so(client, registry, session, worl
     """After a revocation the batch page had gone on offering labels with no word that their codes
     now read 'suspicious' to shoppers."""
     registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
-    make_user(session, "producer1", "producer", world.producer_id)
-    session.commit()
-    client_login(client, "producer1")
+    _log_in_as_producer(client, session, world)
     page = f"/portal/producer/batches/{GTIN}/LOT-1"
     assert 'id="key-revoked"' not in client.get(page).get_data(as_text=True)
     registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
@@ -114,13 +119,9 @@ def test_a_batch_signed_by_a_revoked_key_says_so(client, registry, session, worl
 
 
 def test_the_import_preview_names_the_files_columns_in_the_pages_language(client, session, world):
-    make_user(session, "producer1", "producer", world.producer_id)
-    session.commit()
-    client_login(client, "producer1")
+    _log_in_as_producer(client, session, world)
     page = client.get("/portal/producer/import").get_data(as_text=True)
-    csv_text = ("gtin,lot,product_name,brand,category,facility_name,facility_address,facility_gln,facility_country,"
-                "production_date,expiry_date,quantity,certification_scheme,certification_id\n"
-                "12345,L1,Trà,,,Xưởng,,,V1,2026-01-01,,,,\n")
+    csv_text = CSV_HEADER + "12345,L1,Trà,,,Xưởng,,,V1,2026-01-01,,,,\n"
     response = client.post("/portal/producer/import", content_type="multipart/form-data", data={
         "csrf_token": csrf_of(page), "file": (io.BytesIO(csv_text.encode()), "batches.csv")})
     row = re.search(r'<tr class="row-error" data-line="2">.*?</tr>', response.get_data(as_text=True), re.S).group(0)
@@ -134,14 +135,10 @@ def test_an_import_that_meets_a_batch_registered_meanwhile_names_its_line_in_the
     """Previewed, then registered in another tab before the import is confirmed: nothing is
     imported, and the notice names the file's line as the preview does, in Vietnamese only (it
     had said '(row 1: batch ... is already registered)' beside the Vietnamese)."""
-    make_user(session, "producer1", "producer", world.producer_id)
-    session.commit()
-    client_login(client, "producer1")
+    _log_in_as_producer(client, session, world)
     page = client.get("/portal/producer/import").get_data(as_text=True)
-    csv_text = ("gtin,lot,product_name,brand,category,facility_name,facility_address,facility_gln,facility_country,"
-                "production_date,expiry_date,quantity,certification_scheme,certification_id\n"
-                f"{GTIN},KE-01,Trà,,,Xưởng,,,VN,2026-01-01,,,,\n"
-                f"{GTIN},KE-02,Trà,,,Xưởng,,,VN,2026-01-01,,,,\n")
+    csv_text = CSV_HEADER + (f"{GTIN},KE-01,Trà,,,Xưởng,,,VN,2026-01-01,,,,\n"
+                             f"{GTIN},KE-02,Trà,,,Xưởng,,,VN,2026-01-01,,,,\n")
     preview = client.post("/portal/producer/import", data={"csrf_token": csrf_of(page), "csv_text": csv_text})
     assert preview.status_code == 200 and 'data-line="3"' in preview.get_data(as_text=True)
     registry.register_batch(SYSTEM, batch_data(lot="KE-02"), producer_id=world.producer_id)  # another tab
@@ -157,9 +154,7 @@ def test_an_import_that_meets_a_batch_registered_meanwhile_names_its_line_in_the
 
 def test_label_stocks_are_named_in_the_pages_language(client, registry, session, world):
     registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
-    make_user(session, "producer1", "producer", world.producer_id)
-    session.commit()
-    client_login(client, "producer1")
+    _log_in_as_producer(client, session, world)
     html = client.get(f"/portal/producer/batches/{GTIN}/LOT-1").get_data(as_text=True)
     assert "70 x 37 mm, 3 x 8 (Avery 3474), tràn lề — 24 nhãn mỗi tờ" in html
     assert "edge to edge" not in html
@@ -170,9 +165,7 @@ def test_label_stocks_are_named_in_the_pages_language(client, registry, session,
 def test_a_missing_batch_is_said_in_the_pages_language(client, session, world):
     """The domain's English words ('no batch ... / NOPE') stay as a technical detail under the
     catalogue's, which the page had shown alone."""
-    make_user(session, "producer1", "producer", world.producer_id)
-    session.commit()
-    client_login(client, "producer1")
+    _log_in_as_producer(client, session, world)
     response = client.get(f"/portal/producer/batches/{GTIN}/NOPE")
     html = response.get_data(as_text=True)
     assert response.status_code == 404 and "<strong>Không có lô hàng này (GTIN và số lô).</strong>" in html
@@ -199,9 +192,7 @@ def test_a_batch_larger_than_one_sheet_is_printed_in_parts(client, registry, ses
     too_many = client.get(f"/api/v1/batches/{GTIN}/BIG/labels?limit={MAX_LABELS_PER_SHEET + 1}", headers=auth)
     assert too_many.status_code == 422
 
-    make_user(session, "producer1", "producer", world.producer_id)
-    session.commit()
-    client_login(client, "producer1")
+    _log_in_as_producer(client, session, world)
     page = client.get(f"/portal/producer/batches/{GTIN}/BIG").get_data(as_text=True)
     assert re.findall(r'<option value="(\d+)">([^<]+)</option>', page) == [("1", "1–10.000"), ("2", "10.001–10.003")]
     part = client.get(f"/portal/producer/batches/{GTIN}/BIG/labels.pdf?part=2")
