@@ -107,6 +107,9 @@ class PublicationService:
         if kind == "violator" and not values["name"]:
             raise Invalid("a violator needs the name of the person or business", code="FIELD_REQUIRED",
                           field="name")
+        if kind == "violator" and not values["decision_ref"]:  # a name made public for good rests on one
+            raise Invalid("a violator is published on a decision: give its reference", code="FIELD_REQUIRED",
+                          field="decision_ref")
         if kind == "warning" and not (values["product"] or values["body"]):
             raise Invalid("a warning needs the product or a text", code="FIELD_REQUIRED", field="product")
         decided = parse_date(decided_on, "decided_on")

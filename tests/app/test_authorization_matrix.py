@@ -97,7 +97,7 @@ def scene(session, registry, world) -> Scene:
     inspection = inspections.open(inspector, place="Chợ Lớn", lat=10.75, lon=106.65)
     check = inspections.add_check(inspector, inspection.id, result={"verdict": "genuine"}, photo=photo)
     publication = PublicationService(session, authority=registry.authority).publish(
-        SYSTEM, kind="violator", title="Hàng giả", name="Cơ sở C")
+        SYSTEM, kind="violator", title="Hàng giả", name="Cơ sở C", decision_ref="QĐ 1/2026")
     AccountService(session).create_user(SYSTEM, username="victim", password="a long enough password",
                                         role="inspector")
     AccountService(session).create_user(SYSTEM, username="minh", password="a long enough password",

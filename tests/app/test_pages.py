@@ -395,7 +395,7 @@ def test_public_lists_render_newest_first_and_search(app, client, registry, sess
     service.publish(SYSTEM, kind="warning", title="Sữa bột giả nhãn Abbott", product="Sữa bột Similac")
     service.publish(SYSTEM, kind="warning", title="Mật ong pha đường", product="Mật ong rừng U Minh")
     service.publish(SYSTEM, kind="violator", title="Bán hàng giả", name="Cửa hàng Phúc An", tax_code="0101",
-                    place="Chợ Đồng Xuân, Hà Nội")
+                    place="Chợ Đồng Xuân, Hà Nội", decision_ref="QĐ 7/2026")
     session.commit()
     html = client.get("/warnings").get_data(as_text=True)
     assert html.index("Mật ong pha đường") < html.index("Sữa bột giả nhãn Abbott")

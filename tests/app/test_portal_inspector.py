@@ -261,6 +261,9 @@ def test_a_case_from_new_to_published(app, accounts, report, session):
     boss = _login(app, "boss")
     page = boss.get(url).get_data(as_text=True)
     assert 'id="publish-form"' in page
+    undecided = boss.post(f"{url}/publish", data={"csrf_token": csrf_of(page), "name": "Cửa hàng Phát Đạt"})
+    assert undecided.status_code == 422  # a name made public for good rests on a decision
+    assert re.search(r'name="decision_ref"[^>]*>\s*<p class="field-error"[^>]*>[^<]+</p>', undecided.get_data(as_text=True))
     published = boss.post(f"{url}/publish", data={"csrf_token": csrf_of(page), "name": "Cửa hàng Phát Đạt",
                                                   "tax_code": "0312345678", "decision_ref": "QĐ-12/2026"})
     assert published.status_code == 303

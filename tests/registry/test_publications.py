@@ -49,7 +49,7 @@ def test_publish_signs_and_logs(service, session, registry):
 
 
 def test_withdraw_keeps_the_publication_and_logs_a_signed_withdrawal(service, session, registry):
-    item = service.publish(SYSTEM, kind="violator", title="Bán hàng giả", name="Cửa hàng A")
+    item = service.publish(SYSTEM, kind="violator", title="Bán hàng giả", name="Cửa hàng A", decision_ref="QĐ 1/2026")
     service.withdraw(SYSTEM, item.id, reason="Quyết định bị hủy")
     session.commit()
     assert session.get(Publication, item.id).withdrawn_at is not None
@@ -66,7 +66,7 @@ def test_withdraw_keeps_the_publication_and_logs_a_signed_withdrawal(service, se
 def test_list_newest_first_and_by_kind(service):
     a = service.publish(SYSTEM, kind="warning", title="A", product="a")
     b = service.publish(SYSTEM, kind="warning", title="B", product="b")
-    service.publish(SYSTEM, kind="violator", title="V", name="v")
+    service.publish(SYSTEM, kind="violator", title="V", name="v", decision_ref="QĐ 2/2026")
     assert [p.id for p in service.list("warning")] == [b.id, a.id]
     assert [p.title for p in service.list("violator")] == ["V"]
     assert [p.id for p in service.list("warning", limit=1, offset=1)] == [a.id]
@@ -75,7 +75,8 @@ def test_list_newest_first_and_by_kind(service):
 def test_search_by_product_or_name_without_accents(service):
     service.publish(SYSTEM, kind="warning", title="Cảnh báo", product="Nước mắm Phú Quốc giả")
     service.publish(SYSTEM, kind="warning", title="Cảnh báo", product="Mật ong rừng")
-    service.publish(SYSTEM, kind="violator", title="Vi phạm", name="Công ty Đại Phát", tax_code="0312345678")
+    service.publish(SYSTEM, kind="violator", title="Vi phạm", name="Công ty Đại Phát", tax_code="0312345678",
+                    decision_ref="QĐ 3/2026")
     assert [p.product for p in service.list("warning", query="nuoc mam")] == ["Nước mắm Phú Quốc giả"]
     assert [p.name for p in service.list("violator", query="dai phat")] == ["Công ty Đại Phát"]
     assert [p.name for p in service.list("violator", query="0312345678")] == ["Công ty Đại Phát"]
@@ -102,6 +103,10 @@ def test_publish_checks_its_fields(service):
     with pytest.raises(Invalid) as err:
         service.publish(SYSTEM, kind="violator", title="x")
     assert err.value.field == "name"
+    with pytest.raises(Invalid) as err:  # a violator's name is made public on a decision, for good
+        service.publish(SYSTEM, kind="violator", title="x", name="Cửa hàng A", decided_on="2026-02-01")
+    assert (err.value.code, err.value.field) == ("FIELD_REQUIRED", "decision_ref")
+    assert service.list("violator") == []
     with pytest.raises(Invalid) as err:
         service.publish(SYSTEM, kind="warning", title="x", product="y", decided_on="27/02/2026")
     assert err.value.code == "BAD_DATE"
@@ -122,8 +127,10 @@ def test_cli_publish_and_withdraw(app, runner):
 
     if "publish" not in app.cli.commands:
         register_publication_cli(app)
+    refused = runner.invoke(args=["publish", "violator", "--title", "Bán hàng giả", "--name", "Cửa hàng B"])
+    assert refused.exit_code != 0 and "decision" in refused.output  # a name made public rests on a decision
     result = runner.invoke(args=["publish", "violator", "--title", "Bán hàng giả", "--name", "Cửa hàng B",
-                                 "--decided-on", "2026-02-01"])
+                                 "--decision-ref", "QĐ 9/2026", "--decided-on", "2026-02-01"])
     assert result.exit_code == 0, result.output
     item = json.loads(result.stdout.strip().splitlines()[-1])
     assert item["name"] == "Cửa hàng B" and item["record"]["t"] == "publication"
