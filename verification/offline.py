@@ -24,7 +24,8 @@ class TrustListError(CertificateInvalid):
 
 
 class TrustListLookup:
-    """``verification.verdicts.Lookup`` over a trust list; knows keys, not batches."""
+    """``verification.verdicts.Lookup`` over a trust list: knows keys and which batches were recalled,
+    not the batches themselves."""
 
     def __init__(self, keys: dict[str, KeyInfo], *, issued_at: datetime, authority_kid: str,
                  recalls: dict[tuple[str, str], str] | None = None) -> None:
