@@ -652,6 +652,7 @@ class Registry:
         rows = self.session.execute(
             select(Batch.gtin, Batch.lot, Recall.reason, Recall.at).join(Recall, Recall.batch_id == Batch.id)
             .where(Batch.status == "recalled").order_by(Batch.gtin, Batch.lot, Recall.id))
+        # one recall a batch, but a database from before recalls locked their batch may hold two: the latest
         latest = {(gtin, lot): {"gtin": gtin, "lot": lot, "reason": reason, "at": rfc3339(at)}
                   for gtin, lot, reason, at in rows}
         return list(latest.values())

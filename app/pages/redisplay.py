@@ -77,10 +77,10 @@ def link_token(page: str | None = None) -> str | None:
 def mark(response: Response, target: str, token: str | None) -> None:
     """The language switch to ``target``: given a token for that verdict page and this browser, the
     page's next load shows the same check again."""
-    page = _same_page(target)
-    if _loads("link", token, LINK_MAX_AGE) != [page, _browser()] or not _is_verdict_page(target):
+    shown = [_same_page(target), _browser()]
+    if _loads("link", token, LINK_MAX_AGE) != shown or not _is_verdict_page(target):
         return
-    response.set_cookie(COOKIE, _serializer("cookie").dumps([page, _browser()]), max_age=MAX_AGE, path="/",
+    response.set_cookie(COOKIE, _serializer("cookie").dumps(shown), max_age=MAX_AGE, path="/",
                         samesite="Lax", secure=current_app.config["SESSION_COOKIE_SECURE"], httponly=True)
 
 

@@ -30,7 +30,7 @@ from registry.errors import NotFound, Unauthorized
 from registry.services import Actor, Role
 
 from app.extensions import rate_limit
-from app.i18n import N_
+from app.i18n import N_, country_options
 from app.portal import bp
 from app.services import account_service, db_session, registry
 
@@ -166,11 +166,7 @@ def _portal_globals():
             "portal_has_view": lambda endpoint: endpoint in current_app.view_functions}
 
 
-@bp.app_template_global("country_options")
-def _country_options() -> list[tuple[str, str]]:
-    from app.i18n import country_options
-
-    return country_options()
+bp.add_app_template_global(country_options)  # the batch form's countries, named in the page's language
 
 
 @bp.app_template_global("portal_today")
