@@ -327,6 +327,24 @@ def test_wrong_role_gets_the_403_page(client, people, username, path):
     assert "Not allowed" in response.get_data(as_text=True)
 
 
+def test_the_authority_admits_a_producer_choosing_its_country_by_name(client, people, session):
+    """As on the batch form: a two-letter field took "Vi" (the US Virgin Islands) for Việt Nam."""
+    import re
+
+    from registry.models import Producer
+
+    client_login(client, "boss")
+    page = client.get("/portal/authority/").get_data(as_text=True)
+    select = re.search(r'<select id="f-country" name="country".*?</select>', page, re.S).group(0)
+    options = re.findall(r'<option value="(\w*)"( selected)?>([^<]*)</option>', select)
+    assert options[0] == ("VN", " selected", "Việt Nam") and len(options) == 249  # required: no empty choice
+    assert ("VI", "", "Quần đảo Virgin thuộc Hoa Kỳ") in options
+    response = _post(client, "/portal/authority/", {"name": "Kyoto Tea", "tax_code": "0399999998",
+                                                    "gs1_prefixes": "893600009", "country": "JP"}, page="/portal/authority/")
+    assert response.status_code == 303, response.get_data(as_text=True)[:300]
+    assert session.query(Producer).filter(Producer.tax_code == "0399999998").one().country == "JP"
+
+
 def test_wrong_role_cannot_write_either(client, people, session):
     client_login(client, "producer1")
     response = _post(client, "/portal/authority/", {"name": "Sneaky", "tax_code": "1", "gs1_prefixes": "893600009",
