@@ -238,6 +238,8 @@ class RawQuery:
         return self._run(source, params, _fetch_one)
 
     def all(self, source: "Session | Reader", params: dict[str, Any]) -> list[tuple]:
+        if source_dialect(source).name == "sqlite":
+            params = _sqlite_params(params)
         return self._run(source, params, _fetch_all)
 
     def execute(self, source: "Session | Reader", params: dict[str, Any]) -> int:

@@ -39,6 +39,7 @@ MAX_PHOTO_BYTES = 10 * 1024 * 1024
 MAX_OFFLINE_AGE = timedelta(days=30)
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_CHECKS = 2000
+MAX_CLEARANCE_NOTE = 2000
 
 Recheck = Callable[[str, datetime], dict[str, Any]]
 
@@ -255,6 +256,7 @@ class InspectionService:
             out.append({
                 "serial": serial.serial, "gtin": gtin, "lot": lot, "product_name": product,
                 "producer": {"id": producer_id, "name": producer_name}, "flagged": serial.flagged,
+                "flag_cleared_at": rfc3339(serial.flag_cleared_at) if serial.flag_cleared_at else None,
                 "scans": {"count": serial.scan_count, "distinct_clients": serial.distinct_clients,
                           "first_seen": rfc3339(serial.first_seen) if serial.first_seen else None,
                           "last_seen": rfc3339(serial.last_seen) if serial.last_seen else None,
@@ -263,3 +265,33 @@ class InspectionService:
                              "verdict": e.verdict} for e in events],
             })
         return out
+
+    def clear_flag(self, actor: Actor, gtin: str, lot: str, serial: str, *, note: str) -> dict[str, Any]:
+        """An inspector who has looked into a flagged serial and found nothing wrong (the display
+        unit every customer scans, a shopper behind a VPN) clears its flag, saying what was checked.
+        Clone detection then counts again from now: the clients that had verified the serial and
+        the networks of the verifications before no longer count, so the next check reads genuine
+        and the flag comes back only if a new crowd of clients on many networks verifies it. A
+        verification that flagged it just before, not yet written by its server, does not flag it
+        again (``registry.scans``). The audit log keeps who cleared what, why, and the counts."""
+        actor.require(Role.INSPECTOR, Role.AUTHORITY)
+        note = (note or "").strip()
+        if not note:
+            raise Invalid("say what was checked before clearing the flag", code="FIELD_REQUIRED", field="note")
+        if len(note) > MAX_CLEARANCE_NOTE:
+            raise Invalid(f"the note has at most {MAX_CLEARANCE_NOTE} characters", code="TOO_LONG", field="note")
+        unit = self.session.execute(
+            select(Serial).join(Batch, Batch.id == Serial.batch_id)
+            .where(Batch.gtin == gtin, Batch.lot == lot, Serial.serial == serial)
+            .with_for_update(of=Serial).execution_options(populate_existing=True)).scalar_one_or_none()
+        if unit is None:
+            raise NotFound(f"no serial {serial} in batch {gtin} / {lot}", code="SERIAL_UNKNOWN")
+        if unit.flagged is None:
+            raise Conflict("this serial is not flagged", code="NOT_FLAGGED")
+        reason, now = unit.flagged, self.clock()
+        unit.flagged, unit.flag_cleared_at, unit.clone_baseline = None, now, unit.distinct_clients
+        self._audit(actor, "serial.flag_clear", f"{gtin}/{lot}/{serial}", reason=reason, note=note,
+                    scan_count=unit.scan_count, distinct_clients=unit.distinct_clients)
+        self.session.flush()
+        return {"gtin": gtin, "lot": lot, "serial": serial, "cleared": reason, "flag_cleared_at": rfc3339(now),
+                "scans": {"count": unit.scan_count, "distinct_clients": unit.distinct_clients}}

@@ -128,6 +128,10 @@ class Serial(Base):
     last_lon: Mapped[float | None] = mapped_column(Float)
     last_network: Mapped[str | None] = mapped_column(String(32))  # where the last place came from
     flagged: Mapped[str | None] = mapped_column(String(32))  # reason code once clone-suspected
+    # An inspector cleared the flag (registry.inspections): clone detection counts again from then,
+    # the clients that had verified the serial by that moment (``clone_baseline``) no longer count.
+    flag_cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    clone_baseline: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class SerialClient(Base):

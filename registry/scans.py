@@ -24,7 +24,7 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from sqlalchemy import delete, text
@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 _UNIT_STATE = RawQuery(
     "SELECT (SELECT l.size FROM log_state l WHERE l.id = 1), s.id, s.s, s.scan_count, "
     "s.distinct_clients, s.first_seen, s.last_seen, s.last_lat, s.last_lon, s.last_network, s.flagged, "
+    "s.flag_cleared_at, s.clone_baseline, "
     "EXISTS (SELECT 1 FROM serial_clients c WHERE c.serial_id = s.id AND c.client_hash = :client), "
     "(SELECT w.epoch FROM scan_writers w WHERE w.id = :writer) "
     "FROM (SELECT 1) AS one LEFT JOIN batches b ON b.gtin = :gtin AND b.lot = :lot "
@@ -66,7 +67,8 @@ _BUMP_SERIAL = RawQuery(
     "last_seen = CASE WHEN last_seen IS NULL OR last_seen < :last THEN :last ELSE last_seen END, "
     "last_lat = COALESCE(:lat, last_lat), last_lon = COALESCE(:lon, last_lon), "
     "last_network = CASE WHEN :lat IS NULL THEN last_network ELSE :net END, "
-    "flagged = COALESCE(flagged, :flag) WHERE id = :id")
+    "flagged = CASE WHEN flag_cleared_at IS NOT NULL AND :flag_at <= flag_cleared_at THEN flagged "
+    "ELSE COALESCE(flagged, :flag) END WHERE id = :id")
 _BUMP_BATCH = RawQuery(
     "UPDATE batches SET scan_count = scan_count + :n, first_seen = COALESCE(first_seen, :first) WHERE id = :id")
 # PostgreSQL takes each of these as one statement over arrays (one column each): a flush of a few
@@ -86,15 +88,17 @@ _PG_INSERT_CLIENTS = RawQuery(
     "ON CONFLICT DO NOTHING RETURNING serial_id", binary=True)
 _PG_BUMP_SERIALS = RawQuery(
     "WITH v AS (SELECT * FROM unnest(:id::bigint[], :n::bigint[], :new_clients::int[], :first::timestamptz[], "
-    ":last::timestamptz[], :lat::float8[], :lon::float8[], :net::varchar[], :flag::varchar[]) "
-    "AS v(id, n, new_clients, first, last, lat, lon, net, flag)), "
+    ":last::timestamptz[], :lat::float8[], :lon::float8[], :net::varchar[], :flag::varchar[], "
+    ":flag_at::timestamptz[]) AS v(id, n, new_clients, first, last, lat, lon, net, flag, flag_at)), "
     "locked AS (SELECT s.id FROM serials s WHERE s.id IN (SELECT id FROM v) ORDER BY s.id FOR NO KEY UPDATE) "
     "UPDATE serials AS s SET scan_count = s.scan_count + v.n, distinct_clients = s.distinct_clients + v.new_clients, "
     "first_seen = COALESCE(s.first_seen, v.first), "
     "last_seen = CASE WHEN s.last_seen IS NULL OR s.last_seen < v.last THEN v.last ELSE s.last_seen END, "
     "last_lat = COALESCE(v.lat, s.last_lat), last_lon = COALESCE(v.lon, s.last_lon), "
     "last_network = CASE WHEN v.lat IS NULL THEN s.last_network ELSE v.net END, "
-    "flagged = COALESCE(s.flagged, v.flag) FROM v, locked WHERE s.id = v.id AND locked.id = v.id", binary=True)
+    "flagged = CASE WHEN s.flag_cleared_at IS NOT NULL AND v.flag_at <= s.flag_cleared_at THEN s.flagged "
+    "ELSE COALESCE(s.flagged, v.flag) END "
+    "FROM v, locked WHERE s.id = v.id AND locked.id = v.id", binary=True)
 _WRITTEN_EPOCH = RawQuery("SELECT epoch FROM scan_writers WHERE id = :id")
 _MARK = RawQuery(
     "INSERT INTO scan_writers (id, epoch, updated_at) VALUES (:id, :epoch, :at) "
@@ -114,12 +118,14 @@ _SQLITE_INSERT_CLIENTS = RawQuery(
 
 
 _EVENT_COLUMNS = ("batch_id", "serial_id", "at", "channel", "client_hash", "network_hash", "lat", "lon", "verdict")
-_SERIAL_COUNTERS = ("id", "n", "new_clients", "first", "last", "lat", "lon", "net", "flag")
+_SERIAL_COUNTERS = ("id", "n", "new_clients", "first", "last", "lat", "lon", "net", "flag", "flag_at")
 # The networks of a serial's latest verifications, asked only when its distinct clients pass the
-# clone limit (verification.verdicts: Verifier._check_clones): bounded by the serial's index.
+# clone limit (verification.verdicts: Verifier._check_clones): bounded by the serial's index. After
+# a cleared flag, only the verifications since count (``:since``: the clearance, or the epoch).
 _RECENT_NETWORKS = RawQuery(
     "SELECT DISTINCT e.network_hash FROM (SELECT network_hash FROM scan_events WHERE serial_id = :id "
-    "ORDER BY at DESC LIMIT :n) e WHERE e.network_hash IS NOT NULL")
+    "AND at > :since ORDER BY at DESC LIMIT :n) e WHERE e.network_hash IS NOT NULL")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 RECENT_NETWORKS_SCANNED = 200
 
 
@@ -135,25 +141,26 @@ class NetworkCache:
     def __init__(self, *, ttl: float = 60.0, max_entries: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl, self._max, self._clock = ttl, max_entries, clock
-        self._entries: dict[int, tuple[float, frozenset[str]]] = {}
+        self._entries: dict[tuple, tuple[float, frozenset[str]]] = {}
 
-    def get(self, serial_id: int) -> frozenset[str] | None:
-        entry = self._entries.get(serial_id)
+    def get(self, key: tuple) -> frozenset[str] | None:
+        """``key``: the serial's id and the moment its count started (None: its first scan)."""
+        entry = self._entries.get(key)
         return entry[1] if entry is not None and entry[0] > self._clock() else None
 
-    def put(self, serial_id: int, networks: frozenset[str]) -> None:
+    def put(self, key: tuple, networks: frozenset[str]) -> None:
         entries = self._entries
-        entries.pop(serial_id, None)
+        entries.pop(key, None)
         if len(entries) >= self._max:  # dicts keep the order of insertion: the oldest reads go
             for stale in list(entries)[: max(1, self._max // 10)]:
                 entries.pop(stale, None)
-        entries[serial_id] = (self._clock() + self._ttl, networks)
+        entries[key] = (self._clock() + self._ttl, networks)
 
-    def add(self, serial_id: int, networks: set[str]) -> None:
+    def add(self, key: tuple, networks: set[str]) -> None:
         """More networks of a serial read before (a set only grows); its read keeps its age."""
-        entry = self._entries.get(serial_id)
+        entry = self._entries.get(key)
         if entry is not None and not networks <= entry[1]:
-            self._entries[serial_id] = (entry[0], entry[1] | networks)
+            self._entries[key] = (entry[0], entry[1] | networks)
 
 
 def _columns(rows: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, list[Any]]:
@@ -207,6 +214,7 @@ class _Pending:
     flag: str | None = None
     net: str | None = None
     networks: set[str] = field(default_factory=set)
+    flag_at: datetime | None = None  # when the verification that flagged it was made
 
     def add(self, at: datetime, client: str | None, new_client: bool, lat: float | None, lon: float | None,
             network: str | None = None) -> None:
@@ -223,7 +231,7 @@ class _Pending:
 
     def copy(self) -> "_Pending":
         return _Pending(self.ident, self.count, set(self.new_clients), self.first, self.last, self.lat, self.lon,
-                        self.flag, self.net, set(self.networks))
+                        self.flag, self.net, set(self.networks), self.flag_at)
 
     def merge_later(self, later: "_Pending") -> None:
         """Add counts that happened after these."""
@@ -235,7 +243,8 @@ class _Pending:
             self.last = later.last
             if later.lat is not None:
                 self.lat, self.lon, self.net = later.lat, later.lon, later.net
-        self.flag = self.flag or later.flag
+        if self.flag is None:
+            self.flag, self.flag_at = later.flag, later.flag_at
 
 
 @dataclass(slots=True)
@@ -336,9 +345,13 @@ class ScanWriter:
                                           event["network_hash"])
         self._ensure_thread()
 
-    def flag(self, key: UnitKey, serial_id: int, reason: str) -> None:
+    def flag(self, key: UnitKey, serial_id: int, reason: str, at: datetime) -> None:
+        """Flag the serial as found by a verification made ``at``; an inspector's clearance made
+        after that moment wins when both reach the database (``_BUMP_SERIAL``)."""
         with self._lock:
-            self._pending(key, serial_id).flag = reason
+            pending = self._pending(key, serial_id)
+            if pending.flag is None:
+                pending.flag, pending.flag_at = reason, at
         self._ensure_thread()
 
     def _pending(self, key: UnitKey, ident: int) -> _Pending:
@@ -447,7 +460,8 @@ class ScanWriter:
             for (serial_id,) in found:
                 really_new[serial_id] = really_new.get(serial_id, 0) + 1
         counters = [{"id": serial_id, "n": p.count, "new_clients": really_new.get(serial_id, 0), "first": p.first,
-                     "last": p.last, "lat": p.lat, "lon": p.lon, "net": p.net, "flag": p.flag}
+                     "last": p.last, "lat": p.lat, "lon": p.lon, "net": p.net, "flag": p.flag,
+                     "flag_at": p.flag_at}
                     for serial_id, p in sorted(serials.items())]
         if postgres:
             if events:
@@ -540,6 +554,18 @@ class _UnitState:
     written: int | None = None  # the last flush of this process's writer that the read saw
     last_network: str | None = None  # the network the latest place came from
     flagged: bool = False
+    cleared_at: datetime | None = None  # an inspector last cleared a clone flag then
+    baseline: int = 0  # the distinct clients counted at that moment
+
+
+def _flagged(state: _UnitState, pending: _Pending) -> bool:
+    """Flagged in the database, or by a verification of this process not yet written (unless an
+    inspector's clearance, already written, came after it: the write will not flag it again)."""
+    if state.flagged:
+        return True
+    if pending.flag is None:
+        return False
+    return state.cleared_at is None or pending.flag_at is None or pending.flag_at > state.cleared_at
 
 
 class ScanHistory:
@@ -575,10 +601,11 @@ class ScanHistory:
             state = _UnitState(key, client, seen, ident, count or 0, first_seen=as_utc(first_seen), written=written)
         else:
             (generation, ident, issued, count, clients, first_seen, last_seen, lat, lon, last_network, flagged,
-             client_seen, written) = _UNIT_STATE.first(self._source, {"gtin": key[1], "lot": key[2], "serial": key[3],
+             cleared_at, baseline, client_seen, written) = _UNIT_STATE.first(self._source, {"gtin": key[1], "lot": key[2], "serial": key[3],
                                                                        "client": client or "", "writer": writer})
             state = _UnitState(key, client, seen, ident, count or 0, clients or 0, as_utc(first_seen),
-                               as_utc(last_seen), lat, lon, bool(client_seen), written, last_network, flagged is not None)
+                               as_utc(last_seen), lat, lon, bool(client_seen), written, last_network, flagged is not None,
+                               as_utc(cleared_at), baseline or 0)
             if self._lookup is not None:
                 self._lookup.adopt_serial(key[1], key[2], key[3], ident, issued)
         if self._lookup is not None:
@@ -597,8 +624,8 @@ class ScanHistory:
         if not self._recording:
             clients = state.clients + len(pending.new_clients) if serial is not None else 0
             return ScanSummary(count=state.count + pending.count, first_seen=state.first_seen or pending.first,
-                               distinct_clients=clients,
-                               flagged=serial is not None and (state.flagged or pending.flag is not None))
+                               distinct_clients=clients, flagged=serial is not None and _flagged(state, pending),
+                               counted_since=state.cleared_at, clone_baseline=state.baseline)
         now = context.at or self._clock()
         event = {"batch_id": batch.batch_id, "serial_id": serial.serial_id if serial else None, "at": now,
                  "channel": context.channel, "client_hash": context.client, "network_hash": context.network,
@@ -622,20 +649,23 @@ class ScanHistory:
         self._writer.submit(event, key=key, new_client=new_client)
         return ScanSummary(count=state.count + pending.count + 1, first_seen=first,
                            distinct_clients=state.clients + len(pending.new_clients) + (1 if new_client else 0),
-                           travel_kmh=travel, flagged=state.flagged or pending.flag is not None)
+                           travel_kmh=travel, flagged=_flagged(state, pending), counted_since=state.cleared_at,
+                           clone_baseline=state.baseline)
 
-    def networks(self, batch: BatchInfo, serial: SerialInfo, context: ScanContext) -> int:
+    def networks(self, batch: BatchInfo, serial: SerialInfo, context: ScanContext, *,
+                 since: datetime | None = None) -> int:
         """The networks of the serial's latest ``RECENT_NETWORKS_SCANNED`` verifications in the
-        database (as the ``NetworkCache`` last read them, if given), with those this process has
-        not written yet and this one's (when it is recorded)."""
+        database (after ``since``, a cleared flag; as the ``NetworkCache`` last read them, if
+        given), with those this process has not written yet and this one's (when it is recorded)."""
         seen = self._writer.view(unit_key(batch.gtin, batch.lot, serial.serial))  # before the read: no gap
         cache = self._network_cache
-        written = cache.get(serial.serial_id) if cache is not None else None
+        cached = (serial.serial_id, since)  # a clearance starts a new count, and a new cache entry
+        written = cache.get(cached) if cache is not None else None
         if written is None:
             written = frozenset(network for (network,) in _RECENT_NETWORKS.all(
-                self._source, {"id": serial.serial_id, "n": RECENT_NETWORKS_SCANNED}))
+                self._source, {"id": serial.serial_id, "n": RECENT_NETWORKS_SCANNED, "since": since or _EPOCH}))
             if cache is not None:
-                cache.put(serial.serial_id, written)
+                cache.put(cached, written)
         found = set(written)
         for part in (seen.flight, seen.pending):
             if part is not None:
@@ -643,10 +673,11 @@ class ScanHistory:
         if context.network is not None and self._recording:
             found.add(context.network)
         if cache is not None:
-            cache.add(serial.serial_id, found)
+            cache.add(cached, found)
         return len(found)
 
     def flag(self, batch: BatchInfo, serial: SerialInfo, reason: ReasonCode) -> None:
         if not self._recording:
             return  # a verdict shown again: the check that was recorded has flagged what it found
-        self._writer.flag(unit_key(batch.gtin, batch.lot, serial.serial), serial.serial_id, reason.value)
+        self._writer.flag(unit_key(batch.gtin, batch.lot, serial.serial), serial.serial_id, reason.value,
+                          self._clock())

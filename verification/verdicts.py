@@ -175,6 +175,15 @@ class ScanSummary:
     travel_kmh: float | None = None  # speed implied since the previous scan's place, if both had one
     # (and they came from different networks: one network can say any place it likes)
     flagged: bool = False  # an earlier verification found this serial to be a likely clone
+    # Clone detection counts from here: an inspector cleared an earlier flag at ``counted_since``,
+    # when ``clone_baseline`` of the distinct clients had verified the serial (they no longer count).
+    counted_since: datetime | None = None
+    clone_baseline: int = 0
+
+    @property
+    def clients_counted(self) -> int:
+        """The distinct clients clone detection counts: those since the last cleared flag."""
+        return self.distinct_clients - self.clone_baseline
 
 
 class Lookup(Protocol):
@@ -202,10 +211,11 @@ class ScanRecorder(Protocol):
     def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext,
                verdict: Verdict) -> ScanSummary | None: ...
 
-    def networks(self, batch: BatchInfo, serial: SerialInfo, context: ScanContext) -> int:
+    def networks(self, batch: BatchInfo, serial: SerialInfo, context: ScanContext, *,
+                 since: datetime | None = None) -> int:
         """How many different networks the serial's recent verifications came from, this one
         included (asked only when its distinct clients pass the limit: one network can invent
-        any number of client ids)."""
+        any number of client ids); ``since``: only the verifications after that moment."""
 
     def flag(self, batch: BatchInfo, serial: SerialInfo, reason: ReasonCode) -> None: ...
 
@@ -213,7 +223,8 @@ class ScanRecorder(Protocol):
 @dataclass(frozen=True)
 class CloneThresholds:
     """A serial is a likely clone when more than ``max_distinct_clients`` clients from more than
-    ``max_networks`` networks verified it: once found, it stays flagged. Two verifications from
+    ``max_networks`` networks verified it: once found, it stays flagged until an inspector clears
+    the flag, and then counting starts again (``ScanSummary.counted_since``). Two verifications from
     different networks further apart than ``max_speed_kmh`` allows make the later one ``suspect``,
     and flag nothing: places are what clients say (the shoppers' page sends none), and two
     requests with made-up places from a phone's data and a wifi network had flagged a genuine unit
@@ -386,11 +397,13 @@ class Verifier:
         if scans.flagged:
             found.add(ReasonCode.SERIAL_CLONED, "flagged as a likely clone by an earlier verification")
             return False
-        if scans.distinct_clients > limits.max_distinct_clients:
-            networks = self._scans.networks(batch, serial, context)
+        clients = scans.clients_counted
+        if clients > limits.max_distinct_clients:
+            networks = self._scans.networks(batch, serial, context, since=scans.counted_since)
             if networks > limits.max_networks:
+                since = f" since a cleared flag ({scans.counted_since.isoformat()})" if scans.counted_since else ""
                 found.add(ReasonCode.SERIAL_CLONED,
-                          f"verified by {scans.distinct_clients} different clients from {networks} networks "
+                          f"verified by {clients} different clients from {networks} networks{since} "
                           f"(limits {limits.max_distinct_clients} clients, {limits.max_networks} networks)")
                 return True
         if scans.travel_kmh is not None and scans.travel_kmh > limits.max_speed_kmh:

@@ -29,7 +29,7 @@ from app.api.portal_schemas import (
     CheckInSchema,
     CheckResultSchema,
     EpcisArgsSchema,
-    FlaggedListSchema,
+    FlagClearInSchema, FlagClearedSchema, FlaggedListSchema,
     InspectionInSchema,
     InspectionListArgsSchema,
     InspectionListSchema,
@@ -327,6 +327,20 @@ def flagged_serials(args):
     """Serials flagged as likely clones, with their scan summary and latest scans (no client data)."""
     items = inspection_service().flagged_serials(current_actor(), limit=args["limit"], offset=args["offset"])
     return jsonify({"items": items})
+
+
+@bp.route("/flagged-serials/clear", methods=["POST"])
+@require_roles(*WORKERS)
+@bp.doc(security=BEARER)
+@bp.arguments(FlagClearInSchema)
+@bp.response(200, FlagClearedSchema)
+def clear_flag(data):
+    """Clear a serial's clone flag after looking into it, saying what was checked (kept in the audit
+    log). Clone detection counts again from now: the clients and networks seen before no longer count."""
+    cleared = inspection_service().clear_flag(current_actor(), data["gtin"], data["lot"], data["serial"],
+                                              note=data["note"])
+    db_session().commit()
+    return jsonify(cleared)
 
 
 # -- cases ----------------------------------------------------------------------------------------

@@ -210,6 +210,23 @@ class FlaggedListSchema(Strict):
     items = fields.List(fields.Dict())
 
 
+class FlagClearInSchema(Strict):
+    gtin = fields.String(required=True, validate=validate.Length(min=1, max=14))
+    lot = fields.String(required=True, validate=validate.Length(min=1, max=20))
+    serial = fields.String(required=True, validate=validate.Length(min=1, max=20))
+    note = fields.String(required=True, validate=validate.Length(min=1, max=2000),
+                         metadata={"description": "what the inspector checked, kept in the audit log"})
+
+
+class FlagClearedSchema(Strict):
+    gtin = fields.String()
+    lot = fields.String()
+    serial = fields.String()
+    cleared = fields.String(metadata={"description": "the reason code of the flag cleared"})
+    flag_cleared_at = fields.String()
+    scans = fields.Dict()
+
+
 class ItemListSchema(Strict):
     items = fields.List(fields.Dict())
 

@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 
 from keys.encoding import MalformedEncoding, b64url_encode, parse_rfc3339
 from registry.cases import AttachmentRejected
-from registry.errors import Invalid
+from registry.errors import Conflict, Invalid
 from registry.inspections import InspectionService
 from registry.services import Role
 from verification.decoding import ImageRejected, NotAnImage
@@ -29,6 +29,7 @@ from app.i18n import N_
 from app.pages.render import decisive_code
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
+from app.portal.cases import FORM_ERROR
 from app.presenters import image_verification_json, verification_json
 from app.services import db_session, inspection_service, recheck_offline, registry, scan_context, verifier
 
@@ -268,8 +269,38 @@ def flagged():
         page = max(1, int(request.args.get("page", "1")))
     except ValueError:
         abort(404)
+    return _flagged_page(page)
+
+
+def _flagged_page(page: int, *, errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
+                  status: int = 200):
+    """``errors``: a serial's clearance form -> the message msgid for its note."""
     items = inspection_service().flagged_serials(current_actor(), limit=50, offset=(page - 1) * 50)
-    return render_template("portal/inspector/flagged.html", items=items, page=page)
+    return render_template("portal/inspector/flagged.html", items=items, page=page, errors=errors or {},
+                           values=values or {}), status
+
+
+@bp.route("/inspector/flagged/clear", methods=["POST"])
+@login_required(*WORKERS)
+def flagged_clear():
+    """Clear a serial's flag after looking into it: what was checked goes to the audit log, and
+    clone detection counts again from now (``InspectionService.clear_flag``)."""
+    form = request.form
+    serial = form.get("serial", "")
+    try:
+        inspection_service().clear_flag(current_actor(), form.get("gtin", ""), form.get("lot", ""), serial,
+                                        note=form.get("note", ""))
+    except Invalid as exc:
+        db_session().rollback()
+        return _flagged_page(1, errors={serial: FORM_ERROR.get(exc.code) or exc.message}, values=dict(form),
+                             status=422)
+    except Conflict:  # another inspector cleared it meanwhile
+        db_session().rollback()
+        flash(_("Serial %(serial)s is no longer flagged: its flag was cleared meanwhile.", serial=serial), "error")
+        return redirect(url_for("portal.flagged"), code=303)
+    db_session().commit()
+    flash(_("Flag cleared for serial %(serial)s. Clone detection counts again from now.", serial=serial), "ok")
+    return redirect(url_for("portal.flagged"), code=303)
 
 
 @bp.app_template_filter("inspector_time")

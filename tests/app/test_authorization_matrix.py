@@ -21,7 +21,7 @@ from PIL import Image
 from registry.accounts import AccountService, TokenAdmin
 from registry.cases import CaseService
 from registry.inspections import InspectionService
-from registry.models import Report, ReportPhoto
+from registry.models import Report, ReportPhoto, Serial
 from registry.publications import PublicationService
 from registry.services import SYSTEM, Actor, Role, TokenService
 from tests.conftest import GTIN, batch_data
@@ -73,6 +73,7 @@ def scene(session, registry, world) -> Scene:
     registry.register_batch(producer_a, batch_data())
     (serial, _), = registry.issue_serials(producer_a, GTIN, "LOT-1", 1)
     unit_url = next(registry.labels(producer_a, GTIN, "LOT-1", serial=serial)).url
+    session.query(Serial).filter(Serial.serial == serial).one().flagged = "SERIAL_CLONED"
     tokens = TokenService(session)
     issued = {"authority": world.tokens["authority"], "producer-own": world.tokens["producer"],
               "inspector": world.tokens["inspector"], "partner": world.tokens["partner"],
@@ -201,6 +202,8 @@ TABLE: dict[tuple[str, str], tuple[Build, frozenset[str]]] = {
     ("GET", "/api/v1/inspections/<int:inspection_id>/checks/<int:check_id>/photo"): (
         get("/api/v1/inspections/{s.inspection}/checks/{s.check_id}/photo"), WORK),
     ("GET", "/api/v1/flagged-serials"): (get("/api/v1/flagged-serials"), WORK),
+    ("POST", "/api/v1/flagged-serials/clear"): (post("/api/v1/flagged-serials/clear", lambda s: {
+        "gtin": GTIN, "lot": "LOT-1", "serial": s.serial, "note": "the shop's display unit"}), WORK),
     # cases: reports about producer A's product
     ("GET", "/api/v1/cases"): (get("/api/v1/cases"), SIGNED_IN),  # filtered per role
     ("GET", "/api/v1/cases/<case_number>"): (get("/api/v1/cases/{s.case_new}"), WORK | {"producer-own"}),

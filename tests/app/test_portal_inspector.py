@@ -189,6 +189,35 @@ def test_flagged_serials_page(app, accounts, registry, session, world):
     assert "SERIAL_CLONED" not in page
 
 
+def test_an_inspector_clears_a_flag_from_the_page(app, accounts, registry, session, world):
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    serial = session.execute(select(Serial).where(Serial.serial == codes.genuine_serial)).scalar_one()
+    serial.flagged = "SERIAL_CLONED"
+    session.commit()
+    session.close()
+    inspector = _login(app, "thanh")
+    form = {"gtin": "08936000010010", "lot": "LOT-1", "serial": codes.genuine_serial}
+    token = _token(inspector, "/portal/inspector/flagged")
+    refused = inspector.post("/portal/inspector/flagged/clear", data={**form, "note": "x"})
+    assert refused.status_code == 400 and "csrf" in refused.get_data(as_text=True).lower()  # no CSRF token
+    empty = inspector.post("/portal/inspector/flagged/clear", data={**form, "note": "  ", "csrf_token": token})
+    assert empty.status_code == 422
+    assert "Vui lòng điền" in empty.get_data(as_text=True)  # the note is required, said in Vietnamese
+    cleared = inspector.post("/portal/inspector/flagged/clear",
+                             data={**form, "note": "Hàng trưng bày ở quầy", "csrf_token": token})
+    assert cleared.status_code == 303 and cleared.headers["Location"].endswith("/portal/inspector/flagged")
+    page = inspector.get("/portal/inspector/flagged").get_data(as_text=True)
+    assert codes.genuine_serial in page and "Không có số sê-ri nào bị gắn cờ" in page  # the flash, the empty list
+    assert session.get(Serial, serial.id).flagged is None
+    session.close()  # SQLite: every transaction takes the write lock
+    again = inspector.post("/portal/inspector/flagged/clear",
+                           data={**form, "note": "again", "csrf_token": token})
+    assert again.status_code == 303  # someone cleared it meanwhile: said, nothing changes
+    assert "không còn bị gắn cờ" in inspector.get("/portal/inspector/flagged").get_data(as_text=True)
+    producer = _login(app, "farm")
+    assert producer.post("/portal/inspector/flagged/clear", data={**form, "note": "x"}).status_code in (400, 403)
+
+
 # -- cases ------------------------------------------------------------------------------------------
 
 @pytest.fixture

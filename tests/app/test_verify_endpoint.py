@@ -279,3 +279,37 @@ def test_a_verification_with_a_warm_cache_is_one_statement(app, client, registry
         body = client.get("/api/v1/verify", query_string={"code": url, "client_id": "c"}).get_json()
         assert body["verdict"] == "genuine" and body["scans"]["count"] == 1
         assert len([sql for sql in statements if not sql.startswith("PRAGMA")]) == 1, statements
+
+
+def test_a_crowd_flags_a_unit_and_an_inspector_clears_the_flag(app, client, unit_url, world):
+    """11 shoppers on 6 networks (limits 10 and 5) make the unit suspect for everyone; an inspector
+    who has looked into it clears the flag through the API, and the next check reads genuine."""
+    from verification.parsing import parse_code
+
+    def check(client_id: str, address: str):
+        return client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": client_id},
+                          environ_base={"REMOTE_ADDR": address}).get_json()
+
+    for n in range(11):
+        check(f"shopper-{n}", f"203.0.{n % 6}.7")
+    assert check("shopper-0", "203.0.0.7")["verdict"] == "suspect"
+    app.extensions["scan_writer"].flush()
+    code = parse_code(unit_url)
+    body = {"gtin": code.gtin, "lot": code.lot, "serial": code.serial}
+    inspector = world.auth("inspector")
+    url = "/api/v1/flagged-serials/clear"
+    missing = client.post(url, json=body, headers=inspector)
+    assert missing.status_code == 422 and missing.get_json()["error"]["code"] == "VALIDATION_FAILED"
+    unknown = client.post(url, json={**body, "serial": "NOSUCH", "note": "checked"}, headers=inspector)
+    assert unknown.status_code == 404 and unknown.get_json()["error"]["code"] == "SERIAL_UNKNOWN"
+    assert client.post(url, json={**body, "note": "x"}, headers=world.auth("producer")).status_code == 403
+    cleared = client.post(url, json={**body, "note": "the shop's display unit; the stock is genuine"},
+                          headers=inspector)
+    assert cleared.status_code == 200, cleared.get_json()
+    assert cleared.get_json()["cleared"] == "SERIAL_CLONED" and cleared.get_json()["scans"]["distinct_clients"] == 11
+    again = client.post(url, json={**body, "note": "checked"}, headers=inspector)
+    assert again.status_code == 409 and again.get_json()["error"]["code"] == "NOT_FLAGGED"
+    after = check("shopper-0", "203.0.0.7")
+    assert after["verdict"] == "genuine" and after["scans"]["count"] == 13
+    listed = client.get("/api/v1/flagged-serials", headers=inspector).get_json()["items"]
+    assert listed == []

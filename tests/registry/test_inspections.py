@@ -198,6 +198,105 @@ def test_flagged_serials_show_their_scan_history(service, registry, session, wor
         service.flagged_serials(producer)
 
 
+def _clone_setup(registry, session, world, later=(timedelta(0),)):
+    """A serial flagged by 4 clients from 4 networks (limits 2 and 2), written; a verifier for more,
+    whose verifications are made ``later[0]`` after now (times are to the second)."""
+    from registry.lookup import RegistryLookup
+    from registry.scans import ScanHistory, ScanWriter
+    from verification.verdicts import CloneThresholds, ScanContext, Verifier
+
+    producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
+    registry.register_batch(producer, batch_data())
+    (serial, _), = registry.issue_serials(producer, GTIN, "LOT-1", 1)
+    url = next(registry.labels(producer, GTIN, "LOT-1", serial=serial)).url
+    writer = ScanWriter()
+
+    def verify(client: str, network: str):
+        history = ScanHistory(session, writer, clock=lambda: utcnow() + later[0])
+        verifier = Verifier(lookup=RegistryLookup(session), scans=history,
+                            thresholds=CloneThresholds(max_distinct_clients=2, max_networks=2))
+        return verifier.verify_text(url, context=ScanContext(channel="api", client=client, network=network))
+
+    for n in range(4):
+        verify(f"client-{n}", f"network-{n}")
+    writer.flush(session)
+    return serial, verify, writer
+
+
+def _unit(session, serial):
+    session.expire_all()
+    return session.query(Serial).filter(Serial.serial == serial).one()
+
+
+def test_an_inspector_clears_a_flag_and_counting_starts_again(service, registry, session, world):
+    later = [timedelta(0)]
+    serial, verify, writer = _clone_setup(registry, session, world, later)
+    assert verify("client-0", "network-0").verdict.value == "suspect"
+    writer.flush(session)
+    cleared = service.clear_flag(INSPECTOR, GTIN, "LOT-1", serial, note="  display unit at the shop counter ")
+    assert cleared["cleared"] == "SERIAL_CLONED" and cleared["scans"] == {"count": 5, "distinct_clients": 4}
+    unit = _unit(session, serial)
+    assert unit.flagged is None and unit.clone_baseline == 4 and unit.flag_cleared_at is not None
+    audit = session.query(AuditEvent).filter(AuditEvent.action == "serial.flag_clear").one()
+    assert audit.actor == "user:minh" and audit.detail["note"] == "display unit at the shop counter"
+    assert audit.detail["reason"] == "SERIAL_CLONED" and audit.detail["distinct_clients"] == 4
+    assert service.flagged_serials(INSPECTOR) == []
+    # The same crowd and three new clients, all on one network: the networks from before the
+    # clearance (4 of them) no longer count, so nothing is flagged again.
+    for client in ("client-1", "new-a", "new-b", "new-c"):
+        result = verify(client, "network-shop")
+        assert result.verdict.value == "genuine", result.reasons
+    writer.flush(session)
+    assert _unit(session, serial).flagged is None
+    assert verify("new-a", "network-shop").scans.count == 10
+    # A new crowd on many networks flags it again, and the list says it was cleared before (a flag
+    # in the clearance's second counts as one from before it: the next verification flags again).
+    later[0] = timedelta(seconds=2)
+    for n in range(3):
+        verify(f"crowd-{n}", f"network-crowd-{n}")
+    writer.flush(session)
+    unit = _unit(session, serial)
+    assert unit.flagged == "SERIAL_CLONED"
+    assert [f["flag_cleared_at"] for f in service.flagged_serials(INSPECTOR)] == [cleared["flag_cleared_at"]]
+
+
+def test_a_flag_from_before_the_clearance_written_after_it_does_not_come_back(service, registry, session, world):
+    from registry.scans import unit_key
+
+    serial, verify, writer = _clone_setup(registry, session, world)
+    unit = _unit(session, serial)
+    other_server = type(writer)()  # flagged it too, a moment before the clearance, not yet written
+    other_server.flag(unit_key(GTIN, "LOT-1", serial), unit.id, "SERIAL_CLONED", utcnow())
+    service.clear_flag(AUTHORITY, GTIN, "LOT-1", serial, note="checked at the warehouse")
+    other_server.flush(session)
+    assert _unit(session, serial).flagged is None
+    assert verify("client-0", "network-0").verdict.value == "genuine"
+    later = type(writer)()  # a verification after the clearance that flags: that one counts
+    later.flag(unit_key(GTIN, "LOT-1", serial), unit.id, "SERIAL_CLONED", utcnow() + timedelta(seconds=1))
+    later.flush(session)
+    assert _unit(session, serial).flagged == "SERIAL_CLONED"
+
+
+def test_clearing_a_flag_is_for_inspectors_with_a_note(service, registry, session, world):
+    serial, _, _ = _clone_setup(registry, session, world)
+    producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
+    with pytest.raises(Forbidden):
+        service.clear_flag(producer, GTIN, "LOT-1", serial, note="it is ours, trust us")
+    with pytest.raises(Invalid) as missing:
+        service.clear_flag(INSPECTOR, GTIN, "LOT-1", serial, note="   ")
+    assert missing.value.code == "FIELD_REQUIRED"
+    with pytest.raises(Invalid) as long:
+        service.clear_flag(INSPECTOR, GTIN, "LOT-1", serial, note="x" * 2001)
+    assert long.value.code == "TOO_LONG"
+    with pytest.raises(NotFound):
+        service.clear_flag(INSPECTOR, GTIN, "LOT-1", "NOSUCHSERIAL", note="checked")
+    assert _unit(session, serial).flagged == "SERIAL_CLONED"  # nothing was cleared by the refusals
+    service.clear_flag(INSPECTOR, GTIN, "LOT-1", serial, note="checked")
+    with pytest.raises(Conflict) as again:
+        service.clear_flag(INSPECTOR, GTIN, "LOT-1", serial, note="checked")
+    assert again.value.code == "NOT_FLAGGED"
+
+
 # -- over the API ---------------------------------------------------------------------------------
 def test_api_inspection_flow_with_photo_code_and_offline_sync(client, world, session):
     session.commit()

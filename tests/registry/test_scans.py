@@ -355,7 +355,7 @@ def test_two_servers_flushing_the_same_serial_do_not_deadlock(app, session, unit
     thread.join(timeout=3)  # A must not wait for B's share locks
     try:
         counters = {"id": serial.serial_id, "n": 1, "new_clients": 0, "first": now, "last": now, "lat": None,
-                    "lon": None, "net": None, "flag": None}
+                    "lon": None, "net": None, "flag": None, "flag_at": None}
         scans._PG_BUMP_SERIALS.execute(b, scans._columns([counters], scans._SERIAL_COUNTERS))
         b.commit()
         outcome["b"] = "committed"
@@ -415,6 +415,6 @@ def test_the_network_cache_reads_a_serials_networks_once_a_while(session, unit):
 def test_the_network_cache_keeps_its_newest_reads():
     cache = scans.NetworkCache(max_entries=10)
     for serial_id in range(25):
-        cache.put(serial_id, frozenset({f"n{serial_id}"}))
-    assert cache.get(0) is None and cache.get(24) == frozenset({"n24"})
-    assert sum(cache.get(i) is not None for i in range(25)) <= 10
+        cache.put((serial_id, None), frozenset({f"n{serial_id}"}))
+    assert cache.get((0, None)) is None and cache.get((24, None)) == frozenset({"n24"})
+    assert sum(cache.get((i, None)) is not None for i in range(25)) <= 10
