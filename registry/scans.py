@@ -601,8 +601,9 @@ class ScanHistory:
             state = _UnitState(key, client, seen, ident, count or 0, first_seen=as_utc(first_seen), written=written)
         else:
             (generation, ident, issued, count, clients, first_seen, last_seen, lat, lon, last_network, flagged,
-             cleared_at, baseline, client_seen, written) = _UNIT_STATE.first(self._source, {"gtin": key[1], "lot": key[2], "serial": key[3],
-                                                                       "client": client or "", "writer": writer})
+             cleared_at, baseline, client_seen, written) = _UNIT_STATE.first(
+                self._source, {"gtin": key[1], "lot": key[2], "serial": key[3], "client": client or "",
+                               "writer": writer})
             state = _UnitState(key, client, seen, ident, count or 0, clients or 0, as_utc(first_seen),
                                as_utc(last_seen), lat, lon, bool(client_seen), written, last_network, flagged is not None,
                                as_utc(cleared_at), baseline or 0)
