@@ -257,6 +257,8 @@ class InspectionService:
                 "serial": serial.serial, "gtin": gtin, "lot": lot, "product_name": product,
                 "producer": {"id": producer_id, "name": producer_name}, "flagged": serial.flagged,
                 "flag_cleared_at": rfc3339(serial.flag_cleared_at) if serial.flag_cleared_at else None,
+                "cleared_before": self._last_clearance(f"{gtin}/{lot}/{serial.serial}") if serial.flag_cleared_at
+                else None,
                 "scans": {"count": serial.scan_count, "distinct_clients": serial.distinct_clients,
                           "first_seen": rfc3339(serial.first_seen) if serial.first_seen else None,
                           "last_seen": rfc3339(serial.last_seen) if serial.last_seen else None,
@@ -265,6 +267,15 @@ class InspectionService:
                              "verdict": e.verdict} for e in events],
             })
         return out
+
+    def _last_clearance(self, target: str) -> dict[str, Any] | None:
+        """Who cleared the serial's flag last, when, and what they wrote (from the audit log)."""
+        event = self.session.execute(
+            select(AuditEvent).where(AuditEvent.target == target, AuditEvent.action == "serial.flag_clear")
+            .order_by(AuditEvent.id.desc()).limit(1)).scalar_one_or_none()
+        if event is None:
+            return None
+        return {"at": rfc3339(event.at), "by": event.actor, "note": (event.detail or {}).get("note", "")}
 
     def clear_flag(self, actor: Actor, gtin: str, lot: str, serial: str, *, note: str) -> dict[str, Any]:
         """An inspector who has looked into a flagged serial and found nothing wrong (the display

@@ -306,6 +306,8 @@ class Publication(Base):
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
+    # What was done to one thing, newest first (the flagged serials' earlier clearances).
+    __table_args__ = (Index("ix_audit_events_target_action", "target", "action"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

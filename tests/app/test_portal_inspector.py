@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from registry.models import AuditEvent, InspectionCheck, Publication, Report, ReportPhoto, Serial
 
@@ -204,7 +204,7 @@ def test_an_inspector_clears_a_flag_from_the_page(app, accounts, registry, sessi
     assert empty.status_code == 422
     assert "Vui lòng điền" in empty.get_data(as_text=True)  # the note is required, said in Vietnamese
     cleared = inspector.post("/portal/inspector/flagged/clear",
-                             data={**form, "note": "Hàng trưng bày ở quầy", "csrf_token": token})
+                             data={**form, "note": "Hàng trưng bày ở quầy <b>12</b>", "csrf_token": token})
     assert cleared.status_code == 303 and cleared.headers["Location"].endswith("/portal/inspector/flagged")
     page = inspector.get("/portal/inspector/flagged").get_data(as_text=True)
     assert codes.genuine_serial in page and "Không có số sê-ri nào bị gắn cờ" in page  # the flash, the empty list
@@ -216,6 +216,12 @@ def test_an_inspector_clears_a_flag_from_the_page(app, accounts, registry, sessi
     assert "không còn bị gắn cờ" in inspector.get("/portal/inspector/flagged").get_data(as_text=True)
     producer = _login(app, "farm")
     assert producer.post("/portal/inspector/flagged/clear", data={**form, "note": "x"}).status_code in (400, 403)
+    # Flagged again by a new crowd: the list says who cleared it before and why (escaped).
+    session.execute(update(Serial).where(Serial.id == serial.id).values(flagged="SERIAL_CLONED"))
+    session.commit()
+    session.close()
+    page = inspector.get("/portal/inspector/flagged").get_data(as_text=True)
+    assert "Gỡ bởi thanh: “Hàng trưng bày ở quầy &lt;b&gt;12&lt;/b&gt;”" in page
 
 
 # -- cases ------------------------------------------------------------------------------------------

@@ -204,6 +204,13 @@ def test_flagged_serials_and_a_case(playwright, live_server, app, registry, sess
         page.wait_for_selector(".empty")
         assert f"Đã gỡ cờ cho số sê-ri {codes.genuine_serial}" in page.inner_text("main")
         shot(page, "flagged-cleared")
+        again = session.execute(select(Serial).where(Serial.serial == codes.genuine_serial)).scalar_one()
+        again.flagged = "SERIAL_CLONED"  # a new crowd flagged it again
+        session.commit()
+        session.close()
+        page.goto(live_server + "/portal/inspector/flagged")
+        assert "Hàng trưng bày ở quầy, khách quét thử" in page.inner_text(f'[data-serial="{codes.genuine_serial}"]')
+        shot(page, "flagged-again")
         page.goto(live_server + "/portal/cases")
         shot(page, "cases")
         page.click('[data-case="VN-2026-000077"] a')

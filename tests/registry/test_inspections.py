@@ -257,7 +257,10 @@ def test_an_inspector_clears_a_flag_and_counting_starts_again(service, registry,
     writer.flush(session)
     unit = _unit(session, serial)
     assert unit.flagged == "SERIAL_CLONED"
-    assert [f["flag_cleared_at"] for f in service.flagged_serials(INSPECTOR)] == [cleared["flag_cleared_at"]]
+    again, = service.flagged_serials(INSPECTOR)
+    assert again["flag_cleared_at"] == cleared["flag_cleared_at"]
+    assert again["cleared_before"] == {"at": cleared["flag_cleared_at"], "by": "user:minh",
+                                       "note": "display unit at the shop counter"}
 
 
 def test_a_flag_from_before_the_clearance_written_after_it_does_not_come_back(service, registry, session, world):
