@@ -178,23 +178,27 @@ def test_json_answers_and_offline_sync(app, accounts, registry, session, world):
     assert [(r.verdict, r.offline) for r in rows] == [("recalled", False), ("recalled", True)]
 
 
-def test_flagged_serials_page(app, accounts, registry, session, world):
+@pytest.fixture
+def flagged_unit(registry, session, world):
+    """The genuine unit of ``make_codes``, flagged as a likely clone: (its codes, its row id)."""
     codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
     serial = session.execute(select(Serial).where(Serial.serial == codes.genuine_serial)).scalar_one()
     serial.flagged = "SERIAL_CLONED"
     session.commit()
-    session.close()
+    serial_id = serial.id
+    session.close()  # SQLite: every transaction takes the write lock
+    return codes, serial_id
+
+
+def test_flagged_serials_page(app, accounts, flagged_unit):
+    codes, _ = flagged_unit
     page = _login(app, "thanh").get("/portal/inspector/flagged").get_data(as_text=True)
     assert codes.genuine_serial in page and "08936000010010" in page
     assert "SERIAL_CLONED" not in page
 
 
-def test_an_inspector_clears_a_flag_from_the_page(app, accounts, registry, session, world):
-    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
-    serial = session.execute(select(Serial).where(Serial.serial == codes.genuine_serial)).scalar_one()
-    serial.flagged = "SERIAL_CLONED"
-    session.commit()
-    session.close()
+def test_an_inspector_clears_a_flag_from_the_page(app, accounts, session, flagged_unit):
+    codes, serial_id = flagged_unit
     inspector = _login(app, "thanh")
     form = {"gtin": "08936000010010", "lot": "LOT-1", "serial": codes.genuine_serial}
     token = _token(inspector, "/portal/inspector/flagged")
@@ -208,8 +212,8 @@ def test_an_inspector_clears_a_flag_from_the_page(app, accounts, registry, sessi
     assert cleared.status_code == 303 and cleared.headers["Location"].endswith("/portal/inspector/flagged")
     page = inspector.get("/portal/inspector/flagged").get_data(as_text=True)
     assert codes.genuine_serial in page and "Không có số sê-ri nào bị gắn cờ" in page  # the flash, the empty list
-    assert session.get(Serial, serial.id).flagged is None
-    session.close()  # SQLite: every transaction takes the write lock
+    assert session.get(Serial, serial_id).flagged is None
+    session.close()
     again = inspector.post("/portal/inspector/flagged/clear",
                            data={**form, "note": "again", "csrf_token": token})
     assert again.status_code == 303  # someone cleared it meanwhile: said, nothing changes
@@ -217,7 +221,7 @@ def test_an_inspector_clears_a_flag_from_the_page(app, accounts, registry, sessi
     producer = _login(app, "farm")
     assert producer.post("/portal/inspector/flagged/clear", data={**form, "note": "x"}).status_code in (400, 403)
     # Flagged again by a new crowd: the list says who cleared it before and why (escaped).
-    session.execute(update(Serial).where(Serial.id == serial.id).values(flagged="SERIAL_CLONED"))
+    session.execute(update(Serial).where(Serial.id == serial_id).values(flagged="SERIAL_CLONED"))
     session.commit()
     session.close()
     page = inspector.get("/portal/inspector/flagged").get_data(as_text=True)
