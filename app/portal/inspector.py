@@ -292,7 +292,8 @@ def flagged_clear():
                                         note=form.get("note", ""))
     except Invalid as exc:
         db_session().rollback()
-        page = int(form["page"]) if form.get("page", "").isdigit() and 0 < int(form["page"]) < 10_000 else 1
+        page = form.get("page", "")
+        page = int(page) if page.isascii() and page.isdigit() and 0 < int(page) < 10_000 else 1
         return _flagged_page(page, errors={serial: FORM_ERROR.get(exc.code) or exc.message}, values=dict(form),
                              status=422)
     except Conflict:  # another inspector cleared it meanwhile

@@ -204,7 +204,8 @@ def test_an_inspector_clears_a_flag_from_the_page(app, accounts, session, flagge
     token = _token(inspector, "/portal/inspector/flagged")
     refused = inspector.post("/portal/inspector/flagged/clear", data={**form, "note": "x"})
     assert refused.status_code == 400 and "csrf" in refused.get_data(as_text=True).lower()  # no CSRF token
-    empty = inspector.post("/portal/inspector/flagged/clear", data={**form, "note": "  ", "csrf_token": token})
+    empty = inspector.post("/portal/inspector/flagged/clear",
+                           data={**form, "note": "  ", "csrf_token": token, "page": "²"})  # a digit int() refuses
     assert empty.status_code == 422
     assert "Vui lòng điền" in empty.get_data(as_text=True)  # the note is required, said in Vietnamese
     cleared = inspector.post("/portal/inspector/flagged/clear",
