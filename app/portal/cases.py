@@ -20,6 +20,7 @@ from registry.services import Role
 from app.i18n import N_
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
+from app.portal.paging import page_number
 from app.services import case_service, db_session, publication_service
 
 __all__ = ["STATUS_LABEL"]
@@ -62,10 +63,7 @@ def cases():
     if status not in (None, "open", *STATUSES):
         status = None
     mine = request.args.get("mine") == "1"
-    try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        page = 1
+    page = page_number(request.args.get("page"))
     filters: dict[str, Any] = {"assigned_to": actor.name} if mine else {}
     if status == "open" or status is None:
         found = [c for s in ("new", "assigned", "investigating")

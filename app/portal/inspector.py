@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flask import (Response, abort, current_app, flash, jsonify, redirect, render_template, request,
+from flask import (Response, current_app, flash, jsonify, redirect, render_template, request,
                    send_file, url_for)
 from flask_babel import gettext as _
 
@@ -30,6 +30,7 @@ from app.pages.render import decisive_code
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
 from app.portal.cases import FORM_ERROR
+from app.portal.paging import page_number
 from app.presenters import image_verification_json, verification_json
 from app.services import db_session, inspection_service, recheck_offline, registry, scan_context, verifier
 
@@ -265,11 +266,7 @@ def inspector_service_worker():
 @login_required(*WORKERS)
 def flagged():
     """Serials flagged as clone suspicions, with their latest scans."""
-    try:
-        page = max(1, int(request.args.get("page", "1")))
-    except ValueError:
-        abort(404)
-    return _flagged_page(page)
+    return _flagged_page(page_number(request.args.get("page")))
 
 
 def _flagged_page(page: int, *, errors: dict[str, str] | None = None, values: dict[str, str] | None = None,
@@ -292,9 +289,7 @@ def flagged_clear():
                                         note=form.get("note", ""))
     except Invalid as exc:
         db_session().rollback()
-        page = form.get("page", "")
-        page = int(page) if page.isascii() and page.isdigit() and 0 < int(page) < 10_000 else 1
-        return _flagged_page(page, errors={serial: FORM_ERROR.get(exc.code) or exc.message}, values=dict(form),
+        return _flagged_page(page_number(form.get("page")), errors={serial: FORM_ERROR.get(exc.code) or exc.message}, values=dict(form),
                              status=422)
     except Conflict:  # another inspector cleared it meanwhile
         db_session().rollback()

@@ -21,6 +21,7 @@ from app.portal import bp
 from app.portal.auth import current_actor, login_required
 from app.portal.batch_csv import COLUMNS, parse_csv, template_csv
 from app.portal.errors import error_text
+from app.portal.paging import page_number
 from app.services import db_session, export_service, registry, token_admin
 
 STAFF = (Role.PRODUCER, Role.AUTHORITY)
@@ -72,7 +73,7 @@ def producer_home():
     if current_actor().role == Role.AUTHORITY and not request.args.get("producer"):
         return redirect(url_for("portal.authority_home"))
     producer_id = _producer_id()
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_number(request.args.get("page"))
     per_page = 50
     items = export_service().producer_batches(current_actor(), producer_id, limit=per_page + 1,
                                               offset=(page - 1) * per_page)

@@ -197,6 +197,18 @@ def test_flagged_serials_page(app, accounts, flagged_unit):
     assert "SERIAL_CLONED" not in page
 
 
+@pytest.mark.parametrize("page", ["99999999999999999999", "-3", "x", "²"])
+def test_list_pages_past_the_last_or_not_numbers_show_the_first(app, accounts, flagged_unit, page):
+    """A page number the database cannot take as an offset had answered 500."""
+    codes, _ = flagged_unit
+    inspector = _login(app, "thanh")
+    flagged = inspector.get(f"/portal/inspector/flagged?page={page}")
+    assert flagged.status_code == 200 and codes.genuine_serial in flagged.get_data(as_text=True)
+    assert inspector.get(f"/portal/cases?page={page}").status_code == 200
+    producer = _login(app, "farm")
+    assert producer.get(f"/portal/producer/?page={page}").status_code == 200
+
+
 def test_an_inspector_clears_a_flag_from_the_page(app, accounts, session, flagged_unit):
     codes, serial_id = flagged_unit
     inspector = _login(app, "thanh")
