@@ -25,8 +25,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from keys.encoding import rfc3339, utcnow
+from registry.audit import audit
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from registry.models import ApiToken, AuditEvent, Producer, User
+from registry.models import ApiToken, Producer, User
 from registry.services import SYSTEM, Actor, Role, TokenService
 
 __all__ = [
@@ -56,11 +57,6 @@ class LockoutPolicy:
     lock_for: timedelta = timedelta(minutes=15)
 
 
-def _audit(session: Session, at: datetime, actor: Actor | str, action: str, target: str, **detail: Any) -> None:
-    name = actor if isinstance(actor, str) else (actor.name or actor.role)
-    session.add(AuditEvent(at=at, actor=name, action=action, target=target, detail=detail))
-
-
 def _revoke_created(session: Session, at: datetime, actor: Actor | str, creators: Any, *, because: str) -> None:
     """Revoke the tokens that ``creators`` (a condition on ``ApiToken``) selects, then the tokens
     those created, and so on: a token must not outlive the token or the person that created it.
@@ -74,8 +70,8 @@ def _revoke_created(session: Session, at: datetime, actor: Actor | str, creators
         for row in rows:
             if row.revoked_at is None:
                 row.revoked_at = at
-                _audit(session, at, actor, "token.revoke", f"token:{row.id}",
-                       because=f"token:{row.created_by_token_id}" if row.created_by_token_id else because)
+                audit(session, at, actor, "token.revoke", f"token:{row.id}",
+                      because=f"token:{row.created_by_token_id}" if row.created_by_token_id else because)
         condition = ApiToken.created_by_token_id.in_([row.id for row in rows])
 
 
@@ -148,7 +144,7 @@ class AccountService:
         the end is written here (``session_epoch``, which ``actor`` compares)."""
         user = self.get(user_id)
         user.session_epoch = User.session_epoch + 1
-        _audit(self.session, self.clock(), f"user:{user.username}", "user.logout", f"user:{user.username}")
+        audit(self.session, self.clock(), f"user:{user.username}", "user.logout", f"user:{user.username}")
         self.session.flush()
 
     @staticmethod
@@ -204,7 +200,7 @@ class AccountService:
             self.session.flush()
         except IntegrityError:  # the same name created at the same moment by another request
             raise Conflict(f"the username {name} is taken", code="USER_EXISTS") from None
-        _audit(self.session, now, actor, "user.create", f"user:{name}", role=role.value, producer_id=producer_id)
+        audit(self.session, now, actor, "user.create", f"user:{name}", role=role.value, producer_id=producer_id)
         self.session.flush()
         return user
 
@@ -226,8 +222,8 @@ class AccountService:
             raise Unauthorized("the username or the password is wrong", code="INVALID_CREDENTIALS")
         if user.locked_until is not None and user.locked_until > now:
             self._spend_time(password)
-            _audit(self.session, now, f"user:{user.username}", "user.login_refused", f"user:{user.username}",
-                   reason="locked")
+            audit(self.session, now, f"user:{user.username}", "user.login_refused", f"user:{user.username}",
+                  reason="locked")
             self.session.flush()
             raise Unauthorized("too many failed attempts: this account is locked for a while; try again later",
                                code="ACCOUNT_LOCKED")
@@ -239,7 +235,7 @@ class AccountService:
         user.failed_logins = 0
         user.locked_until = None
         user.last_login_at = now
-        _audit(self.session, now, f"user:{user.username}", "user.login", f"user:{user.username}")
+        audit(self.session, now, f"user:{user.username}", "user.login", f"user:{user.username}")
         self.session.flush()
         return self.actor_for(user)
 
@@ -260,7 +256,7 @@ class AccountService:
             user.failed_logins = 0
             detail["locked_until"] = rfc3339(user.locked_until)
             log.warning("account %s locked after %d failed logins", user.username, self.policy.max_failures)
-        _audit(self.session, now, f"user:{user.username}", "user.login_failed", f"user:{user.username}", **detail)
+        audit(self.session, now, f"user:{user.username}", "user.login_failed", f"user:{user.username}", **detail)
         self.session.flush()
 
     def change_password(self, actor: Actor, username: str, *, old_password: str | None, new_password: str) -> User:
@@ -295,8 +291,8 @@ class AccountService:
         user.password_hash = self.hasher.hash(new_password)
         user.failed_logins = 0
         user.locked_until = None
-        _audit(self.session, self.clock(), actor, "user.password_change" if own else "user.password_reset",
-               f"user:{user.username}")
+        audit(self.session, self.clock(), actor, "user.password_change" if own else "user.password_reset",
+              f"user:{user.username}")
         self.session.flush()
         return user
 
@@ -305,7 +301,7 @@ class AccountService:
         user = self._user(username, lock=True)
         user.failed_logins = 0
         user.locked_until = None
-        _audit(self.session, self.clock(), actor, "user.unlock", f"user:{user.username}")
+        audit(self.session, self.clock(), actor, "user.unlock", f"user:{user.username}")
         self.session.flush()
         return user
 
@@ -319,7 +315,7 @@ class AccountService:
         now = self.clock()
         user.active = False
         user.session_epoch = User.session_epoch + 1
-        _audit(self.session, now, actor, "user.deactivate", f"user:{user.username}")
+        audit(self.session, now, actor, "user.deactivate", f"user:{user.username}")
         _revoke_created(self.session, now, actor, ApiToken.created_by_user_id == user.id,
                         because=f"user:{user.username}")
         self.session.flush()
@@ -331,7 +327,7 @@ class AccountService:
         user.active = True
         user.failed_logins = 0
         user.locked_until = None
-        _audit(self.session, self.clock(), actor, "user.reactivate", f"user:{user.username}")
+        audit(self.session, self.clock(), actor, "user.reactivate", f"user:{user.username}")
         self.session.flush()
         return user
 
@@ -377,8 +373,8 @@ class TokenAdmin:
                                         expires_at=expires_at)
         row.created_by_token_id = by_token.id if by_token is not None else None
         row.created_by_user_id = by_user.id if by_user is not None else None
-        _audit(self.session, now, actor, "token.create", f"token:{row.id}", role=role.value, producer_id=producer_id,
-               expires_at=rfc3339(row.expires_at))
+        audit(self.session, now, actor, "token.create", f"token:{row.id}", role=role.value, producer_id=producer_id,
+              expires_at=rfc3339(row.expires_at))
         self.session.flush()
         return plain, row
 
@@ -406,7 +402,7 @@ class TokenAdmin:
         if row.revoked_at is not None:
             raise Conflict(f"token {token_id} is already revoked", code="TOKEN_ALREADY_REVOKED")
         row.revoked_at = self.clock()
-        _audit(self.session, row.revoked_at, actor, "token.revoke", f"token:{row.id}")
+        audit(self.session, row.revoked_at, actor, "token.revoke", f"token:{row.id}")
         _revoke_created(self.session, row.revoked_at, actor, ApiToken.created_by_token_id == row.id,
                         because=f"token:{row.id}")
         self.session.flush()

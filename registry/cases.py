@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from keys.encoding import rfc3339, utcnow
+from registry.audit import audit
 from registry.errors import Conflict, Forbidden, Invalid, NotFound
 from registry.models import AuditEvent, Batch, CaseNote, Report, ReportPhoto, User
 from registry.services import Actor, Role
@@ -139,10 +140,6 @@ class CaseService:
         self.session = session
         self.clock = clock
         self.max_attachment_bytes = max_attachment_bytes
-
-    def _audit(self, actor: Actor, action: str, target: str, **detail: Any) -> None:
-        self.session.add(AuditEvent(at=self.clock(), actor=actor.name or actor.role, action=action, target=target,
-                                    detail=detail))
 
     # -- reading -------------------------------------------------------------------------------
     @staticmethod
@@ -292,7 +289,8 @@ class CaseService:
         if not (text or "").strip() and attachment is None:
             raise Invalid("a note needs a text or an attachment", code="FIELD_REQUIRED", field="text")
         note = self._note(actor, case, text=text, attachment=attachment, attachment_name=attachment_name)
-        self._audit(actor, "case.note", case.case_number, note=note.id, attachment=note.attachment_type)
+        audit(self.session, self.clock(), actor, "case.note", case.case_number, note=note.id,
+              attachment=note.attachment_type)
         self.session.flush()
         return note
 
@@ -317,7 +315,8 @@ class CaseService:
         case.status = after
         self._note(actor, case, text=text, event=("assigned", assignee),
                    status_from=before if after != before else None, status_to=after if after != before else None)
-        self._audit(actor, "case.assign", case.case_number, assignee=assignee, status_from=before, status_to=after)
+        audit(self.session, self.clock(), actor, "case.assign", case.case_number, assignee=assignee,
+              status_from=before, status_to=after)
         self.session.flush()
         return case
 
@@ -336,7 +335,7 @@ class CaseService:
             raise Invalid(f"say why the case is {to}", code="FIELD_REQUIRED", field="text")
         case.status = to
         self._note(actor, case, text=text, status_from=before, status_to=to)
-        self._audit(actor, "case.transition", case.case_number, status_from=before, status_to=to)
+        audit(self.session, self.clock(), actor, "case.transition", case.case_number, status_from=before, status_to=to)
         self.session.flush()
         log.info("case %s: %s -> %s", case.case_number, before, to)
         return case
@@ -361,7 +360,7 @@ class CaseService:
         publication = publish_confirmed(case, publisher, **overrides)
         pub_id = getattr(publication, "id", None)
         self._note(actor, case, event=("published", str(pub_id)))
-        self._audit(actor, "case.publish", case.case_number, publication=pub_id,
-                    log_index=getattr(publication, "log_index", None))
+        audit(self.session, self.clock(), actor, "case.publish", case.case_number, publication=pub_id,
+              log_index=getattr(publication, "log_index", None))
         self.session.flush()
         return publication

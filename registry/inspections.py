@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, defer
 from keys.encoding import MalformedEncoding, canonical_bytes, rfc3339, utcnow
 from keys.signing import Signer, sign
 from registry.cases import IMAGE_TYPES, AttachmentRejected, sniff_media_type
+from registry.audit import audit
 from registry.errors import Conflict, Forbidden, Invalid, NotFound
 from registry.log import TransparencyLog
 from registry.models import AuditEvent, Batch, Inspection, InspectionCheck, Producer, ScanEvent, Serial
@@ -62,10 +63,6 @@ class InspectionService:
         self.authority = authority
         self.clock = clock
         self.max_photo_bytes = max_photo_bytes
-
-    def _audit(self, actor: Actor, action: str, target: str, **detail: Any) -> None:
-        self.session.add(AuditEvent(at=self.clock(), actor=actor.name or actor.role, action=action, target=target,
-                                    detail=detail))
 
     # -- access --------------------------------------------------------------------------------
     @staticmethod
@@ -108,7 +105,7 @@ class InspectionService:
                                 started_at=self.clock(), closed_at=None)
         self.session.add(inspection)
         self.session.flush()
-        self._audit(actor, "inspection.open", f"inspection:{inspection.id}", place=place)
+        audit(self.session, self.clock(), actor, "inspection.open", f"inspection:{inspection.id}", place=place)
         self.session.flush()
         return inspection
 
@@ -164,8 +161,8 @@ class InspectionService:
                                 photo=photo, photo_sha256=sha, media_type=media_type)
         self.session.add(check)
         self.session.flush()
-        self._audit(actor, "inspection.check", f"inspection:{inspection.id}", check=check.id, verdict=verdict,
-                    offline=offline, **({"offline_verdict": client_verdict} if offline else {}))
+        audit(self.session, self.clock(), actor, "inspection.check", f"inspection:{inspection.id}", check=check.id,
+              verdict=verdict, offline=offline, **({"offline_verdict": client_verdict} if offline else {}))
         self.session.flush()
         return check
 
@@ -174,7 +171,8 @@ class InspectionService:
         if inspection.closed_at is not None:
             raise Conflict("the inspection is already closed", code="INSPECTION_CLOSED")
         inspection.closed_at = self.clock()
-        self._audit(actor, "inspection.close", f"inspection:{inspection.id}", checks=self._count(inspection.id))
+        audit(self.session, self.clock(), actor, "inspection.close", f"inspection:{inspection.id}",
+              checks=self._count(inspection.id))
         self.session.flush()
         return inspection
 
@@ -231,7 +229,8 @@ class InspectionService:
         checkpoint = TransparencyLog(self.session, authority=self.authority, clock=self.clock).latest_checkpoint()
         body = {"t": EVIDENCE_TYPE, "inspection": self.view(inspection), "checks": checks,
                 "checkpoint": checkpoint, "issued_at": rfc3339(self.clock())}
-        self._audit(actor, "inspection.evidence", f"inspection:{inspection.id}", checks=len(checks))
+        audit(self.session, self.clock(), actor, "inspection.evidence", f"inspection:{inspection.id}",
+              checks=len(checks))
         self.session.flush()
         return sign(body, self.authority)
 
@@ -301,8 +300,8 @@ class InspectionService:
             raise Conflict("this serial is not flagged", code="NOT_FLAGGED")
         reason, now = unit.flagged, self.clock()
         unit.flagged, unit.flag_cleared_at, unit.clone_baseline = None, now, unit.distinct_clients
-        self._audit(actor, "serial.flag_clear", f"{gtin}/{lot}/{serial}", reason=reason, note=note,
-                    scan_count=unit.scan_count, distinct_clients=unit.distinct_clients)
+        audit(self.session, now, actor, "serial.flag_clear", f"{gtin}/{lot}/{serial}", reason=reason, note=note,
+              scan_count=unit.scan_count, distinct_clients=unit.distinct_clients)
         self.session.flush()
         return {"gtin": gtin, "lot": lot, "serial": serial, "cleared": reason, "flag_cleared_at": rfc3339(now),
                 "scans": {"count": unit.scan_count, "distinct_clients": unit.distinct_clients}}

@@ -13,8 +13,9 @@ from typing import Any
 from sqlalchemy import select
 
 from keys.encoding import rfc3339
+from registry.audit import audit
 from registry.errors import Conflict
-from registry.models import AuditEvent, ProducerKey
+from registry.models import ProducerKey
 from registry.services import Actor, Registry, Role
 
 __all__ = ["rotate_key", "producer_keys"]
@@ -38,9 +39,8 @@ def rotate_key(registry: Registry, actor: Actor, producer_id: str) -> ProducerKe
     prefixes = current.gs1_prefixes if current is not None else producer.gs1_prefixes
     on_behalf = Actor(role=Role.AUTHORITY, name=f"{actor.name or actor.role} (rotation)")
     key = registry.certify_key(on_behalf, producer.id, gs1_prefixes=list(prefixes))
-    registry.session.add(AuditEvent(at=registry.clock(), actor=actor.name or actor.role, action="key.rotate",
-                                    target=key.kid, detail={"producer_id": producer.id,
-                                                            "previous": current.kid if current else None}))
+    audit(registry.session, registry.clock(), actor, "key.rotate", key.kid, producer_id=producer.id,
+          previous=current.kid if current else None)
     registry.session.flush()
     log.info("producer %s rotated to key %s", producer.id, key.kid)
     return key

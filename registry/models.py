@@ -306,8 +306,11 @@ class Publication(Base):
 
 class AuditEvent(Base):
     __tablename__ = "audit_events"
-    # What was done to one thing, newest first (the flagged serials' earlier clearances).
-    __table_args__ = (Index("ix_audit_events_target_action", "target", "action"),)
+    # What was done to one thing (the flagged serials' earlier clearances), and the authority's
+    # reading of the trail by who or by what, newest first (registry.audit.AuditTrail).
+    __table_args__ = (Index("ix_audit_events_target_action", "target", "action"),
+                      Index("ix_audit_events_actor_id", "actor", "id"),
+                      Index("ix_audit_events_action_id", "action", "id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from keys.encoding import rfc3339, utcnow
 from keys.signing import Signer, sign
+from registry.audit import audit
 from registry.errors import Conflict, Invalid, NotFound
 from registry.log import TransparencyLog
 from registry.models import AuditEvent, Publication
@@ -127,8 +128,7 @@ class PublicationService:
                            withdrawn_at=None, log_index=index)
         self.session.add(item)
         self.session.flush()
-        self.session.add(AuditEvent(at=now, actor=actor.name or actor.role, action="publication.publish",
-                                    target=str(item.id), detail={"kind": kind, "log_index": index}))
+        audit(self.session, now, actor, "publication.publish", str(item.id), kind=kind, log_index=index)
         self.session.flush()
         log.info("publication %s (%s) published at log index %d", item.id, kind, index)
         return item
@@ -150,9 +150,8 @@ class PublicationService:
         tlog.sign_checkpoint()
         item.withdrawn_at = now
         # The publications table has no column for the withdrawal record: it lives in the log and here.
-        self.session.add(AuditEvent(at=now, actor=actor.name or actor.role, action="publication.withdraw",
-                                    target=str(item.id), detail={"reason": reason[:1000], "log_index": index,
-                                                                 "record": record}))
+        audit(self.session, now, actor, "publication.withdraw", str(item.id), reason=reason[:1000], log_index=index,
+              record=record)
         self.session.flush()
         log.info("publication %s withdrawn at log index %d", item.id, index)
         return item

@@ -9,9 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from sqlalchemy import insert, select
@@ -31,11 +29,12 @@ from keys.encoding import (
 from keys.errors import KeyStoreError, VerificationError
 from keys.signing import Signer, check_public_key, public_key_from_raw, sign, sign_code, verify
 from keys.storage import KeyStore
+from registry.actors import SYSTEM, Actor, Role
+from registry.audit import audit
 from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFound, Unauthorized
 from registry.log import TransparencyLog
 from registry.models import (
     ApiToken,
-    AuditEvent,
     Batch,
     Producer,
     ProducerKey,
@@ -59,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Role",
     "Actor",
+    "SYSTEM",
     "Registry",
     "TokenService",
     "SERIAL_ALPHABET",
@@ -80,36 +80,6 @@ MAX_RECALL_REASON = 1000  # as the API's RecallInSchema
 DEFAULT_KEY_VALIDITY = timedelta(days=3 * 365)
 
 
-class Role(StrEnum):
-    AUTHORITY = "authority"
-    PRODUCER = "producer"
-    INSPECTOR = "inspector"
-    PARTNER = "partner"
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who is acting: a token's or a person's role, and the producer it is bound to."""
-
-    role: Role
-    producer_id: str | None = None
-    name: str = ""
-
-    def require(self, *roles: Role) -> None:
-        if self.role not in roles:
-            raise Forbidden(f"this action needs the role {' or '.join(roles)}; you are {self.role}",
-                            code="ROLE_FORBIDDEN")
-
-    def require_producer(self, producer_id: str) -> None:
-        """Authority may act for any producer; a producer only for itself."""
-        if self.role == Role.AUTHORITY:
-            return
-        if self.role == Role.PRODUCER and self.producer_id == producer_id:
-            return
-        raise Forbidden("this belongs to another producer", code="NOT_YOUR_PRODUCER")
-
-
-SYSTEM = Actor(role=Role.AUTHORITY, name="system")
 
 
 class Registry:
@@ -132,10 +102,6 @@ class Registry:
 
     def log(self) -> TransparencyLog:
         return TransparencyLog(self.session, authority=self.authority, clock=self.clock)
-
-    def _audit(self, actor: Actor, action: str, target: str, **detail: Any) -> None:
-        self.session.add(AuditEvent(at=self.clock(), actor=actor.name or actor.role, action=action,
-                                    target=target, detail=detail))
 
     def _append(self, obj: dict[str, Any], kind: str) -> tuple[int, dict[str, Any]]:
         tlog = self.log()
@@ -166,7 +132,7 @@ class Registry:
                             gs1_prefixes=sorted(set(gs1_prefixes)), country=country.upper(),
                             created_at=self.clock())
         self.session.add(producer)
-        self._audit(actor, "producer.admit", producer.id, name=name)
+        audit(self.session, self.clock(), actor, "producer.admit", producer.id, name=name)
         self.session.flush()
         return producer
 
@@ -223,7 +189,7 @@ class Registry:
                           certificate=cert, gs1_prefixes=prefixes, not_before=now, not_after=not_after,
                           status="active", created_at=now, log_index=index)
         self.session.add(key)
-        self._audit(actor, "key.certify", kid, producer_id=producer.id, custodial=custodial)
+        audit(self.session, self.clock(), actor, "key.certify", kid, producer_id=producer.id, custodial=custodial)
         self.session.flush()
         if custodial:
             # Written last: if the transaction fails after this, an orphan encrypted file is harmless.
@@ -250,7 +216,7 @@ class Registry:
         key.status = "revoked"
         key.compromised_at = compromised_at
         key.revoked_at = now
-        self._audit(actor, "key.revoke", kid, compromised_at=rfc3339(compromised_at))
+        audit(self.session, self.clock(), actor, "key.revoke", kid, compromised_at=rfc3339(compromised_at))
         self.session.flush()
         return key
 
@@ -409,7 +375,7 @@ class Registry:
         except IntegrityError:
             raise Conflict(f"batch {record['gtin']} / {record['lot']} is already registered",
                            code="BATCH_EXISTS") from None
-        self._audit(actor, "batch.register", f"{batch.gtin}/{batch.lot}", log_index=index)
+        audit(self.session, self.clock(), actor, "batch.register", f"{batch.gtin}/{batch.lot}", log_index=index)
         return batch
 
     def _check_prefix(self, key: ProducerKey, gtin: str) -> None:
@@ -526,7 +492,7 @@ class Registry:
         except IntegrityError:
             raise Conflict("a generated serial collided with an existing one; retry", code="SERIAL_COLLISION") from None
         batch.serial_count = (batch.serial_count or 0) + count
-        self._audit(actor, "serials.issue", f"{batch.gtin}/{batch.lot}", count=count)
+        audit(self.session, self.clock(), actor, "serials.issue", f"{batch.gtin}/{batch.lot}", count=count)
         self.session.flush()
         return out
 
@@ -624,7 +590,7 @@ class Registry:
         recall = Recall(batch_id=batch.id, reason=reason, actor=actor.name or actor.role, record=event, at=now,
                         log_index=index)
         self.session.add(recall)
-        self._audit(actor, "batch.recall", f"{batch.gtin}/{batch.lot}", reason=reason)
+        audit(self.session, self.clock(), actor, "batch.recall", f"{batch.gtin}/{batch.lot}", reason=reason)
         self.session.flush()
         return recall
 
