@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from keys.storage import KeyStore
 from registry.accounts import AccountService, TokenAdmin
+from registry.audit import AuditTrail
 from registry.cases import CaseService
 from registry.db import Reader
 from registry.exports import ExportService
@@ -125,6 +126,11 @@ def publication_service(*, signing: bool = False) -> PublicationService:
 def account_service() -> AccountService:
     """Portal accounts (argon2 passwords, lock-out after repeated failures)."""
     return AccountService(db_session())
+
+
+def audit_trail() -> AuditTrail:
+    """The audit trail, as the authority reads it."""
+    return AuditTrail(db_session())
 
 
 def token_admin() -> TokenAdmin:

@@ -28,4 +28,5 @@ class _Blueprint(Blueprint):
 
 bp = _Blueprint("api", __name__, url_prefix="/api/v1", description="Product-origin registry and verification")
 
-from app.api import log_routes, portal_routes, publication_routes, registry_routes, report_routes, verify_routes  # noqa: E402,F401  (routes attach to bp)
+from app.api import (  # noqa: E402,F401  (routes attach to bp)
+    audit_routes, log_routes, portal_routes, publication_routes, registry_routes, report_routes, verify_routes)

@@ -166,6 +166,7 @@ TABLE: dict[tuple[str, str], tuple[Build, frozenset[str]]] = {
     ("POST", "/api/v1/users"): (post("/api/v1/users", {"username": "newbie", "password": "a long enough password",
                                                        "role": "inspector"}), AUTH),
     ("GET", "/api/v1/users"): (get("/api/v1/users"), AUTH),
+    ("GET", "/api/v1/audit-events"): (get("/api/v1/audit-events?limit=5"), AUTH),
     ("POST", "/api/v1/users/<username>/unlock"): (post("/api/v1/users/victim/unlock"), AUTH),
     ("POST", "/api/v1/users/<username>/deactivate"): (post("/api/v1/users/victim/deactivate"), AUTH),
     # producer A's batches, serials, labels, recalls, keys, tokens

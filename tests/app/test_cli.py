@@ -404,3 +404,32 @@ def test_publish_withdraw_refuses_a_huge_id_and_a_long_reason(runner, session):
     _refused(runner.invoke(args=["publish", "withdraw", str(item["id"]), "--reason", "x" * 1001]),
              "VALIDATION_FAILED", "reason")
     assert _count(session, Publication, Publication.withdrawn_at.is_not(None)) == 0
+
+
+def test_audit_prints_the_trail_newest_first_a_page_at_a_time(runner, world, session):
+    """The operator's reading of the audit trail, with who did what; a page that is not the last ends
+    with the --before of the next."""
+    refused = runner.invoke(args=["batch", "recall", GTIN, "NO-SUCH-LOT", "--reason", "x"])
+    assert refused.exit_code != 0  # and a refusal writes no event: the newest is still the key's
+    out = runner.invoke(args=["audit", "--limit", "1"])
+    assert out.exit_code == 0, out.output
+    lines = [json.loads(line) for line in out.output.splitlines()]
+    assert lines[0]["action"] == "key.certify" and lines[0]["actor"] == "system"
+    assert set(lines[0]) == {"id", "at", "actor", "action", "target", "detail"}
+    assert lines[1] == {"next_before": lines[0]["id"]}
+    older = runner.invoke(args=["audit", "--before", str(lines[0]["id"])])
+    assert [json.loads(line)["action"] for line in older.output.splitlines()] == ["producer.admit"]
+    only = runner.invoke(args=["audit", "--action", "producer.admit", "--target", world.producer_id])
+    assert [json.loads(line)["target"] for line in only.output.splitlines()] == [world.producer_id]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--limit", "0"], "VALIDATION_FAILED: --limit"),
+    (["--limit", "lots"], "VALIDATION_FAILED: --limit"),
+    (["--action", "batch.delete"], "VALIDATION_FAILED: --action"),
+    (["--since", "2026-12-01T08:00:00"], "VALIDATION_FAILED: --since"),
+    (["--since", "2026-12-02T00:00:00Z", "--until", "2026-12-01T00:00:00Z"], "BAD_PERIOD"),
+])
+def test_audit_refuses_what_it_cannot_search(runner, world, args, message):
+    out = runner.invoke(args=["audit", *args])
+    assert out.exit_code != 0 and f"Error: {message}" in out.output
