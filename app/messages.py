@@ -1,10 +1,10 @@
-"""Catalogue entries for verdicts and reasons (English source; Vietnamese in translations/vi)."""
+"""Catalogue entries for verdicts, reasons and audited actions (English source; Vietnamese in translations/vi)."""
 
 from __future__ import annotations
 
 from app.i18n import N_
 
-__all__ = ["VERDICT_TITLE", "VERDICT_ADVICE", "TYPED_UNREADABLE_ADVICE", "REASON_TEXT"]
+__all__ = ["VERDICT_TITLE", "VERDICT_ADVICE", "TYPED_UNREADABLE_ADVICE", "REASON_TEXT", "ACTION_TEXT"]
 
 VERDICT_TITLE = {
     "genuine": N_("Genuine"),
@@ -53,4 +53,38 @@ REASON_TEXT = {
     "OFFLINE_NO_RECALLS": N_("Checked offline: recalls since the trust list was issued are not known."),
     "OFFLINE_NO_CLONES": N_("Checked offline: copies of this serial cannot be detected without the registry."),
     "SCANNER_SLIP": N_("The scanner's text had a small slip that was corrected."),
+}
+
+# What each action of the audit trail (registry.audit.ACTIONS) is called on the authority's page.
+ACTION_TEXT = {
+    "producer.admit": N_("Producer admitted"),
+    "key.certify": N_("Key certified"),
+    "key.rotate": N_("Key rotated"),
+    "key.revoke": N_("Key revoked"),
+    "batch.register": N_("Batch registered"),
+    "serials.issue": N_("Serial numbers issued"),
+    "batch.recall": N_("Batch recalled"),
+    "serial.flag_clear": N_("Clone flag cleared"),
+    "inspection.open": N_("Inspection opened"),
+    "inspection.check": N_("Inspection check recorded"),
+    "inspection.close": N_("Inspection closed"),
+    "inspection.evidence": N_("Evidence file issued"),
+    "case.assign": N_("Case assigned"),
+    "case.transition": N_("Case status changed"),
+    "case.note": N_("Case note added"),
+    "case.publish": N_("Case published"),
+    "publication.publish": N_("Warning or violator published"),
+    "publication.withdraw": N_("Publication withdrawn"),
+    "user.create": N_("Account created"),
+    "user.login": N_("Logged in"),
+    "user.login_failed": N_("Wrong password"),
+    "user.login_refused": N_("Login refused (account locked or deactivated)"),
+    "user.logout": N_("Logged out"),
+    "user.password_change": N_("Password changed by its owner"),
+    "user.password_reset": N_("Password reset"),
+    "user.unlock": N_("Account unlocked"),
+    "user.deactivate": N_("Account deactivated"),
+    "user.reactivate": N_("Account reactivated"),
+    "token.create": N_("API token created"),
+    "token.revoke": N_("API token revoked"),
 }

@@ -71,7 +71,7 @@ ROLE_NAV: dict[Role, tuple[tuple[str, str], ...]] = {
                     ("portal.producer_tokens", N_("API tokens"))),
     Role.AUTHORITY: (("portal.authority_home", N_("Producers")), ("portal.authority_keys", N_("Keys")),
                      ("portal.authority_publications", N_("Publications")),
-                     ("portal.authority_users", N_("Accounts")),
+                     ("portal.authority_users", N_("Accounts")), ("portal.authority_audit", N_("Audit trail")),
                      ("portal.inspector_home", N_("Inspections")), ("portal.flagged", N_("Flagged serials")),
                      ("portal.cases", N_("Cases")), ("portal.partner_home", N_("Exports"))),
     Role.INSPECTOR: (("portal.inspector_home", N_("Inspections")), ("portal.flagged", N_("Flagged serials")),

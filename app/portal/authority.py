@@ -1,4 +1,5 @@
-"""Authority portal: producers and their keys, key revocation, publications, user accounts.
+"""Authority portal: producers and their keys, key revocation, publications, user accounts, and the
+audit trail.
 
 Every write goes through the domain service with the session's actor (``Role.AUTHORITY`` is
 checked there too) and is audited and, where the design says so, appended to the transparency log.
@@ -6,17 +7,20 @@ checked there too) and is audited and, where the design says so, appended to the
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import json
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from app.i18n import VIETNAM_TIME
+from app.messages import ACTION_TEXT
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
 from app.portal.errors import error_text
-from app.services import account_service, db_session, publication_service, registry
+from app.services import account_service, audit_trail, db_session, publication_service, registry
+from registry.audit import ACTIONS, MAX_FILTER_LENGTH, AuditQuery
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError
 from registry.keys_admin import producer_keys
 from registry.publications import KINDS
@@ -236,3 +240,57 @@ def authority_user_action(username: str, action: str):
     return redirect(url_for("portal.authority_users"), code=303)
 
 
+
+
+# -- the audit trail -------------------------------------------------------------------------------
+AUDIT_FILTERS = ("actor", "action", "target", "from", "until")
+
+
+@bp.route("/authority/audit")
+@login_required(AUTHORITY)
+def authority_audit():
+    """Who did what to which thing, newest first, 50 a page: filtered by who acted, the action, the
+    thing acted on, and the days (in Vietnam time, both included). A value the trail cannot be
+    filtered by is marked beside its field and the others still apply."""
+    values = {name: (request.args.get(name) or "").strip() for name in AUDIT_FILTERS}
+    errors: dict[str, str] = {}
+    days: dict[str, datetime | None] = {}
+    for name, shift in (("from", 0), ("until", 1)):
+        try:
+            day = date.fromisoformat(values[name]) if values[name] else None
+            days[name] = (datetime.combine(day, datetime.min.time(), VIETNAM_TIME) + timedelta(days=shift)
+                          if day is not None else None)
+        except (ValueError, OverflowError):
+            errors[name], days[name] = _("Not a date: use the calendar."), None
+    if values["action"] and values["action"] not in ACTIONS:
+        errors["action"] = _("Not an action the registry records.")
+    for name in ("actor", "target"):
+        if len(values[name]) > MAX_FILTER_LENGTH:  # longer than anything the trail stores
+            errors[name] = _("This is too long.")
+    if days["from"] is not None and days["until"] is not None and days["until"] <= days["from"]:
+        errors["until"], days["until"] = _("The last day comes before the first."), None
+    usable = {name: value for name, value in values.items() if value and name not in errors}
+    query = AuditQuery(actor=usable.get("actor"), action=usable.get("action"), target=usable.get("target"),
+                       since=days["from"], until=days["until"])
+    before = request.args.get("before", "")
+    before = int(before) if before.isdigit() and before.isascii() and 0 < int(before) < 2**63 else None
+    page = audit_trail().search(current_actor(), query, limit=50, before=before)
+    db_session().rollback()
+    for event in page.events:
+        event["action_text"] = _(ACTION_TEXT[event["action"]]) if event["action"] in ACTION_TEXT else event["action"]
+        event["detail_text"] = [(key, _detail_text(value)) for key, value in event["detail"].items()]
+    return render_template("portal/authority/audit.html", events=page.events, next_before=page.next_before,
+                           before=before, values=values, errors=errors,
+                           filters={name: value for name, value in values.items() if value},
+                           action_options=[(action, _(ACTION_TEXT[action])) for action in ACTIONS]), \
+        (422 if errors else 200)
+
+
+def _detail_text(value: Any) -> str:
+    """One value of an event's detail as text: a string as it is, anything else (a count, a flag, a
+    signed record) as JSON, compact."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

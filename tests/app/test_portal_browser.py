@@ -186,3 +186,38 @@ def test_producer_main_path_and_authority_revocation(playwright, live_server, ap
         answer = client.get("/api/v1/verify", query_string={"code": url}).get_json()
         assert answer["verdict"] == "suspect"
         assert "KEY_REVOKED" in [r["code"] for r in answer["reasons"]]
+
+
+def test_authority_reads_the_audit_trail_by_filter_and_link(playwright, live_server, portal_world):
+    """On a phone: the menu leads to the trail; choosing an action in the form lists only those
+    events; a name in the list filters by who acted; the filters' link shows everything again."""
+    from tests.app.browser import phone
+
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page_login(page, live_server, "boss")
+        page.click("nav.portal-nav >> text=Nhật ký hoạt động")
+        page.wait_for_load_state()
+        assert page.locator("main h1").inner_text() == "Nhật ký hoạt động"
+        assert page.locator("#audit-events tr[data-action='user.login']").count() == 1  # this login
+        page.select_option("#f-action", "user.create")
+        page.click("#audit-filter button[type=submit]")
+        page.wait_for_load_state()
+        actions = page.locator("#audit-events tr[data-event]").evaluate_all("rows => rows.map(r => r.dataset.action)")
+        assert actions == ["user.create", "user.create"] and "action=user.create" in page.url
+        assert page.locator("#audit-events td[data-label='Thao tác']").first.inner_text() == "Tạo tài khoản"
+        page.click("#audit-events td[data-label='Đối tượng'] >> text=user:boss")  # all that was done to it
+        page.wait_for_load_state()
+        actions = page.locator("#audit-events tr[data-event]").evaluate_all("rows => rows.map(r => r.dataset.action)")
+        assert actions == ["user.login", "user.create"] and "target=user" in page.url
+        page.click("#audit-events tr[data-action='user.create'] td[data-label='Người thực hiện'] a")  # who created it
+        page.wait_for_load_state()
+        who = page.locator("#audit-events td[data-label='Người thực hiện']").all_inner_texts()
+        assert "actor=system" in page.url and len(who) >= 3 and set(who) == {"system"}
+        page.click("#audit-filter >> text=Xem tất cả")
+        page.wait_for_load_state()
+        assert "?" not in page.url and page.locator("#audit-events tr[data-event]").count() >= 3
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    finally:
+        browser.close()

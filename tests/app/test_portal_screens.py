@@ -24,6 +24,7 @@ AUTHORITY_PAGES = {
     "authority-keys": "/portal/authority/keys",
     "publications": "/portal/authority/publications",
     "users": "/portal/authority/users",
+    "audit": "/portal/authority/audit",
     "exports": "/portal/partner/",
 }
 
