@@ -267,6 +267,9 @@ class Report(Base):
     status: Mapped[str] = mapped_column(String(16), default="new")
     assigned_to: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # SHA-256 of the case number and the follow-up code given to the shopper (registry.reports):
+    # with both, the shopper reads how the report is handled. None: filed before follow-up codes.
+    followup_hash: Mapped[str | None] = mapped_column(String(64))
 
     photos: Mapped[list["ReportPhoto"]] = relationship(back_populates="report", order_by="ReportPhoto.id")
 

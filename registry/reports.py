@@ -1,15 +1,20 @@
-"""Shoppers' counterfeit reports: stored with everything an inspector needs, answered with a case number.
+"""Shoppers' counterfeit reports: stored with everything an inspector needs, answered with a case number
+and a follow-up code.
 
 A report keeps the code as read (and its parsed GTIN, lot and serial), the verdict the registry
 gave at the time, where and from whom the product was bought, up to three photos (checked with
 the same limits as verification photos, stored with their SHA-256 and media type), an optional
 contact, and the salted client hash that lets the service limit floods without knowing who
-reported. Nothing here imports Flask.
+reported. The follow-up code (ten characters the shopper can write down, like a parcel's tracking
+PIN) is given once, at filing, and only its hash is kept: with the case number it shows the
+shopper where the report stands (received, investigated, confirmed, closed), never what an
+inspector wrote or who else reported. Nothing here imports Flask.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import logging
 import re
@@ -22,9 +27,9 @@ from PIL import Image
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from keys.encoding import utcnow
+from keys.encoding import rfc3339, utcnow
 from registry.errors import Invalid, NotFound, RegistryError
-from registry.models import Report, ReportPhoto
+from registry.models import CaseNote, Publication, Report, ReportPhoto
 from verification.decoding import DEFAULT_MAX_PIXELS, ImageRejected, load_image
 from verification.verdicts import ScanContext, Verifier
 
@@ -37,7 +42,10 @@ __all__ = [
     "TooManyReports",
     "ReportService",
     "ReportInput",
+    "FiledReport",
+    "FOLLOWUP_STATUS",
     "case_number",
+    "normalise_followup_code",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,13 @@ CASE_NUMBER = re.compile(r"VN-\d{4}-\d{6,}")
 _LINK = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 _MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
                 "BMP": "image/bmp", "TIFF": "image/tiff"}
+#: What a shopper is told of a case's status: not the authority's own steps.
+FOLLOWUP_STATUS = {"new": "received", "assigned": "investigating", "investigating": "investigating",
+                   "confirmed": "confirmed", "dismissed": "closed"}
+# Crockford's base32, as serials (registry.services.SERIAL_ALPHABET): no I, L, O, U to misread.
+_FOLLOWUP_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_FOLLOWUP_LENGTH = 10  # 50 random bits, behind a rate limit: not guessable
+_READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 #: Longest accepted value of each free-text field (the model's column sizes).
 _MAX_LENGTH = {"code": 4096, "where_text": 1000, "seller": 200, "link": 2000, "price": 32, "contact": 200,
                "description": 5000}
@@ -102,6 +117,29 @@ class _Photo:
     data: bytes
     media_type: str
     sha256: str
+
+
+def new_followup_code() -> str:
+    """``7K2QH-9ZD4M``: ten characters in two groups, to read out or write down."""
+    code = "".join(secrets.choice(_FOLLOWUP_ALPHABET) for _ in range(_FOLLOWUP_LENGTH))
+    return f"{code[:5]}-{code[5:]}"
+
+
+def normalise_followup_code(text: str) -> str:
+    """A follow-up code as typed: spaces, hyphens and case ignored, O read as 0 and I or L as 1."""
+    return "".join(c for c in (text or "").upper() if c not in " -\t").translate(_READ_AS)[:64]
+
+
+def _followup_hash(case: str, code: str) -> str:
+    return hashlib.sha256(f"{case}|{normalise_followup_code(code)}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class FiledReport:
+    """A report just stored, with the follow-up code its shopper gets (kept nowhere but here)."""
+
+    report: Report
+    followup_code: str
 
 
 def case_number(report_id: int, year: int) -> str:
@@ -211,9 +249,10 @@ class ReportService:
         return _Photo(data=data, media_type=media_type, sha256=hashlib.sha256(data).hexdigest())
 
     # -- writing -------------------------------------------------------------------------------
-    def create(self, data: ReportInput, *, client_hash: str | None) -> Report:
+    def create(self, data: ReportInput, *, client_hash: str | None) -> FiledReport:
         """Check the flood limit, the fields and every photo; store the report; return it (with its
-        ``case_number``). Raises :class:`TooManyReports` or :class:`ReportInvalid`."""
+        ``case_number``) and its follow-up code. Raises :class:`TooManyReports` or
+        :class:`ReportInvalid`."""
         self.check_flood(client_hash)
         errors, details, bought = self._check_fields(data)
         photos: list[_Photo] = []
@@ -251,12 +290,14 @@ class ReportService:
         self.session.add(report)
         self.session.flush()
         report.case_number = case_number(report.id, now.year)
+        followup = new_followup_code()
+        report.followup_hash = _followup_hash(report.case_number, followup)
         for photo in photos:
             self.session.add(ReportPhoto(report_id=report.id, media_type=photo.media_type, sha256=photo.sha256,
                                          data=photo.data))
         self.session.flush()
         log.info("report %s filed (verdict %s, %d photo(s))", report.case_number, report.verdict, len(photos))
-        return report
+        return FiledReport(report, followup)
 
     # -- reading -------------------------------------------------------------------------------
     def get(self, case: str) -> Report:
@@ -264,6 +305,32 @@ class ReportService:
         if report is None:
             raise NotFound(f"no report {case}", code="REPORT_UNKNOWN")
         return report
+
+    def followup(self, case: str, code: str) -> dict[str, Any]:
+        """Where the report stands, for the shopper who holds its case number and follow-up code:
+        the status in the shopper's terms (``FOLLOWUP_STATUS``), when it was received and last
+        changed status, and whether it is among the published violators. A wrong code, an unknown
+        case and a report filed before follow-up codes all answer the same ``REPORT_UNKNOWN``."""
+        unknown = NotFound("no report has this case number and follow-up code", code="REPORT_UNKNOWN")
+        case = (case or "").strip().upper()
+        if not CASE_NUMBER.fullmatch(case) or not normalise_followup_code(code):
+            raise unknown
+        report = self.session.execute(select(Report).where(Report.case_number == case)).scalar_one_or_none()
+        if report is None or not report.followup_hash or not hmac.compare_digest(report.followup_hash,
+                                                                                  _followup_hash(case, code)):
+            raise unknown
+        changed = self.session.execute(
+            select(func.max(CaseNote.at)).where(CaseNote.report_id == report.id, CaseNote.status_to.is_not(None))
+        ).scalar_one()
+        publications = [int(detail) for detail in self.session.execute(
+            select(CaseNote.event_detail).where(CaseNote.report_id == report.id, CaseNote.event == "published")
+        ).scalars() if detail and detail.isdigit()]
+        published = bool(publications) and self.session.execute(
+            select(func.count(Publication.id)).where(Publication.id.in_(publications),
+                                                     Publication.withdrawn_at.is_(None))).scalar_one() > 0
+        return {"case_number": report.case_number, "status": FOLLOWUP_STATUS.get(report.status, "investigating"),
+                "received_at": rfc3339(report.created_at),
+                "updated_at": rfc3339(changed or report.created_at), "published": published}
 
     @staticmethod
     def view(report: Report) -> dict[str, Any]:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 from PIL import Image
 
+from registry.cases import CaseService
+from registry.errors import NotFound
 from registry.lookup import RegistryLookup
 from registry.models import Report, ReportPhoto, ScanEvent
+from registry.publications import PublicationService
 from registry.reports import (
     PhotoTooLarge,
     ReportInput,
@@ -21,6 +26,7 @@ from registry.reports import (
     case_number,
 )
 from registry.scans import ScanHistory, ScanWriter
+from registry.services import Actor, Role
 from tests.app.verdict_codes import make_codes
 from tests.conftest import FixedClock
 from verification.decoding import ImageTooLarge, ImageUndecodable, NotAnImage
@@ -71,7 +77,7 @@ def test_report_is_stored_with_everything_an_inspector_needs(service, session, r
     codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
     photos = [jpeg(), png()]
     report = service.create(valid(code=codes["counterfeit"], link="https://shopee.vn/item/1", contact="0901234567",
-                                  photos=photos), client_hash="c" * 32)
+                                  photos=photos), client_hash="c" * 32).report
     session.commit()
     stored = session.get(Report, report.id)
     assert stored.case_number == f"VN-2026-{report.id:06d}"
@@ -89,7 +95,7 @@ def test_report_is_stored_with_everything_an_inspector_needs(service, session, r
 
 def test_report_on_a_registered_batch_names_its_producer(service, session, registry, world, writer):
     codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
-    report = service.create(valid(code=codes["recalled"]), client_hash=None)
+    report = service.create(valid(code=codes["recalled"]), client_hash=None).report
     assert report.verdict == "recalled" and report.producer_id == world.producer_id
     writer.flush(session)
     assert session.query(ScanEvent).filter_by(channel="report").count() == 1
@@ -117,7 +123,7 @@ def test_unknown_place_kind_and_future_date(service):
 
 def test_a_link_alone_says_where(service):
     report = service.create(valid(where_kind="livestream", where_text="", link="https://facebook.com/live/1"),
-                            client_hash=None)
+                            client_hash=None).report
     assert report.where_text == "" and report.link.endswith("/live/1")
 
 
@@ -171,10 +177,76 @@ def test_flood_from_one_client_is_limited_per_hour(service, clock):
 
 
 def test_case_numbers_are_unique_and_readable(service, session):
-    first = service.create(valid(), client_hash=None)
-    second = service.create(valid(), client_hash=None)
+    first = service.create(valid(), client_hash=None).report
+    second = service.create(valid(), client_hash=None).report
     assert first.case_number != second.case_number
     assert service.get(second.case_number).id == second.id
     view = ReportService.view(second)
     assert view["where"] == {"kind": "market", "text": "Chợ Bến Thành, sạp 12"}
     assert view["photos"][0]["media_type"] == "image/jpeg"
+
+
+# -- following a report ------------------------------------------------------------------------------
+INSPECTOR = Actor(role=Role.INSPECTOR, name="user:minh")
+AUTHORITY = Actor(role=Role.AUTHORITY, name="user:an")
+
+
+def test_the_follow_up_code_is_given_once_and_only_its_hash_kept(service, session, clock):
+    filed = service.create(valid(), client_hash=None)
+    session.commit()
+    code, report = filed.followup_code, filed.report
+    assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{5}-[0-9A-HJKMNP-TV-Z]{5}", code)
+    row = session.execute(sa.text("SELECT * FROM reports WHERE id = :id"), {"id": report.id}).mappings().one()
+    assert not any(code in str(value) or code.replace("-", "") in str(value) for value in row.values())
+    assert row["followup_hash"] == hashlib.sha256(f"{report.case_number}|{code.replace('-', '')}".encode()).hexdigest()
+    status = service.followup(report.case_number, code)
+    assert status == {"case_number": report.case_number, "status": "received", "received_at": "2026-03-14T09:00:00Z",
+                      "updated_at": "2026-03-14T09:00:00Z", "published": False}
+    # as a shopper may type it: without the hyphen, in small letters, O for 0 and l for 1
+    typed = code.lower().replace("-", " ").replace("0", "o").replace("1", "l")
+    assert service.followup(" " + report.case_number.lower() + " ", typed)["status"] == "received"
+    assert service.create(valid(), client_hash=None).followup_code != code
+
+
+def test_a_wrong_code_an_unknown_case_and_an_old_report_get_the_same_answer(service, session):
+    filed = service.create(valid(), client_hash=None)
+    old = service.create(valid(), client_hash=None).report
+    old.followup_hash = None  # filed before follow-up codes (migration 0010)
+    session.commit()
+    other = "00000-00000" if filed.followup_code != "00000-00000" else "11111-11111"
+    for case, code in ((filed.report.case_number, other), ("VN-2026-999999", filed.followup_code),
+                       (old.case_number, filed.followup_code), (old.case_number, ""),
+                       ("not a case", filed.followup_code), (filed.report.case_number, "")):
+        with pytest.raises(NotFound) as caught:
+            service.followup(case, code)
+        assert caught.value.code == "REPORT_UNKNOWN"
+        assert caught.value.message == "no report has this case number and follow-up code"
+
+
+def test_the_shopper_sees_the_status_in_plain_terms_and_when_it_changed(service, session, clock, registry):
+    filed = service.create(valid(seller="Cửa hàng Gà Vàng"), client_hash=None)
+    session.commit()
+    case, code = filed.report.case_number, filed.followup_code
+    cases = CaseService(session, clock=clock)
+    clock.now += timedelta(days=1)
+    cases.assign(INSPECTOR, case, assignee="Đội QLTT số 3", text="internal: the seller is known to us")
+    assert service.followup(case, code)["status"] == "investigating"
+    clock.now += timedelta(days=2)
+    cases.transition(INSPECTOR, case, to="investigating")
+    cases.transition(INSPECTOR, case, to="confirmed", text="fake labels seized")
+    status = service.followup(case, code)
+    assert status["status"] == "confirmed" and status["updated_at"] == "2026-03-17T09:00:00Z"
+    assert status["published"] is False and "seized" not in str(status) and "QLTT" not in str(status)
+    publications = PublicationService(session, authority=registry.authority)
+    item = cases.publish(AUTHORITY, case, lambda **fields: publications.publish(AUTHORITY, **fields),
+                         decision_ref="12/QĐ-QLTT")
+    assert service.followup(case, code)["published"] is True
+    publications.withdraw(AUTHORITY, item.id, reason="decision annulled")
+    assert service.followup(case, code)["published"] is False
+
+
+def test_a_dismissed_report_reads_closed(service, session, clock):
+    filed = service.create(valid(), client_hash=None)
+    CaseService(session, clock=clock).transition(INSPECTOR, filed.report.case_number, to="dismissed",
+                                                 text="the product is genuine")
+    assert service.followup(filed.report.case_number, filed.followup_code)["status"] == "closed"
