@@ -7,7 +7,7 @@ import functools
 from flask import jsonify, request
 from marshmallow import fields, validate
 
-from registry.reports import WHERE_KINDS, PhotoTooLarge, ReportInput, ReportInvalid, ReportService, TooManyReports
+from registry.reports import FOLLOWUP_STATUS, WHERE_KINDS, PhotoTooLarge, ReportInput, ReportInvalid, ReportService, TooManyReports
 from verification.decoding import NotAnImage
 
 from app.api import bp
@@ -16,7 +16,7 @@ from app.errors import ApiError
 from app.extensions import config_limit, rate_limit
 from app.services import db_session, report_service, scan_context
 
-__all__ = ["create_report", "photo_status", "allow_report_body", "REPORT_BODY_LIMIT"]
+__all__ = ["create_report", "report_status", "photo_status", "allow_report_body", "REPORT_BODY_LIMIT"]
 
 MiB = 1024 * 1024
 #: Three photos of up to 10 MiB each (the verification limit, per photo) and the text fields.
@@ -68,6 +68,8 @@ class ReportCreatedSchema(Strict):
     serial = fields.String(allow_none=True)
     photos = fields.List(fields.Dict())
     created_at = fields.DateTime(format="iso")
+    followup_code = fields.String(metadata={"description": "given once: with the case number, it shows the shopper "
+                                                           "where the report stands (POST /reports/status)"})
 
 
 _PHOTO_FORM = {"type": "object", "required": ["where_kind"], "properties": {
@@ -87,8 +89,8 @@ def create_report(form):
     photos = [f.read() for f in request.files.getlist("photo") if f]
     client = scan_context("report", form).client
     try:
-        report = report_service().create(ReportInput.from_mapping(form, [p for p in photos if p]),
-                                         client_hash=client)
+        filed = report_service().create(ReportInput.from_mapping(form, [p for p in photos if p]),
+                                        client_hash=client)
     except TooManyReports as exc:
         raise ApiError(429, exc.code, exc.message) from None
     except ReportInvalid as exc:
@@ -97,6 +99,35 @@ def create_report(form):
             raise ApiError(status, exc.code, exc.details.get("photo", exc.message), fields=exc.errors) from None
         raise ApiError(422, "VALIDATION_FAILED", exc.message, fields=exc.errors) from None
     db_session().commit()
-    body = ReportService.view(report)
+    body = ReportService.view(filed.report)
     return jsonify({k: body[k] for k in ("case_number", "status", "verdict", "gtin", "lot", "serial", "photos")}
-                   | {"created_at": body["created_at"].isoformat()}), 201
+                   | {"created_at": body["created_at"].isoformat(), "followup_code": filed.followup_code}), 201
+
+
+class FollowupInSchema(Strict):
+    case_number = fields.String(required=True, validate=validate.Length(min=1, max=32),
+                                metadata={"description": "e.g. VN-2026-000123"})
+    followup_code = fields.String(required=True, validate=validate.Length(min=1, max=64),
+                                  metadata={"description": "given with the case number when the report was filed "
+                                                           "(spaces, hyphens and case do not matter)"})
+
+
+class FollowupSchema(Strict):
+    case_number = fields.String()
+    status = fields.String(validate=validate.OneOf(sorted(set(FOLLOWUP_STATUS.values()))))
+    received_at = fields.String()
+    updated_at = fields.String(metadata={"description": "when the status last changed (or the report came)"})
+    published = fields.Boolean(metadata={"description": "the case is among the published confirmed violators"})
+
+
+@bp.route("/reports/status", methods=["POST"])
+@rate_limit(config_limit("FOLLOWUP_RATE_LIMIT"), scope="report-followup")  # shared with the follow-up page
+@bp.arguments(FollowupInSchema)
+@bp.response(200, FollowupSchema)
+def report_status(data):
+    """Where a report stands, for the shopper holding its case number and follow-up code (a POST, so
+    that the code is in no address and no access log). A wrong code and an unknown case number
+    answer the same 404 ``REPORT_UNKNOWN``."""
+    status = report_service().followup(data["case_number"], data["followup_code"])
+    db_session().rollback()
+    return jsonify(status)

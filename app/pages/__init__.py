@@ -12,11 +12,12 @@ def _page_globals():
     from flask_babel import get_locale
 
     from app.messages import REASON_TEXT, TYPED_UNREADABLE_ADVICE, VERDICT_ADVICE, VERDICT_TITLE
-    from app.pages.texts import WHERE_KIND_LABEL
+    from app.pages.texts import FOLLOWUP_STATUS_TEXT, WHERE_KIND_LABEL
 
     return {"current_lang": lambda: str(get_locale() or "vi"), "VERDICT_TITLE": VERDICT_TITLE,
             "VERDICT_ADVICE": VERDICT_ADVICE, "TYPED_UNREADABLE_ADVICE": TYPED_UNREADABLE_ADVICE,
-            "REASON_TEXT": REASON_TEXT, "WHERE_KIND_LABEL": WHERE_KIND_LABEL}
+            "REASON_TEXT": REASON_TEXT, "WHERE_KIND_LABEL": WHERE_KIND_LABEL,
+            "FOLLOWUP_STATUS_TEXT": FOLLOWUP_STATUS_TEXT}
 
 
 @bp.app_template_filter("local_date")

@@ -1,18 +1,21 @@
-"""The shopper's report form: pre-filled code, up to three photos, values kept on every error."""
+"""The shopper's report form (pre-filled code, up to three photos, values kept on every error), the
+page that gives the case number and follow-up code, and the page where a shopper follows a report."""
 
 from __future__ import annotations
 
-from flask import redirect, render_template, request, url_for
+from flask import redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError
 
+from registry.errors import NotFound
 from registry.reports import CASE_NUMBER, ReportInput, ReportInvalid, TooManyReports
 
 from app.api.report_routes import REPORT_BODY_LIMIT, photo_status
 from app.extensions import config_limit, rate_limit
 from app.pages import bp
-from app.pages.texts import FIELD_ERROR, FLOOD_MESSAGE, PHOTO_ERROR, SESSION_EXPIRED
+from app.pages.texts import FIELD_ERROR, FLOOD_MESSAGE, FOLLOWUP_UNKNOWN, PHOTO_ERROR, SESSION_EXPIRED
 from app.services import db_session, report_service, scan_context
 
+_FILED = "report_filed"  # the session's last filed report: its case number and follow-up code
 FIELDS = ("code", "where_kind", "where_text", "seller", "link", "price", "bought_on", "contact", "description")
 
 
@@ -44,14 +47,17 @@ def report_submit():
     photos = [p for p in photos if p]
     client = scan_context("report", request.form).client
     try:
-        report = report_service().create(ReportInput.from_mapping(values, photos), client_hash=client)
+        filed = report_service().create(ReportInput.from_mapping(values, photos), client_hash=client)
     except TooManyReports:
         return _form(values, notice=FLOOD_MESSAGE, status=429)
     except ReportInvalid as exc:
         notice = PHOTO_ERROR if photos else None
         return _form(values, errors=exc.errors, notice=notice, status=photo_status(exc) or 422)
     db_session().commit()
-    return redirect(url_for("pages.report_sent", case=report.case_number), code=303)
+    # The follow-up code is shown by the next page from this browser's session, not from its address:
+    # an address ends up in histories, proxies' and servers' logs.
+    session[_FILED] = {"case": filed.report.case_number, "code": filed.followup_code}
+    return redirect(url_for("pages.report_sent", case=filed.report.case_number), code=303)
 
 
 @bp.errorhandler(CSRFError)
@@ -72,4 +78,28 @@ def report_sent():
     case = request.args.get("case") or ""
     if not CASE_NUMBER.fullmatch(case):  # only what report_submit sends here
         return redirect(url_for("pages.report_form"), code=303)
-    return render_template("pages/report_sent.html", case=case)
+    filed = session.get(_FILED) or {}
+    code = filed.get("code") if filed.get("case") == case else None  # the browser that filed it, until its next
+    return render_template("pages/report_sent.html", case=case, code=code)
+
+
+@bp.route("/report/status", methods=["GET"])
+def report_status_form():
+    return render_template("pages/report_status.html", values={"case": (request.args.get("case") or "")[:32]},
+                           status=None, error=None)
+
+
+@bp.route("/report/status", methods=["POST"])
+@rate_limit(config_limit("FOLLOWUP_RATE_LIMIT"), methods=["POST"], scope="report-followup")  # as the API's
+def report_status():
+    """Where a report stands, from its case number and follow-up code (a form posted, so that the
+    code stays out of addresses and logs). Any mismatch gets one message, which says nothing of
+    whether the case number exists."""
+    values = {"case": (request.form.get("case") or "").strip()[:32], "code": (request.form.get("code") or "")[:64]}
+    try:
+        status = report_service().followup(values["case"], values["code"])
+    except NotFound:
+        db_session().rollback()
+        return render_template("pages/report_status.html", values=values, status=None, error=FOLLOWUP_UNKNOWN), 404
+    db_session().rollback()
+    return render_template("pages/report_status.html", values=values, status=status, error=None)

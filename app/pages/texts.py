@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.i18n import N_
 
 __all__ = ["WHERE_KIND_LABEL", "FIELD_ERROR", "PHOTO_ERROR", "FLOOD_MESSAGE", "IMAGE_ERROR", "HTTP_ERROR",
-           "SESSION_EXPIRED", "TOO_LARGE"]
+           "SESSION_EXPIRED", "TOO_LARGE", "FOLLOWUP_STATUS_TEXT", "FOLLOWUP_UNKNOWN"]
 
 WHERE_KIND_LABEL = {
     "shop": N_("A shop"),
@@ -60,3 +60,14 @@ TOO_LARGE = N_("What you sent is too large (at most %(mib)s MB).")
 #: A form sent without its session's CSRF token (a session that expired, a browser restarted).
 SESSION_EXPIRED = N_("Your session expired before the form was sent, so nothing was saved. "
                      "Please check what you typed, choose any photos again and send it again.")
+
+#: A report's status as its shopper reads it (registry.reports.FOLLOWUP_STATUS): title, then what it means.
+FOLLOWUP_STATUS_TEXT = {
+    "received": (N_("Received"), N_("Your report is waiting for an inspector.")),
+    "investigating": (N_("Being investigated"), N_("An inspector is looking into your report.")),
+    "confirmed": (N_("Counterfeit confirmed"),
+                  N_("The authority confirmed that the product was counterfeit. Thank you for reporting it.")),
+    "closed": (N_("Closed"), N_("The authority looked into your report and did not confirm a counterfeit.")),
+}
+FOLLOWUP_UNKNOWN = N_("No report has this case number and follow-up code. Check both, as written when you sent "
+                      "the report.")

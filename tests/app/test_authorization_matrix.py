@@ -33,6 +33,7 @@ OWN = frozenset({"authority", "producer-own"})
 WORK = frozenset({"authority", "inspector"})
 READ = frozenset({"authority", "inspector", "partner"})
 SIGNED_IN = ALL - {"none"}
+FOLLOWUP = "AAAAA-BBBBB"  # the follow-up code of the scene's new case
 
 
 def _png() -> bytes:
@@ -89,6 +90,7 @@ def scene(session, registry, world) -> Scene:
         session.add(report)
         reports.append(report)
     session.flush()
+    reports[0].followup_hash = hashlib.sha256(f"{reports[0].case_number}|{FOLLOWUP.replace('-', '')}".encode()).hexdigest()
     photo = _png()
     session.add(ReportPhoto(report_id=reports[0].id, media_type="image/png", sha256=hashlib.sha256(photo).hexdigest(),
                             data=photo))
@@ -152,6 +154,8 @@ TABLE: dict[tuple[str, str], tuple[Build, frozenset[str]]] = {
     ("GET", "/api/v1/verify"): (lambda s: ("GET", "/api/v1/verify", {"query_string": {"code": s.unit_url}}), ALL),
     ("POST", "/api/v1/verify/image"): (_image_form, ALL),
     ("POST", "/api/v1/reports"): (_report_form, ALL),
+    ("POST", "/api/v1/reports/status"): (post("/api/v1/reports/status", lambda s: {
+        "case_number": s.case_new, "followup_code": FOLLOWUP}), ALL),
     ("GET", "/api/v1/warnings"): (get("/api/v1/warnings"), ALL),
     ("GET", "/api/v1/violators"): (get("/api/v1/violators"), ALL),
     # the authority's acts
@@ -248,7 +252,7 @@ def test_partner_is_read_only_and_anonymous_writes_are_few():
         if method != "GET":
             assert "partner" not in allowed or allowed == ALL, (method, rule)
     public_writes = {rule for (method, rule), (_, allowed) in TABLE.items() if method != "GET" and "none" in allowed}
-    assert public_writes == {"/api/v1/verify/image", "/api/v1/reports"}
+    assert public_writes == {"/api/v1/verify/image", "/api/v1/reports", "/api/v1/reports/status"}  # the last reads
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -19,7 +19,9 @@ import pytest
 from PIL import Image
 
 from registry.labels import LabelData, render_png
+from registry.cases import CaseService
 from registry.models import Report
+from registry.services import Actor, Role
 
 from tests.app.browser import PHONE, SCREENSHOTS, launch, phone, playwright  # noqa: F401 (fixture)
 from tests.app.verdict_codes import VERDICTS, make_codes
@@ -154,14 +156,34 @@ def test_counterfeit_leads_to_a_stored_report(playwright, live_server, codes, se
         page.set_input_files("#photo", files=[{"name": "fake.jpg", "mimeType": "image/jpeg", "buffer": photo}])
         page.click("#report-form button[type=submit]")
         page.wait_for_url(re.compile(r"/report/sent\?case=VN-"))
-        case = page.locator(".case-number").inner_text().strip()
-        assert re.fullmatch(r"VN-\d{4}-\d{6}", case)
+        case = page.locator("[data-case]").inner_text().strip()
+        code = page.locator("[data-code]").inner_text().strip()
+        assert re.fullmatch(r"VN-\d{4}-\d{6}", case) and re.fullmatch(r"[0-9A-Z]{5}-[0-9A-Z]{5}", code)
+        assert code not in page.url
+        page.screenshot(path=str(SCREENSHOTS / "report-sent.png"), full_page=True)
+        page.click("form.followup-now button")  # the shopper follows the report at once
+        page.wait_for_load_state()
+        assert page.locator("#followup").get_attribute("data-status") == "received"
+        report = session.query(Report).filter_by(case_number=case).one()
+        assert report.verdict == "counterfeit" and report.seller == "Cô Lan" and report.where_kind == "market"
+        assert len(report.photos) == 1 and report.photos[0].media_type == "image/jpeg"
+        CaseService(session).transition(Actor(role=Role.INSPECTOR, name="user:minh"), case, to="investigating",
+                                        text="going to the market tomorrow")
+        session.commit()
+        session.close()  # release SQLite: the live server reads next
+        # days later, on another phone: the case number and the code as written down by hand
+        later = phone(browser).new_page()
+        later.goto(live_server + "/report/status")
+        later.fill("#case", case.lower())
+        later.fill("#code", code.replace("-", " ").lower())
+        later.click("#followup-form button[type=submit]")
+        later.wait_for_load_state()
+        assert later.locator("#followup").get_attribute("data-status") == "investigating"
+        assert later.locator(".followup-status").inner_text() == "Đang xác minh"
+        assert "going to the market" not in later.content()  # what the inspector wrote stays inside
+        later.screenshot(path=str(SCREENSHOTS / "report-status.png"), full_page=True)
     finally:
         browser.close()
-    report = session.query(Report).filter_by(case_number=case).one()
-    assert report.verdict == "counterfeit" and report.seller == "Cô Lan" and report.where_kind == "market"
-    assert len(report.photos) == 1 and report.photos[0].media_type == "image/jpeg"
-    session.rollback()
 
 
 # -- (5) language switch -----------------------------------------------------------------------

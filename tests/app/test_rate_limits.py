@@ -86,6 +86,22 @@ def test_the_report_form_and_api_share_one_limit(tmp_path):
     assert client.post("/report", data={"csrf_token": token}).status_code == 429
 
 
+def test_following_a_report_is_limited_and_the_page_and_api_share_the_limit(tmp_path):
+    """Guessing follow-up codes is slowed down: wrong ones count, and the page is no way around it."""
+    limited = create_app(_config(tmp_path, FOLLOWUP_RATE_LIMIT="2/minute"))
+    init_instance(limited)
+    client = limited.test_client()
+    guess = {"case_number": "VN-2026-000001", "followup_code": "ZZZZZ-ZZZZZ"}
+    assert client.post("/api/v1/reports/status", json=guess).status_code == 404
+    token = re.search(r'name="csrf_token" value="([^"]+)"',
+                      client.get("/report/status").get_data(as_text=True)).group(1)
+    form = {"csrf_token": token, "case": guess["case_number"], "code": guess["followup_code"]}
+    assert client.post("/report/status", data=form).status_code == 404
+    assert client.post("/api/v1/reports/status", json=guess).status_code == 429
+    assert client.post("/report/status", data=form).status_code == 429
+    assert client.get("/report/status").status_code == 200  # the empty form is not counted
+
+
 def test_limits_are_shared_between_app_servers_through_redis(tmp_path):
     store = redis.Redis.from_url(REDIS_URL)
     store.flushdb()  # the machines run Redis on 127.0.0.1:6379

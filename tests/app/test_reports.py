@@ -226,3 +226,68 @@ def test_report_sent_shows_only_a_case_number(client):
     for bogus in ("", "anything", "VN-2026-12", "<b>VN-2026-000123</b>"):
         response = client.get("/report/sent", query_string={"case": bogus})
         assert response.status_code == 303 and response.headers["Location"].endswith("/report"), bogus
+
+
+# -- following a report ------------------------------------------------------------------------------
+
+def _filed_through_the_api(client) -> dict:
+    response = client.post("/api/v1/reports", data=form_fields(code="08936000010010"),
+                           content_type="multipart/form-data")
+    assert response.status_code == 201
+    return response.json
+
+
+def test_api_report_answers_a_follow_up_code_that_shows_where_it_stands(client, session):
+    body = _filed_through_the_api(client)
+    assert re.fullmatch(r"[0-9A-Z]{5}-[0-9A-Z]{5}", body["followup_code"])
+    status = client.post("/api/v1/reports/status", json={"case_number": body["case_number"],
+                                                         "followup_code": body["followup_code"]})
+    assert status.status_code == 200
+    assert status.json["status"] == "received" and status.json["published"] is False
+    assert set(status.json) == {"case_number", "status", "received_at", "updated_at", "published"}
+    wrong = client.post("/api/v1/reports/status", json={"case_number": body["case_number"],
+                                                        "followup_code": "ZZZZZ-ZZZZZ"})
+    unknown = client.post("/api/v1/reports/status", json={"case_number": "VN-2026-999999",
+                                                          "followup_code": body["followup_code"]})
+    assert wrong.status_code == unknown.status_code == 404
+    assert wrong.json == unknown.json and wrong.json["error"]["code"] == "REPORT_UNKNOWN"
+    missing = client.post("/api/v1/reports/status", json={"case_number": body["case_number"]})
+    assert missing.status_code == 422 and "followup_code" in str(missing.json["error"])
+    assert "/api/v1/reports/status" in client.get("/api/v1/openapi.json").json["paths"]
+
+
+def test_form_report_shows_the_follow_up_code_to_the_browser_that_sent_it_only(app, client, session):
+    response = _post_form(client, form_fields(code="08936000010010"))
+    sent = client.get(response.headers["Location"]).get_data(as_text=True)
+    case = re.search(r'data-case="(VN-\d{4}-\d{6})"', sent).group(1)
+    code = re.search(r'data-code="([0-9A-Z]{5}-[0-9A-Z]{5})"', sent).group(1)
+    assert "Mã theo dõi của bạn" in sent
+    assert code not in response.headers["Location"]  # never in an address
+    assert client.get(response.headers["Location"]).get_data(as_text=True).count(code) >= 1  # a reload keeps it
+    stranger = app.test_client().get(response.headers["Location"]).get_data(as_text=True)
+    assert case in stranger and 'data-code="' not in stranger
+    # the button posts both to the status page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', sent).group(1)
+    page = client.post("/report/status", data={"csrf_token": token, "case": case, "code": code})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'data-status="received"' in html
+    assert "Báo cáo của bạn đang chờ cán bộ kiểm tra xử lý." in html
+
+
+def test_the_status_page_works_without_javascript_and_says_nothing_of_a_mismatch(client, session):
+    body = _filed_through_the_api(client)
+    form = client.get("/report/status?case=" + body["case_number"]).get_data(as_text=True)
+    assert f'value="{body["case_number"]}"' in form and 'id="followup"' not in form
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    typed = body["followup_code"].lower().replace("-", "")
+    found = client.post("/report/status", data={"csrf_token": token, "case": body["case_number"], "code": typed},
+                        headers={"Accept-Language": "en"})
+    assert found.status_code == 200 and "Your report is waiting for an inspector." in found.get_data(as_text=True)
+    for case, code in ((body["case_number"], "ZZZZZ-ZZZZZ"), ("VN-2026-999999", body["followup_code"]),
+                       ("<script>x</script>", "")):
+        miss = client.post("/report/status", data={"csrf_token": token, "case": case, "code": code})
+        html = miss.get_data(as_text=True)
+        assert miss.status_code == 404 and "Không có báo cáo nào với mã hồ sơ và mã theo dõi này." in html
+        assert 'id="followup"' not in html and "<script>x" not in html
+    assert client.post("/report/status", data={"case": body["case_number"],
+                                                "code": body["followup_code"]}).status_code == 400  # no CSRF token
