@@ -291,3 +291,27 @@ def test_the_status_page_works_without_javascript_and_says_nothing_of_a_mismatch
         assert 'id="followup"' not in html and "<script>x" not in html
     assert client.post("/report/status", data={"case": body["case_number"],
                                                 "code": body["followup_code"]}).status_code == 400  # no CSRF token
+
+
+def test_a_published_case_links_its_shopper_to_the_violator(client, session, registry):
+    from registry.cases import CaseService
+    from registry.publications import PublicationService
+    from registry.services import Actor, Role
+
+    body = _filed_through_the_api(client)
+    case = body["case_number"]
+    authority = Actor(role=Role.AUTHORITY, name="user:an")
+    cases = CaseService(session)
+    cases.transition(authority, case, to="investigating")
+    cases.transition(authority, case, to="confirmed", text="decision 12/QĐ")
+    publications = PublicationService(session, authority=registry.authority)
+    cases.publish(authority, case, lambda **fields: publications.publish(authority, **fields), decision_ref="12/QĐ")
+    session.commit()
+    session.close()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/report/status").get_data(as_text=True)).group(1)
+    html = client.post("/report/status", data={"csrf_token": token, "case": case,
+                                               "code": body["followup_code"]}).get_data(as_text=True)
+    assert 'data-status="confirmed"' in html
+    link = re.search(r'<a href="([^"]+)">Người bán đã có tên trong danh sách đối tượng vi phạm.</a>', html).group(1)
+    listed = client.get(link.replace("&amp;", "&")).get_data(as_text=True)
+    assert f"({case})" in listed  # the violator published from this case, found by its number
