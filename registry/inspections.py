@@ -26,7 +26,7 @@ from registry.cases import IMAGE_TYPES, AttachmentRejected, sniff_media_type
 from registry.audit import audit
 from registry.errors import Conflict, Forbidden, Invalid, NotFound
 from registry.log import TransparencyLog
-from registry.models import AuditEvent, Batch, Inspection, InspectionCheck, Producer, ScanEvent, Serial
+from registry.models import AuditEvent, Batch, Inspection, InspectionCheck, Producer, Report, ScanEvent, Serial
 from registry.services import Actor, Role
 
 __all__ = ["InspectionService", "EVIDENCE_TYPE", "VERDICTS", "MAX_PHOTO_BYTES", "MAX_OFFLINE_AGE"]
@@ -41,6 +41,7 @@ MAX_OFFLINE_AGE = timedelta(days=30)
 CLOCK_SKEW = timedelta(minutes=5)
 MAX_CHECKS = 2000
 MAX_CLEARANCE_NOTE = 2000
+MAX_LINKED_REPORTS = 10  # shoppers' reports shown with each flagged serial
 
 Recheck = Callable[[str, datetime], dict[str, Any]]
 
@@ -258,6 +259,7 @@ class InspectionService:
                 "flag_cleared_at": rfc3339(serial.flag_cleared_at) if serial.flag_cleared_at else None,
                 "cleared_before": self._last_clearance(f"{gtin}/{lot}/{serial.serial}") if serial.flag_cleared_at
                 else None,
+                "reports": self._reports_about(gtin, lot, serial.serial),
                 "scans": {"count": serial.scan_count, "distinct_clients": serial.distinct_clients,
                           "first_seen": rfc3339(serial.first_seen) if serial.first_seen else None,
                           "last_seen": rfc3339(serial.last_seen) if serial.last_seen else None,
@@ -266,6 +268,15 @@ class InspectionService:
                              "verdict": e.verdict} for e in events],
             })
         return out
+
+    def _reports_about(self, gtin: str, lot: str, serial: str) -> list[dict[str, Any]]:
+        """Shoppers' reports about this very unit, newest first (at most ``MAX_LINKED_REPORTS``): what
+        an inspector reads before deciding whether a flagged unit is a copy."""
+        rows = self.session.execute(
+            select(Report.case_number, Report.status, Report.created_at)
+            .where(Report.gtin == gtin, Report.lot == lot, Report.serial == serial)
+            .order_by(Report.id.desc()).limit(MAX_LINKED_REPORTS)).all()
+        return [{"case_number": case, "status": status, "created_at": rfc3339(created)} for case, status, created in rows]
 
     def _last_clearance(self, target: str) -> dict[str, Any] | None:
         """Who cleared the serial's flag last, when, and what they wrote (from the audit log)."""

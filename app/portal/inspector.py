@@ -29,7 +29,7 @@ from app.i18n import N_
 from app.pages.render import decisive_code
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
-from app.portal.cases import FORM_ERROR
+from app.portal.cases import FORM_ERROR, STATUS_LABEL
 from app.portal.paging import page_number
 from app.presenters import image_verification_json, verification_json
 from app.services import db_session, inspection_service, recheck_offline, registry, scan_context, verifier
@@ -274,7 +274,7 @@ def _flagged_page(page: int, *, errors: dict[str, str] | None = None, values: di
     """``errors``: a serial's clearance form -> the message msgid for its note."""
     items = inspection_service().flagged_serials(current_actor(), limit=50, offset=(page - 1) * 50)
     return render_template("portal/inspector/flagged.html", items=items, page=page, errors=errors or {},
-                           values=values or {}), status
+                           values=values or {}, case_status=STATUS_LABEL), status
 
 
 @bp.route("/inspector/flagged/clear", methods=["POST"])

@@ -190,11 +190,20 @@ def flagged_unit(registry, session, world):
     return codes, serial_id
 
 
-def test_flagged_serials_page(app, accounts, flagged_unit):
+def test_flagged_serials_page(app, accounts, flagged_unit, session):
     codes, _ = flagged_unit
     page = _login(app, "thanh").get("/portal/inspector/flagged").get_data(as_text=True)
     assert codes.genuine_serial in page and "08936000010010" in page
     assert "SERIAL_CLONED" not in page
+    assert "Báo cáo của người mua" not in page  # no report about it yet
+    session.add(Report(case_number="VN-2026-000042", gtin="08936000010010", lot="LOT-1", serial=codes.genuine_serial,
+                       where_kind="shop", where_text="Chợ Lớn", status="investigating",
+                       created_at=datetime.now(timezone.utc)))
+    session.commit()
+    session.close()
+    page = _login(app, "thanh").get("/portal/inspector/flagged").get_data(as_text=True)
+    assert "Báo cáo của người mua" in page
+    assert '<a href="/portal/cases/VN-2026-000042" class="mono">VN-2026-000042</a> · Đang xác minh' in page
 
 
 @pytest.mark.parametrize("page", ["99999999999999999999", "-3", "x", "²"])

@@ -180,7 +180,7 @@ def test_flagged_serials_and_a_case(playwright, live_server, app, registry, sess
     serial = session.execute(select(Serial).where(Serial.serial == codes.genuine_serial)).scalar_one()
     serial.flagged = "SERIAL_CLONED"
     session.add(Report(case_number="VN-2026-000077", code=codes["counterfeit"], gtin="08936000010010", lot="LOT-1",
-                       producer_id=world.producer_id, verdict="counterfeit", where_kind="market",
+                       serial=codes.genuine_serial, producer_id=world.producer_id, verdict="counterfeit", where_kind="market",
                        where_text="Chợ Lớn, quầy 12", seller="Cửa hàng Phát Đạt", contact="0909 123 456",
                        description="Bao bì in mờ, giá rẻ bất thường", status="new",
                        created_at=datetime.now(timezone.utc).replace(microsecond=0)))
@@ -196,6 +196,7 @@ def test_flagged_serials_and_a_case(playwright, live_server, app, registry, sess
         shot(page, "home")
         page.goto(live_server + "/portal/inspector/flagged")
         assert page.is_visible(f'[data-serial="{codes.genuine_serial}"]')
+        assert page.locator(f'[data-serial="{codes.genuine_serial}"] .linked-reports a').inner_text() == "VN-2026-000077"
         page.click(f'[data-serial="{codes.genuine_serial}"] summary')
         page.click(f'[data-serial="{codes.genuine_serial}"] .clear-flag summary')
         page.fill(f'[data-serial="{codes.genuine_serial}"] textarea[name=note]', "Hàng trưng bày ở quầy, khách quét thử")

@@ -16,7 +16,7 @@ from keys.signing import public_key_from_raw, verify
 from registry.cases import AttachmentRejected
 from registry.errors import Conflict, Forbidden, Invalid, NotFound
 from registry.inspections import EVIDENCE_TYPE, InspectionService
-from registry.models import AuditEvent, Serial
+from registry.models import AuditEvent, Report, Serial
 from registry.services import Actor, Role
 from tests.conftest import GTIN, batch_data
 
@@ -193,6 +193,16 @@ def test_flagged_serials_show_their_scan_history(service, registry, session, wor
     assert item["flagged"] == "SERIAL_CLONED" and item["gtin"] == GTIN and item["producer"]["id"] == world.producer_id
     assert item["scans"]["count"] == 4 and len(item["history"]) == 4
     assert "client_hash" not in str(item)
+    assert item["reports"] == []
+    # Shoppers' reports about this unit come with it, newest first; one about its neighbour does not.
+    now = utcnow()
+    for number, (unit, status) in enumerate(((serial, "new"), (other, "new"), (serial, "investigating")), start=1):
+        session.add(Report(case_number=f"VN-2026-{number:06d}", gtin=GTIN, lot="LOT-1", serial=unit,
+                           where_kind="shop", where_text="Chợ Lớn", status=status, created_at=now))
+    session.flush()
+    linked = service.flagged_serials(INSPECTOR)[0]["reports"]
+    assert [(r["case_number"], r["status"]) for r in linked] == [("VN-2026-000003", "investigating"),
+                                                                 ("VN-2026-000001", "new")]
     assert session.get(Serial, session.query(Serial.id).filter(Serial.serial == other).scalar()).flagged is None
     with pytest.raises(Forbidden):
         service.flagged_serials(producer)
