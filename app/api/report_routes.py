@@ -7,7 +7,8 @@ import functools
 from flask import jsonify, request
 from marshmallow import fields, validate
 
-from registry.reports import FOLLOWUP_STATUS, WHERE_KINDS, PhotoTooLarge, ReportInput, ReportInvalid, ReportService, TooManyReports
+from registry.reports import (FOLLOWUP_STATUS, WHERE_KINDS, PhotoTooLarge, ReportInput, ReportInvalid, ReportService,
+                              TooManyReports)
 from verification.decoding import NotAnImage
 
 from app.api import bp
