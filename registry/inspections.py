@@ -269,6 +269,20 @@ class InspectionService:
             })
         return out
 
+    def unit_state(self, actor: Actor, gtin: str, lot: str, serial: str) -> dict[str, Any] | None:
+        """What clone detection holds of one unit, for an inspector working a report about it: its
+        checks, whether it is flagged, and the last clearance of its flag (None: no such unit)."""
+        actor.require(Role.INSPECTOR, Role.AUTHORITY)
+        unit = self.session.execute(
+            select(Serial).join(Batch, Batch.id == Serial.batch_id)
+            .where(Batch.gtin == gtin, Batch.lot == lot, Serial.serial == serial)).scalar_one_or_none()
+        if unit is None:
+            return None
+        return {"flagged": unit.flagged,
+                "flag_cleared_at": rfc3339(unit.flag_cleared_at) if unit.flag_cleared_at else None,
+                "cleared_before": self._last_clearance(f"{gtin}/{lot}/{serial}") if unit.flag_cleared_at else None,
+                "scans": {"count": unit.scan_count, "distinct_clients": unit.distinct_clients}}
+
     def _reports_about(self, gtin: str, lot: str, serial: str) -> list[dict[str, Any]]:
         """Shoppers' reports about this very unit, newest first (at most ``MAX_LINKED_REPORTS``): what
         an inspector reads before deciding whether a flagged unit is a copy."""

@@ -21,7 +21,7 @@ from app.i18n import N_
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
 from app.portal.paging import page_number
-from app.services import case_service, db_session, publication_service
+from app.services import case_service, db_session, inspection_service, publication_service
 
 __all__ = ["STATUS_LABEL"]
 
@@ -87,9 +87,11 @@ def _case_page(case_number: str, *, errors: dict[str, str] | None = None, values
     moves = sorted(TRANSITIONS.get(case.status, ()), key=STATUSES.index)
     if not case.assigned_to:
         moves = [m for m in moves if m != "assigned"]
+    unit = (inspection_service().unit_state(actor, case.gtin, case.lot, case.serial)
+            if case.gtin and case.lot and case.serial else None)
     return render_template(
         "portal/inspector/case.html", case=view, notes=notes, moves=moves, move_labels=MOVE_LABEL,
-        labels=STATUS_LABEL, published=service.published(case),
+        labels=STATUS_LABEL, published=service.published(case), unit=unit,
         may_publish=actor.role == Role.AUTHORITY, errors=errors or {}, values=values or {},
         me=actor.name), status
 

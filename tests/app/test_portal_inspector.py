@@ -338,3 +338,27 @@ def test_a_case_from_new_to_published(app, accounts, report, session):
     assert publication_note and int(publication_note.group(1)) == row.id
     actions = session.execute(select(AuditEvent.action).where(AuditEvent.target == number)).scalars().all()
     assert {"case.assign", "case.transition", "case.note", "case.publish"} <= set(actions)
+
+
+def test_a_case_about_a_flagged_unit_shows_its_flag_then_its_clearance(app, accounts, session, flagged_unit):
+    """The inspector working a shopper's report about a unit sees what clone detection holds of it."""
+    codes, _ = flagged_unit
+    session.add(Report(case_number="VN-2026-000051", code=codes["genuine"], gtin="08936000010010", lot="LOT-1",
+                       serial=codes.genuine_serial, where_kind="shop", where_text="Chợ Lớn", status="new",
+                       created_at=datetime.now(timezone.utc)))
+    session.add(Report(case_number="VN-2026-000052", code="08936000010010", gtin="08936000010010",
+                       where_kind="shop", where_text="Chợ Lớn", status="new", created_at=datetime.now(timezone.utc)))
+    session.commit()
+    session.close()
+    inspector = _login(app, "thanh")
+    page = inspector.get("/portal/cases/VN-2026-000051").get_data(as_text=True)
+    assert 'id="unit-checks" data-flagged="yes"' in page
+    assert '<a class="badge badge-revoked" href="/portal/inspector/flagged">có thể bị sao chép</a>' in page
+    token = _token(inspector, "/portal/inspector/flagged")
+    assert inspector.post("/portal/inspector/flagged/clear", data={
+        "gtin": "08936000010010", "lot": "LOT-1", "serial": codes.genuine_serial, "csrf_token": token,
+        "note": "Hàng trưng bày <b>quầy 12</b>"}).status_code == 303
+    page = inspector.get("/portal/cases/VN-2026-000051").get_data(as_text=True)
+    assert 'data-flagged="no"' in page and "Đã từng gỡ cờ" in page
+    assert "Gỡ bởi thanh: “Hàng trưng bày &lt;b&gt;quầy 12&lt;/b&gt;”" in page
+    assert 'id="unit-checks"' not in inspector.get("/portal/cases/VN-2026-000052").get_data(as_text=True)  # no serial

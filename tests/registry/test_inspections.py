@@ -243,7 +243,17 @@ def test_an_inspector_clears_a_flag_and_counting_starts_again(service, registry,
     serial, verify, writer = _clone_setup(registry, session, world, later)
     assert verify("client-0", "network-0").verdict.value == "suspect"
     writer.flush(session)
+    assert service.unit_state(INSPECTOR, GTIN, "LOT-1", serial) == {
+        "flagged": "SERIAL_CLONED", "flag_cleared_at": None, "cleared_before": None,
+        "scans": {"count": 5, "distinct_clients": 4}}
     cleared = service.clear_flag(INSPECTOR, GTIN, "LOT-1", serial, note="  display unit at the shop counter ")
+    state = service.unit_state(INSPECTOR, GTIN, "LOT-1", serial)  # what a case about the unit shows
+    assert state["flagged"] is None and state["flag_cleared_at"] == cleared["flag_cleared_at"]
+    assert state["cleared_before"] == {"at": cleared["flag_cleared_at"], "by": "user:minh",
+                                       "note": "display unit at the shop counter"}
+    assert service.unit_state(INSPECTOR, GTIN, "LOT-1", "NO-SUCH-UNIT") is None
+    with pytest.raises(Forbidden):
+        service.unit_state(Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p"), GTIN, "LOT-1", serial)
     assert cleared["cleared"] == "SERIAL_CLONED" and cleared["scans"] == {"count": 5, "distinct_clients": 4}
     unit = _unit(session, serial)
     assert unit.flagged is None and unit.clone_baseline == 4 and unit.flag_cleared_at is not None
