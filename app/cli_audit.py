@@ -36,8 +36,7 @@ def register_audit_cli(app: Flask) -> None:
             args = AuditArgsSchema().load(given)
         except ValidationError as exc:
             raise click.ClickException(f"VALIDATION_FAILED: --{summary(exc.messages)}") from None
-        query = AuditQuery(actor=args.get("actor"), action=args.get("action"), target=args.get("target"),
-                           since=args.get("since"), until=args.get("until"))
+        query = AuditQuery.of(args)
         with current_app.extensions["session_factory"]() as session:
             try:
                 page = AuditTrail(session).search(SYSTEM, query, limit=args["limit"], before=args.get("before"))

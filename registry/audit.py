@@ -9,9 +9,9 @@ event's id): events written while someone reads neither shift nor repeat a page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -63,6 +63,33 @@ class AuditQuery:
     since: datetime | None = None
     until: datetime | None = None
 
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> "AuditQuery":
+        """From request parameters (empty values: no filter)."""
+        return cls(**{name: values.get(name) or None for name in ("actor", "action", "target", "since", "until")})
+
+    def problems(self) -> list[Invalid]:
+        """Every field this query cannot be searched with, each as the error ``search`` raises."""
+        found: list[Invalid] = []
+        if self.action and self.action not in _KNOWN:
+            found.append(Invalid(f"unknown action {self.action!r}", code="UNKNOWN_ACTION", field="action"))
+        for name in ("actor", "target"):
+            value = getattr(self, name)
+            if value and len(value) > MAX_FILTER_LENGTH:
+                found.append(Invalid(f"{name} is longer than {MAX_FILTER_LENGTH} characters", code="TOO_LONG",
+                                     field=name))
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name}: a naive datetime")
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            found.append(Invalid("until must be later than since", code="BAD_PERIOD", field="until"))
+        return found
+
+    def without(self, fields: set[str]) -> "AuditQuery":
+        """This query without the filters named."""
+        return replace(self, **{name: None for name in fields})
+
 
 @dataclass(frozen=True)
 class AuditPage:
@@ -106,18 +133,9 @@ def _check(query: AuditQuery, limit: int, before: int | None) -> None:
         raise Invalid(f"limit must be from 1 to {MAX_PAGE_SIZE}", code="BAD_LIMIT", field="limit")
     if before is not None and before < 1:
         raise Invalid("before must be an event id (1 or more)", code="BAD_CURSOR", field="before")
-    if query.action and query.action not in _KNOWN:
-        raise Invalid(f"unknown action {query.action!r}", code="UNKNOWN_ACTION", field="action")
-    for name in ("actor", "target"):
-        value = getattr(query, name)
-        if value and len(value) > MAX_FILTER_LENGTH:
-            raise Invalid(f"{name} is longer than {MAX_FILTER_LENGTH} characters", code="TOO_LONG", field=name)
-    for name in ("since", "until"):
-        value = getattr(query, name)
-        if value is not None and value.tzinfo is None:
-            raise ValueError(f"{name}: a naive datetime")
-    if query.since is not None and query.until is not None and query.until <= query.since:
-        raise Invalid("until must be later than since", code="BAD_PERIOD", field="until")
+    problems = query.problems()
+    if problems:
+        raise problems[0]
 
 
 def _event(row: AuditEvent) -> dict[str, Any]:

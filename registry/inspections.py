@@ -17,7 +17,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, defer
 
 from keys.encoding import MalformedEncoding, canonical_bytes, rfc3339, utcnow
@@ -256,9 +256,7 @@ class InspectionService:
             out.append({
                 "serial": serial.serial, "gtin": gtin, "lot": lot, "product_name": product,
                 "producer": {"id": producer_id, "name": producer_name}, "flagged": serial.flagged,
-                "flag_cleared_at": rfc3339(serial.flag_cleared_at) if serial.flag_cleared_at else None,
-                "cleared_before": self._last_clearance(f"{gtin}/{lot}/{serial.serial}") if serial.flag_cleared_at
-                else None,
+                **self._clearance(serial, gtin, lot),
                 "reports": self._reports_about(gtin, lot, serial.serial),
                 "scans": {"count": serial.scan_count, "distinct_clients": serial.distinct_clients,
                           "first_seen": rfc3339(serial.first_seen) if serial.first_seen else None,
@@ -273,15 +271,18 @@ class InspectionService:
         """What clone detection holds of one unit, for an inspector working a report about it: its
         checks, whether it is flagged, and the last clearance of its flag (None: no such unit)."""
         actor.require(Role.INSPECTOR, Role.AUTHORITY)
-        unit = self.session.execute(
-            select(Serial).join(Batch, Batch.id == Serial.batch_id)
-            .where(Batch.gtin == gtin, Batch.lot == lot, Serial.serial == serial)).scalar_one_or_none()
+        unit = self.session.execute(_unit(gtin, lot, serial)).scalar_one_or_none()
         if unit is None:
             return None
-        return {"flagged": unit.flagged,
-                "flag_cleared_at": rfc3339(unit.flag_cleared_at) if unit.flag_cleared_at else None,
-                "cleared_before": self._last_clearance(f"{gtin}/{lot}/{serial}") if unit.flag_cleared_at else None,
+        return {"flagged": unit.flagged, **self._clearance(unit, gtin, lot),
                 "scans": {"count": unit.scan_count, "distinct_clients": unit.distinct_clients}}
+
+    def _clearance(self, unit: Serial, gtin: str, lot: str) -> dict[str, Any]:
+        """When the unit's flag was last cleared, and by whom and why (from the audit log)."""
+        if unit.flag_cleared_at is None:
+            return {"flag_cleared_at": None, "cleared_before": None}
+        return {"flag_cleared_at": rfc3339(unit.flag_cleared_at),
+                "cleared_before": self._last_clearance(f"{gtin}/{lot}/{unit.serial}")}
 
     def _reports_about(self, gtin: str, lot: str, serial: str) -> list[dict[str, Any]]:
         """Shoppers' reports about this very unit, newest first (at most ``MAX_LINKED_REPORTS``): what
@@ -315,10 +316,8 @@ class InspectionService:
             raise Invalid("say what was checked before clearing the flag", code="FIELD_REQUIRED", field="note")
         if len(note) > MAX_CLEARANCE_NOTE:
             raise Invalid(f"the note has at most {MAX_CLEARANCE_NOTE} characters", code="TOO_LONG", field="note")
-        unit = self.session.execute(
-            select(Serial).join(Batch, Batch.id == Serial.batch_id)
-            .where(Batch.gtin == gtin, Batch.lot == lot, Serial.serial == serial)
-            .with_for_update(of=Serial).execution_options(populate_existing=True)).scalar_one_or_none()
+        unit = self.session.execute(_unit(gtin, lot, serial).with_for_update(of=Serial)
+                                    .execution_options(populate_existing=True)).scalar_one_or_none()
         if unit is None:
             raise NotFound(f"no serial {serial} in batch {gtin} / {lot}", code="SERIAL_UNKNOWN")
         if unit.flagged is None:
@@ -330,3 +329,9 @@ class InspectionService:
         self.session.flush()
         return {"gtin": gtin, "lot": lot, "serial": serial, "cleared": reason, "flag_cleared_at": rfc3339(now),
                 "scans": {"count": unit.scan_count, "distinct_clients": unit.distinct_clients}}
+
+
+def _unit(gtin: str, lot: str, serial: str) -> Select:
+    """The serial row of one unit, by what its code says."""
+    return (select(Serial).join(Batch, Batch.id == Serial.batch_id)
+            .where(Batch.gtin == gtin, Batch.lot == lot, Serial.serial == serial))

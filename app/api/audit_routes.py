@@ -57,8 +57,7 @@ def audit_events(args):
     """The audit trail (authority), newest first, a page of ``limit`` events at a time. While older
     events remain, ``next_before`` (and a ``Link: <...>; rel="next"`` header) gives the next page:
     paging by position, so events written meanwhile neither shift nor repeat one."""
-    query = AuditQuery(actor=args.get("actor"), action=args.get("action"), target=args.get("target"),
-                       since=args.get("since"), until=args.get("until"))
+    query = AuditQuery.of(args)
     page = audit_trail().search(current_actor(), query, limit=args["limit"], before=args.get("before"))
     db_session().rollback()
     response = jsonify({"items": page.events, "next_before": page.next_before})

@@ -14,13 +14,13 @@ from typing import Any
 from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from app.i18n import VIETNAM_TIME
+from app.i18n import N_, VIETNAM_TIME
 from app.messages import ACTION_TEXT
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
 from app.portal.errors import error_text
 from app.services import account_service, audit_trail, db_session, publication_service, registry
-from registry.audit import ACTIONS, MAX_FILTER_LENGTH, AuditQuery
+from registry.audit import ACTIONS, AuditQuery
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError
 from registry.keys_admin import producer_keys
 from registry.publications import KINDS
@@ -244,6 +244,11 @@ def authority_user_action(username: str, action: str):
 
 # -- the audit trail -------------------------------------------------------------------------------
 AUDIT_FILTERS = ("actor", "action", "target", "from", "until")
+AUDIT_FILTER_ERROR = {  # registry.audit.AuditQuery.problems, said beside the field
+    "UNKNOWN_ACTION": N_("Not an action the registry records."),
+    "TOO_LONG": N_("This is too long."),
+    "BAD_PERIOD": N_("The last day comes before the first."),
+}
 
 
 @bp.route("/authority/audit")
@@ -262,16 +267,11 @@ def authority_audit():
                           if day is not None else None)
         except (ValueError, OverflowError):
             errors[name], days[name] = _("Not a date: use the calendar."), None
-    if values["action"] and values["action"] not in ACTIONS:
-        errors["action"] = _("Not an action the registry records.")
-    for name in ("actor", "target"):
-        if len(values[name]) > MAX_FILTER_LENGTH:  # longer than anything the trail stores
-            errors[name] = _("This is too long.")
-    if days["from"] is not None and days["until"] is not None and days["until"] <= days["from"]:
-        errors["until"], days["until"] = _("The last day comes before the first."), None
-    usable = {name: value for name, value in values.items() if value and name not in errors}
-    query = AuditQuery(actor=usable.get("actor"), action=usable.get("action"), target=usable.get("target"),
-                       since=days["from"], until=days["until"])
+    query = AuditQuery.of({**values, "since": days["from"], "until": days["until"]})
+    problems = query.problems()
+    for problem in problems:  # the field on the page: "until" is the last day
+        errors[problem.field] = _(AUDIT_FILTER_ERROR[problem.code])
+    query = query.without({problem.field for problem in problems})
     before = request.args.get("before", "")
     before = int(before) if before.isdigit() and before.isascii() and 0 < int(before) < 2**63 else None
     page = audit_trail().search(current_actor(), query, limit=50, before=before)

@@ -289,8 +289,8 @@ def flagged_clear():
                                         note=form.get("note", ""))
     except Invalid as exc:
         db_session().rollback()
-        return _flagged_page(page_number(form.get("page")), errors={serial: FORM_ERROR.get(exc.code) or exc.message}, values=dict(form),
-                             status=422)
+        return _flagged_page(page_number(form.get("page")), errors={serial: FORM_ERROR.get(exc.code) or exc.message},
+                             values=dict(form), status=422)
     except Conflict:  # another inspector cleared it meanwhile
         db_session().rollback()
         flash(_("Serial %(serial)s is no longer flagged: its flag was cleared meanwhile.", serial=serial), "error")
