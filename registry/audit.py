@@ -28,7 +28,7 @@ __all__ = ["ACTIONS", "AuditQuery", "AuditPage", "AuditTrail", "audit", "MAX_PAG
 ACTIONS: tuple[str, ...] = (
     "producer.admit",
     "key.certify", "key.rotate", "key.revoke",
-    "batch.register", "serials.issue", "batch.recall",
+    "batch.register", "batch.correct", "serials.issue", "batch.recall",
     "serial.flag_clear",
     "inspection.open", "inspection.check", "inspection.close", "inspection.evidence",
     "case.assign", "case.transition", "case.note", "case.publish",

@@ -168,6 +168,21 @@ class Recall(Base):
     log_index: Mapped[int] = mapped_column(Integer)
 
 
+class BatchVersion(Base):
+    """An origin record that a correction replaced (``Registry.correct_batch``): records are immutable,
+    so each version stays, as signed and logged; ``batches.record`` holds the current one."""
+
+    __tablename__ = "batch_versions"
+    __table_args__ = (UniqueConstraint("batch_id", "version", name="uq_batch_versions_batch_version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
+    version: Mapped[int] = mapped_column(Integer)  # 1: the record the batch was registered with
+    record: Mapped[dict[str, Any]] = mapped_column(JSON)
+    log_index: Mapped[int] = mapped_column(Integer)
+    superseded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class LogState(Base):
     """One row: the log's size. Appenders lock it, so log indexes are handed out one at a time."""
 

@@ -22,6 +22,7 @@ from keys.encoding import (
     b64url_decode,
     b64url_encode,
     kid_for,
+    log_bytes,
     parse_rfc3339,
     rfc3339,
     utcnow,
@@ -36,6 +37,7 @@ from registry.log import TransparencyLog
 from registry.models import (
     ApiToken,
     Batch,
+    BatchVersion,
     Producer,
     ProducerKey,
     Recall,
@@ -77,6 +79,10 @@ MAX_SERIALS_PER_REQUEST = 100_000
 #: A batch's largest declared quantity: far above any lot, and exact in every JSON reader (< 2^53).
 MAX_QUANTITY = 10**12
 MAX_RECALL_REASON = 1000  # as the API's RecallInSchema
+MAX_CORRECTION_REASON = 1000  # as the API's CorrectionInSchema
+#: What an origin record says about its batch: what a correction may change (but the GTIN, the lot and
+#: the expiry date) and must change at least one of.
+ORIGIN_CONTENT = ("gtin", "lot", "product", "facility", "production_date", "expiry_date", "quantity", "certifications")
 DEFAULT_KEY_VALIDITY = timedelta(days=3 * 365)
 
 
@@ -414,6 +420,91 @@ class Registry:
         self._check_prefix(key, fields["gtin"])
         return record, key
 
+    # -- corrections ---------------------------------------------------------------------------
+    def correct_batch(self, actor: Actor, gtin: str, lot: str, data: dict[str, Any], *,
+                      reason: str | None = None) -> Batch:
+        """Correct a batch's origin record. Records are immutable: the correction is a new version,
+        signed and appended to the transparency log, naming the version it replaces (``"version"``,
+        ``"supersedes": {"index", "sha256"}``: the replaced record's log index and the SHA-256 of
+        its log entry) and why (``"reason"``). The replaced version is kept (``BatchVersion``).
+
+        ``data`` is the whole corrected record, shaped as for ``register_batch`` (GTIN and lot may be
+        left out), or a record signed by the producer's own key in ``data["record"]`` that carries
+        the version, supersedes and reason itself. The GTIN, the lot and the expiry date cannot
+        change (codes already printed carry them), and something else must. Each server's cached
+        lookups drop the batch when they see the new log entry (``registry.lookup``)."""
+        actor.require(Role.PRODUCER, Role.AUTHORITY)
+        self.log().lock()  # then the batch, read afresh: two corrections at once become two versions
+        batch = self.owned_batch(actor, gtin, lot, lock=True)
+        old = batch.record
+        version = int(old.get("version", 1)) + 1
+        supersedes = {"index": batch.log_index, "sha256": b64url_encode(hashlib.sha256(log_bytes(old)).digest())}
+        presigned = data.get("record")
+        if presigned is not None:
+            record, key = self._check_presigned(batch.producer, presigned)
+            if record.get("version") != version or record.get("supersedes") != supersedes:
+                raise Conflict(f"the record must be version {version} superseding {supersedes}: it names "
+                               "another version, or the batch was corrected meanwhile", code="VERSION_CONFLICT")
+            reason = record.get("reason") if isinstance(record.get("reason"), str) else None
+            self._check_correction(batch, record, reason, [])
+        else:
+            problems: list[Invalid] = []
+            fields: dict[str, Any] = {}
+            try:
+                fields = self._origin_fields({**data, "gtin": data.get("gtin") or batch.gtin,
+                                              "lot": data.get("lot") or batch.lot})
+            except Invalid as exc:
+                problems += getattr(exc, "problems", [exc])
+            reason = self._check_correction(batch, fields, reason, problems)
+            key = self.active_key(batch.producer_id)
+            self._check_prefix(key, batch.gtin)
+            record = sign({"t": "origin-record", **fields, "kid": key.kid, "producer_id": batch.producer_id,
+                           "issued_at": rfc3339(self.clock()), "version": version, "supersedes": supersedes,
+                           "reason": reason}, self._signer(key))
+        index, _ = self._append(record, "origin-record")
+        self.session.add(BatchVersion(batch_id=batch.id, version=version - 1, record=old, log_index=batch.log_index,
+                                      superseded_at=self.clock()))
+        batch.record, batch.kid, batch.log_index = record, key.kid, index
+        batch.product_name = record["product"]["name"]
+        batch.production_date = date.fromisoformat(record["production_date"])
+        audit(self.session, self.clock(), actor, "batch.correct", f"{batch.gtin}/{batch.lot}", log_index=index,
+              version=version, reason=reason)
+        self.session.flush()
+        return batch
+
+    @staticmethod
+    def _check_correction(batch: Batch, fields: dict[str, Any], reason: str | None,
+                          problems: list[Invalid]) -> str:
+        """The correction's own rules, added to the record's ``problems`` (all raised together):
+        a reason, the same GTIN, lot and expiry date, and a change. Returns the reason, stripped."""
+        reason = (reason or "").strip()
+        if not reason:
+            problems.append(Invalid("a correction needs a reason", code="FIELD_REQUIRED", field="reason"))
+        elif len(reason) > MAX_CORRECTION_REASON:  # it goes into the transparency log, for good
+            problems.append(Invalid(f"a correction's reason is at most {MAX_CORRECTION_REASON:,} characters",
+                                    code="TOO_LONG", field="reason"))
+        old = batch.record
+        for name, words in (("gtin", "GTIN"), ("lot", "lot")):
+            if fields.get(name) not in (None, old[name]):
+                problems.append(Invalid(f"a correction cannot change the batch's {words}: register a new batch",
+                                        code="BATCH_MISMATCH", field=name))
+        if fields and fields.get("expiry_date") != old.get("expiry_date"):
+            problems.append(Invalid("a correction cannot change the expiry date: the codes already printed carry "
+                                    "it (recall the batch and register a new lot)", code="EXPIRY_FIXED",
+                                    field="expiry_date"))
+        if fields and not problems and all((fields.get(k) or None) == (old.get(k) or None) for k in ORIGIN_CONTENT):
+            problems.append(Invalid("the correction changes nothing in the record", code="NOTHING_CHANGED"))
+        if problems:
+            raise problems[0] if len(problems) == 1 else InvalidFields(problems)
+        return reason
+
+    def versions(self, batch: Batch) -> list[BatchVersion]:
+        """The versions a batch's record replaced, oldest first (none for a batch never corrected)."""
+        if int(batch.record.get("version", 1)) == 1:
+            return []
+        return list(self.session.execute(
+            select(BatchVersion).where(BatchVersion.batch_id == batch.id).order_by(BatchVersion.version)).scalars())
+
     def batch(self, gtin: str, lot: str) -> Batch:
         batch = self.session.execute(select(Batch).where(Batch.gtin == gtin, Batch.lot == lot)).scalar_one_or_none()
         if batch is None:
@@ -434,14 +525,18 @@ class Registry:
                          exp=yymmdd(batch.expiry_date), s=s)
 
     def batch_view(self, batch: Batch) -> dict[str, Any]:
-        """``{"record", "status", "log": {"index", "size", "path", "checkpoint"}}``."""
+        """``{"record", "status", "log": {"index", "size", "path", "checkpoint"}, "version", "versions"}``:
+        ``versions`` are the records corrections replaced, oldest first."""
         tlog = self.log()
         checkpoint = tlog.latest_checkpoint()
         size = int(checkpoint["size"]) if checkpoint else tlog.size()
         proof = tlog.inclusion(batch.log_index, size)
         return {"record": batch.record, "status": batch.status, "producer": self.producer_view(batch.producer),
                 "serial_count": batch.serial_count, "url": self.batch_url(batch),
-                "log": {"index": batch.log_index, "size": size, "path": proof["path"], "checkpoint": checkpoint}}
+                "log": {"index": batch.log_index, "size": size, "path": proof["path"], "checkpoint": checkpoint},
+                "version": int(batch.record.get("version", 1)),
+                "versions": [{"version": v.version, "record": v.record, "log": {"index": v.log_index},
+                              "superseded_at": rfc3339(v.superseded_at)} for v in self.versions(batch)]}
 
     @staticmethod
     def producer_view(producer: Producer) -> dict[str, Any]:

@@ -1,0 +1,199 @@
+"""Corrections of origin records (Registry.correct_batch): a new signed, logged version naming the one
+it replaces; the replaced one kept; what a correction may not change; who may correct."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from keys.encoding import b64url_decode, b64url_encode, log_bytes, rfc3339, utcnow
+from keys.signing import Signer, public_key_from_raw, sign, verify
+from registry.errors import Conflict, Forbidden, Invalid, NotFound
+from registry.models import AuditEvent, BatchVersion
+from registry.services import SYSTEM, Actor, Registry, Role
+from tests.conftest import GTIN, batch_data
+
+PRODUCER = lambda world: Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")  # noqa: E731
+
+
+def corrected(**changes) -> dict:
+    """The registration's data with ``changes``, without the GTIN and lot (a correction may leave them out)."""
+    data = {k: v for k, v in batch_data().items() if k not in ("gtin", "lot")}
+    data.update(changes)
+    return data
+
+
+def entry_hash(record: dict) -> str:
+    return b64url_encode(hashlib.sha256(log_bytes(record)).digest())
+
+
+def test_a_correction_is_a_new_signed_logged_version_naming_the_one_it_replaces(registry, world, session):
+    first = registry.register_batch(PRODUCER(world), batch_data())
+    v1, v1_index = dict(first.record), first.log_index
+    size = registry.log().size()
+
+    batch = registry.correct_batch(PRODUCER(world), GTIN, "LOT-1",
+                                   corrected(product={"name": "Cà phê hạt rang", "brand": "Highland"}),
+                                   reason="  tên sản phẩm in sai  ")
+    session.commit()
+    record = batch.record
+    assert record["t"] == "origin-record" and record["version"] == 2
+    assert record["supersedes"] == {"index": v1_index, "sha256": entry_hash(v1)}
+    assert record["reason"] == "tên sản phẩm in sai"  # stripped
+    assert record["product"] == {"name": "Cà phê hạt rang", "brand": "Highland"}
+    assert (record["gtin"], record["lot"], record["expiry_date"]) == (GTIN, "LOT-1", v1["expiry_date"])
+    key = registry.key(record["kid"])
+    verify(record, public_key_from_raw(b64url_decode(key.public_key)))  # signed by the producer's key
+
+    # appended to the log, and the log's latest checkpoint covers it
+    assert registry.log().size() == size + 1 == batch.log_index + 1
+    assert registry.log().entry(batch.log_index) == record
+    assert registry.log().latest_checkpoint()["size"] == size + 1
+    assert registry.log().entry(v1_index) == v1  # the old entry stays where it was
+
+    # the current record on the batch, the replaced one kept as it was signed
+    stored = registry.batch(GTIN, "LOT-1")
+    assert stored.record == record and stored.product_name == "Cà phê hạt rang"
+    view = registry.batch_view(stored)
+    assert view["version"] == 2 and view["log"]["index"] == batch.log_index
+    assert [(v["version"], v["record"], v["log"]["index"]) for v in view["versions"]] == [(1, v1, v1_index)]
+    events = session.execute(select(AuditEvent).where(AuditEvent.action == "batch.correct")).scalars().all()
+    assert [(e.actor, e.target, e.detail["version"], e.detail["reason"]) for e in events] == [
+        ("p", f"{GTIN}/LOT-1", 2, "tên sản phẩm in sai")]
+
+
+def test_versions_follow_one_another(registry, world, session):
+    registry.register_batch(PRODUCER(world), batch_data())
+    registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", corrected(quantity=90), reason="đếm lại")
+    v2 = dict(registry.batch(GTIN, "LOT-1").record)
+    third = registry.correct_batch(SYSTEM, GTIN, "LOT-1", corrected(quantity=95), reason="đếm lại lần nữa")
+    session.commit()
+    assert third.record["version"] == 3 and third.record["quantity"] == 95
+    assert third.record["supersedes"]["sha256"] == entry_hash(v2)
+    assert [v["version"] for v in registry.batch_view(third)["versions"]] == [1, 2]
+    assert registry.log().verify_all(registry.authority.public_raw).ok
+    unchanged = registry.register_batch(PRODUCER(world), batch_data(lot="LOT-2"))
+    assert registry.batch_view(unchanged)["version"] == 1 and registry.batch_view(unchanged)["versions"] == []
+
+
+def test_what_a_correction_may_not_change_every_problem_at_once(registry, world, session):
+    registry.register_batch(PRODUCER(world), batch_data())
+    session.commit()
+    size = registry.log().size()
+    later = (date.today() + timedelta(days=400)).isoformat()
+    with pytest.raises(Invalid) as err:
+        registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", corrected(lot="LOT-9", expiry_date=later), reason="")
+    assert {(p.code, p.field) for p in err.value.problems} == {
+        ("FIELD_REQUIRED", "reason"), ("BATCH_MISMATCH", "lot"), ("EXPIRY_FIXED", "expiry_date")}
+    with pytest.raises(Invalid) as err:  # the record's own rules are checked with the correction's
+        registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", corrected(product={"name": ""}), reason="x" * 1001)
+    assert {(p.code, p.field) for p in err.value.problems} == {("FIELD_REQUIRED", "product.name"),
+                                                               ("TOO_LONG", "reason")}
+    with pytest.raises(Invalid) as err:
+        registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", corrected(gtin="08936000010027"), reason="r")
+    assert (err.value.code, err.value.field) == ("BATCH_MISMATCH", "gtin")
+    with pytest.raises(Invalid) as err:  # the same record again: not a correction
+        registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", corrected(), reason="nothing")
+    assert err.value.code == "NOTHING_CHANGED"
+    session.rollback()
+    assert registry.log().size() == size and registry.batch(GTIN, "LOT-1").record.get("version") is None
+    assert session.execute(select(BatchVersion)).first() is None
+
+
+def test_who_may_correct(registry, world, session):
+    registry.register_batch(PRODUCER(world), batch_data())
+    other = registry.admit_producer(SYSTEM, name="Other", tax_code="0399999999", gs1_prefixes=["893600002"],
+                                    country="VN")
+    session.commit()
+    with pytest.raises(Forbidden):
+        registry.correct_batch(Actor(role=Role.PRODUCER, producer_id=other.id), GTIN, "LOT-1",
+                               corrected(quantity=1), reason="r")
+    for role in (Role.INSPECTOR, Role.PARTNER):
+        with pytest.raises(Forbidden):
+            registry.correct_batch(Actor(role=role), GTIN, "LOT-1", corrected(quantity=1), reason="r")
+    with pytest.raises(NotFound):
+        registry.correct_batch(PRODUCER(world), GTIN, "NO-LOT", corrected(quantity=1), reason="r")
+    session.rollback()
+    done = registry.correct_batch(Actor(role=Role.AUTHORITY, name="user:an"), GTIN, "LOT-1",
+                                  corrected(quantity=1), reason="theo biên bản kiểm tra")
+    assert done.record["version"] == 2 and done.record["quantity"] == 1
+
+
+def test_a_recalled_batch_can_be_corrected_and_stays_recalled(registry, world, session):
+    registry.register_batch(PRODUCER(world), batch_data())
+    registry.recall(PRODUCER(world), GTIN, "LOT-1", reason="nhiễm khuẩn")
+    batch = registry.correct_batch(PRODUCER(world), GTIN, "LOT-1",
+                                   corrected(facility={"name": "Xưởng Buôn Ma Thuột", "country": "VN"}),
+                                   reason="sai nơi sản xuất")
+    assert batch.status == "recalled" and batch.record["facility"]["name"] == "Xưởng Buôn Ma Thuột"
+
+
+def test_a_record_signed_by_the_producers_own_key(registry, world, session):
+    own = Signer.generate()
+    registry.certify_key(SYSTEM, world.producer_id, public_key=b64url_encode(own.public_raw))
+    base = {"t": "origin-record", "gtin": GTIN, "lot": "OWN-1", "kid": own.kid, "producer_id": world.producer_id,
+            "product": {"name": "Tea"}, "facility": {"name": "Farm"},
+            "production_date": date.today().isoformat(), "certifications": [], "issued_at": rfc3339(utcnow())}
+    first = registry.register_batch(PRODUCER(world), {"record": sign(base, own)})
+    supersedes = {"index": first.log_index, "sha256": entry_hash(first.record)}
+    fix = {**base, "product": {"name": "Green tea"}, "issued_at": rfc3339(utcnow()), "version": 2,
+           "supersedes": supersedes, "reason": "typo"}
+
+    for wrong, code in (({"version": 3}, "VERSION_CONFLICT"),
+                        ({"supersedes": {**supersedes, "sha256": entry_hash({"x": 1})}}, "VERSION_CONFLICT"),
+                        ({"reason": ""}, "FIELD_REQUIRED"),
+                        ({"product": {"name": "Tea"}}, "NOTHING_CHANGED")):
+        with pytest.raises((Invalid, Conflict)) as err:
+            registry.correct_batch(PRODUCER(world), GTIN, "OWN-1", {"record": sign({**fix, **wrong}, own)})
+        assert err.value.code == code, wrong
+    tampered = sign(fix, own)
+    tampered["product"] = {"name": "Fake tea"}
+    with pytest.raises(Invalid) as err:
+        registry.correct_batch(PRODUCER(world), GTIN, "OWN-1", {"record": tampered})
+    assert err.value.code == "SIGNATURE_INVALID"
+
+    batch = registry.correct_batch(PRODUCER(world), GTIN, "OWN-1", {"record": sign(fix, own)})
+    assert batch.record == sign(fix, own) and batch.kid == own.kid and batch.record["reason"] == "typo"
+    session.commit()
+    with pytest.raises(Conflict) as err:  # the same correction sent again names a version now replaced
+        registry.correct_batch(PRODUCER(world), GTIN, "OWN-1", {"record": sign(fix, own)})
+    assert err.value.code == "VERSION_CONFLICT"
+
+
+def test_corrections_at_once_become_versions_one_after_the_other(app, registry, world, session):
+    """Two servers correcting the same batch at the same moment: each waits for the log, reads the
+    batch afresh and makes the next version; nothing is lost and the chain holds."""
+    registry.register_batch(PRODUCER(world), batch_data())
+    session.commit()
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def correct(quantity: int) -> None:
+        try:
+            with app.extensions["session_factory"]() as own:
+                reg = Registry(own, keystore=registry.keystore, base_url=registry.base_url)
+                barrier.wait(timeout=10)
+                reg.correct_batch(PRODUCER(world), GTIN, "LOT-1", corrected(quantity=quantity), reason=f"q{quantity}")
+                own.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=correct, args=(q,)) for q in (41, 42)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    session.expire_all()
+    if errors and "locked" in str(errors[0]):  # SQLite: the second writer may time out, losing nothing
+        pytest.skip("SQLite serialises writers by refusing them")
+    assert errors == []
+    batch = registry.batch(GTIN, "LOT-1")
+    versions = registry.batch_view(batch)["versions"]
+    assert batch.record["version"] == 3 and [v["version"] for v in versions] == [1, 2]
+    assert {versions[1]["record"]["quantity"], batch.record["quantity"]} == {41, 42}
+    assert batch.record["supersedes"]["sha256"] == entry_hash(versions[1]["record"])
+    assert registry.log().verify_all(registry.authority.public_raw).ok
