@@ -66,18 +66,21 @@ def _parse_json(text: str, where: str) -> Any:
         raise _error("MALFORMED_JSON", f"{where} is not valid JSON: {exc}") from None
 
 
-def _batch_body(raw: Any, where: str = "") -> dict[str, Any]:
-    """A batch body checked exactly as ``POST /batches`` checks it: the API's schema (unknown
-    fields, wrong types, missing fields and out-of-range numbers refused)."""
+def _batch_body(raw: Any, where: str = "", *, correction: bool = False) -> dict[str, Any]:
+    """A batch body checked exactly as ``POST /batches`` (or, for a ``correction``, ``POST
+    /batches/{gtin}/{lot}/corrections``) checks it: the API's schema (unknown fields, wrong types,
+    missing fields and out-of-range numbers refused)."""
     from marshmallow import ValidationError
 
-    from app.api.schemas import BatchInSchema
+    from app.api.schemas import BatchInSchema, CorrectionInSchema
     from app.errors import summary
 
+    schema, route = (CorrectionInSchema, "POST /batches/{gtin}/{lot}/corrections") if correction else (
+        BatchInSchema, "POST /batches")
     try:
-        return BatchInSchema().load(raw)
+        return schema().load(raw)
     except ValidationError as exc:
-        raise _error("VALIDATION_FAILED", f"{where}the batch does not match the schema of POST /batches: "
+        raise _error("VALIDATION_FAILED", f"{where}the batch does not match the schema of {route}: "
                                           f"{summary(exc.messages)}") from None
 
 
@@ -230,6 +233,30 @@ def register_cli(app: Flask) -> None:
                 raise _unsignable(exc) from None
             session.commit()
             click.echo(url)
+
+    @batch.command("correct")
+    @click.argument("gtin")
+    @click.argument("lot")
+    @click.argument("record_file", type=click.File("rb"))
+    @click.option("--reason", help="why (logged with the record, for good); a signed record carries its own")
+    def batch_correct(gtin: str, lot: str, record_file, reason: str | None) -> None:
+        """Correct a batch's origin record from a JSON file shaped like POST /batches (the whole
+        corrected record; GTIN, lot and expiry date cannot change); prints the new version's log index."""
+        raw = _parse_json(_read_json_text(record_file, record_file.name), record_file.name)
+        if reason is not None and isinstance(raw, dict):
+            raw = {**raw, "reason": reason}
+        data = _batch_body(raw, f"{record_file.name}: ", correction=True)
+        with _session() as session:
+            reg = _registry(session)
+            try:
+                b = reg.correct_batch(SYSTEM, gtin, lot, data, reason=data.get("reason"))
+            except RegistryError as exc:
+                _fail(exc)
+            except (CanonicalizationError, MalformedEncoding) as exc:
+                raise _unsignable(exc) from None
+            version, index = b.record["version"], b.log_index
+            session.commit()
+            click.echo(f"batch {gtin}/{lot} corrected: version {version}, log index {index}")
 
     @batch.command("serials")
     @click.argument("gtin")

@@ -14,6 +14,8 @@ from app.api.schemas import (
     BatchCreatedSchema,
     BatchInSchema,
     BatchSchema,
+    CorrectedSchema,
+    CorrectionInSchema,
     KeyInSchema,
     KeySchema,
     LabelArgsSchema,
@@ -91,6 +93,23 @@ def get_batch(gtin, lot):
     """The signed origin record, its status and its inclusion proof against the latest checkpoint."""
     reg = registry()
     return reg.batch_view(reg.batch(gtin, lot))
+
+
+@bp.route("/batches/<gtin>/<path:lot>/corrections", methods=["POST"])
+@require_roles(Role.PRODUCER, Role.AUTHORITY)
+@bp.doc(security=BEARER)
+@bp.arguments(CorrectionInSchema)
+@bp.response(201, CorrectedSchema)
+def correct_batch(data, gtin, lot):
+    """Correct a batch's origin record: a new version, signed and logged, naming the one it replaces.
+    GTIN, lot and expiry date cannot change (printed codes carry them); the old version is kept."""
+    reg = registry()
+    batch = reg.correct_batch(current_actor(), gtin, lot, data, reason=data.get("reason"))
+    checkpoint = reg.log().latest_checkpoint()
+    url = reg.batch_url(batch)
+    db_session().commit()
+    return {"record": batch.record, "version": batch.record["version"], "url": url,
+            "log": {"index": batch.log_index, "checkpoint": checkpoint}}
 
 
 @bp.route("/batches/<gtin>/<path:lot>/serials", methods=["POST"])

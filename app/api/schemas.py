@@ -7,7 +7,7 @@ from datetime import timezone
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from registry.labels import MAX_LABELS_PER_SHEET
-from registry.services import MAX_QUANTITY, MAX_RECALL_REASON
+from registry.services import MAX_CORRECTION_REASON, MAX_QUANTITY, MAX_RECALL_REASON
 
 __all__ = [n for n in dir() if n.endswith("Schema")]
 
@@ -121,6 +121,28 @@ class BatchInSchema(Strict):
             raise ValidationError({f: ["Missing data for required field."] for f in missing})
 
 
+class CorrectionInSchema(BatchInSchema):
+    """The whole corrected record (GTIN and lot may be left out; they and the expiry date cannot
+    change) with the ``reason``, or a ``record`` signed by the producer's own key that carries its
+    ``version``, ``supersedes`` and ``reason``."""
+
+    class Meta:
+        exclude = ("producer_id",)
+
+    reason = fields.String(validate=validate.Length(min=1, max=MAX_CORRECTION_REASON),
+                           metadata={"description": "why the record is corrected; logged with it, for good"})
+
+    @validates_schema
+    def _record_or_fields(self, data, **_kwargs):
+        if "record" in data:
+            if "reason" in data:
+                raise ValidationError({"reason": ["A signed record carries its own reason."]})
+            return
+        missing = [f for f in ("product", "facility", "production_date", "reason") if f not in data]
+        if missing:
+            raise ValidationError({f: ["Missing data for required field."] for f in missing})
+
+
 class LogRefSchema(Strict):
     index = fields.Integer()
     size = fields.Integer()
@@ -134,11 +156,28 @@ class BatchCreatedSchema(Strict):
     log = fields.Nested(LogRefSchema)
 
 
+class BatchVersionSchema(Strict):
+    version = fields.Integer()
+    record = fields.Dict()
+    log = fields.Nested(LogRefSchema)
+    superseded_at = fields.String()
+
+
 class BatchSchema(Strict):
     record = fields.Dict()
     status = fields.String(validate=validate.OneOf(["active", "recalled"]))
     producer = fields.Dict()
     serial_count = fields.Integer()
+    url = fields.String()
+    log = fields.Nested(LogRefSchema)
+    version = fields.Integer(metadata={"description": "1, or the number of the correction the record is"})
+    versions = fields.List(fields.Nested(BatchVersionSchema),
+                           metadata={"description": "the records corrections replaced, oldest first"})
+
+
+class CorrectedSchema(Strict):
+    record = fields.Dict()
+    version = fields.Integer()
     url = fields.String()
     log = fields.Nested(LogRefSchema)
 

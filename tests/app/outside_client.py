@@ -49,6 +49,12 @@ def check_code_url(url: str, public_b64: str) -> dict:
     return payload
 
 
+def entry_sha256(logged: dict) -> str:
+    """How a corrected origin record names the log entry it replaces (``supersedes.sha256``):
+    SHA-256 of the entry's data, the JCS bytes of the whole logged object, in base64url."""
+    return base64.urlsafe_b64encode(hashlib.sha256(rfc8785.dumps(logged)).digest()).rstrip(b"=").decode()
+
+
 def _h(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 

@@ -185,6 +185,62 @@ def test_recall_over_http(client, world):
     assert client.get(f"/api/v1/batches/{GTIN}/LOT-1").get_json()["status"] == "recalled"
 
 
+def test_a_correction_over_http_checked_by_an_outside_client(client, world):
+    """The corrected record is signed by the producer key, logged, and names the log entry of the
+    version it replaces by index and hash; the batch's page keeps the old version; verification at
+    once shows the correction though the server had cached the batch."""
+    created = _register(client, world).get_json()
+    serial = client.post(f"/api/v1/batches/{GTIN}/LOT-1/serials", json={"count": 1},
+                         headers=world.auth("producer")).get_json()["serials"][0]
+    before = client.get("/api/v1/verify", query_string={"code": serial["url"]}).get_json()
+    assert before["verdict"] == "genuine" and before["product"]["name"] == "Cà phê rang xay"  # cached now
+
+    fix = {k: v for k, v in batch_data().items() if k not in ("gtin", "lot")}
+    fix["product"] = {"name": "Cà phê hạt Robusta", "brand": "Highland"}
+    r = client.post(f"/api/v1/batches/{GTIN}/LOT-1/corrections", json={**fix, "reason": "sai tên"},
+                    headers=world.auth("producer"))
+    assert r.status_code == 201, r.get_json()
+    body = r.get_json()
+    record = body["record"]
+    assert body["version"] == record["version"] == 2 and record["reason"] == "sai tên"
+    trust = client.get("/api/v1/trust-list").get_json()
+    oc.check_signed(record, trust["producers"][0]["keys"][0]["public_key"])
+    replaced = client.get(f"/api/v1/log/inclusion?index={created['log']['index']}").get_json()["leaf"]
+    assert replaced == created["record"]
+    assert record["supersedes"] == {"index": created["log"]["index"], "sha256": oc.entry_sha256(replaced)}
+    view = client.get(f"/api/v1/batches/{GTIN}/LOT-1").get_json()
+    assert view["record"] == record and view["version"] == 2 and view["log"]["index"] == body["log"]["index"]
+    assert [(v["version"], v["record"], v["log"]["index"]) for v in view["versions"]] == [
+        (1, created["record"], created["log"]["index"])]
+    checkpoint = view["log"]["checkpoint"]
+    oc.check_inclusion(record, view["log"]["index"], checkpoint["size"], view["log"]["path"], checkpoint["root"])
+
+    after = client.get("/api/v1/verify", query_string={"code": serial["url"]}).get_json()
+    assert after["verdict"] == "genuine" and after["product"]["name"] == "Cà phê hạt Robusta"
+    assert after["batch"]["version"] == 2 and after["batch"]["corrected_at"] == record["issued_at"]
+    assert before["batch"]["version"] == 1 and before["batch"]["corrected_at"] is None
+
+
+def test_corrections_refused_over_http_say_why(client, world):
+    _register(client, world)
+    url = f"/api/v1/batches/{GTIN}/LOT-1/corrections"
+    fix = {k: v for k, v in batch_data().items() if k not in ("gtin", "lot")}
+    r = client.post(url, json=fix, headers=world.auth("producer"))  # no reason: the schema
+    assert r.status_code == 422 and "reason" in r.get_json()["error"]["fields"]["json"]
+    r = client.post(url, json={**fix, "expiry_date": "2099-01-01", "reason": "x"}, headers=world.auth("producer"))
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "EXPIRY_FIXED"
+    r = client.post(url, json={**fix, "reason": "x"}, headers=world.auth("producer"))
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "NOTHING_CHANGED"
+    r = client.post(url, json={"record": {"t": "origin-record"}, "reason": "x"}, headers=world.auth("producer"))
+    assert r.status_code == 422 and "reason" in r.get_json()["error"]["fields"]["json"]
+    r = client.post(f"/api/v1/batches/{GTIN}/NO-LOT/corrections", json={**fix, "quantity": 5, "reason": "x"},
+                    headers=world.auth("producer"))
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "BATCH_UNKNOWN"
+    r = client.post(url, json={**fix, "quantity": 5, "reason": "x"}, headers=world.auth("inspector"))
+    assert r.status_code == 403
+    assert client.get(f"/api/v1/batches/{GTIN}/LOT-1").get_json()["version"] == 1  # nothing written
+
+
 def test_log_parameters_are_checked(client, world):
     _register(client, world)
     assert client.get("/api/v1/log/inclusion?index=99").status_code == 422

@@ -182,6 +182,10 @@ TABLE: dict[tuple[str, str], tuple[Build, frozenset[str]]] = {
                                                            OWN | {"inspector"}),
     ("POST", "/api/v1/batches/<gtin>/<path:lot>/recall"): (post("/api/v1/batches/{GTIN}/LOT-1/recall",
                                                                 {"reason": "mould"}), OWN),
+    ("POST", "/api/v1/batches/<gtin>/<path:lot>/corrections"): (
+        post("/api/v1/batches/{GTIN}/LOT-1/corrections",
+             {**{k: v for k, v in batch_data().items() if k not in ("gtin", "lot")}, "quantity": 99,
+              "reason": "recounted"}), OWN),
     ("GET", "/api/v1/batches/<gtin>/<path:lot>/labels"): (get("/api/v1/batches/{GTIN}/LOT-1/labels?format=svg"
                                                               "&serial={s.serial}"), OWN),
     ("GET", "/api/v1/producers/<producer_id>/batches"): (get("/api/v1/producers/{s.producer}/batches"),

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from app.config import ConfigError, load_config
-from registry.models import LogEntry
+from registry.models import Batch, LogEntry
 from registry.services import TokenService
-from tests.conftest import GTIN, TEST_PASSPHRASE
+from tests.conftest import GTIN, TEST_PASSPHRASE, batch_data
 
 
 def test_init_is_idempotent(runner):
@@ -78,6 +78,28 @@ def test_producer_and_batch_tasks(runner, tmp_path):
     assert "not valid JSON" in runner.invoke(args=["batch", "register", pid, str(bad)]).output
     recall = runner.invoke(args=["batch", "recall", "08936000030018", "TEA-1", "--reason", "mould"])
     assert recall.exit_code == 0
+
+
+def test_batch_correct(runner, session, world, tmp_path):
+    """The CLI corrects as the API does: the whole record from a file, the reason as an option; the
+    API's schema and the registry's rules refuse with a clear error and write nothing."""
+    record = tmp_path / "batch.json"
+    record.write_text(json.dumps(batch_data()))
+    assert runner.invoke(args=["batch", "register", world.producer_id, str(record)]).exit_code == 0
+    fixed = tmp_path / "fixed.json"
+    fixed.write_text(json.dumps({**batch_data(), "quantity": 80}))
+    _refused(runner.invoke(args=["batch", "correct", GTIN, "LOT-1", str(fixed)]), "VALIDATION_FAILED", "reason")
+    _refused(runner.invoke(args=["batch", "correct", GTIN, "LOT-1", str(record), "--reason", "same"]),
+             "NOTHING_CHANGED")
+    _refused(runner.invoke(args=["batch", "correct", GTIN, "LOT-9", str(fixed), "--reason", "x"]), "BATCH_UNKNOWN")
+    out = runner.invoke(args=["batch", "correct", GTIN, "LOT-1", str(fixed), "--reason", "đếm lại"])
+    assert out.exit_code == 0, out.output
+    session.expire_all()
+    batch = session.execute(select(Batch).where(Batch.gtin == GTIN, Batch.lot == "LOT-1")).scalar_one()
+    assert batch.record["version"] == 2 and batch.record["quantity"] == 80 and batch.record["reason"] == "đếm lại"
+    assert out.output.strip() == f"batch {GTIN}/LOT-1 corrected: version 2, log index {batch.log_index}"
+    session.close()  # SQLite: the command below writes
+    assert runner.invoke(args=["log", "verify"]).exit_code == 0
 
 
 @pytest.mark.parametrize("env,missing", [
