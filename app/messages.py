@@ -62,6 +62,7 @@ ACTION_TEXT = {
     "key.rotate": N_("Key rotated"),
     "key.revoke": N_("Key revoked"),
     "batch.register": N_("Batch registered"),
+    "batch.correct": N_("Batch record corrected"),
     "serials.issue": N_("Serial numbers issued"),
     "batch.recall": N_("Batch recalled"),
     "serial.flag_clear": N_("Clone flag cleared"),

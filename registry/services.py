@@ -455,6 +455,7 @@ class Registry:
                                               "lot": data.get("lot") or batch.lot})
             except Invalid as exc:
                 problems += getattr(exc, "problems", [exc])
+                fields = _fixed_fields(data)
             reason = self._check_correction(batch, fields, reason, problems)
             key = self.active_key(batch.producer_id)
             self._check_prefix(key, batch.gtin)
@@ -488,7 +489,7 @@ class Registry:
             if fields.get(name) not in (None, old[name]):
                 problems.append(Invalid(f"a correction cannot change the batch's {words}: register a new batch",
                                         code="BATCH_MISMATCH", field=name))
-        if fields and fields.get("expiry_date") != old.get("expiry_date"):
+        if "expiry_date" in fields and fields["expiry_date"] != old.get("expiry_date"):
             problems.append(Invalid("a correction cannot change the expiry date: the codes already printed carry "
                                     "it (recall the batch and register a new lot)", code="EXPIRY_FIXED",
                                     field="expiry_date"))
@@ -729,6 +730,24 @@ class Registry:
         if checkpoint:
             body["log_size"] = checkpoint["size"]
         return sign(body, authority)
+
+
+def _fixed_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The GTIN, lot and expiry date a correction names, as a record holds them, where they can be
+    read: when the rest of it breaks the record's rules, a change to them is objected to as well."""
+    fields: dict[str, Any] = {}
+    for name, check in (("gtin", check_gtin), ("lot", check_lot)):
+        if data.get(name):
+            try:
+                fields[name] = check(str(data[name]))
+            except Invalid:
+                pass
+    try:
+        expiry = parse_date(data.get("expiry_date"), "expiry_date")
+    except Invalid:
+        return fields
+    fields["expiry_date"] = expiry.isoformat() if expiry else None
+    return fields
 
 
 def _random_serials(count: int) -> list[str]:

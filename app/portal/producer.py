@@ -94,9 +94,45 @@ def _form_body(form) -> dict[str, Any]:
                      "country": get("facility.country")},
         "production_date": get("production_date"), "expiry_date": get("expiry_date"), "quantity": quantity,
     }
-    if get("certification.scheme") or get("certification.id"):
-        body["certifications"] = [{"scheme": get("certification.scheme"), "id": get("certification.id")}]
+    certifications = _certifications(form)
+    if certifications:
+        body["certifications"] = certifications
     return body
+
+
+def _certifications(form) -> list[dict[str, str]]:
+    """The form's certification rows (``certification.scheme`` and ``certification.id``, repeated), the
+    empty ones left out."""
+    pairs = zip(form.getlist("certification.scheme"), form.getlist("certification.id"))
+    return [{"scheme": scheme.strip(), "id": number.strip()} for scheme, number in pairs
+            if scheme.strip() or number.strip()]
+
+
+def _form_errors(exc: RegistryError, fields: tuple[str, ...]) -> tuple[dict[str, str], str | None]:
+    """A record form's objections: each beside its field, the others above the form."""
+    errors: dict[str, str] = {}
+    general = None
+    for problem in getattr(exc, "problems", [exc]):
+        field = _field_name(problem)
+        if field in fields:
+            errors.setdefault(field, _message(problem))
+        else:
+            general = general or _message(problem)
+    return errors, general
+
+
+def _record_values(record: dict[str, Any]) -> dict[str, Any]:
+    """A signed origin record as the record form's values (the correction form starts from it)."""
+    product, facility = record.get("product") or {}, record.get("facility") or {}
+    values: dict[str, Any] = {"gtin": record["gtin"], "lot": record["lot"],
+                              "production_date": record.get("production_date") or "",
+                              "expiry_date": record.get("expiry_date") or "",
+                              "quantity": str(record["quantity"]) if record.get("quantity") else ""}
+    values.update({f"product.{k}": product.get(k, "") for k in ("name", "brand", "category")})
+    values.update({f"facility.{k}": facility.get(k, "") for k in ("name", "address", "gln", "country")})
+    values["certifications"] = [{"scheme": c.get("scheme", ""), "id": c.get("id", "")}
+                                for c in record.get("certifications") or []]
+    return values
 
 
 @bp.route("/producer/batches/new", methods=["GET", "POST"])
@@ -113,12 +149,7 @@ def producer_new_batch():
             batch = reg.register_batch(current_actor(), _form_body(request.form), producer_id=producer_id)
         except (Invalid, Conflict, Forbidden, NotFound) as exc:
             db_session().rollback()
-            for problem in getattr(exc, "problems", [exc]):
-                field = _field_name(problem)
-                if field in FORM_FIELDS:
-                    errors.setdefault(field, _message(problem))
-                else:
-                    general = general or _message(problem)
+            errors, general = _form_errors(exc, FORM_FIELDS)
         else:
             gtin, lot = batch.gtin, batch.lot
             db_session().commit()
@@ -149,6 +180,42 @@ def producer_batch(gtin: str, lot: str):
                            max_serials_text=format_decimal(MAX_SERIALS_PER_REQUEST),
                            sheet_parts=_sheet_parts(batch.serial_count),
                            sheet_max_text=format_decimal(MAX_LABELS_PER_SHEET), scope=_scope(batch.producer_id))
+
+
+@bp.route("/producer/batches/<gtin>/<path:lot>/correct", methods=["GET", "POST"])
+@login_required(*STAFF)
+def producer_correct_batch(gtin: str, lot: str):
+    """Correct the origin record: the form starts from the current record; the registry signs the
+    corrected one as a new version in the public log and keeps the old. Each objection is shown
+    beside its field."""
+    actor = current_actor()
+    reg = registry()
+    batch = reg.owned_batch(actor, gtin, lot)
+    scope = _scope(batch.producer_id)
+    fields = FORM_FIELDS + ("reason",)
+    errors: dict[str, str] = {}
+    general = None
+    if request.method == "POST":
+        values: dict[str, Any] = {name: (request.form.get(name) or "").strip() for name in fields}
+        values["certifications"] = _certifications(request.form)
+        try:
+            corrected = reg.correct_batch(actor, gtin, lot, _form_body(request.form), reason=values["reason"])
+        except (Invalid, Conflict, Forbidden) as exc:
+            db_session().rollback()
+            errors, general = _form_errors(exc, fields)
+        else:
+            version = corrected.record["version"]
+            db_session().commit()
+            flash(_("The record is corrected: version %(version)d is signed and in the public log. "
+                    "Labels already printed stay valid.", version=version), "ok")
+            return redirect(url_for("portal.producer_batch", gtin=gtin, lot=lot, **scope) + "#record", code=303)
+    else:
+        values = _record_values(batch.record)
+    values.update(gtin=batch.gtin, lot=batch.lot, expiry_date=batch.record.get("expiry_date") or "")
+    response = render_template("portal/producer/correct_batch.html", batch=batch, values=values, errors=errors,
+                               general=general, scope=scope)
+    db_session().rollback()
+    return response, (422 if errors or general else 200)
 
 
 def _sheet_parts(count: int) -> list[tuple[int, str]]:

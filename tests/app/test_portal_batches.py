@@ -198,3 +198,106 @@ def test_a_batch_larger_than_one_sheet_is_printed_in_parts(client, registry, ses
     part = client.get(f"/portal/producer/batches/{GTIN}/BIG/labels.pdf?part=2")
     assert part.status_code == 200 and part.data.startswith(b"%PDF") and "part2" in part.headers["Content-Disposition"]
     assert client.get(f"/portal/producer/batches/{GTIN}/BIG/labels.pdf").status_code == 422  # not all at once
+
+
+def _form_fields(html: str) -> dict[str, list[str]]:
+    """Every input of the correction form by name, with its values in order (repeated names: a list)."""
+    form = re.search(r'<form[^>]*id="correct-form".*?</form>', html, re.S).group(0)
+    found: dict[str, list[str]] = {}
+    for tag in re.findall(r"<input[^>]*>", form):
+        name = re.search(r'name="([^"]+)"', tag)
+        value = re.search(r'value="([^"]*)"', tag)
+        if name:
+            found.setdefault(name.group(1), []).append(value.group(1) if value else "")
+    for name, selected in re.findall(r'<select[^>]*name="([^"]+)".*?<option value="([^"]*)" selected', form, re.S):
+        found[name] = [selected]
+    return found
+
+
+def test_the_correction_form_starts_from_the_record_and_publishes_a_new_version(client, registry, session, world):
+    """The producer corrects a misspelt product name and adds a certification: the form holds the
+    current record (every certification), the batch page then shows the versions with the reason,
+    and the shopper's verdict page says when the record was corrected."""
+    batch = registry.register_batch(SYSTEM, batch_data(certifications=[{"scheme": "VietGAP", "id": "VG-1"},
+                                                                       {"scheme": "OCOP", "id": "3-sao"}]),
+                                    producer_id=world.producer_id)
+    v1_index = batch.log_index
+    _log_in_as_producer(client, session, world)
+    page = client.get(f"/portal/producer/batches/{GTIN}/LOT-1")
+    assert f'href="/portal/producer/batches/{GTIN}/LOT-1/correct"' in page.get_data(as_text=True)
+    html = client.get(f"/portal/producer/batches/{GTIN}/LOT-1/correct").get_data(as_text=True)
+    fields = _form_fields(html)
+    assert fields["product.name"] == ["Cà phê rang xay"] and fields["facility.country"] == ["VN"]
+    assert fields["certification.scheme"] == ["VietGAP", "OCOP", ""] and fields["certification.id"] == ["VG-1", "3-sao", ""]
+    assert re.search(r'<input id="f-expiry_date" name="expiry_date" type="date" value="[\d-]+" readonly>', html)
+    assert "gtin" not in fields and "lot" not in fields  # shown, not sent
+
+    form = {k: v for k, v in fields.items()}
+    form.update({"csrf_token": [csrf_of(html)], "product.name": ["Cà phê hạt Robusta"],
+                 "certification.scheme": ["VietGAP", "", "HACCP"], "certification.id": ["VG-1", "", "H-9"],
+                 "reason": ["Tên sản phẩm in sai <b>chính tả</b>"]})
+    response = client.post(f"/portal/producer/batches/{GTIN}/LOT-1/correct", data=form)
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"/batches/{GTIN}/LOT-1#record")
+    session.expire_all()
+    record = registry.batch(GTIN, "LOT-1").record
+    assert record["version"] == 2 and record["product"]["name"] == "Cà phê hạt Robusta"
+    assert record["certifications"] == [{"scheme": "VietGAP", "id": "VG-1"}, {"scheme": "HACCP", "id": "H-9"}]
+    assert record["supersedes"]["index"] == v1_index
+    session.close()  # SQLite: the app writes next
+
+    page = client.get(f"/portal/producer/batches/{GTIN}/LOT-1").get_data(as_text=True)
+    assert "Đã đính chính hồ sơ: phiên bản 2 đã được ký" in page
+    versions = re.search(r'<h3 id="versions">.*?</table>', page, re.S).group(0)
+    rows = re.findall(r"<tr.*?</tr>", versions, re.S)[1:]
+    assert len(rows) == 2 and f"#{v1_index}<" in rows[0] and "(hiện tại)" in rows[1]
+    assert "Tên sản phẩm in sai &lt;b&gt;chính tả&lt;/b&gt;" in rows[1]  # escaped
+
+    unit = client.get(f"/01/{GTIN}/10/LOT-1").get_data(as_text=True)
+    assert 'id="record-corrected"' in unit and "bởi nhà sản xuất, ngày" in unit and "Cà phê hạt Robusta" in unit
+    english = client.get(f"/01/{GTIN}/10/LOT-1", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Record corrected" in english and "by the producer on" in english
+
+
+def test_the_correction_forms_objections_are_beside_their_fields(client, registry, session, world):
+    registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    _log_in_as_producer(client, session, world)
+    url = f"/portal/producer/batches/{GTIN}/LOT-1/correct"
+    html = client.get(url).get_data(as_text=True)
+    form = {**_form_fields(html), "csrf_token": [csrf_of(html)]}
+    # an expiry date sent by hand (the field is read-only), no reason, no product name
+    response = client.post(url, data={**form, "expiry_date": ["2099-12-31"], "reason": [""], "product.name": [""]})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    for name in ("expiry_date", "reason", "product-name"):
+        assert f'aria-describedby="f-{name}-error"' in html, name
+    assert "Không thể đính chính hạn sử dụng" in html
+    response = client.post(url, data={**form, "reason": ["không đổi gì"]})  # the same record
+    assert response.status_code == 422 and "Chưa có gì thay đổi" in response.get_data(as_text=True)
+    assert client.post(url, data={**form, "csrf_token": ["forged"], "quantity": ["5"],
+                                  "reason": ["x"]}).status_code == 400
+    session.expire_all()
+    assert registry.batch(GTIN, "LOT-1").record.get("version") is None  # nothing written
+
+
+def test_only_the_batchs_producer_and_the_authority_may_correct_it(app, client, registry, session, world):
+    registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    other = registry.admit_producer(SYSTEM, name="Other", tax_code="0399999999", gs1_prefixes=["893600002"],
+                                    country="VN")
+    make_user(session, "other1", "producer", other.id)
+    make_user(session, "inspector1", "inspector")
+    session.commit()
+    url = f"/portal/producer/batches/{GTIN}/LOT-1/correct"
+    client_login(client, "other1")
+    assert client.get(url).status_code == 403
+    inspector = app.test_client()
+    client_login(inspector, "inspector1")
+    assert inspector.get(url).status_code == 403
+    html = client.get(f"/portal/producer/batches/{GTIN}/LOT-1/correct?producer={world.producer_id}")
+    assert html.status_code == 403  # naming the producer does not help another producer's staff
+    make_user(session, "registry1", "authority")
+    authority = app.test_client()
+    client_login(authority, "registry1")
+    page = authority.get(f"/portal/producer/batches/{GTIN}/LOT-1/correct?producer={world.producer_id}")
+    assert page.status_code == 200
+    assert f'action="/portal/producer/batches/{GTIN}/LOT-1/correct?producer={world.producer_id}"' in page.get_data(
+        as_text=True)  # the authority stays on this producer's pages

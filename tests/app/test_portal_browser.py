@@ -109,6 +109,22 @@ def test_producer_main_path_and_authority_revocation(playwright, live_server, ap
         assert "FORM-1" in page.inner_text(".ok-notice")
         assert _count_batches(app) == 1
 
+        # -- correct the record: the form starts from it; a new version, the old one listed ----------
+        page.click("#correct-link")
+        assert page.input_value("#f-product-name") == "Cà phê rang xay"
+        assert page.get_attribute("#f-expiry_date", "readonly") is not None
+        page.fill("#f-product-name", "Cà phê hạt Arabica")
+        page.click("#correct-form button[type=submit]")
+        assert page.locator("#f-reason-error").is_visible()  # a correction needs its reason
+        assert page.input_value("#f-product-name") == "Cà phê hạt Arabica"  # what was typed is kept
+        page.fill("#f-reason", "Wrong bean on the first label")
+        page.click("#correct-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/portal/producer/batches/08936000010010/FORM-1#record$"))
+        assert "version 2" in page.inner_text(".ok-notice")
+        assert page.inner_text("main h1").startswith("Cà phê hạt Arabica")
+        assert page.locator("#versions + .table-wrap tbody tr").count() == 2
+        assert _count_batches(app) == 1
+
         # -- CSV: the template, a file with one bad row (nothing written), then the fixed file -------
         page.click('.portal-nav a[href="/portal/producer/import"]')
         with page.expect_download() as download:

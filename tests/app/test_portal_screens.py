@@ -15,6 +15,7 @@ PRODUCER_PAGES = {
     "batches": "/portal/producer/",
     "batch": f"/portal/producer/batches/{GTIN}/LOT-1",
     "new-batch": "/portal/producer/batches/new",
+    "correct-batch": f"/portal/producer/batches/{GTIN}/LOT-1/correct",
     "import": "/portal/producer/import",
     "keys": "/portal/producer/keys",
     "tokens": "/portal/producer/tokens",
@@ -36,6 +37,8 @@ def filled(world, registry, session):
     registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
     registry.register_batch(SYSTEM, batch_data(lot="LOT-2"), producer_id=world.producer_id)
     registry.issue_serials(SYSTEM, GTIN, "LOT-1", 4)
+    fix = {**batch_data(), "quantity": 96}
+    registry.correct_batch(SYSTEM, GTIN, "LOT-1", fix, reason="Đếm lại: 4 gói hỏng trước khi dán nhãn")
     registry.recall(SYSTEM, GTIN, "LOT-2", reason="Nhiễm ẩm")
     session.commit()
     session.close()
