@@ -62,7 +62,7 @@ READERS = (Role.AUTHORITY, Role.INSPECTOR, Role.PARTNER)
 CSV_EXPORTS: dict[str, tuple[str, ...]] = {
     "batches": ("gtin", "lot", "producer_id", "producer_name", "product_name", "brand", "category",
                 "facility_name", "facility_country", "production_date", "expiry_date", "quantity", "status",
-                "serial_count", "scan_count", "kid", "log_index", "registered_at"),
+                "serial_count", "scan_count", "kid", "log_index", "registered_at", "record_version"),
     "recalls": ("gtin", "lot", "producer_id", "product_name", "reason", "recalled_at", "recalled_by", "log_index"),
     "cases": ("case_number", "reported_at", "confirmed_at", "gtin", "lot", "serial", "producer_id", "product_name",
               "verdict_at_report", "where_kind", "where_text", "seller", "link", "price", "bought_on"),
@@ -185,7 +185,7 @@ class ExportService:
             yield (batch.gtin, batch.lot, batch.producer_id, producer_name, batch.product_name, product.get("brand"),
                    product.get("category"), facility.get("name"), facility.get("country"), batch.production_date,
                    batch.expiry_date, record.get("quantity"), batch.status, batch.serial_count, batch.scan_count,
-                   batch.kid, batch.log_index, batch.created_at)
+                   batch.kid, batch.log_index, batch.created_at, record.get("version", 1))
 
     def _recalls(self) -> Iterator[tuple]:
         stmt = (select(Recall, Batch.gtin, Batch.lot, Batch.producer_id, Batch.product_name)

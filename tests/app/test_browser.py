@@ -21,11 +21,11 @@ from PIL import Image
 from registry.labels import LabelData, render_png
 from registry.cases import CaseService
 from registry.models import Report
-from registry.services import Actor, Role
+from registry.services import SYSTEM, Actor, Role
 
 from tests.app.browser import PHONE, SCREENSHOTS, launch, phone, playwright  # noqa: F401 (fixture)
 from tests.app.verdict_codes import VERDICTS, make_codes
-from tests.conftest import GTIN
+from tests.conftest import GTIN, batch_data
 
 # Letters that only Vietnamese text has (a page in English must have none outside "Tiếng Việt").
 VIETNAMESE = re.compile(r"[àáảãạăằắẳẵặâầấẩẫậđèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵ]", re.IGNORECASE)
@@ -285,5 +285,29 @@ def test_the_photo_button_shows_keyboard_focus(playwright, live_server):
                 break
         assert page.evaluate("document.activeElement.id") == "photo"
         assert page.evaluate(outline) == "solid"
+    finally:
+        browser.close()
+
+
+def test_a_corrected_record_says_so_on_the_phone(playwright, live_server, codes, registry, session):
+    """After the producer corrects the record, the shopper's page shows the corrected facts and
+    the day of the correction, in both languages (screenshot genuine-corrected-vi.png)."""
+    fix = {**batch_data(lot="LOT-1"), "facility": {"name": "Xưởng Buôn Ma Thuột", "country": "VN"}}
+    registry.correct_batch(SYSTEM, GTIN, "LOT-1", fix, reason="Sai tên xưởng")
+    session.commit()
+    session.close()
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page.goto(live_server + path_of(codes["genuine"]))
+        assert page.locator("[data-verdict]").get_attribute("data-verdict") == "genuine"
+        corrected = page.locator("#record-corrected")
+        assert corrected.is_visible() and "bởi nhà sản xuất" in corrected.inner_text()
+        assert "Xưởng Buôn Ma Thuột" in page.inner_text(".facts")
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        page.screenshot(path=str(SCREENSHOTS / "genuine-corrected-vi.png"), full_page=True)
+        page.goto(f"{live_server}/lang/en")
+        page.goto(live_server + path_of(codes["genuine"]))
+        assert "Record corrected" in page.inner_text("#record-corrected")
     finally:
         browser.close()

@@ -77,6 +77,39 @@ def test_two_recalls_at_once_log_one(registry, second, session, batch):
     assert kinds == ["recall"]
 
 
+def test_two_corrections_at_once_become_two_versions(registry, second, session, batch):
+    """The second waits for the first, reads the batch afresh and corrects what the first wrote:
+    versions 2 and 3, each naming the one before; neither is lost."""
+    def fix(quantity: int) -> dict:
+        return {**batch_data(), "quantity": quantity}
+
+    registry.correct_batch(batch, GTIN, "LOT-1", fix(41), reason="first")
+    thread, outcome = _in_thread(lambda: (second.correct_batch(batch, GTIN, "LOT-1", fix(42), reason="second"),
+                                          second.session.commit()))
+    time.sleep(WAIT)
+    session.commit()
+    thread.join()
+    assert "error" not in outcome, outcome
+    row = session.execute(select(Batch).where(Batch.lot == "LOT-1").execution_options(populate_existing=True)).scalar_one()
+    assert (row.record["version"], row.record["quantity"], row.record["reason"]) == (3, 42, "second")
+    versions = registry.batch_view(row)["versions"]
+    assert [(v["version"], v["record"].get("quantity")) for v in versions] == [(1, 100), (2, 41)]
+    assert row.record["supersedes"]["index"] == versions[1]["log"]["index"]
+    assert session.scalar(select(func.count()).select_from(LogEntry).where(LogEntry.kind == "origin-record")) == 3
+
+
+def test_a_correction_waits_for_a_recall_and_keeps_it(registry, second, session, batch):
+    registry.recall(batch, GTIN, "LOT-1", reason="mould")
+    thread, outcome = _in_thread(lambda: (second.correct_batch(batch, GTIN, "LOT-1", {**batch_data(), "quantity": 7},
+                                                               reason="recount"), second.session.commit()))
+    time.sleep(WAIT)
+    session.commit()
+    thread.join()
+    assert "error" not in outcome, outcome
+    row = session.execute(select(Batch).where(Batch.lot == "LOT-1").execution_options(populate_existing=True)).scalar_one()
+    assert row.status == "recalled" and row.record["version"] == 2
+
+
 def test_no_serials_after_a_recall_that_raced_them(registry, second, session, batch):
     registry.recall(batch, GTIN, "LOT-1", reason="contamination")
     thread, outcome = _in_thread(lambda: second.issue_serials(batch, GTIN, "LOT-1", 5))

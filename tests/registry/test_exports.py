@@ -94,6 +94,7 @@ def test_csv_columns_and_rows(session, scene):
     assert rows["LOT-1"]["gtin"] == GTIN and rows["LOT-1"]["status"] == "active"
     assert rows["LOT-1"]["serial_count"] == "1" and rows["LOT/2"]["status"] == "recalled"
     assert rows["LOT-1"]["producer_name"] == "HTX Highland" and rows["LOT-1"]["registered_at"].endswith("Z")
+    assert rows["LOT-1"]["record_version"] == "1"  # never corrected (tests/registry/test_corrections.py)
     recalls = _csv(service, PARTNER, "recalls")
     assert tuple(recalls[0]) == CSV_EXPORTS["recalls"] and len(recalls) == 2
     recall = dict(zip(recalls[0], recalls[1]))
