@@ -436,6 +436,7 @@ class Registry:
         actor.require(Role.PRODUCER, Role.AUTHORITY)
         self.log().lock()  # then the batch, read afresh: two corrections at once become two versions
         batch = self.owned_batch(actor, gtin, lot, lock=True)
+        now = self.clock()
         old = batch.record
         version = int(old.get("version", 1)) + 1
         supersedes = {"index": batch.log_index, "sha256": b64url_encode(hashlib.sha256(log_bytes(old)).digest())}
@@ -460,15 +461,17 @@ class Registry:
             key = self.active_key(batch.producer_id)
             self._check_prefix(key, batch.gtin)
             record = sign({"t": "origin-record", **fields, "kid": key.kid, "producer_id": batch.producer_id,
-                           "issued_at": rfc3339(self.clock()), "version": version, "supersedes": supersedes,
+                           "issued_at": rfc3339(now), "version": version, "supersedes": supersedes,
                            "reason": reason}, self._signer(key))
         index, _ = self._append(record, "origin-record")
         self.session.add(BatchVersion(batch_id=batch.id, version=version - 1, record=old, log_index=batch.log_index,
-                                      superseded_at=self.clock()))
-        batch.record, batch.kid, batch.log_index = record, key.kid, index
+                                      superseded_at=now))
+        # batch.kid stays: it is the key the batch's codes are signed with (labels, serials), which a
+        # correction signed with a newer key, or the producer's own, does not change
+        batch.record, batch.log_index = record, index
         batch.product_name = record["product"]["name"]
         batch.production_date = date.fromisoformat(record["production_date"])
-        audit(self.session, self.clock(), actor, "batch.correct", f"{batch.gtin}/{batch.lot}", log_index=index,
+        audit(self.session, now, actor, "batch.correct", f"{batch.gtin}/{batch.lot}", log_index=index,
               version=version, reason=reason)
         self.session.flush()
         return batch

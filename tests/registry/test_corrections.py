@@ -163,8 +163,26 @@ def test_a_record_signed_by_the_producers_own_key(registry, world, session):
     assert err.value.code == "SIGNATURE_INVALID"
 
     batch = registry.correct_batch(PRODUCER(world), GTIN, "OWN-1", {"record": sign(fix, own)})
-    assert batch.record == sign(fix, own) and batch.kid == own.kid and batch.record["reason"] == "typo"
+    assert batch.record == sign(fix, own) and batch.record["kid"] == own.kid and batch.record["reason"] == "typo"
+    assert batch.kid == own.kid  # registered with that key: its codes are signed with it
     session.commit()
     with pytest.raises(Conflict) as err:  # the same correction sent again names a version now replaced
         registry.correct_batch(PRODUCER(world), GTIN, "OWN-1", {"record": sign(fix, own)})
     assert err.value.code == "VERSION_CONFLICT"
+
+
+def test_a_correction_signed_by_another_key_leaves_the_codes_key_alone(registry, world, session):
+    """A batch registered under the service-held key, corrected with a record signed by the
+    producer's own key: the record names its key, and the batch's codes (new serials, the batch
+    code) are still signed with the key they always were."""
+    batch = registry.register_batch(PRODUCER(world), batch_data())
+    own = Signer.generate()
+    registry.certify_key(SYSTEM, world.producer_id, public_key=b64url_encode(own.public_raw))
+    fix = {"t": "origin-record", **{k: v for k, v in batch.record.items() if k not in ("t", "sig", "kid")},
+           "kid": own.kid, "quantity": 99, "issued_at": rfc3339(utcnow()), "version": 2,
+           "supersedes": {"index": batch.log_index, "sha256": entry_hash(batch.record)}, "reason": "recount"}
+    corrected = registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", {"record": sign(fix, own)})
+    assert corrected.record["kid"] == own.kid and corrected.kid == world.kid
+    (serial, s), = registry.issue_serials(PRODUCER(world), GTIN, "LOT-1", 1)
+    assert s.startswith(world.kid + ".")
+    assert f"s={world.kid}." in registry.batch_url(corrected)  # the batch code, signed as before
