@@ -54,6 +54,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 #: Moves that need a note saying why.
 NEEDS_TEXT = frozenset({"confirmed", "dismissed"})
+OPEN_STATUSES = ("new", "assigned", "investigating")  # a case someone may still be working
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff"})
 ATTACHMENT_TYPES = IMAGE_TYPES | {"application/pdf", "text/plain"}
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
@@ -293,6 +294,18 @@ class CaseService:
               attachment=note.attachment_type)
         self.session.flush()
         return note
+
+    def note_flag_clearance(self, actor: Actor, gtin: str, lot: str, serial: str, *, note: str) -> list[str]:
+        """A unit's clone flag was cleared (``InspectionService.clear_flag``): every open case about
+        that unit gets a note carrying what was checked (event ``flag_cleared``), so that whoever
+        works the case reads it in its history. Returns their case numbers, oldest first."""
+        actor.require(Role.INSPECTOR, Role.AUTHORITY)
+        cases = self.session.execute(
+            select(Report).where(Report.gtin == gtin, Report.lot == lot, Report.serial == serial,
+                                 Report.status.in_(OPEN_STATUSES)).order_by(Report.id)).scalars().all()
+        for case in cases:
+            self._note(actor, case, text=note, event=("flag_cleared", serial))
+        return [case.case_number for case in cases]
 
     def assign(self, actor: Actor, case_number: str, *, assignee: str, text: str = "") -> Report:
         """Assign (or reassign) an open case; a new case becomes ``assigned``."""

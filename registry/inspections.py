@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, defer
 
 from keys.encoding import MalformedEncoding, canonical_bytes, rfc3339, utcnow
 from keys.signing import Signer, sign
-from registry.cases import IMAGE_TYPES, AttachmentRejected, sniff_media_type
+from registry.cases import IMAGE_TYPES, AttachmentRejected, CaseService, sniff_media_type
 from registry.audit import audit
 from registry.errors import Conflict, Forbidden, Invalid, NotFound
 from registry.log import TransparencyLog
@@ -309,7 +309,8 @@ class InspectionService:
         the networks of the verifications before no longer count, so the next check reads genuine
         and the flag comes back only if a new crowd of clients on many networks verifies it. A
         verification that flagged it just before, not yet written by its server, does not flag it
-        again (``registry.scans``). The audit log keeps who cleared what, why, and the counts."""
+        again (``registry.scans``). The audit log keeps who cleared what, why, and the counts; each
+        open report case about the unit gets the note too (``CaseService.note_flag_clearance``)."""
         actor.require(Role.INSPECTOR, Role.AUTHORITY)
         note = (note or "").strip()
         if not note:
@@ -324,11 +325,12 @@ class InspectionService:
             raise Conflict("this serial is not flagged", code="NOT_FLAGGED")
         reason, now = unit.flagged, self.clock()
         unit.flagged, unit.flag_cleared_at, unit.clone_baseline = None, now, unit.distinct_clients
+        cases = CaseService(self.session, clock=lambda: now).note_flag_clearance(actor, gtin, lot, serial, note=note)
         audit(self.session, now, actor, "serial.flag_clear", f"{gtin}/{lot}/{serial}", reason=reason, note=note,
-              scan_count=unit.scan_count, distinct_clients=unit.distinct_clients)
+              scan_count=unit.scan_count, distinct_clients=unit.distinct_clients, cases=cases)
         self.session.flush()
         return {"gtin": gtin, "lot": lot, "serial": serial, "cleared": reason, "flag_cleared_at": rfc3339(now),
-                "scans": {"count": unit.scan_count, "distinct_clients": unit.distinct_clients}}
+                "scans": {"count": unit.scan_count, "distinct_clients": unit.distinct_clients}, "cases": cases}
 
 
 def _unit(gtin: str, lot: str, serial: str) -> Select:

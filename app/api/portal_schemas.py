@@ -225,6 +225,8 @@ class FlagClearedSchema(Strict):
     cleared = fields.String(metadata={"description": "the reason code of the flag cleared"})
     flag_cleared_at = fields.String()
     scans = fields.Dict()
+    cases = fields.List(fields.String(), metadata={"description": "the open report cases about this unit, each "
+                                                                  "of which got the note (event flag_cleared)"})
 
 
 class ItemListSchema(Strict):

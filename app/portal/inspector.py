@@ -285,8 +285,8 @@ def flagged_clear():
     form = request.form
     serial = form.get("serial", "")
     try:
-        inspection_service().clear_flag(current_actor(), form.get("gtin", ""), form.get("lot", ""), serial,
-                                        note=form.get("note", ""))
+        cleared = inspection_service().clear_flag(current_actor(), form.get("gtin", ""), form.get("lot", ""), serial,
+                                                  note=form.get("note", ""))
     except Invalid as exc:
         db_session().rollback()
         return _flagged_page(page_number(form.get("page")), errors={serial: FORM_ERROR.get(exc.code) or exc.message},
@@ -297,6 +297,9 @@ def flagged_clear():
         return redirect(url_for("portal.flagged"), code=303)
     db_session().commit()
     flash(_("Flag cleared for serial %(serial)s. Clone detection counts again from now.", serial=serial), "ok")
+    if cleared["cases"]:
+        flash(_("Your note was added to the open cases about this unit: %(cases)s.",
+                cases=", ".join(cleared["cases"])), "ok")
     return redirect(url_for("portal.flagged"), code=303)
 
 

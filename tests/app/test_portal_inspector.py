@@ -358,7 +358,13 @@ def test_a_case_about_a_flagged_unit_shows_its_flag_then_its_clearance(app, acco
     assert inspector.post("/portal/inspector/flagged/clear", data={
         "gtin": "08936000010010", "lot": "LOT-1", "serial": codes.genuine_serial, "csrf_token": token,
         "note": "Hàng trưng bày <b>quầy 12</b>"}).status_code == 303
+    flagged = inspector.get("/portal/inspector/flagged").get_data(as_text=True)
+    assert "Ghi chú của bạn đã được thêm vào các hồ sơ đang mở về sản phẩm này: VN-2026-000051." in flagged
     page = inspector.get("/portal/cases/VN-2026-000051").get_data(as_text=True)
     assert 'data-flagged="no"' in page and "Đã từng gỡ cờ" in page
     assert "Gỡ bởi thanh: “Hàng trưng bày &lt;b&gt;quầy 12&lt;/b&gt;”" in page
+    # the case's history has it too, written as the clearance's note (escaped)
+    notes = page[page.index('id="notes"'):]
+    assert f"Đã gỡ cờ nghi sao chép của số sê-ri {codes.genuine_serial}. Những gì đã kiểm tra:" in notes
+    assert '<p class="prewrap">Hàng trưng bày &lt;b&gt;quầy 12&lt;/b&gt;</p>' in notes
     assert 'id="unit-checks"' not in inspector.get("/portal/cases/VN-2026-000052").get_data(as_text=True)  # no serial

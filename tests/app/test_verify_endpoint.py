@@ -307,6 +307,7 @@ def test_a_crowd_flags_a_unit_and_an_inspector_clears_the_flag(app, client, unit
                           headers=inspector)
     assert cleared.status_code == 200, cleared.get_json()
     assert cleared.get_json()["cleared"] == "SERIAL_CLONED" and cleared.get_json()["scans"]["distinct_clients"] == 11
+    assert cleared.get_json()["cases"] == []  # no shopper reported this unit
     again = client.post(url, json={**body, "note": "checked"}, headers=inspector)
     assert again.status_code == 409 and again.get_json()["error"]["code"] == "NOT_FLAGGED"
     after = check("shopper-0", "203.0.0.7")

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from PIL import Image
 
-from keys.encoding import b64url_decode, utcnow
+from keys.encoding import b64url_decode, rfc3339, utcnow
 from keys.errors import BadSignature
 from keys.signing import public_key_from_raw, verify
 from registry.cases import AttachmentRejected
@@ -281,6 +281,36 @@ def test_an_inspector_clears_a_flag_and_counting_starts_again(service, registry,
     assert again["flag_cleared_at"] == cleared["flag_cleared_at"]
     assert again["cleared_before"] == {"at": cleared["flag_cleared_at"], "by": "user:minh",
                                        "note": "display unit at the shop counter"}
+
+
+def test_a_clearance_is_noted_in_the_open_cases_about_the_unit(service, registry, session, world):
+    """The inspector working a shopper's report about the unit reads in the case what the one who
+    cleared the flag checked; closed cases, and cases about another unit, are left as they were."""
+    from registry.cases import CaseService
+    from registry.models import CaseNote
+
+    serial, _verify, _writer = _clone_setup(registry, session, world)
+    now = utcnow()
+    cases = {"VN-2026-000001": (serial, "new"), "VN-2026-000002": (serial, "investigating"),
+             "VN-2026-000003": (serial, "dismissed"), "VN-2026-000004": (serial, "confirmed"),
+             "VN-2026-000005": ("OTHERSERIAL1", "new")}
+    for case_number, (unit, status) in cases.items():
+        session.add(Report(case_number=case_number, gtin=GTIN, lot="LOT-1", serial=unit, where_kind="shop",
+                           where_text="Chợ Lớn", status=status, created_at=now))
+    session.flush()
+    cleared = service.clear_flag(INSPECTOR, GTIN, "LOT-1", serial, note="quầy trưng bày <b>của cửa hàng</b>")
+    assert cleared["cases"] == ["VN-2026-000001", "VN-2026-000002"]
+    notes = CaseService(session)
+    for case_number in cases:
+        written = [(n.author, n.text, n.event, n.event_detail, n.status_to) for n in notes.notes(INSPECTOR, case_number)]
+        expected = [("user:minh", "quầy trưng bày <b>của cửa hàng</b>", "flag_cleared", serial, None)]
+        assert written == (expected if case_number in cleared["cases"] else []), case_number
+    note = session.query(CaseNote).filter(CaseNote.event == "flag_cleared").first()
+    assert rfc3339(note.at) == cleared["flag_cleared_at"]  # the same moment as the clearance
+    audit = session.query(AuditEvent).filter(AuditEvent.action == "serial.flag_clear").one()
+    assert audit.detail["cases"] == ["VN-2026-000001", "VN-2026-000002"]
+    assert [r.status for r in session.query(Report).order_by(Report.id)] == [
+        "new", "investigating", "dismissed", "confirmed", "new"]  # a note moves no case
 
 
 def test_a_flag_from_before_the_clearance_written_after_it_does_not_come_back(service, registry, session, world):
