@@ -68,7 +68,7 @@ ENDED_NOTICE = {"SESSION_ENDED": "password", "SESSION_LOGGED_OUT": "logged_out"}
 ROLE_NAV: dict[Role, tuple[tuple[str, str], ...]] = {
     Role.PRODUCER: (("portal.producer_home", N_("Batches")), ("portal.producer_new_batch", N_("Register a batch")),
                     ("portal.producer_import", N_("Import CSV")), ("portal.producer_keys", N_("Keys")),
-                    ("portal.producer_tokens", N_("API tokens"))),
+                    ("portal.producer_tokens", N_("API tokens")), ("portal.producer_reports", N_("Shoppers' reports"))),
     Role.AUTHORITY: (("portal.authority_home", N_("Producers")), ("portal.authority_keys", N_("Keys")),
                      ("portal.authority_publications", N_("Publications")),
                      ("portal.authority_users", N_("Accounts")), ("portal.authority_audit", N_("Audit trail")),

@@ -169,7 +169,7 @@ def case_publish(case_number: str):
 
 
 @bp.route("/cases/<case_number>/photos/<sha256>")
-@login_required(*WORKERS)
+@login_required(*WORKERS, Role.PRODUCER)  # a producer: of reports about its own products (CaseService.photo)
 def case_photo(case_number: str, sha256: str):
     data, media_type = case_service().photo(current_actor(), case_number, sha256)
     response = Response(data, mimetype=media_type)

@@ -1,4 +1,5 @@
-"""Producer portal: batches, registration by form and by CSV, serials, labels, recall, keys, tokens.
+"""Producer portal: batches, registration by form and by CSV, corrections, serials, labels, recall,
+shoppers' reports about the producer's products, keys, tokens.
 
 Producer staff act for their own producer; the authority may open any producer's pages with
 ``?producer=ID``. The services check both (``Actor.require_producer``); views only pass the actor.
@@ -22,7 +23,7 @@ from app.portal.auth import current_actor, login_required
 from app.portal.batch_csv import COLUMNS, parse_csv, template_csv
 from app.portal.errors import error_text
 from app.portal.paging import page_number
-from app.services import db_session, export_service, registry, token_admin
+from app.services import case_service, db_session, export_service, registry, token_admin
 
 STAFF = (Role.PRODUCER, Role.AUTHORITY)
 FORM_FIELDS = ("gtin", "lot", "product.name", "product.brand", "product.category", "facility.name",
@@ -377,6 +378,27 @@ def producer_import():
     bad = sum(1 for r in results if r["error"])
     return render_template("portal/producer/import.html", columns=COLUMNS, scope=scope, results=results, bad=bad,
                            csv_text=csv_text, file_error=None), (422 if bad else 200)
+
+
+# -- shoppers' reports ---------------------------------------------------------------------------------
+@bp.route("/producer/reports")
+@login_required(*STAFF)
+def producer_reports():
+    """Shoppers' reports about the producer's products, newest first, as inspectors filed them: what
+    was bought where, from whom, the photos, and where the case stands (never the shopper's contact
+    or the inspectors' notes: ``CaseService.view``)."""
+    from app.portal.cases import STATUS_LABEL
+
+    producer_id = _producer_id()
+    actor = current_actor()
+    service = case_service()
+    page = page_number(request.args.get("page"))
+    per_page = 20
+    found = service.list(actor, producer_id=producer_id, limit=per_page + 1, offset=(page - 1) * per_page)
+    reports = [service.view(actor, case) for case in found[:per_page]]
+    db_session().rollback()
+    return render_template("portal/producer/reports.html", reports=reports, labels=STATUS_LABEL, page=page,
+                           more=len(found) > per_page, scope=_scope(producer_id))
 
 
 # -- keys and tokens -------------------------------------------------------------------------------

@@ -301,3 +301,58 @@ def test_only_the_batchs_producer_and_the_authority_may_correct_it(app, client, 
     assert page.status_code == 200
     assert f'action="/portal/producer/batches/{GTIN}/LOT-1/correct?producer={world.producer_id}"' in page.get_data(
         as_text=True)  # the authority stays on this producer's pages
+
+
+def test_a_producer_reads_the_shoppers_reports_about_its_own_products(app, client, registry, session, world):
+    """What was reported, where, from whom, with the photos, and where the case stands; never the
+    shopper's contact or the inspectors' notes, and nothing about another producer's products."""
+    import hashlib
+    from datetime import datetime, timezone
+
+    from registry.models import CaseNote, Report, ReportPhoto
+
+    registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    other = registry.admit_producer(SYSTEM, name="Other", tax_code="0399999999", gs1_prefixes=["893600002"],
+                                    country="VN")
+    now = datetime.now(timezone.utc)
+    ours = Report(case_number="VN-2026-000101", code=f"https://x/01/{GTIN}/10/LOT-1", gtin=GTIN, lot="LOT-1",
+                  producer_id=world.producer_id, verdict="counterfeit", where_kind="market",
+                  where_text="Chợ Lớn, quầy 12", seller="Cửa hàng <i>Phát Đạt</i>", contact="0909 123 456",
+                  description="Bao bì in mờ", status="investigating", created_at=now)
+    theirs = Report(case_number="VN-2026-000102", code="08936000020016", gtin="08936000020016",
+                    producer_id=other.id, where_kind="shop", where_text="Hà Nội", status="new", created_at=now)
+    session.add_all([ours, theirs])
+    session.flush()
+    photo = io.BytesIO()
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(photo, "PNG")
+    sha = hashlib.sha256(photo.getvalue()).hexdigest()
+    session.add(ReportPhoto(report_id=ours.id, media_type="image/png", sha256=sha, data=photo.getvalue()))
+    theirs_photo = hashlib.sha256(b"x").hexdigest()
+    session.add(ReportPhoto(report_id=theirs.id, media_type="image/png", sha256=theirs_photo, data=photo.getvalue()))
+    session.add(CaseNote(report_id=ours.id, author="user:thanh", at=now, text="người bán có tiền sự"))
+    make_user(session, "producer1", "producer", world.producer_id)
+    make_user(session, "other1", "producer", other.id)
+    session.commit()
+    session.close()
+
+    client_login(client, "producer1")
+    home = client.get("/portal/producer/").get_data(as_text=True)
+    assert 'href="/portal/producer/reports"' in home  # in the producer's menu
+    page = client.get("/portal/producer/reports").get_data(as_text=True)
+    assert 'data-case="VN-2026-000101" data-status="investigating"' in page and "VN-2026-000102" not in page
+    assert '<span class="badge badge-case-investigating">Đang xác minh</span>' in page
+    assert "Chợ Lớn, quầy 12" in page and "Cửa hàng &lt;i&gt;Phát Đạt&lt;/i&gt;" in page and "Bao bì in mờ" in page
+    assert "0909 123 456" not in page and "tiền sự" not in page  # the contact and the notes stay with inspectors
+    assert f'href="/portal/producer/batches/{GTIN}/LOT-1"' in page
+    assert client.get(f"/portal/cases/VN-2026-000101/photos/{sha}").status_code == 200
+    assert client.get(f"/portal/cases/VN-2026-000102/photos/{theirs_photo}").status_code == 403
+    assert client.get("/portal/cases/VN-2026-000101").status_code == 403  # the case page is the inspectors'
+
+    other_client = app.test_client()
+    client_login(other_client, "other1")
+    theirs_page = other_client.get("/portal/producer/reports").get_data(as_text=True)
+    assert "VN-2026-000102" in theirs_page and "VN-2026-000101" not in theirs_page
+    assert other_client.get(f"/portal/producer/reports?producer={world.producer_id}").status_code == 403
+    assert other_client.get(f"/portal/cases/VN-2026-000101/photos/{sha}").status_code == 403

@@ -3,8 +3,11 @@ tests/artifacts/screenshots/portal-*.png; no page may scroll sideways on the pho
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 
+from registry.models import Report
 from registry.services import SYSTEM
 
 from tests.app.browser import DESKTOP, PHONE, SCREENSHOTS, launch, playwright  # noqa: F401 (fixture)
@@ -19,6 +22,7 @@ PRODUCER_PAGES = {
     "import": "/portal/producer/import",
     "keys": "/portal/producer/keys",
     "tokens": "/portal/producer/tokens",
+    "reports": "/portal/producer/reports",
 }
 AUTHORITY_PAGES = {
     "producers": "/portal/authority/",
@@ -40,6 +44,12 @@ def filled(world, registry, session):
     fix = {**batch_data(), "quantity": 96}
     registry.correct_batch(SYSTEM, GTIN, "LOT-1", fix, reason="Đếm lại: 4 gói hỏng trước khi dán nhãn")
     registry.recall(SYSTEM, GTIN, "LOT-2", reason="Nhiễm ẩm")
+    session.add(Report(case_number="VN-2026-000007", code=f"https://verify.example.vn/01/{GTIN}/10/LOT-1", gtin=GTIN,
+                       lot="LOT-1", producer_id=world.producer_id, verdict="counterfeit", where_kind="ecommerce",
+                       where_text="Sàn thương mại điện tử", seller="Shop Cà phê Giá Rẻ 247",
+                       link="https://shop.example/ca-phe-rang-xay-highland-500g-gia-re", price="89.000 đ",
+                       description="Bao bì in mờ, tem bị bóc, mã QR không quét được", status="investigating",
+                       created_at=datetime.now(timezone.utc)))
     session.commit()
     session.close()
     return world
