@@ -1,4 +1,5 @@
-"""Demo data: a producer with a certified custodial key, a few batches with serials, and tokens."""
+"""Demo data: a producer with a certified custodial key, a few batches with serials (one recalled,
+one with a corrected record), and tokens."""
 
 from __future__ import annotations
 
@@ -80,6 +81,13 @@ def load_demo(registry: Registry, tokens: TokenService) -> list[str]:
         serial = next(registry.serials(batch, limit=1), None)
         if serial is not None:
             lines.append(f"    one unit: {registry.serial_url(batch, serial.serial, serial.s)}")
+    honey = session.execute(select(Batch).where(Batch.lot == "MO-2025-11")).scalar_one()
+    if honey.record.get("version", 1) == 1:  # one corrected record, so that its versions can be seen
+        data = next(d for d in _batches(today) if d["lot"] == "MO-2025-11")
+        data = {**data, "production_date": honey.record["production_date"], "expiry_date": honey.record["expiry_date"],
+                "facility": {**data["facility"], "address": "Thôn 3, xã Ea Kly, huyện Krông Pắc, Đắk Lắk"}}
+        registry.correct_batch(SYSTEM, honey.gtin, honey.lot, data,
+                               reason="Bổ sung địa chỉ trại ong / farm address completed")
     recalled = session.execute(select(Batch).where(Batch.lot == "NM2026-07")).scalar_one()
     if recalled.status != "recalled":
         registry.recall(SYSTEM, recalled.gtin, recalled.lot, reason="Nhãn ghi sai hạn dùng / wrong expiry on label")

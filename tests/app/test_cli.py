@@ -46,6 +46,9 @@ def test_demo_then_log_verify(runner, client):
     verdicts = [client.get(u.replace("http://127.0.0.1:8000", "").replace("https://verify.example.vn", ""),
                            headers={"Accept": "application/json"}).get_json()["verdict"] for u in urls]
     assert verdicts == ["genuine", "recalled", "expired"]
+    honey = client.get("/api/v1/batches/08936000010034/MO-2025-11").get_json()  # corrected once, not again
+    assert honey["version"] == 2 and [v["version"] for v in honey["versions"]] == [1]
+    assert honey["record"]["facility"]["address"].startswith("Thôn 3")
     check = runner.invoke(args=["log", "verify"])
     assert check.exit_code == 0 and "log OK" in check.output
 
