@@ -447,7 +447,7 @@ class Registry:
                 raise Conflict(f"the record must be version {version} superseding {supersedes}: it names "
                                "another version, or the batch was corrected meanwhile", code="VERSION_CONFLICT")
             reason = record.get("reason") if isinstance(record.get("reason"), str) else None
-            self._check_correction(batch, record, reason, [])
+            self._check_correction(batch, record, _fixed_fields(record), reason, [])
         else:
             problems: list[Invalid] = []
             fields: dict[str, Any] = {}
@@ -456,8 +456,7 @@ class Registry:
                                               "lot": data.get("lot") or batch.lot})
             except Invalid as exc:
                 problems += getattr(exc, "problems", [exc])
-                fields = _fixed_fields(data)
-            reason = self._check_correction(batch, fields, reason, problems)
+            reason = self._check_correction(batch, fields, _fixed_fields(data), reason, problems)
             key = self.active_key(batch.producer_id)
             self._check_prefix(key, batch.gtin)
             record = sign({"t": "origin-record", **fields, "kid": key.kid, "producer_id": batch.producer_id,
@@ -477,10 +476,11 @@ class Registry:
         return batch
 
     @staticmethod
-    def _check_correction(batch: Batch, fields: dict[str, Any], reason: str | None,
+    def _check_correction(batch: Batch, fields: dict[str, Any], fixed: dict[str, Any], reason: str | None,
                           problems: list[Invalid]) -> str:
-        """The correction's own rules, added to the record's ``problems`` (all raised together):
-        a reason, the same GTIN, lot and expiry date, and a change. Returns the reason, stripped."""
+        """The correction's own rules, added to the record's ``problems`` (all raised together): a
+        reason, the same GTIN, lot and expiry date (``fixed``: as the correction names them,
+        ``_fixed_fields``), and a change to the record's ``fields``. Returns the reason, stripped."""
         reason = (reason or "").strip()
         if not reason:
             problems.append(Invalid("a correction needs a reason", code="FIELD_REQUIRED", field="reason"))
@@ -489,10 +489,10 @@ class Registry:
                                     code="TOO_LONG", field="reason"))
         old = batch.record
         for name, words in (("gtin", "GTIN"), ("lot", "lot")):
-            if fields.get(name) not in (None, old[name]):
+            if fixed.get(name) not in (None, old[name]):
                 problems.append(Invalid(f"a correction cannot change the batch's {words}: register a new batch",
                                         code="BATCH_MISMATCH", field=name))
-        if "expiry_date" in fields and fields["expiry_date"] != old.get("expiry_date"):
+        if "expiry_date" in fixed and fixed["expiry_date"] != old.get("expiry_date"):
             problems.append(Invalid("a correction cannot change the expiry date: the codes already printed carry "
                                     "it (recall the batch and register a new lot)", code="EXPIRY_FIXED",
                                     field="expiry_date"))
@@ -737,7 +737,8 @@ class Registry:
 
 def _fixed_fields(data: dict[str, Any]) -> dict[str, Any]:
     """The GTIN, lot and expiry date a correction names, as a record holds them, where they can be
-    read: when the rest of it breaks the record's rules, a change to them is objected to as well."""
+    read (no expiry date: None; GTIN or lot left out: the batch's own, so absent here), whether or
+    not the rest of it keeps the record's rules: a change to them is objected to with the others."""
     fields: dict[str, Any] = {}
     for name, check in (("gtin", check_gtin), ("lot", check_lot)):
         if data.get(name):

@@ -102,6 +102,14 @@ def test_what_a_correction_may_not_change_every_problem_at_once(registry, world,
     with pytest.raises(Invalid) as err:
         registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", corrected(gtin="08936000010027"), reason="r")
     assert (err.value.code, err.value.field) == ("BATCH_MISMATCH", "gtin")
+    for dropped in ({"expiry_date": None}, {"expiry_date": ""}):  # nor can it drop the expiry date
+        with pytest.raises(Invalid) as err:
+            registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", corrected(quantity=5, **dropped), reason="r")
+        assert (err.value.code, err.value.field) == ("EXPIRY_FIXED", "expiry_date"), dropped
+    no_expiry = {k: v for k, v in corrected(quantity=5).items() if k != "expiry_date"}
+    with pytest.raises(Invalid) as err:
+        registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", no_expiry, reason="r")
+    assert err.value.code == "EXPIRY_FIXED"
     with pytest.raises(Invalid) as err:  # the same record again: not a correction
         registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", corrected(), reason="nothing")
     assert err.value.code == "NOTHING_CHANGED"
@@ -149,6 +157,15 @@ def test_a_record_signed_by_the_producers_own_key(registry, world, session):
     fix = {**base, "product": {"name": "Green tea"}, "issued_at": rfc3339(utcnow()), "version": 2,
            "supersedes": supersedes, "reason": "typo"}
 
+    registry.register_batch(PRODUCER(world), {"record": sign({**base, "lot": "OWN-2",
+                                                              "expiry_date": "2099-01-01"}, own)})
+    dated = registry.batch(GTIN, "OWN-2")
+    dropped = {k: v for k, v in {**base, "lot": "OWN-2", "quantity": 3, "version": 2, "reason": "r",
+                                 "supersedes": {"index": dated.log_index, "sha256": entry_hash(dated.record)}
+                                 }.items() if k != "expiry_date"}
+    with pytest.raises(Invalid) as err:  # a signed record cannot drop the expiry date either
+        registry.correct_batch(PRODUCER(world), GTIN, "OWN-2", {"record": sign(dropped, own)})
+    assert err.value.code == "EXPIRY_FIXED"
     for wrong, code in (({"version": 3}, "VERSION_CONFLICT"),
                         ({"supersedes": {**supersedes, "sha256": entry_hash({"x": 1})}}, "VERSION_CONFLICT"),
                         ({"reason": ""}, "FIELD_REQUIRED"),
