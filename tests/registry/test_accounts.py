@@ -385,7 +385,8 @@ def test_migration_0006_applies_the_token_rules_to_tokens_made_before(app):
                                              for i, (_, expires, revoked) in made.items()])
         connection.execute(audit.insert(), [{"at": at, "actor": by, "action": "token.create", "target": f"token:{i}",
                                              "detail": {}} for i, (by, _, _) in made.items()])
-        command.upgrade(cfg, "head")
+        connection.commit()  # what was there before the upgrade; the upgrade runs its own transaction, and
+        command.upgrade(cfg, "head")  # 0012 builds an index outside of one (CONCURRENTLY on PostgreSQL)
         connection.commit()
     session = app.extensions["session_factory"]()
     try:
