@@ -38,6 +38,7 @@ class AuditEventSchema(Strict):
     id = fields.Integer()
     at = fields.String()
     actor = fields.String()
+    actor_label = fields.String(allow_none=True, metadata={"description": "a token actor's label"})
     action = fields.String()
     target = fields.String()
     detail = fields.Dict()

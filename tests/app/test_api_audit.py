@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from registry.audit import audit
+from registry.services import Role, TokenService
 
 URL = "/api/v1/audit-events"
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
@@ -21,13 +22,27 @@ def trail(session, world):
     session.commit()
 
 
+def test_a_token_actor_comes_with_its_label(client, world, session):
+    """``token:12`` alone says nothing to whoever reads the trail: its label comes with it (none for
+    people, the system, unlabelled tokens and tokens the registry does not hold)."""
+    _, labelled = TokenService(session).create(role=Role.PARTNER, label="Cục QLTT: đồng bộ <ERP>")
+    for minute, name in enumerate((f"token:{labelled.id}", "token:3", "token:999999", "user:an", "system")):
+        audit(session, T0 + timedelta(minutes=minute), name, "user.unlock", "user:binh")
+    session.commit()
+    items = client.get(URL + "?action=user.unlock", headers=world.auth("authority")).get_json()["items"]
+    assert [(e["actor"], e["actor_label"]) for e in items] == [
+        ("system", None), ("user:an", None), ("token:999999", None), ("token:3", None),
+        (f"token:{labelled.id}", "Cục QLTT: đồng bộ <ERP>")]
+
+
 def test_newest_first_with_what_each_event_says(client, world, trail):
     response = client.get(URL + "?limit=3", headers=world.auth("authority"))
     assert response.status_code == 200
     body = response.get_json()
     assert [e["action"] for e in body["items"]] == ["user.unlock", "batch.recall", "batch.recall"]
     assert body["items"][1] == {"id": body["items"][1]["id"], "at": "2026-12-01T08:04:00Z", "actor": "user:an",
-                                "action": "batch.recall", "target": "08936000010012/L4", "detail": {"reason": "r4"}}
+                                "actor_label": None, "action": "batch.recall", "target": "08936000010012/L4",
+                                "detail": {"reason": "r4"}}
     assert body["next_before"] == body["items"][-1]["id"]
 
 

@@ -440,7 +440,7 @@ def test_audit_prints_the_trail_newest_first_a_page_at_a_time(runner, world, ses
     assert out.exit_code == 0, out.output
     lines = [json.loads(line) for line in out.output.splitlines()]
     assert lines[0]["action"] == "key.certify" and lines[0]["actor"] == "system"
-    assert set(lines[0]) == {"id", "at", "actor", "action", "target", "detail"}
+    assert set(lines[0]) == {"id", "at", "actor", "actor_label", "action", "target", "detail"}
     assert lines[1] == {"next_before": lines[0]["id"]}
     older = runner.invoke(args=["audit", "--before", str(lines[0]["id"])])
     assert [json.loads(line)["action"] for line in older.output.splitlines()] == ["producer.admit"]

@@ -13,7 +13,7 @@ from app.messages import ACTION_TEXT
 from registry.audit import ACTIONS, audit
 from registry.inspections import InspectionService
 from registry.models import Serial
-from registry.services import Actor, Role
+from registry.services import Actor, Role, TokenService
 
 from tests.app.portal_support import client_login, make_user
 from tests.conftest import batch_data
@@ -121,6 +121,14 @@ def test_details_are_shown_and_escaped(app, people, session, world, registry):
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; shop display unit" in html
     assert "<dt>reason</dt><dd>SERIAL_CLONED</dd>" in html and "Gỡ cờ nghi sao chép" in html
+
+
+def test_a_token_actor_shows_its_label_escaped(app, people, session):
+    _, token = TokenService(session).create(role=Role.PARTNER, label="Đồng bộ <b>ERP</b>")
+    audit(session, datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc), f"token:{token.id}", "user.unlock", "user:binh")
+    session.commit()
+    html = _login(app, "boss").get(URL + f"?actor=token:{token.id}").get_data(as_text=True)
+    assert f'>token:{token.id}</a> <span class="small actor-label">Đồng bộ &lt;b&gt;ERP&lt;/b&gt;</span>' in html
 
 
 def _a_batch(registry, world) -> tuple[str, str]:
