@@ -45,7 +45,7 @@ def verification_json(v: Verification) -> dict[str, Any]:
             "recall_reason": batch.recall_reason,
             # a record corrected by its producer (Registry.correct_batch): which version, and when
             "version": batch.record.get("version", 1),
-            "corrected_at": batch.record.get("issued_at") if batch.record.get("version", 1) > 1 else None,
+            "corrected_at": batch.record.get("issued_at") if "supersedes" in batch.record else None,
         },
         "scans": None if v.scans is None else {
             "count": v.scans.count,

@@ -80,7 +80,12 @@ def revoke_key(data, kid):
 def register_batch(data):
     """Register a batch: origin record in; signed record, log index and QR URL out."""
     reg = registry()
-    batch = reg.register_batch(current_actor(), data)
+    return _committed_record(reg, reg.register_batch(current_actor(), data))
+
+
+def _committed_record(reg, batch) -> dict:
+    """A batch's just-signed record, committed: the record, its QR URL, its log index and the
+    checkpoint that covers it (the answer of a registration and of a correction)."""
     checkpoint = reg.log().latest_checkpoint()
     url = reg.batch_url(batch)
     db_session().commit()
@@ -104,12 +109,8 @@ def correct_batch(data, gtin, lot):
     """Correct a batch's origin record: a new version, signed and logged, naming the one it replaces.
     GTIN, lot and expiry date cannot change (printed codes carry them); the old version is kept."""
     reg = registry()
-    batch = reg.correct_batch(current_actor(), gtin, lot, data, reason=data.get("reason"))
-    checkpoint = reg.log().latest_checkpoint()
-    url = reg.batch_url(batch)
-    db_session().commit()
-    return {"record": batch.record, "version": batch.record["version"], "url": url,
-            "log": {"index": batch.log_index, "checkpoint": checkpoint}}
+    answer = _committed_record(reg, reg.correct_batch(current_actor(), gtin, lot, data, reason=data.get("reason")))
+    return {**answer, "version": answer["record"]["version"]}
 
 
 @bp.route("/batches/<gtin>/<path:lot>/serials", methods=["POST"])

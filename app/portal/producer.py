@@ -21,6 +21,7 @@ from registry.services import MAX_SERIALS_PER_REQUEST, Role
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
 from app.portal.batch_csv import COLUMNS, parse_csv, template_csv
+from app.portal.cases import STATUS_LABEL
 from app.portal.errors import error_text
 from app.portal.paging import page_number
 from app.services import case_service, db_session, export_service, registry, token_admin
@@ -387,8 +388,6 @@ def producer_reports():
     """Shoppers' reports about the producer's products, newest first, as inspectors filed them: what
     was bought where, from whom, the photos, and where the case stands (never the shopper's contact
     or the inspectors' notes: ``CaseService.view``)."""
-    from app.portal.cases import STATUS_LABEL
-
     producer_id = _producer_id()
     actor = current_actor()
     service = case_service()
