@@ -71,10 +71,13 @@ def test_reads_survive_the_server_dropping_the_pooled_connection(app, client, un
 
 @pytest.mark.skipif(not PG_URL, reason="statements are prepared on PostgreSQL connections only")
 def test_prepared_reads_answer_as_a_cursor_does_and_survive_discard_all(app, client, unit_url):
-    """The hot read runs as a statement prepared on each connection (registry.db.RawQuery): it
-    answers the values a psycopg cursor gives, and a connection whose prepared statements were
-    dropped (DISCARD ALL, as a pooler may send) prepares it again."""
+    """The hot read runs as a statement prepared on each connection (registry.db.RawQuery), its
+    results in binary, read by loaders it keeps from its first row: it answers the values a psycopg
+    cursor gives (text results), for each of the verification's reads and row after row, and a
+    connection whose prepared statements were dropped (DISCARD ALL, as a pooler may send)
+    prepares it again."""
     from registry.db import Reader
+    from registry.lookup import _BATCH, _KEY, _PRODUCT
     from registry.scans import _UNIT_STATE
     from verification.parsing import parse_code
 
@@ -88,6 +91,18 @@ def test_prepared_reads_answer_as_a_cursor_does_and_survive_discard_all(app, cli
     cursor.execute(_UNIT_STATE._pyformat, params)
     assert prepared == cursor.fetchone()
     assert prepared[3] == 1 and prepared[5].tzinfo is not None  # scan_count, first_seen (aware)
+    unknown = {**params, "serial": "NO-SUCH-UNIT"}  # the same statement, a row of NULLs this time
+    cursor.execute(_UNIT_STATE._pyformat, unknown)
+    assert _UNIT_STATE.first(reader, unknown) == cursor.fetchone()
+    kid = code.signature.split(".")[0]
+    for query, args in ((_BATCH, {"gtin": code.gtin, "lot": code.lot}), (_PRODUCT, {"gtin": code.gtin}),
+                        (_KEY, {"kid": kid})):
+        cursor.execute(query._pyformat, args)
+        expected = cursor.fetchone()
+        assert expected is not None and query.first(reader, args) == expected
+    batch_row = _BATCH.first(reader, {"gtin": code.gtin, "lot": code.lot})
+    assert isinstance(batch_row[6], dict) and batch_row[6]["lot"] == code.lot  # the record, as JSON
+    assert batch_row[5] == code.expiry  # the expiry date, a date
     cursor.execute("DISCARD ALL")
     cursor.close()
     assert _UNIT_STATE.first(reader, params) == prepared
