@@ -8,11 +8,15 @@ minimal Flask endpoint served by the same gunicorn configuration and the raw Ed2
 
 For each server configuration (worker class, workers x threads), gunicorn is started with
 ``-c gunicorn.conf.py`` on free loopback ports for every target at once (the service on SQLite,
-on PostgreSQL, and bench/minimal_app.py). wrk (one thread, Lua script bench/wrk/verify.lua) then
-drives them in turns, round after round, at each connection count: the peak of a target is the
-median over rounds at its best connection count, and its ratio to the minimal endpoint is the
-median of the ratios within each round (runs seconds apart, so a slow spell of this shared
-machine hits both). Then rounds of open-loop runs at half each target's peak give p50/p99.
+on PostgreSQL, and bench/minimal_app.py). The service reaches PostgreSQL, which runs on this
+machine, through its Unix socket, as an app server on the database's machine should (README,
+"Configuration"); the same over TCP loopback is measured beside it (``postgresql-tcp``). With
+``--postgres-cpu`` (a database machine of its own) it goes over TCP only. wrk (one thread, Lua
+script bench/wrk/verify.lua) then drives them in turns, round after round, at each connection
+count: the peak of a target is the median over rounds at its best connection count, and its ratio
+to the minimal endpoint is the median of the ratios within each round (runs seconds apart, so a
+slow spell of this shared machine hits both). Then rounds of open-loop runs at half each target's
+peak give p50/p99.
 The instance holds real signed unit codes (several batches of serials); every request asks for a
 different code with a random client_id, in order, so a server rarely sees a code twice (as in the
 field, and so that no per-process cache of signature checks flatters the figure). They are codes as
@@ -60,6 +64,7 @@ LUA = REPO / "bench" / "wrk" / "verify.lua"
 PG_HOST = "127.0.0.1"
 PG_USER = "postgres"
 PG_DB = "bench_http"
+PG_SOCKET_DIR = "/var/run/postgresql"  # where Debian's PostgreSQL puts its Unix socket
 WARMUP_SECONDS = 2
 # The highest rate any target is expected to verify: with it, the default number of codes covers
 # every request one configuration sends (its servers are new, so no earlier configuration's
@@ -71,8 +76,15 @@ __all__ = ["ServerConfig", "Server", "prepare_instance", "recreate_database", "d
 
 
 # -- PostgreSQL helpers (also used by image_latency.py and national.py) --------------------------
-def pg_url(dbname: str) -> str:
+def pg_url(dbname: str, *, socket: bool = False) -> str:
+    """The database's SQLAlchemy URL: over TCP to ``PG_HOST``, or through the Unix socket."""
+    if socket:
+        return f"postgresql+psycopg://{PG_USER}@/{dbname}?host={PG_SOCKET_DIR}"
     return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:5432/{dbname}"
+
+
+def pg_socket_available() -> bool:
+    return os.path.exists(os.path.join(PG_SOCKET_DIR, ".s.PGSQL.5432"))
 
 
 def _admin():
@@ -663,10 +675,21 @@ def _main(args: argparse.Namespace) -> dict:
 
     tmp = tempfile.mkdtemp(prefix="bench-http-")
     targets: list[Target] = []
-    databases = [("sqlite", None)] + ([] if args.no_postgres else [("postgresql", PG_DB)])
-    for db_name, pg_db in databases:
+    # (target, PostgreSQL database, through the Unix socket)
+    databases: list[tuple[str, str | None, bool]] = [("sqlite", None, False)]
+    if not args.no_postgres:
+        if pg_socket_available() and args.postgres_cpu is None:
+            databases += [("postgresql", PG_DB, True), ("postgresql-tcp", PG_DB + "_tcp", False)]
+        else:
+            databases.append(("postgresql", PG_DB, False))
+    figures["postgres_link"] = {name: "unix socket" if by_socket else "tcp" for name, pg_db, by_socket in databases
+                                if pg_db}
+    for db_name, pg_db, by_socket in databases:
         started = time.perf_counter()
-        url = recreate_database(pg_db) if pg_db else None
+        url = None
+        if pg_db:
+            recreate_database(pg_db)
+            url = pg_url(pg_db, socket=by_socket)
         env, codes = prepare_instance(url, batches=n_batches, serials_per_batch=per_batch)
         codes_file = os.path.join(tmp, f"codes-{db_name}.txt")
         with open(codes_file, "w") as fh:
@@ -717,7 +740,7 @@ def _main(args: argparse.Namespace) -> dict:
 
     figures["summary"] = summarize(figures, latency_configs)
     shutil.rmtree(tmp, ignore_errors=True)
-    for _, pg_db in databases:
+    for _, pg_db, _ in databases:
         if pg_db:
             drop_database(pg_db)
 
@@ -772,10 +795,15 @@ def markdown(figures: dict) -> str:
                f"({figures['seconds_per_run']:.0f} s runs; half peak: {figures.get('half_rounds', 1)} × "
                f"{figures['half_peak_seconds']:.0f} s); the ratio to the minimal endpoint is the median of the "
                f"ratios within each round, listed in brackets.\n")
+    links = figures.get("postgres_link") or {}
+    link_text = ("" if not links else " PostgreSQL is reached " + " and ".join(
+        f"{'through its Unix socket' if link == 'unix socket' else 'over TCP loopback'} (`{name}`)"
+        for name, link in links.items()) + ".")
     out.append(f"Reference: raw Ed25519 verify on one core of this interpreter {ed['verify_per_s']:,.0f}/s "
                f"(pyca/cryptography, OpenSSL) and {ed.get('verify_libsodium_per_s', 0):,.0f}/s (PyNaCl, libsodium, "
                f"what the service uses); {_cores(figures)}. "
-               f"{figures['codes']:,} distinct signed unit codes, one per request in turn, random client_id.\n")
+               f"{figures['codes']:,} distinct signed unit codes, one per request in turn, random client_id."
+               f"{link_text}\n")
     out.append("| config | target | peak req/s | vs minimal | req/s at half peak | p50 ms | p99 ms | p99.9 ms | "
                "non-2xx | socket errors | targets (≥½ minimal, p99 < 30 ms) |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|")
