@@ -3,6 +3,7 @@ its client and CLI runner, fresh keys, and a demo-like producer with a certified
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -16,6 +17,7 @@ from werkzeug.serving import make_server
 
 from app import create_app
 from app.cli import init_instance
+from app.migrations import upgrade_to_head
 from registry.db import Base, make_engine
 from registry.services import SYSTEM, Registry, Role, TokenService
 
@@ -50,6 +52,26 @@ def template_instance(tmp_path_factory) -> Path:
     yield path
     if PG_URL:
         _reset_postgres(PG_URL, drop=True)
+
+
+@contextlib.contextmanager
+def schema_restored_on_failure(engine):
+    """For a test that moves the schema off head (a migration test): if anything fails inside,
+    the schema is rebuilt at head before the failure is raised. On PostgreSQL one database serves
+    the whole session, and a schema left at an old revision failed every later test in its fixture
+    (their connections then ran out: "too many clients"), hiding the one failure that mattered.
+    An SQLite test has its own copy of the database: nothing to restore."""
+    try:
+        yield
+    except BaseException:
+        if engine.dialect.name == "postgresql":
+            engine.dispose()  # the test's connections, and whatever transaction they held
+            with engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+            upgrade_to_head(engine)
+            engine.dispose()
+        raise
 
 
 def _truncate_postgres(engine) -> None:

@@ -15,7 +15,7 @@ from registry.accounts import AccountService, LockoutPolicy, TokenAdmin
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from registry.models import ApiToken, AuditEvent, User
 from registry.services import SYSTEM, Actor, Role, TokenService
-from tests.conftest import FixedClock
+from tests.conftest import FixedClock, schema_restored_on_failure
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 PASSWORD = "correct horse battery"
@@ -371,7 +371,7 @@ def test_migration_0006_applies_the_token_rules_to_tokens_made_before(app):
     made = {1: ("user:gone", soon, None), 2: ("token:1", later, None), 3: ("user:here", later, None),
             4: ("system", None, at), 5: ("token:4", None, None), 6: ("token:5", later, None),
             7: ("token:3", None, None)}
-    with engine.connect() as connection:
+    with schema_restored_on_failure(engine), engine.connect() as connection:
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, "0005")
         connection.execute(users.insert(), [{"id": 1, "username": "gone", "display_name": "", "password_hash": "x",
