@@ -13,7 +13,7 @@ from typing import Any
 from flask import Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from registry.cases import STATUSES, TRANSITIONS, AttachmentRejected
+from registry.cases import OPEN_STATUSES, STATUSES, TRANSITIONS, AttachmentRejected
 from registry.errors import Invalid
 from registry.services import Role
 
@@ -66,7 +66,7 @@ def cases():
     page = page_number(request.args.get("page"))
     filters: dict[str, Any] = {"assigned_to": actor.name} if mine else {}
     if status == "open" or status is None:
-        found = [c for s in ("new", "assigned", "investigating")
+        found = [c for s in OPEN_STATUSES
                  for c in service.list(actor, status=s, limit=PAGE * page, **filters)]
         found.sort(key=lambda c: (c.created_at, c.id), reverse=True)
         found = found[(page - 1) * PAGE: page * PAGE]
