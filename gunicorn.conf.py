@@ -16,7 +16,9 @@ on PostgreSQL (1,271 against at most 1,256) and was within 3 % on SQLite (1,483 
 for gthread 2x1, whose p99 at that peak was 99 ms against 17); on 2026-11-23 at 00:36 it led on
 both (1,619 / 1,319 against at most 1,365 / 1,112). 3 and 4 sync workers cost more CPU per request
 (869 and 977 µs against 788 on SQLite); 3 against 2, in turns, raised the ratio to the minimal
-endpoint only by slowing the minimal endpoint down (README, "Performance"). Sync workers need a
+endpoint only by slowing the minimal endpoint down (2026-11-23, three pairs of runs: PostgreSQL
+0.44-0.46x against 0.39-0.45x, the verification's own rate 1,145-1,270 against 1,150-1,203
+req/s). Sync workers need a
 buffering proxy (nginx) in front, so that slow uploads from phones and idle keep-alive
 connections never hold a worker; GUNICORN_THREADS > 1 switches to gthread for deployments
 without one.
