@@ -1,11 +1,14 @@
-"""HTTP security headers: a strict Content-Security-Policy with no inline script."""
+"""HTTP security headers (a strict Content-Security-Policy with no inline script), and where a
+redirect may lead."""
 
 from __future__ import annotations
+
+from urllib.parse import urlparse
 
 from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSessionInterface
 
-__all__ = ["add_security_headers", "ApiWithoutCookies"]
+__all__ = ["add_security_headers", "ApiWithoutCookies", "local_target"]
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -40,3 +43,15 @@ class ApiWithoutCookies(SecureCookieSessionInterface):
         if request.path.startswith("/api/"):
             return self.null_session_class()
         return super().open_session(app, request)
+
+
+def local_target(target: str | None, *, under: str = "/") -> str | None:
+    """``target`` (a ``next`` parameter) if it is a path on this site under ``under``, else None:
+    never an open redirect (no scheme, no host, no ``//``), and nothing a Location header cannot
+    carry (a control character such as an encoded CR/LF had made the redirect a 500)."""
+    if not target or not target.startswith(under) or target.startswith("//"):
+        return None
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
+        return None
+    parsed = urlparse(target)
+    return None if parsed.scheme or parsed.netloc else target

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
-
 from flask import abort, current_app, jsonify, make_response, redirect, render_template, request, url_for
 
 from verification.decoding import ImageRejected, NotAnImage
@@ -15,6 +13,7 @@ from app.i18n import LANG_COOKIE, LANGUAGES
 from app.pages import bp, redisplay
 from app.pages.render import decisive_code, render_scan, verdict_page
 from app.presenters import image_verification_json, verification_json
+from app.security import local_target
 from app.services import scan_context, verification_reader, verifier
 
 
@@ -25,10 +24,7 @@ def scan():
 
 @bp.route("/lang/<lang>")
 def switch_language(lang: str):
-    target = request.args.get("next") or url_for("pages.scan")
-    parsed = urlparse(target)
-    if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
-        target = url_for("pages.scan")  # never an open redirect
+    target = local_target(request.args.get("next")) or url_for("pages.scan")
     response = redirect(target)
     if lang in LANGUAGES:
         response.set_cookie(LANG_COOKIE, lang, max_age=365 * 24 * 3600, samesite="Lax",

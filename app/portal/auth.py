@@ -21,7 +21,6 @@ import secrets
 import time
 from datetime import date, timedelta
 from typing import Callable, TypeVar
-from urllib.parse import urlparse
 
 from flask import current_app, g, redirect, render_template, request, session, url_for
 
@@ -32,6 +31,7 @@ from registry.services import Actor, Role
 from app.extensions import rate_limit
 from app.i18n import N_, country_options
 from app.portal import bp
+from app.security import local_target
 from app.services import account_service, db_session, registry
 
 __all__ = ["login_required", "current_actor", "nav_links", "home_endpoint", "SESSION_USER", "SESSION_NONCE",
@@ -117,12 +117,7 @@ def _load_actor() -> Actor | None:
 
 
 def _safe_next(target: str | None) -> str | None:
-    if not target:
-        return None
-    parsed = urlparse(target)
-    if parsed.scheme or parsed.netloc or not target.startswith("/portal") or target.startswith("//"):
-        return None  # never an open redirect
-    return target
+    return local_target(target, under="/portal")
 
 
 def login_required(*roles: Role) -> Callable[[F], F]:

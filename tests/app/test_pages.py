@@ -82,8 +82,10 @@ def test_switch_links_carry_hreflang_and_names(client):
 
 
 def test_switch_refuses_open_redirects(client):
-    for target in ("https://evil.example/", "//evil.example/", "javascript:alert(1)"):
+    for target in ("https://evil.example/", "//evil.example/", "javascript:alert(1)",
+                   "/\r\nSet-Cookie: x=1", "/warnings\x00", "/\tevil"):
         response = client.get("/lang/en", query_string={"next": target})
+        assert response.status_code == 302, target  # a control character had made it a 500
         assert response.headers["Location"] in ("/", "http://localhost/")
 
 

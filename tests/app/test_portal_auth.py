@@ -76,6 +76,11 @@ def test_login_goes_back_to_the_page_asked_for_but_never_elsewhere(client, peopl
     evil = client.post("/portal/login", data={"csrf_token": token, "username": "producer1", "password": PASSWORD,
                                               "next": "https://evil.example/portal"})
     assert evil.location == "/portal/producer/"
+    client.post("/portal/logout", data={"csrf_token": csrf_of(client.get("/portal/account").get_data(as_text=True))})
+    token = csrf_of(client.get("/portal/login").get_data(as_text=True))
+    split = client.post("/portal/login", data={"csrf_token": token, "username": "producer1", "password": PASSWORD,
+                                               "next": "/portal/producer/\r\nSet-Cookie: x=1"})
+    assert split.status_code == 303 and split.location == "/portal/producer/"
 
 
 def test_the_session_cookie_is_httponly_and_lax_and_the_session_is_fresh(client, people):
