@@ -21,6 +21,7 @@ from PIL import Image
 from registry.labels import LabelData, render_png
 from registry.cases import CaseService
 from registry.models import Report
+from registry.publications import PublicationService
 from registry.services import SYSTEM, Actor, Role
 
 from tests.app.browser import PHONE, SCREENSHOTS, launch, phone, playwright  # noqa: F401 (fixture)
@@ -309,5 +310,27 @@ def test_a_corrected_record_says_so_on_the_phone(playwright, live_server, codes,
         page.goto(f"{live_server}/lang/en")
         page.goto(live_server + path_of(codes["genuine"]))
         assert "Record corrected" in page.inner_text("#record-corrected")
+    finally:
+        browser.close()
+
+
+def test_long_unbroken_text_wraps_on_the_narrowest_phone(playwright, live_server, codes, registry, session):
+    """A published text or a recall reason holding a long link or word (what people paste) wraps
+    inside a 320-pixel screen instead of making the page scroll sideways."""
+    link = "https://www.facebook.com/groups/" + "hanggiahanhnhai" * 8 + "/posts/1234567890123456789"
+    PublicationService(session, authority=registry.authority).publish(
+        SYSTEM, kind="warning", title="Cảnh báo " + "x" * 90, body=f"Nhóm bán hàng giả: {link}")
+    registry.recall(SYSTEM, GTIN, "LOT-1", reason="Xem " + link)
+    session.commit()
+    session.close()
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page.set_viewport_size({"width": 320, "height": 640})
+        for path in ("/warnings", path_of(codes["genuine"])):  # the genuine code's batch is now recalled
+            page.goto(live_server + path)
+            assert link in page.inner_text("main")
+            assert page.evaluate("document.documentElement.scrollWidth") <= 320, path
+        page.screenshot(path=str(SCREENSHOTS / "recalled-long-reason-320.png"), full_page=True)
     finally:
         browser.close()
