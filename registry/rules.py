@@ -10,9 +10,9 @@ from typing import Any
 import pycountry
 
 from registry.errors import Invalid
-from verification.gs1.dictionary import AIValueError, get_dictionary
+from verification.gs1.dictionary import AIValueError, century_for, get_dictionary
 
-__all__ = ["parse_date", "check_gtin", "check_gln", "check_lot", "check_serial", "check_gs1_prefix", "check_country", "yymmdd"]
+__all__ = ["parse_date", "check_gtin", "check_gln", "check_lot", "check_code_date", "check_serial", "check_gs1_prefix", "check_country", "yymmdd"]
 
 
 def _check_ai(ai: str, value: str, *, field: str, code: str, label: str) -> str:
@@ -37,8 +37,25 @@ def check_gln(value: str) -> str:
 
 
 def check_lot(value: str) -> str:
-    """AI (10): 1 to 20 characters of the GS1 AI encodable character set 82."""
+    """AI (10): 1 to 20 characters of the GS1 AI encodable character set 82, and not a path's dot
+    segment: a lot of ``.`` or ``..`` is a path step in the Digital Link URL (/10/..), which every
+    browser and client resolves away before sending it (percent-encoded too, by the URL standard),
+    so no printed code could be opened."""
+    if value in (".", ".."):
+        raise Invalid(f"lot {value!r} cannot stand in a Digital Link URL: browsers resolve it as a path step",
+                      code="LOT_UNPRINTABLE", field="lot")
     return _check_ai("10", value, field="lot", code="BAD_LOT", label="lot")
+
+
+def check_code_date(day: date, *, field: str, today: date) -> date:
+    """A date a code carries as YYMMDD (AI 17): the two-digit year must read back as ``day``'s by
+    GS1's sliding century window (General Specifications 7.12), else every printed code would
+    carry another date (9999-12-31 read as 1999-12-31: expired, and a mismatch)."""
+    if century_for(day.year % 100, today=today) != day.year:
+        raise Invalid(f"{field} {day.isoformat()} cannot be carried by a code: its two-digit year reads as "
+                      f"{century_for(day.year % 100, today=today)} (at most 50 years from today)",
+                      code="DATE_OUT_OF_RANGE", field=field)
+    return day
 
 
 def check_serial(value: str) -> str:

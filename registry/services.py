@@ -44,6 +44,7 @@ from registry.models import (
     Serial,
 )
 from registry.rules import (
+    check_code_date,
     check_country,
     check_gln,
     check_gs1_prefix,
@@ -78,6 +79,7 @@ SERIAL_LENGTH = 12  # 60 random bits: guessing one of 100,000 serials succeeds w
 MAX_SERIALS_PER_REQUEST = 100_000
 #: A batch's largest declared quantity: far above any lot, and exact in every JSON reader (< 2^53).
 MAX_QUANTITY = 10**12
+MAX_CERTIFICATIONS = 20
 MAX_RECALL_REASON = 1000  # as the API's RecallInSchema
 MAX_CORRECTION_REASON = 1000  # as the API's CorrectionInSchema
 #: What an origin record says about its batch: what a correction may change (but the GTIN, the lot and
@@ -269,6 +271,10 @@ class Registry:
         if not isinstance(certifications, list) or not all(isinstance(c, dict) for c in certifications):
             shape.append(Invalid("certifications must be a list of objects", code="BAD_RECORD",
                                  field="certifications"))
+        elif len(certifications) > MAX_CERTIFICATIONS:  # every verification answers them, for good
+            problems.append(Invalid(f"a batch lists at most {MAX_CERTIFICATIONS} certifications, got "
+                                    f"{len(certifications):,}", code="TOO_MANY_CERTIFICATIONS",
+                                    field="certifications"))
         if shape:  # nothing below can be read
             problems += shape
             raise problems[0] if len(problems) == 1 else InvalidFields(problems)
@@ -290,6 +296,8 @@ class Registry:
             problems.append(Invalid("production_date is required", code="FIELD_REQUIRED", field="production_date"))
         expiry = checked(parse_date, data.get("expiry_date"), "expiry_date")
         today = self.clock().date()
+        if expiry is not None:
+            expiry = checked(lambda day: check_code_date(day, field="expiry_date", today=today), expiry)
         if production is not None and production > today + timedelta(days=1):
             problems.append(Invalid("production_date is in the future", code="BAD_DATE", field="production_date"))
         if production is not None and expiry is not None and expiry <= production:

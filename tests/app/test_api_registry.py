@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -87,6 +87,20 @@ def test_bad_fields_are_422_with_a_clear_message(client, world, change, code):
     assert r.status_code == 422
     error = r.get_json()["error"]
     assert error["code"] == code and error["field"] in ("gtin", "lot") and len(error["message"]) > 20
+
+
+def test_an_expiry_date_is_accepted_only_if_its_code_reads_it_back(client, world):
+    """A code carries the expiry date as YYMMDD, read by GS1's sliding century window: 50 years
+    ahead is the last date its two digits give back; 9999-12-31 had been registered and every
+    unit then verified as expired (1999-12-31) with a data mismatch."""
+    far = _register(client, world, lot="FAR", expiry_date="9999-12-31")
+    assert far.status_code == 422
+    assert (far.get_json()["error"]["code"], far.get_json()["error"]["field"]) == ("DATE_OUT_OF_RANGE", "expiry_date")
+    last = date(date.today().year + 50, 12, 31)
+    ok = _register(client, world, lot="LAST", expiry_date=last.isoformat())
+    assert ok.status_code == 201
+    checked = client.get("/api/v1/verify", query_string={"code": ok.get_json()["url"]}).get_json()
+    assert checked["verdict"] == "genuine" and checked["code"]["expiry"] == last.isoformat()
 
 
 def test_several_bad_fields_are_all_listed(client, world):
@@ -227,7 +241,7 @@ def test_corrections_refused_over_http_say_why(client, world):
     fix = {k: v for k, v in batch_data().items() if k not in ("gtin", "lot")}
     r = client.post(url, json=fix, headers=world.auth("producer"))  # no reason: the schema
     assert r.status_code == 422 and "reason" in r.get_json()["error"]["fields"]["json"]
-    r = client.post(url, json={**fix, "expiry_date": "2099-01-01", "reason": "x"}, headers=world.auth("producer"))
+    r = client.post(url, json={**fix, "expiry_date": "2030-01-01", "reason": "x"}, headers=world.auth("producer"))
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "EXPIRY_FIXED"
     r = client.post(url, json={**fix, "reason": "x"}, headers=world.auth("producer"))
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "NOTHING_CHANGED"

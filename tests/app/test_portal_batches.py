@@ -265,7 +265,7 @@ def test_the_correction_forms_objections_are_beside_their_fields(client, registr
     html = client.get(url).get_data(as_text=True)
     form = {**_form_fields(html), "csrf_token": [csrf_of(html)]}
     # an expiry date sent by hand (the field is read-only), no reason, no product name
-    response = client.post(url, data={**form, "expiry_date": ["2099-12-31"], "reason": [""], "product.name": [""]})
+    response = client.post(url, data={**form, "expiry_date": ["2031-12-31"], "reason": [""], "product.name": [""]})
     html = response.get_data(as_text=True)
     assert response.status_code == 422
     for name in ("expiry_date", "reason", "product-name"):

@@ -158,7 +158,7 @@ def test_a_record_signed_by_the_producers_own_key(registry, world, session):
            "supersedes": supersedes, "reason": "typo"}
 
     registry.register_batch(PRODUCER(world), {"record": sign({**base, "lot": "OWN-2",
-                                                              "expiry_date": "2099-01-01"}, own)})
+                                                              "expiry_date": "2069-01-01"}, own)})
     dated = registry.batch(GTIN, "OWN-2")
     dropped = {k: v for k, v in {**base, "lot": "OWN-2", "quantity": 3, "version": 2, "reason": "r",
                                  "supersedes": {"index": dated.log_index, "sha256": entry_hash(dated.record)}

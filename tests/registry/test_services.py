@@ -48,6 +48,11 @@ def test_register_batch_signs_an_origin_record(registry, world, session):
     ({"expiry_date": (date.today() - timedelta(days=20)).isoformat()}, "BAD_DATE"),
     ({"quantity": 0}, "BAD_QUANTITY"),
     ({"facility": {"name": "F", "gln": "8936000010004"}}, "BAD_CHECK_DIGIT"),
+    ({"lot": "."}, "LOT_UNPRINTABLE"),  # /10/. and /10/.. are resolved away by every browser
+    ({"lot": ".."}, "LOT_UNPRINTABLE"),
+    ({"expiry_date": "9999-12-31"}, "DATE_OUT_OF_RANGE"),  # its code's 991231 reads as 1999
+    ({"expiry_date": date(date.today().year + 51, 1, 1).isoformat()}, "DATE_OUT_OF_RANGE"),
+    ({"certifications": [{"scheme": "VietGAP", "id": f"VG-{i}"} for i in range(21)]}, "TOO_MANY_CERTIFICATIONS"),
 ])
 def test_register_batch_refuses_bad_fields(registry, world, change, code):
     with pytest.raises(Invalid) as err:
