@@ -88,10 +88,12 @@ def _network_hash(salt: str, address: str | None) -> str | None:
     return hashlib.sha256(f"{salt}|net|{network}".encode()).hexdigest()[:32] if network is not None else None
 
 
-def scan_context(channel: str, values) -> ScanContext:
+def scan_context(channel: str, values, *, device: str | None = None) -> ScanContext:
     """Build the scan context from request values: salted hashes of the client and of its
-    address's network, and a coarse place."""
-    client_id = (values.get("client_id") or "").strip()[:128]
+    address's network, and a coarse place. The client is the values' ``client_id``, else
+    ``device`` (the pages' id of this browser: ``app.pages.device``), else the address and
+    User-Agent."""
+    client_id = (values.get("client_id") or device or "").strip()[:128]
     basis = client_id or f"{request.remote_addr}|{request.headers.get('User-Agent', '')}"
     salt = current_app.config["SCAN_SALT"]
     client = hashlib.sha256(f"{salt}|{basis}".encode()).hexdigest()[:32]

@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import make_response, render_template
 
+from app.pages.device import device_id
+
 __all__ = ["render_error", "render_scan", "verdict_page", "decisive_code"]
 
 
@@ -16,7 +18,7 @@ def render_error(status: int, message: str) -> str:
 def render_scan(*, error_code: str | None = None) -> str:
     from app.pages.texts import IMAGE_ERROR
 
-    return render_template("pages/scan.html", error=IMAGE_ERROR.get(error_code or ""))
+    return render_template("pages/scan.html", error=IMAGE_ERROR.get(error_code or ""), device_id=device_id())
 
 
 def verdict_page(result: dict[str, Any], code_text: str, *, shown: str | None = None, lang_next: str | None = None,

@@ -12,6 +12,7 @@ from registry.reports import CASE_NUMBER, ReportInput, ReportInvalid, TooManyRep
 from app.api.report_routes import REPORT_BODY_LIMIT, photo_status
 from app.extensions import config_limit, rate_limit
 from app.pages import bp
+from app.pages.device import device_id
 from app.pages.texts import FIELD_ERROR, FLOOD_MESSAGE, FOLLOWUP_UNKNOWN, PHOTO_ERROR, SESSION_EXPIRED
 from app.services import db_session, report_service, scan_context
 
@@ -23,7 +24,8 @@ def _form(values: dict, *, errors: dict | None = None, notice: str | None = None
     messages = {field: FIELD_ERROR.get(code, FIELD_ERROR["FIELD_REQUIRED"]) for field, code in (errors or {}).items()}
     if "where_kind" in messages:  # a group of choices, never a field to fill in
         messages["where_kind"] = FIELD_ERROR["BAD_CHOICE"]
-    return render_template("pages/report.html", values=values, errors=messages, notice=notice), status
+    return render_template("pages/report.html", values=values, errors=messages, notice=notice,
+                           device_id=device_id()), status
 
 
 @bp.route("/report", methods=["GET"])
@@ -45,7 +47,7 @@ def report_submit():
     values = {name: (request.form.get(name) or "").strip() for name in FIELDS}
     photos = [f.read() for f in request.files.getlist("photo") if f and f.filename]
     photos = [p for p in photos if p]
-    client = scan_context("report", request.form).client
+    client = scan_context("report", request.form, device=device_id()).client
     try:
         filed = report_service().create(ReportInput.from_mapping(values, photos), client_hash=client)
     except TooManyReports:

@@ -11,6 +11,7 @@ from verification.verdicts import Verdict
 from app.extensions import config_limit, rate_limit
 from app.i18n import LANG_COOKIE, LANGUAGES
 from app.pages import bp, redisplay
+from app.pages.device import device_id
 from app.pages.render import decisive_code, render_scan, verdict_page
 from app.presenters import image_verification_json, verification_json
 from app.security import local_target
@@ -62,7 +63,7 @@ def digital_link(rest: str):
     text = _digital_link_text()
     verification_reader()
     checker = verifier(recording=not redisplay.shown_again())  # not a new check: its language switched
-    result = checker.verify_text(text, context=scan_context("link", request.args))
+    result = checker.verify_text(text, context=scan_context("link", request.args, device=device_id()))
     body = verification_json(result)
     best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/linkset+json"])
     if best == "application/linkset+json":
@@ -83,7 +84,7 @@ def check_text():
         return redirect(url_for("pages.scan"))
     verification_reader()
     checker = verifier(recording=not redisplay.shown_again())
-    result = checker.verify_text(text, context=scan_context("web", request.args))
+    result = checker.verify_text(text, context=scan_context("web", request.args, device=device_id()))
     return verdict_page(verification_json(result), text, shown=redisplay.link_token(), typed=True)
 
 
@@ -97,7 +98,7 @@ def check_photo():
         return render_scan(error_code="IMAGE_MISSING"), 400
     verification_reader()
     try:
-        result = verify_image(verifier(), data, context=scan_context("image", request.form),
+        result = verify_image(verifier(), data, context=scan_context("image", request.form, device=device_id()),
                               max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
     except ImageRejected as exc:
         return render_scan(error_code=exc.code.value), 415 if isinstance(exc, NotAnImage) else 422

@@ -7,20 +7,10 @@
 
   function $(id) { return doc.getElementById(id); }
 
-  /* A random id kept in this browser; the server stores only a salted hash of it. */
-  function randomId() {
-    var bytes = new Uint8Array(16);
-    (window.crypto || window.msCrypto).getRandomValues(bytes);
-    return Array.prototype.map.call(bytes, function (b) { return ('0' + b.toString(16)).slice(-2); }).join('');
-  }
-  var clientId;
-  try {
-    clientId = localStorage.getItem('client_id');
-    if (!clientId) { clientId = randomId(); localStorage.setItem('client_id', clientId); }
-  } catch (e) { clientId = randomId(); }
-  Array.prototype.forEach.call(doc.querySelectorAll('input[name=client_id]'), function (input) {
-    input.value = clientId;
-  });
+  /* This browser's id, as the server gave it to the page (app/pages/device.py: the same id its
+     verdict pages opened from a camera app use); the server stores only a salted hash of it. */
+  var idInput = doc.querySelector('input[name=client_id]');
+  var clientId = idInput ? idInput.value : '';
 
   var csrfMeta = doc.querySelector('meta[name=csrf-token]');
   var csrfToken = csrfMeta ? csrfMeta.getAttribute('content') : '';

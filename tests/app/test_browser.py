@@ -97,7 +97,7 @@ def test_camera_path_reads_a_label_by_itself(playwright, live_server, codes, tmp
         verdict = page.wait_for_selector('[data-verdict="genuine"]', timeout=10_000)
         assert verdict.is_visible()
         assert "Hàng thật" in verdict.inner_text()
-        assert page.evaluate("localStorage.getItem('client_id')")
+        assert re.fullmatch(r"d\.[0-9a-f]{32}", page.input_value("#photo-form input[name=client_id]"))
     finally:
         browser.close()
 
@@ -332,5 +332,28 @@ def test_long_unbroken_text_wraps_on_the_narrowest_phone(playwright, live_server
             assert link in page.inner_text("main")
             assert page.evaluate("document.documentElement.scrollWidth") <= 320, path
         page.screenshot(path=str(SCREENSHOTS / "recalled-long-reason-320.png"), full_page=True)
+    finally:
+        browser.close()
+
+
+def test_one_phone_is_one_device_from_the_camera_app_to_the_scan_page(playwright, live_server, codes):
+    """A verdict page opened from the phone's camera app runs no script first; the same code typed
+    on the scan page afterwards is the same phone, not a second device (it had said 'Checked from
+    2 different devices'). Another phone is another device."""
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page.goto(live_server + path_of(codes["genuine"]))  # what the camera app opens
+        assert "đã được kiểm tra 1 lần" in page.inner_text("main")
+        page.goto(live_server + "/")
+        page.fill("#typed-code", codes["genuine"])
+        page.click("form.typed button[type=submit]")
+        page.wait_for_selector("[data-verdict]")
+        text = page.inner_text("main")
+        assert "đã được kiểm tra 2 lần" in text and "thiết bị hoặc mạng khác nhau" not in text
+        assert "client_id" not in page.url  # the address can be shared: it names no device
+        other = phone(browser, user_agent="Another phone").new_page()  # its own cookies and browser
+        other.goto(live_server + path_of(codes["genuine"]))
+        assert "Đã được kiểm tra từ 2 thiết bị hoặc mạng khác nhau" in other.inner_text("main")
     finally:
         browser.close()
