@@ -588,6 +588,7 @@ class ScanHistory:
         self._network_cache = network_cache
         self._recording = recording
         self._state: _UnitState | None = None
+        self._held: tuple[dict[str, Any], UnitKey, bool] | None = None  # record()'s event, until settle()
 
     def begin(self, gtin: str, lot: str, serial: str | None, context: ScanContext) -> None:
         self._state = self._read(unit_key(gtin, lot, serial), context.client)
@@ -615,6 +616,9 @@ class ScanHistory:
 
     def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext,
                verdict: Verdict) -> ScanSummary | None:
+        """The unit's history with this verification counted. Its event is held until ``settle``
+        gives the verdict answered (the clone check, which needs this summary, may change it)."""
+        self._held = None
         if batch.batch_id is None:
             return None
         key = unit_key(batch.gtin, batch.lot, serial.serial if serial else None)
@@ -633,7 +637,7 @@ class ScanHistory:
                  "lat": context.lat, "lon": context.lon, "verdict": verdict.value}
         first = state.first_seen or pending.first or now
         if serial is None:
-            self._writer.submit(event, key=key, new_client=False)
+            self._held = (event, key, False)
             return ScanSummary(count=state.count + pending.count + 1, first_seen=first, distinct_clients=0)
         client = context.client
         new_client = client is not None and not state.client_seen and client not in pending.new_clients
@@ -647,11 +651,21 @@ class ScanHistory:
                 and other_network):
             hours = max((now - last).total_seconds() / 3600, 1 / 60)  # a minute's slack
             travel = haversine_km(lat, lon, context.lat, context.lon) / hours
-        self._writer.submit(event, key=key, new_client=new_client)
+        self._held = (event, key, new_client)
         return ScanSummary(count=state.count + pending.count + 1, first_seen=first,
                            distinct_clients=state.clients + len(pending.new_clients) + (1 if new_client else 0),
                            travel_kmh=travel, flagged=_flagged(state, pending), counted_since=state.cleared_at,
                            clone_baseline=state.baseline)
+
+    def settle(self, verdict: Verdict) -> None:
+        """Hand the event ``record`` held to the scan writer, with the verdict the verification
+        answered: a check found to be a clone's had been stored as 'genuine', the verdict before the
+        clone check, and the inspectors' scan history said so."""
+        held, self._held = self._held, None
+        if held is not None:
+            event, key, new_client = held
+            event["verdict"] = verdict.value
+            self._writer.submit(event, key=key, new_client=new_client)
 
     def networks(self, batch: BatchInfo, serial: SerialInfo, context: ScanContext, *,
                  since: datetime | None = None) -> int:

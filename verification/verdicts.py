@@ -209,7 +209,12 @@ class ScanRecorder(Protocol):
         from that read)."""
 
     def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext,
-               verdict: Verdict) -> ScanSummary | None: ...
+               verdict: Verdict) -> ScanSummary | None:
+        """The unit's history with this verification counted (``verdict``: the verdict so far);
+        nothing is kept until ``settle``."""
+
+    def settle(self, verdict: Verdict) -> None:
+        """Keep the verification ``record`` counted, with the verdict answered."""
 
     def networks(self, batch: BatchInfo, serial: SerialInfo, context: ScanContext, *,
                  since: datetime | None = None) -> int:
@@ -342,9 +347,11 @@ class Verifier:
         default = Verdict.GENUINE if key is not None else Verdict.UNVERIFIABLE
         scans = None
         if self._scans is not None:
-            provisional = found.verdict(default)
-            scans = self._scans.record(batch=batch, serial=serial, context=context, verdict=provisional)
-            if serial is not None and scans is not None and self._check_clones(scans, found, batch, serial, context):
+            scans = self._scans.record(batch=batch, serial=serial, context=context, verdict=found.verdict(default))
+            cloned = serial is not None and scans is not None and self._check_clones(scans, found, batch, serial,
+                                                                                      context)
+            self._scans.settle(found.verdict(default))  # what is answered, the clone check included
+            if cloned:
                 self._scans.flag(batch, serial, ReasonCode.SERIAL_CLONED)
         return self._result(found, code, text, default=default, batch=batch, scans=scans)
 

@@ -6,8 +6,9 @@ import os
 import threading
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from registry.models import ScanEvent
 from registry.services import Actor, Role
 from tests.conftest import GTIN, PG_URL, batch_data
 
@@ -305,10 +306,13 @@ def test_a_crowd_flags_a_unit_and_an_inspector_clears_the_flag(app, client, unit
         return client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": client_id},
                           environ_base={"REMOTE_ADDR": address}).get_json()
 
-    for n in range(11):
-        check(f"shopper-{n}", f"203.0.{n % 6}.7")
-    assert check("shopper-0", "203.0.0.7")["verdict"] == "suspect"
+    answered = [check(f"shopper-{n}", f"203.0.{n % 6}.7")["verdict"] for n in range(11)]
+    answered.append(check("shopper-0", "203.0.0.7")["verdict"])
+    assert answered[-1] == "suspect" and answered[-2] == "suspect"  # the 11th shopper flagged it
     app.extensions["scan_writer"].flush()
+    with app.extensions["session_factory"]() as db:  # the history keeps what each check answered
+        stored = db.scalars(select(ScanEvent.verdict).order_by(ScanEvent.id)).all()
+    assert stored == answered  # the check that found the clone had been stored as 'genuine'
     code = parse_code(unit_url)
     body = {"gtin": code.gtin, "lot": code.lot, "serial": code.serial}
     inspector = world.auth("inspector")
