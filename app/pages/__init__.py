@@ -1,5 +1,7 @@
 """Server-rendered pages: scan page, verdict views, report form, public lists, language switch."""
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint
 
 bp = Blueprint("pages", __name__, template_folder="../templates")
@@ -14,10 +16,29 @@ def _page_globals():
     from app.messages import REASON_TEXT, TYPED_UNREADABLE_ADVICE, VERDICT_ADVICE, VERDICT_TITLE
     from app.pages.texts import FOLLOWUP_STATUS_TEXT, WHERE_KIND_LABEL
 
-    return {"current_lang": lambda: str(get_locale() or "vi"), "VERDICT_TITLE": VERDICT_TITLE,
+    return {"current_lang": lambda: str(get_locale() or "vi"), "language_next": _language_next,
+            "VERDICT_TITLE": VERDICT_TITLE,
             "VERDICT_ADVICE": VERDICT_ADVICE, "TYPED_UNREADABLE_ADVICE": TYPED_UNREADABLE_ADVICE,
             "REASON_TEXT": REASON_TEXT, "WHERE_KIND_LABEL": WHERE_KIND_LABEL,
             "FOLLOWUP_STATUS_TEXT": FOLLOWUP_STATUS_TEXT}
+
+
+def _language_next() -> str:
+    """Where a page's language links lead back to: the page itself, or for the answer to a form
+    (a POST: a form with a mistake marked) the page the form was on, from the Referer — a link to
+    the POST's own address had answered 405, and a page that cannot be loaded again is home."""
+    from flask import request, url_for
+
+    from app.security import local_target
+
+    if request.method in ("GET", "HEAD"):
+        return request.full_path
+    referrer = urlsplit(request.referrer or "")
+    if referrer.netloc == request.host:
+        back = local_target(referrer.path + ("?" + referrer.query if referrer.query else ""))
+        if back is not None:
+            return back
+    return url_for("portal.home") if request.path.startswith("/portal") else url_for("pages.scan")
 
 
 @bp.app_template_filter("local_date")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 from datetime import date, timedelta
+from html import unescape as html_unescape
 
 import pytest
 
@@ -356,3 +357,22 @@ def test_a_producer_reads_the_shoppers_reports_about_its_own_products(app, clien
     assert "VN-2026-000102" in theirs_page and "VN-2026-000101" not in theirs_page
     assert other_client.get(f"/portal/producer/reports?producer={world.producer_id}").status_code == 403
     assert other_client.get(f"/portal/cases/VN-2026-000101/photos/{sha}").status_code == 403
+
+
+def test_switching_language_on_a_form_with_its_mistakes_leads_back_to_the_form(client, session, world):
+    """A form answered with its mistakes is the answer to a POST: its language links lead to the
+    page the form was on (they had led to the POST's own address, a 405 error page)."""
+    _log_in_as_producer(client, session, world)
+    form_page = "/portal/producer/batches/new"
+    token = csrf_of(client.get(form_page).get_data(as_text=True))
+    refused = client.post(form_page, data={"csrf_token": token, "gtin": "12345"},
+                          headers={"Referer": f"http://localhost{form_page}"})
+    assert refused.status_code == 422
+    link = re.search(r'<a href="(/lang/en[^"]*)" hreflang="en"', refused.get_data(as_text=True)).group(1)
+    switched = client.get(html_unescape(link))
+    assert switched.status_code == 302 and switched.headers["Location"] == form_page
+    assert client.get(form_page, headers={"Accept-Language": "en"}).status_code == 200
+    foreign = client.post(form_page, data={"csrf_token": token, "gtin": "12345"},
+                          headers={"Referer": "https://evil.example/portal/producer/"})  # not this site: home
+    link = re.search(r'<a href="(/lang/en[^"]*)" hreflang="en"', foreign.get_data(as_text=True)).group(1)
+    assert client.get(html_unescape(link)).headers["Location"] == "/portal/"

@@ -315,3 +315,18 @@ def test_a_published_case_links_its_shopper_to_the_violator(client, session, reg
     link = re.search(r'<a href="([^"]+)">Người bán đã có tên trong danh sách đối tượng vi phạm.</a>', html).group(1)
     listed = client.get(link.replace("&amp;", "&")).get_data(as_text=True)
     assert f"({case})" in listed  # the violator published from this case, found by its number
+
+
+def test_switching_language_on_the_report_form_with_its_mistakes_keeps_the_code(client):
+    """The report form answered with its mistakes (a POST): its language links lead back to the
+    form as it was opened, the product's code in it, not to an empty form."""
+    opened = "/report?code=08936000010010"
+    refused = client.post("/report", data={"csrf_token": _token(client, opened), "code": "08936000010010"},
+                          content_type="multipart/form-data",
+                          headers={"Accept": "text/html", "Referer": f"http://localhost{opened}"})
+    assert refused.status_code == 422
+    link = re.search(r'<a href="(/lang/en[^"]*)" hreflang="en"', refused.get_data(as_text=True)).group(1)
+    switched = client.get(link.replace("&amp;", "&"))
+    assert switched.status_code == 302 and switched.headers["Location"] == opened
+    english = client.get(opened, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'value="08936000010010"' in english
