@@ -24,7 +24,7 @@ from biip.symbology import GS1Symbology, SymbologyIdentifier
 from verification.gs1 import AIValueError, AssociationError, SyntaxDictionary, get_dictionary
 from verification.gs1.dictionary import century_for
 
-__all__ = ["MalformedCode", "Note", "ParsedCode", "Reason", "parse_code"]
+__all__ = ["MalformedCode", "Note", "ParsedCode", "Reason", "parse_code", "typed_number"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,17 @@ def _today() -> datetime.date:
 
 # --------------------------------------------------------------------------------------------
 # Public entry point
+
+
+_GROUPED_DIGITS = re.compile(r"\d+(?:[ \u00a0-]+\d+)+")
+
+
+def typed_number(text: str) -> str:
+    """What a person typed, with the digits under a barcode written as they are printed, in groups
+    (``8 936000 010010`` or ``8936-0000-1001-0``), as the one number it is; anything else as
+    typed. For typed text only: a scanner's output never groups its digits."""
+    text = text.strip()
+    return re.sub(r"[ \u00a0-]+", "", text) if _GROUPED_DIGITS.fullmatch(text) else text
 
 
 def parse_code(text: str, *, lenient: bool = True) -> ParsedCode:

@@ -283,6 +283,19 @@ def test_a_typed_serial_is_told_what_to_type_not_to_come_closer(client, codes):
     assert 'data-verdict="unreadable"' in link and "Try again closer" in link  # what a camera opened: camera advice
 
 
+def test_the_digits_under_a_barcode_typed_in_their_printed_groups_are_one_number(client):
+    """8 936000 010010 is how an EAN-13 is printed: typed so (or with hyphens), it is checked as
+    the number; it had answered 'this is not a product code'."""
+    plain = client.get("/check", query_string={"code": "8936000010010"}).get_data(as_text=True)
+    verdict = re.search(r'data-verdict="(\w+)"', plain).group(1)
+    assert verdict != "unreadable"
+    for typed in ("8 936000 010010", " 8936 0000 1001 0 ", "8936-0000-1001-0", "8\u00a0936000\u00a0010010"):
+        html = client.get("/check", query_string={"code": typed}).get_data(as_text=True)
+        assert f'data-verdict="{verdict}"' in html, typed
+    words = client.get("/check", query_string={"code": "LOT 12"}).get_data(as_text=True)
+    assert 'data-verdict="unreadable"' in words  # only digits are regrouped
+
+
 def test_recall_reason_is_shown(client, codes):
     html = _page(client, codes["recalled"], **{"Accept-Language": "en"}).get_data(as_text=True)
     assert "contamination" in html
