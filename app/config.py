@@ -59,7 +59,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATE_LIMITS": env.get("RATE_LIMITS", "on"),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "pov"),
         "VERIFY_RATE_LIMIT": env.get("VERIFY_RATE_LIMIT", "120/minute"),
-        "REPORT_RATE_LIMIT": env.get("REPORT_RATE_LIMIT", "5/hour"),
+        "REPORT_RATE_LIMIT": env.get("REPORT_RATE_LIMIT", "20/hour"),
         "FOLLOWUP_RATE_LIMIT": env.get("FOLLOWUP_RATE_LIMIT", "30/minute"),
         "REPORTS_PER_CLIENT_PER_HOUR": _number(env, "REPORTS_PER_CLIENT_PER_HOUR", 5, minimum=0),
         "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10/minute"),

@@ -15,7 +15,7 @@ from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
-__all__ = ["api", "babel", "csrf", "rate_limit", "config_limit", "init_rate_limits"]
+__all__ = ["api", "babel", "csrf", "rate_limit", "over_limit", "config_limit", "init_rate_limits"]
 
 api = Api()
 babel = Babel()
@@ -53,21 +53,31 @@ def rate_limit(limit_value: str | Callable[[], str], *, methods: list[str] | Non
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         def checked(*args: Any, **kwargs: Any) -> Any:
-            app = current_app
-            if app.config["RATELIMIT_ENABLED"] and (methods is None or request.method in methods):
-                limiter: FixedWindowRateLimiter = app.extensions["rate_limiter"]
-                identity = (app.config["RATELIMIT_KEY_PREFIX"], scope or request.endpoint or "",
-                            request.remote_addr or "")
-                text = limit_value() if callable(limit_value) else limit_value
-                for item in _items(text):
-                    if not limiter.hit(item, *identity):
-                        reset = limiter.get_window_stats(item, *identity).reset_time
-                        raise _too_many(item, reset)
+            if methods is None or request.method in methods:
+                refused = over_limit(limit_value, scope=scope)
+                if refused is not None:
+                    raise refused
             return view(*args, **kwargs)
 
         return checked
 
     return decorate
+
+
+def over_limit(limit_value: str | Callable[[], str], *, scope: str | None = None) -> TooManyRequests | None:
+    """Count this request against ``limit_value`` (as ``rate_limit`` does); the 429 to answer if it
+    is over, with its ``retry_after``. For a view that answers it its own way (the report form:
+    the form again with what was typed, not an error page)."""
+    app = current_app
+    if not app.config["RATELIMIT_ENABLED"]:
+        return None
+    limiter: FixedWindowRateLimiter = app.extensions["rate_limiter"]
+    identity = (app.config["RATELIMIT_KEY_PREFIX"], scope or request.endpoint or "", request.remote_addr or "")
+    text = limit_value() if callable(limit_value) else limit_value
+    for item in _items(text):
+        if not limiter.hit(item, *identity):
+            return _too_many(item, limiter.get_window_stats(item, *identity).reset_time)
+    return None
 
 
 def _too_many(item: RateLimitItem, reset: float) -> TooManyRequests:

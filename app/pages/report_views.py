@@ -10,7 +10,7 @@ from registry.errors import NotFound
 from registry.reports import CASE_NUMBER, ReportInput, ReportInvalid, TooManyReports
 
 from app.api.report_routes import REPORT_BODY_LIMIT, photo_status
-from app.extensions import config_limit, rate_limit
+from app.extensions import config_limit, over_limit, rate_limit
 from app.pages import bp
 from app.pages.device import device_id
 from app.pages.texts import FIELD_ERROR, FLOOD_MESSAGE, FOLLOWUP_UNKNOWN, PHOTO_ERROR, SESSION_EXPIRED
@@ -42,9 +42,12 @@ def _report_body_limit(endpoint, _values) -> None:
 
 
 @bp.route("/report", methods=["POST"])
-@rate_limit(config_limit("REPORT_RATE_LIMIT"), methods=["POST"], scope="report")  # shared with POST /api/v1/reports
 def report_submit():
     values = {name: (request.form.get(name) or "").strip() for name in FIELDS}
+    refused = over_limit(config_limit("REPORT_RATE_LIMIT"), scope="report")  # shared with POST /api/v1/reports
+    if refused is not None:  # the form again, with what was typed: not a bare error page
+        page, status = _form(values, notice=FLOOD_MESSAGE, status=429)
+        return page, status, {"Retry-After": str(refused.retry_after)}
     photos = [f.read() for f in request.files.getlist("photo") if f and f.filename]
     photos = [p for p in photos if p]
     client = scan_context("report", request.form, device=device_id()).client

@@ -83,7 +83,12 @@ def test_the_report_form_and_api_share_one_limit(tmp_path):
     token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/report").get_data(as_text=True)).group(1)
     assert client.post("/report", data={"csrf_token": token}).status_code != 429
     assert client.post("/api/v1/reports", data={}).status_code == 429
-    assert client.post("/report", data={"csrf_token": token}).status_code == 429
+    typed = {"csrf_token": token, "code": "08936000010010", "seller": "Shop Hoa Mai", "description": "Hộp méo"}
+    refused = client.post("/report", data=typed)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    html = refused.get_data(as_text=True)  # the form again, what was typed kept: not a bare error page
+    assert 'id="report-form"' in html and 'value="Shop Hoa Mai"' in html and "Hộp méo" in html
+    assert "Bạn đã gửi nhiều báo cáo" in html
 
 
 def test_following_a_report_is_limited_and_the_page_and_api_share_the_limit(tmp_path):
