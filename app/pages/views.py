@@ -126,4 +126,8 @@ def verdict_fragment():
         abort(400)
     response = make_response(render_template("pages/_verdict.html", result=result, code_text=text))
     response.headers["Cache-Control"] = "no-store"
+    if text:  # where the page's language links now lead: this code's /check page, the same check again
+        page = url_for("pages.check_text", code=text)
+        response.headers["X-Language-Next"] = page
+        response.headers["X-Language-Shown"] = redisplay.link_token(page)
     return response

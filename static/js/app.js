@@ -80,6 +80,7 @@
       body: JSON.stringify({ result: result, text: text || '' })
     }).then(function (response) {
       if (!response.ok) { throw new Error('fragment ' + response.status); }
+      relinkLanguages(response.headers.get('X-Language-Next'), response.headers.get('X-Language-Shown'));
       return response.text();
     }).then(function (html) {
       resultBox.innerHTML = html;   /* server-rendered, escaped by the template */
@@ -90,6 +91,17 @@
       if (heading) { heading.setAttribute('tabindex', '-1'); heading.focus(); }
       window.scrollTo(0, 0);
       return true;
+    });
+  }
+
+  /* The language links show this verdict again in the other language (its code's /check page,
+     not counted as a new check), instead of going back to the camera. */
+  function relinkLanguages(next, shown) {
+    if (!next) { return; }
+    Array.prototype.forEach.call(doc.querySelectorAll('a[hreflang]'), function (link) {
+      var lang = link.getAttribute('hreflang');
+      link.href = '/lang/' + encodeURIComponent(lang) + '?next=' + encodeURIComponent(next) +
+        (shown ? '&shown=' + encodeURIComponent(shown) : '');
     });
   }
 

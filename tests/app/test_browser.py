@@ -357,3 +357,23 @@ def test_one_phone_is_one_device_from_the_camera_app_to_the_scan_page(playwright
         assert "Đã được kiểm tra từ 2 thiết bị hoặc mạng khác nhau" in other.inner_text("main")
     finally:
         browser.close()
+
+
+def test_a_camera_verdict_switched_to_english_is_the_same_check(playwright, live_server, codes, tmp_path):
+    """The verdict the camera found, switched to English: the same verdict and history in English,
+    not a new check (the link had led back to the camera, which read the label again)."""
+    video = write_y4m(tmp_path / "label.y4m", label_png(codes["genuine"], codes.genuine_serial))
+    browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                     f"--use-file-for-fake-video-capture={video}")
+    try:
+        page = phone(browser, permissions=["camera"]).new_page()
+        page.goto(live_server + "/")
+        page.wait_for_selector('[data-verdict="genuine"]', timeout=10_000)
+        assert "đã được kiểm tra 1 lần" in page.inner_text("main")
+        page.click('a[hreflang="en"]')
+        page.wait_for_load_state("networkidle")
+        assert page.get_attribute("html", "lang") == "en"
+        assert page.get_attribute("[data-verdict]", "data-verdict") == "genuine"
+        assert "checked once so far" in page.inner_text("main")
+    finally:
+        browser.close()
