@@ -7,12 +7,13 @@ import functools
 from flask import jsonify, request
 from marshmallow import fields, validate
 
+from keys.encoding import rfc3339
 from registry.reports import (FOLLOWUP_STATUS, WHERE_KINDS, PhotoTooLarge, ReportInput, ReportInvalid, ReportService,
                               TooManyReports)
 from verification.decoding import NotAnImage
 
 from app.api import bp
-from app.api.schemas import Strict
+from app.api.schemas import Strict, UtcDateTime
 from app.errors import ApiError
 from app.extensions import config_limit, rate_limit
 from app.services import db_session, report_service, scan_context
@@ -68,7 +69,7 @@ class ReportCreatedSchema(Strict):
     lot = fields.String(allow_none=True)
     serial = fields.String(allow_none=True)
     photos = fields.List(fields.Dict())
-    created_at = fields.DateTime(format="iso")
+    created_at = UtcDateTime()
     followup_code = fields.String(metadata={"description": "given once: with the case number, it shows the shopper "
                                                            "where the report stands (POST /reports/status)"})
 
@@ -102,7 +103,7 @@ def create_report(form):
     db_session().commit()
     body = ReportService.view(filed.report)
     return jsonify({k: body[k] for k in ("case_number", "status", "verdict", "gtin", "lot", "serial", "photos")}
-                   | {"created_at": body["created_at"].isoformat(), "followup_code": filed.followup_code}), 201
+                   | {"created_at": rfc3339(body["created_at"]), "followup_code": filed.followup_code}), 201
 
 
 class FollowupInSchema(Strict):

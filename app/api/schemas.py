@@ -6,6 +6,7 @@ from datetime import timezone
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from keys.encoding import rfc3339
 from registry.labels import MAX_LABELS_PER_SHEET
 from registry.services import MAX_CORRECTION_REASON, MAX_QUANTITY, MAX_RECALL_REASON
 
@@ -18,6 +19,10 @@ MAX_OFFSET = 10**9
 class UtcDateTime(fields.AwareDateTime):
     """An RFC 3339 time with its zone, given to the registry in UTC: one that UTC cannot hold
     (``0001-01-01T00:00:00+14:00``) is a validation error, not an overflow deep inside."""
+
+    def _serialize(self, value, attr, obj, **kwargs):  # noqa: ANN001, ANN202 (marshmallow's signature)
+        """Out as the design's wire format: RFC 3339 UTC with ``Z`` (not ``+00:00``)."""
+        return None if value is None else rfc3339(value)
 
     def _deserialize(self, value, attr, data, **kwargs):  # noqa: ANN001, ANN202 (marshmallow's signature)
         moment = super()._deserialize(value, attr, data, **kwargs)
@@ -46,7 +51,7 @@ class ProducerSchema(Strict):
     tax_code = fields.String()
     gs1_prefixes = fields.List(fields.String())
     country = fields.String()
-    created_at = fields.DateTime(format="iso")
+    created_at = UtcDateTime()
 
 
 class KeyInSchema(Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import date, datetime, timezone
 
@@ -168,6 +169,7 @@ def test_key_lifecycle_over_http(client, world):
                                                "gs1_prefixes": ["893600002"], "country": "VN"},
                     headers=world.auth("authority"))
     assert r.status_code == 201
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r.get_json()["created_at"])  # the design's wire format
     producer_id = r.get_json()["id"]
     r = client.post(f"/api/v1/producers/{producer_id}/keys", json={}, headers=world.auth("authority"))
     assert r.status_code == 201

@@ -37,6 +37,7 @@ def test_api_report_is_stored_with_photos(client, session, registry, world):
     body = response.json
     assert re.fullmatch(r"VN-\d{4}-\d{6}", body["case_number"])
     assert body["verdict"] == "counterfeit" and len(body["photos"]) == 2
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["created_at"])  # not +00:00
     session.expire_all()
     report = session.query(Report).filter_by(case_number=body["case_number"]).one()
     assert report.seller == "shop_abc" and len(report.photos) == 2 and report.lot == "LOT-1"
