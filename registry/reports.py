@@ -45,6 +45,7 @@ __all__ = [
     "FiledReport",
     "FOLLOWUP_STATUS",
     "case_number",
+    "normalise_case_number",
     "normalise_followup_code",
 ]
 
@@ -128,6 +129,16 @@ def new_followup_code() -> str:
 def normalise_followup_code(text: str) -> str:
     """A follow-up code as typed: spaces, hyphens and case ignored, O read as 0 and I or L as 1."""
     return "".join(c for c in (text or "").upper() if c not in " -\t").translate(_READ_AS)[:64]
+
+
+def normalise_case_number(text: str) -> str:
+    """A case number as typed: case, spaces and hyphens ignored and O read as 0 in its digits
+    (``vn2026000123``, ``VN-2026-OOO123`` are ``VN-2026-000123``); anything else as typed."""
+    compact = "".join(c for c in (text or "").upper() if c not in " -\t")
+    digits = compact[2:].replace("O", "0")
+    if compact.startswith("VN") and digits.isdigit() and digits.isascii() and len(digits) >= 10:
+        return f"VN-{digits[:4]}-{digits[4:]}"
+    return compact
 
 
 def _followup_hash(case: str, code: str) -> str:
@@ -312,7 +323,7 @@ class ReportService:
         changed status, and whether it is among the published violators. A wrong code, an unknown
         case and a report filed before follow-up codes all answer the same ``REPORT_UNKNOWN``."""
         unknown = NotFound("no report has this case number and follow-up code", code="REPORT_UNKNOWN")
-        case = (case or "").strip().upper()
+        case = normalise_case_number(case)
         if not CASE_NUMBER.fullmatch(case) or not normalise_followup_code(code):
             raise unknown
         report = self.session.execute(select(Report).where(Report.case_number == case)).scalar_one_or_none()

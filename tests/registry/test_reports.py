@@ -250,3 +250,18 @@ def test_a_dismissed_report_reads_closed(service, session, clock):
     CaseService(session, clock=clock).transition(INSPECTOR, filed.report.case_number, to="dismissed",
                                                  text="the product is genuine")
     assert service.followup(filed.report.case_number, filed.followup_code)["status"] == "closed"
+
+
+def test_a_case_number_is_read_as_the_shopper_types_it(service, session):
+    """Without its hyphens, in lower case, with O for 0 (how a case number is read out and
+    written down): the same case. Another case number with the same code is still unknown."""
+    filed = service.create(valid(), client_hash=None)
+    session.commit()
+    case, code = filed.report.case_number, filed.followup_code
+    for typed in (case.replace("-", ""), case.lower(), case.replace("0", "O"), " " + case.replace("-", " ") + " "):
+        assert service.followup(typed, code)["status"] == "received", typed
+    other = case[:-1] + str((int(case[-1]) + 1) % 10)
+    with pytest.raises(NotFound):
+        service.followup(other, code)
+    with pytest.raises(NotFound):
+        service.followup("VN2026", code)
