@@ -364,7 +364,7 @@ class TokenAdmin:
         now = self.clock()
         expires_at = now + timedelta(days=days)
         kind, _, name = actor.name.partition(":")
-        by_token = self.session.get(ApiToken, int(name)) if kind == "token" and name.isdigit() else None
+        by_token = self._lock_creator(int(name), now) if kind == "token" and name.isdigit() else None
         by_user = (self.session.execute(select(User).where(User.username == name)).scalar_one_or_none()
                    if kind == "user" else None)
         if by_token is not None and by_token.expires_at is not None:
@@ -377,6 +377,17 @@ class TokenAdmin:
               expires_at=rfc3339(row.expires_at))
         self.session.flush()
         return plain, row
+
+    def _lock_creator(self, token_id: int, now: datetime) -> ApiToken | None:
+        """The token making a token, its row locked (shared) until the transaction ends and read
+        afresh. ``revoke`` locks that row first too, so either the revocation finds the new token
+        or this finds the revocation and refuses; a token made meanwhile cannot outlive it."""
+        row = self.session.get(ApiToken, token_id, with_for_update={"read": True}, populate_existing=True)
+        if row is not None and row.revoked_at is not None:
+            raise Unauthorized("the bearer token is not valid", code="TOKEN_INVALID")
+        if row is not None and row.expires_at is not None and row.expires_at <= now:
+            raise Unauthorized("the bearer token has expired", code="TOKEN_EXPIRED")
+        return row
 
     def _visible(self, actor: Actor, row: ApiToken) -> None:
         if actor.role == Role.AUTHORITY:
@@ -395,7 +406,7 @@ class TokenAdmin:
     def revoke(self, actor: Actor, token_id: int) -> ApiToken:
         """Revoke a token and, with it, the tokens it created (and theirs)."""
         actor.require(Role.AUTHORITY, Role.PRODUCER)
-        row = self.session.get(ApiToken, token_id, with_for_update=True)
+        row = self.session.get(ApiToken, token_id, with_for_update=True, populate_existing=True)
         if row is None:
             raise NotFound(f"no token {token_id}", code="TOKEN_UNKNOWN")
         self._visible(actor, row)

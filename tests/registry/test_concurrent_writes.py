@@ -12,11 +12,11 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from registry.accounts import AccountService
-from registry.errors import Conflict
+from registry.accounts import AccountService, TokenAdmin
+from registry.errors import Conflict, Unauthorized
 from registry.reports import ReportInput, ReportLimits, ReportService, TooManyReports
-from registry.models import Batch, LogEntry, Report, Serial
-from registry.services import SYSTEM, Actor, Registry, Role
+from registry.models import ApiToken, Batch, LogEntry, Report, Serial
+from registry.services import SYSTEM, Actor, Registry, Role, TokenService
 from tests.conftest import GTIN, batch_data
 
 WAIT = 0.5  # seconds for the other transaction to reach its lock
@@ -158,3 +158,52 @@ def test_one_username_created_twice_at_once_is_a_conflict(session, second):
     session.commit()
     thread.join()
     assert isinstance(outcome.get("error"), Conflict) and outcome["error"].code == "USER_EXISTS", outcome
+
+
+def _parent_token(session, world) -> tuple[str, ApiToken]:
+    authority = Actor(role=Role.AUTHORITY, name="user:boss")
+    plain, parent = TokenAdmin(session).create(authority, role="producer", producer_id=world.producer_id)
+    session.commit()
+    return plain, parent
+
+
+def _create_with(session, plain: str) -> ApiToken:
+    """What POST /tokens does with the parent as its bearer token: authenticate, then create. The
+    parent's row stays in the session as it was read (as after any earlier read in the request),
+    so the creation must read it afresh under its lock."""
+    actor = TokenService(session).authenticate(plain)
+    parent = session.execute(select(ApiToken).where(ApiToken.token_hash == TokenService.hash(plain))).scalar_one()
+    child = TokenAdmin(session).create(actor, role="producer", days=5)[1]
+    assert child.created_by_token_id == parent.id
+    return child
+
+
+def _working_children(session, parent: ApiToken) -> list[int]:
+    return list(session.scalars(select(ApiToken.id).where(ApiToken.created_by_token_id == parent.id,
+                                                          ApiToken.revoked_at.is_(None))))
+
+
+def test_a_token_made_while_its_parent_is_revoked_is_refused(session, second, world):
+    """The request authenticated with the parent before the revocation committed; before the lock,
+    on PostgreSQL, it then made a child that outlived the revocation (found by an API race test)."""
+    plain, parent = _parent_token(session, world)
+    TokenAdmin(session).revoke(SYSTEM, parent.id)  # holds the parent until it commits
+    thread, outcome = _in_thread(lambda: (_create_with(second.session, plain), second.session.commit()))
+    time.sleep(WAIT)
+    session.commit()
+    thread.join()
+    assert isinstance(outcome.get("error"), Unauthorized) and outcome["error"].code == "TOKEN_INVALID", outcome
+    second.session.rollback()
+    assert _working_children(session, parent) == []
+
+
+def test_a_revocation_waits_for_a_token_being_made_and_revokes_it(session, second, world):
+    plain, parent = _parent_token(session, world)
+    child = _create_with(session, plain)  # holds the parent until it commits
+    thread, outcome = _in_thread(lambda: (TokenAdmin(second.session).revoke(SYSTEM, parent.id),
+                                          second.session.commit()))
+    time.sleep(WAIT)
+    session.commit()
+    thread.join()
+    assert "error" not in outcome, outcome
+    assert child.id is not None and _working_children(session, parent) == []
