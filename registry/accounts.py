@@ -365,8 +365,7 @@ class TokenAdmin:
         expires_at = now + timedelta(days=days)
         kind, _, name = actor.name.partition(":")
         by_token = self._lock_creator(int(name), now) if kind == "token" and name.isdigit() else None
-        by_user = (self.session.execute(select(User).where(User.username == name)).scalar_one_or_none()
-                   if kind == "user" else None)
+        by_user = self._lock_user(name) if kind == "user" else None
         if by_token is not None and by_token.expires_at is not None:
             expires_at = min(expires_at, by_token.expires_at)
         plain, row = self.tokens.create(role=role, producer_id=producer_id, label=(label or "").strip()[:100],
@@ -388,6 +387,17 @@ class TokenAdmin:
         if row is not None and row.expires_at is not None and row.expires_at <= now:
             raise Unauthorized("the bearer token has expired", code="TOKEN_EXPIRED")
         return row
+
+    def _lock_user(self, username: str) -> User | None:
+        """The person making a token, their row locked (shared) and read afresh, as for a token:
+        ``deactivate`` locks it first, so a token made meanwhile is revoked with their others or
+        refused; it could not outlive the deactivation."""
+        user = self.session.execute(select(User).where(User.username == username)
+                                    .with_for_update(read=True).execution_options(populate_existing=True)
+                                    ).scalar_one_or_none()
+        if user is not None and not user.active:
+            raise Unauthorized("this account has been deactivated", code="ACCOUNT_INACTIVE")
+        return user
 
     def _visible(self, actor: Actor, row: ApiToken) -> None:
         if actor.role == Role.AUTHORITY:

@@ -207,3 +207,22 @@ def test_a_revocation_waits_for_a_token_being_made_and_revokes_it(session, secon
     thread.join()
     assert "error" not in outcome, outcome
     assert child.id is not None and _working_children(session, parent) == []
+
+
+def test_a_token_made_while_its_maker_is_deactivated_is_refused(session, second, world):
+    """A person's token being made while the authority deactivates them: refused, not left working
+    beside the revoked others (deactivation revokes the tokens an account created)."""
+    lan = AccountService(session).create_user(SYSTEM, username="lan", password="a long enough password",
+                                              role="authority")
+    session.commit()
+    AccountService(session).deactivate(SYSTEM, "lan")  # holds the user's row until it commits
+    maker = Actor(role=Role.AUTHORITY, name="user:lan")
+    thread, outcome = _in_thread(lambda: (TokenAdmin(second.session).create(maker, role="partner", days=5),
+                                          second.session.commit()))
+    time.sleep(WAIT)
+    session.commit()
+    thread.join()
+    assert isinstance(outcome.get("error"), Unauthorized) and outcome["error"].code == "ACCOUNT_INACTIVE", outcome
+    second.session.rollback()
+    assert session.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None),
+                                                                            ApiToken.created_by_user_id == lan.id)) == 0
