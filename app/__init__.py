@@ -44,11 +44,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     _configure_logging()
     from app.responses import OrjsonProvider
+    from app.text_input import TextRequest, refuse_nul_in_address
 
     class App(Flask):
         json_provider_class = OrjsonProvider
+        request_class = TextRequest  # no NUL in a form field (and, by the JSON provider, in a body)
 
     app = App(__name__, static_folder="../static", static_url_path="/static")
+    app.before_request(refuse_nul_in_address)  # nor in a path segment or a query parameter
     app.url_map.converters["int"] = RowId
     overrides = {k: str(v) for k, v in (test_config or {}).items()}
     app.config.update(load_config({**os.environ, **overrides}))

@@ -59,11 +59,13 @@ def _read_json_text(stream, name: str) -> str:
 
 def _parse_json(text: str, where: str) -> Any:
     """Strict JSON, read as the API reads request bodies (``app.responses.OrjsonProvider``: no NaN or
-    Infinity, bounded nesting); ``where`` names the file or line in errors."""
+    Infinity, bounded nesting, no NUL in a string); ``where`` names the file or line in errors."""
     try:
         return current_app.json.loads(text)
     except ValueError as exc:  # orjson's JSONDecodeError is a ValueError
         raise _error("MALFORMED_JSON", f"{where} is not valid JSON: {exc}") from None
+    except RegistryError as exc:  # a NUL in a string (app.text_input)
+        raise _error(exc.code, f"{where}: {exc.message}") from None
 
 
 def _batch_body(raw: Any, where: str = "", *, correction: bool = False) -> dict[str, Any]:

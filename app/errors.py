@@ -12,7 +12,8 @@ from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnava
 
 from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFound, RegistryError, Unauthorized
 
-__all__ = ["register_error_handlers", "error_response", "ApiError", "summary"]
+__all__ = ["register_error_handlers", "error_response", "handle_registry_error", "handle_http_error", "ApiError",
+           "summary"]
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,7 @@ def _wants_html() -> bool:
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(RegistryError)
-    def _registry(exc: RegistryError):
-        status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
-        extra: dict[str, Any] = {"field": exc.field} if exc.field else {}
-        if isinstance(exc, InvalidFields):  # every field's problem, the first one also as above
-            extra["problems"] = [{"code": p.code, "field": p.field, "message": p.message} for p in exc.problems]
-        return error_response(status, exc.code, exc.message, **extra)
+    app.register_error_handler(RegistryError, handle_registry_error)
 
     @app.errorhandler(ApiError)
     def _api(exc: ApiError):
@@ -89,6 +84,24 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(500, "INTERNAL_ERROR", "an internal error occurred; it has been logged")
 
 
+def handle_registry_error(exc: RegistryError):
+    """A domain error as JSON, or as a page for a page's form or address (the portals answer their
+    own, ``app.portal.errors``)."""
+    status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
+    if _wants_html():
+        from flask_babel import gettext
+
+        from app.pages.render import render_error
+        from app.pages.texts import FIELD_ERROR, HTTP_ERROR
+
+        text = FIELD_ERROR.get(exc.code) or HTTP_ERROR.get(status) or HTTP_ERROR[500 if status >= 500 else 400]
+        return make_response(render_error(status, gettext(text)), status)
+    extra: dict[str, Any] = {"field": exc.field} if exc.field else {}
+    if isinstance(exc, InvalidFields):  # every field's problem, the first one also as above
+        extra["problems"] = [{"code": p.code, "field": p.field, "message": p.message} for p in exc.problems]
+    return error_response(status, exc.code, exc.message, **extra)
+
+
 def handle_http_error(exc: HTTPException):
     """An HTTP error as JSON (the API, and clients that do not ask for HTML) or as a page."""
     status = exc.code or 500
@@ -104,6 +117,10 @@ def handle_http_error(exc: HTTPException):
         code, message = "PAYLOAD_TOO_LARGE", f"the request body is larger than the limit of {_body_limit()} MiB"
     if status == 400 and "Invalid JSON body." in str(data):
         code, message = "MALFORMED_JSON", "the request body is not valid JSON"
+        undecodable = getattr(exc, "exc", None)  # webargs keeps the decoding error
+        if isinstance(undecodable, UnicodeDecodeError):
+            message = (f"the request body is not UTF-8 JSON (byte 0x{undecodable.object[undecodable.start]:02x} "
+                       f"at offset {undecodable.start}): JSON is sent as UTF-8, whatever the charset says")
     if _wants_html():
         from app.pages.render import render_error  # local: pages depend on this module
 

@@ -11,6 +11,7 @@ from flask import Response, send_file
 from flask.json.provider import DefaultJSONProvider
 
 from app.services import db_session
+from app.text_input import refuse_nul
 
 __all__ = ["spooled", "OrjsonProvider"]
 
@@ -24,8 +25,19 @@ class OrjsonProvider(DefaultJSONProvider):
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         """Request bodies by orjson: strict JSON (no NaN or Infinity, which no signature can carry),
         nesting at most 1,024 deep (deeper raised RecursionError, a 500), integers beyond 64 bits
-        as floats; its errors are ``ValueError``, which Flask answers as a bad request."""
-        return orjson.loads(s)
+        as floats; its errors are ``ValueError``, which Flask answers as a bad request. Bytes that
+        are not UTF-8 raise ``UnicodeDecodeError`` (orjson's own error for them carries an empty
+        document, which webargs takes for an empty body); a string holding a NUL (``\\u0000``)
+        raises ``Invalid`` (``app.text_input``)."""
+        try:
+            value = orjson.loads(s)
+        except orjson.JSONDecodeError as exc:
+            if exc.doc == "" and s and isinstance(s, (bytes, bytearray)):
+                bytes(s).decode("utf-8")  # raises the UnicodeDecodeError, with the byte and its offset
+            raise
+        if (b"\\u0000" if isinstance(s, (bytes, bytearray)) else "\\u0000") in s:  # only as an escape
+            refuse_nul(value)
+        return value
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
         if self.ensure_ascii or (self.compact is None and self._app.debug) or self.compact is False:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError
 
-from registry.errors import NotFound
+from registry.errors import Invalid, NotFound
 from registry.reports import CASE_NUMBER, ReportInput, ReportInvalid, TooManyReports
 
 from app.api.report_routes import REPORT_BODY_LIMIT, photo_status
@@ -15,6 +15,7 @@ from app.pages import bp
 from app.pages.device import device_id
 from app.pages.texts import FIELD_ERROR, FLOOD_MESSAGE, FOLLOWUP_UNKNOWN, PHOTO_ERROR, SESSION_EXPIRED
 from app.services import db_session, report_service, scan_context
+from app.text_input import NUL_CHARACTER
 
 _FILED = "report_filed"  # the session's last filed report: its case number and follow-up code
 FIELDS = ("code", "where_kind", "where_text", "seller", "link", "price", "bought_on", "contact", "description")
@@ -76,6 +77,20 @@ def _session_expired(exc: CSRFError):
         return handle_http_error(exc)
     values = {name: (request.form.get(name) or "").strip() for name in FIELDS}
     return _form(values, notice=SESSION_EXPIRED, status=400)
+
+
+@bp.errorhandler(Invalid)
+def _refused_text(exc: Invalid):
+    """A report form field holding a NUL (``app.text_input``, refused as the form is read): the
+    form again with the rest of what was typed and the field marked; nothing is saved. Elsewhere
+    on the pages, the error page (app.errors)."""
+    if request.endpoint != "pages.report_submit" or exc.code != NUL_CHARACTER:
+        from app.errors import handle_registry_error
+
+        return handle_registry_error(exc)
+    values = {name: (request.form.get(name) or "").replace("\x00", "").strip() for name in FIELDS}
+    return _form(values, errors={exc.field: exc.code} if exc.field in FIELDS else None,
+                 notice=None if exc.field in FIELDS else FIELD_ERROR[NUL_CHARACTER], status=422)
 
 
 @bp.route("/report/sent")

@@ -17,6 +17,7 @@ from app.pages.render import decisive_code, render_scan, verdict_page
 from app.presenters import image_verification_json, verification_json
 from app.security import local_target
 from app.services import scan_context, verification_reader, verifier
+from app.text_input import judges_its_own_address
 
 
 @bp.route("/")
@@ -25,6 +26,7 @@ def scan():
 
 
 @bp.route("/lang/<lang>")
+@judges_its_own_address  # a next it cannot use (a NUL, a control character) leads home
 def switch_language(lang: str):
     target = local_target(request.args.get("next")) or url_for("pages.scan")
     response = redirect(target)
