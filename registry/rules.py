@@ -12,7 +12,8 @@ import pycountry
 from registry.errors import Invalid
 from verification.gs1.dictionary import AIValueError, century_for, get_dictionary
 
-__all__ = ["parse_date", "check_gtin", "check_gln", "check_lot", "check_code_date", "check_serial", "check_gs1_prefix", "check_country", "yymmdd"]
+__all__ = ["parse_date", "check_gtin", "check_gln", "check_lot", "check_code_date", "check_serial", "check_gs1_prefix",
+           "check_tax_code", "check_country", "yymmdd"]
 
 
 def _check_ai(ai: str, value: str, *, field: str, code: str, label: str) -> str:
@@ -67,6 +68,21 @@ def check_gs1_prefix(prefix: str) -> str:
         raise Invalid(f"a GS1 company prefix is 4 to 12 digits, got {prefix!r}", code="BAD_PREFIX",
                       field="gs1_prefixes")
     return prefix
+
+
+def check_tax_code(value: str, *, country: str = "VN") -> str:
+    """A producer's tax code. In Vietnam a mã số thuế: 10 digits, or for a branch 10 digits, a
+    hyphen and 3 digits (``0312345678-001``); ASCII digits only ("abc" had passed). A producer of
+    another country (an importer's supplier) has its own country's number: letters and digits,
+    with the separators such numbers are written with (``DE123456789``, ``91310000-MA1FL``)."""
+    if country.upper() == "VN":
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{10}(-[0-9]{3})?", value):
+            raise Invalid(f"a Vietnamese tax code is 10 digits, or 10 digits, a hyphen and 3 digits for a branch, "
+                          f"got {value!r}", code="BAD_TAX_CODE", field="tax_code")
+    elif not isinstance(value, str) or not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z ./-]{0,30}[0-9A-Za-z]?", value):
+        raise Invalid(f"a tax code is letters and digits (with . / - or spaces between), got {value!r}",
+                      code="BAD_TAX_CODE", field="tax_code")
+    return value
 
 
 def check_country(code: str) -> str:

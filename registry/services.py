@@ -50,6 +50,7 @@ from registry.rules import (
     check_gs1_prefix,
     check_gtin,
     check_lot,
+    check_tax_code,
     parse_date,
     yymmdd,
 )
@@ -80,6 +81,7 @@ MAX_SERIALS_PER_REQUEST = 100_000
 #: A batch's largest declared quantity: far above any lot, and exact in every JSON reader (< 2^53).
 MAX_QUANTITY = 10**12
 MAX_CERTIFICATIONS = 20
+MAX_CERTIFICATION_TEXT = 100  # a certification's scheme and number, as the API's CertificationSchema
 MAX_RECALL_REASON = 1000  # as the API's RecallInSchema
 MAX_CORRECTION_REASON = 1000  # as the API's CorrectionInSchema
 #: What an origin record says about its batch: what a correction may change (but the GTIN, the lot and
@@ -126,12 +128,13 @@ class Registry:
         tax_code = (tax_code or "").strip()
         if not tax_code:
             raise Invalid("tax_code is required", code="FIELD_REQUIRED", field="tax_code")
+        country = check_country(country)
+        check_tax_code(tax_code, country=country)
         if not gs1_prefixes:
             raise Invalid("at least one GS1 company prefix is required", code="FIELD_REQUIRED",
                           field="gs1_prefixes")
         for prefix in gs1_prefixes:
             check_gs1_prefix(prefix)
-        check_country(country)
         self.log().lock()  # admissions one at a time: two must not take overlapping prefixes together
         if self.session.execute(select(Producer.id).where(Producer.tax_code == tax_code)).first():
             raise Conflict(f"a producer with tax code {tax_code} is already admitted", code="PRODUCER_EXISTS")
@@ -162,10 +165,14 @@ class Registry:
 
     def certify_key(self, actor: Actor, producer_id: str, *, public_key: str | None = None,
                     gs1_prefixes: list[str] | None = None, not_after: datetime | None = None) -> ProducerKey:
-        """Certify a producer key: a new custodial one (``public_key`` None) or one the producer keeps."""
+        """Certify a producer key: a new custodial one (``public_key`` None) or one the producer keeps,
+        for ``gs1_prefixes`` (None: all the producer's; an empty list is refused, not read as all)."""
         actor.require(Role.AUTHORITY)
         producer = self.producer(producer_id)
-        prefixes = sorted(set(gs1_prefixes or producer.gs1_prefixes))
+        if gs1_prefixes is not None and not gs1_prefixes:
+            raise Invalid("choose at least one of the producer's GS1 company prefixes for the key",
+                          code="PREFIX_REQUIRED", field="gs1_prefixes")
+        prefixes = sorted(set(producer.gs1_prefixes if gs1_prefixes is None else gs1_prefixes))
         for prefix in prefixes:
             if prefix not in producer.gs1_prefixes:
                 raise Invalid(f"prefix {prefix} is not one of the producer's GS1 company prefixes",
@@ -217,7 +224,7 @@ class Registry:
         now = self.clock()
         compromised_at = compromised_at or now
         if compromised_at > now:
-            raise Invalid("compromised_at cannot be in the future", code="BAD_DATE", field="compromised_at")
+            raise Invalid("compromised_at cannot be in the future", code="DATE_IN_FUTURE", field="compromised_at")
         event = sign({"t": "key-revocation", "kid": kid, "compromised_at": rfc3339(compromised_at),
                       "at": rfc3339(now)}, self.authority)
         self._append(event, "key-revocation")
@@ -299,7 +306,8 @@ class Registry:
         if expiry is not None:
             expiry = checked(lambda day: check_code_date(day, field="expiry_date", today=today), expiry)
         if production is not None and production > today + timedelta(days=1):
-            problems.append(Invalid("production_date is in the future", code="BAD_DATE", field="production_date"))
+            problems.append(Invalid("production_date is in the future", code="DATE_IN_FUTURE",
+                                    field="production_date"))
         if production is not None and expiry is not None and expiry <= production:
             problems.append(Invalid("expiry_date must be after production_date", code="BAD_DATE",
                                     field="expiry_date"))
@@ -308,6 +316,7 @@ class Registry:
                                      or not 1 <= quantity <= MAX_QUANTITY):
             problems.append(Invalid(f"quantity must be a whole number from 1 to {MAX_QUANTITY:,}", code="BAD_QUANTITY",
                                     field="quantity"))
+        problems += _certification_problems(certifications)
         if problems:
             raise problems[0] if len(problems) == 1 else InvalidFields(problems)
         assert production is not None
@@ -516,6 +525,14 @@ class Registry:
             return []
         return list(self.session.execute(
             select(BatchVersion).where(BatchVersion.batch_id == batch.id).order_by(BatchVersion.version)).scalars())
+
+    def batch_recall(self, batch: Batch) -> Recall | None:
+        """The recall of a recalled batch (its reason and time), None for a batch in force. A database
+        from before recalls locked their batch may hold two: the latest, as the trust list has it."""
+        if batch.status != "recalled":
+            return None
+        return self.session.execute(select(Recall).where(Recall.batch_id == batch.id)
+                                    .order_by(Recall.id.desc()).limit(1)).scalar_one_or_none()
 
     def batch(self, gtin: str, lot: str) -> Batch:
         batch = self.session.execute(select(Batch).where(Batch.gtin == gtin, Batch.lot == lot)).scalar_one_or_none()
@@ -741,6 +758,24 @@ class Registry:
         if checkpoint:
             body["log_size"] = checkpoint["size"]
         return sign(body, authority)
+
+
+def _certification_problems(certifications: list[dict[str, Any]]) -> list[Invalid]:
+    """Each certification's scheme and number: 1 to ``MAX_CERTIFICATION_TEXT`` characters, as the
+    API's CertificationSchema (a scheme with no number had been signed and shown as "VietGAP ()").
+    Each problem names its row and part (``certifications.0.id``)."""
+    problems = []
+    for index, certification in enumerate(certifications):
+        for part in ("scheme", "id"):
+            value = certification.get(part)
+            text = "" if value is None else str(value)
+            field = f"certifications.{index}.{part}"
+            if not text.strip():
+                problems.append(Invalid(f"{field} is required", code="FIELD_REQUIRED", field=field))
+            elif len(text) > MAX_CERTIFICATION_TEXT:
+                problems.append(Invalid(f"{field} is at most {MAX_CERTIFICATION_TEXT} characters", code="TOO_LONG",
+                                        field=field))
+    return problems
 
 
 def _fixed_fields(data: dict[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,8 @@ class ProducerSchema(Strict):
 class KeyInSchema(Strict):
     public_key = fields.String(metadata={"description": "raw 32-byte Ed25519 public key, base64url; "
                                                         "omit to have the service make and keep the key"})
-    gs1_prefixes = fields.List(fields.String(), metadata={"description": "defaults to all of the producer's"})
+    gs1_prefixes = fields.List(fields.String(), metadata={"description": "omit for all of the producer's; "
+                                                                         "an empty list is refused"})
     not_after = UtcDateTime()
 
 

@@ -98,8 +98,11 @@ def authority_certify_key(producer_id: str):
     reg = registry()
     producer = reg.producer(producer_id)
     public_key = (request.form.get("public_key") or "").strip() or None
-    prefixes = request.form.getlist("gs1_prefixes") or None
-    values = {"public_key": public_key or "", "not_after": request.form.get("not_after") or ""}
+    # every prefix is a box on the form: none sent is none ticked, which the registry refuses (None,
+    # "all the producer's", had certified the key for every prefix)
+    prefixes = request.form.getlist("gs1_prefixes")
+    values = {"public_key": public_key or "", "not_after": request.form.get("not_after") or "",
+              "gs1_prefixes": prefixes}
     errors: dict[str, str] = {}
     try:
         not_after = None

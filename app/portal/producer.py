@@ -7,15 +7,17 @@ Producer staff act for their own producer; the authority may open any producer's
 
 from __future__ import annotations
 
+import re
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
-from flask import Response, flash, redirect, render_template, request, send_file, url_for
-from flask_babel import format_decimal, gettext as _
+from flask import Response, flash, redirect, render_template, request, send_file, session, url_for
+from flask_babel import format_decimal, gettext as _, ngettext
 
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError
 from registry.keys_admin import producer_keys, rotate_key
 from registry.labels import LABEL_STOCKS, MAX_LABELS_PER_SHEET, render_png, render_svg, write_pdf_sheet
+from registry.rules import check_gtin
 from registry.services import MAX_SERIALS_PER_REQUEST, Role
 
 from app.portal import bp
@@ -61,9 +63,15 @@ def _field_name(exc: RegistryError) -> str:
     return exc.field or CODE_FIELD.get(exc.code, "")
 
 
+def _one_certification(field: str) -> str:
+    """On the batch form and in the import file, which hold one certification: the registry's
+    ``certifications.0.id`` is the ``certification.id`` field."""
+    return re.sub(r"^certifications\.0\.", "certification.", field)
+
+
 def _csv_column(exc: RegistryError) -> str:
     """The import file's column a domain error is about (``facility.country`` is ``facility_country``)."""
-    column = _field_name(exc).replace(".", "_")
+    column = _one_certification(_field_name(exc)).replace(".", "_")
     return column if column in COLUMNS else ""
 
 
@@ -110,12 +118,14 @@ def _certifications(form) -> list[dict[str, str]]:
             if scheme.strip() or number.strip()]
 
 
-def _form_errors(exc: RegistryError, fields: tuple[str, ...]) -> tuple[dict[str, str], str | None]:
-    """A record form's objections: each beside its field, the others above the form."""
+def _form_errors(exc: RegistryError, fields: tuple[str, ...],
+                 rename: Callable[[str], str] = lambda field: field) -> tuple[dict[str, str], str | None]:
+    """A record form's objections: each beside its field (``rename``: the form's name for the
+    registry's field), the others above the form."""
     errors: dict[str, str] = {}
     general = None
     for problem in getattr(exc, "problems", [exc]):
-        field = _field_name(problem)
+        field = rename(_field_name(problem))
         if field in fields:
             errors.setdefault(field, _message(problem))
         else:
@@ -151,7 +161,7 @@ def producer_new_batch():
             batch = reg.register_batch(current_actor(), _form_body(request.form), producer_id=producer_id)
         except (Invalid, Conflict, Forbidden, NotFound) as exc:
             db_session().rollback()
-            errors, general = _form_errors(exc, FORM_FIELDS)
+            errors, general = _form_errors(exc, FORM_FIELDS, _one_certification)
         else:
             gtin, lot = batch.gtin, batch.lot
             db_session().commit()
@@ -167,7 +177,14 @@ def producer_new_batch():
 @bp.route("/producer/batches/<gtin>/<path:lot>")
 @login_required(*STAFF)
 def producer_batch(gtin: str, lot: str):
-    """One batch: its record, status, serials (the first 100), labels, recall."""
+    """One batch: its record, status (a recall's reason and date), serials (the first 100), labels, recall."""
+    return _batch_page(gtin, lot)
+
+
+def _batch_page(gtin: str, lot: str, *, count_value: str = "10", count_error: str | None = None,
+                status: int = 200):
+    """The batch page; ``count_value`` and ``count_error``: the serials form as it was sent, and why
+    it was refused."""
     actor = current_actor()
     reg = registry()
     batch = reg.owned_batch(actor, gtin, lot)
@@ -175,13 +192,16 @@ def producer_batch(gtin: str, lot: str):
     serials = export_service().batch_serials(actor, gtin, lot, limit=100)
     key = reg.key(batch.kid)
     key_revoked = key is not None and key.status == "revoked"
+    recalled = reg.batch_recall(batch)
+    recall = {"reason": recalled.reason, "at": recalled.at} if recalled is not None else None
     db_session().rollback()
     return render_template("portal/producer/batch.html", batch=batch, view=view, serials=serials,
-                           key_revoked=key_revoked,
+                           key_revoked=key_revoked, recall=recall, count_value=count_value, count_error=count_error,
                            stocks=LABEL_STOCKS, max_serials=MAX_SERIALS_PER_REQUEST,
                            max_serials_text=format_decimal(MAX_SERIALS_PER_REQUEST),
                            sheet_parts=_sheet_parts(batch.serial_count),
-                           sheet_max_text=format_decimal(MAX_LABELS_PER_SHEET), scope=_scope(batch.producer_id))
+                           sheet_max_text=format_decimal(MAX_LABELS_PER_SHEET),
+                           scope=_scope(batch.producer_id)), status
 
 
 @bp.route("/producer/batches/<gtin>/<path:lot>/correct", methods=["GET", "POST"])
@@ -204,7 +224,10 @@ def producer_correct_batch(gtin: str, lot: str):
             corrected = reg.correct_batch(actor, gtin, lot, _form_body(request.form), reason=values["reason"])
         except (Invalid, Conflict, Forbidden) as exc:
             db_session().rollback()
-            errors, general = _form_errors(exc, fields)
+            # each certification row is marked as the registry names it (certifications.N.id)
+            rows = tuple(f"certifications.{i}.{part}" for i in range(len(values["certifications"]))
+                         for part in ("scheme", "id"))
+            errors, general = _form_errors(exc, fields + rows)
         else:
             version = corrected.record["version"]
             db_session().commit()
@@ -235,15 +258,18 @@ def producer_issue_serials(gtin: str, lot: str):
     reg = registry()
     batch = reg.owned_batch(actor, gtin, lot)
     scope = _scope(batch.producer_id)
+    typed = (request.form.get("count") or "").strip()
     count = request.form.get("count", type=int)
     try:
         issued = reg.issue_serials(actor, gtin, lot, count if count is not None else 0)
     except (Invalid, Conflict) as exc:
         db_session().rollback()
+        if exc.field == "count":  # the form again, with what was typed and why it is refused beside it
+            return _batch_page(gtin, lot, count_value=typed[:20], count_error=_message(exc), status=422)
         flash(_message(exc), "error")
     else:
         db_session().commit()
-        flash(_("%(count)d serials issued.", count=len(issued)), "ok")
+        flash(ngettext("%(num)d serial issued.", "%(num)d serials issued.", len(issued)), "ok")
     return redirect(url_for("portal.producer_batch", gtin=gtin, lot=lot, **scope) + "#serials", code=303)
 
 
@@ -318,26 +344,48 @@ def producer_import_template():
 
 def _preview(producer_id: str, rows) -> list[dict[str, Any]]:
     """Check every row with the registry's own rules, writing nothing: each row is registered in a
-    savepoint (so a duplicate of an earlier row is caught too), then the whole transaction is rolled
-    back. Returns one result per row: its line, GTIN, lot, product and error (None when fine)."""
+    savepoint, then the whole transaction is rolled back. A row with the GTIN and lot of an earlier
+    row of the file is said to repeat that line (its savepoint found the earlier row's batch
+    "already registered", though nothing is). Returns one result per row: its line, GTIN, lot,
+    product and problems (``(column, text)``)."""
     actor = current_actor()
     reg = registry()
-    session = db_session()
+    db = db_session()
+    first_line: dict[tuple[str, str], int] = {}  # each GTIN and lot of the file: the line it is first on
     results = []
     try:
         for row in rows:
-            problems: list[tuple[str, str]] = []
+            found: list[RegistryError] = []
             try:
-                with session.begin_nested():
+                with db.begin_nested():
                     reg.register_batch(actor, row.data, producer_id=producer_id)
             except (Invalid, Conflict, Forbidden, NotFound) as exc:
-                problems = [(_csv_column(problem), _message(problem)) for problem in getattr(exc, "problems", [exc])]
+                found = list(getattr(exc, "problems", [exc]))
+            key = _batch_key(row.data)
+            repeated = first_line.get(key) if key is not None else None
+            problems = [(_csv_column(problem), _message(problem)) for problem in found
+                        if not (repeated and problem.code == "BATCH_EXISTS")]
+            if repeated:
+                problems.insert(0, ("lot", _("This GTIN and lot repeat line %(line)d of the file.", line=repeated)))
+            elif key is not None:
+                first_line[key] = row.line
             results.append({"line": row.line, "gtin": row.data.get("gtin"), "lot": row.data.get("lot"),
                             "product": (row.data.get("product") or {}).get("name"), "problems": problems,
                             "error": bool(problems)})
     finally:
-        session.rollback()
+        db.rollback()
     return results
+
+
+def _batch_key(data: dict[str, Any]) -> tuple[str, str] | None:
+    """A CSV row's GTIN (as the registry keeps it, 14 digits) and lot; None for a row without a valid
+    GTIN or a lot (refused for that on its own)."""
+    try:
+        gtin = check_gtin(str(data.get("gtin") or ""))
+    except Invalid:
+        return None
+    lot = str(data.get("lot") or "")
+    return (gtin, lot) if lot else None
 
 
 @bp.route("/producer/import", methods=["GET", "POST"])
@@ -373,7 +421,7 @@ def producer_import():
         else:
             count = len(batches)
             db_session().commit()
-            flash(_("%(count)d batches imported.", count=count), "ok")
+            flash(ngettext("%(num)d batch imported.", "%(num)d batches imported.", count), "ok")
             return redirect(url_for("portal.producer_home", **scope), code=303)
     results = _preview(producer_id, rows)
     bad = sum(1 for r in results if r["error"])
@@ -422,14 +470,19 @@ def producer_rotate_key():
     return redirect(url_for("portal.producer_keys", **_scope(producer_id)), code=303)
 
 
+_NEW_TOKEN = "token_created"  # the token just created, for the page the creation redirects to, once
+
+
 @bp.route("/producer/tokens", methods=["GET", "POST"])
 @login_required(*STAFF)
 def producer_tokens():
-    """API tokens for the producer's own systems: created (shown once), listed, revoked."""
+    """API tokens for the producer's own systems: created (shown once), listed, revoked.
+
+    A created token is kept in the session and shown by the page the POST redirects to, then
+    forgotten: reloading that page lists the tokens instead of posting the form again."""
     producer_id = _producer_id()
     actor = current_actor()
     admin = token_admin()
-    created = None
     errors: dict[str, str] = {}
     if request.method == "POST":
         days = request.form.get("days", type=int)
@@ -442,6 +495,11 @@ def producer_tokens():
         else:
             created = {"token": plain, **admin.view(row)}
             db_session().commit()
+            session[_NEW_TOKEN] = created
+            return redirect(url_for("portal.producer_tokens", **_scope(producer_id)) + "#new-token", code=303)
+    created = session.pop(_NEW_TOKEN, None)
+    if created is not None and created.get("producer_id") != producer_id:
+        created = None  # created for another producer (the authority in another tab): never shown here
     tokens = [admin.view(t) for t in admin.list(actor)
               if t.role == Role.PRODUCER.value and t.producer_id == producer_id]
     values = {name: request.form.get(name, "") for name in ("label", "days")} if errors else {}  # kept on an error

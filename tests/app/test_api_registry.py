@@ -193,6 +193,58 @@ def test_key_lifecycle_over_http(client, world):
     assert r.status_code == 201 and r.get_json()["custodial"] is False
 
 
+def test_a_key_for_no_prefix_is_422_and_an_omitted_list_means_all(client, world, session):
+    """``"gs1_prefixes": []`` had certified the key for every prefix of the producer, as if omitted."""
+    url = f"/api/v1/producers/{world.producer_id}/keys"
+    r = client.post(url, json={"gs1_prefixes": []}, headers=world.auth("authority"))
+    assert r.status_code == 422
+    assert (r.get_json()["error"]["code"], r.get_json()["error"]["field"]) == ("PREFIX_REQUIRED", "gs1_prefixes")
+    keys = client.get(url, headers=world.auth("authority")).get_json()["items"]
+    assert [k["kid"] for k in keys] == [world.kid]  # nothing certified
+    r = client.post(url, json={}, headers=world.auth("authority"))
+    assert r.status_code == 201 and r.get_json()["certificate"]["gs1_prefixes"] == ["893600001"]
+
+
+@pytest.mark.parametrize("tax_code", ["abc", "123456789", "0312345678-1"])
+def test_a_tax_code_that_is_no_vietnamese_tax_code_is_422(client, world, tax_code):
+    r = client.post("/api/v1/producers", json={"name": "Trà", "tax_code": tax_code, "gs1_prefixes": ["893600002"],
+                                               "country": "VN"}, headers=world.auth("authority"))
+    assert r.status_code == 422
+    assert (r.get_json()["error"]["code"], r.get_json()["error"]["field"]) == ("BAD_TAX_CODE", "tax_code")
+
+
+def test_dates_to_come_are_refused_as_such(client, world):
+    """A production date or a time of compromise in the future: DATE_IN_FUTURE, not a bad date."""
+    later = date.fromordinal(date.today().toordinal() + 5)
+    r = _register(client, world, production_date=later.isoformat(), expiry_date=None)
+    assert r.status_code == 422
+    assert (r.get_json()["error"]["code"], r.get_json()["error"]["field"]) == ("DATE_IN_FUTURE", "production_date")
+    r = client.post(f"/api/v1/keys/{world.kid}/revoke", json={"compromised_at": f"{later.isoformat()}T00:00:00Z"},
+                    headers=world.auth("authority"))
+    assert r.status_code == 422
+    assert (r.get_json()["error"]["code"], r.get_json()["error"]["field"]) == ("DATE_IN_FUTURE", "compromised_at")
+    keys = client.get(f"/api/v1/producers/{world.producer_id}/keys", headers=world.auth("authority")).get_json()
+    assert [k["status"] for k in keys["items"]] == ["active"]
+
+
+def test_a_presigned_record_with_a_certification_without_its_number_is_422(client, registry, session, world):
+    """The API's schema refuses an empty certification number in a form body; a record signed by the
+    producer's own key is checked by the registry, which now says the same."""
+    from keys.encoding import rfc3339, utcnow
+    from keys.signing import sign
+    from registry.services import SYSTEM
+
+    own = Signer.generate()
+    registry.certify_key(SYSTEM, world.producer_id, public_key=b64url_encode(own.public_raw))
+    session.commit()
+    record = {"t": "origin-record", "gtin": GTIN, "lot": "OWN-1", "kid": own.kid, "producer_id": world.producer_id,
+              "product": {"name": "Trà"}, "facility": {"name": "Xưởng"}, "production_date": date.today().isoformat(),
+              "certifications": [{"scheme": "VietGAP", "id": ""}], "issued_at": rfc3339(utcnow())}
+    r = client.post("/api/v1/batches", json={"record": sign(record, own)}, headers=world.auth("producer"))
+    assert r.status_code == 422
+    assert (r.get_json()["error"]["code"], r.get_json()["error"]["field"]) == ("FIELD_REQUIRED", "certifications.0.id")
+
+
 def test_recall_over_http(client, world):
     _register(client, world)
     r = client.post(f"/api/v1/batches/{GTIN}/LOT-1/recall", json={"reason": "mislabelled"},

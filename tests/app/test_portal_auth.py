@@ -244,7 +244,8 @@ def test_a_token_cannot_mint_a_longer_lived_token_nor_survive_its_revocation(cli
 def test_deactivating_a_person_revokes_the_api_tokens_they_created(client, people):
     client_login(client, "producer1")
     page = client.get("/portal/producer/tokens").get_data(as_text=True)
-    created = client.post("/portal/producer/tokens", data={"csrf_token": csrf_of(page), "label": "erp", "days": "30"})
+    created = client.post("/portal/producer/tokens", data={"csrf_token": csrf_of(page), "label": "erp", "days": "30"},
+                          follow_redirects=True)
     token = re.search(r'id="token-value">([^<]+)<', created.get_data(as_text=True)).group(1)
     bearer = {"Authorization": f"Bearer {token}"}
     assert client.get("/api/v1/tokens", headers=bearer).status_code == 200
@@ -348,6 +349,50 @@ def test_the_authority_admits_a_producer_choosing_its_country_by_name(client, pe
                                                     "gs1_prefixes": "893600009", "country": "JP"}, page="/portal/authority/")
     assert response.status_code == 303, response.get_data(as_text=True)[:300]
     assert session.query(Producer).filter(Producer.tax_code == "0399999998").one().country == "JP"
+
+
+def test_a_key_with_every_prefix_unticked_is_refused_not_certified_for_all(client, people, session):
+    """Unticked boxes send nothing: the key had been certified for all the producer's prefixes."""
+    client_login(client, "boss")
+    page = f"/portal/authority/producers/{people.producer_id}"
+    keys = session.query(ProducerKey).count()
+    session.rollback()  # SQLite: the app writes next
+    response = _post(client, f"{page}/keys", {"public_key": "", "not_after": ""}, page=page)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert '<p class="field-error">Chọn ít nhất một mã doanh nghiệp GS1 cho khóa.</p>' in html
+    assert re.search(r'<input type="checkbox" name="gs1_prefixes" value="893600001"\s*>', html)  # left unticked
+    session.expire_all()
+    assert session.query(ProducerKey).count() == keys
+    session.rollback()
+    done = _post(client, f"{page}/keys", {"gs1_prefixes": "893600001"}, page=page)
+    assert done.status_code == 303
+    session.expire_all()
+    assert session.query(ProducerKey).count() == keys + 1
+
+
+def test_a_tax_code_that_is_no_vietnamese_tax_code_is_marked_beside_its_field(client, people, session):
+    from registry.models import Producer
+
+    client_login(client, "boss")
+    response = _post(client, "/portal/authority/", {"name": "Trà", "tax_code": "abc", "gs1_prefixes": "893600009",
+                                                    "country": "VN"}, page="/portal/authority/")
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert 'aria-describedby="f-tax_code-error"' in html and "Mã số thuế Việt Nam gồm 10 chữ số" in html
+    session.expire_all()
+    assert session.query(Producer).filter(Producer.name == "Trà").count() == 0
+
+
+def test_revoking_a_key_from_a_time_to_come_says_the_date_cannot_be_in_the_future(client, people, session):
+    client_login(client, "boss")
+    response = _post(client, f"/portal/authority/keys/{people.kid}/revoke", {"compromised_at": "2999-01-01T00:00"},
+                     page="/portal/authority/keys")
+    assert response.status_code == 303
+    keys_page = client.get("/portal/authority/keys").get_data(as_text=True)
+    assert f"{people.kid}: Ngày không thể ở trong tương lai." in keys_page
+    session.expire_all()
+    assert session.get(ProducerKey, people.kid).status == "active"
 
 
 def test_wrong_role_cannot_write_either(client, people, session):

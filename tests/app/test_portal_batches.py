@@ -131,6 +131,42 @@ def test_the_import_preview_names_the_files_columns_in_the_pages_language(client
     assert all("must" not in text and "got" not in text for _, text in problems)  # no English detail beside it
 
 
+def test_a_certification_without_its_number_is_marked_on_the_form_and_in_the_import_preview(
+        client, registry, session, world):
+    """Scheme VietGAP, number empty: had been signed and shown to shoppers as "VietGAP ()"."""
+    _log_in_as_producer(client, session, world)
+    token = csrf_of(client.get("/portal/producer/batches/new").get_data(as_text=True))
+    response = client.post("/portal/producer/batches/new", data={
+        "csrf_token": token, "gtin": GTIN, "lot": "L1", "product.name": "Trà", "facility.name": "Xưởng",
+        "production_date": "2026-01-01", "certification.scheme": "VietGAP", "certification.id": ""})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert 'aria-describedby="f-certification-id-error"' in html
+    assert 'id="f-certification-id-error">Vui lòng điền mục này.' in html
+    page = client.get("/portal/producer/import").get_data(as_text=True)
+    csv_text = CSV_HEADER + f"{GTIN},L2,Trà,,,Xưởng,,,VN,2026-01-01,,,OCOP,\n"
+    response = client.post("/portal/producer/import", content_type="multipart/form-data", data={
+        "csrf_token": csrf_of(page), "file": (io.BytesIO(csv_text.encode()), "batches.csv")})
+    assert response.status_code == 422
+    row = re.search(r'<tr class="row-error" data-line="2">.*?</tr>', response.get_data(as_text=True), re.S).group(0)
+    assert re.findall(r'<li><span class="mono">(\w+)</span>: ([^<]*)</li>', row) == [
+        ("certification_id", "Vui lòng điền mục này.")]
+    session.expire_all()
+    with pytest.raises(NotFound):
+        registry.batch(GTIN, "L1")
+
+
+def test_a_production_date_to_come_says_the_date_cannot_be_in_the_future(client, session, world):
+    _log_in_as_producer(client, session, world)
+    token = csrf_of(client.get("/portal/producer/batches/new").get_data(as_text=True))
+    later = (date.today() + timedelta(days=5)).isoformat()
+    response = client.post("/portal/producer/batches/new", data={
+        "csrf_token": token, "gtin": GTIN, "lot": "L1", "product.name": "Trà", "facility.name": "Xưởng",
+        "production_date": later})
+    assert response.status_code == 422
+    assert 'id="f-production_date-error">Ngày không thể ở trong tương lai.' in response.get_data(as_text=True)
+
+
 def test_an_import_that_meets_a_batch_registered_meanwhile_names_its_line_in_the_pages_language(
         client, registry, session, world):
     """Previewed, then registered in another tab before the import is confirmed: nothing is
@@ -276,6 +312,25 @@ def test_the_correction_forms_objections_are_beside_their_fields(client, registr
     assert response.status_code == 422 and "Chưa có gì thay đổi" in response.get_data(as_text=True)
     assert client.post(url, data={**form, "csrf_token": ["forged"], "quantity": ["5"],
                                   "reason": ["x"]}).status_code == 400
+    session.expire_all()
+    assert registry.batch(GTIN, "LOT-1").record.get("version") is None  # nothing written
+
+
+def test_the_correction_form_marks_the_certification_row_without_its_number(client, registry, session, world):
+    registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    _log_in_as_producer(client, session, world)
+    url = f"/portal/producer/batches/{GTIN}/LOT-1/correct"
+    html = client.get(url).get_data(as_text=True)
+    form = {**_form_fields(html), "csrf_token": [csrf_of(html)], "reason": ["thêm chứng nhận"],
+            "certification.scheme": ["VietGAP", "OCOP"], "certification.id": ["VG-1", ""]}
+    response = client.post(url, data=form)
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert _form_fields(html)["certification.scheme"] == ["VietGAP", "OCOP", ""]  # what was sent stays
+    assert re.search(r'<input id="f-certification-id-2" name="certification.id" value=""'
+                     r' aria-invalid="true" aria-describedby="f-certification-id-2-error">', html)
+    assert 'id="f-certification-id-2-error">Vui lòng điền mục này.' in html
+    assert 'aria-invalid="true"' not in re.search(r'<input id="f-certification-id-1"[^>]*>', html).group(0)
     session.expire_all()
     assert registry.batch(GTIN, "LOT-1").record.get("version") is None  # nothing written
 

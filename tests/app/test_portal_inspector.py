@@ -368,3 +368,19 @@ def test_a_case_about_a_flagged_unit_shows_its_flag_then_its_clearance(app, acco
     assert f"Đã gỡ cờ nghi sao chép của số sê-ri {codes.genuine_serial}. Những gì đã kiểm tra:" in notes
     assert '<p class="prewrap">Hàng trưng bày &lt;b&gt;quầy 12&lt;/b&gt;</p>' in notes
     assert 'id="unit-checks"' not in inspector.get("/portal/cases/VN-2026-000052").get_data(as_text=True)  # no serial
+
+
+def test_the_flagged_serials_page_says_what_flags_a_serial(app, accounts, flagged_unit):
+    """Too many clients from too many networks flag a serial; places too far apart for the time
+    between make only that one answer suspect (``verification.verdicts``): the page had said they
+    flag it too."""
+    client = _login(app, "thanh")
+    english = client.get("/portal/inspector/flagged", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    lead = re.search(r'<p class="lead">(.*?)</p>', english, re.S).group(1)
+    assert "too many different devices from too many different networks" in lead
+    assert "makes only that answer suspicious and flags nothing" in lead
+    assert "places too far apart for the time between." not in lead
+    vietnamese = client.get("/portal/inspector/flagged").get_data(as_text=True)
+    lead = re.search(r'<p class="lead">(.*?)</p>', vietnamese, re.S).group(1)
+    assert "quá nhiều thiết bị khác nhau, từ quá nhiều mạng khác nhau" in lead
+    assert "không gắn cờ số sê-ri" in lead

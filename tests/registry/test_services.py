@@ -11,7 +11,7 @@ from keys.encoding import b64url_decode, b64url_encode, utcnow
 from keys.signing import Signer, public_key_from_raw, sign, verify, verify_code
 from registry.accounts import TokenAdmin
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from registry.models import AuditEvent, LogEntry, Serial
+from registry.models import AuditEvent, LogEntry, Producer, ProducerKey, Serial
 from registry.services import (
     MAX_SERIALS_PER_REQUEST,
     SERIAL_ALPHABET,
@@ -44,7 +44,7 @@ def test_register_batch_signs_an_origin_record(registry, world, session):
     ({"lot": "LOT~1"}, "BAD_LOT"),
     ({"lot": "LÔ1"}, "BAD_LOT"),
     ({"production_date": "2026-13-01"}, "BAD_DATE"),
-    ({"production_date": (date.today() + timedelta(days=5)).isoformat()}, "BAD_DATE"),
+    ({"production_date": (date.today() + timedelta(days=5)).isoformat()}, "DATE_IN_FUTURE"),
     ({"expiry_date": (date.today() - timedelta(days=20)).isoformat()}, "BAD_DATE"),
     ({"quantity": 0}, "BAD_QUANTITY"),
     ({"facility": {"name": "F", "gln": "8936000010004"}}, "BAD_CHECK_DIGIT"),
@@ -53,6 +53,11 @@ def test_register_batch_signs_an_origin_record(registry, world, session):
     ({"expiry_date": "9999-12-31"}, "DATE_OUT_OF_RANGE"),  # its code's 991231 reads as 1999
     ({"expiry_date": date(date.today().year + 51, 1, 1).isoformat()}, "DATE_OUT_OF_RANGE"),
     ({"certifications": [{"scheme": "VietGAP", "id": f"VG-{i}"} for i in range(21)]}, "TOO_MANY_CERTIFICATIONS"),
+    ({"certifications": [{"scheme": "VietGAP", "id": ""}]}, "FIELD_REQUIRED"),  # signed as "VietGAP ()"
+    ({"certifications": [{"scheme": " ", "id": "VG-1"}]}, "FIELD_REQUIRED"),
+    ({"certifications": [{"scheme": "VietGAP"}]}, "FIELD_REQUIRED"),
+    ({"certifications": [{"scheme": "VietGAP", "id": None}]}, "FIELD_REQUIRED"),  # not the text "None"
+    ({"certifications": [{"scheme": "VietGAP", "id": "V" * 101}]}, "TOO_LONG"),  # the API's limit
 ])
 def test_register_batch_refuses_bad_fields(registry, world, change, code):
     with pytest.raises(Invalid) as err:
@@ -116,7 +121,8 @@ def test_serial_count_limits(registry, world):
 
 def test_another_producer_cannot_touch_the_batch(registry, world, session):
     registry.register_batch(PRODUCER(world), batch_data())
-    other = registry.admit_producer(SYSTEM, name="Other", tax_code="999", gs1_prefixes=["893700001"], country="VN")
+    other = registry.admit_producer(SYSTEM, name="Other", tax_code="0399999999", gs1_prefixes=["893700001"],
+                                    country="VN")
     intruder = Actor(role=Role.PRODUCER, producer_id=other.id)
     with pytest.raises(Forbidden):
         registry.issue_serials(intruder, GTIN, "LOT-1", 1)
@@ -199,25 +205,99 @@ def test_presigned_record_by_an_uncertified_key_is_refused(registry, world):
 
 def test_producer_admission_rules(registry):
     with pytest.raises(Invalid):
-        registry.admit_producer(SYSTEM, name="", tax_code="1", gs1_prefixes=["8936"], country="VN")
-    with pytest.raises(Invalid):
-        registry.admit_producer(SYSTEM, name="x", tax_code="1", gs1_prefixes=["89"], country="VN")
-    with pytest.raises(Invalid):
-        registry.admit_producer(SYSTEM, name="x", tax_code="1", gs1_prefixes=["8936"], country="Vietnam")
-    registry.admit_producer(SYSTEM, name="x", tax_code="1", gs1_prefixes=["8936"], country="vn")
+        registry.admit_producer(SYSTEM, name="", tax_code="0311111111", gs1_prefixes=["8936"], country="VN")
+    with pytest.raises(Invalid) as err:
+        registry.admit_producer(SYSTEM, name="x", tax_code="0311111111", gs1_prefixes=["89"], country="VN")
+    assert err.value.code == "BAD_PREFIX"
+    with pytest.raises(Invalid) as err:
+        registry.admit_producer(SYSTEM, name="x", tax_code="0311111111", gs1_prefixes=["8936"], country="Vietnam")
+    assert err.value.code == "BAD_COUNTRY"
+    registry.admit_producer(SYSTEM, name="x", tax_code="0311111111", gs1_prefixes=["8936"], country="vn")
     with pytest.raises(Conflict):
-        registry.admit_producer(SYSTEM, name="y", tax_code="1", gs1_prefixes=["8937"], country="VN")
+        registry.admit_producer(SYSTEM, name="y", tax_code="0311111111", gs1_prefixes=["8937"], country="VN")
+
+
+@pytest.mark.parametrize("tax_code", ["abc", "1", "031234567", "03123456789", "0312345678-01", "0312345678-0001",
+                                      "0312345678 001", "0312345678001", "O312345678", "０３１２３４５６７８"])
+def test_a_tax_code_that_is_no_vietnamese_tax_code_is_refused(registry, session, tax_code):
+    """Mã số thuế: 10 digits, or 10 digits, a hyphen and 3 for a branch; "abc" had been admitted."""
+    with pytest.raises(Invalid) as err:
+        registry.admit_producer(SYSTEM, name="x", tax_code=tax_code, gs1_prefixes=["8936"], country="VN")
+    assert (err.value.code, err.value.field) == ("BAD_TAX_CODE", "tax_code")
+    assert session.query(Producer).count() == 0
+
+
+def test_a_tax_code_of_ten_digits_or_a_branchs_thirteen_is_admitted(registry):
+    head = registry.admit_producer(SYSTEM, name="x", tax_code=" 0312345678 ", gs1_prefixes=["8936"], country="VN")
+    branch = registry.admit_producer(SYSTEM, name="x", tax_code="0312345678-001", gs1_prefixes=["8937"], country="VN")
+    assert (head.tax_code, branch.tax_code) == ("0312345678", "0312345678-001")
+
+
+def test_a_foreign_producer_has_its_own_countrys_tax_number(registry, session):
+    """The mã số thuế rule is Vietnam's: a supplier abroad is admitted with its own number, and
+    still not with anything at all."""
+    german = registry.admit_producer(SYSTEM, name="Kaffee GmbH", tax_code="DE123456789", gs1_prefixes=["4000"],
+                                     country="de")
+    assert (german.tax_code, german.country) == ("DE123456789", "DE")
+    for bad in ("abc!", "<script>", "-", "x" * 40):
+        with pytest.raises(Invalid) as err:
+            registry.admit_producer(SYSTEM, name="y", tax_code=bad, gs1_prefixes=["4001"], country="DE")
+        assert err.value.code == "BAD_TAX_CODE", bad
+    with pytest.raises(Invalid) as err:
+        registry.admit_producer(SYSTEM, name="y", tax_code="DE123456789", gs1_prefixes=["8939"], country="VN")
+    assert err.value.code == "BAD_TAX_CODE"
+
+
+def test_a_key_certified_for_no_prefix_is_refused_and_none_given_means_all(registry, session, world):
+    """An explicit empty list (every box unticked) had certified the key for all the producer's prefixes."""
+    keys = session.query(ProducerKey).count()
+    with pytest.raises(Invalid) as err:
+        registry.certify_key(SYSTEM, world.producer_id, gs1_prefixes=[])
+    assert (err.value.code, err.value.field) == ("PREFIX_REQUIRED", "gs1_prefixes")
+    assert session.query(ProducerKey).count() == keys
+    assert registry.certify_key(SYSTEM, world.producer_id, gs1_prefixes=None).gs1_prefixes == ["893600001"]
+
+
+def test_a_key_cannot_be_revoked_from_a_time_to_come(registry, session, world):
+    size = registry.log().size()
+    with pytest.raises(Invalid) as err:
+        registry.revoke_key(SYSTEM, world.kid, compromised_at=utcnow() + timedelta(hours=1))
+    assert (err.value.code, err.value.field) == ("DATE_IN_FUTURE", "compromised_at")
+    assert registry.key(world.kid).status == "active" and registry.log().size() == size
+
+
+def test_a_certification_names_its_row_and_part(registry, world):
+    """Each incomplete certification is marked as ``certifications.N.scheme`` or ``.id``, with the
+    record's other problems, so a form and an import preview can say which."""
+    from registry.errors import InvalidFields
+
+    with pytest.raises(InvalidFields) as err:
+        registry.register_batch(PRODUCER(world), batch_data(
+            quantity=0, certifications=[{"scheme": "VietGAP", "id": "VG-1"}, {"scheme": "OCOP", "id": ""},
+                                        {"scheme": "", "id": "H-9"}]))
+    fields = {problem.field: problem.code for problem in err.value.problems}
+    assert fields == {"quantity": "BAD_QUANTITY", "certifications.1.id": "FIELD_REQUIRED",
+                      "certifications.2.scheme": "FIELD_REQUIRED"}
+
+
+def test_a_correction_keeps_the_certifications_rule(registry, world):
+    registry.register_batch(PRODUCER(world), batch_data())
+    with pytest.raises(Invalid) as err:
+        registry.correct_batch(PRODUCER(world), GTIN, "LOT-1",
+                               batch_data(certifications=[{"scheme": "VietGAP", "id": ""}]), reason="số")
+    assert (err.value.code, err.value.field) == ("FIELD_REQUIRED", "certifications.0.id")
 
 
 @pytest.mark.parametrize("prefixes", [["89361"], ["893612"], ["8940", "8936123"], ["8940", "8936"]])
 def test_a_gs1_prefix_belongs_to_one_producer(registry, session, prefixes):
     """Equal to, inside or around another producer's prefix: refused, or the second producer could
     sign codes for the first one's GTINs and they would verify as genuine."""
-    registry.admit_producer(SYSTEM, name="x", tax_code="1", gs1_prefixes=["89361"], country="VN")
+    registry.admit_producer(SYSTEM, name="x", tax_code="0311111111", gs1_prefixes=["89361"], country="VN")
     with pytest.raises(Conflict) as refused:
-        registry.admit_producer(SYSTEM, name="y", tax_code="2", gs1_prefixes=prefixes, country="VN")
+        registry.admit_producer(SYSTEM, name="y", tax_code="0322222222", gs1_prefixes=prefixes, country="VN")
     assert (refused.value.code, refused.value.field) == ("PREFIX_TAKEN", "gs1_prefixes")
-    assert registry.admit_producer(SYSTEM, name="z", tax_code="3", gs1_prefixes=["89362", "8935"], country="VN")
+    assert registry.admit_producer(SYSTEM, name="z", tax_code="0333333333", gs1_prefixes=["89362", "8935"],
+                                   country="VN")
 
 
 def test_tokens_are_hashed_scoped_and_expire(session, world):

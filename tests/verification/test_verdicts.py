@@ -83,7 +83,8 @@ def test_lot_swapped_under_a_valid_signature_is_counterfeit(client, batch, regis
 
 
 def test_key_signing_outside_its_prefix_is_counterfeit(client, batch, registry, session):
-    other = registry.admit_producer(SYSTEM, name="Other", tax_code="77", gs1_prefixes=["893700001"], country="VN")
+    other = registry.admit_producer(SYSTEM, name="Other", tax_code="0377777777", gs1_prefixes=["893700001"],
+                                    country="VN")
     key = registry.certify_key(SYSTEM, other.id)
     signer = registry.keystore.load(key.kid)
     session.commit()
