@@ -13,7 +13,7 @@ from app.api.report_routes import REPORT_BODY_LIMIT, photo_status
 from app.extensions import config_limit, over_limit, rate_limit
 from app.pages import bp
 from app.pages.device import device_id
-from app.pages.texts import FIELD_ERROR, FLOOD_MESSAGE, FOLLOWUP_UNKNOWN, PHOTO_ERROR, SESSION_EXPIRED
+from app.pages.texts import FIELD_ERROR, FLOOD_MESSAGE, FOLLOWUP_MISSING, FOLLOWUP_UNKNOWN, PHOTO_ERROR, SESSION_EXPIRED
 from app.services import db_session, report_service, scan_context
 from app.text_input import NUL_CHARACTER
 
@@ -116,6 +116,8 @@ def report_status():
     code stays out of addresses and logs). Any mismatch gets one message, which says nothing of
     whether the case number exists."""
     values = {"case": (request.form.get("case") or "").strip()[:32], "code": (request.form.get("code") or "")[:64]}
+    if not values["case"] or not values["code"].strip():  # not a mismatch: nothing to look up
+        return render_template("pages/report_status.html", values=values, status=None, error=FOLLOWUP_MISSING), 422
     try:
         status = report_service().followup(values["case"], values["code"])
     except NotFound:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.i18n import N_
 
 __all__ = ["WHERE_KIND_LABEL", "FIELD_ERROR", "PHOTO_ERROR", "FLOOD_MESSAGE", "IMAGE_ERROR", "HTTP_ERROR",
-           "SESSION_EXPIRED", "TOO_LARGE", "FOLLOWUP_STATUS_TEXT", "FOLLOWUP_UNKNOWN"]
+           "SESSION_EXPIRED", "TOO_LARGE", "FOLLOWUP_STATUS_TEXT", "FOLLOWUP_MISSING", "FOLLOWUP_UNKNOWN"]
 
 WHERE_KIND_LABEL = {
     "shop": N_("A shop"),
@@ -70,5 +70,6 @@ FOLLOWUP_STATUS_TEXT = {
                   N_("The authority confirmed that the product was counterfeit. Thank you for reporting it.")),
     "closed": (N_("Closed"), N_("The authority looked into your report and did not confirm a counterfeit.")),
 }
+FOLLOWUP_MISSING = N_("Type the case number and the follow-up code you were given when you sent the report.")
 FOLLOWUP_UNKNOWN = N_("No report has this case number and follow-up code. Check both, as written when you sent "
                       "the report.")

@@ -285,13 +285,16 @@ def test_the_status_page_works_without_javascript_and_says_nothing_of_a_mismatch
                         headers={"Accept-Language": "en"})
     assert found.status_code == 200 and "Your report is waiting for an inspector." in found.get_data(as_text=True)
     for case, code in ((body["case_number"], "ZZZZZ-ZZZZZ"), ("VN-2026-999999", body["followup_code"]),
-                       ("<script>x</script>", "")):
+                       ("<script>x</script>", "x")):
         miss = client.post("/report/status", data={"csrf_token": token, "case": case, "code": code})
         html = miss.get_data(as_text=True)
         assert miss.status_code == 404 and "Không có báo cáo nào với mã hồ sơ và mã theo dõi này." in html
         assert 'id="followup"' not in html and "<script>x" not in html
     assert client.post("/report/status", data={"case": body["case_number"],
                                                 "code": body["followup_code"]}).status_code == 400  # no CSRF token
+    for case, code in (("", ""), (body["case_number"], " "), ("", body["followup_code"])):  # a field left empty
+        empty = client.post("/report/status", data={"csrf_token": token, "case": case, "code": code})
+        assert empty.status_code == 422 and "Hãy nhập mã hồ sơ và mã theo dõi" in empty.get_data(as_text=True)
 
 
 def test_a_published_case_links_its_shopper_to_the_violator(client, session, registry):
