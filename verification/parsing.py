@@ -466,7 +466,12 @@ def _split(
 # GS1 Digital Link
 
 
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
 def _decode(raw: str, ai: str, *, query: bool) -> str:
+    if _BAD_ESCAPE.search(raw):  # '%' not followed by two hex digits: no URI encodes a value so
+        raise _malformed(f"AI ({ai}) holds a broken percent-escape: {raw[:40]!r}")
     value = unquote_plus(raw) if query else unquote(raw)
     if "\x00" in value:
         raise _malformed(f"decoded value of AI ({ai}) contains NUL")

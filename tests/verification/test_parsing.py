@@ -305,3 +305,21 @@ def test_build_url_round_trip_property(body: str, lot: str, serial: str | None) 
     url = build_url("https://x.example", gtin=gtin, lot=lot, serial=serial, s="kid12345.sig")
     code = parse_code(url, lenient=False)
     assert (code.gtin, code.lot, code.serial, code.signature) == (gtin, lot, serial, "kid12345.sig")
+
+
+@pytest.mark.parametrize("url", [
+    "https://x.example/01/08936000010010/10/%ZZ",
+    "https://x.example/01/08936000010010/10/CF%2",
+    "https://x.example/01/08936000010010/10/L1/21/A%G1",
+    "https://x.example/01/08936000010010/10/L1?17=2612%3",
+])
+def test_a_broken_percent_escape_is_malformed_not_an_unknown_batch(url) -> None:
+    """'%' without two hex digits after it is in no URI a printer made: the code is malformed (it
+    had been read as the lot '%ZZ', and answered 'unknown batch')."""
+    with pytest.raises(MalformedCode) as err:
+        parse_code(url)
+    assert "percent-escape" in err.value.detail
+
+
+def test_a_percent_encoded_lot_is_still_read() -> None:
+    assert parse_code("https://x.example/01/08936000010010/10/L%2F1%25").lot == "L/1%"
