@@ -363,7 +363,14 @@ class Registry:
 
     def _register_one(self, actor: Actor, data: dict[str, Any], *, producer_id: str | None) -> Batch:
         actor.require(Role.PRODUCER, Role.AUTHORITY)
-        producer_id = actor.producer_id if actor.role == Role.PRODUCER else (producer_id or data.get("producer_id"))
+        named = producer_id or data.get("producer_id")
+        if actor.role == Role.PRODUCER:
+            if named and named != actor.producer_id:  # it had been ignored: the batch went to the sender's
+                raise Forbidden(f"a producer registers its own batches, not producer {named}'s",
+                                code="NOT_YOUR_PRODUCER", field="producer_id")
+            producer_id = actor.producer_id
+        else:
+            producer_id = named
         if not producer_id:
             raise Invalid("producer_id is required when the authority registers a batch",
                           code="FIELD_REQUIRED", field="producer_id")

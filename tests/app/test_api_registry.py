@@ -12,6 +12,7 @@ from cryptography.exceptions import InvalidSignature
 
 from keys.encoding import b64url_encode
 from keys.signing import Signer
+from registry.services import SYSTEM
 
 from tests.app import outside_client as oc
 from tests.conftest import GTIN, batch_data
@@ -73,6 +74,18 @@ def test_no_token_is_401_and_wrong_role_is_403(client, world):
     r = client.post("/api/v1/producers", json={"name": "x", "tax_code": "1", "gs1_prefixes": ["8936"],
                                                "country": "VN"}, headers=world.auth("producer"))
     assert r.status_code == 403
+
+
+def test_a_producer_naming_another_producer_for_its_batch_is_403(client, world, registry):
+    """producer_id is the authority's to give: a producer's own is accepted, another's refused (it
+    had been ignored silently, the batch registered as the sender's)."""
+    other = registry.admit_producer(SYSTEM, name="Khác", tax_code="0377777771", gs1_prefixes=["893700009"],
+                                    country="VN")
+    registry.session.commit()
+    refused = _register(client, world, lot="FOR-OTHER", producer_id=other.id)
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "NOT_YOUR_PRODUCER"
+    assert client.get(f"/api/v1/batches/{GTIN}/FOR-OTHER").status_code == 404
+    assert _register(client, world, lot="OWN", producer_id=world.producer_id).status_code == 201
 
 
 def test_gtin_outside_prefix_is_403(client, world):
