@@ -162,6 +162,14 @@ def test_counterfeit_leads_to_a_stored_report(playwright, live_server, codes, se
         assert re.fullmatch(r"VN-\d{4}-\d{6}", case) and re.fullmatch(r"[0-9A-Z]{5}-[0-9A-Z]{5}", code)
         assert code not in page.url
         page.screenshot(path=str(SCREENSHOTS / "report-sent.png"), full_page=True)
+        assert page.inner_text("main").count("ghi lại") + page.inner_text("main").count("Ghi lại") <= 1
+        page.set_viewport_size({"width": 320, "height": 640})  # the narrowest phone: each on one line
+        for selector in ("[data-case]", "[data-code]"):
+            box = page.locator(selector).bounding_box()
+            line = page.evaluate(f"parseFloat(getComputedStyle(document.querySelector('{selector}')).lineHeight)")
+            assert box["height"] < 1.5 * line and box["x"] + box["width"] <= 320, selector
+        page.screenshot(path=str(SCREENSHOTS / "report-sent-320.png"), full_page=True)
+        page.set_viewport_size(PHONE)
         page.click("form.followup-now button")  # the shopper follows the report at once
         page.wait_for_load_state()
         assert page.locator("#followup").get_attribute("data-status") == "received"
