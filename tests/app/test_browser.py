@@ -137,6 +137,27 @@ def test_digital_link_without_javascript(playwright, live_server, codes):
         browser.close()
 
 
+def test_the_photo_form_without_javascript_shows_the_chosen_photo_and_checks_it(playwright, live_server, codes):
+    """With JavaScript off the photo is not sent by itself: the browser's own file field is shown,
+    with the chosen file's name, beside the 'Check this photo' button (it had shown nothing)."""
+    photo = photo_of(label_png(codes["genuine"], codes.genuine_serial))
+    browser = launch(playwright)
+    try:
+        page = phone(browser, java_script_enabled=False).new_page()
+        page.goto(live_server + "/")
+        assert page.locator("#photo").bounding_box()["width"] > 100
+        page.set_input_files("#photo", files=[{"name": "nhan-hang.jpg", "mimeType": "image/jpeg", "buffer": photo}])
+        assert page.locator("#photo-submit").is_visible()
+        page.screenshot(path=str(SCREENSHOTS / "photo-chosen-nojs.png"))
+        page.click("#photo-submit")
+        assert page.locator('[data-verdict="genuine"]').is_visible()
+        with_js = phone(browser).new_page()  # with JavaScript the field stays hidden behind its button
+        with_js.goto(live_server + "/")
+        assert with_js.locator("#photo").bounding_box()["width"] < 50
+    finally:
+        browser.close()
+
+
 # -- (4) counterfeit -> report -----------------------------------------------------------------
 
 def test_counterfeit_leads_to_a_stored_report(playwright, live_server, codes, session):
