@@ -6,6 +6,7 @@ caller (a request or a CLI command) commits once, so a write and its log entry l
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import secrets
@@ -92,6 +93,16 @@ DEFAULT_KEY_VALIDITY = timedelta(days=3 * 365)
 
 
 
+def _checked(problems: list[Invalid], check: Callable[..., Any], *args: Any) -> Any:
+    """``check(*args)``, its ``Invalid`` collected in ``problems`` (None then), for a form that
+    marks every field's problem at once (``InvalidFields``)."""
+    try:
+        return check(*args)
+    except Invalid as exc:
+        problems.append(exc)
+        return None
+
+
 class Registry:
     """The registry's write and read operations, over one session."""
 
@@ -122,19 +133,25 @@ class Registry:
     def admit_producer(self, actor: Actor, *, name: str, tax_code: str, gs1_prefixes: list[str],
                        country: str) -> Producer:
         actor.require(Role.AUTHORITY)
+        problems: list[Invalid] = []  # every field's, so that the form marks them all at once
+        checked = functools.partial(_checked, problems)
         name = (name or "").strip()
         if not name:
-            raise Invalid("name is required", code="FIELD_REQUIRED", field="name")
+            problems.append(Invalid("name is required", code="FIELD_REQUIRED", field="name"))
         tax_code = (tax_code or "").strip()
+        country = checked(check_country, country)
         if not tax_code:
-            raise Invalid("tax_code is required", code="FIELD_REQUIRED", field="tax_code")
-        country = check_country(country)
-        check_tax_code(tax_code, country=country)
+            problems.append(Invalid("tax_code is required", code="FIELD_REQUIRED", field="tax_code"))
+        elif country is not None:
+            checked(lambda: check_tax_code(tax_code, country=country))
         if not gs1_prefixes:
-            raise Invalid("at least one GS1 company prefix is required", code="FIELD_REQUIRED",
-                          field="gs1_prefixes")
-        for prefix in gs1_prefixes:
-            check_gs1_prefix(prefix)
+            problems.append(Invalid("at least one GS1 company prefix is required", code="FIELD_REQUIRED",
+                                    field="gs1_prefixes"))
+        for prefix in gs1_prefixes or []:
+            if checked(check_gs1_prefix, prefix) is None:
+                break  # one mark for the field
+        if problems:
+            raise problems[0] if len(problems) == 1 else InvalidFields(problems)
         self.log().lock()  # admissions one at a time: two must not take overlapping prefixes together
         if self.session.execute(select(Producer.id).where(Producer.tax_code == tax_code)).first():
             raise Conflict(f"a producer with tax code {tax_code} is already admitted", code="PRODUCER_EXISTS")
@@ -262,14 +279,7 @@ class Registry:
         """The origin record's fields, checked: every field's problem is collected, then raised
         together (``InvalidFields``), so a form can mark all of them at once."""
         problems: list[Invalid] = []
-
-        def checked(check: Callable[..., Any], *args: Any) -> Any:
-            try:
-                return check(*args)
-            except Invalid as exc:
-                problems.append(exc)
-                return None
-
+        checked = functools.partial(_checked, problems)
         gtin = checked(check_gtin, str(data.get("gtin", "")))
         lot = checked(check_lot, str(data.get("lot", "")))
         shape = [Invalid(f"{part} must be an object", code="BAD_RECORD", field=part)

@@ -69,7 +69,9 @@ def authority_home():
                                                  gs1_prefixes=prefixes, country=values["country"])
         except (Invalid, Conflict) as exc:
             db_session().rollback()
-            errors[exc.field or ("tax_code" if exc.code == "PRODUCER_EXISTS" else "name")] = _message(exc)
+            for problem in getattr(exc, "problems", [exc]):  # every field at fault, each beside it
+                field = problem.field or ("tax_code" if problem.code == "PRODUCER_EXISTS" else "name")
+                errors.setdefault(field, _message(problem))
         else:
             producer_id, name = producer.id, producer.name
             db_session().commit()

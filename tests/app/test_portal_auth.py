@@ -384,6 +384,20 @@ def test_a_tax_code_that_is_no_vietnamese_tax_code_is_marked_beside_its_field(cl
     assert session.query(Producer).filter(Producer.name == "Trà").count() == 0
 
 
+def test_the_admission_form_sent_empty_marks_every_field(client, people):
+    """Name, tax code and prefixes all missing: each is marked at once (only the name had been)."""
+    client_login(client, "boss")
+    response = _post(client, "/portal/authority/", {"name": "", "tax_code": "", "gs1_prefixes": "",
+                                                    "country": "VN"}, page="/portal/authority/")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    for field in ("name", "tax_code", "gs1_prefixes"):
+        assert f'aria-describedby="f-{field}-error"' in html, field
+    bad = _post(client, "/portal/authority/", {"name": "Trà", "tax_code": "abc", "gs1_prefixes": "89",
+                                               "country": "VN"}, page="/portal/authority/").get_data(as_text=True)
+    assert 'aria-describedby="f-tax_code-error"' in bad and 'aria-describedby="f-gs1_prefixes-error"' in bad
+
+
 def test_revoking_a_key_from_a_time_to_come_says_the_date_cannot_be_in_the_future(client, people, session):
     client_login(client, "boss")
     response = _post(client, f"/portal/authority/keys/{people.kid}/revoke", {"compromised_at": "2999-01-01T00:00"},
