@@ -119,8 +119,10 @@ def test_issued_serials_are_counted_in_good_english(client, registry, session, p
     one = client.post(url + "/serials", data={"csrf_token": token, "count": "1"}, headers=ENGLISH,
                       follow_redirects=True)
     assert "1 serial issued." in one.get_data(as_text=True)
+    assert "one label per serial (1 label)." in one.get_data(as_text=True)  # the label sheet's count too
     two = client.post(url + "/serials", data={"csrf_token": token, "count": "2"}, follow_redirects=True)
-    assert "Đã cấp 2 số sê-ri." in two.get_data(as_text=True)
+    assert "Đã cấp 2 số sê-ri." in two.get_data(as_text=True) and "(3 nhãn)" in two.get_data(as_text=True)
+    assert "(3 labels)." in client.get(url, headers=ENGLISH).get_data(as_text=True)
 
 
 # -- the import preview ----------------------------------------------------------------------------------
