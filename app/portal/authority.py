@@ -283,19 +283,46 @@ def authority_audit():
     db_session().rollback()
     for event in page.events:
         event["action_text"] = _(ACTION_TEXT[event["action"]]) if event["action"] in ACTION_TEXT else event["action"]
-        event["detail_text"] = [(key, _detail_text(value)) for key, value in event["detail"].items()]
+        event["detail_text"] = [_detail(key, value) for key, value in event["detail"].items()]
     return render_template("portal/authority/audit.html", events=page.events, next_before=page.next_before,
                            before=before, values=values, errors=errors,
                            filters={name: value for name, value in values.items() if value},
-                           action_options=[(action, _(ACTION_TEXT[action])) for action in ACTIONS]), \
+                           action_options=[(action, _(ACTION_TEXT[action])) for action in ACTIONS],
+                           DETAIL_VALUE=DETAIL_VALUE), \
         (422 if errors else 200)
 
 
-def _detail_text(value: Any) -> str:
-    """One value of an event's detail as text: a string as it is, anything else (a count, a flag, a
-    signed record) as JSON, compact."""
+#: What the audit trail's detail keys are called on the page (a key not here is shown as it is).
+DETAIL_LABEL = {
+    "reason": N_("Reason"), "because": N_("Because of"), "note": N_("Note"), "failures": N_("Failed attempts"),
+    "locked_until": N_("Locked until"), "role": N_("Role"), "producer_id": N_("Producer"),
+    "log_index": N_("Transparency log entry"), "status_from": N_("From status"), "status_to": N_("To status"),
+    "assignee": N_("Assigned to"), "publication": N_("Publication"), "place": N_("Place"), "name": N_("Name"),
+    "kind": N_("Kind"), "custodial": N_("Key kept by the service"), "count": N_("Number"),
+    "compromised_at": N_("Compromised from"), "expires_at": N_("Expires"), "version": N_("Version"),
+    "previous": N_("Previous version"), "verdict": N_("Verdict"), "checks": N_("Checks"), "check": N_("Check"),
+    "scan_count": N_("Checks of the unit"), "distinct_clients": N_("Different clients"), "cases": N_("Cases"),
+    "attachment": N_("Attachment"), "offline": N_("Checked offline"), "record": N_("Signed record"),
+}
+#: Reasons the registry writes as codes.
+DETAIL_VALUE = {"locked": N_("the account was locked")}
+
+
+def _detail(key: str, value: Any) -> tuple[str, str, str]:
+    """One entry of an event's detail as the page shows it: its label (translated by the template
+    when known), how to show the value (``time``: in Vietnam time, ``role``: the role's name,
+    ``yesno``, ``json``: a signed record or a list, folded; else ``text``) and the value as text."""
+    label = DETAIL_LABEL.get(key, key)
     if value is None:
-        return "—"
+        return label, "text", "—"
+    if isinstance(value, bool):
+        return label, "yesno", "yes" if value else "no"
+    if key == "role" and isinstance(value, str):
+        return label, "role", value
+    if isinstance(value, str) and (key.endswith("_at") or key.endswith("_until")):
+        return label, "time", value
     if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return label, ("value" if value in DETAIL_VALUE else "text"), value
+    if isinstance(value, (dict, list)) and len(json.dumps(value)) > 80:
+        return label, "json", json.dumps(value, ensure_ascii=False, indent=1)
+    return label, "text", json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -120,7 +120,28 @@ def test_details_are_shown_and_escaped(app, people, session, world, registry):
     html = _login(app, "boss").get(URL + "?action=serial.flag_clear").get_data(as_text=True)
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; shop display unit" in html
-    assert "<dt>reason</dt><dd>SERIAL_CLONED</dd>" in html and "Gỡ cờ nghi sao chép" in html
+    assert "<dt>Lý do</dt><dd>SERIAL_CLONED</dd>" in html and "Gỡ cờ nghi sao chép" in html
+
+
+def test_details_are_named_in_the_pages_language_with_times_in_vietnam_time(app, people, session):
+    """The details' names and the values the registry writes as codes are the page's words; a time
+    is Vietnam's, as the list's own; a signed record is folded (they had been raw keys, UTC and a
+    whole JSON record)."""
+    at = datetime(2026, 12, 6, 13, 50, tzinfo=timezone.utc)
+    audit(session, at, "user:farm", "user.login_failed", "user:farm", failures=5, locked_until="2026-12-06T14:05:00Z")
+    audit(session, at, "user:farm", "user.login_refused", "user:farm", reason="locked")
+    audit(session, at, "user:boss", "token.create", "token:9", role="partner", expires_at="2027-01-01T00:00:00Z")
+    audit(session, at, "user:boss", "publication.withdraw", "publication:3",
+          record={"t": "publication-withdrawal", "id": 3, "reason": "decision annulled", "sig": {"kid": "k" * 43}})
+    session.commit()
+    html = _login(app, "boss").get(URL).get_data(as_text=True)
+    assert "<dt>Số lần đăng nhập sai</dt><dd>5</dd>" in html
+    assert re.search(r"<dt>Bị khóa đến</dt><dd><time[^>]*>06/12/2026 21:05</time>", html)
+    assert "<dt>Lý do</dt><dd>tài khoản đã bị khóa</dd>" in html
+    assert "<dt>Vai trò</dt><dd>" in html and "locked_until" not in html.split('id="audit-events"')[1]
+    assert re.search(r"<dt>Bản ghi đã ký</dt><dd><details><summary>[^<]+</summary><pre", html)
+    english = _login(app, "boss").get(URL, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "<dt>Failed attempts</dt><dd>5</dd>" in english and "<dt>Reason</dt><dd>the account was locked</dd>" in english
 
 
 def test_a_token_actor_shows_its_label_escaped(app, people, session):
