@@ -93,6 +93,8 @@ def judges_its_own_address(view: _View) -> _View:
 def refuse_nul_in_address() -> None:
     """Before every view: no NUL in a path segment or a query parameter (``/cases/VN%00``,
     ``?actor=%00``)."""
+    if _NUL not in request.path and b"%00" not in request.query_string:
+        return  # the usual request: nothing to look at (a query can only carry a NUL as %00)
     view = current_app.view_functions.get(request.endpoint or "")
     if view is None or getattr(view, "judges_its_own_address", False):
         return
