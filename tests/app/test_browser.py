@@ -50,6 +50,17 @@ def label_png(url: str, serial: str | None = None) -> Image.Image:
     return Image.open(io.BytesIO(data)).convert("RGB")
 
 
+def _english_shows_the_same_first_check(page) -> None:
+    """A genuine unit's first check, switched to English with the page's own link: the same verdict
+    and history, not a second check."""
+    assert "đã được kiểm tra 1 lần" in page.inner_text("main")
+    page.click('a[hreflang="en"]')
+    page.wait_for_load_state("networkidle")
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.get_attribute("[data-verdict]", "data-verdict") == "genuine"
+    assert "checked once so far" in page.inner_text("main")
+
+
 def write_y4m(path: Path, label: Image.Image, frames: int = 20) -> Path:
     """A 640x480 10 fps I420 video of the label on a light table (what the fake camera plays)."""
     canvas = Image.new("RGB", (640, 480), (214, 208, 196))
@@ -251,12 +262,7 @@ def test_switching_a_verdicts_language_is_not_another_check(playwright, live_ser
     try:
         page = phone(browser).new_page()
         page.goto(live_server + path_of(codes["genuine"]))
-        assert "đã được kiểm tra 1 lần" in page.inner_text("main")
-        page.click('a[hreflang="en"]')
-        page.wait_for_load_state("networkidle")
-        assert page.get_attribute("html", "lang") == "en"
-        assert page.get_attribute("[data-verdict]", "data-verdict") == "genuine"
-        assert "checked once so far" in page.inner_text("main")
+        _english_shows_the_same_first_check(page)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "genuine-switched-to-en.png"), full_page=True)
         page.click('a[hreflang="vi"]')
@@ -398,11 +404,6 @@ def test_a_camera_verdict_switched_to_english_is_the_same_check(playwright, live
         page = phone(browser, permissions=["camera"]).new_page()
         page.goto(live_server + "/")
         page.wait_for_selector('[data-verdict="genuine"]', timeout=10_000)
-        assert "đã được kiểm tra 1 lần" in page.inner_text("main")
-        page.click('a[hreflang="en"]')
-        page.wait_for_load_state("networkidle")
-        assert page.get_attribute("html", "lang") == "en"
-        assert page.get_attribute("[data-verdict]", "data-verdict") == "genuine"
-        assert "checked once so far" in page.inner_text("main")
+        _english_shows_the_same_first_check(page)
     finally:
         browser.close()
