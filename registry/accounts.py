@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from keys.encoding import rfc3339, utcnow
 from registry.audit import audit
-from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, collect, raise_problems
 from registry.models import ApiToken, Producer, User
 from registry.services import SYSTEM, Actor, Role, TokenService
 
@@ -172,23 +172,26 @@ class AccountService:
                     producer_id: str | None = None, display_name: str = "") -> User:
         """Create a user (the authority; the CLI bootstraps the first one as ``SYSTEM``)."""
         actor.require(Role.AUTHORITY)
+        problems: list[Invalid] = []  # every field's, so that the form marks them all at once
         name = self._normalise(username)
         if not _USERNAME.match(name):
-            raise Invalid("a username is 2 to 100 characters: letters, digits and . _ @ -", code="BAD_USERNAME",
-                          field="username")
+            problems.append(Invalid("a username is 2 to 100 characters: letters, digits and . _ @ -",
+                                    code="BAD_USERNAME", field="username"))
         try:
             role = Role(role)
         except ValueError:
-            raise Invalid(f"role must be one of {', '.join(r.value for r in Role)}", code="BAD_ROLE",
-                          field="role") from None
-        if role == Role.PRODUCER:
-            if not producer_id:
-                raise Invalid("producer staff must be bound to a producer", code="FIELD_REQUIRED", field="producer_id")
-            if self.session.get(Producer, producer_id) is None:
-                raise NotFound(f"no producer {producer_id}", code="PRODUCER_UNKNOWN")
-        elif producer_id:
-            raise Invalid("only producer staff are bound to a producer", code="BAD_USER_SCOPE", field="producer_id")
-        self._check_password(password)
+            problems.append(Invalid(f"role must be one of {', '.join(r.value for r in Role)}", code="BAD_ROLE",
+                                    field="role"))
+        if role == Role.PRODUCER and not producer_id:
+            problems.append(Invalid("producer staff must be bound to a producer", code="FIELD_REQUIRED",
+                                    field="producer_id"))
+        elif role != Role.PRODUCER and producer_id:
+            problems.append(Invalid("only producer staff are bound to a producer", code="BAD_USER_SCOPE",
+                                    field="producer_id"))
+        collect(problems, self._check_password, password)
+        raise_problems(problems)
+        if role == Role.PRODUCER and self.session.get(Producer, producer_id) is None:
+            raise NotFound(f"no producer {producer_id}", code="PRODUCER_UNKNOWN")
         if self.by_username(name) is not None:
             raise Conflict(f"the username {name} is taken", code="USER_EXISTS")
         now = self.clock()

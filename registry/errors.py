@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-__all__ = ["RegistryError", "NotFound", "Conflict", "Forbidden", "Invalid", "InvalidFields", "Unauthorized"]
+from typing import Any, Callable
+
+__all__ = ["RegistryError", "NotFound", "Conflict", "Forbidden", "Invalid", "InvalidFields", "Unauthorized",
+           "collect", "raise_problems"]
 
 
 class RegistryError(Exception):
@@ -48,3 +51,19 @@ class InvalidFields(Invalid):
         first = problems[0]
         super().__init__(first.message, code=first.code, field=first.field)
         self.problems = list(problems)
+
+
+# Forms mark every field at fault at once: a submission's rules are run with ``collect``, which keeps
+# each ``Invalid`` in a list, and ``raise_problems`` raises the one found, or all as ``InvalidFields``.
+def collect(problems: list[Invalid], rule: Callable[..., Any], *args: Any) -> Any:
+    """``rule(*args)``; its ``Invalid`` goes to ``problems`` instead (and None is answered)."""
+    try:
+        return rule(*args)
+    except Invalid as exc:
+        problems.append(exc)
+        return None
+
+
+def raise_problems(problems: list[Invalid]) -> None:
+    if problems:
+        raise problems[0] if len(problems) == 1 else InvalidFields(problems)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from keys.encoding import rfc3339, utcnow
 from keys.signing import Signer, sign
 from registry.audit import audit
-from registry.errors import Conflict, Invalid, NotFound
+from registry.errors import Conflict, Invalid, NotFound, collect, raise_problems
 from registry.log import TransparencyLog
 from registry.models import AuditEvent, Publication
 from registry.rules import parse_date
@@ -100,24 +100,27 @@ class PublicationService:
         values = {"title": title, "body": body, "name": name, "tax_code": tax_code, "product": product,
                   "place": place, "decision_ref": decision_ref}
         values = {k: (v or "").strip() for k, v in values.items()}
+        problems: list[Invalid] = []  # every field's, so that the form marks them all at once
         for field_name, limit in _TEXT_FIELDS.items():
             if len(values[field_name]) > limit:
-                raise Invalid(f"{field_name} is longer than {limit} characters", code="TOO_LONG", field=field_name)
+                problems.append(Invalid(f"{field_name} is longer than {limit} characters", code="TOO_LONG",
+                                        field=field_name))
         if not values["title"]:
-            raise Invalid("a publication needs a title", code="FIELD_REQUIRED", field="title")
+            problems.append(Invalid("a publication needs a title", code="FIELD_REQUIRED", field="title"))
         if kind == "violator" and not values["name"]:
-            raise Invalid("a violator needs the name of the person or business", code="FIELD_REQUIRED",
-                          field="name")
+            problems.append(Invalid("a violator needs the name of the person or business", code="FIELD_REQUIRED",
+                                    field="name"))
         if kind == "violator" and not values["decision_ref"]:  # a name made public for good rests on one
-            raise Invalid("a violator is published on a decision: give its reference", code="FIELD_REQUIRED",
-                          field="decision_ref")
+            problems.append(Invalid("a violator is published on a decision: give its reference",
+                                    code="FIELD_REQUIRED", field="decision_ref"))
         if kind == "warning" and not (values["product"] or values["body"]):
-            raise Invalid("a warning needs the product or a text", code="FIELD_REQUIRED", field="product")
-        decided = parse_date(decided_on, "decided_on")
+            problems.append(Invalid("a warning needs the product or a text", code="FIELD_REQUIRED", field="product"))
+        decided = collect(problems, parse_date, decided_on, "decided_on")
         now = self.clock()
         if decided is not None and decided > (now + timedelta(hours=14)).date():  # today somewhere on Earth
-            raise Invalid(f"the decision date {decided.isoformat()} is in the future", code="DATE_IN_FUTURE",
-                          field="decided_on")
+            problems.append(Invalid(f"the decision date {decided.isoformat()} is in the future",
+                                    code="DATE_IN_FUTURE", field="decided_on"))
+        raise_problems(problems)
         record = sign({"t": "publication", "kind": kind, **values,
                        "decided_on": decided.isoformat() if decided else None, "published_at": rfc3339(now)},
                       self._signer())

@@ -33,7 +33,7 @@ from keys.signing import Signer, check_public_key, public_key_from_raw, sign, si
 from keys.storage import KeyStore
 from registry.actors import SYSTEM, Actor, Role
 from registry.audit import audit
-from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFound, Unauthorized
+from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, collect, raise_problems
 from registry.log import TransparencyLog
 from registry.models import (
     ApiToken,
@@ -93,16 +93,6 @@ DEFAULT_KEY_VALIDITY = timedelta(days=3 * 365)
 
 
 
-def _checked(problems: list[Invalid], check: Callable[..., Any], *args: Any) -> Any:
-    """``check(*args)``, its ``Invalid`` collected in ``problems`` (None then), for a form that
-    marks every field's problem at once (``InvalidFields``)."""
-    try:
-        return check(*args)
-    except Invalid as exc:
-        problems.append(exc)
-        return None
-
-
 class Registry:
     """The registry's write and read operations, over one session."""
 
@@ -134,7 +124,7 @@ class Registry:
                        country: str) -> Producer:
         actor.require(Role.AUTHORITY)
         problems: list[Invalid] = []  # every field's, so that the form marks them all at once
-        checked = functools.partial(_checked, problems)
+        checked = functools.partial(collect, problems)
         name = (name or "").strip()
         if not name:
             problems.append(Invalid("name is required", code="FIELD_REQUIRED", field="name"))
@@ -150,8 +140,7 @@ class Registry:
         for prefix in gs1_prefixes or []:
             if checked(check_gs1_prefix, prefix) is None:
                 break  # one mark for the field
-        if problems:
-            raise problems[0] if len(problems) == 1 else InvalidFields(problems)
+        raise_problems(problems)
         self.log().lock()  # admissions one at a time: two must not take overlapping prefixes together
         if self.session.execute(select(Producer.id).where(Producer.tax_code == tax_code)).first():
             raise Conflict(f"a producer with tax code {tax_code} is already admitted", code="PRODUCER_EXISTS")
@@ -279,7 +268,7 @@ class Registry:
         """The origin record's fields, checked: every field's problem is collected, then raised
         together (``InvalidFields``), so a form can mark all of them at once."""
         problems: list[Invalid] = []
-        checked = functools.partial(_checked, problems)
+        checked = functools.partial(collect, problems)
         gtin = checked(check_gtin, str(data.get("gtin", "")))
         lot = checked(check_lot, str(data.get("lot", "")))
         shape = [Invalid(f"{part} must be an object", code="BAD_RECORD", field=part)
@@ -294,7 +283,7 @@ class Registry:
                                     field="certifications"))
         if shape:  # nothing below can be read
             problems += shape
-            raise problems[0] if len(problems) == 1 else InvalidFields(problems)
+            raise_problems(problems)
         product = dict(data.get("product") or {})
         if not str(product.get("name", "")).strip():
             problems.append(Invalid("product.name is required", code="FIELD_REQUIRED", field="product.name"))
@@ -327,8 +316,7 @@ class Registry:
             problems.append(Invalid(f"quantity must be a whole number from 1 to {MAX_QUANTITY:,}", code="BAD_QUANTITY",
                                     field="quantity"))
         problems += _certification_problems(certifications)
-        if problems:
-            raise problems[0] if len(problems) == 1 else InvalidFields(problems)
+        raise_problems(problems)
         assert production is not None
         certifications = [
             {"scheme": str(c.get("scheme", "")), "id": str(c.get("id", ""))}
@@ -532,8 +520,7 @@ class Registry:
                                     field="expiry_date"))
         if fields and not problems and all((fields.get(k) or None) == (old.get(k) or None) for k in ORIGIN_CONTENT):
             problems.append(Invalid("the correction changes nothing in the record", code="NOTHING_CHANGED"))
-        if problems:
-            raise problems[0] if len(problems) == 1 else InvalidFields(problems)
+        raise_problems(problems)
         return reason
 
     def versions(self, batch: Batch) -> list[BatchVersion]:

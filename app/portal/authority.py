@@ -165,7 +165,8 @@ def authority_publications():
             item = publication_service(signing=True).publish(current_actor(), **values)
         except Invalid as exc:
             db_session().rollback()
-            errors[exc.field or "title"] = _message(exc)
+            for problem in getattr(exc, "problems", [exc]):  # every field at fault, each beside it
+                errors.setdefault(problem.field or "title", _message(problem))
         else:
             index = item.log_index
             db_session().commit()
@@ -211,8 +212,10 @@ def authority_users():
                                        display_name=values["display_name"])
         except (Invalid, Conflict, NotFound) as exc:
             db_session().rollback()
-            field = exc.field or {"USER_EXISTS": "username", "PRODUCER_UNKNOWN": "producer_id"}.get(exc.code, "username")
-            errors[field] = _message(exc)
+            for problem in getattr(exc, "problems", [exc]):  # every field at fault, each beside it
+                field = problem.field or {"USER_EXISTS": "username", "PRODUCER_UNKNOWN": "producer_id"}.get(
+                    problem.code, "username")
+                errors.setdefault(field, _message(problem))
         else:
             username = user.username
             db_session().commit()

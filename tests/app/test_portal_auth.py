@@ -398,6 +398,29 @@ def test_the_admission_form_sent_empty_marks_every_field(client, people):
     assert 'aria-describedby="f-tax_code-error"' in bad and 'aria-describedby="f-gs1_prefixes-error"' in bad
 
 
+def test_the_publication_and_account_forms_mark_every_field_at_fault(client, people, session):
+    """A violator with no title, no name and no decision; an account with a bad username and a short
+    password: each field is marked at once (only the first had been)."""
+    from registry.models import Publication, User
+
+    client_login(client, "boss")
+    page = "/portal/authority/publications"
+    published = _post(client, page, {"kind": "violator", "title": "", "name": "", "decision_ref": ""}, page=page)
+    html = published.get_data(as_text=True)
+    assert published.status_code == 422
+    for field in ("title", "name", "decision_ref"):
+        assert f'aria-describedby="f-{field}-error"' in html, field
+    page = "/portal/authority/users"
+    created = _post(client, page, {"username": "new prod!", "password": "abc", "role": "inspector",
+                                   "display_name": "", "producer_id": ""}, page=page)
+    html = created.get_data(as_text=True)
+    assert created.status_code == 422
+    for field in ("username", "password"):
+        assert f'aria-describedby="f-{field}-error"' in html, field
+    session.expire_all()
+    assert session.query(Publication).count() == 0 and session.query(User).filter_by(username="new prod!").count() == 0
+
+
 def test_revoking_a_key_from_a_time_to_come_says_the_date_cannot_be_in_the_future(client, people, session):
     client_login(client, "boss")
     response = _post(client, f"/portal/authority/keys/{people.kid}/revoke", {"compromised_at": "2999-01-01T00:00"},
