@@ -573,7 +573,7 @@ def profile_run(server: Server, codes_file: str, cursor: CodeCursor, *, seconds:
         ("signature checks (keys/signing.py, Ed25519)", ("keys/signing.py", "ed25519.py", "nacl/")),
         ("parsing the code (verification/parsing.py)", ("verification/parsing.py",)),
         ("the unit's read: counters, serial id, log size (ScanHistory.begin)", ("ScanHistory.begin",)),
-        ("scan recording (ScanHistory.record)", ("ScanHistory.record",)),
+        ("scan recording (ScanHistory.record, .settle)", ("ScanHistory.record", "ScanHistory.settle")),
         ("registry lookups (RegistryLookup)", ("RegistryLookup",)),
         ("verdict logic (rest of verification/)", ("verification/",)),
         ("rest of the view (session, presenters, jsonify)", ("verify_text (app/api/verify_routes.py",)),

@@ -614,8 +614,7 @@ class ScanHistory:
             self._lookup.adopt_generation(generation or 0)
         return state
 
-    def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext,
-               verdict: Verdict) -> ScanSummary | None:
+    def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext) -> ScanSummary | None:
         """The unit's history with this verification counted. Its event is held until ``settle``
         gives the verdict answered (the clone check, which needs this summary, may change it)."""
         self._held = None
@@ -634,7 +633,7 @@ class ScanHistory:
         now = context.at or self._clock()
         event = {"batch_id": batch.batch_id, "serial_id": serial.serial_id if serial else None, "at": now,
                  "channel": context.channel, "client_hash": context.client, "network_hash": context.network,
-                 "lat": context.lat, "lon": context.lon, "verdict": verdict.value}
+                 "lat": context.lat, "lon": context.lon}  # its "verdict": settle()
         first = state.first_seen or pending.first or now
         if serial is None:
             self._held = (event, key, False)

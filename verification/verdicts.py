@@ -208,10 +208,8 @@ class ScanRecorder(Protocol):
         go, what ``record`` will need (the registry's recorder also answers the lookups' questions
         from that read)."""
 
-    def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext,
-               verdict: Verdict) -> ScanSummary | None:
-        """The unit's history with this verification counted (``verdict``: the verdict so far);
-        nothing is kept until ``settle``."""
+    def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext) -> ScanSummary | None:
+        """The unit's history with this verification counted; nothing is kept until ``settle``."""
 
     def settle(self, verdict: Verdict) -> None:
         """Keep the verification ``record`` counted, with the verdict answered."""
@@ -347,7 +345,7 @@ class Verifier:
         default = Verdict.GENUINE if key is not None else Verdict.UNVERIFIABLE
         scans = None
         if self._scans is not None:
-            scans = self._scans.record(batch=batch, serial=serial, context=context, verdict=found.verdict(default))
+            scans = self._scans.record(batch=batch, serial=serial, context=context)
             cloned = serial is not None and scans is not None and self._check_clones(scans, found, batch, serial,
                                                                                       context)
             self._scans.settle(found.verdict(default))  # what is answered, the clone check included

@@ -36,6 +36,16 @@ def _message(exc: RegistryError) -> str:
     return _(text) if text else exc.message
 
 
+def _field_errors(exc: RegistryError, *, default: str, by_code: dict[str, str] | None = None) -> dict[str, str]:
+    """A form's objections, each beside its field (every one of them when the registry found several):
+    the problem's own field, else the one its code is about (``by_code``), else ``default``."""
+    errors: dict[str, str] = {}
+    for problem in getattr(exc, "problems", [exc]):
+        field = problem.field or (by_code or {}).get(problem.code, default)
+        errors.setdefault(field, _message(problem))
+    return errors
+
+
 def _producers() -> list[dict[str, Any]]:
     """Every producer with its keys and their status (what the trust list signs)."""
     producers = registry().producers_with_keys()
@@ -69,9 +79,7 @@ def authority_home():
                                                  gs1_prefixes=prefixes, country=values["country"])
         except (Invalid, Conflict) as exc:
             db_session().rollback()
-            for problem in getattr(exc, "problems", [exc]):  # every field at fault, each beside it
-                field = problem.field or ("tax_code" if problem.code == "PRODUCER_EXISTS" else "name")
-                errors.setdefault(field, _message(problem))
+            errors = _field_errors(exc, default="name", by_code={"PRODUCER_EXISTS": "tax_code"})
         else:
             producer_id, name = producer.id, producer.name
             db_session().commit()
@@ -165,8 +173,7 @@ def authority_publications():
             item = publication_service(signing=True).publish(current_actor(), **values)
         except Invalid as exc:
             db_session().rollback()
-            for problem in getattr(exc, "problems", [exc]):  # every field at fault, each beside it
-                errors.setdefault(problem.field or "title", _message(problem))
+            errors = _field_errors(exc, default="title")
         else:
             index = item.log_index
             db_session().commit()
@@ -212,10 +219,7 @@ def authority_users():
                                        display_name=values["display_name"])
         except (Invalid, Conflict, NotFound) as exc:
             db_session().rollback()
-            for problem in getattr(exc, "problems", [exc]):  # every field at fault, each beside it
-                field = problem.field or {"USER_EXISTS": "username", "PRODUCER_UNKNOWN": "producer_id"}.get(
-                    problem.code, "username")
-                errors.setdefault(field, _message(problem))
+            errors = _field_errors(exc, default="username", by_code={"PRODUCER_UNKNOWN": "producer_id"})
         else:
             username = user.username
             db_session().commit()

@@ -32,8 +32,7 @@ def unit(registry, world, session):
 
 def _record(history, unit, client, **place):
     batch, serial = unit
-    summary = history.record(batch=batch, serial=serial, context=ScanContext(client=client, **place),
-                             verdict=Verdict.GENUINE)
+    summary = history.record(batch=batch, serial=serial, context=ScanContext(client=client, **place))
     history.settle(Verdict.GENUINE)
     return summary
 
