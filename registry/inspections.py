@@ -17,7 +17,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, tuple_, union_all
 from sqlalchemy.orm import Session, defer
 
 from keys.encoding import MalformedEncoding, canonical_bytes, rfc3339, utcnow
@@ -247,23 +247,23 @@ class InspectionService:
             .where(Serial.flagged.is_not(None))
             .order_by(Serial.last_seen.desc(), Serial.id.desc()).offset(offset).limit(limit)
         ).all()
+        units = [(serial, gtin, lot) for serial, gtin, lot, *_ in rows]
+        histories = self._latest_scans([serial.id for serial, *_ in units], history)
+        reports = self._reports_about([(gtin, lot, serial.serial) for serial, gtin, lot in units])
+        clearances = self._last_clearances([_unit_target(gtin, lot, serial.serial) for serial, gtin, lot in units
+                                            if serial.flag_cleared_at is not None])
         out = []
         for serial, gtin, lot, product, producer_id, producer_name in rows:
-            events = self.session.execute(
-                select(ScanEvent.at, ScanEvent.channel, ScanEvent.lat, ScanEvent.lon, ScanEvent.verdict)
-                .where(ScanEvent.serial_id == serial.id).order_by(ScanEvent.at.desc()).limit(history)
-            ).all()
             out.append({
                 "serial": serial.serial, "gtin": gtin, "lot": lot, "product_name": product,
                 "producer": {"id": producer_id, "name": producer_name}, "flagged": serial.flagged,
-                **self._clearance(serial, gtin, lot),
-                "reports": self._reports_about(gtin, lot, serial.serial),
+                **_clearance(serial, clearances.get(_unit_target(gtin, lot, serial.serial))),
+                "reports": reports.get((gtin, lot, serial.serial), []),
                 "scans": {"count": serial.scan_count, "distinct_clients": serial.distinct_clients,
                           "first_seen": rfc3339(serial.first_seen) if serial.first_seen else None,
                           "last_seen": rfc3339(serial.last_seen) if serial.last_seen else None,
                           "last_lat": serial.last_lat, "last_lon": serial.last_lon},
-                "history": [{"at": rfc3339(e.at), "channel": e.channel, "lat": e.lat, "lon": e.lon,
-                             "verdict": e.verdict} for e in events],
+                "history": histories.get(serial.id, []),
             })
         return out
 
@@ -274,33 +274,58 @@ class InspectionService:
         unit = self.session.execute(_unit(gtin, lot, serial)).scalar_one_or_none()
         if unit is None:
             return None
-        return {"flagged": unit.flagged, **self._clearance(unit, gtin, lot),
+        target = _unit_target(gtin, lot, serial)
+        clearance = self._last_clearances([target]).get(target) if unit.flag_cleared_at is not None else None
+        return {"flagged": unit.flagged, **_clearance(unit, clearance),
                 "scans": {"count": unit.scan_count, "distinct_clients": unit.distinct_clients}}
 
-    def _clearance(self, unit: Serial, gtin: str, lot: str) -> dict[str, Any]:
-        """When the unit's flag was last cleared, and by whom and why (from the audit log)."""
-        if unit.flag_cleared_at is None:
-            return {"flag_cleared_at": None, "cleared_before": None}
-        return {"flag_cleared_at": rfc3339(unit.flag_cleared_at),
-                "cleared_before": self._last_clearance(f"{gtin}/{lot}/{unit.serial}")}
+    def _latest_scans(self, serial_ids: list[int], limit: int) -> dict[int, list[dict[str, Any]]]:
+        """The latest ``limit`` scan events of each serial (time, channel, coarse place, verdict;
+        never the client hash): one statement for a whole page of serials, each part of it bounded
+        by the serial's index however long its history (a copied code can be scanned millions of
+        times, which a window over all its events would read)."""
+        if not serial_ids:
+            return {}
+        parts = [select(ScanEvent.serial_id, ScanEvent.id, ScanEvent.at, ScanEvent.channel, ScanEvent.lat,
+                        ScanEvent.lon, ScanEvent.verdict).where(ScanEvent.serial_id == serial_id)
+                 .order_by(ScanEvent.at.desc(), ScanEvent.id.desc()).limit(limit).subquery()
+                 for serial_id in serial_ids]
+        rows = self.session.execute(union_all(*(select(part) for part in parts))).all()
+        out: dict[int, list[dict[str, Any]]] = {}
+        for e in sorted(rows, key=lambda e: (e.at, e.id), reverse=True):
+            out.setdefault(e.serial_id, []).append(
+                {"at": rfc3339(e.at), "channel": e.channel, "lat": e.lat, "lon": e.lon, "verdict": e.verdict})
+        return out
 
-    def _reports_about(self, gtin: str, lot: str, serial: str) -> list[dict[str, Any]]:
-        """Shoppers' reports about this very unit, newest first (at most ``MAX_LINKED_REPORTS``): what
-        an inspector reads before deciding whether a flagged unit is a copy."""
-        rows = self.session.execute(
-            select(Report.case_number, Report.status, Report.created_at)
-            .where(Report.gtin == gtin, Report.lot == lot, Report.serial == serial)
-            .order_by(Report.id.desc()).limit(MAX_LINKED_REPORTS)).all()
-        return [{"case_number": case, "status": status, "created_at": rfc3339(created)} for case, status, created in rows]
+    def _reports_about(self, units: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+        """Shoppers' reports about each of these very units (GTIN, lot, serial), newest first (at most
+        ``MAX_LINKED_REPORTS`` each): what an inspector reads before deciding whether a flagged unit
+        is a copy. One statement for a whole page of units."""
+        if not units:
+            return {}
+        rank = func.row_number().over(partition_by=(Report.gtin, Report.lot, Report.serial),
+                                      order_by=Report.id.desc()).label("rank")
+        ranked = (select(Report.gtin, Report.lot, Report.serial, Report.case_number, Report.status,
+                         Report.created_at, rank)
+                  .where(tuple_(Report.gtin, Report.lot, Report.serial).in_(units)).subquery())
+        out: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for r in self.session.execute(select(ranked).where(ranked.c.rank <= MAX_LINKED_REPORTS)
+                                      .order_by(ranked.c.rank)):
+            out.setdefault((r.gtin, r.lot, r.serial), []).append(
+                {"case_number": r.case_number, "status": r.status, "created_at": rfc3339(r.created_at)})
+        return out
 
-    def _last_clearance(self, target: str) -> dict[str, Any] | None:
-        """Who cleared the serial's flag last, when, and what they wrote (from the audit log)."""
-        event = self.session.execute(
-            select(AuditEvent).where(AuditEvent.target == target, AuditEvent.action == "serial.flag_clear")
-            .order_by(AuditEvent.id.desc()).limit(1)).scalar_one_or_none()
-        if event is None:
-            return None
-        return {"at": rfc3339(event.at), "by": event.actor, "note": (event.detail or {}).get("note", "")}
+    def _last_clearances(self, targets: list[str]) -> dict[str, dict[str, Any]]:
+        """Who cleared each of these serials' flags last, when, and what they wrote (from the audit
+        log; a target is ``GTIN/lot/serial``). One statement for a whole page of serials."""
+        if not targets:
+            return {}
+        last = (select(func.max(AuditEvent.id)).where(AuditEvent.target.in_(targets),
+                                                      AuditEvent.action == "serial.flag_clear")
+                .group_by(AuditEvent.target).scalar_subquery())
+        events = self.session.execute(select(AuditEvent).where(AuditEvent.id.in_(last))).scalars()
+        return {e.target: {"at": rfc3339(e.at), "by": e.actor, "note": (e.detail or {}).get("note", "")}
+                for e in events}
 
     def clear_flag(self, actor: Actor, gtin: str, lot: str, serial: str, *, note: str) -> dict[str, Any]:
         """An inspector who has looked into a flagged serial and found nothing wrong (the display
@@ -326,7 +351,7 @@ class InspectionService:
         reason, now = unit.flagged, self.clock()
         unit.flagged, unit.flag_cleared_at, unit.clone_baseline = None, now, unit.distinct_clients
         cases = CaseService(self.session, clock=lambda: now).note_flag_clearance(actor, gtin, lot, serial, note=note)
-        audit(self.session, now, actor, "serial.flag_clear", f"{gtin}/{lot}/{serial}", reason=reason, note=note,
+        audit(self.session, now, actor, "serial.flag_clear", _unit_target(gtin, lot, serial), reason=reason, note=note,
               scan_count=unit.scan_count, distinct_clients=unit.distinct_clients, cases=cases)
         self.session.flush()
         return {"gtin": gtin, "lot": lot, "serial": serial, "cleared": reason, "flag_cleared_at": rfc3339(now),
@@ -337,3 +362,15 @@ def _unit(gtin: str, lot: str, serial: str) -> Select:
     """The serial row of one unit, by what its code says."""
     return (select(Serial).join(Batch, Batch.id == Serial.batch_id)
             .where(Batch.gtin == gtin, Batch.lot == lot, Serial.serial == serial))
+
+
+def _unit_target(gtin: str, lot: str, serial: str) -> str:
+    """How the audit trail names one unit (``serial.flag_clear`` events)."""
+    return f"{gtin}/{lot}/{serial}"
+
+
+def _clearance(unit: Serial, last: dict[str, Any] | None) -> dict[str, Any]:
+    """When the unit's flag was last cleared, and by whom and why (``last``, from the audit log)."""
+    if unit.flag_cleared_at is None:
+        return {"flag_cleared_at": None, "cleared_before": None}
+    return {"flag_cleared_at": rfc3339(unit.flag_cleared_at), "cleared_before": last}

@@ -208,6 +208,82 @@ def test_flagged_serials_show_their_scan_history(service, registry, session, wor
         service.flagged_serials(producer)
 
 
+def test_a_page_of_flagged_serials_gives_each_its_own_history_reports_and_clearance(
+        service, registry, session, world):
+    """Several flagged serials at once: each gets its own latest scans (up to ``history``), its own
+    reports (newest first, at most MAX_LINKED_REPORTS) and its own last clearance; the page's
+    statements do not grow with its number of serials."""
+    from sqlalchemy import event
+
+    from registry.inspections import MAX_LINKED_REPORTS
+    from registry.lookup import RegistryLookup
+    from registry.scans import ScanHistory, ScanWriter
+    from verification.verdicts import CloneThresholds, ScanContext, Verifier
+
+    producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
+    registry.register_batch(producer, batch_data())
+    serials = [serial for serial, _ in registry.issue_serials(producer, GTIN, "LOT-1", 3)]
+    urls = {label.serial: label.url for label in registry.labels(producer, GTIN, "LOT-1")}
+    writer, later = ScanWriter(), [timedelta(0)]
+    verifier = Verifier(lookup=RegistryLookup(session),
+                        scans=ScanHistory(session, writer, clock=lambda: utcnow() + later[0]),
+                        thresholds=CloneThresholds(max_distinct_clients=2, max_networks=2))
+
+    def scan(serial: str, times: int, channel: str) -> None:
+        later[0] += timedelta(seconds=2)  # times are to the second: each round after the last clearance
+        for n in range(times):
+            verifier.verify_text(urls[serial], context=ScanContext(
+                channel=channel, client=f"{serial}-{channel}-{n}", network=f"{serial}-{channel}-{n}"))
+        writer.flush(session)
+
+    def statements() -> int:
+        seen: list[str] = []
+        listen = lambda *args: seen.append(args[2])  # noqa: E731 (conn, cursor, statement, ...)
+        engine = session.get_bind()
+        event.listen(engine, "before_cursor_execute", listen)
+        try:
+            page = service.flagged_serials(INSPECTOR, history=3)
+        finally:
+            event.remove(engine, "before_cursor_execute", listen)
+        return page, len(seen)
+
+    first, second, third = serials
+    scan(first, 4, "api")
+    one, statements_for_one = statements()
+    assert [f["serial"] for f in one] == [first]
+
+    # The second is flagged, cleared twice (the second note is the one shown), and flagged again.
+    scan(second, 4, "api")
+    service.clear_flag(INSPECTOR, GTIN, "LOT-1", second, note="the shop's display unit")
+    scan(second, 3, "page")
+    service.clear_flag(OTHER_INSPECTOR, GTIN, "LOT-1", second, note="a shopper behind a VPN")
+    scan(second, 5, "image")
+    scan(third, 6, "page")
+    now = utcnow()
+    for number in range(MAX_LINKED_REPORTS + 2):
+        session.add(Report(case_number=f"VN-2026-{number + 1:06d}", gtin=GTIN, lot="LOT-1", serial=third,
+                           where_kind="shop", where_text="Chợ Lớn", status="new", created_at=now))
+    session.add(Report(case_number="VN-2026-000099", gtin=GTIN, lot="LOT-1", serial=first,
+                       where_kind="online", where_text="shop.example", status="investigating", created_at=now))
+    session.flush()
+
+    page, statements_for_three = statements()
+    assert statements_for_three == statements_for_one + 1  # + the clearances, read once a serial was cleared
+    by_serial = {f["serial"]: f for f in page}
+    assert set(by_serial) == {first, second, third}
+    assert [h["channel"] for h in by_serial[first]["history"]] == ["api", "api", "api"]
+    assert [h["channel"] for h in by_serial[second]["history"]] == ["image", "image", "image"]
+    assert [h["channel"] for h in by_serial[third]["history"]] == ["page", "page", "page"]
+    assert [r["case_number"] for r in by_serial[first]["reports"]] == ["VN-2026-000099"]
+    assert by_serial[second]["reports"] == []
+    assert [r["case_number"] for r in by_serial[third]["reports"]] == [
+        f"VN-2026-{n:06d}" for n in range(MAX_LINKED_REPORTS + 2, 2, -1)]
+    assert by_serial[first]["cleared_before"] is None and by_serial[third]["flag_cleared_at"] is None
+    cleared = by_serial[second]["cleared_before"]
+    assert (cleared["by"], cleared["note"]) == ("user:hoa", "a shopper behind a VPN")
+    assert by_serial[second]["flag_cleared_at"] == cleared["at"]
+
+
 def _clone_setup(registry, session, world, later=(timedelta(0),)):
     """A serial flagged by 4 clients from 4 networks (limits 2 and 2), written; a verifier for more,
     whose verifications are made ``later[0]`` after now (times are to the second)."""
