@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from keys.encoding import MalformedEncoding, b64url_decode, b64url_encode, rfc3339, utcnow
 from registry.errors import Invalid, NotFound
 from registry.models import MAX_ROW_ID, Batch, CaseNote, Producer, Publication, Recall, Report, ScanEvent, Serial
-from registry.services import Actor, Role
+from registry.services import Actor, Role, batch_named
 from verification.digital_link import build_url
 
 __all__ = [
@@ -243,7 +243,7 @@ class ExportService:
                       offset: int = 0) -> list[dict[str, Any]]:
         """A batch's serials with their scan summaries (its producer, the authority, inspectors)."""
         actor.require(Role.PRODUCER, Role.AUTHORITY, Role.INSPECTOR)
-        batch = self.session.execute(select(Batch).where(Batch.gtin == gtin, Batch.lot == lot)).scalar_one_or_none()
+        batch = self.session.execute(batch_named(gtin, lot)).scalar_one_or_none()
         if batch is None:
             raise NotFound(f"no batch {gtin} / {lot}", code="BATCH_UNKNOWN")
         if actor.role == Role.PRODUCER:

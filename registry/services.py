@@ -13,7 +13,7 @@ import secrets
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from sqlalchemy import insert, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -65,6 +65,7 @@ __all__ = [
     "Actor",
     "SYSTEM",
     "Registry",
+    "batch_named",
     "TokenService",
     "SERIAL_ALPHABET",
     "SERIAL_LENGTH",
@@ -91,6 +92,14 @@ ORIGIN_CONTENT = ("gtin", "lot", "product", "facility", "production_date", "expi
 DEFAULT_KEY_VALIDITY = timedelta(days=3 * 365)
 
 
+
+
+
+def batch_named(gtin: str, lot: str) -> Select:
+    """The batch a path, a form or a command names: its GTIN as printed under the barcode (8, 12 or 13
+    digits are the same GTIN-14) or refused as ``BAD_GTIN``/``BAD_CHECK_DIGIT`` (a malformed GTIN
+    names no batch there could ever be, which "no such batch" would not say), and its lot."""
+    return select(Batch).where(Batch.gtin == check_gtin(gtin), Batch.lot == lot)
 
 
 class Registry:
@@ -539,7 +548,7 @@ class Registry:
                                     .order_by(Recall.id.desc()).limit(1)).scalar_one_or_none()
 
     def batch(self, gtin: str, lot: str) -> Batch:
-        batch = self.session.execute(select(Batch).where(Batch.gtin == gtin, Batch.lot == lot)).scalar_one_or_none()
+        batch = self.session.execute(batch_named(gtin, lot)).scalar_one_or_none()
         if batch is None:
             raise NotFound(f"no batch {gtin} / {lot}", code="BATCH_UNKNOWN")
         return batch
@@ -581,7 +590,7 @@ class Registry:
         that writers of its status and counts (serials, recall) take turns."""
         if lock:
             batch = self.session.execute(
-                select(Batch).where(Batch.gtin == gtin, Batch.lot == lot).with_for_update(key_share=True)
+                batch_named(gtin, lot).with_for_update(key_share=True)
                 .execution_options(populate_existing=True)).scalar_one_or_none()
             if batch is None:
                 raise NotFound(f"no batch {gtin} / {lot}", code="BATCH_UNKNOWN")

@@ -140,7 +140,7 @@ def recall_batch(data, gtin, lot):
     reg = registry()
     recall = reg.recall(current_actor(), gtin, lot, reason=data["reason"])
     db_session().commit()
-    return {"gtin": gtin, "lot": lot, "status": "recalled", "record": recall.record,
+    return {"gtin": recall.record["gtin"], "lot": lot, "status": "recalled", "record": recall.record,
             "log": {"index": recall.log_index, "checkpoint": reg.log().latest_checkpoint()}}
 
 

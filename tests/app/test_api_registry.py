@@ -64,6 +64,26 @@ def test_outside_client_verifies_everything(client, world):
         oc.check_signed(forged, cert["public_key"])
 
 
+def test_a_batch_is_named_by_its_gtin_as_printed_and_a_malformed_gtin_is_said_to_be_one(client, world):
+    """The GTIN in a batch's path may be the 13 digits printed under the barcode; one that is not a
+    GTIN at all is refused as such (422), not answered as an unregistered batch (404)."""
+    assert _register(client, world).status_code == 201
+    gtin13 = GTIN.lstrip("0")
+    assert len(gtin13) == 13
+    assert client.get(f"/api/v1/batches/{gtin13}/LOT-1").get_json() == client.get(f"/api/v1/batches/{GTIN}/LOT-1").get_json()
+    for gtin, code in (("not-a-gtin", "BAD_GTIN"), ("08936000100", "BAD_GTIN"),
+                       (GTIN[:-1] + str((int(GTIN[-1]) + 1) % 10), "BAD_CHECK_DIGIT")):
+        r = client.get(f"/api/v1/batches/{gtin}/LOT-1")
+        assert r.status_code == 422 and r.get_json()["error"]["code"] == code, (gtin, r.get_json())
+        r = client.post(f"/api/v1/batches/{gtin}/LOT-1/recall", json={"reason": "x"}, headers=world.auth("producer"))
+        assert r.status_code == 422 and r.get_json()["error"]["code"] == code, (gtin, r.get_json())
+    assert client.get(f"/api/v1/batches/{GTIN}/NO-SUCH-LOT").status_code == 404
+    recalled = client.post(f"/api/v1/batches/{gtin13}/LOT-1/recall", json={"reason": "mislabelled"},
+                           headers=world.auth("producer"))
+    assert recalled.status_code == 200 and recalled.get_json()["gtin"] == GTIN
+    assert client.get(f"/api/v1/batches/{GTIN}/LOT-1").get_json()["status"] == "recalled"
+
+
 def test_no_token_is_401_and_wrong_role_is_403(client, world):
     assert client.post("/api/v1/batches", json=batch_data()).status_code == 401
     bad = client.post("/api/v1/batches", json=batch_data(), headers={"Authorization": "Bearer pov_nope"})
