@@ -148,7 +148,7 @@ def prepare_instance(database_url: str | None = None, *, batches: int = 20, seri
     codes: list[dict[str, str]] = []
     with app.extensions["session_factory"]() as session:
         reg = Registry(session, keystore=app.extensions["keystore"], base_url=cfg["BASE_URL"])
-        producer = reg.admit_producer(SYSTEM, name="HTX Nông sản Highland Farm", tax_code="0312345678",
+        producer = reg.admit_producer(SYSTEM, name="HTX Nông sản Highland Farm", tax_code="0312345673",
                                       gs1_prefixes=["893600001"], country="VN")
         reg.certify_key(SYSTEM, producer.id)
         today = reg.clock().date()

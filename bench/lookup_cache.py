@@ -67,7 +67,7 @@ def _instance(database_url: str | None, batches: int) -> tuple[dict, list[str]]:
     init_instance(app)
     with app.extensions["session_factory"]() as session:
         reg = Registry(session, keystore=app.extensions["keystore"], base_url=cfg["BASE_URL"])
-        producer = reg.admit_producer(SYSTEM, name="HTX", tax_code="0312345678", gs1_prefixes=["893600001"],
+        producer = reg.admit_producer(SYSTEM, name="HTX", tax_code="0312345673", gs1_prefixes=["893600001"],
                                       country="VN")
         reg.certify_key(SYSTEM, producer.id)
         today = reg.clock().date()

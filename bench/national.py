@@ -104,13 +104,17 @@ def _gtin(producer: int, item: int) -> str:
 
 
 def build_producers(app) -> list[dict]:
+    from stdnum.vn import mst
+
     from registry.services import SYSTEM, Registry
 
     out = []
     with app.extensions["session_factory"]() as session:
         reg = Registry(session, keystore=app.extensions["keystore"], base_url=app.config["BASE_URL"])
+        tax_codes = (f"03{n:07d}{mst.calc_check_digit(f'03{n:07d}')}" for n in range(1, 10_000))
+        tax_codes = (code for code in tax_codes if mst.is_valid(code))  # a 10 as check digit is never issued
         for p in range(PRODUCERS):
-            producer = reg.admit_producer(SYSTEM, name=f"Nhà sản xuất {p:02d}", tax_code=f"03{p:08d}",
+            producer = reg.admit_producer(SYSTEM, name=f"Nhà sản xuất {p:02d}", tax_code=next(tax_codes),
                                           gs1_prefixes=[str(893600010 + p)], country="VN")
             key = reg.certify_key(SYSTEM, producer.id)
             out.append({"id": producer.id, "kid": key.kid})

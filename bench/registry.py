@@ -37,7 +37,7 @@ def measure(database_url: str | None, *, registrations: int = 500, serials: int 
     factory = app.extensions["session_factory"]
     with factory() as session:
         reg = Registry(session, keystore=app.extensions["keystore"], base_url=cfg["BASE_URL"])
-        producer = reg.admit_producer(SYSTEM, name="Bench", tax_code="0312345678", gs1_prefixes=["893600001"],
+        producer = reg.admit_producer(SYSTEM, name="Bench", tax_code="0312345673", gs1_prefixes=["893600001"],
                                       country="VN")
         reg.certify_key(SYSTEM, producer.id)
         session.commit()

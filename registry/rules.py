@@ -8,6 +8,8 @@ from datetime import date
 from typing import Any
 
 import pycountry
+from stdnum.exceptions import InvalidChecksum, ValidationError
+from stdnum.vn import mst
 
 from registry.errors import Invalid
 from verification.gs1.dictionary import AIValueError, century_for, get_dictionary
@@ -72,13 +74,22 @@ def check_gs1_prefix(prefix: str) -> str:
 
 def check_tax_code(value: str, *, country: str = "VN") -> str:
     """A producer's tax code. In Vietnam a mã số thuế: 10 digits, or for a branch 10 digits, a
-    hyphen and 3 digits (``0312345678-001``); ASCII digits only ("abc" had passed). A producer of
+    hyphen and 3 digits (``0312345673-001``); ASCII digits only ("abc" had passed), the 10th digit the
+    check digit of the first nine (python-stdnum's ``stdnum.vn.mst``). A producer of
     another country (an importer's supplier) has its own country's number: letters and digits,
     with the separators such numbers are written with (``DE123456789``, ``91310000-MA1FL``)."""
     if country.upper() == "VN":
         if not isinstance(value, str) or not re.fullmatch(r"[0-9]{10}(-[0-9]{3})?", value):
             raise Invalid(f"a Vietnamese tax code is 10 digits, or 10 digits, a hyphen and 3 digits for a branch, "
                           f"got {value!r}", code="BAD_TAX_CODE", field="tax_code")
+        try:
+            mst.validate(value)  # the 10th digit checks the first nine; no sequence or branch is all zeros
+        except InvalidChecksum:
+            raise Invalid(f"the tax code {value!r} has a wrong check digit (its 10th digit): a typing mistake",
+                          code="BAD_TAX_CODE", field="tax_code") from None
+        except ValidationError:
+            raise Invalid(f"no tax code is {value!r}: its sequence (digits 3 to 9) or its branch number is zero",
+                          code="BAD_TAX_CODE", field="tax_code") from None
     elif not isinstance(value, str) or not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z ./-]{0,30}[0-9A-Za-z]?", value):
         raise Invalid(f"a tax code is letters and digits (with . / - or spaces between), got {value!r}",
                       code="BAD_TAX_CODE", field="tax_code")

@@ -158,7 +158,7 @@ def batch_data(*, gtin: str = GTIN, lot: str = "LOT-1", expiry: date | None = No
 
 @pytest.fixture
 def world(registry, session) -> World:
-    producer = registry.admit_producer(SYSTEM, name="HTX Highland", tax_code="0312345678",
+    producer = registry.admit_producer(SYSTEM, name="HTX Highland", tax_code="0312345673",
                                        gs1_prefixes=[PREFIX], country="VN")
     key = registry.certify_key(SYSTEM, producer.id)
     tokens = TokenService(session)

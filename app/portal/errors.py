@@ -29,7 +29,7 @@ ERROR_TEXT = {
     "BAD_COUNT": N_("Enter a number of serials between 1 and 100,000."),
     "BAD_PREFIX": N_("A GS1 company prefix has 4 to 12 digits."),
     "PREFIX_REQUIRED": N_("Choose at least one GS1 company prefix for the key."),
-    "BAD_TAX_CODE": N_("A Vietnamese tax code has 10 digits, or 10 digits, a hyphen and 3 digits for a branch (0312345678-001); another country's is its own number, in letters and digits."),
+    "BAD_TAX_CODE": N_("A Vietnamese tax code has 10 digits, or 10 digits, a hyphen and 3 digits for a branch (0312345673-001), whose 10th digit checks the others: check the number again; another country's is its own number, in letters and digits."),
     "BAD_PUBLIC_KEY": N_("The public key must be a raw 32-byte Ed25519 key in base64url."),
     "BAD_USERNAME": N_("A username is 2 to 100 characters: letters, digits and . _ @ -"),
     "BAD_ROLE": N_("Choose a role."),

@@ -63,7 +63,7 @@ def test_log_verify_fails_on_a_rewritten_entry(runner, session, world):
 
 
 def test_producer_and_batch_tasks(runner, tmp_path):
-    pid = runner.invoke(args=["producer", "admit", "--name", "Chè Thái", "--tax-code", "4600000001",
+    pid = runner.invoke(args=["producer", "admit", "--name", "Chè Thái", "--tax-code", "4600000016",
                               "--prefix", "893600003", "--country", "VN"]).output.strip().splitlines()[-1]
     cert = runner.invoke(args=["producer", "certify-key", pid])
     assert cert.exit_code == 0 and json.loads(cert.output.strip().splitlines()[-1])["t"] == "producer-key"

@@ -326,7 +326,7 @@ def test_a_case_from_new_to_published(app, accounts, report, session):
     assert undecided.status_code == 422  # a name made public for good rests on a decision
     assert re.search(r'name="decision_ref"[^>]*>\s*<p class="field-error"[^>]*>[^<]+</p>', undecided.get_data(as_text=True))
     published = boss.post(f"{url}/publish", data={"csrf_token": csrf_of(page), "name": "Cửa hàng Phát Đạt",
-                                                  "tax_code": "0312345678", "decision_ref": "QĐ-12/2026"})
+                                                  "tax_code": "0312345673", "decision_ref": "QĐ-12/2026"})
     assert published.status_code == 303
     published_page = boss.get(url).get_data(as_text=True)
     publication_note = re.search(r'<p class="note-event">Đã công bố là đối tượng vi phạm \(công bố số (\d+)\)\.</p>',
@@ -334,7 +334,7 @@ def test_a_case_from_new_to_published(app, accounts, report, session):
     again = boss.post(f"{url}/publish", data={"csrf_token": csrf_of(page), "name": "X"})
     assert again.status_code == 409
     row = session.execute(select(Publication).where(Publication.kind == "violator")).scalar_one()
-    assert row.name == "Cửa hàng Phát Đạt" and row.tax_code == "0312345678"
+    assert row.name == "Cửa hàng Phát Đạt" and row.tax_code == "0312345673"
     assert publication_note and int(publication_note.group(1)) == row.id
     actions = session.execute(select(AuditEvent.action).where(AuditEvent.target == number)).scalars().all()
     assert {"case.assign", "case.transition", "case.note", "case.publish"} <= set(actions)

@@ -75,11 +75,11 @@ def test_list_newest_first_and_by_kind(service):
 def test_search_by_product_or_name_without_accents(service):
     service.publish(SYSTEM, kind="warning", title="Cảnh báo", product="Nước mắm Phú Quốc giả")
     service.publish(SYSTEM, kind="warning", title="Cảnh báo", product="Mật ong rừng")
-    service.publish(SYSTEM, kind="violator", title="Vi phạm", name="Công ty Đại Phát", tax_code="0312345678",
+    service.publish(SYSTEM, kind="violator", title="Vi phạm", name="Công ty Đại Phát", tax_code="0312345673",
                     decision_ref="QĐ 3/2026")
     assert [p.product for p in service.list("warning", query="nuoc mam")] == ["Nước mắm Phú Quốc giả"]
     assert [p.name for p in service.list("violator", query="dai phat")] == ["Công ty Đại Phát"]
-    assert [p.name for p in service.list("violator", query="0312345678")] == ["Công ty Đại Phát"]
+    assert [p.name for p in service.list("violator", query="0312345673")] == ["Công ty Đại Phát"]
     assert service.list("warning", query="sữa") == []
 
 

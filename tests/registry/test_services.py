@@ -217,20 +217,28 @@ def test_producer_admission_rules(registry):
         registry.admit_producer(SYSTEM, name="y", tax_code="0311111111", gs1_prefixes=["8937"], country="VN")
 
 
-@pytest.mark.parametrize("tax_code", ["abc", "1", "031234567", "03123456789", "0312345678-01", "0312345678-0001",
-                                      "0312345678 001", "0312345678001", "O312345678", "０３１２３４５６７８"])
+@pytest.mark.parametrize("tax_code", ["abc", "1", "031234567", "03123456739", "0312345673-01", "0312345673-0001",
+                                      "0312345673 001", "0312345673001", "O312345678", "０３１２３４５６７８",
+                                      "0312345678", "0312345678-001", "0100233480", "0312345673-000", "0300000000"])
 def test_a_tax_code_that_is_no_vietnamese_tax_code_is_refused(registry, session, tax_code):
-    """Mã số thuế: 10 digits, or 10 digits, a hyphen and 3 for a branch; "abc" had been admitted."""
+    """Mã số thuế: 10 digits, or 10 digits, a hyphen and 3 for a branch ("abc" had been admitted);
+    the 10th digit checks the first nine (a mistyped digit had been admitted); no sequence (digits
+    3 to 9) or branch is all zeros."""
     with pytest.raises(Invalid) as err:
         registry.admit_producer(SYSTEM, name="x", tax_code=tax_code, gs1_prefixes=["8936"], country="VN")
     assert (err.value.code, err.value.field) == ("BAD_TAX_CODE", "tax_code")
+    if tax_code in ("0312345678", "0312345678-001", "0100233480"):
+        assert "check digit" in str(err.value)
     assert session.query(Producer).count() == 0
 
 
 def test_a_tax_code_of_ten_digits_or_a_branchs_thirteen_is_admitted(registry):
-    head = registry.admit_producer(SYSTEM, name="x", tax_code=" 0312345678 ", gs1_prefixes=["8936"], country="VN")
-    branch = registry.admit_producer(SYSTEM, name="x", tax_code="0312345678-001", gs1_prefixes=["8937"], country="VN")
-    assert (head.tax_code, branch.tax_code) == ("0312345678", "0312345678-001")
+    head = registry.admit_producer(SYSTEM, name="x", tax_code=" 0312345673 ", gs1_prefixes=["8936"], country="VN")
+    branch = registry.admit_producer(SYSTEM, name="x", tax_code="0312345673-001", gs1_prefixes=["8937"], country="VN")
+    assert (head.tax_code, branch.tax_code) == ("0312345673", "0312345673-001")
+    # Published examples (python-stdnum's, from the tax authority's lookups) pass the check digit.
+    for n, code in enumerate(("0100233488", "0314409058-002", "0312687878-001")):
+        registry.admit_producer(SYSTEM, name="x", tax_code=code, gs1_prefixes=[f"894{n}"], country="VN")
 
 
 def test_a_foreign_producer_has_its_own_countrys_tax_number(registry, session):
