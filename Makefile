@@ -1,16 +1,19 @@
 # The two commands: `make run` (set up, load the demo, serve on :8000) and `make test`.
-.PHONY: run setup setup-dev init demo serve test test-pg bench translations
+.PHONY: run setup setup-dev check-bind init demo serve test test-pg bench translations
 
 PY := .venv/bin/python
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-run: setup demo serve
+run: setup check-bind demo serve
 
 setup:
 	scripts/setup.sh
 
 setup-dev:
 	scripts/setup.sh dev
+
+check-bind:
+	$(PY) tools/check_bind.py
 
 init:
 	$(PY) -m app init

@@ -78,3 +78,22 @@ def test_forked_workers_serve_and_write_their_scans_when_stopped(app, registry, 
     assert sorted(counts) == [(20, 5)] * 3  # five clients each, whichever worker saw them first
     epochs = session.scalars(select(ScanWriterState.epoch)).all()  # one row per worker that served
     assert 1 <= len(epochs) <= 2 and all(epoch >= 1 for epoch in epochs)  # each committed its flushes
+
+
+def test_make_run_stops_before_the_demo_when_its_address_is_taken():
+    """tools/check_bind.py, which ``make run`` runs before loading the demo: a server already on
+    BIND stops it there (the demo would have reset that server's portal passwords), naming the
+    address; a free address passes."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        bind = f"127.0.0.1:{taken.getsockname()[1]}"
+        busy = subprocess.run([sys.executable, str(ROOT / "tools" / "check_bind.py")], capture_output=True,
+                              text=True, env={**os.environ, "BIND": bind}, timeout=30)
+    assert busy.returncode == 1 and f"Error: {bind} is in use" in busy.stderr
+    free = subprocess.run([sys.executable, str(ROOT / "tools" / "check_bind.py")], capture_output=True, text=True,
+                          env={**os.environ, "BIND": f"127.0.0.1:{_free_port()}"}, timeout=30)
+    assert free.returncode == 0, free.stderr
+    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "check_bind.py")], capture_output=True, text=True,
+                         env={**os.environ, "BIND": "localhost"}, timeout=30)
+    assert bad.returncode == 1 and "BIND must be host:port" in bad.stderr
