@@ -75,6 +75,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: What a pre-signed correction carries besides an origin record's fields.
+_CORRECTION_FIELDS = ("version", "supersedes", "reason")
+
 AUTHORITY_KEY_NAME = "authority"
 # Crockford's base32 alphabet: no I, L, O, U, so a serial read aloud or retyped stays unambiguous.
 SERIAL_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -250,18 +253,49 @@ class Registry:
         self.session.flush()
         return key
 
-    def active_key(self, producer_id: str) -> ProducerKey:
+    def active_key(self, producer_id: str, *, gtin: str | None = None) -> ProducerKey:
+        """The producer's newest key that can sign now: active and within its validity dates and,
+        given ``gtin``, certified for its company prefix (a producer whose keys cover different
+        prefixes signs each GTIN with the key that covers it)."""
         now = self.clock()
-        key = self.session.execute(
+        keys = self.session.execute(
             select(ProducerKey)
             .where(ProducerKey.producer_id == producer_id, ProducerKey.status == "active",
                    ProducerKey.not_before <= now, ProducerKey.not_after > now)
-            .order_by(ProducerKey.created_at.desc()).limit(1)
-        ).scalar_one_or_none()
-        if key is None:
+            .order_by(ProducerKey.created_at.desc())
+        ).scalars().all()
+        if not keys:
             raise Conflict("the producer has no active certified key; ask the authority to certify one",
                            code="NO_ACTIVE_KEY")
-        return key
+        for key in keys:
+            if gtin is None or gtin_covered(gtin, key.gs1_prefixes):
+                return key
+        raise Forbidden(f"GTIN {gtin} is outside the GS1 company prefixes certified for the producer's active keys "
+                        f"({', '.join(sorted({p for k in keys for p in k.gs1_prefixes}))})",
+                        code="PREFIX_NOT_LICENSED")
+
+    def code_key(self, batch: Batch, *, lock: bool = False) -> ProducerKey:
+        """The key that signs the batch's codes now (its serials; the batch code on its labels): the
+        key its record was registered with while that key can still sign for its GTIN, else the
+        producer's newest that can (a code names its key: any certified key of the producer
+        verifies). A revoked, expired or unlicensed key had gone on signing new serials, which then
+        verified as suspect or counterfeit. ``lock``: the key row is held FOR SHARE until the
+        transaction ends, so a revocation (which locks it FOR UPDATE) waits for the codes being
+        signed, or they are signed by another key after it."""
+        for _ in range(2):
+            key = self.session.get(ProducerKey, batch.kid)
+            if key is None or not self._can_sign(key, batch.gtin):
+                key = self.active_key(batch.producer_id, gtin=batch.gtin)
+            if not lock:
+                return key
+            self.session.refresh(key, with_for_update={"read": True})
+            if self._can_sign(key, batch.gtin):
+                return key
+        raise Conflict("the producer's keys were revoked meanwhile; try again", code="NO_ACTIVE_KEY")
+
+    def _can_sign(self, key: ProducerKey, gtin: str) -> bool:
+        return (key.status == "active" and key.not_before <= self.clock() < key.not_after
+                and gtin_covered(gtin, key.gs1_prefixes))
 
     def key(self, kid: str) -> ProducerKey | None:
         return self.session.get(ProducerKey, kid)
@@ -382,19 +416,19 @@ class Registry:
             raise Invalid("producer_id is required when the authority registers a batch",
                           code="FIELD_REQUIRED", field="producer_id")
         producer = self.producer(producer_id)
+        # Lock the log first: concurrent registrations queue here (then meet the unique key), and a
+        # key revoked meanwhile is seen revoked (revocations take the log first too).
+        tlog = self.log()
+        tlog.lock()
         presigned = data.get("record")
         if presigned is not None:
             record, key = self._check_presigned(producer, presigned)
         else:
-            key = self.active_key(producer.id)
             fields = self._origin_fields(data)
+            key = self.active_key(producer.id, gtin=fields["gtin"])
             record = {"t": "origin-record", **fields, "kid": key.kid, "producer_id": producer.id,
                       "issued_at": rfc3339(self.clock())}
-            self._check_prefix(key, fields["gtin"])
             record = sign(record, self._signer(key))
-        # Lock the log first: concurrent registrations queue here, then meet the unique key.
-        tlog = self.log()
-        tlog.lock()
         exists = self.session.execute(
             select(Batch.id).where(Batch.gtin == record["gtin"], Batch.lot == record["lot"])
         ).first()
@@ -420,7 +454,8 @@ class Registry:
             raise Forbidden(f"GTIN {gtin} is outside the GS1 company prefixes certified for key {key.kid} "
                             f"({', '.join(key.gs1_prefixes)})", code="PREFIX_NOT_LICENSED")
 
-    def _check_presigned(self, producer: Producer, record: Any) -> tuple[dict[str, Any], ProducerKey]:
+    def _check_presigned(self, producer: Producer, record: Any, *, correction: bool = False,
+                         ) -> tuple[dict[str, Any], ProducerKey]:
         if not isinstance(record, dict) or record.get("t") != "origin-record":
             raise Invalid("record must be a signed origin-record object", code="BAD_RECORD", field="record")
         sig = record.get("sig") or {}
@@ -439,15 +474,27 @@ class Registry:
             raise Invalid(f"record signature does not verify: {exc}", code="SIGNATURE_INVALID",
                           field="record") from None
         fields = self._origin_fields(record)
-        for name in ("gtin", "lot", "production_date"):
-            if fields[name] != record.get(name):
-                raise Invalid(f"record field {name} is not in canonical form", code="BAD_RECORD", field=name)
         if not isinstance(record.get("issued_at"), str):
             raise Invalid("record needs issued_at", code="BAD_RECORD", field="issued_at")
         try:
             parse_rfc3339(record["issued_at"])
         except MalformedEncoding as exc:
             raise Invalid(str(exc), code="BAD_RECORD", field="issued_at") from None
+        # What is logged is what the registry would have signed, field for field: a record signed
+        # with an ISO week date, a made-up "version" or "status", or a product name that is an
+        # object had been logged as sent, for good (and the last answered 500).
+        canonical = {"t": "origin-record", **fields, "kid": key.kid, "producer_id": producer.id,
+                     "issued_at": record["issued_at"]}
+        envelope = {"sig", *(_CORRECTION_FIELDS if correction else ())}
+        for name in record:
+            if name not in canonical and name not in envelope:
+                raise Invalid(f"record field {name} is not part of an origin record"
+                              + (" (version, supersedes and reason belong to a correction)"
+                                 if name in _CORRECTION_FIELDS else ""), code="BAD_RECORD", field=name)
+        for name, value in canonical.items():
+            if record.get(name) != value:
+                raise Invalid(f"record field {name} is not in canonical form: the registry would sign {value!r}",
+                              code="BAD_RECORD", field=name)
         self._check_prefix(key, fields["gtin"])
         return record, key
 
@@ -473,7 +520,7 @@ class Registry:
         supersedes = {"index": batch.log_index, "sha256": b64url_encode(hashlib.sha256(log_bytes(old)).digest())}
         presigned = data.get("record")
         if presigned is not None:
-            record, key = self._check_presigned(batch.producer, presigned)
+            record, key = self._check_presigned(batch.producer, presigned, correction=True)
             if record.get("version") != version or record.get("supersedes") != supersedes:
                 raise Conflict(f"the record must be version {version} superseding {supersedes}: it names "
                                "another version, or the batch was corrected meanwhile", code="VERSION_CONFLICT")
@@ -488,8 +535,7 @@ class Registry:
             except Invalid as exc:
                 problems += getattr(exc, "problems", [exc])
             reason = self._check_correction(batch, fields, _fixed_fields(data), reason, problems)
-            key = self.active_key(batch.producer_id)
-            self._check_prefix(key, batch.gtin)
+            key = self.active_key(batch.producer_id, gtin=batch.gtin)
             record = sign({"t": "origin-record", **fields, "kid": key.kid, "producer_id": batch.producer_id,
                            "issued_at": rfc3339(now), "version": version, "supersedes": supersedes,
                            "reason": reason}, self._signer(key))
@@ -553,10 +599,17 @@ class Registry:
             raise NotFound(f"no batch {gtin} / {lot}", code="BATCH_UNKNOWN")
         return batch
 
-    def batch_url(self, batch: Batch) -> str:
-        """The batch-level code; signed when the service holds the key."""
+    def batch_url(self, batch: Batch, *, signed: bool = False) -> str:
+        """The batch-level code, signed by ``code_key`` when the service holds that key. Without a key
+        that can sign it now (every key revoked), the code unsigned, or with ``signed`` (labels to
+        print) NO_ACTIVE_KEY / PREFIX_NOT_LICENSED."""
         exp = yymmdd(batch.expiry_date)
-        key = self.session.get(ProducerKey, batch.kid)
+        try:
+            key: ProducerKey | None = self.code_key(batch)
+        except (Conflict, Forbidden):
+            if signed:
+                raise
+            key = None
         s = None
         if key is not None and key.custodial:
             s = sign_code(self.keystore.load(key.kid), gtin=batch.gtin, lot=batch.lot, exp=exp)
@@ -610,10 +663,7 @@ class Registry:
         batch = self.owned_batch(actor, gtin, lot, lock=True)
         if batch.status != "active":
             raise Conflict("the batch is recalled: no new serials", code="BATCH_RECALLED")
-        key = self.session.get(ProducerKey, batch.kid)
-        if key is None or key.status != "active":
-            key = self.active_key(batch.producer_id)
-        signer = self._signer(key)
+        signer = self._signer(self.code_key(batch, lock=True))
         exp = yymmdd(batch.expiry_date)
         now = self.clock()
         serials = _random_serials(count)
@@ -695,15 +745,15 @@ class Registry:
             row = next(self.serials(batch, serial=serial), None)
             if row is None:
                 raise NotFound(f"no serial {serial} in batch {gtin} / {lot}", code="SERIAL_UNKNOWN")
-            yield LabelData(url=self.serial_url(batch, row.serial, row.s), gtin=gtin, lot=batch.lot,
+            yield LabelData(url=self.serial_url(batch, row.serial, row.s), gtin=batch.gtin, lot=batch.lot,
                             serial=row.serial, expiry=batch.expiry_date, product_name=name)
             return
         if include_serials and batch.serial_count:
             for row in self.serials(batch, offset=offset, limit=limit):
-                yield LabelData(url=self.serial_url(batch, row.serial, row.s), gtin=gtin, lot=batch.lot,
+                yield LabelData(url=self.serial_url(batch, row.serial, row.s), gtin=batch.gtin, lot=batch.lot,
                                 serial=row.serial, expiry=batch.expiry_date, product_name=name)
             return
-        yield LabelData(url=self.batch_url(batch), gtin=gtin, lot=batch.lot, serial=None,
+        yield LabelData(url=self.batch_url(batch, signed=True), gtin=batch.gtin, lot=batch.lot, serial=None,
                         expiry=batch.expiry_date, product_name=name)
 
     def recall(self, actor: Actor, gtin: str, lot: str, *, reason: str) -> Recall:

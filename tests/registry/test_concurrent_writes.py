@@ -226,3 +226,27 @@ def test_a_token_made_while_its_maker_is_deactivated_is_refused(session, second,
     second.session.rollback()
     assert session.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None),
                                                                             ApiToken.created_by_user_id == lan.id)) == 0
+
+
+def test_no_serials_signed_by_a_key_revoked_meanwhile(registry, second, session, world, batch):
+    """A revocation holds the key; serials issued at the same moment wait for it and then find no
+    key that may sign them (they had been signed by the key being revoked)."""
+    registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
+    thread, outcome = _in_thread(lambda: second.issue_serials(batch, GTIN, "LOT-1", 5))
+    time.sleep(WAIT)
+    session.commit()
+    thread.join()
+    assert isinstance(outcome.get("error"), Conflict) and outcome["error"].code == "NO_ACTIVE_KEY", outcome
+    second.session.rollback()
+    assert session.scalar(select(func.count()).select_from(Serial)) == 0
+
+
+def test_no_batch_registered_with_a_key_revoked_meanwhile(registry, second, session, world, batch):
+    registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
+    thread, outcome = _in_thread(lambda: second.register_batch(batch, batch_data(lot="LOT-2")))
+    time.sleep(WAIT)
+    session.commit()
+    thread.join()
+    assert isinstance(outcome.get("error"), Conflict) and outcome["error"].code == "NO_ACTIVE_KEY", outcome
+    second.session.rollback()
+    assert session.scalars(select(Batch.lot)).all() == ["LOT-1"]

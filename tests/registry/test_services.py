@@ -374,3 +374,82 @@ def test_a_recall_reason_has_the_apis_limit(registry, world):
         registry.recall(PRODUCER(world), GTIN, "LOT-1", reason="x" * 1001)
     assert refused.value.code == "TOO_LONG"
     assert registry.recall(PRODUCER(world), GTIN, "LOT-1", reason="x" * 1000)
+
+
+def _verdict(session, url: str) -> str:
+    from registry.lookup import RegistryLookup
+    from registry.scans import ScanHistory, ScanWriter
+    from verification.verdicts import Verifier
+
+    verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session, ScanWriter()))
+    return verifier.verify_text(url).verdict.value
+
+
+def test_codes_are_signed_by_a_key_that_can_sign_them_now(registry, session):
+    """Serials and batch-code labels are signed by the batch's key while it is active and licensed
+    for the GTIN, else by the producer's newest key that is: a revoked key had gone on signing the
+    batch code on labels (suspect, KEY_REVOKED), and a newer key for another prefix had signed
+    serials that verified as counterfeit (PREFIX_NOT_LICENSED). Registration picks the key that
+    covers the GTIN, not merely the newest."""
+    two_lines = registry.admit_producer(SYSTEM, name="Hai dòng", tax_code="0311111111",
+                                        gs1_prefixes=["893600003", "893600004"], country="VN")
+    actor = Actor(role=Role.PRODUCER, producer_id=two_lines.id, name="p")
+    first = registry.certify_key(SYSTEM, two_lines.id)  # both prefixes
+    registry.register_batch(actor, batch_data(gtin="08936000030018", lot="X1"))
+    registry.register_batch(actor, batch_data(gtin="08936000040017", lot="Y1"))
+    registry.register_batch(actor, batch_data(gtin="08936000040017", lot="Y2"))
+    second = registry.certify_key(SYSTEM, two_lines.id, gs1_prefixes=["893600004"])
+    registry.revoke_key(SYSTEM, first.kid, compromised_at=None)
+    session.commit()
+
+    # X1's prefix has no active key now: its serials and its label are refused, not signed by another.
+    for make in (lambda: registry.issue_serials(actor, "08936000030018", "X1", 1),
+                 lambda: next(registry.labels(actor, "08936000030018", "X1"))):
+        with pytest.raises(Forbidden) as err:
+            make()
+        assert err.value.code == "PREFIX_NOT_LICENSED"
+    x1 = registry.batch("08936000030018", "X1")
+    assert "s=" not in registry.batch_view(x1)["url"]  # the public view still answers, unsigned
+    # Y1 and Y2 were registered with the revoked key: their new codes are signed by the second.
+    (serial, s), = registry.issue_serials(actor, "08936000040017", "Y1", 1)
+    assert s.startswith(f"{second.kid}.")
+    label = next(registry.labels(actor, "08936000040017", "Y1", serial=serial))
+    batch_label = next(registry.labels(actor, "08936000040017", "Y2"))
+    assert f"s={second.kid}." in batch_label.url
+    session.commit()
+    assert _verdict(session, label.url) == "genuine"
+    assert _verdict(session, batch_label.url) == "genuine"
+
+    # The newest key covers only the other prefix: a new batch of this one is signed by the second.
+    registry.certify_key(SYSTEM, two_lines.id, gs1_prefixes=["893600003"])
+    y3 = registry.register_batch(actor, batch_data(gtin="08936000040024", lot="Y3"))
+    assert y3.kid == second.kid
+    registry.revoke_key(SYSTEM, second.kid, compromised_at=None)
+    with pytest.raises(Forbidden) as err:
+        registry.register_batch(actor, batch_data(gtin="08936000040024", lot="Y4"))
+    assert err.value.code == "PREFIX_NOT_LICENSED"
+
+
+@pytest.mark.parametrize("change", [
+    {"expiry_date": "2027W456"},  # an ISO week date: logged as sent, read as 2027-11-13
+    {"version": 7},  # a correction's field on a registration: a made-up version history
+    {"status": "genuine"},
+    {"verified_by_authority": True},
+    {"product": {"name": {"vi": "Trà"}}},  # an object: answered 500
+    {"certifications": [{"scheme": "VietGAP", "id": "VG-1", "note": "extra"}]},
+])
+def test_a_presigned_record_is_what_the_registry_would_sign_field_for_field(registry, world, session, change):
+    from keys.encoding import rfc3339
+
+    own = Signer.generate()
+    registry.certify_key(SYSTEM, world.producer_id, public_key=b64url_encode(own.public_raw))
+    record = {"t": "origin-record", "gtin": GTIN, "lot": "OWN-1", "kid": own.kid, "producer_id": world.producer_id,
+              "product": {"name": "Trà"}, "facility": {"name": "Farm"},
+              "production_date": date.today().isoformat(), "expiry_date": (date.today() + timedelta(days=300)).isoformat(),
+              "certifications": [{"scheme": "VietGAP", "id": "VG-1"}], "issued_at": rfc3339(utcnow())}
+    size = registry.log().size()
+    with pytest.raises(Invalid) as err:
+        registry.register_batch(PRODUCER(world), {"record": sign({**record, **change}, own)})
+    assert err.value.code == "BAD_RECORD" and err.value.field == next(iter(change))
+    assert registry.log().size() == size
+    assert registry.register_batch(PRODUCER(world), {"record": sign(record, own)}).lot == "OWN-1"
