@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
-from PIL import Image
+from PIL import Image, ImageOps
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -57,8 +57,6 @@ MiB = 1024 * 1024
 #: What ``case_number`` makes.
 CASE_NUMBER = re.compile(r"VN-\d{4}-\d{6,}")
 _LINK = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
-_MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif",
-                "BMP": "image/bmp", "TIFF": "image/tiff"}
 #: What a shopper is told of a case's status: not the authority's own steps.
 FOLLOWUP_STATUS = {"new": "received", "assigned": "investigating", "investigating": "investigating",
                    "confirmed": "confirmed", "dismissed": "closed"}
@@ -118,6 +116,29 @@ class _Photo:
     data: bytes
     media_type: str
     sha256: str
+
+
+def without_metadata(data: bytes) -> tuple[bytes, str]:
+    """A shopper's photo as it is kept: turned upright, then encoded again from its pixels alone, so
+    that nothing the camera wrote beside them is kept or shown to a producer, an inspector or a
+    partner agency (EXIF with the GPS position, often the shopper's home, the phone's make and
+    serial, XMP, comments, colour profiles: they had been stored and served as uploaded). A JPEG or
+    WebP photo becomes a JPEG (quality 90), any other image a PNG (lossless; an animation keeps its
+    first frame). Returns (bytes, media type). The caller has checked it is a decodable image."""
+    with Image.open(io.BytesIO(data)) as img:
+        lossy = img.format in ("JPEG", "WEBP")
+        upright = ImageOps.exif_transpose(img)
+    # The pixels' own transparency stays; the rest of what was read beside them (exif, icc_profile,
+    # xmp, comment, dpi...) is what encoders write back when they find it here.
+    upright.info = {k: v for k, v in upright.info.items() if k == "transparency"}
+    out = io.BytesIO()
+    if lossy:
+        upright.convert("RGB").save(out, format="JPEG", quality=90)
+        return out.getvalue(), "image/jpeg"
+    if upright.mode not in ("1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"):
+        upright = upright.convert("RGBA")  # CMYK, YCbCr, float TIFFs...: PNG keeps none of them
+    upright.save(out, format="PNG")
+    return out.getvalue(), "image/png"
 
 
 def new_followup_code() -> str:
@@ -255,8 +276,7 @@ class ReportService:
         if len(data) > self.limits.max_photo_bytes:
             raise PhotoTooLarge(f"a photo is larger than {self.limits.max_photo_bytes // MiB} MiB")
         load_image(data, max_pixels=self.limits.max_pixels)  # magic bytes, pixel count, full decode
-        with Image.open(io.BytesIO(data)) as img:
-            media_type = _MEDIA_TYPES.get(img.format or "", "application/octet-stream")
+        data, media_type = without_metadata(data)
         return _Photo(data=data, media_type=media_type, sha256=hashlib.sha256(data).hexdigest())
 
     # -- writing -------------------------------------------------------------------------------

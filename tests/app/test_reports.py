@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 
@@ -334,3 +335,46 @@ def test_switching_language_on_the_report_form_with_its_mistakes_keeps_the_code(
     assert switched.status_code == 302 and switched.headers["Location"] == opened
     english = client.get(opened, headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert 'value="08936000010010"' in english
+
+
+def test_a_shoppers_photo_is_kept_upright_and_without_what_the_camera_wrote_beside_it(client, session, registry,
+                                                                                      world):
+    """A phone's JPEG carries its GPS position (often the shopper's home) and the phone's make in
+    EXIF; a PNG can carry text and EXIF chunks. What is kept, and served to the producer whose
+    product the report is about, is the picture alone, turned upright, hashed as served."""
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    exif = Image.Exif()
+    exif[0x010F] = "Apple"  # Make
+    exif[0x0110] = "iPhone 15 Pro"  # Model
+    exif[0x0112] = 6  # Orientation: the picture is to be turned 90° clockwise
+    exif[0x8825] = {1: "N", 2: (21.0, 1.0, 42.5), 3: "E", 4: (105.0, 50.0, 12.3)}  # GPS
+    phone = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 120, 40)).save(phone, "JPEG", exif=exif, comment=b"shot at home")
+    from PIL import PngImagePlugin
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Location", "12 Hang Bac, Ha Noi")
+    screenshot = io.BytesIO()
+    Image.new("RGBA", (30, 20), (200, 10, 10, 255)).save(screenshot, "PNG", pnginfo=text, exif=exif)
+    for raw in (phone.getvalue(), screenshot.getvalue()):
+        assert b"iPhone 15 Pro" in raw
+    data = form_fields(code=codes["genuine"])
+    data["photo"] = [(io.BytesIO(phone.getvalue()), "IMG_0001.jpg"), (io.BytesIO(screenshot.getvalue()), "s.png")]
+    response = client.post("/api/v1/reports", data=data, content_type="multipart/form-data")
+    assert response.status_code == 201, response.json
+    case, photos = response.json["case_number"], response.json["photos"]
+    served = []
+    for photo in photos:
+        r = client.get(f"/api/v1/cases/{case}/photos/{photo['sha256']}", headers=world.auth("producer"))
+        assert r.status_code == 200, r.json
+        assert hashlib.sha256(r.data).hexdigest() == photo["sha256"]
+        for secret in (b"iPhone", b"Apple", b"Hang Bac", b"shot at home", b"Exif"):
+            assert secret not in r.data
+        served.append(r)
+    with Image.open(io.BytesIO(served[0].data)) as kept:
+        assert (kept.format, kept.size) == ("JPEG", (48, 64))  # upright: turned as the phone said
+        assert not kept.getexif() and "icc_profile" not in kept.info
+        assert served[0].mimetype == "image/jpeg"
+    with Image.open(io.BytesIO(served[1].data)) as kept:
+        assert (kept.format, kept.size, kept.mode) == ("PNG", (20, 30), "RGBA")  # its EXIF turns it too
+        assert not kept.getexif() and not getattr(kept, "text", {})
+        assert kept.getpixel((5, 5)) == (200, 10, 10, 255)
