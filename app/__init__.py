@@ -81,7 +81,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False
 
     instance = app.config["INSTANCE_DIR"]
-    instance.mkdir(parents=True, exist_ok=True)
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys, secrets, the SQLite file: the owner's
     passphrase = app.config["KEY_PASSPHRASE"] or development_passphrase(instance)
     app.extensions["keystore"] = KeyStore(app.config["KEY_DIR"], passphrase)
     engine = make_engine(app.config["DATABASE_URL"], pool_size=app.config["DB_POOL_SIZE"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -69,6 +70,16 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # noqa: ANN001
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        database = engine.url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            @event.listens_for(engine, "do_connect")
+            def _private_file(_dialect, _record, _args, _params):  # noqa: ANN001
+                # The registry holds shoppers' contacts and photos and password hashes: its file is
+                # the owner's alone (it had been created world-readable, by the umask), made when
+                # SQLite would make it; SQLite gives its -wal and -shm files the same mode.
+                with contextlib.suppress(FileExistsError, FileNotFoundError):  # no folder: SQLite says so
+                    os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True,

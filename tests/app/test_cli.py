@@ -458,3 +458,27 @@ def test_audit_prints_the_trail_newest_first_a_page_at_a_time(runner, world, ses
 def test_audit_refuses_what_it_cannot_search(runner, world, args, message):
     out = runner.invoke(args=["audit", *args])
     assert out.exit_code != 0 and f"Error: {message}" in out.output
+
+
+def test_a_new_instance_is_the_owners_alone(tmp_path):
+    """``init`` in a new instance folder under a permissive umask: the folder is 0700 and the SQLite
+    registry (shoppers' contacts and photos, password hashes) and its WAL files 0600; the registry
+    had been world-readable. Run as a new process, as an operator would."""
+    import os
+    import stat
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    instance = tmp_path / "new-instance"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "INSTANCE_DIR")}
+    env.update(INSTANCE_DIR=str(instance), KEY_PASSPHRASE=TEST_PASSPHRASE)
+    done = subprocess.run([sys.executable, "-c", "import os, runpy, sys; os.umask(0o022); sys.argv = ['app', 'init']; "
+                           "runpy.run_module('app', run_name='__main__')"],
+                          cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    mode = lambda path: stat.S_IMODE(path.stat().st_mode)  # noqa: E731
+    assert mode(instance) == 0o700
+    files = [p for p in instance.iterdir() if p.name.startswith("registry.db")]
+    assert instance / "registry.db" in files
+    assert {p.name: mode(p) for p in files} == {p.name: 0o600 for p in files}
