@@ -51,6 +51,8 @@ CHECK_ERROR = {
     "NOTHING_TO_CHECK": N_("Choose a photo or type a code."),
     "BAD_DATE": N_("This offline check is too old or dated in the future."),
     "TOO_MANY_CHECKS": N_("This inspection is full: open another one."),
+    "BAD_RESULT": N_("This offline check could not be read: it was not kept."),
+    "FIELD_REQUIRED": N_("This offline check is incomplete: it was not kept."),
 }
 
 
@@ -86,7 +88,8 @@ def _wants_json() -> bool:
 def _problem(code: str, message: str, status: int):
     """An error for the page's script (JSON) or, without script, a flash and back to the page."""
     if _wants_json():
-        response = jsonify({"error": {"code": code, "message": message}})
+        said = _(CHECK_ERROR[code]) if code in CHECK_ERROR else message
+        response = jsonify({"error": {"code": code, "message": said}})
         response.status_code = status
         return response
     flash(_(CHECK_ERROR[code]) if code in CHECK_ERROR else message, "error")
@@ -211,6 +214,9 @@ def inspection_check(inspection_id: int):
     except AttachmentRejected as exc:
         db_session().rollback()
         return _problem(exc.code, exc.message, exc.status) or back
+    except (Conflict, Invalid) as exc:  # closed, full, too old, unreadable: said to the page's script
+        db_session().rollback()
+        return _problem(exc.code, exc.message, 409 if isinstance(exc, Conflict) else 422) or back
     db_session().commit()
     shown = [check_display(InspectionService.check_view(c)) for c in kept]
     if _wants_json():

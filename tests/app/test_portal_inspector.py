@@ -384,3 +384,35 @@ def test_the_flagged_serials_page_says_what_flags_a_serial(app, accounts, flagge
     lead = re.search(r'<p class="lead">(.*?)</p>', vietnamese, re.S).group(1)
     assert "quá nhiều thiết bị khác nhau, từ quá nhiều mạng khác nhau" in lead
     assert "không gắn cờ số sê-ri" in lead
+
+
+def test_a_refused_check_is_answered_as_json_in_the_pages_language(app, accounts, registry, session, world):
+    """A closed inspection, an offline check too old or unreadable: the page's script gets the
+    JSON problem it reads (a code and a translated text), not the portal's HTML error page."""
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    session.close()
+    thanh = _login(app, "thanh")
+    number = _open(thanh)
+    page_url = f"/portal/inspector/inspections/{number}"
+    token = _token(thanh, page_url)
+    headers = {**JSON, "X-CSRFToken": token}
+    old = (datetime.now(timezone.utc) - timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    too_old = thanh.post(f"{page_url}/checks", headers=headers, json={
+        "offline": True, "code": codes["genuine"], "checked_at": old, "result": {"verdict": "genuine"}})
+    assert too_old.status_code == 422 and too_old.mimetype == "application/json"
+    assert too_old.get_json()["error"] == {
+        "code": "BAD_DATE", "message": "Lượt kiểm tra ngoại tuyến này đã quá cũ hoặc mang thời điểm trong tương lai."}
+    recent = (datetime.now(timezone.utc) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    unreadable = thanh.post(f"{page_url}/checks", headers=headers, json={
+        "offline": True, "code": "x", "checked_at": recent, "result": "genuine"})
+    assert unreadable.status_code == 422 and unreadable.get_json()["error"]["code"] == "BAD_RESULT"
+    assert unreadable.get_json()["error"]["message"] != "result must be the offline verification JSON"
+    assert thanh.post(f"{page_url}/close", data={"csrf_token": token}).status_code == 303
+    closed = thanh.post(f"{page_url}/checks", json={"code": codes["genuine"]}, headers=headers)
+    assert closed.status_code == 409 and closed.mimetype == "application/json"
+    error = closed.get_json()["error"]
+    assert error["code"] == "INSPECTION_CLOSED" and error["message"].startswith("Cuộc kiểm tra này đã kết thúc")
+    # Without the script, a form post goes back to the page, which says why.
+    form = thanh.post(f"{page_url}/checks", data={"csrf_token": token, "code": codes["genuine"]})
+    assert form.status_code == 303 and form.headers["Location"].endswith(page_url)
+    assert "Cuộc kiểm tra này đã kết thúc" in thanh.get(page_url).get_data(as_text=True)
