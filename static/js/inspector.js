@@ -61,7 +61,7 @@ if (dataNode) { inspectionPage(JSON.parse(dataNode.textContent)); }
 function inspectionPage(data) {
   var ui = data.ui, texts = data.texts;
   var list = $('checks'), latest = $('latest'), scanStatus = $('scan-status');
-  var trust = null, syncing = false;
+  var trust = null, syncing = false, syncNote = '';
 
   function say(text) { if (scanStatus) { scanStatus.textContent = text || ''; } }
 
@@ -169,7 +169,7 @@ function inspectionPage(data) {
     $('net-state').textContent = navigator.onLine ? ui.online : ui.offline;
     $('trust-state').textContent = trust ? fill(ui.trust, { when: localTime(trust.issuedAt) }) : ui.no_trust;
     var waiting = queue().length;
-    $('queue-state').textContent = waiting ? fill(ui.queued, { n: waiting }) : '';
+    $('queue-state').textContent = waiting ? [fill(ui.queued, { n: waiting }), syncNote].filter(Boolean).join(' ') : '';
   }
 
   async function loadStoredTrust() {
@@ -227,6 +227,16 @@ function inspectionPage(data) {
              notes: (r.notes || []).map(function (x) { return x.code; }) };
   }
 
+  async function freshToken() {
+    /* The CSRF token of a page kept open or offline goes stale when the session changes (a new
+       login, in this tab or another): read the one of the page as the server serves it now. */
+    var page = await fetch(data.urls.page, { credentials: 'same-origin', cache: 'no-store' });
+    if (page.redirected) { return false; }          /* to the login page: the session has ended */
+    var meta = new DOMParser().parseFromString(await page.text(), 'text/html').querySelector('meta[name=csrf-token]');
+    if (meta) { doc.querySelector('meta[name=csrf-token]').setAttribute('content', meta.getAttribute('content')); }
+    return true;
+  }
+
   async function post(url, body, retried) {
     var isForm = body instanceof FormData;
     var response = await fetch(url, {
@@ -236,36 +246,58 @@ function inspectionPage(data) {
     });
     var json = (response.headers.get('Content-Type') || '').indexOf('application/json') === 0;
     if (response.redirected || (response.ok && !json)) { return { login: true }; }
-    if (response.status === 400 && !json && !retried) {
-      /* The CSRF token of a page kept offline may be stale: fetch a fresh one, try once more. */
-      var page = await fetch(data.urls.page, { credentials: 'same-origin', cache: 'no-store' });
-      var meta = new DOMParser().parseFromString(await page.text(), 'text/html').querySelector('meta[name=csrf-token]');
-      if (meta) { doc.querySelector('meta[name=csrf-token]').setAttribute('content', meta.getAttribute('content')); }
+    if (response.status === 400 && !retried) {
+      /* A stale CSRF token (answered as JSON or as a page): fetch a fresh one, try once more. */
+      if (!(await freshToken())) { return { login: true }; }
       return post(url, body, true);
     }
     return { status: response.status, body: json ? await response.json() : null };
   }
 
+  function errorCode(answer) { return ((answer.body && answer.body.error) || {}).code; }
+
   function errorText(answer) {
-    var err = (answer.body && answer.body.error) || {};
-    return texts.error[err.code] || err.message || ('HTTP ' + answer.status);
+    var code = errorCode(answer);
+    if (texts.error[code]) { return texts.error[code]; }
+    if (answer.status === 400 || answer.status === 401) { return ui.stale; }
+    if (answer.status === 403) { return ui.other_account; }
+    if (answer.status === 429) { return ui.busy; }
+    return fill(ui.unexpected, { status: answer.status });
+  }
+
+  /* What sending a waiting check came to: 'kept'; 'refused' (the registry will never keep this
+     check: drop it, saying why); 'stop' (nothing can be sent now: keep them all, say why);
+     'wait' (keep this one, try the next). */
+  function outcome(answer) {
+    if (answer.login) { return 'stop'; }
+    var s = answer.status;
+    if (s === 200 || s === 201) { return 'kept'; }
+    if (s === 409 || (s === 422 && texts.error[errorCode(answer)])) { return 'refused'; }
+    if (s === 400 || s === 401 || s === 403 || s === 429 || s >= 500) { return 'stop'; }
+    return 'wait';
   }
 
   async function sync() {
     if (syncing || !navigator.onLine || !queue().length) { return; }
     syncing = true;
     say(ui.sending);
+    var why = '';
     try {
       for (var item of queue()) {
         var answer;
         try {
-          answer = await post(item.url, { offline: true, code: item.code, result: item.result, checked_at: item.checked_at });
+          answer = await post(item.url, { offline: true, code: item.code, result: item.result,
+                                          checked_at: item.checked_at });
         } catch (e) { break; }            /* still no network: try again later */
-        if (answer.login) { say(ui.login); break; }
-        if (answer.status >= 500) { break; }
+        var done = outcome(answer);
+        if (done === 'stop') {
+          why = answer.login ? ui.login : answer.status >= 500 ? '' : errorText(answer);
+          break;
+        }
+        if (done === 'wait') { why = errorText(answer); continue; }
         saveQueue(queue().filter(function (q) { return q.id !== item.id; }));
         var row = list.querySelector('[data-queue-id="' + item.id + '"]');
-        if (answer.status === 201 || answer.status === 200) {
+        if (done === 'kept') {
           if (item.inspection === data.inspection) {
             var kept = answer.body.checks[0];
             var fresh = checkItem(kept);
@@ -277,9 +309,10 @@ function inspectionPage(data) {
       }
     } finally {
       syncing = false;
+      syncNote = why;
       recount();
       keepPageFresh();
-      say('');
+      say(why);
       showNet();
     }
   }

@@ -228,3 +228,69 @@ def test_flagged_serials_and_a_case(playwright, live_server, app, registry, sess
         shot(page, "case")
     finally:
         browser.close()
+
+
+def _queue_offline(page, context, texts) -> None:
+    """Cut the network and check these codes on the phone: they wait in the queue."""
+    page.wait_for_function("() => localStorage.getItem('inspector.trustList') !== null")
+    context.set_offline(True)
+    page.wait_for_selector("#net.is-offline")
+    for text in texts:
+        page.fill("#code", text)
+        page.click("#code-form button[type=submit]")
+    page.wait_for_function(f"() => document.querySelectorAll('#checks li.check.pending').length === {len(texts)}")
+
+
+def _reconnect(page, context) -> None:
+    context.set_offline(True)
+    page.wait_for_function("() => !navigator.onLine")
+    context.set_offline(False)
+
+
+def test_waiting_checks_survive_a_new_login_an_ended_session_and_another_user(
+        playwright, live_server, scene, session):  # noqa: F811
+    """Checks made offline are only dropped when the registry refuses them: a stale CSRF token
+    (logged in again in another tab) is renewed and they are sent; an ended session or another
+    inspector logged in on the same phone keeps them, and the page says why, in Vietnamese."""
+    codes, _ = scene
+    make_user(session, "hoa", "inspector")
+    session.close()
+    queued = "() => JSON.parse(localStorage.getItem('inspector.queue') || '[]').length"
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        page = context.new_page()
+        number = _start(page, live_server, "Chợ Đà Lạt")
+        _queue_offline(page, context, [codes["genuine"], codes["counterfeit"], codes["genuine"]])
+
+        # The session ends while the phone is offline (12 hours, or logged out elsewhere).
+        context.clear_cookies()
+        context.set_offline(False)
+        page.wait_for_function("() => document.querySelector('#queue-state').textContent.includes('đăng nhập lại')")
+        assert page.evaluate(queued) == 3
+        assert page.eval_on_selector_all("#checks li.check.pending", "items => items.length") == 3
+        assert not page.query_selector("#checks li.check.rejected")
+        shot(page, "session-ended")
+
+        # Another inspector logs in on the same phone: the checks are not theirs to send.
+        other = context.new_page()
+        page_login(other, live_server, "hoa")
+        _reconnect(page, context)
+        page.wait_for_function("() => document.querySelector('#queue-state').textContent.includes('tài khoản khác')")
+        assert page.evaluate(queued) == 3
+        assert not page.query_selector("#checks li.check.rejected")
+
+        # The inspector logs in again in the other tab: this page's token is stale, renewed, and the
+        # checks are sent.
+        page_login(other, live_server, "thanh")
+        _reconnect(page, context)
+        page.wait_for_function("() => document.querySelectorAll('#checks li.check.pending').length === 0",
+                               timeout=20_000)
+        assert page.evaluate(queued) == 0
+        assert not page.query_selector("#checks li.check.rejected")
+        assert page.inner_text("#check-count") == "3"
+    finally:
+        browser.close()
+    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)
+                           .order_by(InspectionCheck.id)).scalars().all()
+    assert [(r.verdict, r.offline) for r in rows] == [("genuine", True), ("counterfeit", True), ("genuine", True)]
