@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
@@ -42,6 +43,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 MAX_CHECKS = 2000
 MAX_CLEARANCE_NOTE = 2000
 MAX_LINKED_REPORTS = 10  # shoppers' reports shown with each flagged serial
+CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 Recheck = Callable[[str, datetime], dict[str, Any]]
 
@@ -112,14 +114,27 @@ class InspectionService:
 
     def add_check(self, actor: Actor, inspection_id: int, *, result: dict[str, Any], photo: bytes | None = None,
                   offline: bool = False, code: str | None = None, at: datetime | None = None,
-                  recheck: Recheck | None = None) -> InspectionCheck:
+                  recheck: Recheck | None = None, client_id: str | None = None) -> InspectionCheck:
         """Record one check.
 
         Online, ``result`` is the verification JSON the server just answered. Offline
         (``offline=True``), ``result`` is what the browser answered, ``code`` the text it read and
         ``at`` when; ``recheck(code, at)`` verifies the code here, and both answers are kept
-        (``{"offline": ..., "server": ...}``) with the server's verdict as the check's."""
+        (``{"offline": ..., "server": ...}``) with the server's verdict as the check's.
+        ``client_id`` is the browser's id for the check: sent again (a retry, a second tab), the
+        check already kept under it in this inspection is returned and nothing new is recorded."""
         inspection = self.get(actor, inspection_id, lock=True)
+        if client_id is not None:
+            if not CLIENT_ID.fullmatch(client_id):
+                raise Invalid("a check's client id is 1 to 32 letters, digits, '-' or '_'", code="BAD_CLIENT_ID",
+                              field="id")
+            earlier = self.session.execute(
+                select(InspectionCheck).where(InspectionCheck.inspection_id == inspection.id,
+                                              InspectionCheck.client_id == client_id)).scalar_one_or_none()
+            if earlier is not None:
+                log.info("inspection %s: check %s sent again (client id %s), kept once", inspection.id,
+                         earlier.id, client_id)
+                return earlier
         now = self.clock()
         client_verdict = _verdict(result)
         if offline:
@@ -159,7 +174,7 @@ class InspectionService:
                                          status=415)
             sha = hashlib.sha256(photo).hexdigest()
         check = InspectionCheck(inspection_id=inspection.id, at=at, verdict=verdict, result=stored, offline=offline,
-                                photo=photo, photo_sha256=sha, media_type=media_type)
+                                photo=photo, photo_sha256=sha, media_type=media_type, client_id=client_id)
         self.session.add(check)
         self.session.flush()
         audit(self.session, self.clock(), actor, "inspection.check", f"inspection:{inspection.id}", check=check.id,

@@ -381,6 +381,7 @@ class Inspection(Base):
 
 class InspectionCheck(Base):
     __tablename__ = "inspection_checks"
+    __table_args__ = (Index("uq_inspection_checks_client_id", "inspection_id", "client_id", unique=True),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"), index=True)
@@ -391,6 +392,8 @@ class InspectionCheck(Base):
     photo: Mapped[bytes | None] = mapped_column(LargeBinary)
     photo_sha256: Mapped[str | None] = mapped_column(String(64))
     media_type: Mapped[str | None] = mapped_column(String(32))
+    # the browser's id for a check made offline: sent again (a retry, a second tab), it is one check
+    client_id: Mapped[str | None] = mapped_column(String(32))
 
     inspection: Mapped[Inspection] = relationship(back_populates="checks")
 

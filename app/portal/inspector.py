@@ -174,8 +174,8 @@ def _add_photo_check(service: InspectionService, inspection_id: int, photo: byte
 def inspection_check(inspection_id: int):
     """Keep one or more checks: photos (``image``, several allowed), a camera ``frame`` (kept only
     when it holds a code; the frame itself is not stored), a typed or decoded ``code``, or a check
-    the browser made offline (JSON ``{"offline": true, "code", "result", "checked_at"}``), which is
-    verified again here. Answers ``{"checks": [...]}`` as JSON, or goes back to the page."""
+    the browser made offline (JSON ``{"offline": true, "id", "code", "result", "checked_at"}``), which
+    is verified again here (kept once per ``id``). Answers ``{"checks": [...]}`` as JSON, or goes back to the page."""
     actor = current_actor()
     service = inspection_service()
     inspection = service.get(actor, inspection_id)
@@ -191,8 +191,10 @@ def inspection_check(inspection_id: int):
                 raise Invalid("checked_at must be an RFC 3339 time", code="BAD_DATE", field="checked_at") from None
             if not isinstance(body.get("result"), dict):
                 raise Invalid("result must be the offline verification JSON", code="BAD_RESULT", field="result")
+            client_id = body.get("id")
             kept.append(service.add_check(actor, inspection_id, result=body["result"], offline=True,
-                                          code=str(body.get("code") or "")[:4096], at=at, recheck=recheck_offline))
+                                          code=str(body.get("code") or "")[:4096], at=at, recheck=recheck_offline,
+                                          client_id=str(client_id) if client_id is not None else None))
         else:
             code = ((body or {}).get("code") if body is not None else request.form.get("code")) or ""
             code = str(code).strip()[:4096]

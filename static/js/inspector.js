@@ -277,7 +277,15 @@ function inspectionPage(data) {
     return 'wait';
   }
 
-  async function sync() {
+  function sync() {
+    if (syncing || !navigator.onLine || !queue().length) { return Promise.resolve(); }
+    /* One tab at a time sends the queue (every open inspection tab runs this); the server also
+       keeps a check sent twice once, by its queue id. */
+    if (navigator.locks) { return navigator.locks.request('inspector-sync', sendQueue); }
+    return sendQueue();
+  }
+
+  async function sendQueue() {
     if (syncing || !navigator.onLine || !queue().length) { return; }
     syncing = true;
     say(ui.sending);
@@ -286,7 +294,7 @@ function inspectionPage(data) {
       for (var item of queue()) {
         var answer;
         try {
-          answer = await post(item.url, { offline: true, code: item.code, result: item.result,
+          answer = await post(item.url, { offline: true, id: item.id, code: item.code, result: item.result,
                                           checked_at: item.checked_at });
         } catch (e) { break; }            /* still no network: try again later */
         var done = outcome(answer);
@@ -316,6 +324,31 @@ function inspectionPage(data) {
       showNet();
     }
   }
+
+  async function reloadChecks() {
+    /* Another tab sent checks this one shows as waiting: show the list as the server has it now,
+       with the checks still waiting here on top. */
+    try {
+      var page = await fetch(data.urls.page, { credentials: 'same-origin', cache: 'no-store' });
+      if (!page.ok || page.redirected) { return; }
+      var fresh = new DOMParser().parseFromString(await page.text(), 'text/html').getElementById('checks');
+      if (!fresh) { return; }
+      list.replaceChildren.apply(list, Array.from(fresh.children, function (n) { return doc.importNode(n, true); }));
+      showQueued();
+      recount();
+    } catch (e) { /* offline again: the rows stay as they are */ }
+  }
+
+  var reloadTimer = null;
+  window.addEventListener('storage', function (event) {
+    if (event.key !== QUEUE_KEY) { return; }
+    showNet();
+    var waiting = queue().map(function (q) { return q.id; });
+    var gone = Array.from(list.querySelectorAll('li.check.pending')).some(function (row) {
+      return waiting.indexOf(row.dataset.queueId) < 0;
+    });
+    if (gone) { clearTimeout(reloadTimer); reloadTimer = setTimeout(reloadChecks, 300); }
+  });
 
   /* -------------------------------------------------------------- checking */
   async function checkCode(text) {
@@ -465,10 +498,13 @@ function inspectionPage(data) {
   }
 
   /* -------------------------------------------------------------- start */
-  queue().filter(function (q) { return q.inspection === data.inspection; }).forEach(function (item) {
-    list.insertBefore(checkItem(pendingView(item), 'pending'), list.firstChild);
-    $('no-checks').hidden = true;
-  });
+  function showQueued() {
+    queue().filter(function (q) { return q.inspection === data.inspection; }).forEach(function (item) {
+      list.insertBefore(checkItem(pendingView(item), 'pending'), list.firstChild);
+    });
+    $('no-checks').hidden = !list.querySelector('li.check');
+  }
+  showQueued();
   recount();
   window.addEventListener('online', function () { showNet(); refreshTrust().then(sync); });
   window.addEventListener('offline', showNet);

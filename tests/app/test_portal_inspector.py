@@ -416,3 +416,25 @@ def test_a_refused_check_is_answered_as_json_in_the_pages_language(app, accounts
     form = thanh.post(f"{page_url}/checks", data={"csrf_token": token, "code": codes["genuine"]})
     assert form.status_code == 303 and form.headers["Location"].endswith(page_url)
     assert "Cuộc kiểm tra này đã kết thúc" in thanh.get(page_url).get_data(as_text=True)
+
+
+def test_an_offline_check_sent_by_two_tabs_is_stored_once(app, accounts, registry, session, world):
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    session.close()
+    thanh = _login(app, "thanh")
+    number = _open(thanh)
+    url = f"/portal/inspector/inspections/{number}/checks"
+    headers = {**JSON, "X-CSRFToken": _token(thanh, f"/portal/inspector/inspections/{number}")}
+    made = (datetime.now(timezone.utc) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    waiting = {"offline": True, "id": "0a1b2c3d4e5f6071", "code": codes["genuine"], "checked_at": made,
+               "result": {"verdict": "genuine", "reasons": [], "notes": [], "offline": True}}
+    first = thanh.post(url, headers=headers, json=waiting)
+    second = thanh.post(url, headers=headers, json=waiting)
+    assert first.status_code == 201 and second.status_code in (200, 201)
+    assert second.get_json()["checks"][0]["id"] == first.get_json()["checks"][0]["id"]
+    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)).scalars().all()
+    assert len(rows) == 1 and rows[0].client_id == "0a1b2c3d4e5f6071"
+    session.close()
+    evidence = thanh.get(f"/portal/inspector/inspections/{number}/evidence.json")
+    assert evidence.status_code == 200, evidence.get_data(as_text=True)[:300]
+    assert len(json.loads(evidence.data)["checks"]) == 1

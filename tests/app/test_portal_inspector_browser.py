@@ -294,3 +294,33 @@ def test_waiting_checks_survive_a_new_login_an_ended_session_and_another_user(
     rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)
                            .order_by(InspectionCheck.id)).scalars().all()
     assert [(r.verdict, r.offline) for r in rows] == [("genuine", True), ("counterfeit", True), ("genuine", True)]
+
+
+def test_two_tabs_send_the_waiting_checks_once(playwright, live_server, scene, session):  # noqa: F811
+    """Every open tab of an inspection sends the queue when the network is back: one at a time
+    (a lock), and the server keeps a check sent twice once (its queue id); the other tab then
+    shows the checks as stored."""
+    codes, _ = scene
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        page = context.new_page()
+        number = _start(page, live_server, "Siêu thị Vĩnh Long")
+        _queue_offline(page, context, [codes["genuine"], codes["counterfeit"], codes["genuine"]])
+        other = context.new_page()
+        other.goto(page.url)  # from the service worker: the same three checks wait there too
+        other.wait_for_selector("#inspector-data", state="attached")
+        assert other.eval_on_selector_all("#checks li.check.pending", "items => items.length") == 3
+        context.set_offline(False)
+        for tab in (page, other):
+            tab.wait_for_function("() => document.querySelectorAll('#checks li.check').length === 3 && "
+                                  "document.querySelectorAll('#checks li.check.pending').length === 0",
+                                  timeout=20_000)
+            assert tab.inner_text("#check-count") == "3"
+        assert page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))") == []
+    finally:
+        browser.close()
+    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)
+                           .order_by(InspectionCheck.id)).scalars().all()
+    assert [r.verdict for r in rows] == ["genuine", "counterfeit", "genuine"]
+    assert len({r.client_id for r in rows}) == 3

@@ -120,6 +120,27 @@ def test_offline_checks_need_code_and_a_plausible_time(service):
         service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"})
 
 
+def test_an_offline_check_sent_twice_is_kept_once(service, session):
+    """Two tabs, or a retry after a lost answer, send the same waiting check: its browser id makes
+    it one check (and one entry in the evidence file)."""
+    inspection, other = service.open(INSPECTOR), service.open(INSPECTOR)
+    ok = lambda code, at: {"verdict": "genuine"}  # noqa: E731
+    made = utcnow() - timedelta(minutes=3)
+    sent = dict(result={"verdict": "genuine"}, offline=True, code="x", at=made, recheck=ok)
+    first = service.add_check(INSPECTOR, inspection.id, client_id="a1b2c3d4e5f60718", **sent)
+    again = service.add_check(INSPECTOR, inspection.id, client_id="a1b2c3d4e5f60718", **sent)
+    assert again.id == first.id
+    assert service.add_check(INSPECTOR, inspection.id, client_id="ffff000011112222", **sent).id != first.id
+    assert service.add_check(INSPECTOR, other.id, client_id="a1b2c3d4e5f60718", **sent).id != first.id
+    assert len(service.checks(inspection)) == 2 and len(service.checks(other)) == 1
+    written = session.query(AuditEvent).filter_by(action="inspection.check").count()
+    assert written == 3  # the second sending recorded nothing
+    for bad in ("", "x" * 33, "a b", "../1"):
+        with pytest.raises(Invalid) as refused:
+            service.add_check(INSPECTOR, inspection.id, client_id=bad, **sent)
+        assert refused.value.code == "BAD_CLIENT_ID"
+
+
 @pytest.mark.parametrize("result", [None, {"verdict": "fine"}, {"no": "verdict"}, "genuine"])
 def test_results_must_be_verification_json(service, result):
     inspection = service.open(INSPECTOR)
