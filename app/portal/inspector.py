@@ -44,6 +44,7 @@ SERVICE_WORKER = Path(__file__).resolve().parents[2] / "static" / "js" / "sw.js"
 CHECK_ERROR = {
     "INSPECTION_CLOSED": N_("This inspection is closed: open a new one to check more goods."),
     "PHOTO_TOO_LARGE": N_("This photo is too large (at most 10 MiB)."),
+    "PAYLOAD_TOO_LARGE": N_("This photo is too large (at most 10 MiB)."),
     "NOT_AN_IMAGE": N_("This file is not a photo."),
     "UNSUPPORTED_MEDIA_TYPE": N_("This file is not a photo."),
     "IMAGE_UNDECODABLE": N_("This photo could not be opened."),

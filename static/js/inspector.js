@@ -379,8 +379,17 @@ function inspectionPage(data) {
       }, function () { return null; })
     : Promise.resolve(null);
 
-  async function checkPhotos(files) {
+  async function checkPhotos(files, leftOut) {
+    /* Each photo is a check of its own: one the registry refuses (not a photo, too large) is
+       counted and said at the end, and the next ones are still checked. */
     var detector = await detectorReady;
+    var refused = [];
+    function summary() {
+      var parts = [];
+      if (refused.length) { parts.push(fill(ui.photos_failed, { n: refused.length, total: files.length, why: refused.join('; ') })); }
+      if (leftOut) { parts.push(fill(ui.photos_left_out, { n: leftOut, max: data.max_photos })); }
+      return parts.join(' ');
+    }
     for (var i = 0; i < files.length; i++) {
       say(fill(ui.photo_n, { i: i + 1, n: files.length }));
       if (navigator.onLine) {
@@ -389,28 +398,35 @@ function inspectionPage(data) {
         try {
           var answer = await post(data.urls.check, form);
           if (answer.status === 201) { answer.body.checks.forEach(function (c) { addRow(c); }); continue; }
-          if (!answer.login && answer.status < 500) { say(fill(ui.failed, { why: errorText(answer) })); return; }
+          if (!answer.login && answer.status < 500) {
+            refused.push((files[i].name ? files[i].name + ': ' : '') + errorText(answer));
+            continue;
+          }
         } catch (e) { /* fall through to the phone */ }
       }
-      if (!detector) { say(ui.photo_offline); return; }
+      if (!detector) { say([ui.photo_offline, summary()].filter(Boolean).join(' ')); return; }
       var codes = await detector.detect(await createImageBitmap(files[i]));
-      if (!codes.length) { say(ui.no_code); continue; }
+      if (!codes.length) { refused.push((files[i].name ? files[i].name + ': ' : '') + ui.no_code); continue; }
       await checkOffline(codes[0].rawValue);
     }
-    say('');
+    say(summary());
   }
 
   var photos = $('photos');
   if (photos) {
     doc.documentElement.classList.add('inspector-js');
+    var chosen = function () {
+      var all = Array.prototype.slice.call(photos.files || []);
+      return { files: all.slice(0, data.max_photos), leftOut: Math.max(0, all.length - data.max_photos) };
+    };
     photos.addEventListener('change', function () {
-      var files = Array.prototype.slice.call(photos.files || [], 0, data.max_photos);
-      if (files.length) { checkPhotos(files).finally(function () { photos.value = ''; }); }
+      var pick = chosen();
+      if (pick.files.length) { checkPhotos(pick.files, pick.leftOut).finally(function () { photos.value = ''; }); }
     });
     $('photo-form').addEventListener('submit', function (event) {
       event.preventDefault();
-      var files = Array.prototype.slice.call(photos.files || [], 0, data.max_photos);
-      if (files.length) { checkPhotos(files); }
+      var pick = chosen();
+      if (pick.files.length) { checkPhotos(pick.files, pick.leftOut); }
     });
   }
   var codeForm = $('code-form');

@@ -324,3 +324,51 @@ def test_two_tabs_send_the_waiting_checks_once(playwright, live_server, scene, s
                            .order_by(InspectionCheck.id)).scalars().all()
     assert [r.verdict for r in rows] == ["genuine", "counterfeit", "genuine"]
     assert len({r.client_id for r in rows}) == 3
+
+
+def _blank_png(shade: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (24, 24), (shade, shade, shade)).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_photos_refused_or_beyond_the_limit_are_said_and_the_others_checked(
+        playwright, live_server, scene, session):  # noqa: F811
+    """A file that is not a photo, or a photo too large to send, is counted and named at the end,
+    in Vietnamese; the photos after it are still checked. Photos beyond the 20 checked at a time
+    are said to be left out."""
+    codes, _ = scene
+    label = lambda verdict: photo_of(label_png(codes[verdict], None))  # noqa: E731
+    files = [{"name": "label0.jpg", "mimeType": "image/jpeg", "buffer": label("recalled")},
+             {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"ghi chu: quay 7, hang nhap lau"},
+             {"name": "label1.jpg", "mimeType": "image/jpeg", "buffer": label("expired")},
+             {"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8\xff\xe0" + bytes(13 * 1024 * 1024)},
+             {"name": "label2.jpg", "mimeType": "image/jpeg", "buffer": label("recalled")}]
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        number = _start(page, live_server, "Chợ Cái Răng")
+        page.set_input_files("#photos", files=files)
+        page.wait_for_function("() => document.querySelector('#scan-status').textContent.includes('2 trong số 5 ảnh')",
+                               timeout=90_000)
+        status = page.inner_text("#scan-status")
+        assert "notes.txt: Tệp này không phải là ảnh." in status, status
+        assert "huge.jpg: Ảnh này quá lớn" in status, status
+        assert page.eval_on_selector_all("#checks li.check", "items => items.map(i => i.dataset.verdict)") == \
+            ["recalled", "expired", "recalled"]
+        shot(page, "photos-refused")
+
+        page.set_input_files("#photos", files=[{"name": f"blank{i}.png", "mimeType": "image/png",
+                                                 "buffer": _blank_png(i * 10)} for i in range(24)])
+        page.wait_for_function("() => document.querySelector('#scan-status').textContent.includes('4 ảnh còn lại')",
+                               timeout=90_000)
+        assert "tối đa 20 ảnh" in page.inner_text("#scan-status")
+        assert page.inner_text("#check-count") == "23"
+    finally:
+        browser.close()
+    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)).scalars().all()
+    assert len(rows) == 23
