@@ -518,7 +518,7 @@ function inspectionPage(data) {
     queue().filter(function (q) { return q.inspection === data.inspection; }).forEach(function (item) {
       list.insertBefore(checkItem(pendingView(item), 'pending'), list.firstChild);
     });
-    $('no-checks').hidden = !list.querySelector('li.check');
+    $('no-checks').hidden = !!list.querySelector('li.check');
   }
   showQueued();
   recount();

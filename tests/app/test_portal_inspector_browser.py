@@ -311,6 +311,7 @@ def test_two_tabs_send_the_waiting_checks_once(playwright, live_server, scene, s
         other.goto(page.url)  # from the service worker: the same three checks wait there too
         other.wait_for_selector("#inspector-data", state="attached")
         assert other.eval_on_selector_all("#checks li.check.pending", "items => items.length") == 3
+        assert other.is_hidden("#no-checks")  # "no checks yet" is not said over three waiting
         context.set_offline(False)
         for tab in (page, other):
             tab.wait_for_function("() => document.querySelectorAll('#checks li.check').length === 3 && "
