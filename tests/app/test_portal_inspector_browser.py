@@ -373,3 +373,32 @@ def test_photos_refused_or_beyond_the_limit_are_said_and_the_others_checked(
         browser.close()
     rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)).scalars().all()
     assert len(rows) == 23
+
+
+@pytest.mark.parametrize("width", [390, 320])
+def test_long_badges_wrap_on_a_phone(playwright, live_server, scene, width):  # noqa: F811
+    """A check's badges (an offline check the registry refused says why in its badge) wrap inside
+    the page at a phone's width instead of widening it."""
+    codes, _ = scene
+    browser = launch(playwright)
+    try:
+        page = browser.new_context(viewport={"width": width, "height": 844}, is_mobile=True, has_touch=True,
+                                   device_scale_factor=2, locale="vi-VN").new_page()
+        number = _start(page, live_server, "Chợ Long Xuyên")
+        old = (datetime.now(timezone.utc).replace(microsecond=0).timestamp() - 31 * 86400) * 1000
+        page.evaluate("""([number, code, old]) => localStorage.setItem('inspector.queue', JSON.stringify([{
+            id: 'feedc0de00000001', url: location.pathname + '/checks', inspection: number, code: code,
+            checked_at: new Date(old).toISOString().replace(/\\.\\d+Z$/, 'Z'),
+            result: {verdict: 'genuine', reasons: [], notes: [{code: 'OFFLINE_NO_RECALLS'}], code: null, offline: true}
+        }]))""", [number, codes["genuine"], old])
+        page.reload()
+        page.wait_for_selector("#checks li.check.rejected")
+        badge = page.inner_text("#checks li.check.rejected .badge-revoked")
+        assert "quá cũ" in badge, badge  # refused for good, and said why, in Vietnamese
+        shot(page, f"badge-wraps-{width}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        right = page.evaluate("Math.max(...[...document.querySelectorAll('.badge')]"
+                              ".map(b => b.getBoundingClientRect().right))")
+        assert right <= width
+    finally:
+        browser.close()
