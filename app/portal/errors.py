@@ -64,6 +64,7 @@ ERROR_TEXT = {
     "CSV_UNREADABLE": N_("The file is not a CSV file in UTF-8."),
     "CSV_HEADER": N_("The first line must be the template's header."),
     "CSV_TOO_LARGE": N_("The file is too large for one import."),
+    "BAD_TRANSITION": N_("This case was moved on meanwhile, perhaps by someone else: reload it to see where it stands."),
     # what a link or a typed address named and the registry does not hold
     "BATCH_UNKNOWN": N_("There is no such batch (GTIN and lot)."),
     "SERIAL_UNKNOWN": N_("There is no such serial in this batch."),

@@ -438,3 +438,20 @@ def test_an_offline_check_sent_by_two_tabs_is_stored_once(app, accounts, registr
     evidence = thanh.get(f"/portal/inspector/inspections/{number}/evidence.json")
     assert evidence.status_code == 200, evidence.get_data(as_text=True)[:300]
     assert len(json.loads(evidence.data)["checks"]) == 1
+
+
+def test_a_case_moved_on_meanwhile_is_said_in_the_pages_language(app, accounts, session):
+    """A case page left open: its buttons offer moves the case can no longer make (someone else
+    confirmed it); the answer says so in Vietnamese, not the domain's English."""
+    session.add(Report(case_number="VN-2026-000091", gtin="08936000010010", lot="LOT-1", serial="S1",
+                       where_kind="shop", where_text="Chợ Lớn", status="confirmed",
+                       created_at=datetime.now(timezone.utc)))
+    session.commit()
+    session.close()
+    thanh = _login(app, "thanh")
+    url = "/portal/cases/VN-2026-000091"
+    token = _token(thanh, url)
+    moved = thanh.post(f"{url}/transition", data={"csrf_token": token, "to": "investigating"})
+    assert moved.status_code == 409
+    html = moved.get_data(as_text=True)
+    assert "Vụ việc này đã được chuyển sang trạng thái khác" in html, html[:2000]
