@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from app.i18n import N_
 
-__all__ = ["VERDICT_TITLE", "VERDICT_ADVICE", "TYPED_UNREADABLE_ADVICE", "REASON_TEXT", "ACTION_TEXT"]
+__all__ = ["VERDICT_TITLE", "VERDICT_ADVICE", "TYPED_UNREADABLE_ADVICE", "REASON_TEXT", "ACTION_TEXT",
+           "CHANNEL_LABEL"]
 
 VERDICT_TITLE = {
     "genuine": N_("Genuine"),
@@ -53,6 +54,18 @@ REASON_TEXT = {
     "OFFLINE_NO_RECALLS": N_("Checked offline: recalls since the trust list was issued are not known."),
     "OFFLINE_NO_CLONES": N_("Checked offline: copies of this serial cannot be detected without the registry."),
     "SCANNER_SLIP": N_("The scanner's text had a small slip that was corrected."),
+}
+
+# Where a verification came from (a scan event's channel: ScanContext.channel), in a unit's history.
+CHANNEL_LABEL = {
+    "link": N_("Code scanned (link)"),
+    "web": N_("Code typed on the website"),
+    "image": N_("Photo of the code"),
+    "api": N_("Another application (API)"),
+    "inspection": N_("Inspection"),
+    "report": N_("Shopper's report"),
+    "cli": N_("Command line"),
+    "page": N_("Website"),
 }
 
 # What each action of the audit trail (registry.audit.ACTIONS) is called on the authority's page.

@@ -26,6 +26,7 @@ from verification.decoding import ImageRejected, NotAnImage
 from verification.services import verify_image
 
 from app.i18n import N_
+from app.messages import CHANNEL_LABEL
 from app.pages.render import decisive_code
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
@@ -283,7 +284,7 @@ def _flagged_page(page: int, *, errors: dict[str, str] | None = None, values: di
     """``errors``: a serial's clearance form -> the message msgid for its note."""
     items = inspection_service().flagged_serials(current_actor(), limit=50, offset=(page - 1) * 50)
     return render_template("portal/inspector/flagged.html", items=items, page=page, errors=errors or {},
-                           values=values or {}, case_status=STATUS_LABEL), status
+                           values=values or {}, case_status=STATUS_LABEL, channel_label=CHANNEL_LABEL), status
 
 
 @bp.route("/inspector/flagged/clear", methods=["POST"])

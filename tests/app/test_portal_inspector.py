@@ -455,3 +455,15 @@ def test_a_case_moved_on_meanwhile_is_said_in_the_pages_language(app, accounts, 
     assert moved.status_code == 409
     html = moved.get_data(as_text=True)
     assert "Vụ việc này đã được chuyển sang trạng thái khác" in html, html[:2000]
+
+
+def test_a_flagged_units_history_names_its_channels_in_the_pages_language(app, accounts, flagged_unit):
+    codes, _ = flagged_unit
+    client = app.test_client()
+    client.get("/api/v1/verify", query_string={"code": codes["genuine"], "client_id": "phone-a"})
+    client.get("/verify", query_string={"code": codes["genuine"]})
+    app.extensions["scan_writer"].flush()
+    page = _login(app, "thanh").get("/portal/inspector/flagged").get_data(as_text=True)
+    channels = re.findall(r'<td data-label="Kênh">([^<]*)</td>', page)
+    assert channels and "Ứng dụng khác (API)" in channels, channels
+    assert not {"api", "link", "web"} & set(channels), channels
