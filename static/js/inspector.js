@@ -89,9 +89,10 @@ function inspectionPage(data) {
     head.appendChild(time);
     li.appendChild(head);
     var code = c.code || {};
-    if (c.product || code.gtin) {
+    var named = c.product || (c.producer ? fill(ui.producer, { name: c.producer }) : '');
+    if (named || code.gtin) {
       var p = el('p', 'check-code');
-      if (c.product) { p.appendChild(doc.createTextNode(c.product)); p.appendChild(el('br')); }
+      if (named) { p.appendChild(doc.createTextNode(named)); p.appendChild(el('br')); }
       p.appendChild(el('span', 'mono', [code.gtin, code.lot, code.serial].filter(Boolean).join(' · ')));
       li.appendChild(p);
     }
@@ -121,7 +122,8 @@ function inspectionPage(data) {
     box.dataset.verdict = c.verdict;
     box.appendChild(el('p', 'verdict-word', texts.verdict[c.verdict] || c.verdict));
     var code = c.code || {};
-    var line = [c.product, [code.gtin, code.lot, code.serial].filter(Boolean).join(' · ')].filter(Boolean).join(' — ');
+    var named = c.product || (c.producer ? fill(ui.producer, { name: c.producer }) : '');
+    var line = [named, [code.gtin, code.lot, code.serial].filter(Boolean).join(' · ')].filter(Boolean).join(' — ');
     if (line) { box.appendChild(el('p', 'latest-code', line)); }
     var first = (c.reasons || [])[0] || (c.offline ? 'OFFLINE_NO_RECALLS' : null);
     if (first) { box.appendChild(el('p', 'latest-why', texts.reason[first] || first)); }
@@ -222,7 +224,8 @@ function inspectionPage(data) {
   function pendingView(item) {
     var r = item.result;
     return { queueId: item.id, at: item.checked_at, verdict: r.verdict, offline: true, code: r.code || {},
-             product: r.producer ? r.producer.name : null,
+             /* the trust list names producers, not products: say whose key signed it, as such */
+             product: r.product ? r.product.name : null, producer: r.producer ? r.producer.name : null,
              reasons: (r.reasons || []).map(function (x) { return x.code; }),
              notes: (r.notes || []).map(function (x) { return x.code; }) };
   }

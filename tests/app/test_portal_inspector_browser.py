@@ -312,12 +312,17 @@ def test_two_tabs_send_the_waiting_checks_once(playwright, live_server, scene, s
         other.wait_for_selector("#inspector-data", state="attached")
         assert other.eval_on_selector_all("#checks li.check.pending", "items => items.length") == 3
         assert other.is_hidden("#no-checks")  # "no checks yet" is not said over three waiting
+        # Offline, the phone knows whose key signed a code, not the product: it says so as such.
+        named = "items => items.map(i => i.querySelector('.check-code').firstChild.textContent)"
+        assert other.eval_on_selector_all("#checks li.check.pending", named)[0] == "Nhà sản xuất: HTX Highland"
         context.set_offline(False)
         for tab in (page, other):
             tab.wait_for_function("() => document.querySelectorAll('#checks li.check').length === 3 && "
                                   "document.querySelectorAll('#checks li.check.pending').length === 0",
                                   timeout=20_000)
             assert tab.inner_text("#check-count") == "3"
+            shown = tab.eval_on_selector_all("#checks li.check", named)
+            assert shown.count("Cà phê rang xay") == 2 and not any("Highland" in n for n in shown), shown
         assert page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))") == []
     finally:
         browser.close()
