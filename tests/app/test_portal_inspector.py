@@ -155,7 +155,7 @@ def test_json_answers_and_offline_sync(app, accounts, registry, session, world):
     assert check["code"]["lot"] == "LOT-R"
 
     # What the browser decided offline is kept beside the server's verdict, which wins.
-    made = (datetime.now(timezone.utc) - timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    made = (datetime.now(timezone.utc) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     answer = thanh.post(url, headers=headers, json={
         "offline": True, "code": codes["recalled"], "checked_at": made,
         "result": {"verdict": "genuine", "reasons": [], "notes": [{"code": "OFFLINE_NO_RECALLS"}], "offline": True}})

@@ -80,8 +80,10 @@ def test_tampering_with_the_evidence_breaks_the_signature(service, registry, tam
         verify(forged, _authority_key(registry))
 
 
-def test_offline_checks_are_verified_again_and_both_answers_kept(service):
+def test_offline_checks_are_verified_again_and_both_answers_kept(service, session):
     inspection = service.open(INSPECTOR, place="Chợ Đồng Xuân")
+    inspection.started_at = utcnow() - timedelta(hours=3)  # a morning at the market, synced at noon
+    session.flush()
     seen = []
 
     def recheck(code, at):
@@ -111,6 +113,14 @@ def test_offline_checks_need_code_and_a_plausible_time(service):
     with pytest.raises(Invalid):
         service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"}, offline=True, code=" ",
                           at=utcnow(), recheck=ok)
+    # made before the inspection began (the signed evidence would put it in this visit): refused;
+    # a phone's clock a minute behind the server's is not
+    with pytest.raises(Invalid) as err:
+        service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"}, offline=True, code="x",
+                          at=inspection.started_at - timedelta(days=2), recheck=ok)
+    assert (err.value.code, err.value.field) == ("BAD_DATE", "at") and "before its inspection began" in err.value.message
+    service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"}, offline=True, code="x",
+                      at=inspection.started_at - timedelta(minutes=1), recheck=ok)
     # made before the inspection was closed: still accepted after closing; made after: refused
     made = utcnow() - timedelta(minutes=1)
     service.close(INSPECTOR, inspection.id)
