@@ -445,7 +445,7 @@ def register_verify_cli(app: Flask) -> None:
             _print_verification(body)
         if offline:
             click.echo(f"checked offline against the trust list issued {lookup.issued_at.isoformat()}; "
-                       "recalls since then and cloned serials cannot be known offline")
+                       "recalls and key revocations made since then, and cloned serials, cannot be known offline")
 
 
 def _instance_authority_key() -> str | None:

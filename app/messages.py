@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from app.i18n import N_
 
-__all__ = ["VERDICT_TITLE", "VERDICT_ADVICE", "TYPED_UNREADABLE_ADVICE", "REASON_TEXT", "ACTION_TEXT",
-           "CHANNEL_LABEL"]
+__all__ = ["VERDICT_TITLE", "VERDICT_ADVICE", "TYPED_UNREADABLE_ADVICE", "REASON_TEXT", "KEY_NOT_IN_TRUST_LIST_TEXT",
+           "ACTION_TEXT", "CHANNEL_LABEL"]
 
 VERDICT_TITLE = {
     "genuine": N_("Genuine"),
@@ -67,6 +67,10 @@ CHANNEL_LABEL = {
     "cli": N_("Command line"),
     "page": N_("Website"),
 }
+
+# UNSIGNED_CODE offline for a signed code: its key is not in the trust list, which may predate the key.
+KEY_NOT_IN_TRUST_LIST_TEXT = N_("Checked offline: the key that signed this code is not in the trust list, which may "
+                                "be older than the key. Refresh the trust list and check again.")
 
 # What each action of the audit trail (registry.audit.ACTIONS) is called on the authority's page.
 ACTION_TEXT = {

@@ -9,13 +9,13 @@ from verification.services import ImageVerification
 from verification.verdicts import Reason, Verification
 
 from app.i18n import both
-from app.messages import REASON_TEXT
+from app.messages import KEY_NOT_IN_TRUST_LIST_TEXT, REASON_TEXT
 
 __all__ = ["verification_json", "image_verification_json", "reason_json"]
 
 
-def reason_json(reason: Reason) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": reason.code.value, "message": both(REASON_TEXT[reason.code.value])}
+def reason_json(reason: Reason, *, text: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": reason.code.value, "message": both(text or REASON_TEXT[reason.code.value])}
     if reason.detail:
         body["detail"] = reason.detail
     return body
@@ -24,9 +24,12 @@ def reason_json(reason: Reason) -> dict[str, Any]:
 def verification_json(v: Verification) -> dict[str, Any]:
     code = v.code
     batch = v.batch
+    # Offline, a signed code is UNSIGNED_CODE only when its key is not in the trust list: say that.
+    key_not_listed = v.offline and code is not None and code.signature is not None
     body: dict[str, Any] = {
         "verdict": v.verdict.value,
-        "reasons": [reason_json(r) for r in v.reasons if not r.is_note],
+        "reasons": [reason_json(r, text=KEY_NOT_IN_TRUST_LIST_TEXT if key_not_listed and r.code == "UNSIGNED_CODE"
+                                else None) for r in v.reasons if not r.is_note],
         "notes": [reason_json(r) for r in v.reasons if r.is_note],
         "code": None if code is None else {
             "gtin": code.gtin, "lot": code.lot, "serial": code.serial,

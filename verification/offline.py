@@ -1,7 +1,9 @@
 """Offline verification from a signed trust list: signatures, key status, prefixes, expiry, and
 the recalls made before the list was issued.
 
-What it cannot know is said in the result: recalls since the list was issued, and clones.
+What it cannot know is said in the result: recalls and key revocations since the list was issued,
+and clones. A key the list does not name may be newer than the list (a new producer, a key
+rotation): a code it signed is ``unverifiable`` offline, never ``counterfeit``.
 """
 
 from __future__ import annotations

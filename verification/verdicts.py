@@ -18,6 +18,7 @@ from typing import Any, Callable, Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from keys.certificates import gtin_covered
+from keys.encoding import rfc3339
 from keys.errors import BadSignature
 from keys.signing import public_raw, split_code_signature, verify_code
 from verification.parsing import MalformedCode, ParsedCode, parse_code
@@ -316,7 +317,7 @@ class Verifier:
             found.add(ReasonCode.OFFLINE_NO_RECALLS)  # those made after the trust list was issued
             if code.serial is not None:
                 found.add(ReasonCode.OFFLINE_NO_CLONES)
-            if key is None:
+            if code.signature is None:
                 found.add(ReasonCode.UNSIGNED_CODE, "an unsigned code cannot be checked offline")
             return self._result(found, code, text, default=Verdict.GENUINE)
         batch = self._lookup.batch(code.gtin, code.lot)
@@ -376,6 +377,15 @@ class Verifier:
             found.add(ReasonCode.SIGNATURE_INVALID, str(exc))
             return None
         key = self._lookup.key(kid)
+        if key is None and self._offline:
+            # A trust list knows the keys certified before it was issued: a key missing from it may
+            # be newer (a new producer, a key rotation), so the code cannot be checked, not "forged".
+            issued = getattr(self._lookup, "issued_at", None)
+            when = f" issued at {rfc3339(issued)}" if issued is not None else ""
+            found.add(ReasonCode.UNSIGNED_CODE,
+                      f"key {kid} is not in the trust list{when}: refresh the trust list and check again "
+                      "(keys certified after the list are unknown offline)")
+            return None
         if key is None:
             found.add(ReasonCode.KEY_UNKNOWN, f"no certified key {kid}")
             return None

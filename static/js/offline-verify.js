@@ -5,7 +5,9 @@
    {"t": "unit"|"batch", "gtin", "lot", "serial"?, "exp"?}) verifies under a key the trust list
    names; that key is certified for the GTIN's company prefix; the key is not revoked (else
    suspect); the batch is not among the trust list's recalls; the expiry has not passed. What it
-   cannot know is said in the notes: recalls since the trust list was issued, and cloned serials.
+   cannot know is said in the notes: recalls and key revocations since the trust list was issued,
+   and cloned serials. A key the list does not name may be newer than the list: its codes are
+   'unverifiable' (UNSIGNED_CODE, with the list's time), never 'counterfeit'.
 
    Signatures use WebCrypto Ed25519 where the browser has it (Chromium 137+, Safari 17+, Firefox
    129+); elsewhere the vendored @noble/ed25519 (static/js/vendor/, loaded with import() only when
@@ -466,7 +468,7 @@ export async function verifyOffline(text, trustList, today) {
   if (recalled !== undefined) { add('BATCH_RECALLED', recalled); }
   add('OFFLINE_NO_RECALLS');  /* those made after the trust list was issued */
   if (code.serial !== null) { add('OFFLINE_NO_CLONES'); }
-  if (key === null) { add('UNSIGNED_CODE', 'an unsigned code cannot be checked offline'); }
+  if (code.signature === null) { add('UNSIGNED_CODE', 'an unsigned code cannot be checked offline'); }
   return result(code, 'genuine', key ? { id: key.producerId, name: key.producerName } : null);
 }
 
@@ -475,7 +477,13 @@ async function checkSignature(code, trustList, add) {
   var kid = dot >= 0 ? s.slice(0, dot) : '', value = dot >= 0 ? s.slice(dot + 1) : '';
   if (dot < 0 || kid.length !== 8 || !value) { add('SIGNATURE_INVALID', 'the s parameter is not {kid}.{signature}'); return null; }
   var key = trustList.keys.get(kid);
-  if (!key) { add('KEY_UNKNOWN', 'no certified key ' + kid); return null; }
+  if (!key) {
+    /* The list knows the keys certified before it was issued: a newer key is unknown, not forged. */
+    add('UNSIGNED_CODE', 'key ' + kid + ' is not in the trust list' +
+        (trustList.issuedAt ? ' issued at ' + trustList.issuedAt : '') +
+        ': refresh the trust list and check again (keys certified after the list are unknown offline)');
+    return null;
+  }
   var problem = await verifyBytes(key.key, value, utf8(canonicalJSON(signedPayload(code))));
   if (problem) { add('SIGNATURE_INVALID', problem); return null; }
   if (!gtinCovered(code.gtin, key.prefixes)) {

@@ -105,6 +105,10 @@ def cases(registry, session, world):
         "bad check digit": "https://verify.example.vn/01/08936000010011/10/LOT-1",
     }
     trust_list = registry.trust_list()
+    # A key certified after the list was issued (a key rotation): unknown to the list, not forged.
+    newer = registry.certify_key(SYSTEM, world.producer_id)
+    codes["key newer than the list"] = build_url(base, gtin=GTIN, lot="LOT/7&1", s=sign_code(
+        registry.keystore.load(newer.kid), gtin=GTIN, lot="LOT/7&1"))
     session.commit()
     session.close()
     return codes, trust_list
@@ -112,7 +116,7 @@ def cases(registry, session, world):
 
 EXPECTED = {
     "recalled unit": "recalled", "genuine unit": "genuine", "genuine batch": "genuine", "tampered signature": "counterfeit",
-    "unknown key": "counterfeit", "revoked key": "suspect", "prefix not licensed": "counterfeit",
+    "unknown key": "unverifiable", "key newer than the list": "unverifiable", "revoked key": "suspect", "prefix not licensed": "counterfeit",
     "expired": "expired", "plain GTIN": "unverifiable", "unsigned element string": "unverifiable",
     "not a code": "unreadable", "bad check digit": "unreadable",
 }
@@ -126,6 +130,10 @@ def _summary(body: dict) -> dict:
             "offline": body["offline"]}
 
 
+# Cases whose reasons must also say the same thing (their ``detail``), not only carry the same codes.
+SAME_DETAILS = ("unknown key", "key newer than the list")
+
+
 def _server_verdicts(runner, codes: dict, trust_list: dict, tmp_path) -> dict:
     list_file = tmp_path / "trust-list.json"
     list_file.write_text(json.dumps(trust_list), encoding="utf-8")
@@ -134,6 +142,8 @@ def _server_verdicts(runner, codes: dict, trust_list: dict, tmp_path) -> dict:
         out = runner.invoke(args=["verify", text, "--offline", "--json", "--trust-list", str(list_file)])
         assert out.exit_code == 0, out.output
         server[name] = _summary(json.loads(out.output))
+        if name in SAME_DETAILS:
+            server[name]["details"] = [r.get("detail") for r in json.loads(out.output)["reasons"]]
         assert server[name]["verdict"] == EXPECTED[name], (name, server[name])
     return server
 
@@ -204,7 +214,12 @@ def _load_failure(page) -> str:
 
 def _assert_same_as_server(run: dict, server: dict, codes: dict, trust_list: dict) -> None:
     for name in codes:
-        assert _summary(run["results"][name]) == server[name], name
+        summary = _summary(run["results"][name])
+        if name in SAME_DETAILS:
+            summary["details"] = [r.get("detail") for r in run["results"][name]["reasons"]]
+        assert summary == server[name], name
+    newer = run["results"]["key newer than the list"]["reasons"][0]["detail"]
+    assert trust_list["issued_at"] in newer and "refresh the trust list" in newer
     assert run["supported"] is True
     assert run["refused"] and "signature" in run["refused"]
     assert run["results"]["genuine unit"]["code"]["lot"] == "LOT/7&1"  # percent-decoded

@@ -401,6 +401,35 @@ def test_offline_knows_revocations_in_the_list(runner, batch, tmp_path, registry
     assert body["verdict"] == "suspect" and _codes(body) == ["KEY_REVOKED"]
 
 
+def test_offline_a_key_certified_after_the_list_is_unverifiable_not_counterfeit(runner, client, batch, tmp_path,
+                                                                                 registry, world, session):
+    """A trust list predates every key certified after it (a new producer, a key rotation): offline
+    such a key is unknown, not forged. The goods are 'unverifiable' with the list's time and the advice
+    to refresh it; online the same code is genuine. It had answered 'counterfeit KEY_UNKNOWN'."""
+    trust = tmp_path / "trust.json"
+    assert runner.invoke(args=["trust-list", "-o", str(trust)]).exit_code == 0
+    issued_at = json.loads(trust.read_text())["issued_at"]
+    rotated = registry.certify_key(SYSTEM, world.producer_id)
+    code = build_url(BASE_URL, gtin=GTIN, lot="LOT-1",
+                     s=sign_code(registry.keystore.load(rotated.kid), gtin=GTIN, lot="LOT-1"))
+    session.commit()
+    assert _verify(client, code)["verdict"] == "genuine"
+    out = runner.invoke(args=["verify", code, "--json", "--offline", "--trust-list", str(trust)])
+    body = json.loads(out.output)
+    assert body["verdict"] == "unverifiable" and _codes(body) == ["UNSIGNED_CODE"], body
+    detail = body["reasons"][0]["detail"]
+    assert rotated.kid in detail and issued_at in detail and "refresh" in detail
+    assert body["reasons"][0]["message"]["en"].startswith("Checked offline: the key that signed this code is not in")
+    assert "danh sách tin cậy" in body["reasons"][0]["message"]["vi"]
+    text = runner.invoke(args=["verify", code, "--offline", "--trust-list", str(trust)]).output
+    assert "key revocations" in text.splitlines()[-1]  # the closing note: what a list cannot know
+    # A stranger's key is no more known offline than a new one: unverifiable too, never genuine.
+    stranger = build_url(BASE_URL, gtin=GTIN, lot="LOT-1", s=sign_code(Signer.generate(), gtin=GTIN, lot="LOT-1"))
+    out = runner.invoke(args=["verify", stranger, "--json", "--offline", "--trust-list", str(trust)])
+    assert json.loads(out.output)["verdict"] == "unverifiable"
+    assert _verify(client, stranger)["verdict"] == "counterfeit"  # online the registry knows every key
+
+
 def test_cli_verifies_a_photo_online(runner, batch, tmp_path):
     photo = tmp_path / "label.jpg"
     photo.write_bytes(_jpeg(_label_png(batch["units"][0])))
