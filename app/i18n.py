@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
 from babel import Locale
 from babel.support import NullTranslations, Translations
 from flask import request
+
+from verification.localtime import VIETNAM_TIME  # the verdicts' local time, also the portals'
 
 __all__ = ["LANGUAGES", "select_locale", "both", "translations_for", "N_", "local_date", "country_name",
            "country_options"]
@@ -46,7 +48,6 @@ def both(message: str, **params: object) -> dict[str, str]:
 
 # -- formatting for pages (dates in the local format, country names in the page's language) -------
 
-VIETNAM_TIME = timezone(timedelta(hours=7))  # Vietnam keeps UTC+7 all year (no daylight saving)
 
 
 def local_date(value: object, format: str = "long") -> str:

@@ -23,6 +23,7 @@ from biip.symbology import GS1Symbology, SymbologyIdentifier
 
 from verification.gs1 import AIValueError, AssociationError, SyntaxDictionary, get_dictionary
 from verification.gs1.dictionary import century_for
+from verification.localtime import vietnam_date
 
 __all__ = ["MalformedCode", "Note", "ParsedCode", "Reason", "parse_code", "typed_number"]
 
@@ -113,8 +114,8 @@ def _from_value_error(exc: AIValueError, *, hint: str | None = None) -> Malforme
 
 
 def _today() -> datetime.date:
-    """Today's date, the reference for the two-digit-year window (patched in tests)."""
-    return datetime.date.today()
+    """Today's date in Vietnam, the reference for the two-digit-year window (patched in tests)."""
+    return vietnam_date()
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from keys.certificates import gtin_covered
 from keys.encoding import rfc3339
 from keys.errors import BadSignature
 from keys.signing import public_raw, split_code_signature, verify_code
+from verification.localtime import vietnam_date
 from verification.parsing import MalformedCode, ParsedCode, parse_code
 
 __all__ = [
@@ -269,10 +270,12 @@ class _Findings:
 
 
 class Verifier:
-    """Answers a verdict for a decoded text. ``scans`` is None offline (no history, no recalls)."""
+    """Answers a verdict for a decoded text. ``scans`` is None offline (no history, no recalls).
+    ``today`` is what expiry dates are compared with: the date in Vietnam unless told otherwise
+    (a check made earlier is judged on its own date)."""
 
     def __init__(self, *, lookup: Lookup, scans: ScanRecorder | None = None,
-                 thresholds: CloneThresholds = CloneThresholds(), today: Callable[[], date] = date.today,
+                 thresholds: CloneThresholds = CloneThresholds(), today: Callable[[], date] = vietnam_date,
                  offline: bool = False) -> None:
         self._lookup = lookup
         self._scans = scans

@@ -336,6 +336,21 @@ def test_missing_image_field_is_400(client):
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "IMAGE_MISSING"
 
 
+def test_expiry_is_judged_on_the_date_in_vietnam():
+    """Expiry dates are local dates: the verifier's 'today' is Vietnam's (UTC+7), as the inspector's
+    phone sees it, not the server's UTC date (they disagreed from 00:00 to 07:00 in Vietnam)."""
+    import inspect
+    from datetime import datetime, timezone
+
+    from verification.localtime import vietnam_date
+    from verification.verdicts import Verifier
+
+    assert vietnam_date(datetime(2026, 12, 5, 16, 59, 59, tzinfo=timezone.utc)) == date(2026, 12, 5)
+    assert vietnam_date(datetime(2026, 12, 5, 17, 0, tzinfo=timezone.utc)) == date(2026, 12, 6)
+    assert vietnam_date(datetime(2026, 12, 5, 17, 0)) == date(2026, 12, 6)  # naive: UTC
+    assert inspect.signature(Verifier).parameters["today"].default is vietnam_date
+
+
 # -- offline -----------------------------------------------------------------------------------
 def test_offline_cli_checks_signatures_and_says_what_it_cannot_know(runner, batch, tmp_path, registry, world,
                                                                     session):
