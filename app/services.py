@@ -17,11 +17,12 @@ from registry.cases import CaseService
 from registry.db import Reader
 from registry.exports import ExportService
 from registry.inspections import InspectionService
-from registry.lookup import RegistryLookup
+from registry.lookup import RegistryLookup, RegistryLookupAsOf
 from registry.publications import PublicationService
 from registry.reports import ReportLimits, ReportService
 from registry.scans import ScanHistory, network_of
 from registry.services import Registry, TokenService
+from verification.localtime import vietnam_date
 from verification.verdicts import CloneThresholds, ScanContext, Verifier
 
 from app.presenters import verification_json
@@ -158,7 +159,9 @@ def case_service() -> CaseService:
 
 def recheck_offline(code: str, at: datetime) -> dict[str, Any]:
     """Verify again a check a browser made offline, without adding to the scan history: its time
-    is past, and a late sync must not look like travel between places."""
-    result = Verifier(lookup=RegistryLookup(db_session())).verify_text(
+    is past, and a late sync must not look like travel between places. It is judged as of ``at``:
+    expiry on that moment's date in Vietnam, and a recall made after it left out (the goods were
+    not recalled when they were checked)."""
+    result = Verifier(lookup=RegistryLookupAsOf(db_session(), moment=at), today=lambda: vietnam_date(at)).verify_text(
         code, context=ScanContext(channel="inspection", at=at))
     return verification_json(result)

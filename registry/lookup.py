@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import date
+from dataclasses import replace
+from datetime import date, datetime
 from typing import Any, Callable, Iterable
 
 from sqlalchemy.orm import Session
@@ -27,7 +28,7 @@ from registry.db import RawQuery, Reader, as_utc
 from registry.rules import yymmdd
 from verification.verdicts import BatchInfo, KeyInfo, SerialInfo
 
-__all__ = ["RegistryLookup", "LookupCache"]
+__all__ = ["RegistryLookup", "RegistryLookupAsOf", "LookupCache"]
 
 _MISSING = object()
 
@@ -46,6 +47,7 @@ _BATCH = RawQuery(
     "SELECT b.id, b.gtin, b.lot, b.producer_id, b.status, b.expiry_date, b.record, p.name, p.country, "
     "(SELECT r.reason FROM recalls r WHERE r.batch_id = b.id ORDER BY r.id DESC LIMIT 1) "
     "FROM batches b JOIN producers p ON p.id = b.producer_id WHERE b.gtin = :gtin AND b.lot = :lot")
+_FIRST_RECALL = RawQuery("SELECT MIN(at) FROM recalls WHERE batch_id = :batch_id")
 _PRODUCT = RawQuery("SELECT record FROM batches WHERE gtin = :gtin ORDER BY id DESC LIMIT 1")
 
 
@@ -229,3 +231,23 @@ class RegistryLookup:
             if found is not None and entries is not None:  # a miss is not cached: serials are issued
                 entries[("serial", batch.batch_id, serial)] = found  # without a log entry
         return found
+
+
+class RegistryLookupAsOf(RegistryLookup):
+    """The registry as a check made at ``moment`` is judged on (a check made offline, synced later):
+    a batch recalled only after that moment was not recalled then. Its recall is left out, not
+    turned into a note: the verdicts have no reason code for "recalled since" (DESIGN.md)."""
+
+    def __init__(self, source: Session | Reader, *, moment: datetime, cache: LookupCache | None = None) -> None:
+        super().__init__(source, cache=cache)
+        self._moment = moment
+
+    def batch(self, gtin: str, lot: str) -> BatchInfo | None:
+        batch = super().batch(gtin, lot)
+        if batch is None or batch.status != "recalled":
+            return batch
+        row = _FIRST_RECALL.first(self._source, {"batch_id": batch.batch_id})
+        first = as_utc(row[0]) if row is not None else None
+        if first is not None and first > self._moment:
+            return replace(batch, status="active", recall_reason=None)
+        return batch

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, update
 
-from registry.models import AuditEvent, InspectionCheck, Publication, Report, ReportPhoto, Serial
+from registry.models import AuditEvent, InspectionCheck, Publication, Recall, Report, ReportPhoto, Serial
 
 from tests.app.outside_client import check_signed
 from tests.app.portal_support import client_login, csrf_of, make_user
@@ -143,6 +143,9 @@ def test_checks_by_form_then_close_and_evidence(app, accounts, registry, session
 
 def test_json_answers_and_offline_sync(app, accounts, registry, session, world):
     codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    # The recall was made before the offline check below (a recall after it does not count for it).
+    session.execute(update(Recall).values(at=datetime.now(timezone.utc) - timedelta(hours=1)))
+    session.commit()
     session.close()
     thanh = _login(app, "thanh")
     number = _open(thanh)
@@ -176,6 +179,58 @@ def test_json_answers_and_offline_sync(app, accounts, registry, session, world):
     assert frame.status_code == 200 and frame.get_json() == {"checks": []}
     rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)).scalars().all()
     assert [(r.verdict, r.offline) for r in rows] == [("recalled", False), ("recalled", True)]
+
+
+def test_an_offline_check_is_judged_as_of_when_it_was_made(app, accounts, registry, session, world):
+    """The server verifies a synced offline check again as of the check's time, on that moment's date
+    in Vietnam (expiry dates are local dates): goods that expired, or a batch recalled, after the
+    check do not make it 'expired' or 'recalled'. It had been judged on the day of the sync, and the
+    signed evidence then said that expired goods were on sale."""
+    from registry.services import SYSTEM
+    from tests.conftest import GTIN, batch_data
+
+    now = datetime.now(timezone.utc)
+    today = (now + timedelta(hours=7)).date()  # in Vietnam
+    yesterday = (now - timedelta(days=1)).date()  # in UTC: 16:30Z is 23:30 in Vietnam, 18:30Z 01:30 the next day
+    late, early = (datetime(yesterday.year, yesterday.month, yesterday.day, hour, 30, tzinfo=timezone.utc)
+                   for hour in (18, 16))
+
+    def unit(lot, expiry):
+        batch = registry.register_batch(SYSTEM, batch_data(lot=lot, expiry=expiry, production_date=(
+            expiry - timedelta(days=400)).isoformat()), producer_id=world.producer_id)
+        (serial, s), = registry.issue_serials(SYSTEM, GTIN, lot, 1)
+        return registry.serial_url(batch, serial, s)
+
+    expired_since = unit("LOT-EXP", today - timedelta(days=2))
+    last_day = unit("LOT-DAY", yesterday)  # its last day is yesterday's date in UTC
+    recalled_since = unit("LOT-REC", today + timedelta(days=300))
+    registry.recall(SYSTEM, GTIN, "LOT-REC", reason="after the check")
+    session.commit()
+    session.close()
+    thanh = _login(app, "thanh")
+    number = _open(thanh)
+    url = f"/portal/inspector/inspections/{number}/checks"
+    headers = {**JSON, "X-CSRFToken": _token(thanh, f"/portal/inspector/inspections/{number}")}
+
+    def synced(code, at):
+        answer = thanh.post(url, headers=headers, json={
+            "offline": True, "code": code, "checked_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "result": {"verdict": "genuine", "reasons": [], "notes": [{"code": "OFFLINE_NO_RECALLS"}],
+                       "offline": True}})
+        assert answer.status_code == 201, answer.get_json()
+        (check,) = answer.get_json()["checks"]
+        return check["verdict"], check["reasons"]
+
+    assert synced(expired_since, now - timedelta(days=5)) == ("genuine", [])  # still in date then
+    assert synced(expired_since, now - timedelta(minutes=5))[0] == "expired"  # not any more
+    assert synced(recalled_since, now - timedelta(hours=1)) == ("genuine", [])  # recalled after the check
+    # A fixed instant either side of midnight in Vietnam: 23:30 on its last day, then 01:30 the day after.
+    assert synced(last_day, early) == ("genuine", [])
+    assert synced(last_day, late) == ("expired", ["EXPIRED"])
+    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)
+                           .order_by(InspectionCheck.id)).scalars().all()
+    assert [r.verdict for r in rows] == ["genuine", "expired", "genuine", "genuine", "expired"]
+    assert rows[0].result["server"]["verdict"] == "genuine" and rows[0].result["offline"]["verdict"] == "genuine"
 
 
 @pytest.fixture
