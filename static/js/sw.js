@@ -8,7 +8,8 @@
    queue (inspector.js), not here. Logging out deletes this cache. */
 var CACHE = 'inspector-v1';  /* inspector.js deletes this name on logout */
 var SCOPE = '/portal/inspector/';
-var ASSETS = ['/static/js/inspector.js', '/static/js/offline-verify.js', '/static/js/portal.js',
+var ASSETS = ['/static/js/inspector.js', '/static/js/offline-verify.js', '/static/js/gs1-syntax.js',
+              '/static/js/portal.js',
               '/static/js/vendor/noble-ed25519.js',
               '/static/css/site.css', '/static/css/portal.css', '/static/css/inspector.css'];
 var TRUST_LIST = '/api/v1/trust-list';

@@ -103,6 +103,21 @@ def cases(registry, session, world):
         "unsigned element string": f"(01){GTIN}(10)LOT-1(21)ABC",
         "not a code": "hello, this is not a product code",
         "bad check digit": "https://verify.example.vn/01/08936000010011/10/LOT-1",
+        # The parser's decisions, AI by AI of GS1's dictionary, as verification/parsing.py takes them.
+        "another AI in the query": unit + "&99=abc",
+        "net weight in a DL query": f"https://brand.example/01/{GTIN}/10/CF2026A?3103=000500",
+        "bracketed (240)": f"(01){GTIN}(10)CF2026A(240)ABC",
+        "FNC1 element string with (3103)": f"01{GTIN}\x1d10CF2026A\x1d3103000500",
+        "]Q3 before a URI": "]Q3" + unit,
+        "]Q1 before a URI": "]Q1" + unit,
+        "]d2 element string": f"]d201{GTIN}10LOT-1\x1d",
+        "]E0 GTIN-13": "]E0" + GTIN[1:],
+        "convenience alphas": f"https://brand.example/gtin/{GTIN}/lot/LOT-1",
+        "lot without a GTIN": "(10)LOT-1",
+        "AI not in the dictionary": f"(01){GTIN}(10)LOT-1(299)X",
+        "bad check digit of another AI": f"(01){GTIN}(10)LOT-1(414)8936000010011",
+        "AI not a DL attribute": f"https://brand.example/01/{GTIN}/10/LOT-1?21=X1",
+        "bad date in (11)": f"(01){GTIN}(10)LOT-1(11)261332",
     }
     trust_list = registry.trust_list()
     # A key certified after the list was issued (a key rotation): unknown to the list, not forged.
@@ -119,6 +134,11 @@ EXPECTED = {
     "unknown key": "unverifiable", "key newer than the list": "unverifiable", "revoked key": "suspect", "prefix not licensed": "counterfeit",
     "expired": "expired", "plain GTIN": "unverifiable", "unsigned element string": "unverifiable",
     "not a code": "unreadable", "bad check digit": "unreadable",
+    "another AI in the query": "genuine", "net weight in a DL query": "unverifiable", "bracketed (240)": "unverifiable",
+    "FNC1 element string with (3103)": "unverifiable", "]Q3 before a URI": "unreadable", "]Q1 before a URI": "genuine",
+    "]d2 element string": "unverifiable", "]E0 GTIN-13": "unverifiable", "convenience alphas": "unverifiable",
+    "lot without a GTIN": "unreadable", "AI not in the dictionary": "unreadable",
+    "bad check digit of another AI": "unreadable", "AI not a DL attribute": "unreadable", "bad date in (11)": "unreadable",
 }
 
 
@@ -274,3 +294,89 @@ def test_canonical_json_matches_rfc8785(playwright, app):  # noqa: F811
             assert page.evaluate("(o) => ov.canonicalJSON(o)", sample).encode() == rfc8785.dumps(sample)
     finally:
         browser.close()
+
+
+def test_the_browsers_gs1_dictionary_is_the_servers():
+    """static/js/gs1-syntax.js is generated from the dictionary verification/parsing.py reads."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "gs1_syntax_js.py"), "--check"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def _filler(entry) -> str:
+    """A value of the AI's format: digits or letters of each component's longest length."""
+    value = ""
+    for c in entry.components:
+        value += ("1" if c.charset == "N" else "A") * c.max_length
+    return value
+
+
+def _parser_corpus() -> list[str]:
+    from verification.gs1 import get_dictionary
+
+    texts = []
+    for ai, entry in sorted(get_dictionary().entries.items()):
+        value = _filler(entry)
+        texts += [f"(01){GTIN}(10)LOT-1({ai}){value}", f"01{GTIN}10LOT-1\x1d{ai}{value}",
+                  f"https://brand.example/01/{GTIN}/10/LOT-1?{ai}={value}", f"https://brand.example/{ai}/{value}"]
+    texts += ["", "   ", "]Q3", "]Q3(01)" + GTIN, "]C1" + "01" + GTIN, "]e0" + "01" + GTIN, "]E4" + GTIN[6:],
+              "]E3" + GTIN[1:] + "12", "]I1" + GTIN, "]A0" + GTIN, "]zz" + GTIN, "HTTPS://BRAND.EXAMPLE/01/" + GTIN,
+              "Https://brand.example/01/" + GTIN, "ftp://brand.example/01/" + GTIN, "https://brand.example/01/x",
+              "https://br@nd.example/01/" + GTIN, "https://brand.example/01/" + GTIN + "/10/a%2",
+              "https://brand.example/01/" + GTIN + "/10/a%00", "https://brand.example/01/" + GTIN + "?17=261231&17=261231",
+              "https://brand.example/01/" + GTIN[1:] + "/21/X", "https://brand.example/gtin/" + GTIN + "/ser/A1",
+              "https://brand.example/01/" + GTIN + "/21/A/10/B", "https://brand.example/01/" + GTIN + "/10/B/21/A?s=a&s=b",
+              "(01)" + GTIN + "(10)A(10)B", "(01)" + GTIN + "(10)A\\(B", "(01)" + GTIN + "(17)261200", "(01)" + GTIN + "(17)261300",
+              "01" + GTIN + "\x1d\x1d10A\x1d", "01" + GTIN + "10A\x1d21B", "\x1d01" + GTIN, "01" + GTIN[:10],
+              "8936000010010", "893600001001", "12345", "1234567x", "(8030)AAAA(01)" + GTIN, "(01)" + GTIN + "(02)" + GTIN,
+              " " + GTIN + "\n", "(01)" + GTIN + "(10)A(17)260229"]
+    return texts
+
+
+def _python_parse(text: str) -> dict:
+    from verification.parsing import MalformedCode, parse_code
+
+    try:
+        code = parse_code(text)
+    except MalformedCode as exc:
+        return {"reason": exc.reason}
+    return {"gtin": code.gtin, "lot": code.lot, "serial": code.serial,
+            "expiry": code.expiry.isoformat() if code.expiry else None, "notes": sorted(code.notes)}
+
+
+def test_browser_parser_matches_the_server_parser(playwright, app):  # noqa: F811
+    """Every AI of the dictionary, in brackets, with FNC1 and in a Digital Link, and the symbology
+    identifiers and slips the server reads: the browser's parseCode decides as parse_code does
+    (except the server's split of a value that ran into the next AI, which the browser does not do:
+    no text here has one)."""
+    texts = _parser_corpus()
+    expected = [_python_parse(text) for text in texts]
+    browser = launch(playwright)
+    try:
+        page = browser.new_page()
+        origin = "http://127.0.0.1:9"
+        page.route(origin + "/**", lambda route: route.fulfill(
+            status=200, content_type="text/html", body=PAGE_HTML) if route.request.url.endswith(TEST_PAGE)
+            else route.fulfill(status=200, content_type="text/javascript",
+                               body=app.test_client().get(route.request.url[len(origin):]).data))
+        page.goto(origin + TEST_PAGE)
+        page.wait_for_function("document.title === 'ready'")
+        got = page.evaluate("""(texts) => texts.map((text) => {
+            try {
+                const c = ov.parseCode(text);
+                return {gtin: c.gtin, lot: c.lot, serial: c.serial, expiry: c.expiry, notes: [...c.notes].sort()};
+            } catch (e) {
+                if (!(e instanceof ov.MalformedCode)) return {error: String(e)};
+                return {reason: e.reason};
+            }
+        })""", texts)
+    finally:
+        browser.close()
+    differ = [(text, want, have) for text, want, have in zip(texts, expected, got, strict=True) if want != have]
+    assert not differ, f"{len(differ)} of {len(texts)} differ, e.g. {differ[:5]}"
+    assert sum("reason" not in e for e in expected) > 500  # most of the corpus parses
