@@ -69,8 +69,8 @@ export function percentDecode(text, plus) {
 /* The same decisions as verification/parsing.py, over the same GS1 Barcode Syntax Dictionary
    (static/js/gs1-syntax.js, generated from it by tools/gs1_syntax_js.py): every AI the dictionary
    knows is read and checked (components, character sets, linters, req=/ex=), symbology
-   identifiers are read as the server reads them. Not done here: the split of a value that ran
-   into the next AI for want of an FNC1 (the server's lenient MISSING_FNC1_SPLIT). */
+   identifiers are read as the server reads them, and a value that ran into the next AI for want
+   of an FNC1 is split as the server splits it (its lenient reading). */
 
 export class MalformedCode extends Error {
   constructor(reason, detail) { super(detail); this.reason = reason; this.detail = detail; }
@@ -445,10 +445,70 @@ function tokenizeRaw(body, notes) {
       }
     }
     if (!value) { return { elements: elements, error: malformed('AI (' + entry.ai + ') has an empty value') }; }
-    elements.push({ ai: entry.ai, value: value });
+    elements.push({ ai: entry.ai, value: value, delimited: entry.fnc1 });
   }
   if (!elements.length) { return { elements: elements, error: malformed('empty GS1 data') }; }
   return { elements: elements, error: null };
+}
+
+var STRONG_LINTERS = ['csum', 'yymmd0', 'yymmdd', 'yyyymmdd', 'yyyymmd0'];
+
+function stronglyChecked(entry) {
+  return entry.comps.some(function (c) { return c.linters.some(function (l) { return STRONG_LINTERS.indexOf(l) >= 0; }); });
+}
+
+function passes(ai, value) {
+  try { validateValue(ai, value); return true; } catch (e) { if (e instanceof MalformedCode) { return false; } throw e; }
+}
+
+/* ``tail`` split into predefined-length AIs that a check digit or a date rule checks, if it is one. */
+function fixedTail(tail) {
+  var found = [], pos = 0;
+  while (pos < tail.length) {
+    var entry = matchPrefix(tail.slice(pos));
+    if (!entry || entry.fnc1 || !stronglyChecked(entry)) { return null; }
+    var value = tail.slice(pos + entry.ai.length, pos + entry.ai.length + entry.max);
+    if (!passes(entry.ai, value)) { return null; }
+    found.push({ ai: entry.ai, value: value, delimited: false });
+    pos += entry.ai.length + entry.max;
+  }
+  return found.length ? found : null;
+}
+
+/* Variable-length values whose end looks like the next AI, swallowed for want of an FNC1
+   (verification/parsing.py::_glue_candidates). */
+function glueCandidates(elements) {
+  var present = elements.map(function (e) { return e.ai; }), found = [];
+  elements.forEach(function (element, index) {
+    if (!element.delimited) { return; }
+    for (var k = 1; k < element.value.length; k++) {
+      var tail = fixedTail(element.value.slice(k));
+      if (!tail || tail.some(function (t) { return present.indexOf(t.ai) >= 0; })) { continue; }
+      var head = { ai: element.ai, value: element.value.slice(0, k), delimited: true };
+      if (!passes(head.ai, head.value)) { continue; }
+      found.push({ index: index, head: head, tail: tail });
+      break;
+    }
+  });
+  return found;
+}
+
+function splitAt(elements, candidates) {
+  var out = [];
+  elements.forEach(function (element, index) {
+    var c = candidates.filter(function (x) { return x.index === index; })[0];
+    if (c) { out.push(c.head); out.push.apply(out, c.tail); } else { out.push(element); }
+  });
+  return out;
+}
+
+function collect(elements) {
+  var values = {};
+  elements.forEach(function (e) {
+    if (e.ai in values && values[e.ai] !== e.value) { throw malformed('AI (' + e.ai + ') repeated with different values'); }
+    if (!(e.ai in values)) { values[e.ai] = e.value; }
+  });
+  return values;
 }
 
 function parseElementString(body, today, notes, bracketed) {
@@ -464,12 +524,34 @@ function parseElementString(body, today, notes, bracketed) {
     }
     elements = split.elements;
   }
-  var values = {};
-  elements.forEach(function (e) {
-    if (e.ai in values && values[e.ai] !== e.value) { throw malformed('AI (' + e.ai + ') repeated with different values'); }
-    if (!(e.ai in values)) { values[e.ai] = e.value; }
-  });
-  validateAll(values);
+  /* As the server reads leniently: a value that ran into the next AI for want of an FNC1 is split. */
+  var candidates = bracketed ? [] : glueCandidates(elements), values;
+  try {
+    values = collect(elements);
+    validateAll(values);
+  } catch (e) {
+    if (!(e instanceof MalformedCode) || !candidates.length) { throw e; }
+    try {
+      values = collect(splitAt(elements, candidates));
+      validateAll(values);
+    } catch (again) {
+      if (again instanceof MalformedCode) { throw e; }
+      throw again;
+    }
+    notes.push('MISSING_FNC1_SPLIT');
+    return build('element_string', values, { notes: notes }, today);
+  }
+  if (candidates.length) {
+    var splitValues = collect(splitAt(elements, candidates));
+    try {
+      validateAll(splitValues);
+      values = splitValues;
+      notes.push('MISSING_FNC1_SPLIT');
+    } catch (e) {
+      if (!(e instanceof MalformedCode)) { throw e; }
+      notes.push('POSSIBLE_MISSING_FNC1');
+    }
+  }
   return build('element_string', values, { notes: notes }, today);
 }
 

@@ -118,6 +118,7 @@ def cases(registry, session, world):
         "bad check digit of another AI": f"(01){GTIN}(10)LOT-1(414)8936000010011",
         "AI not a DL attribute": f"https://brand.example/01/{GTIN}/10/LOT-1?21=X1",
         "bad date in (11)": f"(01){GTIN}(10)LOT-1(11)261332",
+        "FNC1 missing after the lot": f"01{GTIN}10LOT-117261231",
     }
     trust_list = registry.trust_list()
     # A key certified after the list was issued (a key rotation): unknown to the list, not forged.
@@ -139,6 +140,7 @@ EXPECTED = {
     "]d2 element string": "unverifiable", "]E0 GTIN-13": "unverifiable", "convenience alphas": "unverifiable",
     "lot without a GTIN": "unreadable", "AI not in the dictionary": "unreadable",
     "bad check digit of another AI": "unreadable", "AI not a DL attribute": "unreadable", "bad date in (11)": "unreadable",
+    "FNC1 missing after the lot": "unverifiable",
 }
 
 
@@ -334,7 +336,11 @@ def _parser_corpus() -> list[str]:
               "(01)" + GTIN + "(10)A(10)B", "(01)" + GTIN + "(10)A\\(B", "(01)" + GTIN + "(17)261200", "(01)" + GTIN + "(17)261300",
               "01" + GTIN + "\x1d\x1d10A\x1d", "01" + GTIN + "10A\x1d21B", "\x1d01" + GTIN, "01" + GTIN[:10],
               "8936000010010", "893600001001", "12345", "1234567x", "(8030)AAAA(01)" + GTIN, "(01)" + GTIN + "(02)" + GTIN,
-              " " + GTIN + "\n", "(01)" + GTIN + "(10)A(17)260229"]
+              " " + GTIN + "\n", "(01)" + GTIN + "(10)A(17)260229",
+              # FNC1 missing after a variable-length value: split as the server splits it, or not
+              "01" + GTIN + "10LOT-117261231", "01" + GTIN + "21SER1710261231", "01" + GTIN + "10AB1726123121X",
+              "01" + GTIN + "10LOT-11726133", "]d201" + GTIN + "10LOT117261231\x1d21S", "01" + GTIN + "10A" + "0" + GTIN,
+              "01" + GTIN + "21ABC\x1d10LOT17261231", "10ABC01" + GTIN, "01" + GTIN + "10X1126010117261231"]
     return texts
 
 
@@ -352,8 +358,7 @@ def _python_parse(text: str) -> dict:
 def test_browser_parser_matches_the_server_parser(playwright, app):  # noqa: F811
     """Every AI of the dictionary, in brackets, with FNC1 and in a Digital Link, and the symbology
     identifiers and slips the server reads: the browser's parseCode decides as parse_code does
-    (except the server's split of a value that ran into the next AI, which the browser does not do:
-    no text here has one)."""
+    and the split of a value that ran into the next AI for want of an FNC1."""
     texts = _parser_corpus()
     expected = [_python_parse(text) for text in texts]
     browser = launch(playwright)
