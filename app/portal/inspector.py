@@ -99,11 +99,12 @@ def _problem(code: str, message: str, status: int):
 
 
 def _page_texts() -> dict[str, Any]:
-    from app.messages import REASON_TEXT, VERDICT_TITLE
+    from app.messages import KEY_NOT_IN_TRUST_LIST_TEXT, REASON_TEXT, VERDICT_TITLE
     from flask_babel import gettext
 
     return {"verdict": {k: gettext(v) for k, v in VERDICT_TITLE.items()},
-            "reason": {k: gettext(v) for k, v in REASON_TEXT.items()},
+            "reason": {**{k: gettext(v) for k, v in REASON_TEXT.items()},
+                       "KEY_NOT_IN_TRUST_LIST": gettext(KEY_NOT_IN_TRUST_LIST_TEXT)},
             "error": {k: gettext(v) for k, v in CHECK_ERROR.items()}}
 
 

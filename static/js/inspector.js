@@ -226,7 +226,10 @@ function inspectionPage(data) {
     return { queueId: item.id, at: item.checked_at, verdict: r.verdict, offline: true, code: r.code || {},
              /* the trust list names producers, not products: say whose key signed it, as such */
              product: r.product ? r.product.name : null, producer: r.producer ? r.producer.name : null,
-             reasons: (r.reasons || []).map(function (x) { return x.code; }),
+             /* UNSIGNED_CODE for a signed code: its key is newer than the cached trust list */
+             reasons: (r.reasons || []).map(function (x) {
+               return x.code === 'UNSIGNED_CODE' && r.code && r.code.signed ? 'KEY_NOT_IN_TRUST_LIST' : x.code;
+             }),
              notes: (r.notes || []).map(function (x) { return x.code; }) };
   }
 

@@ -19,12 +19,14 @@ import pytest
 from sqlalchemy import select
 
 from registry.models import InspectionCheck, Report, Serial
+from registry.services import SYSTEM, Actor, Role
 
 from tests.app.browser import SCREENSHOTS, launch, phone, playwright  # noqa: F401  (the fixture)
 from tests.app.outside_client import check_signed
 from tests.app.portal_support import make_user, page_login
 from tests.app.test_browser import label_png, photo_of
 from tests.app.verdict_codes import make_codes
+from tests.conftest import batch_data
 
 
 def shot(page, name: str) -> None:
@@ -407,3 +409,44 @@ def test_long_badges_wrap_on_a_phone(playwright, live_server, scene, width):  # 
         assert right <= width
     finally:
         browser.close()
+
+
+def test_a_key_newer_than_the_cached_trust_list_is_said_so_offline(
+        playwright, live_server, app, registry, session, scene):  # noqa: F811
+    """A producer admitted after the page cached its trust list: offline, its genuine code is
+    unverifiable, and the page says the key is not in the list (refresh it), not that the code
+    carries no signature."""
+    from flask_babel import force_locale, gettext
+
+    from app.messages import KEY_NOT_IN_TRUST_LIST_TEXT, REASON_TEXT
+
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        page = context.new_page()
+        _start(page, live_server, "Chợ Bình Tây")
+        page.wait_for_function("() => localStorage.getItem('inspector.trustList') !== null")
+        newcomer = registry.admit_producer(SYSTEM, name="Nhà mới", tax_code="0322222222", gs1_prefixes=["893600077"],
+                                           country="VN")
+        registry.certify_key(SYSTEM, newcomer.id)
+        batch = registry.register_batch(Actor(role=Role.PRODUCER, producer_id=newcomer.id),
+                                        batch_data(gtin="08936000770013", lot="MOI-1"))
+        url = registry.batch_url(batch)
+        session.commit()
+        session.close()
+        assert "s=" in url
+
+        context.set_offline(True)
+        page.wait_for_function("() => !navigator.onLine")
+        page.fill("#code", url)
+        page.click("#code-form button[type=submit]")
+        page.wait_for_selector('#latest [data-verdict="unverifiable"]')
+        said = page.inner_text("#latest")
+        row = page.inner_text("#checks li.check.pending")
+    finally:
+        browser.close()
+    with app.test_request_context(), force_locale("vi"):
+        newer, unsigned = gettext(KEY_NOT_IN_TRUST_LIST_TEXT), gettext(REASON_TEXT["UNSIGNED_CODE"])
+    assert newer != KEY_NOT_IN_TRUST_LIST_TEXT  # the Vietnamese text, as the page shows it
+    assert newer in said and newer in row
+    assert unsigned not in said and unsigned not in row
