@@ -27,6 +27,7 @@ from flask import current_app, g, redirect, render_template, request, session, u
 from registry.accounts import AccountService
 from registry.errors import NotFound, Unauthorized
 from registry.services import Actor, Role
+from verification.localtime import vietnam_date
 
 from app.extensions import rate_limit
 from app.i18n import N_, country_options
@@ -166,9 +167,9 @@ bp.add_app_template_global(country_options)  # the batch form's countries, named
 
 @bp.app_template_global("portal_today")
 def _today() -> date:
-    """What the verdicts compare expiry dates with (verification.verdicts.Verifier); a global, not
-    a context variable, so that imported macros see it too."""
-    return date.today()
+    """What the verdicts compare expiry dates with (verification.verdicts.Verifier: the date in
+    Vietnam); a global, not a context variable, so that imported macros see it too."""
+    return vietnam_date()
 
 
 @bp.route("/login", methods=["GET"])
