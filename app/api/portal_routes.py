@@ -247,7 +247,7 @@ def _check_input() -> tuple[dict[str, Any], bytes | None]:
     "multipart/form-data": {"schema": {"type": "object", "properties": {
         "image": {"type": "string", "format": "binary"}, "code": {"type": "string"},
         "offline": {"type": "boolean"}, "result": {"type": "string", "description": "JSON"},
-        "checked_at": {"type": "string", "format": "date-time"}}}}}})
+        "checked_at": {"type": "string", "format": "date-time"}, "queue_id": {"type": "string"}}}}}})
 @bp.response(201, CheckResultSchema)
 def add_check(inspection_id):
     """Check a code on site: a photo (every code in it is verified), a decoded ``code``, or a check the
@@ -262,7 +262,8 @@ def add_check(inspection_id):
             if "result" not in data or "checked_at" not in data or not data.get("code"):
                 raise ApiError(422, "VALIDATION_FAILED", "an offline check needs code, result and checked_at")
             check = service.add_check(actor, inspection_id, result=data["result"], photo=photo, offline=True,
-                                      code=data["code"], at=data["checked_at"], recheck=recheck_offline)
+                                      code=data["code"], at=data["checked_at"], recheck=recheck_offline,
+                                      client_id=data.get("queue_id"))
         elif photo is not None and not data.get("code"):
             try:
                 answer = verify_image(verifier(), photo, context=scan_context("inspection", context_values),

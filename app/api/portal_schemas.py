@@ -121,6 +121,9 @@ class CheckInSchema(Strict):
     result = fields.Dict(metadata={"description": "offline checks: the verification JSON the browser answered"})
     checked_at = UtcDateTime(metadata={"description": "offline checks: when the browser checked (RFC 3339)"})
     photo = fields.String(metadata={"description": "optional photo, base64 (the bytes decide its type)"})
+    queue_id = fields.String(validate=validate.Length(min=1, max=32), metadata={
+        "description": "offline checks: the client's own id for the check (1 to 32 letters, digits, - or _); the "
+                       "same check sent again (a retry after a lost answer) is kept once and answered as kept"})
 
 
 class CheckResultSchema(CheckSchema):

@@ -427,6 +427,24 @@ def test_numbers_and_nesting_json_or_a_signature_cannot_carry_are_refused_not_50
     assert client.get(f"/api/v1/inspections/{inspection}/evidence", headers=inspector).status_code == 200
 
 
+def test_an_offline_check_sent_again_through_the_api_is_kept_once(client, world):
+    """A client that lost the answer sends the same offline check again with its queue_id: one check
+    in the inspection (and in its signed evidence), answered both times; a malformed id is refused."""
+    inspector = world.auth("inspector")
+    inspection = client.post("/api/v1/inspections", json={"place": "Chợ Lớn"}, headers=inspector).get_json()["id"]
+    url = f"/api/v1/inspections/{inspection}/checks"
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    check = {"offline": True, "code": "https://verify.example.vn/01/x", "checked_at": made,
+             "result": {"verdict": "genuine"}, "queue_id": "q-7f3a"}
+    first, again = (client.post(url, json=check, headers=inspector) for _ in range(2))
+    assert first.status_code == again.status_code == 201, (first.get_json(), again.get_json())
+    assert first.get_json()["id"] == again.get_json()["id"]
+    evidence = client.get(f"/api/v1/inspections/{inspection}/evidence", headers=inspector).get_json()
+    assert len(evidence["checks"]) == 1
+    r = client.post(url, json={**check, "queue_id": "not a queue id!"}, headers=inspector)
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "BAD_CLIENT_ID"
+
+
 def test_ids_offsets_and_times_beyond_what_the_database_holds_are_4xx(client, world):
     """2^63 in a path or an offset, times UTC cannot hold, a page token out of range: never a 500."""
     authority, inspector = world.auth("authority"), world.auth("inspector")
