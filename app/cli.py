@@ -305,17 +305,31 @@ def register_cli(app: Flask) -> None:
     logcmd = AppGroup("log", help="The transparency log.")
 
     @logcmd.command("verify")
-    def log_verify() -> None:
-        """Recompute the tree from the database and check it against the latest signed checkpoint."""
+    @click.option("--checkpoint", "checkpoint_file", type=click.File("rb"), default=None,
+                  help="a checkpoint kept from earlier (GET /api/v1/log/checkpoint): the log must extend it")
+    def log_verify(checkpoint_file) -> None:
+        """Recompute the tree from the database and check it against the latest signed checkpoint
+        (and a kept one: ``--checkpoint``)."""
+        kept = None
+        if checkpoint_file is not None:
+            kept = _parse_json(_read_json_text(checkpoint_file, checkpoint_file.name), checkpoint_file.name)
         with _session() as session:
             reg = _registry(session)
-            check = reg.log().verify_all(reg.authority.public_raw)
-        for problem in check.problems:
-            click.echo(f"PROBLEM: {problem}", err=True)
-        if not check.ok:
-            raise click.ClickException(f"log check failed ({len(check.problems)} problem(s))")
+            tlog = reg.log()
+            check = tlog.verify_all(reg.authority.public_raw)
+            for problem in check.problems:
+                click.echo(f"PROBLEM: {problem}", err=True)
+            if not check.ok:
+                raise click.ClickException(f"log check failed ({len(check.problems)} problem(s))")
+            if kept is not None:
+                try:
+                    tlog.check_kept_checkpoint(kept, reg.authority.public_raw, check)
+                except RegistryError as exc:
+                    _fail(exc)
         click.echo(f"log OK: {check.size} entries; checkpoint of size {check.checkpoint_size} "
                    f"matches the recomputed root and its signature verifies")
+        if kept is not None:
+            click.echo(f"the log extends the kept checkpoint of size {kept['size']}")
 
     app.cli.add_command(logcmd)
 

@@ -15,11 +15,11 @@ from keys.encoding import b64url_decode, b64url_encode, log_bytes, rfc3339, utcn
 from keys.encoding import MalformedEncoding
 from keys.errors import VerificationError
 from keys.signing import Signer, public_key_from_raw, sign, verify
-from registry.errors import Invalid, NotFound
-from registry.merkle import MerkleTree, ProofError, leaf_hash, node_hash, root_from_leaves
+from registry.errors import Invalid, NotFound, RegistryError
+from registry.merkle import MerkleTree, ProofError, leaf_hash, node_hash, root_from_leaves, verify_consistency
 from registry.models import Checkpoint, LogEntry, LogNode, LogState
 
-__all__ = ["TransparencyLog", "LogCheck"]
+__all__ = ["TransparencyLog", "LogCheck", "LogMismatch"]
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,19 @@ class LogCheck:
     root_matches: bool
     signature_valid: bool
     problems: tuple[str, ...]
+    root: bytes = b""  # recomputed from every entry present
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+class LogMismatch(RegistryError):
+    """A checkpoint kept from earlier does not fit the log as it is now: ``CHECKPOINT_INVALID`` (not
+    a checkpoint the authority signed), ``LOG_ROLLED_BACK`` (it is larger than the log),
+    ``LOG_INCONSISTENT`` (the log does not extend it)."""
+
+    code = "LOG_INCONSISTENT"
 
 
 class TransparencyLog:
@@ -185,7 +194,39 @@ class TransparencyLog:
                 if not root_matches:
                     problems.append(f"recomputed root of the first {cp_size} entries differs from the checkpoint")
         return LogCheck(size=size, checkpoint_size=cp_size, root_matches=root_matches,
-                        signature_valid=signature_valid, problems=tuple(problems))
+                        signature_valid=signature_valid, problems=tuple(problems), root=root_from_leaves(leaves))
+
+    def check_kept_checkpoint(self, checkpoint: Any, authority_public_raw: bytes, check: LogCheck) -> None:
+        """Check a checkpoint kept from earlier (``GET /log/checkpoint`` as an auditor or another agency
+        saved it) against the tree ``check`` (``verify_all``) recomputed from the entries: the authority's
+        signature, then the same root at its size, or the consistency proof this log serves from its size
+        to the current one leading to both roots. Only someone who kept a later checkpoint can tell that
+        history was cut back or rewritten. Raise ``LogMismatch`` unless the log extends it."""
+        if not isinstance(checkpoint, dict) or checkpoint.get("t") != "checkpoint":
+            raise LogMismatch('not a checkpoint: a signed {"t": "checkpoint", ...} object is expected',
+                              code="CHECKPOINT_INVALID")
+        try:
+            verify(checkpoint, public_key_from_raw(authority_public_raw))
+        except (VerificationError, MalformedEncoding) as exc:
+            raise LogMismatch(f"the checkpoint's signature is not the authority's: {exc}",
+                              code="CHECKPOINT_INVALID") from None
+        kept, root = checkpoint.get("size"), checkpoint.get("root")
+        if isinstance(kept, bool) or not isinstance(kept, int) or kept < 1 or not isinstance(root, str):
+            raise LogMismatch("the checkpoint needs a positive size and a root", code="CHECKPOINT_INVALID")
+        try:
+            kept_root = b64url_decode(root)
+        except MalformedEncoding as exc:
+            raise LogMismatch(f"the checkpoint's root: {exc}", code="CHECKPOINT_INVALID") from None
+        if kept > check.size:
+            raise LogMismatch(f"the checkpoint is of size {kept} but the log holds {check.size} entries: "
+                              f"entries {check.size} to {kept - 1} are gone", code="LOG_ROLLED_BACK")
+        try:
+            path = [] if kept == check.size else self._tree().consistency_path(kept, check.size)
+            verify_consistency(first=kept, second=check.size, first_root=kept_root, second_root=check.root,
+                               path=path)
+        except (ProofError, NotFound) as exc:
+            raise LogMismatch(f"the log of size {check.size} does not extend the checkpoint of size {kept}: "
+                              f"{exc}", code="LOG_INCONSISTENT") from None
 
 
 __all__ += ["ProofError"]

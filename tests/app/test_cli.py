@@ -62,6 +62,28 @@ def test_log_verify_fails_on_a_rewritten_entry(runner, session, world):
     assert out.exit_code != 0 and "leaf hash does not match" in out.output
 
 
+def test_log_verify_checks_a_kept_checkpoint(runner, client, session, world, tmp_path):
+    """An auditor's checkpoint (as GET /log/checkpoint answered it) catches a log cut back, which
+    nothing inside the database shows: the revocation, its nodes, its checkpoint and the size gone."""
+    from tests.registry.test_log_kept_checkpoint import cut_back
+
+    assert runner.invoke(args=["producer", "revoke-key", world.kid]).exit_code == 0
+    kept = tmp_path / "checkpoint.json"
+    kept.write_bytes(client.get("/api/v1/log/checkpoint").data)
+    size = json.loads(kept.read_text())["size"]
+    out = runner.invoke(args=["log", "verify", "--checkpoint", str(kept)])
+    assert out.exit_code == 0 and f"extends the kept checkpoint of size {size}" in out.output, out.output
+    cut_back(session, size - 1)
+    out = runner.invoke(args=["log", "verify"])
+    assert out.exit_code == 0 and f"log OK: {size - 1} entries" in out.output  # what the finding showed
+    out = runner.invoke(args=["log", "verify", "--checkpoint", str(kept)])
+    assert out.exit_code != 0 and "log OK" not in out.output
+    assert f"Error: LOG_ROLLED_BACK: the checkpoint is of size {size} but the log holds {size - 1}" in out.output
+    kept.write_text("{not json")
+    out = runner.invoke(args=["log", "verify", "--checkpoint", str(kept)])
+    assert out.exit_code != 0 and "Error: MALFORMED_JSON:" in out.output
+
+
 def test_producer_and_batch_tasks(runner, tmp_path):
     pid = runner.invoke(args=["producer", "admit", "--name", "Chè Thái", "--tax-code", "4600000016",
                               "--prefix", "893600003", "--country", "VN"]).output.strip().splitlines()[-1]
