@@ -309,7 +309,10 @@ def register_cli(app: Flask) -> None:
                   help="a checkpoint kept from earlier (GET /api/v1/log/checkpoint): the log must extend it")
     def log_verify(checkpoint_file) -> None:
         """Recompute the tree from the database and check it against the latest signed checkpoint
-        (and a kept one: ``--checkpoint``)."""
+        (and a kept one: ``--checkpoint``); replay the log and compare it with the keys, batches and
+        recalls that verification serves."""
+        from registry.log_replay import compare_state
+
         kept = None
         if checkpoint_file is not None:
             kept = _parse_json(_read_json_text(checkpoint_file, checkpoint_file.name), checkpoint_file.name)
@@ -326,10 +329,19 @@ def register_cli(app: Flask) -> None:
                     tlog.check_kept_checkpoint(kept, reg.authority.public_raw, check)
                 except RegistryError as exc:
                     _fail(exc)
+            state = compare_state(session)
+        for difference in state.differences:
+            click.echo(f"DIFFERS: {difference}", err=True)
+        if state.total > len(state.differences):
+            click.echo(f"DIFFERS: ... and {state.total - len(state.differences)} more", err=True)
+        if not state.ok:
+            raise _error("STATE_DIFFERS", f"{state.total} difference(s) between the tables verification serves "
+                                          "and the log replayed (listed above)")
         click.echo(f"log OK: {check.size} entries; checkpoint of size {check.checkpoint_size} "
                    f"matches the recomputed root and its signature verifies")
         if kept is not None:
             click.echo(f"the log extends the kept checkpoint of size {kept['size']}")
+        click.echo(f"the {state.keys} producer keys and {state.batches} batches in the tables match the log replayed")
 
     app.cli.add_command(logcmd)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.config import ConfigError, load_config
-from registry.models import Batch, LogEntry
+from registry.models import Batch, LogEntry, ProducerKey
 from registry.services import TokenService
 from tests.conftest import GTIN, TEST_PASSPHRASE, batch_data
 
@@ -64,16 +64,20 @@ def test_log_verify_fails_on_a_rewritten_entry(runner, session, world):
 
 def test_log_verify_checks_a_kept_checkpoint(runner, client, session, world, tmp_path):
     """An auditor's checkpoint (as GET /log/checkpoint answered it) catches a log cut back, which
-    nothing inside the database shows: the revocation, its nodes, its checkpoint and the size gone."""
+    nothing inside the database shows: the revocation, its nodes, its checkpoint and the size gone,
+    the key's row set back as it was before."""
     from tests.registry.test_log_kept_checkpoint import cut_back
 
-    assert runner.invoke(args=["producer", "revoke-key", world.kid]).exit_code == 0
+    assert runner.invoke(args=["producer", "revoke-key", "--", world.kid]).exit_code == 0  # a kid may start with -
     kept = tmp_path / "checkpoint.json"
     kept.write_bytes(client.get("/api/v1/log/checkpoint").data)
     size = json.loads(kept.read_text())["size"]
     out = runner.invoke(args=["log", "verify", "--checkpoint", str(kept)])
     assert out.exit_code == 0 and f"extends the kept checkpoint of size {size}" in out.output, out.output
     cut_back(session, size - 1)
+    session.execute(update(ProducerKey).where(ProducerKey.kid == world.kid)
+                    .values(status="active", compromised_at=None, revoked_at=None))
+    session.commit()
     out = runner.invoke(args=["log", "verify"])
     assert out.exit_code == 0 and f"log OK: {size - 1} entries" in out.output  # what the finding showed
     out = runner.invoke(args=["log", "verify", "--checkpoint", str(kept)])
@@ -82,6 +86,23 @@ def test_log_verify_checks_a_kept_checkpoint(runner, client, session, world, tmp
     kept.write_text("{not json")
     out = runner.invoke(args=["log", "verify", "--checkpoint", str(kept)])
     assert out.exit_code != 0 and "Error: MALFORMED_JSON:" in out.output
+
+
+def test_log_verify_compares_the_tables_with_the_log_replayed(runner, client, session, world):
+    """A key revoked through the API, then set back to active in its table: the trust list would
+    publish it as active; log verify names the row, what the table says and what the log says."""
+    revoked = client.post(f"/api/v1/keys/{world.kid}/revoke", json={}, headers=world.auth("authority"))
+    assert revoked.status_code == 200, revoked.get_json()
+    out = runner.invoke(args=["log", "verify"])
+    assert out.exit_code == 0 and "the 1 producer keys and 0 batches in the tables match the log" in out.output
+    session.execute(update(ProducerKey).where(ProducerKey.kid == world.kid)
+                    .values(status="active", compromised_at=None, revoked_at=None))
+    session.commit()
+    out = runner.invoke(args=["log", "verify"])
+    assert out.exit_code != 0 and "log OK" not in out.output
+    differs = f'DIFFERS: producer_keys kid={world.kid}: status is "active" in the table, "revoked" in the log'
+    assert differs in out.output
+    assert "Error: STATE_DIFFERS: 3 difference(s)" in out.output
 
 
 def test_producer_and_batch_tasks(runner, tmp_path):

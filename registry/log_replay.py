@@ -1,0 +1,274 @@
+"""The transparency log replayed into the state that verification serves, compared with the tables.
+
+The log is the record that cannot be silently rewritten (``registry.log``); the tables are what
+verification and the trust list read. Someone with write access to the database could change a
+table without a log entry (a revoked key set back to active, a recall undone, a record edited), and
+the log alone would still verify. ``compare_state`` replays every entry (certifications, key
+revocations, registrations and corrections, recalls) and compares the result, row by row, with
+``producer_keys``, ``batches`` and ``recalls``. Publications (``publication``,
+``publication-withdrawal``) are logged too but are not part of what verification serves: they are
+known and passed over.
+
+Both the log and the batches are streamed: what is kept in memory per batch is its current entry's
+index and leaf hash (and its recalls'), never a second copy of its record.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from keys.encoding import log_bytes, rfc3339
+from registry.merkle import leaf_hash
+from registry.models import Batch, LogEntry, ProducerKey, Recall
+
+__all__ = ["Difference", "StateCheck", "compare_state"]
+
+#: Entries logged for something verification does not serve: replayed as known, compared with nothing.
+PASSED_OVER = frozenset({"publication", "publication-withdrawal"})
+STREAM = 1000  # rows fetched at a time
+MAX_SHOWN = 200  # characters of a value in a difference
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One row where a table and the log disagree: which row, what the table says, what the log says."""
+
+    table: str
+    row: str
+    field: str
+    table_says: str
+    log_says: str
+
+    def __str__(self) -> str:
+        return (f"{self.table} {self.row}: {self.field} is {self.table_says} in the table, "
+                f"{self.log_says} in the log")
+
+
+@dataclass
+class StateCheck:
+    """The differences found (the first ``limit`` of them; ``total`` counts all) and what was compared."""
+
+    differences: list[Difference] = field(default_factory=list)
+    total: int = 0
+    keys: int = 0
+    batches: int = 0
+    limit: int = 1000
+
+    @property
+    def ok(self) -> bool:
+        return self.total == 0
+
+    def add(self, table: str, row: str, name: str, table_says: Any, log_says: Any) -> None:
+        self.total += 1
+        if len(self.differences) < self.limit:
+            self.differences.append(Difference(table, row, name, _shown(table_says), _shown(log_says)))
+
+
+class _Said(str):
+    """A description ("absent", "recalled at entry 7"), shown as it is; any other value is shown as JSON."""
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, _Said):
+        return value
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN] + "…"
+
+
+def _time(value: datetime | None) -> str | None:
+    return rfc3339(value) if value is not None else None
+
+
+def _day(value: date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass
+class _Key:
+    index: int
+    cert: dict[str, Any]
+    status: str = "active"
+    compromised_at: str | None = None
+    revoked_at: str | None = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    index: int  # the entry of its current record
+    leaf: bytes
+
+
+def compare_state(session: Session, *, limit: int = 1000) -> StateCheck:
+    """Replay the log and compare every producer key, batch and recall with it (see the module)."""
+    check = StateCheck(limit=limit)
+    keys: dict[str, _Key] = {}
+    batches: dict[tuple[str, str], _Batch] = {}
+    recalls: dict[tuple[str, str], dict[int, bytes]] = {}  # batch -> {entry index: leaf hash}
+    _replay(session, check, keys, batches, recalls)
+    _compare_keys(session, check, keys)
+    _compare_batches(session, check, batches, recalls)
+    _compare_recalls(session, check, recalls)
+    return check
+
+
+def _replay(session: Session, check: StateCheck, keys: dict[str, _Key], batches: dict[tuple[str, str], _Batch],
+            recalls: dict[tuple[str, str], dict[int, bytes]]) -> None:
+    rows = session.execute(select(LogEntry.index, LogEntry.kind, LogEntry.data, LogEntry.leaf_hash)
+                           .order_by(LogEntry.index).execution_options(yield_per=STREAM))
+    for index, kind, data, leaf in rows:
+        obj = json.loads(data)
+        t = obj.get("t") if isinstance(obj, dict) else None
+        where = f"entry {index}"
+        if kind != t:
+            check.add("log_entries", where, "kind", kind, t)
+        if t == "producer-key":
+            kid = obj["kid"]
+            if kid in keys:
+                check.add("log_entries", where, f"certification of key {kid}", _Said("absent: certified once"),
+                          _Said(f"a second certification (first at entry {keys[kid].index})"))
+            keys[kid] = _Key(index=index, cert=obj)
+        elif t == "key-revocation":
+            key = keys.get(obj["kid"])
+            if key is None:
+                check.add("log_entries", where, f"key {obj['kid']}", _Said("not certified before its revocation"),
+                          _Said("revoked"))
+                continue
+            key.status, key.compromised_at, key.revoked_at = "revoked", obj["compromised_at"], obj["at"]
+        elif t == "origin-record":
+            name = (obj["gtin"], obj["lot"])
+            batch = batches.get(name)
+            supersedes = obj.get("supersedes")
+            if supersedes is None:
+                if batch is not None:
+                    check.add("log_entries", where, f"batch {name[0]}/{name[1]}", _Said("absent: registered once"),
+                              _Said(f"registered again (first at entry {batch.index})"))
+                batches[name] = _Batch(index=index, leaf=leaf)
+            elif batch is None:
+                check.add("log_entries", where, f"batch {name[0]}/{name[1]}", _Said("not registered before"),
+                          "corrected")
+                batches[name] = _Batch(index=index, leaf=leaf)
+            else:
+                if supersedes.get("index") != batch.index:
+                    check.add("log_entries", where, f"batch {name[0]}/{name[1]}: supersedes.index",
+                              supersedes.get("index"), _Said(f"{batch.index} (its current record)"))
+                batch.index, batch.leaf = index, leaf
+        elif t == "recall":
+            name = (obj["gtin"], obj["lot"])
+            if name not in batches:
+                check.add("log_entries", where, f"batch {name[0]}/{name[1]}", _Said("not registered before its recall"),
+                          _Said("recalled"))
+            recalls.setdefault(name, {})[index] = leaf
+        elif t not in PASSED_OVER:
+            check.add("log_entries", where, "t", _Said("not a kind the replay knows"), t)
+
+
+def _compare_keys(session: Session, check: StateCheck, keys: dict[str, _Key]) -> None:
+    rows = session.execute(
+        select(ProducerKey.kid, ProducerKey.producer_id, ProducerKey.public_key, ProducerKey.gs1_prefixes,
+               ProducerKey.not_before, ProducerKey.not_after, ProducerKey.status, ProducerKey.compromised_at,
+               ProducerKey.revoked_at, ProducerKey.log_index)
+        .order_by(ProducerKey.kid).execution_options(yield_per=STREAM))
+    for kid, producer_id, public_key, prefixes, not_before, not_after, status, compromised_at, revoked_at, \
+            log_index in rows:
+        check.keys += 1
+        row = f"kid={kid}"
+        logged = keys.pop(kid, None)
+        if logged is None:
+            check.add("producer_keys", row, "certification", _Said("present"), _Said("absent: no producer-key entry"))
+            continue
+        cert = logged.cert
+        compared = [
+            ("status", status, logged.status),
+            ("compromised_at", _time(compromised_at), logged.compromised_at),
+            ("revoked_at", _time(revoked_at), logged.revoked_at),
+            ("gs1_prefixes", sorted(set(prefixes or [])), sorted(set(cert.get("gs1_prefixes") or []))),
+            ("producer_id", producer_id, cert.get("producer_id")),
+            ("public_key", public_key, cert.get("public_key")),
+            ("not_before", _time(not_before), cert.get("not_before")),
+            ("not_after", _time(not_after), cert.get("not_after")),
+            ("log_index", log_index, logged.index),
+        ]
+        for name, table_says, log_says in compared:
+            if table_says != log_says:
+                check.add("producer_keys", row, name, table_says, log_says)
+    for kid, logged in keys.items():
+        check.add("producer_keys", f"kid={kid}", "row", _Said("absent"), _Said(f"certified at entry {logged.index}"))
+
+
+def _compare_batches(session: Session, check: StateCheck, batches: dict[tuple[str, str], _Batch],
+                     recalls: dict[tuple[str, str], dict[int, bytes]]) -> None:
+    rows = session.execute(
+        select(Batch.gtin, Batch.lot, Batch.producer_id, Batch.record, Batch.status, Batch.product_name,
+               Batch.production_date, Batch.expiry_date, Batch.log_index)
+        .order_by(Batch.id).execution_options(yield_per=STREAM))
+    for gtin, lot, producer_id, record, status, product_name, production_date, expiry_date, log_index in rows:
+        check.batches += 1
+        name = (gtin, lot)
+        row = f"{gtin}/{lot}"
+        logged = batches.pop(name, None)
+        if logged is None:
+            check.add("batches", row, "registration", _Said("present"), _Said("absent: no origin-record entry"))
+            continue
+        if log_index != logged.index:
+            check.add("batches", row, "log_index", log_index, _Said(f"{logged.index} (its current record)"))
+        if leaf_hash(log_bytes(record)) != logged.leaf:
+            entry = session.get(LogEntry, logged.index)
+            logged_record = json.loads(entry.data)
+            for part in sorted(set(record) | set(logged_record)):
+                if record.get(part) != logged_record.get(part):
+                    check.add("batches", row, f"record.{part}", record.get(part, _Said("absent")),
+                              _Said(f"{_shown(logged_record.get(part, _Said('absent')))} (entry {logged.index})"))
+        else:
+            logged_record = record
+        product = logged_record.get("product") if isinstance(logged_record.get("product"), dict) else {}
+        for column, table_says, log_says in [
+            ("product_name", product_name, product.get("name")),
+            ("production_date", _day(production_date), logged_record.get("production_date")),
+            ("expiry_date", _day(expiry_date), logged_record.get("expiry_date") or None),
+            ("producer_id", producer_id, logged_record.get("producer_id", producer_id)),
+        ]:
+            if table_says != log_says:
+                check.add("batches", row, column, table_says, log_says)
+        recalled = recalls.get(name)
+        log_status = "recalled" if recalled else "active"
+        if status != log_status:
+            why = f" (recall at entry {min(recalled)})" if recalled else " (no recall entry)"
+            check.add("batches", row, "status", status, _Said(f"{_shown(log_status)}{why}"))
+    for (gtin, lot), logged in batches.items():
+        check.add("batches", f"{gtin}/{lot}", "row", _Said("absent"),
+                  _Said(f"registered (current record at entry {logged.index})"))
+
+
+def _compare_recalls(session: Session, check: StateCheck, recalls: dict[tuple[str, str], dict[int, bytes]]) -> None:
+    """Each recall row (where verification and the trust list read a recall's reason and time) is one
+    logged recall of its batch, as logged; each logged recall has its row."""
+    unmatched = {name: dict(entries) for name, entries in recalls.items()}
+    rows = session.execute(
+        select(Recall.id, Batch.gtin, Batch.lot, Recall.reason, Recall.at, Recall.record, Recall.log_index)
+        .join(Batch, Batch.id == Recall.batch_id).order_by(Recall.id).execution_options(yield_per=STREAM))
+    for recall_id, gtin, lot, reason, at, record, log_index in rows:
+        row = f"id={recall_id} ({gtin}/{lot})"
+        logged = unmatched.get((gtin, lot), {})
+        leaf = logged.pop(log_index, None)
+        if leaf is None:
+            check.add("recalls", row, "log_index", log_index, _Said(f"not a recall of {gtin}/{lot} in the log"))
+            continue
+        if leaf_hash(log_bytes(record)) != leaf:
+            check.add("recalls", row, "record", record, _Said(f"another record (entry {log_index})"))
+            continue
+        for name, table_says, log_says in [
+            ("reason", reason, record.get("reason")),
+            ("at", _time(at), record.get("at")),
+            ("gtin/lot", f"{gtin}/{lot}", f"{record.get('gtin')}/{record.get('lot')}"),
+        ]:
+            if table_says != log_says:
+                check.add("recalls", row, name, table_says, log_says)
+    for (gtin, lot), entries in unmatched.items():
+        for index in sorted(entries):
+            check.add("recalls", f"of {gtin}/{lot}", "row", _Said("absent"), _Said(f"recalled at entry {index}"))

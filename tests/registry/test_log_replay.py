@@ -1,0 +1,124 @@
+"""The log replayed into the state verification serves (``registry.log_replay.compare_state``): every
+change made to the tables behind the log's back, by someone with write access to the database, is a
+difference naming the row, what the table says and what the log says."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from registry.log_replay import compare_state
+from registry.models import Batch, ProducerKey, Recall
+from registry.publications import PublicationService
+from registry.services import SYSTEM
+from tests.conftest import GTIN, batch_data
+
+
+@pytest.fixture
+def history(registry, session, world):
+    """Every kind of entry: certifications, registrations, a correction, a recall, a revocation, a
+    publication and its withdrawal."""
+    registry.register_batch(SYSTEM, batch_data(lot="LOT-1"), producer_id=world.producer_id)
+    registry.register_batch(SYSTEM, batch_data(lot="LOT-2"), producer_id=world.producer_id)
+    data = {k: v for k, v in batch_data().items() if k not in ("gtin", "lot")}
+    data["product"] = {**data["product"], "name": "Cà phê rang xay (500 g)"}
+    registry.correct_batch(SYSTEM, GTIN, "LOT-1", data, reason="the weight was missing")
+    registry.recall(SYSTEM, GTIN, "LOT-2", reason="mould")
+    spare = registry.certify_key(SYSTEM, world.producer_id)
+    registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
+    publications = PublicationService(session, authority=registry.authority)
+    item = publications.publish(SYSTEM, kind="violator", title="Bán hàng giả", name="Cửa hàng A",
+                                decision_ref="QĐ 1/2026")
+    publications.withdraw(SYSTEM, item.id, reason="Quyết định bị hủy")
+    session.commit()
+    return spare.kid
+
+
+def differences(session) -> list[str]:
+    session.expire_all()
+    return [str(d) for d in compare_state(session).differences]
+
+
+def test_tables_written_through_the_registry_match_the_log(session, history):
+    check = compare_state(session)
+    assert check.ok and check.differences == [], [str(d) for d in check.differences]
+    assert (check.keys, check.batches) == (2, 2)
+
+
+def test_a_key_set_back_to_active_differs(session, world, history):
+    session.execute(update(ProducerKey).where(ProducerKey.kid == world.kid)
+                    .values(status="active", compromised_at=None, revoked_at=None))
+    session.commit()
+    found = differences(session)
+    assert len(found) == 3, found
+    assert found[0] == f'producer_keys kid={world.kid}: status is "active" in the table, "revoked" in the log'
+    assert found[1].startswith(f"producer_keys kid={world.kid}: compromised_at is null in the table, \"20")
+    assert found[2].startswith(f"producer_keys kid={world.kid}: revoked_at is null in the table, \"20")
+
+
+def test_a_key_given_another_prefix_differs(session, history):
+    session.execute(update(ProducerKey).where(ProducerKey.kid == history).values(gs1_prefixes=["893600001", "8936999"]))
+    session.commit()
+    assert differences(session) == [f'producer_keys kid={history}: gs1_prefixes is ["893600001", "8936999"] in '
+                                    f'the table, ["893600001"] in the log']
+
+
+def test_a_recall_undone_differs(session, history):
+    batch_id = session.execute(select(Batch.id).where(Batch.lot == "LOT-2")).scalar_one()
+    session.execute(delete(Recall).where(Recall.batch_id == batch_id))
+    session.execute(update(Batch).where(Batch.id == batch_id).values(status="active"))
+    session.commit()
+    found = differences(session)
+    assert len(found) == 2, found
+    assert found[0].startswith(f'batches {GTIN}/LOT-2: status is "active" in the table, "recalled" (recall at entry ')
+    assert found[1].startswith(f"recalls of {GTIN}/LOT-2: row is absent in the table, recalled at entry ")
+
+
+def test_a_recall_made_up_or_reworded_differs(session, history):
+    session.execute(update(Batch).where(Batch.lot == "LOT-1").values(status="recalled"))
+    session.execute(update(Recall).values(reason="a reason never logged"))
+    session.commit()
+    found = differences(session)
+    assert len(found) == 2, found
+    assert found[0] == f'batches {GTIN}/LOT-1: status is "recalled" in the table, "active" (no recall entry) in the log'
+    assert found[1].endswith(f'({GTIN}/LOT-2): reason is "a reason never logged" in the table, "mould" in the log')
+
+
+def test_a_record_edited_differs_field_by_field(session, history):
+    batch = session.execute(select(Batch).where(Batch.lot == "LOT-1")).scalar_one()
+    batch.record = {**batch.record, "facility": {**batch.record["facility"], "address": "Somewhere else"}}
+    batch.expiry_date = date(2099, 1, 1)
+    session.commit()
+    found = differences(session)
+    assert len(found) == 2, found
+    assert found[0].startswith(f'batches {GTIN}/LOT-1: record.facility is {{"address": "Somewhere else"')
+    assert '"address": "Đắk Lắk"' in found[0] and "in the log" in found[0]
+    assert found[1].startswith(f'batches {GTIN}/LOT-1: expiry_date is "2099-01-01" in the table, "20')
+
+
+def test_a_correction_undone_differs(session, history):
+    batch = session.execute(select(Batch).where(Batch.lot == "LOT-1")).scalar_one()
+    batch.product_name = "Cà phê rang xay"
+    session.commit()
+    assert differences(session) == [f'batches {GTIN}/LOT-1: product_name is "Cà phê rang xay" in the table, '
+                                    f'"Cà phê rang xay (500 g)" in the log']
+
+
+def test_rows_the_log_never_saw_differ(session, world, history):
+    batch = session.execute(select(Batch).where(Batch.lot == "LOT-1")).scalar_one()
+    session.add(Batch(gtin=GTIN, lot="GHOST", producer_id=world.producer_id, kid=world.kid, record=batch.record,
+                      product_name="x", production_date=batch.production_date, status="active", serial_count=0,
+                      scan_count=0, log_index=batch.log_index, created_at=batch.created_at))
+    session.commit()
+    found = differences(session)
+    assert found == [f"batches {GTIN}/GHOST: registration is present in the table, absent: no origin-record "
+                     "entry in the log"]
+
+
+def test_the_differences_listed_are_bounded(session, history):
+    session.execute(update(ProducerKey).values(public_key="AAAA"))
+    session.commit()
+    check = compare_state(session, limit=1)
+    assert check.total == 2 and len(check.differences) == 1
