@@ -122,3 +122,14 @@ def test_the_differences_listed_are_bounded(session, history):
     session.commit()
     check = compare_state(session, limit=1)
     assert check.total == 2 and len(check.differences) == 1
+
+
+def test_an_entry_the_replay_cannot_read_is_a_difference_not_a_crash(registry, session, history):
+    tlog = registry.log()
+    first = tlog.append({"t": "recall", "lot": "NO-GTIN"}, kind="recall")
+    tlog.append({"t": "price-change", "gtin": GTIN}, kind="price-change")
+    session.commit()
+    assert differences(session) == [
+        f"log entry {first}: data: not a well-formed 'recall' entry (KeyError: 'gtin')",
+        f"log entry {first + 1}: t: 'price-change' is not a kind the replay knows",
+    ]
