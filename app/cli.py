@@ -323,7 +323,7 @@ def register_cli(app: Flask) -> None:
             for problem in check.problems:
                 click.echo(f"PROBLEM: {problem}", err=True)
             if not check.ok:
-                raise click.ClickException(f"log check failed ({len(check.problems)} problem(s))")
+                raise _error("LOG_INVALID", f"log check failed ({len(check.problems)} problem(s), listed above)")
             if kept is not None:
                 try:
                     tlog.check_kept_checkpoint(kept, reg.authority.public_raw, check)

@@ -174,6 +174,7 @@ class TransparencyLog:
         size = len(leaves)
         if size != self.size():
             problems.append(f"log state says {self.size()} entries, the table holds {size}")
+        root = root_from_leaves(leaves)
         cp = self.latest_checkpoint()
         root_matches = signature_valid = False
         cp_size = 0
@@ -190,11 +191,12 @@ class TransparencyLog:
             if cp_size > size:
                 problems.append(f"checkpoint size {cp_size} exceeds the {size} entries present")
             else:
-                root_matches = root_from_leaves(leaves[:cp_size]) == b64url_decode(cp["root"])
+                root_matches = (root if cp_size == size else root_from_leaves(leaves[:cp_size])) == \
+                    b64url_decode(cp["root"])
                 if not root_matches:
                     problems.append(f"recomputed root of the first {cp_size} entries differs from the checkpoint")
         return LogCheck(size=size, checkpoint_size=cp_size, root_matches=root_matches,
-                        signature_valid=signature_valid, problems=tuple(problems), root=root_from_leaves(leaves))
+                        signature_valid=signature_valid, problems=tuple(problems), root=root)
 
     def check_kept_checkpoint(self, checkpoint: Any, authority_public_raw: bytes, check: LogCheck) -> None:
         """Check a checkpoint kept from earlier (``GET /log/checkpoint`` as an auditor or another agency
