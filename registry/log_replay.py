@@ -5,12 +5,12 @@ verification and the trust list read. Someone with write access to the database 
 table without a log entry (a revoked key set back to active, a recall undone, a record edited), and
 the log alone would still verify. ``compare_state`` replays every entry (certifications, key
 revocations, registrations and corrections, recalls) and compares the result, row by row, with
-``producer_keys``, ``batches`` and ``recalls``. Publications (``publication``,
+``producer_keys``, ``batches``, ``recalls`` and ``batch_versions``. Publications (``publication``,
 ``publication-withdrawal``) are logged too but are not part of what verification serves: they are
 known and passed over.
 
 Both the log and the batches are streamed: what is kept in memory per batch is its current entry's
-index and leaf hash (and its recalls'), never a second copy of its record.
+index and leaf hash (and its recalls' and replaced versions'), never a second copy of its record.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from keys.encoding import log_bytes, rfc3339
 from registry.merkle import leaf_hash
-from registry.models import Batch, LogEntry, ProducerKey, Recall
+from registry.models import Batch, BatchVersion, LogEntry, ProducerKey, Recall
 
 __all__ = ["Difference", "StateCheck", "compare_state"]
 
@@ -112,15 +112,18 @@ def compare_state(session: Session, *, limit: int = 1000) -> StateCheck:
     keys: dict[str, _Key] = {}
     batches: dict[tuple[str, str], _Batch] = {}
     recalls: dict[tuple[str, str], dict[int, bytes]] = {}  # batch -> {entry index: leaf hash}
-    _replay(session, check, keys, batches, recalls)
+    replaced: dict[tuple[str, str], dict[int, bytes]] = {}  # batch -> {entry index: leaf hash} of records corrected
+    _replay(session, check, keys, batches, recalls, replaced)
     _compare_keys(session, check, keys)
     _compare_batches(session, check, batches, recalls)
     _compare_recalls(session, check, recalls)
+    _compare_versions(session, check, replaced)
     return check
 
 
 def _replay(session: Session, check: StateCheck, keys: dict[str, _Key], batches: dict[tuple[str, str], _Batch],
-            recalls: dict[tuple[str, str], dict[int, bytes]]) -> None:
+            recalls: dict[tuple[str, str], dict[int, bytes]],
+            replaced: dict[tuple[str, str], dict[int, bytes]]) -> None:
     rows = session.execute(select(LogEntry.index, LogEntry.kind, LogEntry.data, LogEntry.leaf_hash)
                            .order_by(LogEntry.index).execution_options(yield_per=STREAM))
     for index, kind, data, leaf in rows:
@@ -130,14 +133,15 @@ def _replay(session: Session, check: StateCheck, keys: dict[str, _Key], batches:
         if kind != t:
             check.add("log_entries", where, "kind", kind, t)
         try:
-            _replay_one(check, where, index, t, obj, leaf, keys, batches, recalls)
+            _replay_one(check, where, index, t, obj, leaf, keys, batches, recalls, replaced)
         except (KeyError, TypeError, AttributeError) as exc:  # a signed object the registry never writes
             check.add("log", where, "data", None,
                       _Said(f"not a well-formed {t!r} entry ({type(exc).__name__}: {exc})"))
 
 
 def _replay_one(check: StateCheck, where: str, index: int, t: Any, obj: Any, leaf: bytes, keys: dict[str, _Key],
-                batches: dict[tuple[str, str], _Batch], recalls: dict[tuple[str, str], dict[int, bytes]]) -> None:
+                batches: dict[tuple[str, str], _Batch], recalls: dict[tuple[str, str], dict[int, bytes]],
+                replaced: dict[tuple[str, str], dict[int, bytes]]) -> None:
     if t == "producer-key":
         kid = obj["kid"]
         if kid in keys:
@@ -166,6 +170,7 @@ def _replay_one(check: StateCheck, where: str, index: int, t: Any, obj: Any, lea
                 check.add("log", where, f"batch {name[0]}/{name[1]}", None,
                           _Said(f"supersedes entry {supersedes.get('index')!r}, not its current record "
                                 f"(entry {batch.index})"))
+            replaced.setdefault(name, {})[batch.index] = batch.leaf
             batch.index, batch.leaf = index, leaf
     elif t == "recall":
         name = (obj["gtin"], obj["lot"])
@@ -283,3 +288,25 @@ def _compare_recalls(session: Session, check: StateCheck, recalls: dict[tuple[st
     for (gtin, lot), entries in unmatched.items():
         for index in sorted(entries):
             check.add("recalls", f"of {gtin}/{lot}", "row", _Said("absent"), _Said(f"recalled at entry {index}"))
+
+
+def _compare_versions(session: Session, check: StateCheck, replaced: dict[tuple[str, str], dict[int, bytes]]) -> None:
+    """Each kept version (``GET /batches/...`` lists them) is a record of its batch that a logged
+    correction replaced, as logged; each record a correction replaced is kept."""
+    unmatched = {name: dict(entries) for name, entries in replaced.items()}
+    rows = session.execute(
+        select(BatchVersion.id, Batch.gtin, Batch.lot, BatchVersion.record, BatchVersion.log_index)
+        .join(Batch, Batch.id == BatchVersion.batch_id).order_by(BatchVersion.id)
+        .execution_options(yield_per=STREAM))
+    for version_id, gtin, lot, record, log_index in rows:
+        row = f"id={version_id} ({gtin}/{lot})"
+        leaf = unmatched.get((gtin, lot), {}).pop(log_index, None)
+        if leaf is None:
+            check.add("batch_versions", row, "log_index", log_index,
+                      _Said(f"not a record of {gtin}/{lot} that a correction replaced"))
+        elif leaf_hash(log_bytes(record)) != leaf:
+            check.add("batch_versions", row, "record", record, _Said(f"another record (entry {log_index})"))
+    for (gtin, lot), entries in unmatched.items():
+        for index in sorted(entries):
+            check.add("batch_versions", f"of {gtin}/{lot}", "row", _Said("absent"),
+                      _Said(f"the record at entry {index}, replaced by a correction"))

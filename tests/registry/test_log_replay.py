@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from registry.log_replay import compare_state
-from registry.models import Batch, ProducerKey, Recall
+from registry.models import Batch, BatchVersion, ProducerKey, Recall
 from registry.publications import PublicationService
 from registry.services import SYSTEM
 from tests.conftest import GTIN, batch_data
@@ -133,3 +133,16 @@ def test_an_entry_the_replay_cannot_read_is_a_difference_not_a_crash(registry, s
         f"log entry {first}: data: not a well-formed 'recall' entry (KeyError: 'gtin')",
         f"log entry {first + 1}: t: 'price-change' is not a kind the replay knows",
     ]
+
+
+def test_a_replaced_version_edited_or_dropped_differs(session, history):
+    version = session.execute(select(BatchVersion)).scalar_one()
+    version.record = {**version.record, "quantity": 1}
+    session.commit()
+    found = differences(session)
+    assert len(found) == 1 and found[0].startswith(f"batch_versions id={version.id} ({GTIN}/LOT-1): record is {{")
+    assert found[0].endswith(f"in the table, another record (entry {version.log_index}) in the log")
+    session.delete(version)
+    session.commit()
+    assert differences(session) == [f"batch_versions of {GTIN}/LOT-1: row is absent in the table, the record at "
+                                    f"entry {version.log_index}, replaced by a correction in the log"]
