@@ -68,6 +68,21 @@ def _parse_json(text: str, where: str) -> Any:
         raise _error(exc.code, f"{where}: {exc.message}") from None
 
 
+def _options(schema: type, values: dict[str, Any], options: dict[str, str] | None = None) -> dict[str, Any]:
+    """Command-line options checked by the API's schema for the same input (its limits, lengths and
+    patterns): ``VALIDATION_FAILED`` naming each option at fault (``options`` maps a field to its
+    option where the names differ; ``None`` values are left out, as an absent member)."""
+    from marshmallow import ValidationError
+
+    from app.errors import summary
+
+    try:
+        return schema().load({k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        named = {f"--{(options or {}).get(k, k).replace('_', '-')}": v for k, v in exc.messages.items()}
+        raise _error("VALIDATION_FAILED", summary(named)) from None
+
+
 def _batch_body(raw: Any, where: str = "", *, correction: bool = False) -> dict[str, Any]:
     """A batch body checked exactly as ``POST /batches`` (or, for a ``correction``, ``POST
     /batches/{gtin}/{lot}/corrections``) checks it: the API's schema (unknown fields, wrong types,
@@ -131,6 +146,11 @@ def register_cli(app: Flask) -> None:
         """Create a bearer token; the token itself is printed once, as the last line."""
         from registry.accounts import TokenAdmin
 
+        from app.api.portal_schemas import TokenInSchema
+
+        # the API's schema for the role and the label (--days is the registry's BAD_EXPIRY, as through the API)
+        label = _options(TokenInSchema, {"role": role, "producer_id": producer_id, "label": label},
+                         {"producer_id": "producer"})["label"]
         with _session() as session:
             try:
                 if days is None:  # the operator's own long-lived token
@@ -171,10 +191,13 @@ def register_cli(app: Flask) -> None:
     @click.option("--country", default="VN")
     def producer_admit(name: str, tax_code: str, prefixes: tuple[str, ...], country: str) -> None:
         """Admit a producer; prints its id."""
+        from app.api.schemas import ProducerInSchema
+
+        data = _options(ProducerInSchema, {"name": name, "tax_code": tax_code, "gs1_prefixes": list(prefixes),
+                                           "country": country}, {"gs1_prefixes": "prefix"})
         with _session() as session:
             try:
-                p = _registry(session).admit_producer(SYSTEM, name=name, tax_code=tax_code,
-                                                      gs1_prefixes=list(prefixes), country=country)
+                p = _registry(session).admit_producer(SYSTEM, **data)
             except RegistryError as exc:
                 _fail(exc)
             session.commit()
@@ -283,15 +306,9 @@ def register_cli(app: Flask) -> None:
     @click.option("--reason", required=True)
     def batch_recall(gtin: str, lot: str, reason: str) -> None:
         """Recall a batch (the reason goes into the transparency log: at most 1,000 characters)."""
-        from marshmallow import ValidationError
-
         from app.api.schemas import RecallInSchema
-        from app.errors import summary
 
-        try:
-            reason = RecallInSchema().load({"reason": reason})["reason"]  # the API's rule for the reason
-        except ValidationError as exc:
-            raise _error("VALIDATION_FAILED", f"--{summary(exc.messages)}") from None
+        reason = _options(RecallInSchema, {"reason": reason})["reason"]  # the API's rule for the reason
         with _session() as session:
             try:
                 _registry(session).recall(SYSTEM, gtin, lot, reason=reason)

@@ -12,6 +12,9 @@ from registry.accounts import BOOTSTRAP, AccountService
 from registry.errors import RegistryError
 from registry.services import Role
 
+from app.api.portal_schemas import UserInSchema
+from app.cli import _options
+
 __all__ = ["register_accounts_cli"]
 
 
@@ -39,11 +42,12 @@ def register_accounts_cli(app: Flask) -> None:
             password = sys.stdin.readline().rstrip("\r\n")
         else:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        data = _options(UserInSchema, {"username": username, "password": password, "role": role,
+                                       "producer_id": producer_id, "display_name": display_name},
+                        {"producer_id": "producer", "display_name": "name"})  # the API's schema
         with _session() as session:
             try:
-                created = AccountService(session).create_user(BOOTSTRAP, username=username, password=password,
-                                                              role=role, producer_id=producer_id,
-                                                              display_name=display_name)
+                created = AccountService(session).create_user(BOOTSTRAP, **data)
             except RegistryError as exc:
                 _fail(exc)
             session.commit()

@@ -526,3 +526,36 @@ def test_a_new_instance_is_the_owners_alone(tmp_path):
     files = [p for p in instance.iterdir() if p.name.startswith("registry.db")]
     assert instance / "registry.db" in files
     assert {p.name: mode(p) for p in files} == {p.name: 0o600 for p in files}
+
+
+@pytest.mark.parametrize("args,says", [
+    (["producer", "admit", "--name", "x" * 5000, "--tax-code", "4600000016", "--prefix", "893600003"],
+     "--name: Length must be between 1 and 200"),
+    (["producer", "admit", "--name", "Chè", "--tax-code", "4600000016",
+      *[arg for n in range(61) for arg in ("--prefix", f"8936{n:05d}")]], "--prefix: Length must be between 1 and 50"),
+    (["producer", "admit", "--name", "Chè", "--tax-code", "4600000016", "--prefix", "89x"], "--prefix.0"),
+    (["token", "create", "--role", "partner", "--label", "x" * 5000], "--label: Longer than maximum length 100"),
+    (["token", "create", "--role", "partner", "--label", "x" * 101, "--days", "5"], "--label"),
+])
+def test_producer_and_token_options_are_checked_by_the_apis_schemas(runner, session, world, args, says):
+    """Too long a name or label, too many prefixes: 422 through the API, and refused here too (they
+    were a StringDataRightTruncation traceback on PostgreSQL, 5,000 characters kept on SQLite)."""
+    from registry.models import ApiToken, AuditEvent, Producer
+
+    before = [_count(session, model) for model in (Producer, ApiToken, AuditEvent)]
+    _refused(runner.invoke(args=args), "VALIDATION_FAILED", says)
+    assert [_count(session, model) for model in (Producer, ApiToken, AuditEvent)] == before
+
+
+def test_user_create_refuses_a_name_longer_than_the_api_allows(runner, session):
+    from registry.models import User
+
+    _refused(runner.invoke(args=["user", "create", "--username", "bob", "--role", "partner", "--name", "x" * 5000,
+                                 "--password-stdin"], input="password-long-enough\n"),
+             "VALIDATION_FAILED", "--name: Longer than maximum length 200")
+    assert _count(session, User) == 0
+    done = runner.invoke(args=["user", "create", "--username", "bob", "--role", "partner", "--name", "y" * 200,
+                               "--password-stdin"], input="password-long-enough\n")
+    assert done.exit_code == 0, done.output
+    session.rollback()
+    assert session.scalar(select(User.display_name).where(User.username == "bob")) == "y" * 200
