@@ -153,11 +153,10 @@ def register_cli(app: Flask) -> None:
                          {"producer_id": "producer"})["label"]
         with _session() as session:
             try:
-                if days is None:  # the operator's own long-lived token
-                    plain, row = TokenService(session).create(role=role, producer_id=producer_id, label=label)
-                else:  # the API's rule and path: 1 to MAX_TOKEN_DAYS days, audited
-                    plain, row = TokenAdmin(session).create(SYSTEM, role=role, producer_id=producer_id,
-                                                            label=label, days=days)
+                # the API's path, audited: 1 to MAX_TOKEN_DAYS days, or without --days the operator's own
+                # token that does not expire
+                plain, row = TokenAdmin(session).create(SYSTEM, role=role, producer_id=producer_id, label=label,
+                                                        days=days)
             except RegistryError as exc:
                 _fail(exc)
             session.commit()

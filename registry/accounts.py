@@ -347,8 +347,9 @@ class TokenAdmin:
 
     def create(self, actor: Actor, *, role: Role | str, producer_id: str | None = None, label: str = "",
                days: int | None = DEFAULT_TOKEN_DAYS) -> tuple[str, ApiToken]:
-        """Return the token (to show once) and its row. Every token made here expires; one made
-        by a token expires no later than that token (``days`` is cut short to it, which the row's
+        """Return the token (to show once) and its row. Every token made here expires, but the
+        operator's own at the command line (``SYSTEM`` with ``days=None``); one made by a token
+        expires no later than that token (``days`` is cut short to it, which the row's
         ``expires_at`` shows), so a short-lived token cannot mint a long-lived one."""
         actor.require(Role.AUTHORITY, Role.PRODUCER)
         try:
@@ -361,11 +362,12 @@ class TokenAdmin:
                 raise Forbidden("producer staff create only tokens for their own producer", code="ROLE_FORBIDDEN")
             producer_id = producer_id or actor.producer_id
             actor.require_producer(producer_id)
+        lasting = days is None and actor == SYSTEM
         days = DEFAULT_TOKEN_DAYS if days is None else days
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_TOKEN_DAYS:
             raise Invalid(f"a token lasts between 1 and {MAX_TOKEN_DAYS} days", code="BAD_EXPIRY", field="days")
         now = self.clock()
-        expires_at = now + timedelta(days=days)
+        expires_at = None if lasting else now + timedelta(days=days)
         kind, _, name = actor.name.partition(":")
         by_token = self._lock_creator(int(name), now) if kind == "token" and name.isdigit() else None
         by_user = self._lock_user(name) if kind == "user" else None
@@ -376,7 +378,7 @@ class TokenAdmin:
         row.created_by_token_id = by_token.id if by_token is not None else None
         row.created_by_user_id = by_user.id if by_user is not None else None
         audit(self.session, now, actor, "token.create", f"token:{row.id}", role=role.value, producer_id=producer_id,
-              expires_at=rfc3339(row.expires_at))
+              expires_at=rfc3339(row.expires_at) if row.expires_at is not None else None)
         self.session.flush()
         return plain, row
 

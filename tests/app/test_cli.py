@@ -559,3 +559,23 @@ def test_user_create_refuses_a_name_longer_than_the_api_allows(runner, session):
     assert done.exit_code == 0, done.output
     session.rollback()
     assert session.scalar(select(User.display_name).where(User.username == "bob")) == "y" * 200
+
+
+def test_token_create_is_audited_with_or_without_days(runner, session):
+    """Both the operator's own token (no --days, no expiry) and one that expires leave a token.create
+    event; the first had left none."""
+    from registry.models import ApiToken
+
+    made = []
+    for extra in ([], ["--days", "5"]):
+        out = runner.invoke(args=["token", "create", "--role", "inspector", "--label", "desk", *extra])
+        assert out.exit_code == 0, out.output
+        made.append(out.output.strip().splitlines()[-1])
+    session.rollback()
+    rows = session.execute(select(ApiToken).order_by(ApiToken.id)).scalars().all()
+    assert [(r.label, r.expires_at is None) for r in rows] == [("desk", True), ("desk", False)]
+    session.rollback()
+    events = [json.loads(line) for line in runner.invoke(args=["audit", "--action", "token.create"]).output.splitlines()]
+    assert [(e["target"], e["actor"], e["detail"]["role"]) for e in events] == [
+        (f"token:{rows[1].id}", "system", "inspector"), (f"token:{rows[0].id}", "system", "inspector")]
+    assert events[1]["detail"]["expires_at"] is None and events[0]["detail"]["expires_at"].endswith("Z")
