@@ -70,8 +70,9 @@ def _parse_json(text: str, where: str) -> Any:
 
 def _options(schema: type, values: dict[str, Any], options: dict[str, str] | None = None) -> dict[str, Any]:
     """Command-line options checked by the API's schema for the same input (its limits, lengths and
-    patterns): ``VALIDATION_FAILED`` naming each option at fault (``options`` maps a field to its
-    option where the names differ; ``None`` values are left out, as an absent member)."""
+    patterns): ``VALIDATION_FAILED`` naming each option at fault (``options`` maps a field to the
+    option or argument where the names differ, ``--producer``; ``None`` values are left out, as an
+    absent member)."""
     from marshmallow import ValidationError
 
     from app.errors import summary
@@ -79,7 +80,7 @@ def _options(schema: type, values: dict[str, Any], options: dict[str, str] | Non
     try:
         return schema().load({k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
-        named = {f"--{(options or {}).get(k, k).replace('_', '-')}": v for k, v in exc.messages.items()}
+        named = {(options or {}).get(k) or f"--{k.replace('_', '-')}": v for k, v in exc.messages.items()}
         raise _error("VALIDATION_FAILED", summary(named)) from None
 
 
@@ -150,7 +151,7 @@ def register_cli(app: Flask) -> None:
 
         # the API's schema for the role and the label (--days is the registry's BAD_EXPIRY, as through the API)
         label = _options(TokenInSchema, {"role": role, "producer_id": producer_id, "label": label},
-                         {"producer_id": "producer"})["label"]
+                         {"producer_id": "--producer"})["label"]
         with _session() as session:
             try:
                 # the API's path, audited: 1 to MAX_TOKEN_DAYS days, or without --days the operator's own
@@ -193,7 +194,7 @@ def register_cli(app: Flask) -> None:
         from app.api.schemas import ProducerInSchema
 
         data = _options(ProducerInSchema, {"name": name, "tax_code": tax_code, "gs1_prefixes": list(prefixes),
-                                           "country": country}, {"gs1_prefixes": "prefix"})
+                                           "country": country}, {"gs1_prefixes": "--prefix"})
         with _session() as session:
             try:
                 p = _registry(session).admit_producer(SYSTEM, **data)
@@ -418,8 +419,16 @@ def register_verify_cli(app: Flask) -> None:
         from verification.services import verify_image
         from verification.verdicts import ScanContext, Verifier
 
+        from app.api.verify_routes import VerifyArgsSchema
         from app.presenters import image_verification_json, verification_json
 
+        path = Path(image_or_text)
+        try:
+            is_file = path.is_file()
+        except OSError:  # no file can have that name (a segment longer than 255 bytes): it is a text
+            is_file = False
+        if not is_file:  # the API's rule for a code (GET /verify): 1 to 4,096 characters
+            _options(VerifyArgsSchema, {"code": image_or_text}, {"code": "IMAGE_OR_TEXT"})
         if offline:
             if trust_list_file is None:
                 raise click.UsageError("--offline needs --trust-list FILE (get it with `python -m app trust-list`)")
@@ -458,8 +467,7 @@ def register_verify_cli(app: Flask) -> None:
             verification_reader()
             verifier = online_verifier()
         context = ScanContext(channel="cli")
-        path = Path(image_or_text)
-        if path.is_file():
+        if is_file:
             try:
                 result = verify_image(verifier, path.read_bytes(), context=context,
                                       max_pixels=current_app.config["MAX_IMAGE_PIXELS"])

@@ -44,7 +44,7 @@ def register_accounts_cli(app: Flask) -> None:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         data = _options(UserInSchema, {"username": username, "password": password, "role": role,
                                        "producer_id": producer_id, "display_name": display_name},
-                        {"producer_id": "producer", "display_name": "name"})  # the API's schema
+                        {"producer_id": "--producer", "display_name": "--name"})  # the API's schema
         with _session() as session:
             try:
                 created = AccountService(session).create_user(BOOTSTRAP, **data)

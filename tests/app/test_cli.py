@@ -579,3 +579,14 @@ def test_token_create_is_audited_with_or_without_days(runner, session):
     assert [(e["target"], e["actor"], e["detail"]["role"]) for e in events] == [
         (f"token:{rows[1].id}", "system", "inspector"), (f"token:{rows[0].id}", "system", "inspector")]
     assert events[1]["detail"]["expires_at"] is None and events[0]["detail"]["expires_at"].endswith("Z")
+
+
+def test_verify_takes_a_text_no_file_can_be_named_and_refuses_a_code_longer_than_the_api_allows(runner, world):
+    """A text with a path segment over 255 bytes was tried as a file (OSError: File name too long);
+    a code over 4,096 characters is VALIDATION_FAILED, as GET /verify answers it."""
+    long_segment = "https://verify.example.vn/01/" + GTIN + "/10/" + "L" * 300
+    out = runner.invoke(args=["verify", "--json", long_segment])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output[out.output.index("{"):])["verdict"] == "unreadable"  # a lot of 300 characters
+    _refused(runner.invoke(args=["verify", "x" * 4097]), "VALIDATION_FAILED", "IMAGE_OR_TEXT", "4096")
+    _refused(runner.invoke(args=["verify", ""]), "VALIDATION_FAILED", "IMAGE_OR_TEXT")
