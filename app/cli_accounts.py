@@ -14,6 +14,7 @@ from registry.services import Role
 
 from app.api.portal_schemas import UserInSchema
 from app.cli import _options
+from app.text_input import refuse_nul
 
 __all__ = ["register_accounts_cli"]
 
@@ -39,9 +40,18 @@ def register_accounts_cli(app: Flask) -> None:
                     password_stdin: bool) -> None:
         """Create an account; the password is prompted for (or read from stdin), never an argument."""
         if password_stdin:
-            password = sys.stdin.readline().rstrip("\r\n")
+            line = sys.stdin.buffer.readline()
+            try:  # UTF-8, strictly: the portal's login form sends the password so
+                password = line.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise click.ClickException(f"BAD_PASSWORD: the password on stdin is not UTF-8 text (byte "
+                                           f"0x{line[exc.start]:02x} at offset {exc.start})") from None
         else:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        try:
+            refuse_nul(password, "password")  # the portal refuses it: it could never be typed there
+        except RegistryError as exc:
+            _fail(exc)
         data = _options(UserInSchema, {"username": username, "password": password, "role": role,
                                        "producer_id": producer_id, "display_name": display_name},
                         {"producer_id": "--producer", "display_name": "--name"})  # the API's schema

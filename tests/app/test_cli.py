@@ -590,3 +590,24 @@ def test_verify_takes_a_text_no_file_can_be_named_and_refuses_a_code_longer_than
     assert json.loads(out.output[out.output.index("{"):])["verdict"] == "unreadable"  # a lot of 300 characters
     _refused(runner.invoke(args=["verify", "x" * 4097]), "VALIDATION_FAILED", "IMAGE_OR_TEXT", "4096")
     _refused(runner.invoke(args=["verify", ""]), "VALIDATION_FAILED", "IMAGE_OR_TEXT")
+
+
+@pytest.mark.parametrize("stdin,says", [
+    (b"\xff\xfepassword-long\n", ("BAD_PASSWORD", "not UTF-8", "0xff at offset 0")),
+    (b"pass\x00word-long-enough\n", ("NUL_CHARACTER", "password")),
+])
+def test_user_create_refuses_a_password_on_stdin_the_portal_could_never_take(runner, session, stdin, says):
+    """Not UTF-8 was a UnicodeEncodeError traceback; a NUL made an account whose password the portal
+    (which refuses NUL) could never be typed into."""
+    from registry.models import User
+
+    _refused(runner.invoke(args=["user", "create", "--username", "bob", "--role", "partner", "--password-stdin"],
+                           input=stdin), *says)
+    assert _count(session, User) == 0
+    done = runner.invoke(args=["user", "create", "--username", "bob", "--role", "partner", "--password-stdin"],
+                         input="mật-khẩu-dài-đủ\r\n".encode())
+    assert done.exit_code == 0, done.output
+    session.rollback()
+    from registry.accounts import AccountService
+
+    assert AccountService(session).authenticate("bob", "mật-khẩu-dài-đủ").name == "user:bob"
