@@ -139,4 +139,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.cli_accounts import register_accounts_cli
 
     register_accounts_cli(app)
+    from app.cli import require_instance
+
+    require_instance(app)  # every command but init, demo and verify --offline needs `init` first
     return app

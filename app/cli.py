@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from rfc8785 import CanonicalizationError
 
 from keys.encoding import MalformedEncoding, b64url_decode, parse_rfc3339
@@ -18,7 +18,7 @@ from registry.errors import NotFound, RegistryError
 from registry.models import MAX_ROW_ID
 from registry.services import AUTHORITY_KEY_NAME, SYSTEM, Registry, Role, TokenService
 
-__all__ = ["register_cli", "register_verify_cli", "register_import_cli", "init_instance"]
+__all__ = ["register_cli", "register_verify_cli", "register_import_cli", "init_instance", "require_instance"]
 
 
 def _registry(session) -> Registry:
@@ -36,6 +36,62 @@ def init_instance(app: Flask) -> str:
     upgrade_to_head(app.extensions["engine"])
     signer = app.extensions["keystore"].load_or_create(AUTHORITY_KEY_NAME)
     return signer.kid
+
+
+# Commands that need no initialised instance: init and demo make it, verify checks for itself (its
+# --offline needs none).
+_WITHOUT_INSTANCE = frozenset({"init", "demo", "verify"})
+
+
+def _require_instance() -> None:
+    """``NOT_INITIALISED`` unless ``init`` has made this instance (the schema, with Alembic's version
+    table, and the authority key); creates nothing (an SQLite file is not opened when it does not
+    exist, since opening would create it)."""
+    from sqlalchemy import inspect
+
+    engine = current_app.extensions["engine"]
+    database = engine.url.database or ""
+    if engine.url.get_backend_name() == "sqlite":
+        made = database in ("", ":memory:") or database.startswith("file:") or Path(database).exists()
+        if made:  # read outside a transaction: the engine's would be BEGIN IMMEDIATE, waiting for any writer
+            raw = engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                made = cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                      "AND name = 'alembic_version'").fetchone() is not None
+                cursor.close()
+            finally:
+                raw.close()
+    else:
+        with engine.connect() as connection:
+            made = inspect(connection).has_table("alembic_version")
+    if not (made and current_app.extensions["keystore"].has(AUTHORITY_KEY_NAME)):
+        raise _error("NOT_INITIALISED", "run python -m app init")
+
+
+def require_instance(app: Flask) -> None:
+    """Every command of ``app`` (but those in ``_WITHOUT_INSTANCE``) first checks that ``init`` has
+    run: before it they were tracebacks (RuntimeError, OperationalError) that left an empty
+    registry.db behind. Called once every command is registered."""
+    import functools
+
+    def guard(command: click.Command) -> None:
+        if isinstance(command, click.Group):
+            for sub in command.commands.values():
+                guard(sub)
+            return
+        callback = command.callback
+
+        @functools.wraps(callback)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            _require_instance()
+            return callback(*args, **kwargs)
+
+        command.callback = with_appcontext(checked)
+
+    for name, command in app.cli.commands.items():
+        if name not in _WITHOUT_INSTANCE:
+            guard(command)
 
 
 def _fail(exc: RegistryError) -> None:
@@ -464,6 +520,7 @@ def register_verify_cli(app: Flask) -> None:
             from app.services import verification_reader
             from app.services import verifier as online_verifier
 
+            _require_instance()
             verification_reader()
             verifier = online_verifier()
         context = ScanContext(channel="cli")

@@ -611,3 +611,25 @@ def test_user_create_refuses_a_password_on_stdin_the_portal_could_never_take(run
     from registry.accounts import AccountService
 
     assert AccountService(session).authenticate("bob", "mật-khẩu-dài-đủ").name == "user:bob"
+
+
+@pytest.mark.parametrize("args", [
+    ["log", "verify"], ["trust-list"], ["audit"], ["batch", "serials", GTIN, "LOT-1", "--count", "1"],
+    ["token", "create", "--role", "partner"], ["user", "unlock", "bob"], ["publish", "withdraw", "1", "--reason", "x"],
+    ["verify", "https://verify.example.vn/01/" + GTIN + "/10/LOT-1/21/S1"],
+])
+def test_a_command_before_init_says_so_and_creates_no_database(tmp_path, args):
+    """Before `init` these were RuntimeError or OperationalError tracebacks that left an empty
+    registry.db behind."""
+    from app import create_app
+
+    bare = create_app({"INSTANCE_DIR": tmp_path / "bare", "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
+                       "SCAN_SALT": "s", "DATABASE_URL": f"sqlite:///{tmp_path / 'bare.db'}"})
+    try:
+        _refused(bare.test_cli_runner().invoke(args=args), "NOT_INITIALISED", "run python -m app init")
+        assert not (tmp_path / "bare.db").exists()
+        assert bare.test_cli_runner().invoke(args=["init"]).exit_code == 0
+        assert bare.test_cli_runner().invoke(args=["audit"]).exit_code == 0  # and after it, the command runs
+    finally:
+        bare.extensions["scan_writer"].close()
+        bare.extensions["engine"].dispose()
