@@ -124,7 +124,7 @@ def _parse_json(text: str, where: str) -> Any:
         raise _error(exc.code, f"{where}: {exc.message}") from None
 
 
-def _options(schema: type, values: dict[str, Any], options: dict[str, str] | None = None) -> dict[str, Any]:
+def _options(schema: Any, values: dict[str, Any], options: dict[str, str] | None = None) -> dict[str, Any]:
     """Command-line options checked by the API's schema for the same input (its limits, lengths and
     patterns): ``VALIDATION_FAILED`` naming each option at fault (``options`` maps a field to the
     option or argument where the names differ, ``--producer``; ``None`` values are left out, as an
@@ -134,7 +134,8 @@ def _options(schema: type, values: dict[str, Any], options: dict[str, str] | Non
     from app.errors import summary
 
     try:
-        return schema().load({k: v for k, v in values.items() if v is not None})
+        schema = schema() if isinstance(schema, type) else schema  # a schema class, or an instance (exclude=...)
+        return schema.load({k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
         named = {(options or {}).get(k) or f"--{k.replace('_', '-')}": v for k, v in exc.messages.items()}
         raise _error("VALIDATION_FAILED", summary(named)) from None

@@ -52,12 +52,13 @@ def register_accounts_cli(app: Flask) -> None:
             refuse_nul(password, "password")  # the portal refuses it: it could never be typed there
         except RegistryError as exc:
             _fail(exc)
-        data = _options(UserInSchema, {"username": username, "password": password, "role": role,
-                                       "producer_id": producer_id, "display_name": display_name},
-                        {"producer_id": "--producer", "display_name": "--name"})  # the API's schema
+        # The API's schema; the password's length is the registry's PASSWORD_TOO_SHORT or _TOO_LONG
+        data = _options(UserInSchema(exclude=("password",)),
+                        {"username": username, "role": role, "producer_id": producer_id, "display_name": display_name},
+                        {"producer_id": "--producer", "display_name": "--name"})
         with _session() as session:
             try:
-                created = AccountService(session).create_user(BOOTSTRAP, **data)
+                created = AccountService(session).create_user(BOOTSTRAP, password=password, **data)
             except RegistryError as exc:
                 _fail(exc)
             session.commit()
