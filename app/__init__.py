@@ -73,7 +73,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,
         BABEL_DEFAULT_LOCALE="vi",
         BABEL_TRANSLATION_DIRECTORIES="translations",
-        RATELIMIT_ENABLED=str(app.config["RATE_LIMITS"]).lower() not in ("off", "0", "false", "no"),
+        RATELIMIT_ENABLED=app.config["RATE_LIMITS"] == "on",
         RATELIMIT_STORAGE_URI=app.config["REDIS_URL"] or "memory://",
         JSON_SORT_KEYS=False,
     )

@@ -46,6 +46,33 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return value
 
 
+def _rate_limit(env: Mapping[str, str], name: str, default: str) -> str:
+    """A rate-limit setting (``120/minute``; several joined by ``;``), parsed now as the limiter will
+    parse it at each request (``limits.parse_many``), or a ConfigError that names it."""
+    from limits import parse_many
+
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate limit such as {default!r} (a number per second, minute, "
+                          f"hour or day), not {raw!r}") from None
+    return raw
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (any case), or a ConfigError that names the setting and its values."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be {' or '.join(choices)}, not {raw!r}")
+    return value
+
+
 def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     instance = Path(env.get("INSTANCE_DIR", "instance")).resolve()
@@ -56,13 +83,13 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "DATABASE_URL": env.get("DATABASE_URL") or f"sqlite:///{instance / 'registry.db'}",
         "BASE_URL": env.get("BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
         "REDIS_URL": env.get("REDIS_URL") or None,
-        "RATE_LIMITS": env.get("RATE_LIMITS", "on"),
+        "RATE_LIMITS": _choice(env, "RATE_LIMITS", "on", ("on", "off")),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "pov"),
-        "VERIFY_RATE_LIMIT": env.get("VERIFY_RATE_LIMIT", "120/minute"),
-        "REPORT_RATE_LIMIT": env.get("REPORT_RATE_LIMIT", "20/hour"),
-        "FOLLOWUP_RATE_LIMIT": env.get("FOLLOWUP_RATE_LIMIT", "30/minute"),
+        "VERIFY_RATE_LIMIT": _rate_limit(env, "VERIFY_RATE_LIMIT", "120/minute"),
+        "REPORT_RATE_LIMIT": _rate_limit(env, "REPORT_RATE_LIMIT", "20/hour"),
+        "FOLLOWUP_RATE_LIMIT": _rate_limit(env, "FOLLOWUP_RATE_LIMIT", "30/minute"),
         "REPORTS_PER_CLIENT_PER_HOUR": _number(env, "REPORTS_PER_CLIENT_PER_HOUR", 5, minimum=0),
-        "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "10/minute"),
+        "LOGIN_RATE_LIMIT": _rate_limit(env, "LOGIN_RATE_LIMIT", "10/minute"),
         "MAX_CONTENT_LENGTH": _number(env, "MAX_UPLOAD_BYTES", 10 * MiB, minimum=1),
         "MAX_IMAGE_PIXELS": _number(env, "MAX_IMAGE_PIXELS", 50_000_000, minimum=1),
         "CLONE_MAX_CLIENTS": _number(env, "CLONE_MAX_CLIENTS", 10, minimum=1),
@@ -95,3 +122,4 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     cfg["SESSION_COOKIE_HTTPONLY"] = True
     cfg["SESSION_COOKIE_SAMESITE"] = "Lax"
     return cfg
+

@@ -633,3 +633,21 @@ def test_a_command_before_init_says_so_and_creates_no_database(tmp_path, args):
     finally:
         bare.extensions["scan_writer"].close()
         bare.extensions["engine"].dispose()
+
+
+@pytest.mark.parametrize("name", ["VERIFY_RATE_LIMIT", "REPORT_RATE_LIMIT", "FOLLOWUP_RATE_LIMIT", "LOGIN_RATE_LIMIT"])
+def test_a_rate_limit_the_limiter_cannot_parse_stops_the_start(name, tmp_path):
+    """VERIFY_RATE_LIMIT=lots started, and every GET /api/v1/verify then answered 500."""
+    with pytest.raises(ConfigError) as refused:
+        load_config({"INSTANCE_DIR": str(tmp_path), name: "lots"})
+    assert str(refused.value).startswith(f"{name} must be a rate limit such as ") and "not 'lots'" in str(refused.value)
+    assert load_config({"INSTANCE_DIR": str(tmp_path), name: "5/second;100 per hour"})[name] == "5/second;100 per hour"
+
+
+def test_rate_limits_takes_only_on_or_off(tmp_path):
+    """RATE_LIMITS=maybe had been taken as on."""
+    with pytest.raises(ConfigError, match="RATE_LIMITS must be on or off, not 'maybe'"):
+        load_config({"INSTANCE_DIR": str(tmp_path), "RATE_LIMITS": "maybe"})
+    assert [load_config({"INSTANCE_DIR": str(tmp_path), "RATE_LIMITS": v})["RATE_LIMITS"] for v in ("OFF", "on", "")] \
+        == ["off", "on", "on"]
+
