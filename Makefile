@@ -22,6 +22,7 @@ demo: init
 	$(PY) -m app demo
 
 serve:
+	@$(PY) -m app.config  # WEB_CONCURRENCY and GUNICORN_THREADS, named if wrong (gunicorn reads the first before its config)
 	@echo "Serving on http://$${BIND:-127.0.0.1:8000}  (scan page: /, API: /api/v1/openapi.json)"
 	.venv/bin/gunicorn -c gunicorn.conf.py wsgi:app
 

@@ -40,12 +40,18 @@ resident memory went from 90 to 107 MB over 75,000 GET /verify (the bounded cach
 137 MB at the first 1600x1200 photos of 480 POST /verify/image (the decoders' buffers), and to
 139 MB after 41,000 more GET /verify (bench/results/2026-11-23.md)."""
 
-import multiprocessing
 import os
 
+from app.config import ConfigError, server_settings
+
+try:
+    _server = server_settings()
+except ConfigError as _exc:  # the setting to fix, not gunicorn's traceback of this file
+    raise SystemExit(f"Error: {_exc}") from None
+
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-threads = int(os.environ.get("GUNICORN_THREADS", 1))
+workers = _server["workers"]
+threads = _server["threads"]
 worker_class = "gthread" if threads > 1 else "sync"
 preload_app = True
 timeout = 60

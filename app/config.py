@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from registry.lookup import DEFAULT_MAX_ENTRIES
 
-__all__ = ["load_config", "ConfigError"]
+__all__ = ["load_config", "server_settings", "ConfigError"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,16 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def server_settings(env: Mapping[str, str] | None = None) -> dict[str, int]:
+    """gunicorn's numbers (gunicorn.conf.py): ``workers`` (``WEB_CONCURRENCY``, default the cores)
+    and ``threads`` (``GUNICORN_THREADS``, default 1), or a ConfigError that names the setting."""
+    import multiprocessing
+
+    env = os.environ if env is None else env
+    return {"workers": _number(env, "WEB_CONCURRENCY", multiprocessing.cpu_count(), minimum=1),
+            "threads": _number(env, "GUNICORN_THREADS", 1, minimum=1)}
+
+
 def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     instance = Path(env.get("INSTANCE_DIR", "instance")).resolve()
@@ -123,3 +133,16 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     cfg["SESSION_COOKIE_SAMESITE"] = "Lax"
     return cfg
 
+
+def main() -> None:
+    """``python -m app.config``: check gunicorn's numbers before gunicorn reads them (``make serve``).
+    gunicorn reads ``WEB_CONCURRENCY`` itself when it is imported, before gunicorn.conf.py, and a
+    value that is not a number failed there with its own traceback."""
+    try:
+        server_settings()
+    except ConfigError as exc:
+        raise SystemExit(f"Error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -651,3 +651,21 @@ def test_rate_limits_takes_only_on_or_off(tmp_path):
     assert [load_config({"INSTANCE_DIR": str(tmp_path), "RATE_LIMITS": v})["RATE_LIMITS"] for v in ("OFF", "on", "")] \
         == ["off", "on", "on"]
 
+
+@pytest.mark.parametrize("name,value", [("WEB_CONCURRENCY", "zero"), ("WEB_CONCURRENCY", "0"),
+                                        ("GUNICORN_THREADS", "many"), ("GUNICORN_THREADS", "0")])
+def test_the_server_settings_name_a_bad_value(name, value):
+    import os
+    import subprocess
+    import sys
+
+    from app.config import server_settings
+
+    with pytest.raises(ConfigError) as refused:
+        server_settings({name: value})
+    assert str(refused.value) == f"{name} must be a whole number of at least 1, not {value!r}"
+    assert server_settings({"WEB_CONCURRENCY": "3", "GUNICORN_THREADS": " "}) == {"workers": 3, "threads": 1}
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-m", "app.config"], cwd=repo, env={**os.environ, name: value},
+                          capture_output=True, text=True, timeout=60)  # what `make serve` runs first
+    assert (done.returncode, done.stderr.strip()) == (1, f"Error: {refused.value}")

@@ -97,3 +97,15 @@ def test_make_run_stops_before_the_demo_when_its_address_is_taken():
     bad = subprocess.run([sys.executable, str(ROOT / "tools" / "check_bind.py")], capture_output=True, text=True,
                          env={**os.environ, "BIND": "localhost"}, timeout=30)
     assert bad.returncode == 1 and "BIND must be host:port" in bad.stderr
+
+
+def test_a_bad_server_setting_stops_gunicorn_with_its_name(tmp_path):
+    """GUNICORN_THREADS=many (or WEB_CONCURRENCY=0) was a raw ValueError traceback from this file."""
+    for name, value in (("GUNICORN_THREADS", "many"), ("WEB_CONCURRENCY", "0")):
+        env = {**os.environ, "INSTANCE_DIR": str(tmp_path), name: value, "BIND": f"127.0.0.1:{_free_port()}",
+               "HOME": str(tmp_path / "home")}
+        done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0
+        assert "Traceback" not in done.stderr, done.stderr
+        assert f"Error: {name} must be a whole number of at least 1, not {value!r}" in done.stderr
