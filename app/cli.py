@@ -16,7 +16,7 @@ from rfc8785 import CanonicalizationError
 from keys.encoding import MalformedEncoding, b64url_decode, parse_rfc3339
 from registry.errors import NotFound, RegistryError
 from registry.models import MAX_ROW_ID
-from registry.services import AUTHORITY_KEY_NAME, SYSTEM, Registry, Role, TokenService
+from registry.services import AUTHORITY_KEY_NAME, SYSTEM, Registry, Role
 
 __all__ = ["register_cli", "register_verify_cli", "register_import_cli", "init_instance", "require_instance"]
 
@@ -438,7 +438,7 @@ def register_cli(app: Flask) -> None:
 
         init_instance(current_app)
         with _session() as session:
-            lines = load_demo(_registry(session), TokenService(session))
+            lines = load_demo(_registry(session))
             session.commit()
         for line in lines:
             click.echo(line)

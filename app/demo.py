@@ -8,14 +8,15 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from registry.accounts import AccountService
-from registry.models import Batch, Producer, User
-from registry.services import SYSTEM, Registry, Role, TokenService
+from registry.accounts import AccountService, TokenAdmin
+from registry.models import ApiToken, Batch, Producer, User
+from registry.services import SYSTEM, Registry, Role
 
 __all__ = ["load_demo", "DEMO_TAX_CODE"]
 
 DEMO_TAX_CODE = "0312345673"
 DEMO_PREFIX = "893600001"
+DEMO_TOKEN_LABEL = "demo"  # the demo's tokens: a new run revokes those of the previous one
 
 
 def _batches(today):
@@ -61,8 +62,34 @@ def _demo_accounts(registry: Registry, producer: Producer) -> list[str]:
     return lines
 
 
-def load_demo(registry: Registry, tokens: TokenService) -> list[str]:
-    """Idempotent: a second run reuses the demo producer and batches and prints fresh tokens."""
+def _demo_status(batch: Batch, today) -> str:
+    """What a shopper's scan of the batch answers, as the demo means it: recalled, expired or genuine."""
+    if batch.status == "recalled":
+        return "recalled"
+    return "expired" if batch.expiry_date is not None and batch.expiry_date < today else "genuine"
+
+
+def _demo_tokens(registry: Registry, producer: Producer) -> list[str]:
+    """One token per role, labelled ``demo``; the previous run's demo tokens are revoked first, so
+    that only the ones printed last stay valid (each creation and revocation audited, as the
+    operator's ``token create`` and ``token revoke``)."""
+    admin = TokenAdmin(registry.session)
+    previous = registry.session.execute(select(ApiToken.id).where(
+        ApiToken.label == DEMO_TOKEN_LABEL, ApiToken.revoked_at.is_(None), ApiToken.created_by_token_id.is_(None),
+        ApiToken.created_by_user_id.is_(None)).order_by(ApiToken.id)).scalars().all()
+    for token_id in previous:
+        admin.revoke(SYSTEM, token_id)
+    lines = []
+    for role in (Role.AUTHORITY, Role.INSPECTOR, Role.PARTNER, Role.PRODUCER):
+        token, _ = admin.create(SYSTEM, role=role, producer_id=producer.id if role == Role.PRODUCER else None,
+                                label=DEMO_TOKEN_LABEL, days=None)
+        lines.append(f"{role.value} token: {token}")
+    return lines
+
+
+def load_demo(registry: Registry) -> list[str]:
+    """Idempotent: a second run reuses the demo producer and batches, and replaces the demo tokens
+    (the previous ones are revoked) and the demo accounts' passwords."""
     session = registry.session
     # (an instance made before tax codes' check digits were checked has the demo producer under 0312345678)
     producer = session.execute(select(Producer).where(Producer.tax_code.in_((DEMO_TAX_CODE, "0312345678")))
@@ -72,17 +99,14 @@ def load_demo(registry: Registry, tokens: TokenService) -> list[str]:
                                            gs1_prefixes=[DEMO_PREFIX], country="VN")
         registry.certify_key(SYSTEM, producer.id)
     today = registry.clock().date()
-    lines = [f"Demo producer: {producer.name} ({producer.id})"]
+    batches = []
     for data in _batches(today):
         batch = session.execute(select(Batch).where(Batch.gtin == data["gtin"], Batch.lot == data["lot"])
                                 ).scalar_one_or_none()
         if batch is None:
             batch = registry.register_batch(SYSTEM, data, producer_id=producer.id)
             registry.issue_serials(SYSTEM, batch.gtin, batch.lot, 5)
-        lines.append(f"  {batch.product_name}: {registry.batch_url(batch)}")
-        serial = next(registry.serials(batch, limit=1), None)
-        if serial is not None:
-            lines.append(f"    one unit: {registry.serial_url(batch, serial.serial, serial.s)}")
+        batches.append(batch)
     honey = session.execute(select(Batch).where(Batch.lot == "MO-2025-11")).scalar_one()
     if honey.record.get("version", 1) == 1:  # one corrected record, so that its versions can be seen
         data = next(d for d in _batches(today) if d["lot"] == "MO-2025-11")
@@ -93,11 +117,13 @@ def load_demo(registry: Registry, tokens: TokenService) -> list[str]:
     recalled = session.execute(select(Batch).where(Batch.lot == "NM2026-07")).scalar_one()
     if recalled.status != "recalled":
         registry.recall(SYSTEM, recalled.gtin, recalled.lot, reason="Nhãn ghi sai hạn dùng / wrong expiry on label")
-    for role in (Role.AUTHORITY, Role.INSPECTOR, Role.PARTNER):
-        token, _ = tokens.create(role=role, label="demo")
-        lines.append(f"{role.value} token: {token}")
-    token, _ = tokens.create(role=Role.PRODUCER, producer_id=producer.id, label="demo")
-    lines.append(f"producer token: {token}")
+    lines = [f"Demo producer: {producer.name} ({producer.id})"]
+    for batch in batches:  # after the recall and the correction: their status as a scan answers it
+        lines.append(f"  {batch.product_name} [{_demo_status(batch, today)}]: {registry.batch_url(batch)}")
+        serial = next(registry.serials(batch, limit=1), None)
+        if serial is not None:
+            lines.append(f"    one unit: {registry.serial_url(batch, serial.serial, serial.s)}")
+    lines.extend(_demo_tokens(registry, producer))
     lines.extend(_demo_accounts(registry, producer))
     lines.append(f"portal: {registry.base_url.rstrip('/')}/portal/login")
     return lines

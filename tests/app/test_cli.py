@@ -669,3 +669,29 @@ def test_the_server_settings_name_a_bad_value(name, value):
     done = subprocess.run([sys.executable, "-m", "app.config"], cwd=repo, env={**os.environ, name: value},
                           capture_output=True, text=True, timeout=60)  # what `make serve` runs first
     assert (done.returncode, done.stderr.strip()) == (1, f"Error: {refused.value}")
+
+
+def test_a_new_demo_run_replaces_the_demo_tokens_and_says_each_batchs_status(runner, session, world):
+    """Each run had added four tokens that never expire and left the previous ones valid."""
+    from registry.errors import Unauthorized
+
+    def run() -> tuple[dict[str, str], list[str]]:
+        out = runner.invoke(args=["demo"])
+        assert out.exit_code == 0, out.output
+        lines = out.output.splitlines()
+        return {line.split()[0]: line.split()[-1] for line in lines if " token: pov_" in line}, lines
+
+    first, lines = run()
+    statuses = [line.split("[", 1)[1].split("]", 1)[0] for line in lines if line.startswith("  ") and "[" in line]
+    assert statuses == ["genuine", "recalled", "expired"]
+    second, _ = run()
+    tokens = TokenService(session)
+    for role in ("authority", "inspector", "partner", "producer"):
+        with pytest.raises(Unauthorized):
+            tokens.authenticate(first[role])
+        assert tokens.authenticate(second[role]).role.value == role
+    tokens.authenticate(world.tokens["authority"])  # a token not of the demo stays valid
+    session.rollback()
+    events = [json.loads(line) for line in runner.invoke(args=["audit", "--limit", "200"]).output.splitlines()]
+    actions = [e["action"] for e in events if e.get("action") in ("token.create", "token.revoke")]
+    assert actions.count("token.create") == 8 and actions.count("token.revoke") == 4
