@@ -65,6 +65,16 @@ def _local_time(text: str, field: str) -> datetime | None:
     return value.replace(tzinfo=VIETNAM_TIME) if value.tzinfo is None else value
 
 
+def vietnam_day(text: str, *, until: bool = False) -> datetime | None:
+    """A filter's day (``YYYY-MM-DD``, a calendar's value) as the moment it starts in Vietnam; for
+    ``until``, the last day included, the moment the next one starts (an exclusive bound). None when
+    empty; ``ValueError`` or ``OverflowError`` when it is no such day."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    return datetime.combine(date.fromisoformat(text), datetime.min.time(), VIETNAM_TIME) + timedelta(days=int(until))
+
+
 # -- producers -------------------------------------------------------------------------------------
 @bp.route("/authority/", methods=["GET", "POST"])
 @login_required(AUTHORITY)
@@ -272,11 +282,9 @@ def authority_audit():
     values = {name: (request.args.get(name) or "").strip() for name in AUDIT_FILTERS}
     errors: dict[str, str] = {}
     days: dict[str, datetime | None] = {}
-    for name, shift in (("from", 0), ("until", 1)):
+    for name in ("from", "until"):
         try:
-            day = date.fromisoformat(values[name]) if values[name] else None
-            days[name] = (datetime.combine(day, datetime.min.time(), VIETNAM_TIME) + timedelta(days=shift)
-                          if day is not None else None)
+            days[name] = vietnam_day(values[name], until=name == "until")
         except (ValueError, OverflowError):
             errors[name], days[name] = _("Not a date: use the calendar."), None
     query = AuditQuery.of({**values, "since": days["from"], "until": days["until"]})

@@ -7,11 +7,15 @@ from datetime import datetime, timezone
 
 from flask import render_template, request
 from flask_babel import format_decimal
+from flask_babel import gettext as _
 
+from registry.errors import Invalid
 from registry.exports import CSV_EXPORTS, MAX_EPCIS_EVENTS
 from registry.services import Role
 
+from app.i18n import N_, VIETNAM_TIME
 from app.portal import bp
+from app.portal.authority import vietnam_day
 from app.portal.auth import current_actor, login_required
 from app.responses import spooled
 from app.services import export_service
@@ -33,21 +37,34 @@ def export_csv(name: str):
     return spooled(export_service().csv(current_actor(), name), mimetype="text/csv", filename=f"{name}.csv")
 
 
+_BOUND_LABEL = {"since": N_("From"), "until": N_("Until")}
+
+
+def _bound(name: str) -> datetime | None:
+    """The form's From or Until: a day in Vietnam time, as on the authority's audit page (Until
+    included: ``?since=2026-12-06&until=2026-12-06`` is that whole day), or a date and time (with an
+    offset, that moment; without, Vietnam time). A value that is neither is a problem (BAD_DATE),
+    never a filter silently dropped."""
+    text = (request.args.get(name) or "").strip()
+    try:
+        try:
+            moment = vietnam_day(text, until=name == "until")
+        except ValueError:  # not a day: a date and time
+            moment = datetime.fromisoformat(text)
+            moment = moment.replace(tzinfo=VIETNAM_TIME) if moment.tzinfo is None else moment
+        return None if moment is None else moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise Invalid(f"{_(_BOUND_LABEL[name])}: {_('Not a date: use the calendar.')}", code="BAD_DATE",
+                      field=name) from None
+
+
 @bp.route("/exports/epcis.jsonld")
 @login_required(*READERS)
 def export_epcis():
     """Scan and recall events as an EPCIS 2.0 JSON-LD document (at most ``MAX_EPCIS_EVENTS``, the
     oldest first; the page says so, and the API pages through any number)."""
     which = request.args.get("events") if request.args.get("events") in EPCIS_EVENTS else "all"
-
-    def day(name: str) -> datetime | None:
-        try:
-            value = request.args.get(name) or ""
-            return datetime.fromisoformat(value).replace(tzinfo=timezone.utc) if value else None
-        except ValueError:
-            return None
-
-    chunks, _page = export_service().epcis_stream(current_actor(), since=day("since"), until=day("until"),
+    chunks, _page = export_service().epcis_stream(current_actor(), since=_bound("since"), until=_bound("until"),
                                                   limit=MAX_EPCIS_EVENTS, scans=which in ("all", "scans"),
                                                   recalls=which in ("all", "recalls"))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d")

@@ -516,3 +516,38 @@ def test_a_token_refused_on_the_server_keeps_what_was_typed(client, people, sess
     fresh = client.get("/portal/producer/tokens").get_data(as_text=True)
     assert 'name="label" maxlength="100" placeholder="' in fresh and 'value="kho' not in fresh
     assert 'value="90"' in fresh
+
+
+def test_the_partner_epcis_dates_are_vietnam_days_until_included(client, people, registry, session):
+    """From = Until = today gave an empty file (Until was that day's 00:00 UTC, excluded); a time's
+    offset was dropped (10:00+07:00 read as 10:00 UTC); since=garbage was dropped and every event
+    exported."""
+    import json
+    from datetime import datetime, timedelta
+
+    from app.i18n import VIETNAM_TIME
+    from tests.conftest import GTIN
+
+    registry.register_batch(SYSTEM, batch_data(), producer_id=people.producer_id)
+    registry.recall(SYSTEM, GTIN, "LOT-1", reason="mould")
+    session.commit()
+    client_login(client, "partner1")
+
+    def recalls(**args) -> int:
+        answer = client.get("/portal/exports/epcis.jsonld", query_string={"events": "recalls", **args})
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return len(json.loads(answer.get_data(as_text=True))["epcisBody"]["eventList"])
+
+    now = datetime.now(VIETNAM_TIME)
+    today, tomorrow = now.date().isoformat(), (now.date() + timedelta(days=1)).isoformat()
+    assert recalls(since=today, until=today) == 1  # the whole day in Vietnam
+    assert recalls(since=tomorrow) == 0 and recalls(until=(now.date() - timedelta(days=1)).isoformat()) == 0
+    an_hour_ago = (now - timedelta(hours=1)).replace(microsecond=0)
+    assert recalls(since=an_hour_ago.isoformat()) == 1  # +07:00 kept: an hour ago, not six hours ahead
+    assert recalls(since=an_hour_ago.replace(tzinfo=None).isoformat()) == 1  # no offset: Vietnam time
+    assert recalls(until=an_hour_ago.isoformat()) == 0
+    for bad in ({"since": "garbage"}, {"until": "2026-13-01"}, {"since": "0001-01-01T00:00:00+14:00"}):
+        answer = client.get("/portal/exports/epcis.jsonld", query_string={"events": "recalls", **bad, "lang": "en"})
+        assert answer.status_code == 422, bad
+        page = answer.get_data(as_text=True)
+        assert "Not a date: use the calendar." in page and ("From" in page if "since" in bad else "Until" in page)
