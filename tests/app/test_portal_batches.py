@@ -11,6 +11,7 @@ import pytest
 
 from registry.errors import NotFound
 from registry.services import SYSTEM
+from verification.localtime import vietnam_date
 
 from tests.app.portal_support import client_login, csrf_of, make_user
 from tests.conftest import GTIN, batch_data
@@ -36,7 +37,7 @@ def _log_in_as_producer(client, session, world) -> None:
 def test_an_active_batch_past_its_expiry_is_marked_expired_and_a_recalled_one_stays_recalled(
         client, registry, session, world):
     make_user(session, "producer1", "producer", world.producer_id)
-    today = date.today()
+    today = vietnam_date()  # expiry dates are dates in Vietnam (verification.localtime)
     for lot, expiry in (("FRESH", today + timedelta(days=30)), ("LAST-DAY", today),
                         ("PAST", today - timedelta(days=1)), ("PAST-RECALLED", today - timedelta(days=1))):
         registry.register_batch(SYSTEM, batch_data(lot=lot, expiry=expiry), producer_id=world.producer_id)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, update
 
-from registry.models import AuditEvent, InspectionCheck, Publication, Recall, Report, ReportPhoto, Serial
+from registry.models import AuditEvent, Inspection, InspectionCheck, Publication, Recall, Report, ReportPhoto, Serial
 
 from tests.app.outside_client import check_signed
 from tests.app.portal_support import client_login, csrf_of, make_user
@@ -209,6 +209,9 @@ def test_an_offline_check_is_judged_as_of_when_it_was_made(app, accounts, regist
     session.close()
     thanh = _login(app, "thanh")
     number = _open(thanh)
+    with app.extensions["session_factory"]() as other:  # a week-long inspection, synced today
+        other.execute(update(Inspection).where(Inspection.id == number).values(started_at=now - timedelta(days=6)))
+        other.commit()
     url = f"/portal/inspector/inspections/{number}/checks"
     headers = {**JSON, "X-CSRFToken": _token(thanh, f"/portal/inspector/inspections/{number}")}
 
