@@ -41,3 +41,50 @@ def test_a_migration_test_failing_midway_leaves_the_schema_at_head(app):
         assert current == head and diff == []
     else:
         assert current == "0011" and head != "0011"
+
+
+def test_report_photos_stored_before_lose_their_metadata(app):
+    """Migration 0014: a photo stored as uploaded, with the GPS position and the phone's make in its
+    EXIF, is kept as its pixels alone (upright), hashed anew; one that cannot be read is left."""
+    import hashlib
+    import io
+    from datetime import datetime, timezone
+
+    import sqlalchemy as sa
+    from PIL import Image
+
+    engine = app.extensions["engine"]
+    cfg = alembic_config()
+    exif = Image.Exif()
+    exif[0x0110] = "iPhone 15 Pro"
+    exif[0x0112] = 6  # to be turned 90° clockwise
+    exif[0x8825] = {1: "N", 2: (21.0, 1.0, 42.5), 3: "E", 4: (105.0, 50.0, 12.3)}
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 120, 40)).save(out, "JPEG", exif=exif)
+    stored, broken = out.getvalue(), b"\xff\xd8\xff not a whole JPEG"
+    reports = sa.table("reports", *(sa.column(name) for name in (
+        "id", "case_number", "code", "where_kind", "where_text", "seller", "link", "price", "contact", "description",
+        "status")), sa.column("created_at", sa.DateTime(timezone=True)))
+    photos = sa.table("report_photos", sa.column("id"), sa.column("report_id"), sa.column("media_type"),
+                      sa.column("sha256"), sa.column("data", sa.LargeBinary))
+    with schema_restored_on_failure(engine), engine.connect() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0013")
+        connection.execute(reports.insert().values(id=1, case_number="VN-2026-000001", code="", where_kind="shop",
+                                                   where_text="Chợ Lớn", seller="", link="", price="", contact="",
+                                                   description="", status="new",
+                                                   created_at=datetime(2026, 12, 1, tzinfo=timezone.utc)))
+        connection.execute(photos.insert(), [
+            {"id": 1, "report_id": 1, "media_type": "image/jpeg", "sha256": hashlib.sha256(stored).hexdigest(),
+             "data": stored},
+            {"id": 2, "report_id": 1, "media_type": "image/jpeg", "sha256": hashlib.sha256(broken).hexdigest(),
+             "data": broken}])
+        connection.commit()
+        command.upgrade(cfg, "head")
+        connection.commit()
+        rows = {r.id: r for r in connection.execute(sa.select(photos))}
+    clean = rows[1].data
+    assert b"iPhone" not in clean and rows[1].sha256 == hashlib.sha256(clean).hexdigest() != hashlib.sha256(stored).hexdigest()
+    with Image.open(io.BytesIO(clean)) as kept:
+        assert (kept.format, kept.size) == ("JPEG", (48, 64)) and not kept.getexif()
+    assert rows[2].data == broken  # unreadable: left as it was
