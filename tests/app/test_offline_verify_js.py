@@ -170,6 +170,19 @@ def _server_verdicts(runner, codes: dict, trust_list: dict, tmp_path) -> dict:
     return server
 
 
+def _module_page(browser, app):  # noqa: ANN001, ANN202
+    """A page of ``browser`` with the offline module loaded (as ``ov``), its scripts served by ``app``."""
+    page = browser.new_page()
+    origin = "http://127.0.0.1:9"  # never contacted: every route is answered here
+    page.route(origin + "/**", lambda route: route.fulfill(
+        status=200, content_type="text/html", body=PAGE_HTML) if route.request.url.endswith(TEST_PAGE)
+        else route.fulfill(status=200, content_type="text/javascript",
+                           body=app.test_client().get(route.request.url[len(origin):]).data))
+    page.goto(origin + TEST_PAGE)
+    page.wait_for_function("document.title === 'ready'")
+    return page
+
+
 def _forged(trust_list: dict) -> dict:
     """The trust list with one key's status changed after signing."""
     forged = json.loads(json.dumps(trust_list))
@@ -284,14 +297,7 @@ def test_canonical_json_matches_rfc8785(playwright, app):  # noqa: F811
                {"b": [1, 2.5, None, True], "a": {"z": "", "é": "\u2028"}, "10": 0, "1": -0.0}]
     browser = launch(playwright)
     try:
-        page = browser.new_page()
-        origin = "http://127.0.0.1:9"
-        page.route(origin + "/**", lambda route: route.fulfill(
-            status=200, content_type="text/html", body=PAGE_HTML) if route.request.url.endswith(TEST_PAGE)
-            else route.fulfill(status=200, content_type="text/javascript",
-                               body=app.test_client().get(route.request.url[len(origin):]).data))
-        page.goto(origin + TEST_PAGE)
-        page.wait_for_function("document.title === 'ready'")
+        page = _module_page(browser, app)
         for sample in samples:
             assert page.evaluate("(o) => ov.canonicalJSON(o)", sample).encode() == rfc8785.dumps(sample)
     finally:
@@ -363,14 +369,7 @@ def test_browser_parser_matches_the_server_parser(playwright, app):  # noqa: F81
     expected = [_python_parse(text) for text in texts]
     browser = launch(playwright)
     try:
-        page = browser.new_page()
-        origin = "http://127.0.0.1:9"
-        page.route(origin + "/**", lambda route: route.fulfill(
-            status=200, content_type="text/html", body=PAGE_HTML) if route.request.url.endswith(TEST_PAGE)
-            else route.fulfill(status=200, content_type="text/javascript",
-                               body=app.test_client().get(route.request.url[len(origin):]).data))
-        page.goto(origin + TEST_PAGE)
-        page.wait_for_function("document.title === 'ready'")
+        page = _module_page(browser, app)
         got = page.evaluate("""(texts) => texts.map((text) => {
             try {
                 const c = ov.parseCode(text);
