@@ -124,23 +124,32 @@ def inspector_home():
 def inspector_open():
     """Start an inspection: a place and, if the phone gave them, coordinates."""
     values = {k: (request.form.get(k) or "").strip() for k in ("place", "lat", "lon")}
-    try:
-        lat = float(values["lat"]) if values["lat"] else None
-        lon = float(values["lon"]) if values["lon"] else None
-    except ValueError:
-        lat = lon = None
+    lat, lon = _position(values["lat"], values["lon"])
     service = inspection_service()
     try:
         inspection = service.open(current_actor(), place=values["place"], lat=lat, lon=lon)
-    except Invalid as exc:
+    except Invalid:  # the place: the position is checked above
         db_session().rollback()
         items = [service.view(i) for i in service.list(current_actor(), limit=100)]
-        message = N_("The place has at most 300 characters.") if exc.field == "place" else \
-            N_("The position from the phone was not valid; it was left out.")
-        return render_template("portal/inspector/home.html", inspections=items, values=values,
-                               errors={exc.field or "place": message}), 422
+        return render_template("portal/inspector/home.html", inspections=items, values={**values, "lat": "", "lon": ""},
+                               errors={"place": N_("The place has at most 300 characters.")}), 422
     db_session().commit()
+    if (values["lat"] or values["lon"]) and lat is None:
+        flash(_("The position from the phone was not valid; it was left out."), "error")
     return redirect(url_for("portal.inspection", inspection_id=inspection.id), code=303)
+
+
+def _position(lat: str, lon: str) -> tuple[float, float] | tuple[None, None]:
+    """The phone's coordinates when they are a position on Earth, else none: a bad position (one of
+    the two, NaN, 91°) is left out and the inspection starts without it. It had stopped the start,
+    saying it was left out, and kept the bad value in the form's hidden fields for the next try."""
+    try:
+        pair = float(lat), float(lon)
+    except ValueError:
+        return None, None
+    if -90 <= pair[0] <= 90 and -180 <= pair[1] <= 180:  # NaN is neither
+        return pair
+    return None, None
 
 
 @bp.route("/inspector/inspections/<int:inspection_id>")

@@ -71,6 +71,28 @@ def test_pages_are_for_inspectors_and_the_authority(app, accounts, url):
         assert _login(app, name).get(url).status_code == status, name
 
 
+@pytest.mark.parametrize("lat, lon", [("91", "106.7"), ("nan", "106.7"), ("10.77", ""), ("", "106.7"),
+                                      ("10,77", "106,70")])
+def test_an_inspection_starts_without_a_position_that_is_not_one(app, accounts, session, lat, lon):
+    """A bad position from the phone is left out, as the page says, and the inspection starts; it had
+    stopped the start and kept the bad value for the next try, which failed the same way."""
+    thanh = _login(app, "thanh")
+    token = _token(thanh, "/portal/inspector/")
+    response = thanh.post("/portal/inspector/inspections", data={"csrf_token": token, "place": "Chợ Đà Lạt",
+                                                                 "lat": lat, "lon": lon})
+    assert response.status_code == 303
+    number = int(re.search(r"/inspections/(\d+)$", response.headers["Location"]).group(1))
+    page = thanh.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Vị trí do điện thoại cung cấp không hợp lệ nên đã được bỏ qua." in page
+    inspection = session.get(Inspection, number)
+    assert (inspection.place, inspection.lat, inspection.lon) == ("Chợ Đà Lạt", None, None)
+    session.close()  # release SQLite for the app's next write
+    # A place too long is still refused, and the form comes back without the position's hidden values.
+    response = thanh.post("/portal/inspector/inspections", data={"csrf_token": token, "place": "x" * 301,
+                                                                 "lat": lat, "lon": lon})
+    assert response.status_code == 422 and "300" in response.get_data(as_text=True)
+
+
 def test_an_inspector_cannot_open_anothers_inspection(app, accounts):
     thanh = _login(app, "thanh")
     number = _open(thanh)
