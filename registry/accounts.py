@@ -315,6 +315,8 @@ class AccountService:
         user = self._user(username, lock=True)
         if actor.name == f"user:{user.username}":
             raise Conflict("you cannot deactivate your own account", code="SELF_DEACTIVATION")
+        if not user.active:  # as a second revocation or recall is refused: the trail says it once
+            raise Conflict(f"the account {user.username} is already deactivated", code="USER_ALREADY_DEACTIVATED")
         now = self.clock()
         user.active = False
         user.session_epoch = User.session_epoch + 1

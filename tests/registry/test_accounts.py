@@ -204,6 +204,10 @@ def test_deactivated_users_cannot_log_in(accounts, session):
         accounts.actor(user.id)
     with pytest.raises(Forbidden):
         accounts.deactivate(Actor(role=Role.PRODUCER, producer_id="x", name="user:x"), "minh")
+    with pytest.raises(Conflict) as again:  # said once in the trail, as a second revocation is refused
+        accounts.deactivate(SYSTEM, "minh")
+    assert again.value.code == "USER_ALREADY_DEACTIVATED"
+    assert session.query(AuditEvent).filter(AuditEvent.action == "user.deactivate").count() == 1
     accounts.reactivate(SYSTEM, "minh")
     assert accounts.actor(user.id).name == "user:minh"
     assert _audit(session, "user.deactivate")
