@@ -8,7 +8,7 @@ checked there too) and is audited and, where the design says so, appended to the
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
@@ -25,6 +25,7 @@ from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryErro
 from registry.keys_admin import producer_keys
 from registry.publications import KINDS
 from registry.services import Role
+from verification.localtime import vietnam_day, vietnam_moment
 
 AUTHORITY = Role.AUTHORITY
 PUBLICATION_FIELDS = ("kind", "title", "body", "name", "tax_code", "product", "place", "decision_ref", "decided_on")
@@ -55,24 +56,10 @@ def _producers() -> list[dict[str, Any]]:
 
 def _local_time(text: str, field: str) -> datetime | None:
     """A ``datetime-local`` value, read as the time in Vietnam (UTC+7)."""
-    text = (text or "").strip()
-    if not text:
-        return None
     try:
-        value = datetime.fromisoformat(text)
+        return vietnam_moment(text)
     except ValueError:
         raise Invalid(f"{field} must be a date and time", code="BAD_DATE", field=field) from None
-    return value.replace(tzinfo=VIETNAM_TIME) if value.tzinfo is None else value
-
-
-def vietnam_day(text: str, *, until: bool = False) -> datetime | None:
-    """A filter's day (``YYYY-MM-DD``, a calendar's value) as the moment it starts in Vietnam; for
-    ``until``, the last day included, the moment the next one starts (an exclusive bound). None when
-    empty; ``ValueError`` or ``OverflowError`` when it is no such day."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    return datetime.combine(date.fromisoformat(text), datetime.min.time(), VIETNAM_TIME) + timedelta(days=int(until))
 
 
 # -- producers -------------------------------------------------------------------------------------

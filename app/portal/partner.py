@@ -12,10 +12,10 @@ from flask_babel import gettext as _
 from registry.errors import Invalid
 from registry.exports import CSV_EXPORTS, MAX_EPCIS_EVENTS
 from registry.services import Role
+from verification.localtime import vietnam_day, vietnam_moment
 
-from app.i18n import N_, VIETNAM_TIME
+from app.i18n import N_
 from app.portal import bp
-from app.portal.authority import vietnam_day
 from app.portal.auth import current_actor, login_required
 from app.responses import spooled
 from app.services import export_service
@@ -45,13 +45,12 @@ def _bound(name: str) -> datetime | None:
     included: ``?since=2026-12-06&until=2026-12-06`` is that whole day), or a date and time (with an
     offset, that moment; without, Vietnam time). A value that is neither is a problem (BAD_DATE),
     never a filter silently dropped."""
-    text = (request.args.get(name) or "").strip()
+    text = request.args.get(name) or ""
     try:
         try:
             moment = vietnam_day(text, until=name == "until")
         except ValueError:  # not a day: a date and time
-            moment = datetime.fromisoformat(text)
-            moment = moment.replace(tzinfo=VIETNAM_TIME) if moment.tzinfo is None else moment
+            moment = vietnam_moment(text)
         return None if moment is None else moment.astimezone(timezone.utc)
     except (ValueError, OverflowError):
         raise Invalid(f"{_(_BOUND_LABEL[name])}: {_('Not a date: use the calendar.')}", code="BAD_DATE",
