@@ -385,6 +385,7 @@ def register_cli(app: Flask) -> None:
         """Recompute the tree from the database and check it against the latest signed checkpoint
         (and a kept one: ``--checkpoint``); replay the log and compare it with the keys, batches and
         recalls that verification serves."""
+        from registry.append_only import unguarded
         from registry.log_replay import compare_state
 
         kept = None
@@ -404,6 +405,7 @@ def register_cli(app: Flask) -> None:
                 except RegistryError as exc:
                     _fail(exc)
             state = compare_state(session)
+            guards = unguarded(session.connection())
         for difference in state.differences:
             click.echo(f"DIFFERS: {difference}", err=True)
         if state.total > len(state.differences):
@@ -411,11 +413,37 @@ def register_cli(app: Flask) -> None:
         if not state.ok:
             raise _error("STATE_DIFFERS", f"{state.total} difference(s) between the tables verification serves "
                                           "and the log replayed (listed above)")
+        for problem in guards:
+            click.echo(f"UNGUARDED: {problem}", err=True)
+        if guards:
+            raise _error("LOG_UNGUARDED", f"the log and the audit trail are not append-only in the database "
+                                          f"({len(guards)} problem(s), listed above): someone who owns the schema "
+                                          "lifted a guard; check the log against a kept checkpoint (--checkpoint), "
+                                          "then put the guards back: python -m app log guard")
         click.echo(f"log OK: {check.size} entries; checkpoint of size {check.checkpoint_size} "
                    f"matches the recomputed root and its signature verifies")
         if kept is not None:
             click.echo(f"the log extends the kept checkpoint of size {kept['size']}")
         click.echo(f"the {state.keys} producer keys and {state.batches} batches in the tables match the log replayed")
+
+    @logcmd.command("guard")
+    def log_guard() -> None:
+        """Put back the triggers that keep the log and the audit trail append-only (migration 0015),
+        after someone who owns the schema lifted them. Check the log first: log verify --checkpoint."""
+        from sqlalchemy import text
+
+        from registry.append_only import create_statements, drop_statements, unguarded
+
+        with _session() as session:
+            connection = session.connection()
+            for statement in drop_statements(connection.dialect.name) + create_statements(connection.dialect.name):
+                connection.execute(text(statement))
+            left = unguarded(connection)
+            if left:  # cannot happen unless the statements and the check disagree: say so, change nothing
+                session.rollback()
+                raise _error("LOG_UNGUARDED", "; ".join(left))
+            session.commit()
+        click.echo("the log and the audit trail are append-only again")
 
     app.cli.add_command(logcmd)
 
