@@ -23,20 +23,24 @@ __all__ = ["rotate_key", "producer_keys"]
 log = logging.getLogger(__name__)
 
 
-def rotate_key(registry: Registry, actor: Actor, producer_id: str) -> ProducerKey:
+def rotate_key(registry: Registry, actor: Actor, producer_id: str, *,
+               gs1_prefixes: list[str] | None = None) -> ProducerKey:
     """Certify a fresh custodial key for ``producer_id`` (its producer or the authority).
 
-    The new key covers the same GS1 prefixes as the newest active key (all the producer's when it
-    has none). Certification is the authority's act: the producer asks, the service certifies under
+    The new key covers ``gs1_prefixes`` (among the producer's), or by default the same GS1 prefixes
+    as the newest active key (all the producer's when it has none). Certification is the authority's act: the producer asks, the service certifies under
     the authority key, and the audit trail names who asked."""
     actor.require(Role.PRODUCER, Role.AUTHORITY)
     actor.require_producer(producer_id)
     producer = registry.producer(producer_id)
     current = registry.session.execute(
         select(ProducerKey).where(ProducerKey.producer_id == producer.id, ProducerKey.status == "active")
-        .order_by(ProducerKey.created_at.desc()).limit(1)
+        .order_by(ProducerKey.created_at.desc(), ProducerKey.log_index.desc()).limit(1)
     ).scalar_one_or_none()
-    prefixes = current.gs1_prefixes if current is not None else producer.gs1_prefixes
+    if gs1_prefixes is not None:
+        prefixes = gs1_prefixes  # certify_key refuses an empty list and a prefix not the producer's
+    else:
+        prefixes = current.gs1_prefixes if current is not None else producer.gs1_prefixes
     on_behalf = Actor(role=Role.AUTHORITY, name=f"{actor.name or actor.role} (rotation)")
     key = registry.certify_key(on_behalf, producer.id, gs1_prefixes=list(prefixes))
     audit(registry.session, registry.clock(), actor, "key.rotate", key.kid, producer_id=producer.id,
@@ -60,4 +64,4 @@ def producer_keys(registry: Registry, actor: Actor, producer_id: str) -> list[di
              "gs1_prefixes": k.gs1_prefixes, "not_before": rfc3339(k.not_before), "not_after": rfc3339(k.not_after),
              "compromised_at": rfc3339(k.compromised_at) if k.compromised_at else None,
              "in_use": k.kid == active, "log_index": k.log_index}
-            for k in sorted(producer.keys, key=lambda k: k.created_at, reverse=True)]
+            for k in sorted(producer.keys, key=lambda k: (k.created_at, k.log_index), reverse=True)]

@@ -262,7 +262,7 @@ class Registry:
             select(ProducerKey)
             .where(ProducerKey.producer_id == producer_id, ProducerKey.status == "active",
                    ProducerKey.not_before <= now, ProducerKey.not_after > now)
-            .order_by(ProducerKey.created_at.desc())
+            .order_by(ProducerKey.created_at.desc(), ProducerKey.log_index.desc())  # the log: same-second ties
         ).scalars().all()
         if not keys:
             raise Conflict("the producer has no active certified key; ask the authority to certify one",

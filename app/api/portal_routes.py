@@ -52,7 +52,7 @@ from app.api.portal_schemas import (
     UserListSchema,
     UserSchema,
 )
-from app.api.schemas import SignedSchema
+from app.api.schemas import RotateInSchema, SignedSchema
 from app.auth import current_actor, require_roles
 from app.errors import ApiError
 from app.presenters import image_verification_json, verification_json
@@ -550,10 +550,11 @@ def list_producer_keys(producer_id):
 @bp.route("/producers/<producer_id>/keys/rotate", methods=["POST"])
 @require_roles(Role.PRODUCER, Role.AUTHORITY)
 @bp.doc(security=BEARER)
+@bp.arguments(RotateInSchema)
 @bp.response(201, ProducerKeySchema)
-def rotate_producer_key(producer_id):
+def rotate_producer_key(data, producer_id):
     """Certify a new custodial key for the producer; codes already printed keep verifying."""
-    key = rotate_key(registry(), current_actor(), producer_id)
+    key = rotate_key(registry(), current_actor(), producer_id, gs1_prefixes=data.get("gs1_prefixes"))
     db_session().commit()
     return _created({"kid": key.kid, "public_key": key.public_key, "status": key.status, "custodial": key.custodial,
                      "gs1_prefixes": key.gs1_prefixes, "not_before": rfc3339(key.not_before),

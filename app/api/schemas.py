@@ -62,6 +62,12 @@ class KeyInSchema(Strict):
     not_after = UtcDateTime()
 
 
+class RotateInSchema(Strict):
+    gs1_prefixes = fields.List(fields.String(), metadata={
+        "description": "the new key's GS1 company prefixes, among the producer's; omit for those of its newest "
+                       "active key (all the producer's when it has none); an empty list is refused"})
+
+
 class CertificateSchema(Strict):
     class Meta:
         unknown = "include"

@@ -478,3 +478,33 @@ def test_a_json_body_sent_as_another_type_is_415(client, world):
     assert "application/json" in r.get_json()["error"]["message"]
     r = client.post("/api/v1/batches", data=body, content_type="application/json", headers=world.auth("producer"))
     assert r.status_code == 201
+
+
+def test_a_key_rotation_takes_the_prefixes_asked_for_and_refuses_what_it_cannot_honour(client, world, session):
+    """POST /producers/{id}/keys/rotate: without a body the new key covers its predecessor's prefixes;
+    ``gs1_prefixes`` chooses among the producer's; anything else in the body is refused, not ignored."""
+    from registry.models import AuditEvent
+
+    url, producer = f"/api/v1/producers/{world.producer_id}/keys/rotate", world.auth("producer")
+    first = client.post(url, headers=producer)
+    assert first.status_code == 201, first.get_json()
+    rotated = first.get_json()
+    assert rotated["kid"] != world.kid and rotated["gs1_prefixes"] == ["893600001"] and rotated["status"] == "active"
+    second = client.post(url, json={"gs1_prefixes": ["893600001"]}, headers=producer)
+    assert second.status_code == 201 and second.get_json()["kid"] not in (world.kid, rotated["kid"])
+    events = session.query(AuditEvent).filter(AuditEvent.action == "key.rotate").order_by(AuditEvent.id).all()
+    assert [(e.target, e.detail["previous"]) for e in events] == [(rotated["kid"], world.kid),
+                                                                (second.get_json()["kid"], rotated["kid"])]
+    session.rollback()  # an SQLite read transaction here holds the lock the next requests need
+    keys = [k["kid"] for k in client.get(f"/api/v1/producers/{world.producer_id}/keys", headers=producer)
+            .get_json()["items"]]
+    for body, code, field in (({"gs1_prefixes": []}, "PREFIX_REQUIRED", "gs1_prefixes"),
+                              ({"gs1_prefixes": ["8934567"]}, None, "gs1_prefixes"),
+                              ({"valid_days": 30}, "VALIDATION_FAILED", "valid_days"),
+                              ({"gs1_prefixes": "893600001"}, "VALIDATION_FAILED", "gs1_prefixes")):
+        r = client.post(url, json=body, headers=producer)
+        error = r.get_json()["error"]
+        assert r.status_code == 422 and (code is None or error["code"] == code), (body, error)
+        assert field in json.dumps(error), (body, error)
+    assert [k["kid"] for k in client.get(f"/api/v1/producers/{world.producer_id}/keys", headers=producer)
+            .get_json()["items"]] == keys  # nothing certified by a refused rotation
