@@ -54,6 +54,7 @@ REASON_TEXT = {
     "OFFLINE_NO_RECALLS": N_("Checked offline: recalls since the trust list was issued are not known."),
     "OFFLINE_NO_CLONES": N_("Checked offline: copies of this serial cannot be detected without the registry."),
     "SCANNER_SLIP": N_("The scanner's text had a small slip that was corrected."),
+    "RECALLED_SINCE": N_("This batch has been recalled since this check: take the goods off sale."),
 }
 
 # Where a verification came from (a scan event's channel: ScanContext.channel), in a unit's history.

@@ -235,8 +235,9 @@ class RegistryLookup:
 
 class RegistryLookupAsOf(RegistryLookup):
     """The registry as a check made at ``moment`` is judged on (a check made offline, synced later):
-    a batch recalled only after that moment was not recalled then. Its recall is left out, not
-    turned into a note: the verdicts have no reason code for "recalled since" (DESIGN.md)."""
+    a batch recalled only after that moment was not recalled then. Its verdict leaves the recall
+    out; the note ``RECALLED_SINCE`` says when it came and why, so that the goods are not left on
+    the shelf on the strength of an old check."""
 
     def __init__(self, source: Session | Reader, *, moment: datetime, cache: LookupCache | None = None) -> None:
         super().__init__(source, cache=cache)
@@ -249,5 +250,5 @@ class RegistryLookupAsOf(RegistryLookup):
         row = _FIRST_RECALL.first(self._source, {"batch_id": batch.batch_id})
         first = as_utc(row[0]) if row is not None else None
         if first is not None and first > self._moment:
-            return replace(batch, status="active", recall_reason=None)
+            return replace(batch, status="active", recalled_since=first)
         return batch

@@ -88,6 +88,7 @@ class ReasonCode(StrEnum):
     OFFLINE_NO_RECALLS = "OFFLINE_NO_RECALLS"
     OFFLINE_NO_CLONES = "OFFLINE_NO_CLONES"
     SCANNER_SLIP = "SCANNER_SLIP"
+    RECALLED_SINCE = "RECALLED_SINCE"  # a check judged as of its own time: the batch was recalled after it
 
 
 VERDICT_OF = {
@@ -147,6 +148,7 @@ class BatchInfo:
     producer: dict[str, Any]
     recall_reason: str | None = None
     code_exp: str | None = None  # the expiry (YYMMDD) the registry writes into, and signs in, its codes
+    recalled_since: datetime | None = None  # judged as of an earlier moment: recalled after it (RECALLED_SINCE)
 
 
 @dataclass(frozen=True)
@@ -336,6 +338,9 @@ class Verifier:
                       f"the code says expiry {code.expiry}, the registry {batch.expiry_date.isoformat()}")
         if batch.status == "recalled":
             found.add(ReasonCode.BATCH_RECALLED, batch.recall_reason or "")
+        elif batch.recalled_since is not None:
+            found.add(ReasonCode.RECALLED_SINCE, f"recalled at {rfc3339(batch.recalled_since)}, after this check"
+                      + (f": {batch.recall_reason}" if batch.recall_reason else ""))
         if batch.expiry_date is not None and batch.expiry_date < self._today() and not any(
                 r.code == ReasonCode.EXPIRED for r in found.reasons):
             found.add(ReasonCode.EXPIRED, f"expiry {batch.expiry_date.isoformat()} has passed")

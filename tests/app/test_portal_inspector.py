@@ -244,11 +244,16 @@ def test_an_offline_check_is_judged_as_of_when_it_was_made(app, accounts, regist
                        "offline": True}})
         assert answer.status_code == 201, answer.get_json()
         (check,) = answer.get_json()["checks"]
+        notes.append(check["notes"])
         return check["verdict"], check["reasons"]
 
+    notes: list[list[str]] = []
     assert synced(expired_since, now - timedelta(days=5)) == ("genuine", [])  # still in date then
     assert synced(expired_since, now - timedelta(minutes=5))[0] == "expired"  # not any more
     assert synced(recalled_since, now - timedelta(hours=1)) == ("genuine", [])  # recalled after the check
+    assert notes == [[], [], ["RECALLED_SINCE"]]  # ... and the check says so, so the goods come off sale
+    page = thanh.get(f"/portal/inspector/inspections/{number}").get_data(as_text=True)
+    assert "Lô hàng này đã bị thu hồi sau lần kiểm tra này: hãy ngừng bán hàng." in page
     # A fixed instant either side of midnight in Vietnam: 23:30 on its last day, then 01:30 the day after.
     assert synced(last_day, early) == ("genuine", [])
     assert synced(last_day, late) == ("expired", ["EXPIRED"])
@@ -256,6 +261,9 @@ def test_an_offline_check_is_judged_as_of_when_it_was_made(app, accounts, regist
                            .order_by(InspectionCheck.id)).scalars().all()
     assert [r.verdict for r in rows] == ["genuine", "expired", "genuine", "genuine", "expired"]
     assert rows[0].result["server"]["verdict"] == "genuine" and rows[0].result["offline"]["verdict"] == "genuine"
+    (note,) = rows[2].result["server"]["notes"]  # what the signed evidence file carries
+    assert note["code"] == "RECALLED_SINCE" and note["detail"].endswith(", after this check: after the check")
+    assert note["message"]["en"] == "This batch has been recalled since this check: take the goods off sale."
 
 
 @pytest.fixture
