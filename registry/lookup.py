@@ -237,11 +237,20 @@ class RegistryLookupAsOf(RegistryLookup):
     """The registry as a check made at ``moment`` is judged on (a check made offline, synced later):
     a batch recalled only after that moment was not recalled then. Its verdict leaves the recall
     out; the note ``RECALLED_SINCE`` says when it came and why, so that the goods are not left on
-    the shelf on the strength of an old check."""
+    the shelf on the strength of an old check. A key compromised after that moment was sound then."""
 
     def __init__(self, source: Session | Reader, *, moment: datetime, cache: LookupCache | None = None) -> None:
         super().__init__(source, cache=cache)
         self._moment = moment
+
+    def key(self, kid: str) -> KeyInfo | None:
+        """A key compromised only after the moment signed nothing false before it: judged as active
+        then. A revocation with no time of compromise, or one before the moment, stands."""
+        key = super().key(kid)
+        if key is not None and key.status == "revoked" and key.compromised_at is not None \
+                and key.compromised_at > self._moment:
+            return replace(key, status="active", compromised_at=None)
+        return key
 
     def batch(self, gtin: str, lot: str) -> BatchInfo | None:
         batch = super().batch(gtin, lot)

@@ -266,6 +266,38 @@ def test_an_offline_check_is_judged_as_of_when_it_was_made(app, accounts, regist
     assert note["message"]["en"] == "This batch has been recalled since this check: take the goods off sale."
 
 
+def test_an_offline_check_made_before_its_key_was_compromised_stays_genuine(app, accounts, registry, session,
+                                                                            world):
+    """A key revoked after an offline check, compromised after it too, signed nothing false before:
+    the check synced later is genuine. Compromised before the check, the code may be forged: suspect."""
+    from registry.services import SYSTEM
+    from tests.conftest import GTIN, batch_data
+
+    now = datetime.now(timezone.utc)
+    batch = registry.register_batch(SYSTEM, batch_data(lot="LOT-KEY"), producer_id=world.producer_id)
+    (serial, s), = registry.issue_serials(SYSTEM, GTIN, "LOT-KEY", 1)
+    code = registry.serial_url(batch, serial, s)
+    registry.revoke_key(SYSTEM, world.kid, compromised_at=now - timedelta(minutes=30))
+    session.commit()
+    session.close()
+    thanh = _login(app, "thanh")
+    number = _open(thanh)
+    with app.extensions["session_factory"]() as other:
+        other.execute(update(Inspection).where(Inspection.id == number).values(started_at=now - timedelta(hours=2)))
+        other.commit()
+    headers = {**JSON, "X-CSRFToken": _token(thanh, f"/portal/inspector/inspections/{number}")}
+    verdicts = []
+    for at in (now - timedelta(hours=1), now - timedelta(minutes=10)):
+        answer = thanh.post(f"/portal/inspector/inspections/{number}/checks", headers=headers, json={
+            "offline": True, "code": code, "checked_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "result": {"verdict": "genuine", "reasons": [], "notes": [{"code": "OFFLINE_NO_RECALLS"}],
+                       "offline": True}})
+        assert answer.status_code == 201, answer.get_json()
+        (check,) = answer.get_json()["checks"]
+        verdicts.append((check["verdict"], check["reasons"]))
+    assert verdicts == [("genuine", []), ("suspect", ["KEY_REVOKED"])]
+
+
 @pytest.fixture
 def flagged_unit(registry, session, world):
     """The genuine unit of ``make_codes``, flagged as a likely clone: (its codes, its row id)."""
