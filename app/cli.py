@@ -602,15 +602,16 @@ def register_import_cli(app: Flask) -> None:
     def import_batches(producer_id: str, jsonl_file) -> None:
         """Register many batches from a JSON-lines file (one POST /batches body per line): all or none."""
         text = _read_json_text(jsonl_file, jsonl_file.name)
-        rows = []
+        rows, names = [], []
         # Only "\n" ends a line: JSON text may hold U+2028 and the like unescaped.
         for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
                 rows.append(_batch_body(_parse_json(line, f"line {number}"), f"line {number}: "))
+                names.append(f"line {number}")  # what the registry's refusal names: blank lines skipped
         with _session() as session:
             click.echo(f"importing {len(rows)} batches", err=True)
             try:
-                batches = _registry(session).register_batches(SYSTEM, rows, producer_id=producer_id)
+                batches = _registry(session).register_batches(SYSTEM, rows, producer_id=producer_id, row_names=names)
             except RegistryError as exc:
                 _fail(exc)
             except (CanonicalizationError, MalformedEncoding) as exc:

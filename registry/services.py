@@ -383,19 +383,20 @@ class Registry:
         self.log().sign_checkpoint()
         return batch
 
-    def register_batches(self, actor: Actor, rows: list[dict[str, Any]], *,
-                         producer_id: str | None = None) -> list[Batch]:
+    def register_batches(self, actor: Actor, rows: list[dict[str, Any]], *, producer_id: str | None = None,
+                         row_names: list[str] | None = None) -> list[Batch]:
         """Register many batches in the caller's transaction: all or none, one checkpoint at the end.
 
-        An error names the row (``Invalid.field`` is prefixed ``row N:``, and ``row`` is N, counted
-        from 1)."""
+        An error names the row (``Invalid.field`` is prefixed ``row N:``, or by the row's name in
+        ``row_names``, such as the file's ``line 7``; ``row`` is N, counted from 1)."""
         batches = []
         for number, data in enumerate(rows, start=1):
             try:
                 batches.append(self._register_one(actor, data, producer_id=producer_id))
             except (Invalid, Conflict, Forbidden, NotFound) as exc:
-                exc.message = f"row {number}: {exc.message}"
-                exc.field = f"row {number}" + (f": {exc.field}" if exc.field else "")
+                name = row_names[number - 1] if row_names else f"row {number}"
+                exc.message = f"{name}: {exc.message}"
+                exc.field = name + (f": {exc.field}" if exc.field else "")
                 exc.row = number
                 raise
         if batches:

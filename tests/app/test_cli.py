@@ -326,6 +326,20 @@ def test_import_batches_refuses_a_bad_row_and_writes_none(runner, session, world
     assert _count(session, Batch) == 0 and _count(session, LogEntry) == log_size
 
 
+def test_import_batches_names_the_file_line_of_a_row_the_registry_refuses(runner, session, world, tmp_path):
+    """A row the schema lets through but the registry refuses (here a lot already in the file) is
+    named by its line in the file, blank lines counted, as the schema's refusals are: it had been
+    "row 2", which is line 2 of no file."""
+    from registry.models import Batch
+
+    rows = tmp_path / "batches.jsonl"
+    rows.write_text(json.dumps(_good_batch("LOT-A")) + "\n\n\n" + json.dumps(_good_batch("LOT-A")) + "\n",
+                    encoding="utf-8")
+    out = runner.invoke(args=["import-batches", world.producer_id, str(rows)])
+    assert out.exit_code != 0 and "Error: BATCH_EXISTS: line 4: " in out.output, out.output
+    assert "row 2" not in out.output and _count(session, Batch) == 0
+
+
 def test_the_api_refuses_the_same_batch_bodies(client, world):
     """The command line and POST /batches answer the same bodies the same way."""
     for param in BAD_BATCHES:
