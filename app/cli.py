@@ -95,7 +95,14 @@ def require_instance(app: Flask) -> None:
 
 
 def _fail(exc: RegistryError) -> None:
-    raise _error(exc.code, exc.message)
+    """The refusal; when several fields were at fault (``InvalidFields``), each on a line of its own
+    first, as the API lists them all in ``problems``."""
+    problems = getattr(exc, "problems", [])
+    if len(problems) < 2:
+        raise _error(exc.code, exc.message)
+    for problem in problems:
+        click.echo(f"PROBLEM: {problem.code}: {problem.message}", err=True)
+    raise _error(exc.code, f"{exc.message} (and {len(problems) - 1} more problem(s), listed above)")
 
 
 def _error(code: str, message: str) -> click.ClickException:

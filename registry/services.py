@@ -395,8 +395,9 @@ class Registry:
                 batches.append(self._register_one(actor, data, producer_id=producer_id))
             except (Invalid, Conflict, Forbidden, NotFound) as exc:
                 name = row_names[number - 1] if row_names else f"row {number}"
-                exc.message = f"{name}: {exc.message}"
-                exc.field = name + (f": {exc.field}" if exc.field else "")
+                for named in (exc, *getattr(exc, "problems", ())):
+                    named.message = f"{name}: {named.message}"
+                    named.field = name + (f": {named.field}" if named.field else "")
                 exc.row = number
                 raise
         if batches:

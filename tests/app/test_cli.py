@@ -340,6 +340,27 @@ def test_import_batches_names_the_file_line_of_a_row_the_registry_refuses(runner
     assert "row 2" not in out.output and _count(session, Batch) == 0
 
 
+def test_every_field_at_fault_is_listed_as_the_api_lists_them(runner, session, world, tmp_path):
+    """A record with a wrong check digit and a lot too long: both are named (the API answers both in
+    ``problems``), the first on the Error line; it had shown only the first."""
+    from registry.models import Batch
+
+    bad = _good_batch("L" * 21) | {"gtin": "08936000010012"}
+    record = tmp_path / "batch.json"
+    record.write_text(json.dumps(bad), encoding="utf-8")
+    out = runner.invoke(args=["batch", "register", world.producer_id, str(record)])
+    _refused(out, "BAD_CHECK_DIGIT: ", "(and 1 more problem(s), listed above)")
+    problems = [line for line in out.output.splitlines() if line.startswith("PROBLEM: ")]
+    assert [p.split(": ")[1] for p in problems] == ["BAD_CHECK_DIGIT", "BAD_LOT"], out.output
+    rows = tmp_path / "batches.jsonl"
+    rows.write_text(json.dumps(_good_batch("LOT-A")) + "\n\n" + json.dumps(bad) + "\n", encoding="utf-8")
+    out = runner.invoke(args=["import-batches", world.producer_id, str(rows)])
+    _refused(out, "BAD_CHECK_DIGIT: line 3: ")
+    problems = [line for line in out.output.splitlines() if line.startswith("PROBLEM: ")]
+    assert [p.split(": ")[1:3] for p in problems] == [["BAD_CHECK_DIGIT", "line 3"], ["BAD_LOT", "line 3"]]
+    assert _count(session, Batch) == 0
+
+
 def test_the_api_refuses_the_same_batch_bodies(client, world):
     """The command line and POST /batches answer the same bodies the same way."""
     for param in BAD_BATCHES:
