@@ -66,28 +66,32 @@ def test_the_registry_still_appends_after_a_refused_change(app, registry, sessio
     assert client.get("/api/v1/batches/08936000010010/LOT-2").status_code == 200
 
 
+# What the schema's owner can do to the guards, by dialect, and what ``unguarded`` then says.
+_LIFTED = {
+    "postgresql": (["DROP TRIGGER log_nodes_no_truncate ON log_nodes",
+                    "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only",
+                    "CREATE OR REPLACE FUNCTION refuse_append_only_change() RETURNS trigger "
+                    "LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END; $$"],
+                   ["log_nodes: trigger log_nodes_no_truncate is missing",
+                    "audit_events: trigger audit_events_append_only is disabled",
+                    "function refuse_append_only_change() has been changed"]),
+    "sqlite": (["DROP TRIGGER log_nodes_no_delete", "DROP TRIGGER audit_events_no_update",
+                "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
+                "WHEN 0 BEGIN SELECT RAISE(ABORT, 'never'); END"],
+               ["log_nodes: trigger log_nodes_no_delete is missing",
+                "audit_events: trigger audit_events_no_update has been changed"]),
+}
+
+
 def test_unguarded_names_each_guard_missing_disabled_or_changed(app):
     engine = app.extensions["engine"]
     dialect = engine.dialect.name
+    statements, said = _LIFTED[dialect]
     with engine.connect() as connection:
         assert unguarded(connection) == []
-        if dialect == "postgresql":
-            connection.execute(text("DROP TRIGGER log_nodes_no_truncate ON log_nodes"))
-            connection.execute(text("ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only"))
-            connection.execute(text("CREATE OR REPLACE FUNCTION refuse_append_only_change() RETURNS trigger "
-                                    "LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END; $$"))
-            assert unguarded(connection) == [
-                "log_nodes: trigger log_nodes_no_truncate is missing",
-                "audit_events: trigger audit_events_append_only is disabled",
-                "function refuse_append_only_change() has been changed"]
-        else:
-            connection.execute(text("DROP TRIGGER log_nodes_no_delete"))
-            connection.execute(text("DROP TRIGGER audit_events_no_update"))
-            connection.execute(text("CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
-                                    "WHEN 0 BEGIN SELECT RAISE(ABORT, 'never'); END"))
-            assert unguarded(connection) == [
-                "log_nodes: trigger log_nodes_no_delete is missing",
-                "audit_events: trigger audit_events_no_update has been changed"]
+        for statement in statements:
+            connection.execute(text(statement))
+        assert unguarded(connection) == said
         for statement in drop_statements(dialect) + create_statements(dialect):
             connection.execute(text(statement))
         assert unguarded(connection) == []
