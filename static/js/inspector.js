@@ -108,11 +108,23 @@ function inspectionPage(data) {
       if (c.offline_verdict && c.offline_verdict !== c.verdict) { label += ' (' + (texts.verdict[c.offline_verdict] || c.offline_verdict) + ')'; }
       tags.appendChild(el('span', 'badge badge-offline', label));
     }
-    if (c.photo) { tags.appendChild(el('span', 'badge', ui.photo)); }
+    if (c.photo) { var link = photoLink(c.id); if (link) { tags.appendChild(link); } }
     if (state === 'pending') { tags.appendChild(el('span', 'badge badge-pending', ui.pending)); }
     if (state === 'rejected') { tags.appendChild(el('span', 'badge badge-revoked', ui.rejected + (c.error ? ': ' + c.error : ''))); }
     li.appendChild(tags);
     return li;
+  }
+
+  function photoLink(checkId) {
+    /* The photo route (inspection_photo) is the check URL, the check's id and /photo: built from a
+       number only, so that nothing the server sent can turn into another address. */
+    var id = Number(checkId);
+    if (!Number.isSafeInteger(id) || id <= 0) { return null; }
+    var a = el('a', 'badge badge-photo', ui.photo);
+    a.href = data.urls.check + '/' + id + '/photo';
+    a.target = '_blank';
+    a.rel = 'noopener';
+    return a;
   }
 
   function showLatest(c) {

@@ -9,6 +9,7 @@ import io
 import json
 import re
 from datetime import datetime, timedelta, timezone
+from html.parser import HTMLParser
 
 import pytest
 from PIL import Image
@@ -161,6 +162,73 @@ def test_checks_by_form_then_close_and_evidence(app, accounts, registry, session
     check_id = photos[0]["id"]
     photo = thanh.get(f"{page_url}/checks/{check_id}/photo")
     assert photo.status_code == 200 and photo.mimetype.startswith("image/")
+
+
+class _CheckLinks(HTMLParser):
+    """Each check in the page's list (its id) with the links it holds, and their labels."""
+
+    def __init__(self):
+        super().__init__()
+        self.checks: dict[int, list[tuple[str, str]]] = {}
+        self._check = self._href = None
+        self._depth = 0  # of <li> inside the check: its reasons are a list of their own
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "li" and "data-check-id" in attrs:
+            self._check, self._depth = int(attrs["data-check-id"]), 0
+            self.checks[self._check] = []
+        if tag == "li" and self._check is not None:
+            self._depth += 1
+        elif tag == "a" and self._check is not None:
+            self._href = attrs["href"]
+            self.checks[self._check].append((self._href, attrs.get("rel", ""), ""))
+
+    def handle_data(self, data):
+        if self._href is not None:
+            href, rel, text = self.checks[self._check][-1]
+            self.checks[self._check][-1] = (href, rel, text + data)
+
+    def handle_endtag(self, tag):
+        if tag == "a":
+            self._href = None
+        elif tag == "li" and self._check is not None:
+            self._depth -= 1
+            if not self._depth:
+                self._check = None
+
+
+def test_each_kept_photo_is_linked_from_the_page(app, accounts, registry, session, world):
+    """A check whose photo was kept links to the photo as the portal serves it (the same bytes); a
+    check by typed code has no photo and no link. The page had said "photo kept" with no way to
+    look at it."""
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    session.close()
+    thanh = _login(app, "thanh")
+    number = _open(thanh)
+    page_url = f"/portal/inspector/inspections/{number}"
+    token = _token(thanh, page_url)
+    thanh.post(f"{page_url}/checks", data={"csrf_token": token, "code": codes["genuine"]})
+    sent = {"a.png": _png(), "b.png": _png("grey")}
+    thanh.post(f"{page_url}/checks", content_type="multipart/form-data", data={
+        "csrf_token": token, "image": [(io.BytesIO(data), name) for name, data in sent.items()]})
+    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)
+                           .order_by(InspectionCheck.id)).scalars().all()
+    by_code, *by_photo = [r.id for r in rows]
+    session.close()
+
+    page = _CheckLinks()
+    page.feed(thanh.get(page_url).get_data(as_text=True))
+    assert sorted(page.checks) == sorted([by_code, *by_photo])
+    assert page.checks[by_code] == []
+    for check_id, data in zip(by_photo, sent.values()):
+        ((href, rel, text),) = page.checks[check_id]
+        assert href == f"{page_url}/checks/{check_id}/photo"
+        assert rel == "noopener" and text == "Xem ảnh đã lưu"
+        photo = thanh.get(href)
+        assert photo.status_code == 200 and photo.mimetype == "image/png" and photo.data == data
+    # The link is the inspection's own: another inspector is refused the photo.
+    assert _login(app, "hoa").get(f"{page_url}/checks/{by_photo[0]}/photo").status_code == 403
 
 
 def test_json_answers_and_offline_sync(app, accounts, registry, session, world):

@@ -232,6 +232,48 @@ def test_flagged_serials_and_a_case(playwright, live_server, app, registry, sess
         browser.close()
 
 
+def test_a_photo_checked_on_the_page_links_to_the_photo_kept(playwright, live_server, scene):  # noqa: F811
+    """A photo checked through the page's script: its new row links to the photo the registry kept
+    (the same bytes, in a new tab), as the served page links it after a reload; a typed code has no
+    photo and no link. The link wraps inside a phone's width."""
+    codes, _ = scene
+    photo = photo_of(label_png(codes["genuine"], codes.genuine_serial))
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        page = context.new_page()
+        number = _start(page, live_server, "Chợ Bà Chiểu, quầy 3")
+        page.fill("#code", codes["counterfeit"])
+        page.click("#code-form button[type=submit]")
+        page.wait_for_selector('#checks li.check[data-verdict="counterfeit"]')
+        page.set_input_files("#photos", files=[{"name": "nhan.jpg", "mimeType": "image/jpeg", "buffer": photo}])
+        row = page.wait_for_selector('#checks li.check[data-verdict="genuine"]', timeout=30_000)
+        check_id = row.get_attribute("data-check-id")
+        link = row.query_selector("a.badge-photo")
+        assert link is not None, row.inner_html()
+        href = link.get_attribute("href")
+        assert href == f"/portal/inspector/inspections/{number}/checks/{check_id}/photo"
+        assert (link.get_attribute("target"), link.get_attribute("rel")) == ("_blank", "noopener")
+        assert link.inner_text() == "Xem ảnh đã lưu"
+        assert not page.query_selector('#checks li.check[data-verdict="counterfeit"] a')
+        shot(page, "photo-link")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert link.bounding_box()["x"] + link.bounding_box()["width"] <= 390
+
+        with context.expect_page() as opened:
+            link.click()
+        tab = opened.value
+        tab.wait_for_load_state()
+        assert tab.url == live_server + href
+        served = context.request.get(live_server + href)
+        assert served.ok and served.headers["content-type"] == "image/jpeg" and served.body() == photo
+
+        page.reload()  # the list as the server renders it: the same link
+        assert page.get_attribute(f'#checks li.check[data-check-id="{check_id}"] a.badge-photo', "href") == href
+    finally:
+        browser.close()
+
+
 def _queue_offline(page, context, texts) -> None:
     """Cut the network and check these codes on the phone: they wait in the queue."""
     page.wait_for_function("() => localStorage.getItem('inspector.trustList') !== null")
