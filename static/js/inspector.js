@@ -464,6 +464,9 @@ function inspectionPage(data) {
     running = false;
     if (stream) { stream.getTracks().forEach(function (t) { t.stop(); }); stream = null; }
     if (camera) { camera.hidden = true; }
+    /* "Hold the code inside the frame" is only true while the camera runs: it had stayed under a
+       stopped camera after a frame was kept. What comes next (checking, offline) says its own. */
+    say('');
   }
 
   async function frameBlob() {
@@ -528,7 +531,7 @@ function inspectionPage(data) {
   if (startButton && navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
     $('scan-actions').hidden = false;
     startButton.addEventListener('click', function () { if (!running) { startCamera(); } });
-    doc.addEventListener('visibilitychange', function () { if (doc.hidden && running) { stopCamera(); say(''); } });
+    doc.addEventListener('visibilitychange', function () { if (doc.hidden && running) { stopCamera(); } });
   }
 
   /* -------------------------------------------------------------- start */

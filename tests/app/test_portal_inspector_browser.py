@@ -24,7 +24,7 @@ from registry.services import SYSTEM, Actor, Role
 from tests.app.browser import SCREENSHOTS, launch, phone, playwright  # noqa: F401  (the fixture)
 from tests.app.outside_client import check_signed
 from tests.app.portal_support import make_user, page_login
-from tests.app.test_browser import label_png, photo_of
+from tests.app.test_browser import label_png, photo_of, write_y4m
 from tests.app.verdict_codes import make_codes
 from tests.conftest import batch_data
 
@@ -270,6 +270,33 @@ def test_a_photo_checked_on_the_page_links_to_the_photo_kept(playwright, live_se
 
         page.reload()  # the list as the server renders it: the same link
         assert page.get_attribute(f'#checks li.check[data-check-id="{check_id}"] a.badge-photo', "href") == href
+    finally:
+        browser.close()
+
+
+def test_the_camera_status_goes_when_the_camera_stops(playwright, live_server, scene, tmp_path):  # noqa: F811
+    """A fake camera plays a genuine label: the page says to hold the code in the frame while it
+    scans; once the frame's code is kept the camera stops, and the status no longer says it scans
+    (it had stayed under the hidden camera)."""
+    codes, _ = scene
+    video = write_y4m(tmp_path / "label.y4m", label_png(codes["genuine"], codes.genuine_serial))
+    browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                     f"--use-file-for-fake-video-capture={video}")
+    try:
+        page = phone(browser, permissions=["camera"]).new_page()
+        _start(page, live_server, "Chợ Hàn")
+        ui = page.evaluate("JSON.parse(document.getElementById('inspector-data').textContent).ui")
+        page.click("#scan-start")
+        page.wait_for_function("(text) => document.getElementById('scan-status').textContent === text",
+                               arg=ui["scanning"])
+        assert page.is_visible("#video")
+        page.wait_for_selector('#checks li.check[data-verdict="genuine"]', timeout=30_000)
+        assert page.is_hidden("#camera")
+        assert page.inner_text("#scan-status") == ""
+        assert page.inner_text("#scan-start") == ui["next"]
+        assert not page.query_selector("#checks li.check a.badge-photo")  # a camera frame is not kept
+        assert page.evaluate("document.getElementById('video').srcObject.getTracks()"
+                             ".every(t => t.readyState === 'ended')")  # the camera itself is off
     finally:
         browser.close()
 
