@@ -458,7 +458,7 @@ function inspectionPage(data) {
 
   /* -------------------------------------------------------------- camera: one code, then "next" */
   var video = $('video'), camera = $('camera'), startButton = $('scan-start');
-  var stream = null, running = false, canvas = doc.createElement('canvas');
+  var stream = null, running = false, starting = false, canvas = doc.createElement('canvas');
 
   function stopCamera() {
     running = false;
@@ -480,14 +480,14 @@ function inspectionPage(data) {
   }
 
   async function scanLoop() {
-    var detector = await detectorReady;
+    var detector = await detectorReady, checked = false;
     while (running) {
       await new Promise(function (r) { setTimeout(r, detector ? 200 : FRAME_INTERVAL); });
       if (!running || video.readyState < 2) { continue; }
       try {
         if (detector) {
           var codes = await detector.detect(video);
-          if (codes.length && running) { stopCamera(); await checkCode(codes[0].rawValue); break; }
+          if (codes.length && running) { stopCamera(); checked = true; await checkCode(codes[0].rawValue); break; }
         } else if (navigator.onLine) {
           var blob = await frameBlob();
           if (!blob || !running) { continue; }
@@ -496,6 +496,7 @@ function inspectionPage(data) {
           var answer = await post(data.urls.check, form);
           if (answer.status === 201 && running) {
             stopCamera();
+            checked = true;
             answer.body.checks.forEach(function (c) { addRow(c); });
             break;
           }
@@ -506,14 +507,19 @@ function inspectionPage(data) {
         }
       } catch (e) { await new Promise(function (r) { setTimeout(r, 1500); }); }
     }
-    if (startButton) { startButton.textContent = ui.next; }
+    if (startButton) { startButton.textContent = checked ? ui.next : ui.scan; }  /* stopped by hand: as it was */
   }
 
   function startCamera() {
+    starting = true;
     say(ui.starting);
     navigator.mediaDevices.getUserMedia({
       audio: false, video: { facingMode: { ideal: 'environment' }, width: { ideal: 1280 }, height: { ideal: 720 } }
     }).then(function (s) {
+      var wanted = starting;
+      starting = false;
+      /* Stopped while the browser asked, or the page hidden meanwhile: a camera must not run unseen. */
+      if (!wanted || doc.hidden) { s.getTracks().forEach(function (t) { t.stop(); }); say(''); return; }
       stream = s;
       video.srcObject = s;
       camera.hidden = false;
@@ -521,8 +527,10 @@ function inspectionPage(data) {
       if (played && played.catch) { played.catch(function () {}); }
       running = true;
       say(ui.scanning);
+      startButton.textContent = ui.stop;
       scanLoop();
     }, function (err) {
+      starting = false;
       var denied = err && (err.name === 'NotAllowedError' || err.name === 'SecurityError');
       say(denied ? ui.denied : ui.nocamera);
     });
@@ -530,8 +538,13 @@ function inspectionPage(data) {
 
   if (startButton && navigator.mediaDevices && navigator.mediaDevices.getUserMedia) {
     $('scan-actions').hidden = false;
-    startButton.addEventListener('click', function () { if (!running) { startCamera(); } });
-    doc.addEventListener('visibilitychange', function () { if (doc.hidden && running) { stopCamera(); } });
+    /* One button: it starts the camera, and stops it while it runs or is starting. */
+    startButton.addEventListener('click', function () {
+      if (running || starting) { starting = false; stopCamera(); } else { startCamera(); }
+    });
+    doc.addEventListener('visibilitychange', function () {
+      if (doc.hidden && (running || starting)) { starting = false; stopCamera(); }
+    });
   }
 
   /* -------------------------------------------------------------- start */

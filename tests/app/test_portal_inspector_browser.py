@@ -301,6 +301,41 @@ def test_the_camera_status_goes_when_the_camera_stops(playwright, live_server, s
         browser.close()
 
 
+def test_the_camera_button_stops_the_camera_even_while_it_is_starting(playwright, live_server, scene):  # noqa: F811
+    """The scan button stops a camera that reads no code (there had been no way to, but to leave the
+    page); pressed while the browser is still opening the camera, the camera it then gets is closed
+    at once rather than left running unseen."""
+    browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
+    try:
+        page = phone(browser, permissions=["camera"]).new_page()
+        _start(page, live_server, "Chợ Đông Ba")
+        ui = page.evaluate("JSON.parse(document.getElementById('inspector-data').textContent).ui")
+        assert page.inner_text("#scan-start") == ui["scan"] == "Quét bằng camera"
+        page.click("#scan-start")  # the fake camera shows no code: it scans until stopped
+        page.wait_for_function("(text) => document.getElementById('scan-status').textContent === text",
+                               arg=ui["scanning"])
+        assert page.inner_text("#scan-start") == ui["stop"] == "Tắt camera"
+        page.click("#scan-start")
+        page.wait_for_function("(text) => document.getElementById('scan-start').textContent === text", arg=ui["scan"])
+        assert page.is_hidden("#camera") and page.inner_text("#scan-status") == ""
+        assert page.evaluate("document.getElementById('video').srcObject.getTracks()"
+                             ".every(t => t.readyState === 'ended')")
+        # The browser takes a second to open the camera (as while it asks the user): stopped meanwhile.
+        page.evaluate("""() => {
+          const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+          navigator.mediaDevices.getUserMedia = (c) => open(c).then((s) => {
+            window.lateStream = s; return new Promise((r) => setTimeout(() => r(s), 1000)); });
+        }""")
+        page.click("#scan-start")
+        page.wait_for_function("() => window.lateStream !== undefined")
+        page.click("#scan-start")
+        page.wait_for_function("() => window.lateStream.getTracks().every(t => t.readyState === 'ended')")
+        assert page.is_hidden("#camera") and page.inner_text("#scan-status") == ""
+        assert page.inner_text("#scan-start") == ui["scan"]
+    finally:
+        browser.close()
+
+
 def _queue_offline(page, context, texts) -> None:
     """Cut the network and check these codes on the phone: they wait in the queue."""
     page.wait_for_function("() => localStorage.getItem('inspector.trustList') !== null")
