@@ -13,6 +13,9 @@ var ASSETS = ['/static/js/inspector.js', '/static/js/offline-verify.js', '/stati
               '/static/js/vendor/noble-ed25519.js',
               '/static/css/site.css', '/static/css/portal.css', '/static/css/inspector.css'];
 var TRUST_LIST = '/api/v1/trust-list';
+/* A kept photo is evidence, not something to check offline with: left to the network, so it is not
+   stored on the phone, and offline the browser says it is offline instead of showing the home page. */
+var PHOTO = /\/checks\/\d+\/photo$/;
 
 function keep(cache, request, response) {
   /* Only real answers: never a redirect to the login page, an error or a private download.
@@ -69,7 +72,7 @@ self.addEventListener('fetch', function (event) {
   if (url.origin !== self.location.origin) { return; }
   if (url.pathname === TRUST_LIST) { event.respondWith(networkFirst(request)); return; }
   if (ASSETS.indexOf(url.pathname) >= 0) { event.respondWith(cacheFirst(request)); return; }
-  if (url.pathname.indexOf(SCOPE) === 0 && request.mode === 'navigate') {
+  if (url.pathname.indexOf(SCOPE) === 0 && request.mode === 'navigate' && !PHOTO.test(url.pathname)) {
     event.respondWith(networkFirst(request, SCOPE));
   }
 });

@@ -265,6 +265,9 @@ def test_a_photo_checked_on_the_page_links_to_the_photo_kept(playwright, live_se
         tab = opened.value
         tab.wait_for_load_state()
         assert tab.url == live_server + href
+        kept = page.evaluate("async () => (await (await caches.open('inspector-v1')).keys()).map(r => r.url)")
+        assert live_server + f"/portal/inspector/inspections/{number}" in kept  # the service worker works ...
+        assert not [url for url in kept if url.endswith("/photo")], kept  # ... and keeps no photo on the phone
         served = context.request.get(live_server + href)
         assert served.ok and served.headers["content-type"] == "image/jpeg" and served.body() == photo
 
