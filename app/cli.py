@@ -438,13 +438,20 @@ def register_cli(app: Flask) -> None:
         """Put back the triggers that keep the log and the audit trail append-only (migration 0015),
         after someone who owns the schema lifted them. Check the log first: log verify --checkpoint."""
         from sqlalchemy import text
+        from sqlalchemy.exc import ProgrammingError
 
         from registry.append_only import create_statements, drop_statements, unguarded
 
         with _session() as session:
             connection = session.connection()
-            for statement in drop_statements(connection.dialect.name) + create_statements(connection.dialect.name):
-                connection.execute(text(statement))
+            try:
+                for statement in drop_statements(connection.dialect.name) + create_statements(connection.dialect.name):
+                    connection.execute(text(statement))
+            except ProgrammingError as exc:  # PostgreSQL: this account does not own the schema
+                session.rollback()
+                raise _error("PERMISSION_DENIED", f"only the schema's owner can put the guards back "
+                                                  f"({str(exc.orig).splitlines()[0]}); run this as the account "
+                                                  "that applies the migrations") from None
             left = unguarded(connection)
             if left:  # cannot happen unless the statements and the check disagree: say so, change nothing
                 session.rollback()

@@ -177,6 +177,10 @@ def test_an_account_that_does_not_own_the_schema_runs_the_service_and_cannot_lif
                 with pytest.raises(DBAPIError, match=refusal):
                     connection.execute(text(statement))
                 connection.rollback()
+        out = service.test_cli_runner().invoke(args=["log", "guard"])
+        assert out.exit_code != 0 and "Traceback" not in out.output
+        assert "Error: PERMISSION_DENIED: only the schema's owner can put the guards back (must be owner of" \
+            in out.output, out.output
     finally:
         service.extensions["scan_writer"].close()
         service.extensions["read_engine"].dispose()
