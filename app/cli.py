@@ -461,6 +461,25 @@ def register_cli(app: Flask) -> None:
 
     app.cli.add_command(logcmd)
 
+    @app.cli.command("backup")
+    @click.argument("target", type=click.Path(file_okay=False, path_type=Path))
+    def backup_command(target: Path) -> None:
+        """Copy the instance (SQLite database, encrypted keys, generated secrets) into a new folder,
+        while it serves; on PostgreSQL, says to use pg_dump."""
+        from registry.backup import backup_sqlite
+
+        try:
+            done = backup_sqlite(current_app.config["DATABASE_URL"], instance_dir=current_app.config["INSTANCE_DIR"],
+                                 key_dir=current_app.config["KEY_DIR"], target=target)
+        except RegistryError as exc:
+            _fail(exc)
+        manifest = done.manifest
+        click.echo(f"backup written to {target}: the database with a log of {manifest['log']['size']} entries and "
+                   f"{manifest['batches']} batches, {sum(name.startswith('keys/') for name in manifest['files'])} "
+                   f"keys; MANIFEST.json lists each file's SHA-256")
+        click.echo(f"it holds private keys encrypted under KEY_PASSPHRASE: keep it apart from the passphrase. "
+                   f"Restoring needs {manifest['needs']}.")
+
     @app.cli.command("trust-list")
     @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)
     def trust_list_command(output: Path | None) -> None:
