@@ -28,8 +28,9 @@ def rotate_key(registry: Registry, actor: Actor, producer_id: str, *,
     """Certify a fresh custodial key for ``producer_id`` (its producer or the authority).
 
     The new key covers ``gs1_prefixes`` (among the producer's), or by default the same GS1 prefixes
-    as the newest active key (all the producer's when it has none). Certification is the authority's act: the producer asks, the service certifies under
-    the authority key, and the audit trail names who asked."""
+    as the newest active key (all the producer's when it has none). Certification is the
+    authority's act: the producer asks, the service certifies under the authority key, and the
+    audit trail names who asked."""
     actor.require(Role.PRODUCER, Role.AUTHORITY)
     actor.require_producer(producer_id)
     producer = registry.producer(producer_id)

@@ -63,7 +63,8 @@ class Producer(Base):
     gs1_prefixes: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    keys: Mapped[list["ProducerKey"]] = relationship(back_populates="producer", order_by="(ProducerKey.created_at, ProducerKey.log_index)")
+    keys: Mapped[list["ProducerKey"]] = relationship(  # in certification order, which the log fixes
+        back_populates="producer", order_by="[ProducerKey.created_at, ProducerKey.log_index]")
 
 
 class ProducerKey(Base):
