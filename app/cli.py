@@ -391,7 +391,7 @@ def register_cli(app: Flask) -> None:
     def log_verify(checkpoint_file) -> None:
         """Recompute the tree from the database and check it against the latest signed checkpoint
         (and a kept one: ``--checkpoint``); replay the log and compare it with the keys, batches and
-        recalls that verification serves."""
+        recalls that verification serves, and the publications."""
         from registry.append_only import unguarded
         from registry.log_replay import compare_state
 
@@ -431,7 +431,8 @@ def register_cli(app: Flask) -> None:
                    f"matches the recomputed root and its signature verifies")
         if kept is not None:
             click.echo(f"the log extends the kept checkpoint of size {kept['size']}")
-        click.echo(f"the {state.keys} producer keys and {state.batches} batches in the tables match the log replayed")
+        click.echo(f"the {state.keys} producer keys, {state.batches} batches and {state.publications} publications "
+                   "in the tables match the log replayed")
 
     @logcmd.command("guard")
     def log_guard() -> None:

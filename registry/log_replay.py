@@ -4,10 +4,10 @@ The log is the record that cannot be silently rewritten (``registry.log``); the 
 verification and the trust list read. Someone with write access to the database could change a
 table without a log entry (a revoked key set back to active, a recall undone, a record edited), and
 the log alone would still verify. ``compare_state`` replays every entry (certifications, key
-revocations, registrations and corrections, recalls) and compares the result, row by row, with
-``producer_keys``, ``batches``, ``recalls`` and ``batch_versions``. Publications (``publication``,
-``publication-withdrawal``) are logged too but are not part of what verification serves: they are
-known and passed over.
+revocations, registrations and corrections, recalls, publications and their withdrawals) and
+compares the result, row by row, with ``producer_keys``, ``batches``, ``recalls``,
+``batch_versions`` and ``publications`` (the warnings and the names of violators the public pages
+show: a name taken off, or a withdrawal undone, in the table alone is found).
 
 Both the log and the batches are streamed: what is kept in memory per batch is its current entry's
 index and leaf hash (and its recalls' and replaced versions'), never a second copy of its record.
@@ -25,12 +25,12 @@ from sqlalchemy.orm import Session
 
 from keys.encoding import log_bytes, rfc3339
 from registry.merkle import leaf_hash
-from registry.models import Batch, BatchVersion, LogEntry, ProducerKey, Recall
+from registry.models import Batch, BatchVersion, LogEntry, ProducerKey, Publication, Recall
 
 __all__ = ["Difference", "StateCheck", "compare_state"]
 
-#: Entries logged for something verification does not serve: replayed as known, compared with nothing.
-PASSED_OVER = frozenset({"publication", "publication-withdrawal"})
+#: What a publication's row holds of its signed record, column by column (registry.publications).
+PUBLICATION_FIELDS = ("kind", "title", "body", "name", "tax_code", "product", "place", "decision_ref")
 STREAM = 1000  # rows fetched at a time
 MAX_SHOWN = 200  # characters of a value in a difference
 
@@ -60,6 +60,7 @@ class StateCheck:
     total: int = 0
     keys: int = 0
     batches: int = 0
+    publications: int = 0
     limit: int = 1000
 
     @property
@@ -106,6 +107,13 @@ class _Batch:
     leaf: bytes
 
 
+@dataclass
+class _Publication:
+    record: dict[str, Any]
+    leaf: bytes
+    withdrawn_at: str | None = None
+
+
 def compare_state(session: Session, *, limit: int = 1000) -> StateCheck:
     """Replay the log and compare every producer key, batch and recall with it (see the module)."""
     check = StateCheck(limit=limit)
@@ -113,17 +121,19 @@ def compare_state(session: Session, *, limit: int = 1000) -> StateCheck:
     batches: dict[tuple[str, str], _Batch] = {}
     recalls: dict[tuple[str, str], dict[int, bytes]] = {}  # batch -> {entry index: leaf hash}
     replaced: dict[tuple[str, str], dict[int, bytes]] = {}  # batch -> {entry index: leaf hash} of records corrected
-    _replay(session, check, keys, batches, recalls, replaced)
+    publications: dict[int, _Publication] = {}  # by entry index: a few thousand at most, kept whole
+    _replay(session, check, keys, batches, recalls, replaced, publications)
     _compare_keys(session, check, keys)
     _compare_batches(session, check, batches, recalls)
     _compare_recalls(session, check, recalls)
     _compare_versions(session, check, replaced)
+    _compare_publications(session, check, publications)
     return check
 
 
 def _replay(session: Session, check: StateCheck, keys: dict[str, _Key], batches: dict[tuple[str, str], _Batch],
-            recalls: dict[tuple[str, str], dict[int, bytes]],
-            replaced: dict[tuple[str, str], dict[int, bytes]]) -> None:
+            recalls: dict[tuple[str, str], dict[int, bytes]], replaced: dict[tuple[str, str], dict[int, bytes]],
+            publications: dict[int, _Publication]) -> None:
     rows = session.execute(select(LogEntry.index, LogEntry.kind, LogEntry.data, LogEntry.leaf_hash)
                            .order_by(LogEntry.index).execution_options(yield_per=STREAM))
     for index, kind, data, leaf in rows:
@@ -133,7 +143,7 @@ def _replay(session: Session, check: StateCheck, keys: dict[str, _Key], batches:
         if kind != t:
             check.add("log_entries", where, "kind", kind, t)
         try:
-            _replay_one(check, where, index, t, obj, leaf, keys, batches, recalls, replaced)
+            _replay_one(check, where, index, t, obj, leaf, keys, batches, recalls, replaced, publications)
         except (KeyError, TypeError, AttributeError) as exc:  # a signed object the registry never writes
             check.add("log", where, "data", None,
                       _Said(f"not a well-formed {t!r} entry ({type(exc).__name__}: {exc})"))
@@ -141,7 +151,7 @@ def _replay(session: Session, check: StateCheck, keys: dict[str, _Key], batches:
 
 def _replay_one(check: StateCheck, where: str, index: int, t: Any, obj: Any, leaf: bytes, keys: dict[str, _Key],
                 batches: dict[tuple[str, str], _Batch], recalls: dict[tuple[str, str], dict[int, bytes]],
-                replaced: dict[tuple[str, str], dict[int, bytes]]) -> None:
+                replaced: dict[tuple[str, str], dict[int, bytes]], publications: dict[int, _Publication]) -> None:
     if t == "producer-key":
         kid = obj["kid"]
         if kid in keys:
@@ -177,7 +187,18 @@ def _replay_one(check: StateCheck, where: str, index: int, t: Any, obj: Any, lea
         if name not in batches:
             check.add("log", where, f"batch {name[0]}/{name[1]}", None, _Said("recalled but never registered before"))
         recalls.setdefault(name, {})[index] = leaf
-    elif t not in PASSED_OVER:
+    elif t == "publication":
+        publications[index] = _Publication(record=obj, leaf=leaf)
+    elif t == "publication-withdrawal":
+        published = publications.get(obj["log_index"])
+        if published is None or published.record["sig"]["value"] != obj["publication"]:
+            check.add("log", where, f"publication at entry {obj['log_index']!r}", None,
+                      _Said("withdrawn but not published there before"))
+        elif published.withdrawn_at is not None:
+            check.add("log", where, f"publication at entry {obj['log_index']}", None, _Said("withdrawn twice"))
+        else:
+            published.withdrawn_at = obj["at"]
+    else:
         check.add("log", where, "t", None, _Said(f"{t!r} is not a kind the replay knows"))
 
 
@@ -310,3 +331,32 @@ def _compare_versions(session: Session, check: StateCheck, replaced: dict[tuple[
         for index in sorted(entries):
             check.add("batch_versions", f"of {gtin}/{lot}", "row", _Said("absent"),
                       _Said(f"the record at entry {index}, replaced by a correction"))
+
+
+def _compare_publications(session: Session, check: StateCheck, publications: dict[int, _Publication]) -> None:
+    """Each publication row is a logged publication, column by column as signed, withdrawn when and
+    only when a withdrawal of it is logged; each logged publication has its row."""
+    rows = session.execute(
+        select(Publication.id, Publication.record, Publication.decided_on, Publication.published_at,
+               Publication.withdrawn_at, Publication.log_index, *(getattr(Publication, f) for f in PUBLICATION_FIELDS))
+        .order_by(Publication.id).execution_options(yield_per=STREAM))
+    for publication_id, record, decided_on, published_at, withdrawn_at, log_index, *columns in rows:
+        check.publications += 1
+        row = f"id={publication_id}"
+        logged = publications.pop(log_index, None)
+        if logged is None:
+            check.add("publications", row, "log_index", log_index, _Said("not a publication entry"))
+            continue
+        if leaf_hash(log_bytes(record)) != logged.leaf:
+            check.add("publications", row, "record", record, _Said(f"another record (entry {log_index})"))
+        signed = logged.record
+        compared = [(f, table_says, signed.get(f)) for f, table_says in zip(PUBLICATION_FIELDS, columns)] + [
+            ("decided_on", _day(decided_on), signed.get("decided_on")),
+            ("published_at", _time(published_at), signed.get("published_at")),
+            ("withdrawn_at", _time(withdrawn_at), logged.withdrawn_at),
+        ]
+        for name, table_says, log_says in compared:
+            if table_says != log_says:
+                check.add("publications", row, name, table_says, log_says)
+    for index in sorted(publications):
+        check.add("publications", f"of entry {index}", "row", _Said("absent"), _Said(f"published at entry {index}"))

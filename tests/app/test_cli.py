@@ -97,7 +97,7 @@ def test_log_verify_compares_the_tables_with_the_log_replayed(runner, client, se
     revoked = client.post(f"/api/v1/keys/{world.kid}/revoke", json={}, headers=world.auth("authority"))
     assert revoked.status_code == 200, revoked.get_json()
     out = runner.invoke(args=["log", "verify"])
-    assert out.exit_code == 0 and "the 1 producer keys and 0 batches in the tables match the log" in out.output
+    assert out.exit_code == 0 and "the 1 producer keys, 0 batches and 0 publications in the tables match the log" in out.output
     session.execute(update(ProducerKey).where(ProducerKey.kid == world.kid)
                     .values(status="active", compromised_at=None, revoked_at=None))
     session.commit()

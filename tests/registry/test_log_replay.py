@@ -44,7 +44,30 @@ def differences(session) -> list[str]:
 def test_tables_written_through_the_registry_match_the_log(session, history):
     check = compare_state(session)
     assert check.ok and check.differences == [], [str(d) for d in check.differences]
-    assert (check.keys, check.batches) == (2, 2)
+    assert (check.keys, check.batches, check.publications) == (2, 2, 1)
+
+
+def test_a_violator_taken_off_renamed_or_unwithdrawn_in_the_table_differs(registry, session, history):
+    """The public list of violators is what the table says: a withdrawal undone, a name changed, a
+    publication deleted or one added without its entry are each found."""
+    from registry.models import Publication
+
+    item = session.execute(select(Publication)).scalar_one()
+    session.execute(update(Publication).where(Publication.id == item.id).values(withdrawn_at=None, name="Cửa hàng B"))
+    session.commit()
+    found = differences(session)
+    assert len(found) == 2, found
+    assert found[0] == f'publications id={item.id}: name is "Cửa hàng B" in the table, "Cửa hàng A" in the log'
+    assert found[1].startswith(f'publications id={item.id}: withdrawn_at is null in the table, "20')
+    session.execute(delete(Publication))
+    session.add(Publication(kind="violator", title="Made up", name="Cửa hàng C", record={"t": "publication"},
+                            published_at=item.published_at, log_index=0))
+    session.commit()
+    found = differences(session)
+    assert found[0].startswith("publications id=") and found[0].endswith(
+        "log_index is 0 in the table, not a publication entry in the log")
+    assert found[1] == f"publications of entry {item.log_index}: row is absent in the table, " \
+                       f"published at entry {item.log_index} in the log"
 
 
 def test_a_key_set_back_to_active_differs(session, world, history):
