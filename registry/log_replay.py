@@ -115,7 +115,7 @@ class _Publication:
 
 
 def compare_state(session: Session, *, limit: int = 1000) -> StateCheck:
-    """Replay the log and compare every producer key, batch and recall with it (see the module)."""
+    """Replay the log and compare every producer key, batch, recall and publication with it (see the module)."""
     check = StateCheck(limit=limit)
     keys: dict[str, _Key] = {}
     batches: dict[tuple[str, str], _Batch] = {}
