@@ -474,6 +474,8 @@ def register_cli(app: Flask) -> None:
                                  key_dir=current_app.config["KEY_DIR"], target=target)
         except RegistryError as exc:
             _fail(exc)
+        except OSError as exc:  # a file that cannot be read or written (a full disk): the folder is removed
+            raise _error("BACKUP_FAILED", f"{exc}; nothing was kept in {target}") from None
         manifest = done.manifest
         click.echo(f"backup written to {target}: the database with a log of {manifest['log']['size']} entries and "
                    f"{manifest['batches']} batches, {sum(name.startswith('keys/') for name in manifest['files'])} "

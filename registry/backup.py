@@ -73,6 +73,15 @@ def backup_sqlite(database_url: str, *, instance_dir: Path, key_dir: Path, targe
     except FileNotFoundError:
         raise Invalid(f"the folder {target.parent} does not exist", code="BACKUP_TARGET_MISSING",
                       field="target") from None
+    try:
+        manifest = _fill(source, instance_dir, key_dir, target, clock)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # no half backup left to be taken for a whole one
+        raise
+    return Backup(target=target, manifest=manifest)
+
+
+def _fill(source: Path, instance_dir: Path, key_dir: Path, target: Path, clock: Callable[[], Any]) -> dict[str, Any]:
     copy = target / "registry.db"
     os.close(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     reader = sqlite3.connect(source, timeout=30)  # only read: a WAL reader neither waits for nor blocks writers
@@ -92,7 +101,7 @@ def backup_sqlite(database_url: str, *, instance_dir: Path, key_dir: Path, targe
     files = {"registry.db": _sha256(copy)}
     for key in sorted(key_dir.glob("*.pem")) if key_dir.is_dir() else []:
         _private_copy(key, target / "keys" / key.name)
-        files[f"keys/{key.name}"] = _sha256(key)
+        files[f"keys/{key.name}"] = _sha256(target / "keys" / key.name)
     for name in DEV_SECRETS:
         if (instance_dir / name).is_file():
             _private_copy(instance_dir / name, target / name)
@@ -109,4 +118,4 @@ def backup_sqlite(database_url: str, *, instance_dir: Path, key_dir: Path, targe
     fd = os.open(manifest_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         json.dump(manifest, out, indent=1, ensure_ascii=False)
-    return Backup(target=target, manifest=manifest)
+    return manifest

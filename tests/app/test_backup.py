@@ -122,3 +122,16 @@ def test_the_secrets_a_development_instance_made_for_itself_go_with_it(app, worl
         assert (tmp_path / "copy" / name).read_text() == f"{name}-value" and _mode(tmp_path / "copy" / name) == 0o600
         assert done.manifest["files"][name] == hashlib.sha256(f"{name}-value".encode()).hexdigest()
     assert done.manifest["needs"] == "KEY_PASSPHRASE (the keys are encrypted under it)"
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="an SQLite instance's own folder")
+def test_a_backup_that_fails_midway_leaves_no_folder_to_be_taken_for_a_backup(app, runner, world, tmp_path):
+    """A file that cannot be copied (here a folder where a key file should be; a full disk alike):
+    the command says so and removes what it had written, so no half backup is left behind."""
+    (app.config["KEY_DIR"] / "broken.pem").mkdir()
+    out = runner.invoke(args=["backup", str(tmp_path / "backup")])
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert "Error: BACKUP_FAILED: " in out.output and "broken.pem" in out.output, out.output
+    assert not (tmp_path / "backup").exists()
+    (app.config["KEY_DIR"] / "broken.pem").rmdir()
+    assert runner.invoke(args=["backup", str(tmp_path / "backup")]).exit_code == 0  # and again, once it is fixed
