@@ -37,3 +37,13 @@ def page_login(page, base_url: str, username: str, password: str = PASSWORD) -> 
     page.fill("#password", password)
     page.click("#login-form button[type=submit]")
     page.wait_for_load_state("domcontentloaded")
+
+
+def stored_checks(session, inspection_id: int) -> list:
+    """The checks the registry kept for an inspection, in the order they were stored."""
+    from sqlalchemy import select
+
+    from registry.models import InspectionCheck
+
+    return session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == inspection_id)
+                           .order_by(InspectionCheck.id)).scalars().all()

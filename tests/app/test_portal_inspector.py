@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, update
 
-from registry.models import AuditEvent, Inspection, InspectionCheck, Publication, Recall, Report, ReportPhoto, Serial
+from registry.models import AuditEvent, Inspection, Publication, Recall, Report, ReportPhoto, Serial
 
 from tests.app.outside_client import check_signed
-from tests.app.portal_support import client_login, csrf_of, make_user
+from tests.app.portal_support import client_login, csrf_of, make_user, stored_checks
 from tests.app.verdict_codes import make_codes
 
 JSON = {"Accept": "application/json"}
@@ -54,6 +54,33 @@ def _open(client, place: str = "Chợ Bến Thành") -> int:
                                                                   "lat": "10.7721", "lon": "106.6983"})
     assert response.status_code == 303
     return int(re.search(r"/inspections/(\d+)$", response.headers["Location"]).group(1))
+
+
+def _inspecting(app):
+    """Inspector thanh logged in with an inspection open: the client, its number, its page and the
+    page's CSRF token."""
+    thanh = _login(app, "thanh")
+    number = _open(thanh)
+    page_url = f"/portal/inspector/inspections/{number}"
+    return thanh, number, page_url, _token(thanh, page_url)
+
+
+def _begun_at(app, number: int, started_at: datetime) -> None:
+    """The inspection as if begun at ``started_at``: checks made offline since then are taken."""
+    with app.extensions["session_factory"]() as other:
+        other.execute(update(Inspection).where(Inspection.id == number).values(started_at=started_at))
+        other.commit()
+
+
+def _synced(client, number: int, token: str, code: str, at: datetime) -> dict:
+    """A check the browser made offline at ``at`` and judged genuine, sent now: the check as stored."""
+    answer = client.post(f"/portal/inspector/inspections/{number}/checks", headers={**JSON, "X-CSRFToken": token},
+                         json={"offline": True, "code": code, "checked_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                               "result": {"verdict": "genuine", "reasons": [],
+                                          "notes": [{"code": "OFFLINE_NO_RECALLS"}], "offline": True}})
+    assert answer.status_code == 201, answer.get_json()
+    (check,) = answer.get_json()["checks"]
+    return check
 
 
 @pytest.fixture
@@ -120,10 +147,7 @@ def test_checks_by_form_then_close_and_evidence(app, accounts, registry, session
     codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
     authority_key = registry.trust_list()["authority"]["public_key"]
     session.close()
-    thanh = _login(app, "thanh")
-    number = _open(thanh)
-    page_url = f"/portal/inspector/inspections/{number}"
-    token = _token(thanh, page_url)
+    thanh, number, page_url, token = _inspecting(app)
     response = thanh.post(f"{page_url}/checks", data={"csrf_token": token, "code": codes["genuine"]})
     assert response.status_code == 303 and response.headers["Location"].endswith(page_url)
     response = thanh.post(f"{page_url}/checks", data={"csrf_token": token, "code": codes["counterfeit"]})
@@ -204,16 +228,12 @@ def test_each_kept_photo_is_linked_from_the_page(app, accounts, registry, sessio
     look at it."""
     codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
     session.close()
-    thanh = _login(app, "thanh")
-    number = _open(thanh)
-    page_url = f"/portal/inspector/inspections/{number}"
-    token = _token(thanh, page_url)
+    thanh, number, page_url, token = _inspecting(app)
     thanh.post(f"{page_url}/checks", data={"csrf_token": token, "code": codes["genuine"]})
     sent = {"a.png": _png(), "b.png": _png("grey")}
     thanh.post(f"{page_url}/checks", content_type="multipart/form-data", data={
         "csrf_token": token, "image": [(io.BytesIO(data), name) for name, data in sent.items()]})
-    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)
-                           .order_by(InspectionCheck.id)).scalars().all()
+    rows = stored_checks(session, number)
     by_code, *by_photo = [r.id for r in rows]
     session.close()
 
@@ -267,7 +287,7 @@ def test_json_answers_and_offline_sync(app, accounts, registry, session, world):
     frame = thanh.post(url, headers=headers, content_type="multipart/form-data",
                        data={"frame": (io.BytesIO(_png()), "frame.jpg")})
     assert frame.status_code == 200 and frame.get_json() == {"checks": []}
-    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)).scalars().all()
+    rows = stored_checks(session, number)
     assert [(r.verdict, r.offline) for r in rows] == [("recalled", False), ("recalled", True)]
 
 
@@ -297,21 +317,11 @@ def test_an_offline_check_is_judged_as_of_when_it_was_made(app, accounts, regist
     registry.recall(SYSTEM, GTIN, "LOT-REC", reason="after the check")
     session.commit()
     session.close()
-    thanh = _login(app, "thanh")
-    number = _open(thanh)
-    with app.extensions["session_factory"]() as other:  # a week-long inspection, synced today
-        other.execute(update(Inspection).where(Inspection.id == number).values(started_at=now - timedelta(days=6)))
-        other.commit()
-    url = f"/portal/inspector/inspections/{number}/checks"
-    headers = {**JSON, "X-CSRFToken": _token(thanh, f"/portal/inspector/inspections/{number}")}
+    thanh, number, _, token = _inspecting(app)
+    _begun_at(app, number, now - timedelta(days=6))  # a week-long inspection, synced today
 
     def synced(code, at):
-        answer = thanh.post(url, headers=headers, json={
-            "offline": True, "code": code, "checked_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "result": {"verdict": "genuine", "reasons": [], "notes": [{"code": "OFFLINE_NO_RECALLS"}],
-                       "offline": True}})
-        assert answer.status_code == 201, answer.get_json()
-        (check,) = answer.get_json()["checks"]
+        check = _synced(thanh, number, token, code, at)
         notes.append(check["notes"])
         return check["verdict"], check["reasons"]
 
@@ -325,8 +335,7 @@ def test_an_offline_check_is_judged_as_of_when_it_was_made(app, accounts, regist
     # A fixed instant either side of midnight in Vietnam: 23:30 on its last day, then 01:30 the day after.
     assert synced(last_day, early) == ("genuine", [])
     assert synced(last_day, late) == ("expired", ["EXPIRED"])
-    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)
-                           .order_by(InspectionCheck.id)).scalars().all()
+    rows = stored_checks(session, number)
     assert [r.verdict for r in rows] == ["genuine", "expired", "genuine", "genuine", "expired"]
     assert rows[0].result["server"]["verdict"] == "genuine" and rows[0].result["offline"]["verdict"] == "genuine"
     (note,) = rows[2].result["server"]["notes"]  # what the signed evidence file carries
@@ -348,21 +357,10 @@ def test_an_offline_check_made_before_its_key_was_compromised_stays_genuine(app,
     registry.revoke_key(SYSTEM, world.kid, compromised_at=now - timedelta(minutes=30))
     session.commit()
     session.close()
-    thanh = _login(app, "thanh")
-    number = _open(thanh)
-    with app.extensions["session_factory"]() as other:
-        other.execute(update(Inspection).where(Inspection.id == number).values(started_at=now - timedelta(hours=2)))
-        other.commit()
-    headers = {**JSON, "X-CSRFToken": _token(thanh, f"/portal/inspector/inspections/{number}")}
-    verdicts = []
-    for at in (now - timedelta(hours=1), now - timedelta(minutes=10)):
-        answer = thanh.post(f"/portal/inspector/inspections/{number}/checks", headers=headers, json={
-            "offline": True, "code": code, "checked_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "result": {"verdict": "genuine", "reasons": [], "notes": [{"code": "OFFLINE_NO_RECALLS"}],
-                       "offline": True}})
-        assert answer.status_code == 201, answer.get_json()
-        (check,) = answer.get_json()["checks"]
-        verdicts.append((check["verdict"], check["reasons"]))
+    thanh, number, _, token = _inspecting(app)
+    _begun_at(app, number, now - timedelta(hours=2))
+    checks = [_synced(thanh, number, token, code, at) for at in (now - timedelta(hours=1), now - timedelta(minutes=10))]
+    verdicts = [(check["verdict"], check["reasons"]) for check in checks]
     assert verdicts == [("genuine", []), ("suspect", ["KEY_REVOKED"])]
 
 
@@ -579,10 +577,7 @@ def test_a_refused_check_is_answered_as_json_in_the_pages_language(app, accounts
     JSON problem it reads (a code and a translated text), not the portal's HTML error page."""
     codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
     session.close()
-    thanh = _login(app, "thanh")
-    number = _open(thanh)
-    page_url = f"/portal/inspector/inspections/{number}"
-    token = _token(thanh, page_url)
+    thanh, number, page_url, token = _inspecting(app)
     headers = {**JSON, "X-CSRFToken": token}
     old = (datetime.now(timezone.utc) - timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ")
     too_old = thanh.post(f"{page_url}/checks", headers=headers, json={
@@ -620,7 +615,7 @@ def test_an_offline_check_sent_by_two_tabs_is_stored_once(app, accounts, registr
     second = thanh.post(url, headers=headers, json=waiting)
     assert first.status_code == 201 and second.status_code in (200, 201)
     assert second.get_json()["checks"][0]["id"] == first.get_json()["checks"][0]["id"]
-    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)).scalars().all()
+    rows = stored_checks(session, number)
     assert len(rows) == 1 and rows[0].client_id == "0a1b2c3d4e5f6071"
     session.close()
     evidence = thanh.get(f"/portal/inspector/inspections/{number}/evidence.json")

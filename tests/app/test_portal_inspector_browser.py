@@ -18,12 +18,12 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
-from registry.models import InspectionCheck, Report, Serial
+from registry.models import Report, Serial
 from registry.services import SYSTEM, Actor, Role
 
 from tests.app.browser import SCREENSHOTS, launch, phone, playwright  # noqa: F401  (the fixture)
 from tests.app.outside_client import check_signed
-from tests.app.portal_support import make_user, page_login
+from tests.app.portal_support import make_user, page_login, stored_checks
 from tests.app.test_browser import label_png, photo_of, write_y4m
 from tests.app.verdict_codes import make_codes
 from tests.conftest import batch_data
@@ -164,8 +164,7 @@ def test_offline_checks_from_the_cached_trust_list_are_sent_when_back_online(
         shot(page, "back-online")
     finally:
         browser.close()
-    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)
-                           .order_by(InspectionCheck.id)).scalars().all()
+    rows = stored_checks(session, number)
     assert [(r.verdict, r.offline) for r in rows] == [("genuine", False), ("genuine", True), ("counterfeit", True),
                                                       ("genuine", True)]
     assert [r.result["offline"]["verdict"] for r in rows[1:]] == ["genuine", "counterfeit", "genuine"]
@@ -400,8 +399,7 @@ def test_waiting_checks_survive_a_new_login_an_ended_session_and_another_user(
         assert page.inner_text("#check-count") == "3"
     finally:
         browser.close()
-    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)
-                           .order_by(InspectionCheck.id)).scalars().all()
+    rows = stored_checks(session, number)
     assert [(r.verdict, r.offline) for r in rows] == [("genuine", True), ("counterfeit", True), ("genuine", True)]
 
 
@@ -435,8 +433,7 @@ def test_two_tabs_send_the_waiting_checks_once(playwright, live_server, scene, s
         assert page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))") == []
     finally:
         browser.close()
-    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)
-                           .order_by(InspectionCheck.id)).scalars().all()
+    rows = stored_checks(session, number)
     assert [r.verdict for r in rows] == ["genuine", "counterfeit", "genuine"]
     assert len({r.client_id for r in rows}) == 3
 
@@ -485,7 +482,7 @@ def test_photos_refused_or_beyond_the_limit_are_said_and_the_others_checked(
         assert page.inner_text("#check-count") == "23"
     finally:
         browser.close()
-    rows = session.execute(select(InspectionCheck).where(InspectionCheck.inspection_id == number)).scalars().all()
+    rows = stored_checks(session, number)
     assert len(rows) == 23
 
 
