@@ -480,8 +480,13 @@ def register_cli(app: Flask) -> None:
         click.echo(f"backup written to {target}: the database with a log of {manifest['log']['size']} entries and "
                    f"{manifest['batches']} batches, {sum(name.startswith('keys/') for name in manifest['files'])} "
                    f"keys; MANIFEST.json lists each file's SHA-256")
-        click.echo(f"it holds private keys encrypted under KEY_PASSPHRASE: keep it apart from the passphrase. "
-                   f"Restoring needs {manifest['needs']}.")
+        if "KEY_PASSPHRASE" in manifest["needs"]:
+            click.echo("it holds private keys encrypted under KEY_PASSPHRASE: keep it apart from the passphrase")
+        else:  # a development instance: its generated passphrase is in its folder, and so in the copy
+            click.echo("it holds private keys and the development passphrase they are encrypted under: keep it "
+                       "as private as the instance")
+        click.echo("restoring needs " + (", ".join(manifest["needs"]) + " as configured" if manifest["needs"]
+                                         else "nothing more"))
 
     @app.cli.command("trust-list")
     @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None)

@@ -1,9 +1,9 @@
 """A consistent copy of an instance on SQLite, taken while it serves (``python -m app backup DIR``).
 
 What an instance cannot be rebuilt without: the database, the folder of private keys (each
-encrypted under ``KEY_PASSPHRASE``) and, on a development instance, the secrets it generated for
-itself (``dev-secret-key``, ``dev-scan-salt``: the salt the scan history's client hashes depend
-on). The database is copied with SQLite's online backup, one snapshot taken in a read transaction
+encrypted under ``KEY_PASSPHRASE``) and, on a development instance, what it generated for itself
+in place of the settings (``DEV_SECRETS``: the keys' passphrase too, and the salt the scan
+history's client hashes depend on); the manifest names the settings a restore still needs. The database is copied with SQLite's online backup, one snapshot taken in a read transaction
 (WAL: writers go on meanwhile), then checked (``PRAGMA quick_check``). ``MANIFEST.json`` names each
 file with its SHA-256 and the log's size and root at the copy, so that a restore can be checked
 against it (``log verify --checkpoint``). The copy holds encrypted private keys: its folder is
@@ -31,7 +31,9 @@ from registry.merkle import root_from_leaves
 
 __all__ = ["Backup", "DEV_SECRETS", "backup_sqlite"]
 
-DEV_SECRETS = ("dev-secret-key", "dev-scan-salt")  # app.config._dev_secret: written when not configured
+# What an instance writes into its folder when a setting is not given (keys.storage.development_passphrase,
+# app.config._dev_secret), by the setting it stands for.
+DEV_SECRETS = {"dev-key-passphrase": "KEY_PASSPHRASE", "dev-secret-key": "SECRET_KEY", "dev-scan-salt": "SCAN_SALT"}
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,14 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _new_private(path: Path, mode: str = "wb"):  # noqa: ANN202 - a file object
+    """A new file only its owner can read (0600 from its creation, not after)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), mode,
+                     **({} if "b" in mode else {"encoding": "utf-8"}))
+
+
 def _private_copy(source: Path, target: Path) -> None:
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out, source.open("rb") as stream:
+    with _new_private(target) as out, source.open("rb") as stream:
         shutil.copyfileobj(stream, out)
 
 
@@ -83,7 +90,7 @@ def backup_sqlite(database_url: str, *, instance_dir: Path, key_dir: Path, targe
 
 def _fill(source: Path, instance_dir: Path, key_dir: Path, target: Path, clock: Callable[[], Any]) -> dict[str, Any]:
     copy = target / "registry.db"
-    os.close(os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    _new_private(copy).close()  # SQLite writes into it, keeping its mode
     reader = sqlite3.connect(source, timeout=30)  # only read: a WAL reader neither waits for nor blocks writers
     writer = sqlite3.connect(copy)
     try:
@@ -111,11 +118,8 @@ def _fill(source: Path, instance_dir: Path, key_dir: Path, target: Path, clock: 
         "log": {"size": len(leaves), "root": b64url_encode(root_from_leaves(leaves))},
         "batches": batches,
         "files": files,
-        "needs": "KEY_PASSPHRASE (the keys are encrypted under it)" + (
-            "" if all(name in files for name in DEV_SECRETS) else ", SECRET_KEY and SCAN_SALT as configured"),
+        "needs": [setting for name, setting in DEV_SECRETS.items() if name not in files],  # as configured
     }
-    manifest_path = target / "MANIFEST.json"
-    fd = os.open(manifest_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
+    with _new_private(target / "MANIFEST.json", "w") as out:
         json.dump(manifest, out, indent=1, ensure_ascii=False)
     return manifest

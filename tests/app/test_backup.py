@@ -62,7 +62,8 @@ def test_a_backup_taken_while_batches_are_registered_restores_and_verifies(app, 
     manifest = json.loads((backup / "MANIFEST.json").read_text())
     assert f"a log of {manifest['log']['size']} entries and {manifest['batches']} batches, 2 keys" in out.output
     assert 1 + 3 <= manifest["batches"] <= 1 + during < 1 + len(registered)  # a snapshot amid the writes
-    assert "SECRET_KEY and SCAN_SALT" in manifest["needs"]  # configured here, not generated in the instance
+    assert manifest["needs"] == ["KEY_PASSPHRASE", "SECRET_KEY", "SCAN_SALT"]  # configured here, not generated
+    assert "restoring needs KEY_PASSPHRASE, SECRET_KEY, SCAN_SALT as configured" in out.output
     assert _mode(backup) == 0o700 and _mode(backup / "keys") == 0o700
     for name, digest in manifest["files"].items():
         assert _mode(backup / name) == 0o600, name
@@ -109,8 +110,9 @@ def test_a_backup_goes_into_a_new_folder_and_postgresql_is_sent_to_pg_dump(runne
 
 @pytest.mark.skipif(bool(PG_URL), reason="an SQLite instance's own folder")
 def test_the_secrets_a_development_instance_made_for_itself_go_with_it(app, world, tmp_path):
-    """``make run`` without SECRET_KEY or SCAN_SALT writes them into the instance (app.config): the
-    scan history's client hashes depend on the salt, so the backup carries them."""
+    """``make run`` without KEY_PASSPHRASE, SECRET_KEY or SCAN_SALT writes them into the instance
+    (keys.storage, app.config): the keys are encrypted under the first and the scan history's client
+    hashes depend on the salt, so the backup carries them, and a restore needs nothing more."""
     from registry.backup import DEV_SECRETS, backup_sqlite
 
     instance = app.config["INSTANCE_DIR"]
@@ -121,7 +123,7 @@ def test_the_secrets_a_development_instance_made_for_itself_go_with_it(app, worl
     for name in DEV_SECRETS:
         assert (tmp_path / "copy" / name).read_text() == f"{name}-value" and _mode(tmp_path / "copy" / name) == 0o600
         assert done.manifest["files"][name] == hashlib.sha256(f"{name}-value".encode()).hexdigest()
-    assert done.manifest["needs"] == "KEY_PASSPHRASE (the keys are encrypted under it)"
+    assert done.manifest["needs"] == []
 
 
 @pytest.mark.skipif(bool(PG_URL), reason="an SQLite instance's own folder")
