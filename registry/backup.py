@@ -5,7 +5,7 @@ encrypted under ``KEY_PASSPHRASE``) and, on a development instance, what it gene
 in place of the settings (``DEV_SECRETS``: the keys' passphrase too, and the salt the scan
 history's client hashes depend on); the manifest names the settings a restore still needs. The database is copied with SQLite's online backup, one snapshot taken in a read transaction
 (WAL: writers go on meanwhile), then checked (``PRAGMA quick_check``). ``MANIFEST.json`` names each
-file with its SHA-256 and the log's size and root at the copy, so that a restore can be checked
+file with its SHA-256 and the log's size and root at the copy (its latest signed checkpoint), so that a restore can be checked
 against it (``log verify --checkpoint``). The copy holds encrypted private keys: its folder is
 0700 and its files 0600, and it belongs with the passphrase's custodian, not in the same place.
 
@@ -25,9 +25,8 @@ from typing import Any, Callable
 
 from sqlalchemy.engine import make_url
 
-from keys.encoding import b64url_encode, rfc3339, utcnow
+from keys.encoding import rfc3339, utcnow
 from registry.errors import Conflict, Invalid
-from registry.merkle import root_from_leaves
 
 __all__ = ["Backup", "DEV_SECRETS", "backup_sqlite"]
 
@@ -99,7 +98,9 @@ def _fill(source: Path, instance_dir: Path, key_dir: Path, target: Path, clock: 
         checked = writer.execute("PRAGMA quick_check").fetchall()
         if checked != [("ok",)]:
             raise Invalid(f"the copy does not pass SQLite's quick check: {checked[:5]}", code="BACKUP_CORRUPT")
-        leaves = [row[0] for row in writer.execute('SELECT leaf_hash FROM log_entries ORDER BY "index"')]
+        # The log as its latest signed checkpoint says (every append signs one in its transaction)
+        latest = writer.execute("SELECT signed FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        checkpoint = json.loads(latest[0]) if latest is not None else {"size": 0, "root": None}
         batches = writer.execute("SELECT count(*) FROM batches").fetchone()[0]
     finally:
         writer.close()
@@ -115,7 +116,7 @@ def _fill(source: Path, instance_dir: Path, key_dir: Path, target: Path, clock: 
             files[name] = _sha256(target / name)
     manifest = {
         "created_at": rfc3339(clock()),
-        "log": {"size": len(leaves), "root": b64url_encode(root_from_leaves(leaves))},
+        "log": {"size": checkpoint["size"], "root": checkpoint["root"]},
         "batches": batches,
         "files": files,
         "needs": [setting for name, setting in DEV_SECRETS.items() if name not in files],  # as configured

@@ -89,12 +89,12 @@ def _wants_json() -> bool:
 
 def _problem(code: str, message: str, status: int):
     """An error for the page's script (JSON) or, without script, a flash and back to the page."""
+    said = _(CHECK_ERROR[code]) if code in CHECK_ERROR else message
     if _wants_json():
-        said = _(CHECK_ERROR[code]) if code in CHECK_ERROR else message
         response = jsonify({"error": {"code": code, "message": said}})
         response.status_code = status
         return response
-    flash(_(CHECK_ERROR[code]) if code in CHECK_ERROR else message, "error")
+    flash(said, "error")
     return None
 
 
