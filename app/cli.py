@@ -431,8 +431,20 @@ def register_cli(app: Flask) -> None:
                    f"matches the recomputed root and its signature verifies")
         if kept is not None:
             click.echo(f"the log extends the kept checkpoint of size {kept['size']}")
-        click.echo(f"the {state.keys} producer keys, {state.batches} batches and {state.publications} publications "
-                   "in the tables match the log replayed")
+        click.echo(f"the {state.producers} producers, {state.keys} producer keys, {state.batches} batches and "
+                   f"{state.publications} publications in the tables match the log replayed")
+
+    @logcmd.command("producers")
+    def log_producers() -> None:
+        """Log the admission of each producer admitted before admissions were logged (once, after
+        upgrading): the log vouches for their rows from now on. Check the rows it lists."""
+        with _session() as session:
+            late = _registry(session).log_unlogged_producers(SYSTEM)
+            session.commit()
+            for producer in late:
+                click.echo(f"logged {producer.id}: {producer.name} ({producer.country}, tax code {producer.tax_code}, "
+                           f"GS1 prefixes {', '.join(producer.gs1_prefixes)})")
+        click.echo(f"{len(late)} producer(s) logged" if late else "every producer's admission is already logged")
 
     @logcmd.command("guard")
     def log_guard() -> None:

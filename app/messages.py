@@ -76,6 +76,7 @@ KEY_NOT_IN_TRUST_LIST_TEXT = N_("Checked offline: the key that signed this code 
 # What each action of the audit trail (registry.audit.ACTIONS) is called on the authority's page.
 ACTION_TEXT = {
     "producer.admit": N_("Producer admitted"),
+    "producer.log": N_("Earlier producer admission logged"),
     "key.certify": N_("Key certified"),
     "key.rotate": N_("Key rotated"),
     "key.revoke": N_("Key revoked"),

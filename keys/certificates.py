@@ -1,4 +1,6 @@
-"""Producer-key certificates: the authority's signature over a producer key and its GS1 prefixes."""
+"""Producer-key certificates: the authority's signature over a producer key and its GS1 prefixes;
+and producer admissions: its signature over who a producer is (the name and country verification
+shows shoppers, and the GS1 company prefixes the producer's keys may be certified for)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from keys.encoding import MalformedEncoding, b64url_decode, b64url_encode, kid_f
 from keys.errors import CertificateInvalid
 from keys.signing import Signer, public_key_from_raw, sign, verify
 
-__all__ = ["certify_producer_key", "verify_certificate", "gtin_covered"]
+__all__ = ["certify_producer_key", "verify_certificate", "gtin_covered", "admit_producer"]
 
 
 def certify_producer_key(
@@ -33,6 +35,33 @@ def certify_producer_key(
         "not_after": rfc3339(not_after),
     }
     return sign(cert, authority)
+
+
+def admit_producer(
+    authority: Signer,
+    *,
+    producer_id: str,
+    name: str,
+    tax_code: str,
+    country: str,
+    gs1_prefixes: list[str],
+    admitted_at: datetime,
+    logged_late: datetime | None = None,
+) -> dict[str, Any]:
+    """The signed admission of a producer. ``logged_late``: when a producer admitted before
+    admissions were logged was logged, from what its row held then."""
+    entry = {
+        "t": "producer",
+        "id": producer_id,
+        "name": name,
+        "tax_code": tax_code,
+        "country": country,
+        "gs1_prefixes": list(gs1_prefixes),
+        "at": rfc3339(admitted_at),
+    }
+    if logged_late is not None:
+        entry["logged_late"] = rfc3339(logged_late)
+    return sign(entry, authority)
 
 
 def verify_certificate(cert: dict[str, Any], authority_key: Ed25519PublicKey) -> Ed25519PublicKey:

@@ -26,7 +26,7 @@ __all__ = ["ACTIONS", "AuditQuery", "AuditPage", "AuditTrail", "audit", "MAX_PAG
 #: Every action the registry records, grouped by what it acts on (the authority's filter lists them
 #: in this order).
 ACTIONS: tuple[str, ...] = (
-    "producer.admit",
+    "producer.admit", "producer.log",
     "key.certify", "key.rotate", "key.revoke",
     "batch.register", "batch.correct", "serials.issue", "batch.recall",
     "serial.flag_clear",

@@ -3,11 +3,13 @@
 The log is the record that cannot be silently rewritten (``registry.log``); the tables are what
 verification and the trust list read. Someone with write access to the database could change a
 table without a log entry (a revoked key set back to active, a recall undone, a record edited), and
-the log alone would still verify. ``compare_state`` replays every entry (certifications, key
-revocations, registrations and corrections, recalls, publications and their withdrawals) and
-compares the result, row by row, with ``producer_keys``, ``batches``, ``recalls``,
-``batch_versions`` and ``publications`` (the warnings and the names of violators the public pages
-show: a name taken off, or a withdrawal undone, in the table alone is found).
+the log alone would still verify. ``compare_state`` replays every entry (admissions of producers,
+certifications, key revocations, registrations and corrections, recalls, publications and their
+withdrawals) and compares the result, row by row, with ``producers`` (the name and country
+verification shows shoppers, and the GS1 prefixes keys are certified for), ``producer_keys``,
+``batches``, ``recalls``, ``batch_versions`` and ``publications`` (the warnings and the names of
+violators the public pages show: a name taken off, or a withdrawal undone, in the table alone is
+found).
 
 Both the log and the batches are streamed: what is kept in memory per batch is its current entry's
 index and leaf hash (and its recalls' and replaced versions'), never a second copy of its record.
@@ -25,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from keys.encoding import log_bytes, rfc3339
 from registry.merkle import leaf_hash
-from registry.models import Batch, BatchVersion, LogEntry, ProducerKey, Publication, Recall
+from registry.models import Batch, BatchVersion, LogEntry, Producer, ProducerKey, Publication, Recall
 
 __all__ = ["Difference", "StateCheck", "compare_state"]
 
@@ -58,6 +60,7 @@ class StateCheck:
 
     differences: list[Difference] = field(default_factory=list)
     total: int = 0
+    producers: int = 0
     keys: int = 0
     batches: int = 0
     publications: int = 0
@@ -115,14 +118,17 @@ class _Publication:
 
 
 def compare_state(session: Session, *, limit: int = 1000) -> StateCheck:
-    """Replay the log and compare every producer key, batch, recall and publication with it (see the module)."""
+    """Replay the log and compare every producer, producer key, batch, recall and publication with it
+    (see the module)."""
     check = StateCheck(limit=limit)
+    producers: dict[str, tuple[int, dict[str, Any]]] = {}  # id -> (entry index, admission)
     keys: dict[str, _Key] = {}
     batches: dict[tuple[str, str], _Batch] = {}
     recalls: dict[tuple[str, str], dict[int, bytes]] = {}  # batch -> {entry index: leaf hash}
     replaced: dict[tuple[str, str], dict[int, bytes]] = {}  # batch -> {entry index: leaf hash} of records corrected
     publications: dict[int, _Publication] = {}  # by entry index: a few thousand at most, kept whole
-    _replay(session, check, keys, batches, recalls, replaced, publications)
+    _replay(session, check, producers, keys, batches, recalls, replaced, publications)
+    _compare_producers(session, check, producers)
     _compare_keys(session, check, keys)
     _compare_batches(session, check, batches, recalls)
     _compare_recalls(session, check, recalls)
@@ -131,7 +137,8 @@ def compare_state(session: Session, *, limit: int = 1000) -> StateCheck:
     return check
 
 
-def _replay(session: Session, check: StateCheck, keys: dict[str, _Key], batches: dict[tuple[str, str], _Batch],
+def _replay(session: Session, check: StateCheck, producers: dict[str, tuple[int, dict[str, Any]]],
+            keys: dict[str, _Key], batches: dict[tuple[str, str], _Batch],
             recalls: dict[tuple[str, str], dict[int, bytes]], replaced: dict[tuple[str, str], dict[int, bytes]],
             publications: dict[int, _Publication]) -> None:
     rows = session.execute(select(LogEntry.index, LogEntry.kind, LogEntry.data, LogEntry.leaf_hash)
@@ -143,16 +150,23 @@ def _replay(session: Session, check: StateCheck, keys: dict[str, _Key], batches:
         if kind != t:
             check.add("log_entries", where, "kind", kind, t)
         try:
-            _replay_one(check, where, index, t, obj, leaf, keys, batches, recalls, replaced, publications)
+            _replay_one(check, where, index, t, obj, leaf, producers, keys, batches, recalls, replaced, publications)
         except (KeyError, TypeError, AttributeError) as exc:  # a signed object the registry never writes
             check.add("log", where, "data", None,
                       _Said(f"not a well-formed {t!r} entry ({type(exc).__name__}: {exc})"))
 
 
-def _replay_one(check: StateCheck, where: str, index: int, t: Any, obj: Any, leaf: bytes, keys: dict[str, _Key],
+def _replay_one(check: StateCheck, where: str, index: int, t: Any, obj: Any, leaf: bytes,
+                producers: dict[str, tuple[int, dict[str, Any]]], keys: dict[str, _Key],
                 batches: dict[tuple[str, str], _Batch], recalls: dict[tuple[str, str], dict[int, bytes]],
                 replaced: dict[tuple[str, str], dict[int, bytes]], publications: dict[int, _Publication]) -> None:
-    if t == "producer-key":
+    if t == "producer":
+        producer_id = obj["id"]
+        if producer_id in producers:
+            check.add("log", where, f"producer {producer_id}", None,
+                      _Said(f"admitted again (first at entry {producers[producer_id][0]})"))
+        producers[producer_id] = (index, obj)
+    elif t == "producer-key":
         kid = obj["kid"]
         if kid in keys:
             check.add("log", where, f"key {kid}", None, _Said(f"certified again (first at entry {keys[kid].index})"))
@@ -200,6 +214,35 @@ def _replay_one(check: StateCheck, where: str, index: int, t: Any, obj: Any, lea
             published.withdrawn_at = obj["at"]
     else:
         check.add("log", where, "t", None, _Said(f"{t!r} is not a kind the replay knows"))
+
+
+def _compare_producers(session: Session, check: StateCheck, producers: dict[str, tuple[int, dict[str, Any]]]) -> None:
+    """Each producer row is the one its admission logged, column by column (an instance upgraded
+    from a version that did not log admissions logs its producers once: ``log producers``)."""
+    rows = session.execute(
+        select(Producer.id, Producer.name, Producer.tax_code, Producer.country, Producer.gs1_prefixes,
+               Producer.created_at).order_by(Producer.id).execution_options(yield_per=STREAM))
+    for producer_id, name, tax_code, country, prefixes, created_at in rows:
+        check.producers += 1
+        row = f"id={producer_id}"
+        logged = producers.pop(producer_id, None)
+        if logged is None:
+            check.add("producers", row, "admission", _Said("present"),
+                      _Said("absent: no producer entry (admitted before admissions were logged? "
+                            "check the row, then: python -m app log producers)"))
+            continue
+        index, admission = logged
+        for column, table_says, log_says in [
+            ("name", name, admission.get("name")),
+            ("tax_code", tax_code, admission.get("tax_code")),
+            ("country", country, admission.get("country")),
+            ("gs1_prefixes", sorted(set(prefixes or [])), sorted(set(admission.get("gs1_prefixes") or []))),
+            ("created_at", _time(created_at), admission.get("at")),
+        ]:
+            if table_says != log_says:
+                check.add("producers", row, column, table_says, _Said(f"{_shown(log_says)} (entry {index})"))
+    for producer_id, (index, _) in producers.items():
+        check.add("producers", f"id={producer_id}", "row", _Said("absent"), _Said(f"admitted at entry {index}"))
 
 
 def _compare_keys(session: Session, check: StateCheck, keys: dict[str, _Key]) -> None:

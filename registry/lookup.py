@@ -74,6 +74,8 @@ def changed_lookups(entries: Iterable[tuple[str, str]]) -> set[tuple] | None:
     for kind, data in entries:
         if kind in ("publication", "publication-withdrawal"):
             continue  # the public lists: no lookup reads them
+        if kind == "producer":
+            continue  # an admission: a new producer has no batch or key yet, and a producer's row never changes
         try:
             obj = json.loads(data)
             if kind == "origin-record":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import secrets
 from datetime import date, datetime, timedelta
@@ -17,7 +18,7 @@ from sqlalchemy import Select, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from keys.certificates import certify_producer_key, gtin_covered
+from keys.certificates import admit_producer, certify_producer_key, gtin_covered
 from keys.encoding import (
     MalformedEncoding,
     b64url_decode,
@@ -39,6 +40,7 @@ from registry.models import (
     ApiToken,
     Batch,
     BatchVersion,
+    LogEntry,
     Producer,
     ProducerKey,
     Recall,
@@ -160,10 +162,37 @@ class Registry:
         producer = Producer(id=f"prd-{secrets.token_hex(5)}", name=name, tax_code=tax_code,
                             gs1_prefixes=sorted(set(gs1_prefixes)), country=country.upper(),
                             created_at=self.clock())
+        self._append(self._admission(producer), "producer")
         self.session.add(producer)
         audit(self.session, self.clock(), actor, "producer.admit", producer.id, name=name)
         self.session.flush()
         return producer
+
+    def log_unlogged_producers(self, actor: Actor) -> list[Producer]:
+        """Append an admission entry for each producer admitted before admissions were logged (an
+        instance upgraded from such a version), marked ``"logged_late"`` with the time it was logged:
+        the log vouches for the producer's row from then on, not for what it held before."""
+        actor.require(Role.AUTHORITY)
+        self.log().lock()  # one at a time, as admissions: a producer is logged once
+        logged = {json.loads(data)["id"] for (data,) in self.session.execute(
+            select(LogEntry.data).where(LogEntry.kind == "producer"))}
+        late = [p for p in self.session.execute(select(Producer).order_by(Producer.created_at, Producer.id)).scalars()
+                if p.id not in logged]
+        if not late:
+            return []
+        tlog = self.log()
+        now = self.clock()
+        for producer in late:
+            tlog.append(self._admission(producer, logged_late=now), kind="producer")
+            audit(self.session, now, actor, "producer.log", producer.id, name=producer.name)
+        tlog.sign_checkpoint()
+        self.session.flush()
+        return late
+
+    def _admission(self, producer: Producer, *, logged_late: datetime | None = None) -> dict[str, Any]:
+        return admit_producer(self.authority, producer_id=producer.id, name=producer.name, tax_code=producer.tax_code,
+                              country=producer.country, gs1_prefixes=producer.gs1_prefixes,
+                              admitted_at=producer.created_at, logged_late=logged_late)
 
     def _check_prefixes_free(self, prefixes: list[str]) -> None:
         """A GS1 company prefix belongs to one producer: none of ``prefixes`` may equal, contain or

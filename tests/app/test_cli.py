@@ -91,13 +91,33 @@ def test_log_verify_checks_a_kept_checkpoint(runner, client, session, world, tmp
     assert out.exit_code != 0 and "Error: MALFORMED_JSON:" in out.output
 
 
+def test_log_producers_logs_the_producers_admitted_before_admissions_were_logged(runner, session, world):
+    """An instance upgraded from a version that did not log admissions: log verify names each such
+    producer and the command to run; ``log producers`` logs them once, listing what it logged."""
+    from tests.registry.test_log_replay import unlogged_producer
+
+    producer = unlogged_producer(session)
+    out = runner.invoke(args=["log", "verify"])
+    assert out.exit_code != 0 and "Error: STATE_DIFFERS: 1 difference(s)" in out.output
+    assert f"DIFFERS: producers id={producer.id}: admission is present in the table" in out.output
+    out = runner.invoke(args=["log", "producers"])
+    assert out.exit_code == 0, out.output
+    assert out.output.splitlines() == [
+        f"logged {producer.id}: HTX Cũ (VN, tax code 0100109106, GS1 prefixes 8935555)", "1 producer(s) logged"]
+    out = runner.invoke(args=["log", "verify"])
+    assert out.exit_code == 0 and "the 2 producers, 1 producer keys" in out.output, out.output
+    out = runner.invoke(args=["log", "producers"])
+    assert out.exit_code == 0 and out.output == "every producer's admission is already logged\n"
+
+
 def test_log_verify_compares_the_tables_with_the_log_replayed(runner, client, session, world):
     """A key revoked through the API, then set back to active in its table: the trust list would
     publish it as active; log verify names the row, what the table says and what the log says."""
     revoked = client.post(f"/api/v1/keys/{world.kid}/revoke", json={}, headers=world.auth("authority"))
     assert revoked.status_code == 200, revoked.get_json()
     out = runner.invoke(args=["log", "verify"])
-    assert out.exit_code == 0 and "the 1 producer keys, 0 batches and 0 publications in the tables match the log" in out.output
+    assert out.exit_code == 0, out.output
+    assert "the 1 producers, 1 producer keys, 0 batches and 0 publications in the tables match the log" in out.output
     session.execute(update(ProducerKey).where(ProducerKey.kid == world.kid)
                     .values(status="active", compromised_at=None, revoked_at=None))
     session.commit()

@@ -4,16 +4,20 @@ difference naming the row, what the table says and what the log says."""
 
 from __future__ import annotations
 
-from datetime import date
+import json
+from datetime import date, datetime, timezone
 
 import pytest
 from sqlalchemy import delete, select, update
 
 from registry.log_replay import compare_state
-from registry.models import Batch, BatchVersion, ProducerKey, Recall
+from keys.signing import verify
+from registry.errors import Forbidden
+from registry.models import AuditEvent, Batch, BatchVersion, LogEntry, Producer, ProducerKey, Recall
 from registry.publications import PublicationService
+from registry.actors import Actor, Role
 from registry.services import SYSTEM
-from tests.conftest import GTIN, batch_data
+from tests.conftest import GTIN, PREFIX, batch_data
 
 
 @pytest.fixture
@@ -44,7 +48,80 @@ def differences(session) -> list[str]:
 def test_tables_written_through_the_registry_match_the_log(session, history):
     check = compare_state(session)
     assert check.ok and check.differences == [], [str(d) for d in check.differences]
-    assert (check.keys, check.batches, check.publications) == (2, 2, 1)
+    assert (check.producers, check.keys, check.batches, check.publications) == (1, 2, 2, 1)
+
+
+def test_an_admission_is_logged_signed_by_the_authority(registry, session, world):
+    entry = session.execute(select(LogEntry).where(LogEntry.kind == "producer")).scalar_one()
+    admission = json.loads(entry.data)
+    verify(admission, registry.authority.private_key.public_key())
+    assert {k: admission[k] for k in ("t", "id", "name", "tax_code", "country", "gs1_prefixes")} == {
+        "t": "producer", "id": world.producer_id, "name": "HTX Highland", "tax_code": "0312345673", "country": "VN",
+        "gs1_prefixes": [PREFIX]}
+    assert "logged_late" not in admission
+
+
+def test_a_producer_renamed_moved_or_given_a_prefix_in_the_table_differs(session, world, history):
+    """The name and country verification shows shoppers, and the prefixes keys are certified for,
+    are the admission's: changed in the table alone they are found."""
+    session.execute(update(Producer).where(Producer.id == world.producer_id)
+                    .values(name="Nestlé Việt Nam", country="CH", gs1_prefixes=[PREFIX, "76130"]))
+    session.commit()
+    found = differences(session)
+    assert len(found) == 3, found
+    row = f"producers id={world.producer_id}"
+    assert found[0].startswith(f'{row}: name is "Nestlé Việt Nam" in the table, "HTX Highland" (entry ')
+    assert found[1].startswith(f'{row}: country is "CH" in the table, "VN" (entry ')
+    assert found[2].startswith(f'{row}: gs1_prefixes is ["76130", "{PREFIX}"] in the table, ["{PREFIX}"] (entry ')
+
+
+def unlogged_producer(session, name: str = "HTX Cũ") -> Producer:
+    """A producer row written without its admission entry, as versions before admissions were
+    logged wrote them (or as someone with write access to the database would)."""
+    producer = Producer(id="prd-0000000001", name=name, tax_code="0100109106", country="VN",
+                        gs1_prefixes=["8935555"], created_at=datetime(2025, 3, 1, 8, 0, tzinfo=timezone.utc))
+    session.add(producer)
+    session.commit()
+    return producer
+
+
+def test_a_producer_the_log_never_saw_differs(session, history):
+    unlogged_producer(session)
+    assert differences(session) == [
+        "producers id=prd-0000000001: admission is present in the table, absent: no producer entry (admitted "
+        "before admissions were logged? check the row, then: python -m app log producers) in the log"]
+
+
+def test_producers_admitted_before_admissions_were_logged_are_logged_once(registry, session, world, history):
+    producer = unlogged_producer(session)
+    size = registry.log().size()
+    late = registry.log_unlogged_producers(SYSTEM)
+    session.commit()
+    assert [p.id for p in late] == [producer.id]
+    assert registry.log().size() == size + 1 and registry.log().latest_checkpoint()["size"] == size + 1
+    admission = json.loads(session.execute(
+        select(LogEntry.data).where(LogEntry.index == size)).scalar_one())
+    verify(admission, registry.authority.private_key.public_key())
+    assert admission["id"] == producer.id and admission["name"] == "HTX Cũ"
+    assert admission["at"] == "2025-03-01T08:00:00Z" and admission["logged_late"].startswith("20")
+    assert compare_state(session).ok
+    assert session.execute(select(AuditEvent.action, AuditEvent.target)
+                           .where(AuditEvent.action == "producer.log")).all() == [("producer.log", producer.id)]
+    assert registry.log_unlogged_producers(SYSTEM) == [] and registry.log().size() == size + 1
+    # from then on, the row is the one logged
+    session.execute(update(Producer).where(Producer.id == producer.id).values(name="Someone else"))
+    session.commit()
+    assert differences(session)[0].startswith(f'producers id={producer.id}: name is "Someone else" in the table')
+
+
+def test_only_the_authority_logs_producers(registry, session, world):
+    unlogged_producer(session)
+    size = registry.log().size()
+    for role in (Role.PRODUCER, Role.INSPECTOR, Role.PARTNER):
+        with pytest.raises(Forbidden):
+            registry.log_unlogged_producers(Actor(role=role, producer_id=world.producer_id))
+    session.rollback()
+    assert registry.log().size() == size
 
 
 def test_a_violator_taken_off_renamed_or_unwithdrawn_in_the_table_differs(registry, session, history):

@@ -71,7 +71,8 @@ def test_each_kind_of_log_entry_names_the_lookups_it_changes():
         ("batch", "08936000010010", "L1"), ("product", "08936000010010")}
     assert changed_lookups([entry("recall", gtin="08936000010010", lot="L1"),
                             entry("producer-key", kid="k1"), entry("key-revocation", kid="k2"),
-                            entry("publication", title="x"), entry("publication-withdrawal", title="x")]) == {
+                            entry("publication", title="x"), entry("publication-withdrawal", title="x"),
+                            entry("producer", id="prd-1", name="A")]) == {
         ("batch", "08936000010010", "L1"), ("key", "k1"), ("key", "k2")}
     assert changed_lookups([entry("producer-key", kid="k1"), entry("something-new", id="x")]) is None
     assert changed_lookups([entry("recall", lot="L1")]) is None  # no GTIN: cannot say which batch

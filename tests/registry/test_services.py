@@ -332,8 +332,9 @@ def test_log_verify_all_detects_tampering(registry, world, session):
     registry.register_batch(PRODUCER(world), batch_data())
     session.commit()
     check = registry.log().verify_all(registry.authority.public_raw)
-    assert check.ok and check.size == 2 and check.root_matches and check.signature_valid
-    entry = session.get(LogEntry, 1)
+    assert check.ok and check.size == 3 and check.root_matches and check.signature_valid  # admission, key, batch
+    entry = session.get(LogEntry, 2)
+    assert entry.kind == "origin-record"
     with append_only_lifted(session):  # the triggers stop anyone but the schema's owner (test_append_only.py)
         entry.data = entry.data.replace("LOT-1", "LOT-9")
         session.flush()
