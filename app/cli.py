@@ -477,13 +477,13 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("backup")
     @click.argument("target", type=click.Path(file_okay=False, path_type=Path))
     def backup_command(target: Path) -> None:
-        """Copy the instance (SQLite database, encrypted keys, generated secrets) into a new folder,
-        while it serves; on PostgreSQL, says to use pg_dump."""
-        from registry.backup import backup_sqlite
+        """Copy the instance (the database, with SQLite's online backup or pg_dump; encrypted keys,
+        generated secrets) into a new folder, while it serves."""
+        from registry.backup import backup
 
         try:
-            done = backup_sqlite(current_app.config["DATABASE_URL"], instance_dir=current_app.config["INSTANCE_DIR"],
-                                 key_dir=current_app.config["KEY_DIR"], target=target)
+            done = backup(current_app.config["DATABASE_URL"], instance_dir=current_app.config["INSTANCE_DIR"],
+                          key_dir=current_app.config["KEY_DIR"], target=target)
         except RegistryError as exc:
             _fail(exc)
         except OSError as exc:  # a file that cannot be read or written (a full disk): the folder is removed

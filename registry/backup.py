@@ -1,15 +1,19 @@
-"""A consistent copy of an instance on SQLite, taken while it serves (``python -m app backup DIR``).
+"""A consistent copy of an instance, taken while it serves (``python -m app backup DIR``).
 
 What an instance cannot be rebuilt without: the database, the folder of private keys (each
 encrypted under ``KEY_PASSPHRASE``) and, on a development instance, what it generated for itself
 in place of the settings (``DEV_SECRETS``: the keys' passphrase too, and the salt the scan
-history's client hashes depend on); the manifest names the settings a restore still needs. The database is copied with SQLite's online backup, one snapshot taken in a read transaction
-(WAL: writers go on meanwhile), then checked (``PRAGMA quick_check``). ``MANIFEST.json`` names each
-file with its SHA-256 and the log's size and root at the copy (its latest signed checkpoint), so that a restore can be checked
-against it (``log verify --checkpoint``). The copy holds encrypted private keys: its folder is
-0700 and its files 0600, and it belongs with the passphrase's custodian, not in the same place.
+history's client hashes depend on); the manifest names the settings a restore still needs.
 
-PostgreSQL has its own tools (``pg_dump``), named in the refusal.
+The database is copied in one snapshot while writers go on: on SQLite with its online backup, in a
+read transaction (WAL), then checked (``PRAGMA quick_check``), into ``registry.db``; on PostgreSQL
+by ``pg_dump --format=custom`` into ``registry.dump``, run on a snapshot exported by a
+REPEATABLE READ transaction held open until it ends (``pg_export_snapshot()``, ``--snapshot``), in
+which the log's checkpoint and the batches are read too. ``MANIFEST.json`` names each file with its
+SHA-256 and the log's size and root in that snapshot (its latest signed checkpoint), so that a
+restore can be checked against it (``log verify --checkpoint``). The copy holds encrypted private
+keys: its folder is 0700 and its files 0600, and it belongs with the passphrase's custodian, not in
+the same place.
 """
 
 from __future__ import annotations
@@ -19,16 +23,22 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy.engine import make_url
+from psycopg.conninfo import make_conninfo
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from keys.encoding import rfc3339, utcnow
-from registry.errors import Conflict, Invalid
+from registry.db import make_engine
+from registry.errors import Conflict, Invalid, RegistryError
+from registry.models import Batch, Checkpoint
 
-__all__ = ["Backup", "DEV_SECRETS", "backup_sqlite"]
+__all__ = ["Backup", "BackupFailed", "DEV_SECRETS", "backup", "backup_postgresql", "backup_sqlite"]
 
 # What an instance writes into its folder when a setting is not given (keys.storage.development_passphrase,
 # app.config._dev_secret), by the setting it stands for.
@@ -39,6 +49,12 @@ DEV_SECRETS = {"dev-key-passphrase": "KEY_PASSPHRASE", "dev-secret-key": "SECRET
 class Backup:
     target: Path
     manifest: dict[str, Any]
+
+
+class BackupFailed(RegistryError):
+    """The copy could not be made (pg_dump refused, the database could not be reached); its folder is gone."""
+
+    code = "BACKUP_FAILED"
 
 
 def _sha256(path: Path) -> str:
@@ -60,17 +76,40 @@ def _private_copy(source: Path, target: Path) -> None:
         shutil.copyfileobj(stream, out)
 
 
+def backup(database_url: str, *, instance_dir: Path, key_dir: Path, target: Path,
+           clock: Callable[[], Any] = utcnow) -> Backup:
+    """Copy the instance into ``target``, a folder that must not exist yet, whichever its database."""
+    if make_url(database_url).get_backend_name() == "postgresql":
+        return backup_postgresql(database_url, instance_dir=instance_dir, key_dir=key_dir, target=target, clock=clock)
+    return backup_sqlite(database_url, instance_dir=instance_dir, key_dir=key_dir, target=target, clock=clock)
+
+
 def backup_sqlite(database_url: str, *, instance_dir: Path, key_dir: Path, target: Path,
                   clock: Callable[[], Any] = utcnow) -> Backup:
-    """Copy the instance into ``target``, a folder that must not exist yet."""
+    """Copy an instance on SQLite into ``target``, a folder that must not exist yet."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        raise Invalid("the database is PostgreSQL: back it up with its own tools, e.g. pg_dump --format=custom "
-                      "--file=registry.dump \"$DATABASE_URL\", and copy INSTANCE_DIR/keys beside it",
-                      code="BACKUP_NEEDS_PG_DUMP")
+        raise ValueError(f"backup_sqlite() was given a {url.get_backend_name()} database: backup() picks the way")
     source = Path(url.database or "")
     if not source.is_file():
         raise Invalid(f"no database file at {source}", code="NOT_INITIALISED")
+    return _into_new_folder(target, lambda: _fill(_copy_sqlite(source, target), instance_dir, key_dir, target, clock))
+
+
+def backup_postgresql(database_url: str, *, instance_dir: Path, key_dir: Path, target: Path,
+                      clock: Callable[[], Any] = utcnow) -> Backup:
+    """Copy an instance on PostgreSQL into ``target``, a folder that must not exist yet, with the
+    ``pg_dump`` found on ``PATH`` (its version at least the server's, as pg_dump itself demands)."""
+    pg_dump = shutil.which("pg_dump")
+    if pg_dump is None:
+        raise Invalid("the database is PostgreSQL and pg_dump is not installed (not found on PATH): install the "
+                      "PostgreSQL client tools, of the server's major version or newer (Debian: apt-get install "
+                      "postgresql-client), and run the backup again", code="BACKUP_NEEDS_PG_DUMP")
+    return _into_new_folder(target, lambda: _fill(_dump_postgresql(pg_dump, database_url, target), instance_dir,
+                                                  key_dir, target, clock))
+
+
+def _into_new_folder(target: Path, fill: Callable[[], dict[str, Any]]) -> Backup:
     try:
         target.mkdir(mode=0o700, parents=False)
     except FileExistsError:
@@ -80,14 +119,23 @@ def backup_sqlite(database_url: str, *, instance_dir: Path, key_dir: Path, targe
         raise Invalid(f"the folder {target.parent} does not exist", code="BACKUP_TARGET_MISSING",
                       field="target") from None
     try:
-        manifest = _fill(source, instance_dir, key_dir, target, clock)
+        manifest = fill()
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)  # no half backup left to be taken for a whole one
         raise
     return Backup(target=target, manifest=manifest)
 
 
-def _fill(source: Path, instance_dir: Path, key_dir: Path, target: Path, clock: Callable[[], Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Copied:
+    """The database's copy in the backup folder, and what it held (read in the copy's own snapshot)."""
+
+    name: str
+    checkpoint: dict[str, Any]
+    batches: int
+
+
+def _copy_sqlite(source: Path, target: Path) -> _Copied:
     copy = target / "registry.db"
     _new_private(copy).close()  # SQLite writes into it, keeping its mode
     reader = sqlite3.connect(source, timeout=30)  # only read: a WAL reader neither waits for nor blocks writers
@@ -105,8 +153,53 @@ def _fill(source: Path, instance_dir: Path, key_dir: Path, target: Path, clock: 
     finally:
         writer.close()
         reader.close()
+    return _Copied(name=copy.name, checkpoint=checkpoint, batches=batches)
+
+
+def _libpq_connection(url: URL) -> tuple[str, str | None]:
+    """A SQLAlchemy PostgreSQL URL as libpq connection parameters (``key=value`` text, which
+    ``pg_dump --dbname`` takes) and, apart, its password: never on a command line, where every user
+    of the machine can read it (``ps``); it goes in the subprocess's ``PGPASSWORD``."""
+    parameters: dict[str, Any] = {"host": url.host, "port": url.port, "user": url.username, "dbname": url.database}
+    for name, value in url.query.items():  # ?host=/var/run/postgresql, sslmode=..., a list of hosts
+        parameters[name] = ",".join(value) if isinstance(value, tuple) else value
+    return make_conninfo("", **{name: value for name, value in parameters.items() if value is not None}), url.password
+
+
+def _dump_postgresql(pg_dump: str, database_url: str, target: Path) -> _Copied:
+    copy = target / "registry.dump"
+    _new_private(copy).close()  # pg_dump writes into it, keeping its mode (its own would follow the umask)
+    conninfo, password = _libpq_connection(make_url(database_url))
+    environment = dict(os.environ, **({"PGPASSWORD": password} if password is not None else {}))
+    engine = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        with engine.connect() as connection:
+            # One snapshot for pg_dump and for what the manifest says of it: exported by this
+            # transaction, which stays open (and so the snapshot valid) until pg_dump has ended.
+            connection = connection.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+            latest = connection.execute(select(Checkpoint.signed).order_by(Checkpoint.size.desc()).limit(1)).scalar()
+            batches = connection.execute(select(func.count()).select_from(Batch)).scalar_one()
+            done = subprocess.run([pg_dump, "--format=custom", f"--snapshot={snapshot}", "--no-password",
+                                   f"--file={copy}", f"--dbname={conninfo}"],
+                                  env=environment, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  check=False)
+    except SQLAlchemyError as exc:  # the server cannot be reached, or refuses the snapshot
+        raise BackupFailed(f"the database could not be read: {getattr(exc, 'orig', None) or exc}; "
+                           f"nothing was kept in {target}") from None
+    finally:
+        engine.dispose()
+    if done.returncode != 0:  # a server newer than this pg_dump, a table it may not read, a full disk...
+        said = done.stderr.strip() or f"no message, exit status {done.returncode}"
+        raise BackupFailed(f"pg_dump failed: {said}; nothing was kept in {target}")
+    checkpoint = latest if latest is not None else {"size": 0, "root": None}
+    return _Copied(name=copy.name, checkpoint=checkpoint, batches=batches)
+
+
+def _fill(copied: _Copied, instance_dir: Path, key_dir: Path, target: Path,
+          clock: Callable[[], Any]) -> dict[str, Any]:
     (target / "keys").mkdir(mode=0o700)
-    files = {"registry.db": _sha256(copy)}
+    files = {copied.name: _sha256(target / copied.name)}
     for key in sorted(key_dir.glob("*.pem")) if key_dir.is_dir() else []:
         _private_copy(key, target / "keys" / key.name)
         files[f"keys/{key.name}"] = _sha256(target / "keys" / key.name)
@@ -116,8 +209,8 @@ def _fill(source: Path, instance_dir: Path, key_dir: Path, target: Path, clock: 
             files[name] = _sha256(target / name)
     manifest = {
         "created_at": rfc3339(clock()),
-        "log": {"size": checkpoint["size"], "root": checkpoint["root"]},
-        "batches": batches,
+        "log": {"size": copied.checkpoint["size"], "root": copied.checkpoint["root"]},
+        "batches": copied.batches,
         "files": files,
         "needs": [setting for name, setting in DEV_SECRETS.items() if name not in files],  # as configured
     }
