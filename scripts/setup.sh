@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the service needs: system libraries (apt-get), a virtual environment in .venv/,
-# and the Python requirements. `scripts/setup.sh dev` adds the test needs (Chromium, poppler);
+# and the Python requirements. `scripts/setup.sh dev` adds the test needs (Chromium, poppler, and
+# pg_dump/pg_restore from postgresql-client for the backup tests on PostgreSQL);
 # `scripts/setup.sh bench` also wrk, for the load benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 packages=(libzbar0 fonts-dejavu-core python3-venv)
 mode="${1:-}"
 if [ "$mode" = "dev" ] || [ "$mode" = "bench" ]; then
-  packages+=(chromium poppler-utils)
+  packages+=(chromium poppler-utils postgresql-client)
 fi
 if [ "$mode" = "bench" ]; then
   packages+=(wrk)
