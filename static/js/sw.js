@@ -37,11 +37,21 @@ self.addEventListener('install', function (event) {
   }).then(function () { return self.skipWaiting(); }));
 });
 
+function dropPhotos() {
+  /* Photos an earlier version of this worker stored (before PHOTO was left to the network). */
+  return caches.open(CACHE).then(function (cache) {
+    return cache.keys().then(function (requests) {
+      return Promise.all(requests.filter(function (r) { return PHOTO.test(new URL(r.url).pathname); })
+        .map(function (r) { return cache.delete(r); }));
+    });
+  });
+}
+
 self.addEventListener('activate', function (event) {
   event.waitUntil(caches.keys().then(function (names) {
     return Promise.all(names.filter(function (n) { return n.indexOf('inspector-') === 0 && n !== CACHE; })
       .map(function (n) { return caches.delete(n); }));
-  }).then(function () { return self.clients.claim(); }));
+  }).then(dropPhotos).then(function () { return self.clients.claim(); }));
 });
 
 function networkFirst(request, fallback) {

@@ -276,6 +276,31 @@ def test_a_photo_checked_on_the_page_links_to_the_photo_kept(playwright, live_se
         browser.close()
 
 
+def test_photos_an_earlier_service_worker_kept_are_dropped(playwright, live_server, scene):  # noqa: F811
+    """A phone that opened kept photos under an earlier service worker (which stored them, and an
+    older cache too): when this one takes over, neither is left on the phone."""
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page.goto(live_server + "/portal/login")
+        photo = live_server + "/portal/inspector/inspections/7/checks/12/photo"
+        page.evaluate("""async (photo) => {
+            const current = await caches.open('inspector-v1');
+            await current.put(photo, new Response('jpeg bytes', {headers: {'Content-Type': 'image/jpeg'}}));
+            await current.put(location.origin + '/portal/inspector/inspections/7', new Response('page'));
+            await (await caches.open('inspector-v0')).put(photo, new Response('older'));
+        }""", photo)
+        _start(page, live_server, "Chợ Tân Định")
+        page.wait_for_function("() => navigator.serviceWorker.controller !== null", timeout=30_000)
+        names = page.evaluate("() => caches.keys()")
+        kept = page.evaluate("async () => (await (await caches.open('inspector-v1')).keys()).map(r => r.url)")
+        assert names == ["inspector-v1"], names
+        assert photo not in kept and live_server + "/portal/inspector/inspections/7" in kept, kept
+        assert live_server + "/static/js/inspector.js" in kept  # the worker filled its cache as ever
+    finally:
+        browser.close()
+
+
 def test_the_camera_status_goes_when_the_camera_stops(playwright, live_server, scene, tmp_path):  # noqa: F811
     """A fake camera plays a genuine label: the page says to hold the code in the frame while it
     scans; once the frame's code is kept the camera stops, and the status no longer says it scans
