@@ -88,7 +88,11 @@ def _refused_text(exc: Invalid):
         from app.errors import handle_registry_error
 
         return handle_registry_error(exc)
-    values = {name: (request.form.get(name) or "").replace("\x00", "").strip() for name in FIELDS}
+    try:
+        form = request.form
+    except Invalid:  # the address's NUL came first, and a field holds one too: the form was parsed
+        form = request.form  # and kept before it was refused, so it reads as sent now
+    values = {name: (form.get(name) or "").replace("\x00", "").strip() for name in FIELDS}
     return _form(values, errors={exc.field: exc.code} if exc.field in FIELDS else None,
                  notice=None if exc.field in FIELDS else FIELD_ERROR[NUL_CHARACTER], status=422)
 

@@ -106,6 +106,21 @@ def test_the_report_form_marks_the_field_with_a_nul_and_keeps_the_rest(client, s
     assert _count(session, Report) == 0
 
 
+def test_the_report_form_with_a_nul_in_its_address_and_in_a_field_keeps_the_rest(client, session):
+    """The address's NUL is refused first; reading the form again to keep what was typed met the
+    field's NUL as well and had answered 500."""
+    html = client.get("/report").get_data(as_text=True)
+    data = {"csrf_token": csrf_of(html), "code": GTIN, "where_kind": "market", "where_text": "Chợ\x00 Lớn",
+            "seller": "Bà Tư"}
+    response = client.post("/report?src=%00", data=data, content_type="multipart/form-data",
+                           headers={"Accept": "text/html"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and response.mimetype == "text/html", page[:300]
+    assert "Nội dung có ký tự NUL" in page
+    assert "Bà Tư" in page and "Chợ Lớn" in page and "\x00" not in page
+    assert _count(session, Report) == 0
+
+
 def test_a_page_address_with_a_nul_is_an_error_page(client):
     response = client.get("/warnings?q=tr%00", headers={"Accept": "text/html", "Accept-Language": "en"})
     assert response.status_code == 422 and response.mimetype == "text/html"
