@@ -91,6 +91,8 @@ def parse_csv(raw: bytes | str) -> list[CsvRow]:
         header = [h.strip().lower() for h in next(reader)]
     except StopIteration:
         raise Invalid("the file is empty", code="CSV_EMPTY", field="file") from None
+    except csv.Error as exc:  # a cell over the reader's limit (128 KiB), as on any later line
+        raise Invalid(f"line 1: {exc}", code="CSV_UNREADABLE", field="file") from None
     missing = [name for name in REQUIRED if name not in header]
     if missing:
         raise Invalid(f"the header lacks {', '.join(missing)}; download the template", code="CSV_HEADER",

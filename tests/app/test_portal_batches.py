@@ -132,6 +132,19 @@ def test_the_import_preview_names_the_files_columns_in_the_pages_language(client
     assert all("must" not in text and "got" not in text for _, text in problems)  # no English detail beside it
 
 
+def test_a_file_whose_first_line_is_one_enormous_cell_is_refused_on_the_import_page(client, session, world):
+    """Python's csv reader refuses a cell over 128 KiB; on the header line that had been a 500."""
+    _log_in_as_producer(client, session, world)
+    page = client.get("/portal/producer/import").get_data(as_text=True)
+    for raw in (b"x" * 200_000 + b"\n", CSV_HEADER.encode() + b'"' + b"y" * 200_000 + b'"\n'):
+        response = client.post("/portal/producer/import", content_type="multipart/form-data", data={
+            "csrf_token": csrf_of(page), "file": (io.BytesIO(raw), "batches.csv")})
+        html = response.get_data(as_text=True)
+        assert response.status_code == 422, html[:300]
+        assert '<p class="notice error-notice" role="alert" id="file-error">' in html
+        assert "Tệp không phải là tệp CSV mã hóa UTF-8." in html, html
+
+
 def test_a_certification_without_its_number_is_marked_on_the_form_and_in_the_import_preview(
         client, registry, session, world):
     """Scheme VietGAP, number empty: had been signed and shown to shoppers as "VietGAP ()"."""
