@@ -66,6 +66,9 @@ ERROR_TEXT = {
     "CSV_HEADER": N_("The first line must be the template's header."),
     "CSV_TOO_LARGE": N_("The file is too large for one import."),
     "BAD_TRANSITION": N_("This case was moved on meanwhile, perhaps by someone else: reload it to see where it stands."),
+    "CASE_CLOSED": N_("This case is closed (confirmed counterfeit or dismissed), perhaps by someone else meanwhile: move it back to investigating first."),
+    "CASE_NOT_CONFIRMED": N_("Only a case confirmed counterfeit can be published; this one was moved meanwhile, perhaps by someone else: reload it to see where it stands."),
+    "ALREADY_PUBLISHED": N_("This case is already published."),
     # what a link or a typed address named and the registry does not hold
     "BATCH_UNKNOWN": N_("There is no such batch (GTIN and lot)."),
     "SERIAL_UNKNOWN": N_("There is no such serial in this batch."),

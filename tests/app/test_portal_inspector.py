@@ -526,6 +526,40 @@ def test_a_case_from_new_to_published(app, accounts, report, session):
     assert {"case.assign", "case.transition", "case.note", "case.publish"} <= set(actions)
 
 
+def test_a_case_changed_meanwhile_in_another_tab_is_said_in_the_pages_language(app, accounts, report):
+    """Pages opened before someone else closed or published the case: the refusal is said in the
+    page's language (the page had shown the registry's English words alone)."""
+    number, _ = report
+    url = f"/portal/cases/{number}"
+    hoa, thanh, boss = _login(app, "hoa"), _login(app, "thanh"), _login(app, "boss")
+    token = _token(hoa, url)
+    for to, text in (("investigating", ""), ("confirmed", "Kết quả giám định: hàng giả")):
+        assert hoa.post(f"{url}/transition", data={"csrf_token": token, "to": to, "text": text}).status_code == 303
+    thanh_token, boss_token = _token(thanh, url), _token(boss, url)  # both pages open
+    assert hoa.post(f"{url}/transition", data={"csrf_token": token, "to": "dismissed",
+                                               "text": "Nhầm lẫn"}).status_code == 303
+
+    assigned = thanh.post(f"{url}/assign", data={"csrf_token": thanh_token, "assignee": ""})
+    page = assigned.get_data(as_text=True)
+    assert assigned.status_code == 409
+    assert "<strong>Vụ việc này đã đóng (đã xác nhận hàng giả hoặc đã bác bỏ)" in page, page
+    published = boss.post(f"{url}/publish", data={"csrf_token": boss_token, "name": "Cửa hàng Phát Đạt",
+                                                  "decision_ref": "QĐ-12/2026"})
+    page = published.get_data(as_text=True)
+    assert published.status_code == 409
+    assert "<strong>Chỉ vụ việc đã xác nhận hàng giả mới được công bố" in page, page
+
+    for to, text in (("investigating", ""), ("confirmed", "Giám định lại: hàng giả")):
+        assert hoa.post(f"{url}/transition", data={"csrf_token": token, "to": to, "text": text}).status_code == 303
+    form = {"csrf_token": boss_token, "name": "Cửa hàng Phát Đạt", "decision_ref": "QĐ-12/2026"}
+    assert boss.post(f"{url}/publish", data=form).status_code == 303
+    again = boss.post(f"{url}/publish", data=form)  # the same form, sent again from another tab
+    page = again.get_data(as_text=True)
+    assert again.status_code == 409 and "<strong>Vụ việc này đã được công bố.</strong>" in page, page
+    english = boss.post(f"{url}/publish", data=form, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "<strong>This case is already published.</strong>" in english
+
+
 def test_a_case_about_a_flagged_unit_shows_its_flag_then_its_clearance(app, accounts, session, flagged_unit):
     """The inspector working a shopper's report about a unit sees what clone detection holds of it."""
     codes, _ = flagged_unit
