@@ -607,8 +607,11 @@ def register_verify_cli(app: Flask) -> None:
             verifier = online_verifier()
         context = ScanContext(channel="cli")
         if is_file:
+            data = path.read_bytes()
+            if not data:  # as POST /verify/image answers an empty upload
+                raise _error("IMAGE_EMPTY", f"{path} is empty")
             try:
-                result = verify_image(verifier, path.read_bytes(), context=context,
+                result = verify_image(verifier, data, context=context,
                                       max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
             except ImageRejected as exc:
                 raise click.ClickException(f"{exc.code.value}: {exc.message}") from None

@@ -649,6 +649,13 @@ def test_verify_takes_a_text_no_file_can_be_named_and_refuses_a_code_longer_than
     _refused(runner.invoke(args=["verify", ""]), "VALIDATION_FAILED", "IMAGE_OR_TEXT")
 
 
+def test_verify_names_an_empty_photo_file_as_the_api_does(runner, world, tmp_path):
+    """A zero-byte file had been 'not a supported image'; POST /verify/image says IMAGE_EMPTY."""
+    empty = tmp_path / "photo.jpg"
+    empty.write_bytes(b"")
+    _refused(runner.invoke(args=["verify", str(empty)]), "IMAGE_EMPTY", "photo.jpg", "empty")
+
+
 @pytest.mark.parametrize("stdin,says", [
     (b"\xff\xfepassword-long\n", ("BAD_PASSWORD", "not UTF-8", "0xff at offset 0")),
     (b"pass\x00word-long-enough\n", ("NUL_CHARACTER", "password")),
