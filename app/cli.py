@@ -607,7 +607,10 @@ def register_verify_cli(app: Flask) -> None:
             verifier = online_verifier()
         context = ScanContext(channel="cli")
         if is_file:
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as exc:  # no permission, a disk error
+                raise _error("READ_FAILED", f"cannot read {path}: {exc.strerror or exc}") from None
             if not data:  # as POST /verify/image answers an empty upload
                 raise _error("IMAGE_EMPTY", f"{path} is empty")
             try:

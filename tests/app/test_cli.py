@@ -656,6 +656,12 @@ def test_verify_names_an_empty_photo_file_as_the_api_does(runner, world, tmp_pat
     _refused(runner.invoke(args=["verify", str(empty)]), "IMAGE_EMPTY", "photo.jpg", "empty")
 
 
+def test_verify_says_a_file_it_cannot_read(runner, world):
+    """A file that fails to read (here the process's own memory at address 0, which fails even for
+    root, where a file without permission would not) is READ_FAILED, not a traceback."""
+    _refused(runner.invoke(args=["verify", "/proc/self/mem"]), "READ_FAILED", "/proc/self/mem")
+
+
 @pytest.mark.parametrize("stdin,says", [
     (b"\xff\xfepassword-long\n", ("BAD_PASSWORD", "not UTF-8", "0xff at offset 0")),
     (b"pass\x00word-long-enough\n", ("NUL_CHARACTER", "password")),
