@@ -11,9 +11,10 @@ from werkzeug.exceptions import Conflict as HttpConflict
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFound, RegistryError, Unauthorized
+from verification.decoding import ImageEmpty, ImageRejected, NotAnImage
 
 __all__ = ["register_error_handlers", "error_response", "handle_registry_error", "handle_http_error", "ApiError",
-           "summary"]
+           "summary", "image_status"]
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,15 @@ STATUS_BY_ERROR: list[tuple[type[RegistryError], int]] = [
     (Unauthorized, 401),
     (Invalid, 422),
 ]
+
+
+
+def image_status(exc: ImageRejected) -> int:
+    """A photo refused: 400 when the file is empty, 415 when it is not an image, 422 otherwise
+    (damaged, too many pixels)."""
+    if isinstance(exc, ImageEmpty):
+        return 400
+    return 415 if isinstance(exc, NotAnImage) else 422
 
 
 class ApiError(Exception):

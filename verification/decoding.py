@@ -46,6 +46,7 @@ __all__ = [
     "DECODERS",
     "WORKING_SIDE",
     "DecodedSymbol",
+    "ImageEmpty",
     "ImageErrorCode",
     "ImageRejected",
     "ImageTooLarge",
@@ -98,6 +99,7 @@ class ImageErrorCode(enum.StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     IMAGE_UNDECODABLE = "IMAGE_UNDECODABLE"
     IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+    IMAGE_EMPTY = "IMAGE_EMPTY"
 
 
 class ImageRejected(ValueError):
@@ -108,6 +110,12 @@ class ImageRejected(ValueError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class ImageEmpty(ImageRejected):
+    """No bytes at all (a file chosen that holds nothing, a photo the phone never finished saving)."""
+
+    code = ImageErrorCode.IMAGE_EMPTY
 
 
 class NotAnImage(ImageRejected):
@@ -389,7 +397,7 @@ def _reason(exc: BaseException, fmt: str) -> str:
 def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode image bytes into a grayscale ``uint8`` array (height x width).
 
-    Raises :class:`NotAnImage` for bytes that are not a supported image format,
+    Raises :class:`ImageEmpty` for no bytes, :class:`NotAnImage` for bytes that are not a supported image format,
     :class:`ImageTooLarge` when the header claims more than ``max_pixels`` pixels (checked before
     any pixel is decoded) and :class:`ImageUndecodable` for corrupt or truncated images.
 
@@ -397,6 +405,8 @@ def load_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarr
     the conversion works in strips (see :data:`_STRIP_PIXELS`).
     """
     data = bytes(data)
+    if not data:
+        raise ImageEmpty("the file is empty (0 bytes)")
     fmt = _sniff(data)
     width, height = _header_size(fmt, data)
     _check_pixels(width, height, max_pixels)

@@ -17,7 +17,7 @@ from keys.encoding import rfc3339
 from registry.cases import AttachmentRejected
 from registry.keys_admin import producer_keys, rotate_key
 from registry.services import Role
-from verification.decoding import ImageRejected, NotAnImage
+from verification.decoding import ImageRejected
 from verification.services import verify_image
 
 from app.api import bp
@@ -54,7 +54,7 @@ from app.api.portal_schemas import (
 )
 from app.api.schemas import RotateInSchema, SignedSchema
 from app.auth import current_actor, require_roles
-from app.errors import ApiError
+from app.errors import ApiError, image_status
 from app.presenters import image_verification_json, verification_json
 from app.responses import spooled
 from app.services import (
@@ -269,8 +269,7 @@ def add_check(inspection_id):
                 answer = verify_image(verifier(), photo, context=scan_context("inspection", context_values),
                                       max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
             except ImageRejected as exc:
-                status = 415 if isinstance(exc, NotAnImage) else 422
-                raise ApiError(status, exc.code.value, exc.message) from None
+                raise ApiError(image_status(exc), exc.code.value, exc.message) from None
             check = service.add_check(actor, inspection_id, result=image_verification_json(answer), photo=photo)
         elif data.get("code"):
             answer = verifier().verify_text(data["code"], context=scan_context("inspection", context_values))

@@ -10,11 +10,10 @@ from marshmallow import fields, validate
 from keys.encoding import rfc3339
 from registry.reports import (FOLLOWUP_STATUS, WHERE_KINDS, PhotoTooLarge, ReportInput, ReportInvalid, ReportService,
                               TooManyReports)
-from verification.decoding import NotAnImage
 
 from app.api import bp
 from app.api.schemas import Strict, UtcDateTime
-from app.errors import ApiError
+from app.errors import ApiError, image_status
 from app.extensions import config_limit, rate_limit
 from app.services import db_session, report_service, scan_context
 
@@ -26,12 +25,13 @@ REPORT_BODY_LIMIT = 31 * MiB
 
 
 def photo_status(exc: ReportInvalid) -> int | None:
-    """413 for a photo file too large, 415 for a file that is not an image, 422 for the rest."""
+    """413 for a photo file too large, 415 for a file that is not an image, 400 for an empty one (as
+    POST /verify/image answers it), 422 for the rest."""
     if exc.photo_error is None:
         return None
     if isinstance(exc.photo_error, PhotoTooLarge):
         return 413
-    return 415 if isinstance(exc.photo_error, NotAnImage) else 422
+    return image_status(exc.photo_error)
 
 
 def allow_report_body(view):
@@ -91,8 +91,7 @@ def create_report(form):
     photos = [f.read() for f in request.files.getlist("photo") if f]
     client = scan_context("report", form).client
     try:
-        filed = report_service().create(ReportInput.from_mapping(form, [p for p in photos if p]),
-                                        client_hash=client)
+        filed = report_service().create(ReportInput.from_mapping(form, photos), client_hash=client)
     except TooManyReports as exc:
         raise ApiError(429, exc.code, exc.message) from None
     except ReportInvalid as exc:

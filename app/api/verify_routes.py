@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import current_app, jsonify, request
 from marshmallow import EXCLUDE, ValidationError, fields, validate
 
-from verification.decoding import ImageRejected, NotAnImage
+from verification.decoding import ImageRejected
 from verification.services import verify_image
 
 from app.api import bp
 from app.api.schemas import Strict
-from app.errors import ApiError, summary
+from app.errors import ApiError, image_status, summary
 from app.extensions import config_limit, rate_limit
 from app.presenters import image_verification_json, verification_json
 from app.services import scan_context, verification_reader, verifier
@@ -109,7 +109,6 @@ def verify_photo(form):
         result = verify_image(verifier(), data, context=scan_context("image", form),
                               max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
     except ImageRejected as exc:
-        status = 415 if isinstance(exc, NotAnImage) else 422
-        raise ApiError(status, exc.code.value, exc.message) from None
+        raise ApiError(image_status(exc), exc.code.value, exc.message) from None
     return jsonify(image_verification_json(result))
 

@@ -30,6 +30,7 @@ FIELD_ERROR = {
     "IMAGE_TOO_LARGE": N_("A photo has too many pixels (more than 50 megapixels). Choose a smaller photo."),
     "UNSUPPORTED_MEDIA_TYPE": N_("A file is not a photo. Send JPEG or PNG photos."),
     "IMAGE_UNDECODABLE": N_("A photo is damaged and cannot be opened. Choose another photo."),
+    "IMAGE_EMPTY": N_("A photo is an empty file. Choose it again, or take another photo."),
     "NUL_CHARACTER": N_("This holds a NUL character, which no text may hold. Remove it and try again."),
 }
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from flask import abort, current_app, jsonify, make_response, redirect, render_template, request, url_for
 
-from verification.decoding import ImageRejected, NotAnImage
+from verification.decoding import ImageRejected
 from verification.parsing import typed_number
 from verification.services import verify_image
 from verification.verdicts import Verdict
 
+from app.errors import image_status
 from app.extensions import config_limit, rate_limit
 from app.i18n import LANG_COOKIE, LANGUAGES
 from app.pages import bp, redisplay
@@ -104,7 +105,7 @@ def check_photo():
         result = verify_image(verifier(), data, context=scan_context("image", request.form, device=device_id()),
                               max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
     except ImageRejected as exc:
-        return render_scan(error_code=exc.code.value), 415 if isinstance(exc, NotAnImage) else 422
+        return render_scan(error_code=exc.code.value), image_status(exc)
     body, text = decisive_code(image_verification_json(result))
     # a POST cannot be loaded again: the language links lead to this code's /check?code= page
     page = url_for("pages.check_text", code=text) if text else url_for("pages.scan")

@@ -22,9 +22,10 @@ from registry.cases import AttachmentRejected
 from registry.errors import Conflict, Invalid
 from registry.inspections import InspectionService
 from registry.services import Role
-from verification.decoding import ImageRejected, NotAnImage
+from verification.decoding import ImageRejected
 from verification.services import verify_image
 
+from app.errors import image_status
 from app.i18n import N_
 from app.messages import CHANNEL_LABEL
 from app.pages.render import decisive_code
@@ -49,6 +50,7 @@ CHECK_ERROR = {
     "NOT_AN_IMAGE": N_("This file is not a photo."),
     "UNSUPPORTED_MEDIA_TYPE": N_("This file is not a photo."),
     "IMAGE_UNDECODABLE": N_("This photo could not be opened."),
+    "IMAGE_EMPTY": N_("This photo is an empty file."),
     "IMAGE_TOO_LARGE": N_("This photo has too many pixels."),
     "NOTHING_TO_CHECK": N_("Choose a photo or type a code."),
     "BAD_DATE": N_("This offline check is too old or dated in the future."),
@@ -174,7 +176,7 @@ def _add_photo_check(service: InspectionService, inspection_id: int, photo: byte
         answer = verify_image(verifier(), photo, context=scan_context("inspection", context_values),
                               max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
     except ImageRejected as exc:
-        raise AttachmentRejected(exc.message, code=exc.code.value, status=415 if isinstance(exc, NotAnImage) else 422)
+        raise AttachmentRejected(exc.message, code=exc.code.value, status=image_status(exc))
     result = image_verification_json(answer)
     if frame and not result["codes"]:
         return None  # a camera frame without a code is not a check

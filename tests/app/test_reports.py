@@ -62,6 +62,7 @@ def test_api_missing_fields(client):
     (b"just some text, not a photo at all", 415, "UNSUPPORTED_MEDIA_TYPE"),
     (jpeg()[:150], 422, "IMAGE_UNDECODABLE"),
     (jpeg() + b"\0" * (10 * 1024 * 1024), 413, "PHOTO_TOO_LARGE"),
+    (b"", 400, "IMAGE_EMPTY"),  # a file chosen that holds nothing: said, not dropped in silence
 ])
 def test_api_bad_photos(client, session, payload, status, code):
     data = form_fields(code="08936000010010", photo=(io.BytesIO(payload), "p.jpg"))
@@ -69,6 +70,17 @@ def test_api_bad_photos(client, session, payload, status, code):
     assert response.status_code == status
     assert response.json["error"]["code"] == code and response.json["error"]["message"]
     assert session.query(Report).count() == 0
+
+
+def test_no_file_chosen_is_no_photo(client, session):
+    """A form's photo field left empty sends a part with no file name and no bytes: no photo, not an
+    empty one."""
+    response = client.post("/api/v1/reports", data=form_fields(code="08936000010010", photo=(io.BytesIO(b""), "")),
+                           content_type="multipart/form-data")
+    assert response.status_code == 201 and response.json["photos"] == []
+    page = _post_form(client, {**form_fields(code="08936000010010"), "photo": (io.BytesIO(b""), "")})
+    assert page.status_code == 303
+    assert session.query(Report).count() == 2
 
 
 def test_api_body_over_the_limit(client):
@@ -164,6 +176,7 @@ def test_form_missing_fields_keep_what_was_entered(client):
     (b"not an image, a text file" * 3, 415, "A file is not a photo."),
     (jpeg()[:150], 422, "A photo is damaged and cannot be opened."),
     (jpeg() + b"\0" * (10 * 1024 * 1024 + 10), 413, "A photo is larger than 10 MB."),
+    (b"", 400, "A photo is an empty file."),
 ])
 def test_form_bad_photo_keeps_values(client, payload, status, message):
     entered = form_fields(code="08936000010010", seller="Shop Ánh Dương", description="Giá quá rẻ")

@@ -27,6 +27,7 @@ from tests.verification.phone_photos import phone_photo
 from verification.decoding import (
     DECODERS,
     DecodedSymbol,
+    ImageEmpty,
     ImageRejected,
     ImageTooLarge,
     ImageUndecodable,
@@ -294,8 +295,12 @@ def test_random_bytes_are_not_an_image():
 def test_text_file_is_not_an_image():
     with pytest.raises(NotAnImage):
         decode_image(b"https://example.com/01/09501101530003/10/ABC\n")
-    with pytest.raises(NotAnImage):
+
+
+def test_no_bytes_is_an_empty_file_not_a_format():
+    with pytest.raises(ImageEmpty) as refused:
         decode_image(b"")
+    assert refused.value.code == "IMAGE_EMPTY" and not isinstance(refused.value, NotAnImage)
 
 
 def test_heic_is_refused_as_unsupported():
