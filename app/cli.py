@@ -353,6 +353,9 @@ def register_cli(app: Flask) -> None:
     @click.option("--count", type=int, required=True)
     def batch_serials(gtin: str, lot: str, count: int) -> None:
         """Issue serials; prints one signed URL per line."""
+        from app.api.schemas import SerialsInSchema
+
+        count = _options(SerialsInSchema, {"count": count})["count"]  # the API's rule: 1 to 100,000
         with _session() as session:
             reg = _registry(session)
             try:

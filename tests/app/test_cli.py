@@ -149,6 +149,24 @@ def test_producer_and_batch_tasks(runner, tmp_path):
     assert recall.exit_code == 0
 
 
+@pytest.mark.parametrize("count", ["0", "-1", "100001"])
+def test_a_serial_count_outside_what_the_api_accepts_is_refused_as_the_api_refuses_it(
+        runner, client, registry, session, world, count):
+    """``--count`` is checked by the API's schema: VALIDATION_FAILED naming the option, as POST
+    .../serials answers the same count; it had been the registry's BAD_COUNT."""
+    from registry.models import Serial
+    from registry.services import SYSTEM
+
+    registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    session.commit()
+    _refused(runner.invoke(args=["batch", "serials", GTIN, "LOT-1", "--count", count]),
+             "VALIDATION_FAILED: --count: Must be greater than or equal to 1 and less than or equal to 100000")
+    answer = client.post(f"/api/v1/batches/{GTIN}/LOT-1/serials", json={"count": int(count)},
+                         headers=world.auth("producer"))
+    assert (answer.status_code, answer.get_json()["error"]["code"]) == (422, "VALIDATION_FAILED")
+    assert _count(session, Serial) == 0
+
+
 def test_batch_correct(runner, session, world, tmp_path):
     """The CLI corrects as the API does: the whole record from a file, the reason as an option; the
     API's schema and the registry's rules refuse with a clear error and write nothing."""
