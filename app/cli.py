@@ -14,7 +14,7 @@ from flask.cli import AppGroup, with_appcontext
 from rfc8785 import CanonicalizationError
 
 from keys.encoding import MalformedEncoding, b64url_decode, parse_rfc3339
-from registry.errors import NotFound, RegistryError
+from registry.errors import RegistryError
 from registry.models import MAX_ROW_ID
 from registry.services import AUTHORITY_KEY_NAME, SYSTEM, Registry, Role
 
@@ -108,6 +108,14 @@ def _fail(exc: RegistryError) -> None:
 def _error(code: str, message: str) -> click.ClickException:
     """``Error: CODE: message``, the shape of every refusal on the command line."""
     return click.ClickException(f"{code}: {message}")
+
+
+def _refuse_impossible_id(row_id: int, what: str, code: str) -> None:
+    """An id no row can have (below 1, or past ``MAX_ROW_ID``, where the query would overflow the
+    database's integer: a traceback) is refused with ``code``, the registry's answer for an id it
+    does not hold (``TOKEN_UNKNOWN``...), saying which ids there can be."""
+    if not 1 <= row_id <= MAX_ROW_ID:
+        raise _error(code, f"no {what} {row_id} ({what} ids go from 1 to {MAX_ROW_ID})")
 
 
 def _read_json_text(stream, name: str) -> str:
@@ -234,8 +242,7 @@ def register_cli(app: Flask) -> None:
         """Revoke a token by its id, and the tokens it created."""
         from registry.accounts import TokenAdmin
 
-        if token_id > MAX_ROW_ID:
-            _fail(NotFound(f"no token {token_id} (token ids go up to {MAX_ROW_ID})"))
+        _refuse_impossible_id(token_id, "token", "TOKEN_UNKNOWN")
         with _session() as session:
             try:
                 TokenAdmin(session).revoke(SYSTEM, token_id)  # with the tokens it created

@@ -9,9 +9,10 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from registry.errors import RegistryError
-from registry.models import MAX_ROW_ID
 from registry.publications import PublicationService
 from registry.services import SYSTEM, Registry
+
+from app.cli import _refuse_impossible_id
 
 __all__ = ["register_publication_cli"]
 
@@ -79,9 +80,7 @@ def register_publication_cli(app: Flask) -> None:
             reason = WithdrawInSchema().load({"reason": reason})["reason"]  # the API's rule: 1 to 1,000 characters
         except ValidationError as exc:
             raise click.ClickException(f"VALIDATION_FAILED: --{summary(exc.messages)}") from None
-        if publication_id > MAX_ROW_ID:
-            raise click.ClickException(f"PUBLICATION_UNKNOWN: no publication {publication_id} "
-                                       f"(publication ids go up to {MAX_ROW_ID})")
+        _refuse_impossible_id(publication_id, "publication", "PUBLICATION_UNKNOWN")
         with current_app.extensions["session_factory"]() as session:
             try:
                 _service(session).withdraw(SYSTEM, publication_id, reason=reason)

@@ -298,9 +298,17 @@ def test_token_days_within_the_api_range_expire_then(runner, session, world):
     assert newest_expiry() is None
 
 
-@pytest.mark.parametrize("token_id", ["99999999999999999999999", "9223372036854775808"])
-def test_revoking_a_token_id_beyond_the_database_says_no_such_token(runner, token_id):
-    _refused(runner.invoke(args=["token", "revoke", token_id]), "NOT_FOUND", f"no token {token_id}")
+@pytest.mark.parametrize("row_id", ["99999999999999999999999", "9223372036854775808", "-99999999999999999999", "0"])
+@pytest.mark.parametrize("command,code,what", [
+    (["token", "revoke"], "TOKEN_UNKNOWN", "token"),
+    (["publish", "withdraw", "--reason", "x"], "PUBLICATION_UNKNOWN", "publication"),
+])
+def test_an_id_no_row_can_have_is_no_such_row(runner, row_id, command, code, what):
+    """Past 2**63 - 1, or below 1, the id is refused with the code of an id the registry does not
+    hold, by every command that takes a row's id (token revoke had said NOT_FOUND, and a large
+    negative id was an OverflowError traceback in both)."""
+    _refused(runner.invoke(args=[*command, "--", row_id]),
+             f"{code}: no {what} {row_id} ({what} ids go from 1 to 9223372036854775807)")
 
 
 def test_revoking_a_token_revokes_the_tokens_it_created(runner, session):
