@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from flask import Flask, current_app
@@ -94,15 +94,31 @@ def require_instance(app: Flask) -> None:
             guard(command)
 
 
-def _fail(exc: RegistryError) -> None:
-    """The refusal; when several fields were at fault (``InvalidFields``), each on a line of its own
-    first, as the API lists them all in ``problems``."""
-    problems = getattr(exc, "problems", [])
+def _fail(exc: RegistryError) -> NoReturn:
+    """The registry's refusal; when several fields were at fault (``InvalidFields``), each on a
+    line of its own first, as the API lists them all in ``problems``."""
+    raise _refusal(exc.code, exc.message, [(p.code, p.message) for p in getattr(exc, "problems", [])])
+
+
+def _schema_refusal(messages: Any, *, where: str = "", context: str = "") -> click.ClickException:
+    """``VALIDATION_FAILED`` for what the API's schema refused (marshmallow's ``messages``): each
+    field at fault listed as ``_fail`` lists the registry's, the first on the Error line after
+    ``context``; ``where`` (a file, an import's line) begins each."""
+    from app.errors import field_problems
+
+    fields = field_problems(messages) or [str(messages)]
+    return _refusal("VALIDATION_FAILED", f"{where}{context}{fields[0]}",
+                    [("VALIDATION_FAILED", f"{where}{field}") for field in fields])
+
+
+def _refusal(code: str, message: str, problems: list[tuple[str, str]]) -> click.ClickException:
+    """``Error: CODE: message``; when several ``problems`` (code, message) led to it, each is first
+    printed on a ``PROBLEM: CODE: message`` line, and the Error line says how many more there are."""
     if len(problems) < 2:
-        raise _error(exc.code, exc.message)
-    for problem in problems:
-        click.echo(f"PROBLEM: {problem.code}: {problem.message}", err=True)
-    raise _error(exc.code, f"{exc.message} (and {len(problems) - 1} more problem(s), listed above)")
+        return _error(code, message)
+    for problem_code, problem_message in problems:
+        click.echo(f"PROBLEM: {problem_code}: {problem_message}", err=True)
+    return _error(code, f"{message} (and {len(problems) - 1} more problem(s), listed above)")
 
 
 def _error(code: str, message: str) -> click.ClickException:
@@ -141,37 +157,34 @@ def _parse_json(text: str, where: str) -> Any:
 
 def _options(schema: Any, values: dict[str, Any], options: dict[str, str] | None = None) -> dict[str, Any]:
     """Command-line options checked by the API's schema for the same input (its limits, lengths and
-    patterns): ``VALIDATION_FAILED`` naming each option at fault (``options`` maps a field to the
-    option or argument where the names differ, ``--producer``; ``None`` values are left out, as an
-    absent member)."""
+    patterns): ``VALIDATION_FAILED`` naming each option at fault, each on a ``PROBLEM`` line when
+    there are several (``options`` maps a field to the option or argument where the names differ,
+    ``--producer``; ``None`` values are left out, as an absent member)."""
     from marshmallow import ValidationError
-
-    from app.errors import summary
 
     try:
         schema = schema() if isinstance(schema, type) else schema  # a schema class, or an instance (exclude=...)
         return schema.load({k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
         named = {(options or {}).get(k) or f"--{k.replace('_', '-')}": v for k, v in exc.messages.items()}
-        raise _error("VALIDATION_FAILED", summary(named)) from None
+        raise _schema_refusal(named) from None
 
 
 def _batch_body(raw: Any, where: str = "", *, correction: bool = False) -> dict[str, Any]:
     """A batch body checked exactly as ``POST /batches`` (or, for a ``correction``, ``POST
     /batches/{gtin}/{lot}/corrections``) checks it: the API's schema (unknown fields, wrong types,
-    missing fields and out-of-range numbers refused)."""
+    missing fields and out-of-range numbers refused), each field at fault named."""
     from marshmallow import ValidationError
 
     from app.api.schemas import BatchInSchema, CorrectionInSchema
-    from app.errors import summary
 
     schema, route = (CorrectionInSchema, "POST /batches/{gtin}/{lot}/corrections") if correction else (
         BatchInSchema, "POST /batches")
     try:
         return schema().load(raw)
     except ValidationError as exc:
-        raise _error("VALIDATION_FAILED", f"{where}the batch does not match the schema of {route}: "
-                                          f"{summary(exc.messages)}") from None
+        raise _schema_refusal(exc.messages, where=where,
+                              context=f"the batch does not match the schema of {route}: ") from None
 
 
 # What canonical JSON (RFC 8785) cannot hold, should a value the schema lets through reach the

@@ -6,11 +6,12 @@ import json
 
 import click
 from flask import Flask, current_app
-from marshmallow import ValidationError
 
 from registry.audit import AuditQuery, AuditTrail
 from registry.errors import RegistryError
 from registry.services import SYSTEM
+
+from app.cli import _options
 
 __all__ = ["register_audit_cli"]
 
@@ -29,13 +30,8 @@ def register_audit_cli(app: Flask) -> None:
         a last line {"next_before": ID} says what to pass as --before for them. The options are
         checked as GET /api/v1/audit-events checks its parameters."""
         from app.api.audit_routes import AuditArgsSchema
-        from app.errors import summary
 
-        given = {name: value for name, value in options.items() if value is not None}
-        try:
-            args = AuditArgsSchema().load(given)
-        except ValidationError as exc:
-            raise click.ClickException(f"VALIDATION_FAILED: --{summary(exc.messages)}") from None
+        args = _options(AuditArgsSchema, options)
         query = AuditQuery.of(args)
         with current_app.extensions["session_factory"]() as session:
             try:

@@ -12,7 +12,7 @@ from registry.errors import RegistryError
 from registry.publications import PublicationService
 from registry.services import SYSTEM, Registry
 
-from app.cli import _refuse_impossible_id
+from app.cli import _options, _refuse_impossible_id
 
 __all__ = ["register_publication_cli"]
 
@@ -71,15 +71,9 @@ def register_publication_cli(app: Flask) -> None:
     @click.option("--reason", required=True)
     def publish_withdraw(publication_id: int, reason: str) -> None:
         """Withdraw a publication: it stays stored and logged, and leaves the public lists."""
-        from marshmallow import ValidationError
-
         from app.api.publication_routes import WithdrawInSchema
-        from app.errors import summary
 
-        try:
-            reason = WithdrawInSchema().load({"reason": reason})["reason"]  # the API's rule: 1 to 1,000 characters
-        except ValidationError as exc:
-            raise click.ClickException(f"VALIDATION_FAILED: --{summary(exc.messages)}") from None
+        reason = _options(WithdrawInSchema, {"reason": reason})["reason"]  # the API's rule: 1 to 1,000 characters
         _refuse_impossible_id(publication_id, "publication", "PUBLICATION_UNKNOWN")
         with current_app.extensions["session_factory"]() as session:
             try:

@@ -14,7 +14,7 @@ from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFoun
 from verification.decoding import ImageEmpty, ImageRejected, NotAnImage
 
 __all__ = ["register_error_handlers", "error_response", "handle_registry_error", "handle_http_error", "ApiError",
-           "summary", "image_status"]
+           "summary", "field_problems", "image_status"]
 
 log = logging.getLogger(__name__)
 
@@ -166,15 +166,22 @@ def _body_limit() -> str:
 
 
 def summary(messages: Any, prefix: str = "") -> str:
+    """What a schema refused, on one line: each field at fault (``field_problems``), joined."""
+    return "; ".join(field_problems(messages, prefix))
+
+
+def field_problems(messages: Any, prefix: str = "") -> list[str]:
+    """What a schema refused (marshmallow's messages), one ``field: message`` per field at fault,
+    nested fields dotted (``product.colour``) and a field's several messages joined."""
     parts: list[str] = []
     if isinstance(messages, dict):
         for key, value in messages.items():
             if key in ("json", "query", "form", "files") and not prefix:
-                parts.append(summary(value, ""))
+                parts.extend(field_problems(value, ""))
             else:
-                parts.append(summary(value, f"{prefix}{key}."))
+                parts.extend(field_problems(value, f"{prefix}{key}."))
     elif isinstance(messages, list):
         parts.append(f"{prefix.rstrip('.')}: {'; '.join(str(m) for m in messages)}" if prefix else "; ".join(map(str, messages)))
     else:
         parts.append(f"{prefix.rstrip('.')}: {messages}")
-    return "; ".join(p for p in parts if p)
+    return [p for p in parts if p]

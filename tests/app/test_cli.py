@@ -407,6 +407,45 @@ def test_every_field_at_fault_is_listed_as_the_api_lists_them(runner, session, w
     assert _count(session, Batch) == 0
 
 
+def test_every_option_or_member_a_schema_refuses_is_listed_as_the_registrys_problems_are(
+        runner, session, world, tmp_path):
+    """What the API's schema refuses had come on one summary line (the audit's options past the
+    first without their --); each field at fault is now a PROBLEM line of its own, as the
+    registry's refusals are, the first on the Error line."""
+    from registry.models import Batch, Producer
+
+    def problems(out) -> list[str]:
+        return [line.removeprefix("PROBLEM: VALIDATION_FAILED: ") for line in out.output.splitlines()
+                if line.startswith("PROBLEM: ")]
+
+    out = runner.invoke(args=["producer", "admit", "--name", "x" * 5000, "--tax-code", "4600000016",
+                              "--prefix", "89x"])
+    _refused(out, "VALIDATION_FAILED: --name: Length must be between 1 and 200. (and 1 more problem(s), listed above)")
+    assert problems(out) == ["--name: Length must be between 1 and 200.",
+                             "--prefix.0: String does not match expected pattern."]
+    out = runner.invoke(args=["audit", "--limit", "0", "--since", "2026"])
+    _refused(out, "VALIDATION_FAILED: --since: Not a valid datetime. (and 1 more problem(s), listed above)")
+    assert problems(out) == ["--since: Not a valid datetime.",
+                             "--limit: Must be greater than or equal to 1 and less than or equal to 200."]
+    bad = {**_good_batch(), "quantity": "12", "colour": "red"}
+    record = tmp_path / "batch.json"
+    record.write_text(json.dumps(bad), encoding="utf-8")
+    out = runner.invoke(args=["batch", "register", world.producer_id, str(record)])
+    _refused(out, "VALIDATION_FAILED: the batch does not match the schema of POST /batches: quantity: Not a valid "
+                  "integer. (and 1 more problem(s), listed above)")
+    assert problems(out) == ["quantity: Not a valid integer.", "colour: Unknown field."]
+    rows = tmp_path / "batches.jsonl"
+    rows.write_text(json.dumps(_good_batch("LOT-A")) + "\n\n" + json.dumps(bad) + "\n", encoding="utf-8")
+    out = runner.invoke(args=["import-batches", world.producer_id, str(rows)])
+    _refused(out, "VALIDATION_FAILED: line 3: the batch does not match the schema of POST /batches: quantity: ")
+    assert problems(out) == ["line 3: quantity: Not a valid integer.", "line 3: colour: Unknown field."]
+    out = runner.invoke(args=["producer", "admit", "--name", "x" * 5000, "--tax-code", "4600000016",
+                              "--prefix", "893600003"])
+    _refused(out, "VALIDATION_FAILED: --name: Length must be between 1 and 200.")
+    assert problems(out) == []  # one field at fault: the Error line alone, as for the registry's
+    assert _count(session, Batch) == 0 and _count(session, Producer) == 1
+
+
 def test_the_api_refuses_the_same_batch_bodies(client, world):
     """The command line and POST /batches answer the same bodies the same way."""
     for param in BAD_BATCHES:
