@@ -13,7 +13,7 @@ from registry.errors import RegistryError
 from registry.services import Role
 
 from app.api.portal_schemas import UserInSchema
-from app.cli import _options
+from app.cli import _fail, _options
 from app.text_input import refuse_nul
 
 __all__ = ["register_accounts_cli"]
@@ -21,10 +21,6 @@ __all__ = ["register_accounts_cli"]
 
 def _session():
     return current_app.extensions["session_factory"]()
-
-
-def _fail(exc: RegistryError) -> None:
-    raise click.ClickException(f"{exc.code}: {exc.message}")
 
 
 def register_accounts_cli(app: Flask) -> None:

@@ -11,7 +11,7 @@ from registry.audit import AuditQuery, AuditTrail
 from registry.errors import RegistryError
 from registry.services import SYSTEM
 
-from app.cli import _options
+from app.cli import _fail, _options
 
 __all__ = ["register_audit_cli"]
 
@@ -37,7 +37,7 @@ def register_audit_cli(app: Flask) -> None:
             try:
                 page = AuditTrail(session).search(SYSTEM, query, limit=args["limit"], before=args.get("before"))
             except RegistryError as exc:
-                raise click.ClickException(f"{exc.code}: {exc.message}") from None
+                _fail(exc)
             session.rollback()
         for event in page.events:
             click.echo(json.dumps(event, ensure_ascii=False))

@@ -12,7 +12,7 @@ from registry.errors import RegistryError
 from registry.publications import PublicationService
 from registry.services import SYSTEM, Registry
 
-from app.cli import _options, _refuse_impossible_id
+from app.cli import _fail, _options, _refuse_impossible_id
 
 __all__ = ["register_publication_cli"]
 
@@ -28,7 +28,7 @@ def _publish(kind: str, **values) -> None:
         try:
             item = service.publish(SYSTEM, kind=kind, **values)
         except RegistryError as exc:
-            raise click.ClickException(f"{exc.code}: {exc.message}") from None
+            _fail(exc)
         session.commit()
         click.echo(f"{kind} {item.id} published at log index {item.log_index}", err=True)
         click.echo(json.dumps(service.view(item), ensure_ascii=False))
@@ -79,7 +79,7 @@ def register_publication_cli(app: Flask) -> None:
             try:
                 _service(session).withdraw(SYSTEM, publication_id, reason=reason)
             except RegistryError as exc:
-                raise click.ClickException(f"{exc.code}: {exc.message}") from None
+                _fail(exc)
             session.commit()
         click.echo(f"publication {publication_id} withdrawn")
 

@@ -446,6 +446,23 @@ def test_every_option_or_member_a_schema_refuses_is_listed_as_the_registrys_prob
     assert _count(session, Batch) == 0 and _count(session, Producer) == 1
 
 
+def test_user_create_and_publish_list_every_field_the_registry_refuses(runner, session):
+    """Their refusals had shown only the first field at fault; they go through the one _fail now."""
+    from registry.models import Publication, User
+
+    out = runner.invoke(args=["user", "create", "--username", "a b", "--role", "producer", "--password-stdin"],
+                        input="short\n")
+    _refused(out, "BAD_USERNAME: ", "(and 2 more problem(s), listed above)")
+    assert [line.split(": ")[1] for line in out.output.splitlines() if line.startswith("PROBLEM: ")] == [
+        "BAD_USERNAME", "FIELD_REQUIRED", "PASSWORD_TOO_SHORT"]
+    out = runner.invoke(args=["publish", "warning", "--title", "x" * 301, "--body", "Cà phê giả",
+                              "--decided-on", "2026-13-01"])
+    _refused(out, "TOO_LONG: title", "(and 1 more problem(s), listed above)")
+    assert [line.split(": ")[1] for line in out.output.splitlines() if line.startswith("PROBLEM: ")] == [
+        "TOO_LONG", "BAD_DATE"]
+    assert _count(session, User) == 0 and _count(session, Publication) == 0
+
+
 def test_the_api_refuses_the_same_batch_bodies(client, world):
     """The command line and POST /batches answer the same bodies the same way."""
     for param in BAD_BATCHES:
