@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from registry.accounts import AccountService, TokenAdmin
+from registry.accounts import DEMO_TOKEN_LABEL, AccountService, TokenAdmin
 from registry.models import ApiToken, Batch, Producer, User
 from registry.services import SYSTEM, Registry, Role
 
@@ -16,7 +16,6 @@ __all__ = ["load_demo", "DEMO_TAX_CODE"]
 
 DEMO_TAX_CODE = "0312345673"
 DEMO_PREFIX = "893600001"
-DEMO_TOKEN_LABEL = "demo"  # the demo's tokens: a new run revokes those of the previous one
 
 
 def _batches(today):
@@ -70,9 +69,9 @@ def _demo_status(batch: Batch, today) -> str:
 
 
 def _demo_tokens(registry: Registry, producer: Producer) -> list[str]:
-    """One token per role, labelled ``demo``; the previous run's demo tokens are revoked first, so
-    that only the ones printed last stay valid (each creation and revocation audited, as the
-    operator's ``token create`` and ``token revoke``)."""
+    """One token per role, labelled ``demo`` (a label no one but the demo can give a token); the
+    previous run's demo tokens are revoked first, so that only the ones printed last stay valid
+    (each creation and revocation audited, as the operator's ``token create`` and ``token revoke``)."""
     admin = TokenAdmin(registry.session)
     previous = registry.session.execute(select(ApiToken.id).where(
         ApiToken.label == DEMO_TOKEN_LABEL, ApiToken.revoked_at.is_(None), ApiToken.created_by_token_id.is_(None),
@@ -82,7 +81,7 @@ def _demo_tokens(registry: Registry, producer: Producer) -> list[str]:
     lines = []
     for role in (Role.AUTHORITY, Role.INSPECTOR, Role.PARTNER, Role.PRODUCER):
         token, _ = admin.create(SYSTEM, role=role, producer_id=producer.id if role == Role.PRODUCER else None,
-                                label=DEMO_TOKEN_LABEL, days=None)
+                                label=DEMO_TOKEN_LABEL, days=None, demo=True)
         lines.append(f"{role.value} token: {token}")
     return lines
 

@@ -38,6 +38,7 @@ __all__ = [
     "MAX_PASSWORD_LENGTH",
     "DEFAULT_TOKEN_DAYS",
     "MAX_TOKEN_DAYS",
+    "DEMO_TOKEN_LABEL",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; this only bounds the work
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,99}$")
 DEFAULT_TOKEN_DAYS = 90
 MAX_TOKEN_DAYS = 730
+#: The label of the demo's tokens (``app.demo``), which each run of the demo revokes: only the demo
+#: gives it (``TokenAdmin.create(..., demo=True)``), so that no one else's token is revoked with them.
+DEMO_TOKEN_LABEL = "demo"
 
 
 @dataclass(frozen=True)
@@ -348,12 +352,17 @@ class TokenAdmin:
         self.tokens = TokenService(session, clock=clock)
 
     def create(self, actor: Actor, *, role: Role | str, producer_id: str | None = None, label: str = "",
-               days: int | None = DEFAULT_TOKEN_DAYS) -> tuple[str, ApiToken]:
+               days: int | None = DEFAULT_TOKEN_DAYS, demo: bool = False) -> tuple[str, ApiToken]:
         """Return the token (to show once) and its row. Every token made here expires, but the
         operator's own at the command line (``SYSTEM`` with ``days=None``); one made by a token
         expires no later than that token (``days`` is cut short to it, which the row's
-        ``expires_at`` shows), so a short-lived token cannot mint a long-lived one."""
+        ``expires_at`` shows), so a short-lived token cannot mint a long-lived one. The label
+        ``DEMO_TOKEN_LABEL`` is the demo's alone (``demo``): ``LABEL_RESERVED`` for anyone else."""
         actor.require(Role.AUTHORITY, Role.PRODUCER)
+        label = (label or "").strip()[:100]
+        if label == DEMO_TOKEN_LABEL and not demo:
+            raise Invalid(f"the label {DEMO_TOKEN_LABEL!r} is kept for the demo's tokens, which each run of the "
+                          "demo revokes: choose another", code="LABEL_RESERVED", field="label")
         try:
             role = Role(role)
         except ValueError:
@@ -375,7 +384,7 @@ class TokenAdmin:
         by_user = self._lock_user(name) if kind == "user" else None
         if by_token is not None and by_token.expires_at is not None:
             expires_at = min(expires_at, by_token.expires_at)
-        plain, row = self.tokens.create(role=role, producer_id=producer_id, label=(label or "").strip()[:100],
+        plain, row = self.tokens.create(role=role, producer_id=producer_id, label=label,
                                         expires_at=expires_at)
         row.created_by_token_id = by_token.id if by_token is not None else None
         row.created_by_user_id = by_user.id if by_user is not None else None

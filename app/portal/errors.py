@@ -35,6 +35,7 @@ ERROR_TEXT = {
     "BAD_ROLE": N_("Choose a role."),
     "BAD_USER_SCOPE": N_("Only producer staff are bound to a producer."),
     "BAD_EXPIRY": N_("A token lasts between 1 and 730 days."),
+    "LABEL_RESERVED": N_("The label \"demo\" is kept for the demo's tokens: choose another."),
     "PASSWORD_TOO_SHORT": N_("A password needs at least 10 characters."),
     "PASSWORD_TOO_LONG": N_("This password is too long."),
     "TOO_LONG": N_("This is too long."),

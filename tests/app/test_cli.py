@@ -823,6 +823,26 @@ def test_the_server_settings_name_a_bad_value(name, value):
     assert (done.returncode, done.stderr.strip()) == (1, f"Error: {refused.value}")
 
 
+@pytest.mark.parametrize("label", ["demo", " demo "])
+def test_the_demos_token_label_is_the_demos_alone(runner, client, session, world, label):
+    """Each demo run revokes the tokens labelled demo: an operator's token so labelled (at the
+    command line or through the API) was revoked with them. The label is refused to anyone but
+    the demo now, so a demo run revokes only the tokens a demo run made."""
+    from registry.models import ApiToken
+
+    before = _count(session, ApiToken)
+    _refused(runner.invoke(args=["token", "create", "--role", "partner", "--label", label]),
+             "LABEL_RESERVED: the label 'demo' is kept for the demo's tokens")
+    answer = client.post("/api/v1/tokens", json={"role": "partner", "label": label}, headers=world.auth("authority"))
+    assert answer.status_code == 422, answer.get_json()
+    assert (answer.get_json()["error"]["code"], answer.get_json()["error"]["field"]) == ("LABEL_RESERVED", "label")
+    assert _count(session, ApiToken) == before
+    assert runner.invoke(args=["token", "create", "--role", "partner", "--label", "demo desk"]).exit_code == 0
+    out = runner.invoke(args=["demo"])
+    assert out.exit_code == 0, out.output
+    assert len([line for line in out.output.splitlines() if " token: pov_" in line]) == 4  # the demo's own
+
+
 def test_a_new_demo_run_replaces_the_demo_tokens_and_says_each_batchs_status(runner, session, world):
     """Each run had added four tokens that never expire and left the previous ones valid."""
     from registry.errors import Unauthorized

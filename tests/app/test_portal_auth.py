@@ -518,6 +518,21 @@ def test_a_token_refused_on_the_server_keeps_what_was_typed(client, people, sess
     assert 'value="90"' in fresh
 
 
+def test_the_demos_token_label_is_refused_beside_the_field(client, people, session):
+    """A producer's token labelled demo would be revoked by the next run of the demo."""
+    from sqlalchemy import func, select
+
+    from registry.models import ApiToken
+
+    client_login(client, "producer1")
+    token = csrf_of(client.get("/portal/producer/tokens?lang=en").get_data(as_text=True))
+    refused = client.post("/portal/producer/tokens?lang=en", data={"csrf_token": token, "label": "demo", "days": "30"})
+    html = refused.get_data(as_text=True)
+    assert refused.status_code == 422 and 'aria-describedby="label-error"' in html
+    assert "is kept for the demo&#39;s tokens: choose another." in html and 'value="demo"' in html
+    assert session.scalar(select(func.count()).select_from(ApiToken).where(ApiToken.label == "demo")) == 0
+
+
 def test_the_partner_epcis_dates_are_vietnam_days_until_included(client, people, registry, session):
     """From = Until = today gave an empty file (Until was that day's 00:00 UTC, excluded); a time's
     offset was dropped (10:00+07:00 read as 10:00 UTC); since=garbage was dropped and every event
