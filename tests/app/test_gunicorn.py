@@ -109,3 +109,18 @@ def test_a_bad_server_setting_stops_gunicorn_with_its_name(tmp_path):
         assert done.returncode != 0
         assert "Traceback" not in done.stderr, done.stderr
         assert f"Error: {name} must be a whole number of at least 1, not {value!r}" in done.stderr
+
+
+def test_a_server_setting_that_is_not_a_whole_number_stops_gunicorn_with_one_line(tmp_path):
+    """gunicorn.conf.py names the setting and the value and exits 1, before any worker starts.
+    (A WEB_CONCURRENCY that is not a number, ``two``, or is below 0 cannot be caught there: gunicorn
+    parses it while importing its own settings and checks it, before it reads a configuration
+    file; ``make serve`` checks it first with ``python -m app.config``, tests/app/test_cli.py.)"""
+    for name, value in (("GUNICORN_THREADS", "many"), ("GUNICORN_THREADS", "0"), ("WEB_CONCURRENCY", "0")):
+        env = {**os.environ, "INSTANCE_DIR": str(tmp_path / "instance"), "BIND": f"127.0.0.1:{_free_port()}",
+               "HOME": str(tmp_path / "home"), name: value}
+        done = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert (done.returncode, done.stdout, done.stderr) == (
+            1, "", f"Error: {name} must be a whole number of at least 1, not {value!r}\n"), (name, value)
+        assert not (tmp_path / "instance").exists()  # refused before the app was loaded
