@@ -212,8 +212,8 @@ def inspection_check(inspection_id: int):
         else:
             code = ((body or {}).get("code") if body is not None else request.form.get("code")) or ""
             code = str(code).strip()[:4096]
-            photos = [f.read() for f in request.files.getlist("image")][:MAX_PHOTOS_PER_POST]
-            photos = [p for p in photos if p]
+            # a file field left empty sends a part with no name: no photo; a chosen file that is empty is refused
+            photos = [f.read() for f in request.files.getlist("image") if f.filename][:MAX_PHOTOS_PER_POST]
             frame = request.files.get("frame")
             if frame is not None:
                 check = _add_photo_check(service, inspection_id, frame.read(), context_values, frame=True)

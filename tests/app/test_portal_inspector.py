@@ -165,6 +165,15 @@ def test_checks_by_form_then_close_and_evidence(app, accounts, registry, session
     response = thanh.post(f"{page_url}/checks", content_type="multipart/form-data", headers=JSON,
                           data={"csrf_token": token, "image": (io.BytesIO(b"%PDF-1.4 not a photo"), "x.pdf")})
     assert response.status_code == 415 and response.get_json()["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    # So is a photo that is an empty file (it had been dropped, the post answered "nothing to check"),
+    # while a file field left empty is no photo at all.
+    response = thanh.post(f"{page_url}/checks", content_type="multipart/form-data", headers=JSON,
+                          data={"csrf_token": token, "image": (io.BytesIO(b""), "IMG_0001.jpg")})
+    assert response.status_code == 400 and response.get_json()["error"] == {
+        "code": "IMAGE_EMPTY", "message": "Ảnh này là tệp rỗng."}
+    response = thanh.post(f"{page_url}/checks", content_type="multipart/form-data", headers=JSON,
+                          data={"csrf_token": token, "image": (io.BytesIO(b""), "")})
+    assert response.status_code == 422 and response.get_json()["error"]["code"] == "NOTHING_TO_CHECK"
 
     assert thanh.post(f"{page_url}/close", data={"csrf_token": token}).status_code == 303
     response = thanh.post(f"{page_url}/checks", json={"code": codes["genuine"]}, headers={**JSON, "X-CSRFToken": token})
