@@ -59,7 +59,7 @@ graceful_timeout = 20
 keepalive = 5
 max_requests = 500_000
 max_requests_jitter = 50_000
-accesslog = "-" if os.environ.get("ACCESS_LOG", "1") == "1" else None
+accesslog = "-" if _server["access_log"] else None
 limit_request_line = 8190
 # gunicorn 25.1 and later open a control socket by default ($HOME/.gunicorn/gunicorn.ctl, one path
 # shared by every instance on the host) through which workers can be added or the server stopped:

@@ -73,14 +73,16 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
-def server_settings(env: Mapping[str, str] | None = None) -> dict[str, int]:
-    """gunicorn's numbers (gunicorn.conf.py): ``workers`` (``WEB_CONCURRENCY``, default the cores)
-    and ``threads`` (``GUNICORN_THREADS``, default 1), or a ConfigError that names the setting."""
+def server_settings(env: Mapping[str, str] | None = None) -> dict[str, int | bool]:
+    """gunicorn's settings (gunicorn.conf.py): ``workers`` (``WEB_CONCURRENCY``, default the cores),
+    ``threads`` (``GUNICORN_THREADS``, default 1) and ``access_log`` (``ACCESS_LOG``: on or off, 1
+    or 0; default on), or a ConfigError that names the setting."""
     import multiprocessing
 
     env = os.environ if env is None else env
     return {"workers": _number(env, "WEB_CONCURRENCY", multiprocessing.cpu_count(), minimum=1),
-            "threads": _number(env, "GUNICORN_THREADS", 1, minimum=1)}
+            "threads": _number(env, "GUNICORN_THREADS", 1, minimum=1),
+            "access_log": _choice(env, "ACCESS_LOG", "on", ("on", "off", "1", "0")) in ("on", "1")}
 
 
 def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -135,7 +137,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 def main() -> None:
-    """``python -m app.config``: check gunicorn's numbers before gunicorn reads them (``make serve``).
+    """``python -m app.config``: check gunicorn's settings before gunicorn reads them (``make serve``).
     gunicorn reads ``WEB_CONCURRENCY`` itself when it is imported, before gunicorn.conf.py, and a
     value that is not a number failed there with its own traceback."""
     try:

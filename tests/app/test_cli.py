@@ -816,11 +816,22 @@ def test_the_server_settings_name_a_bad_value(name, value):
     with pytest.raises(ConfigError) as refused:
         server_settings({name: value})
     assert str(refused.value) == f"{name} must be a whole number of at least 1, not {value!r}"
-    assert server_settings({"WEB_CONCURRENCY": "3", "GUNICORN_THREADS": " "}) == {"workers": 3, "threads": 1}
+    assert server_settings({"WEB_CONCURRENCY": "3", "GUNICORN_THREADS": " "}) == {"workers": 3, "threads": 1,
+                                                                                 "access_log": True}
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     done = subprocess.run([sys.executable, "-m", "app.config"], cwd=repo, env={**os.environ, name: value},
                           capture_output=True, text=True, timeout=60)  # what `make serve` runs first
     assert (done.returncode, done.stderr.strip()) == (1, f"Error: {refused.value}")
+
+
+def test_the_access_log_setting_is_on_or_off():
+    """ACCESS_LOG=yes had turned the access log off, in silence: anything but 1 did."""
+    from app.config import server_settings
+
+    assert [server_settings({"ACCESS_LOG": v})["access_log"] for v in ("", "on", "1", "OFF", "0")] == [
+        True, True, True, False, False]
+    with pytest.raises(ConfigError, match="ACCESS_LOG must be on or off or 1 or 0, not 'yes'"):
+        server_settings({"ACCESS_LOG": "yes"})
 
 
 @pytest.mark.parametrize("label", ["demo", " demo "])
