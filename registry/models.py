@@ -88,8 +88,12 @@ class ProducerKey(Base):
 
 
 class Batch(Base):
+    """A registered batch (GTIN + lot) with its current origin record. Indexed in registration order
+    for the EPCIS export's commissioning events (migration 0016)."""
+
     __tablename__ = "batches"
-    __table_args__ = (UniqueConstraint("gtin", "lot", name="uq_batches_gtin_lot"),)
+    __table_args__ = (UniqueConstraint("gtin", "lot", name="uq_batches_gtin_lot"),
+                      Index("ix_batches_created_at_id", "created_at", "id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     gtin: Mapped[str] = mapped_column(String(14), index=True)
@@ -158,7 +162,10 @@ class ScanWriterState(Base):
 
 
 class Recall(Base):
+    """A recall; indexed in time order for the EPCIS export (migration 0016)."""
+
     __tablename__ = "recalls"
+    __table_args__ = (Index("ix_recalls_at_id", "at", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
@@ -171,10 +178,12 @@ class Recall(Base):
 
 class BatchVersion(Base):
     """An origin record that a correction replaced (``Registry.correct_batch``): records are immutable,
-    so each version stays, as signed and logged; ``batches.record`` holds the current one."""
+    so each version stays, as signed and logged; ``batches.record`` holds the current one. Indexed in
+    the order of the corrections for the EPCIS export (migration 0016)."""
 
     __tablename__ = "batch_versions"
-    __table_args__ = (UniqueConstraint("batch_id", "version", name="uq_batch_versions_batch_version"),)
+    __table_args__ = (UniqueConstraint("batch_id", "version", name="uq_batch_versions_batch_version"),
+                      Index("ix_batch_versions_superseded_at_id", "superseded_at", "id"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"))
