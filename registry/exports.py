@@ -6,10 +6,12 @@ a large export streams in constant memory. Cells that a spreadsheet would run as
 identifiers included: a lot or a serial may begin with any of these (GS1's character set 82), and
 a shopper's report brings codes nobody checked; the exact values are in the EPCIS export.
 
-The EPCIS export turns scan events and recalls into ObjectEvents of an ``EPCISDocument``:
-a verified unit is identified by its GS1 Digital Link URI on ``id.gs1.org`` in ``epcList``, a
-batch-level scan or a recall by the class-level URI in ``quantityList``; a scan made with a
-(coarse) place gets a ``geo:`` read point. The document validates against the standard's JSON
+The EPCIS export turns registrations, corrections, scan events and recalls into ObjectEvents of
+an ``EPCISDocument``: a verified unit is identified by its GS1 Digital Link URI on ``id.gs1.org``
+in ``epcList``, a batch by the class-level URI in ``quantityList``; a scan made with a (coarse)
+place gets a ``geo:`` read point. A registration is the batch's commissioning (ADD, with the lot's
+master data in ``ilmd``); a correction is an EPCIS error declaration of the commissioning event it
+corrects and a corrective commissioning event. The document validates against the standard's JSON
 schema, vendored in ``registry/data/epcis/``.
 
 Nothing here imports Flask. Authorisation is checked when an export is asked for, before the
@@ -22,19 +24,22 @@ import csv
 import heapq
 import io
 import itertools
+import functools
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session, aliased
 
 from keys.encoding import MalformedEncoding, b64url_decode, b64url_encode, rfc3339, utcnow
 from registry.errors import Invalid, NotFound
-from registry.models import MAX_ROW_ID, Batch, CaseNote, Producer, Publication, Recall, Report, ScanEvent, Serial
+from registry.models import (MAX_ROW_ID, Batch, BatchVersion, CaseNote, Producer, Publication, Recall, Report, ScanEvent,
+                             Serial)
 from registry.services import Actor, Role, batch_named
 from verification.digital_link import build_url
 
@@ -43,6 +48,7 @@ __all__ = [
     "CSV_EXPORTS",
     "EPCIS_SCHEMA_PATH",
     "EPCIS_CONTEXT",
+    "EPCIS_EVENTS",
     "GS1_RESOLVER",
     "csv_lines",
     "serial_uri",
@@ -57,6 +63,20 @@ EXTENSION_PREFIX = "pov"
 _EVENT_NAMESPACE = uuid.UUID("6f1c2a4e-8d0b-5b7e-9a53-2f7c0e4d1b90")
 MAX_EPCIS_EVENTS = 100_000
 READERS = (Role.AUTHORITY, Role.INSPECTOR, Role.PARTNER)
+
+#: The kinds of EPCIS events, numbered as in a page position (``PagePosition.kind``): at one time,
+#: the export's order. New kinds take new numbers, so the tokens already given keep their meaning.
+SCAN, RECALL, REGISTRATION, ERROR_DECLARATION, CORRECTION = range(5)
+#: The ``events`` choices of the EPCIS export and the kinds each holds.
+EPCIS_EVENTS: dict[str, frozenset[int]] = {
+    "all": frozenset((SCAN, RECALL, REGISTRATION, ERROR_DECLARATION, CORRECTION)),
+    "scans": frozenset((SCAN,)),
+    "recalls": frozenset((RECALL,)),
+    "registrations": frozenset((REGISTRATION,)),
+    "corrections": frozenset((ERROR_DECLARATION, CORRECTION)),
+}
+_COUNTRY = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2, as cbvmda:countryOfOrigin takes it
+_GLN = re.compile(r"[0-9]{13}")
 
 #: Columns of each CSV export.
 CSV_EXPORTS: dict[str, tuple[str, ...]] = {
@@ -110,10 +130,20 @@ def class_uri(gtin: str, lot: str) -> str:
     return build_url(GS1_RESOLVER, gtin=gtin, lot=lot)
 
 
+def _quantity(gtin: str, lot: str, record: dict[str, Any] | None) -> dict[str, Any]:
+    """The batch as a ``quantityList`` element: its class, and its quantity when the record has one."""
+    quantity: dict[str, Any] = {"epcClass": class_uri(gtin, lot)}
+    amount = (record or {}).get("quantity")
+    if isinstance(amount, int) and not isinstance(amount, bool):
+        quantity["quantity"] = amount
+    return quantity
+
+
 @dataclass(frozen=True)
 class PagePosition:
-    """Where an EPCIS page ended: the last event's time, kind (0 scan, 1 recall) and row id. Sent
-    to clients as an opaque token (base64url of a small JSON array)."""
+    """Where an EPCIS page ended: the last event's time, kind (0 scan, 1 recall, 2 registration,
+    3 error declaration, 4 corrective event) and row id. Sent to clients as an opaque token
+    (base64url of a small JSON array)."""
 
     at: datetime
     kind: int
@@ -127,7 +157,8 @@ class PagePosition:
         try:
             at, kind, row_id = json.loads(b64url_decode(token))
             moment = datetime.fromisoformat(at)
-            if moment.tzinfo is None or kind not in (0, 1) or not isinstance(row_id, int) or not 0 <= row_id <= MAX_ROW_ID:
+            if (moment.tzinfo is None or kind not in EPCIS_EVENTS["all"] or not isinstance(row_id, int)
+                    or not 0 <= row_id <= MAX_ROW_ID):
                 raise ValueError("out of range")
             moment = moment.astimezone(timezone.utc)
         except (ValueError, TypeError, OverflowError, MalformedEncoding):
@@ -256,20 +287,39 @@ class ExportService:
                 for s in rows]
 
     # -- EPCIS ---------------------------------------------------------------------------------
-    def _event_id(self, kind: str, row_id: int) -> str:
+    def _event_id(self, kind: str, row_id: int | str) -> str:
         return f"urn:uuid:{uuid.uuid5(_EVENT_NAMESPACE, f'{self.base_url}|{kind}|{row_id}')}"
 
-    @staticmethod
-    def _after(stmt, at, row_id, kind: int, after: PagePosition | None):  # noqa: ANN001, ANN205
-        """Only the rows after ``after`` in the export's order (time, kind: scans before recalls, id)."""
+    def _record_event_id(self, batch_id: int, version: int) -> str:
+        """The commissioning event of a batch's record ``version``: its registration for version 1,
+        the corrective event of the correction that made it for a later one."""
+        if version == 1:
+            return self._event_id("registration", batch_id)
+        return self._event_id("record", f"{batch_id}/{version}")
+
+    def _read(self, stmt, at, row_id, kind: int, since: datetime | None, until: datetime | None,  # noqa: ANN001
+              after: PagePosition | None, rows: int) -> Iterator[Any]:
+        """At most ``rows`` rows of ``stmt`` in the order of the index (``at``, ``row_id``), within
+        ``since`` / ``until``, after the page's position in the export's order (time, kind, id).
+        Every read is a seek in that index: the rest of the position's own second is read by its
+        time and the id (times are to the second, and an import registers many batches in one), then
+        the later times; a page costs the same after 10 rows as after 10 million."""
+        if since is not None:
+            stmt = stmt.where(at >= since)
+        if until is not None:
+            stmt = stmt.where(at < until)
         if after is None:
-            return stmt
-        if kind < after.kind:
-            return stmt.where(at > after.at)
-        if kind > after.kind:
-            return stmt.where(at >= after.at)
-        # The range on ``at`` alone lets the index (at, id) start at the page's position.
-        return stmt.where(at >= after.at, or_(at > after.at, and_(at == after.at, row_id > after.row_id)))
+            yield from self._stream(stmt.order_by(at, row_id).limit(rows))
+            return
+        if kind == after.kind:
+            for row in self._stream(stmt.where(at == after.at, row_id > after.row_id).order_by(row_id).limit(rows)):
+                rows -= 1
+                yield row
+            later = at > after.at
+        else:  # a kind before the position's comes after it only at a later time; a kind after it, at the same
+            later = at > after.at if kind < after.kind else at >= after.at
+        if rows > 0:
+            yield from self._stream(stmt.where(later).order_by(at, row_id).limit(rows))
 
     def _scan_events(self, since: datetime | None, until: datetime | None, after: PagePosition | None,
                      rows: int) -> Iterator[tuple[datetime, int, int, dict]]:
@@ -277,15 +327,9 @@ class ExportService:
         position: a page costs the same on an empty history as on 10 million events."""
         stmt = (select(ScanEvent, Batch.gtin, Batch.lot, Serial.serial)
                 .join(Batch, Batch.id == ScanEvent.batch_id)
-                .outerjoin(Serial, Serial.id == ScanEvent.serial_id)
-                .order_by(ScanEvent.at, ScanEvent.id))
-        if since is not None:
-            stmt = stmt.where(ScanEvent.at >= since)
-        if until is not None:
-            stmt = stmt.where(ScanEvent.at < until)
-        stmt = self._after(stmt, ScanEvent.at, ScanEvent.id, 0, after).limit(rows)
+                .outerjoin(Serial, Serial.id == ScanEvent.serial_id))
         p = EXTENSION_PREFIX
-        for scan, gtin, lot, serial in self._stream(stmt):
+        for scan, gtin, lot, serial in self._read(stmt, ScanEvent.at, ScanEvent.id, SCAN, since, until, after, rows):
             event: dict[str, Any] = {
                 "type": "ObjectEvent",
                 "eventTime": rfc3339(scan.at),
@@ -304,23 +348,15 @@ class ExportService:
                 event["readPoint"] = {"id": f"geo:{scan.lat:.1f},{scan.lon:.1f}"}
             event[f"{p}:verdict"] = scan.verdict
             event[f"{p}:channel"] = scan.channel
-            yield scan.at, 0, scan.id, event
+            yield scan.at, SCAN, scan.id, event
 
     def _recall_events(self, since: datetime | None, until: datetime | None, after: PagePosition | None,
                        rows: int) -> Iterator[tuple[datetime, int, int, dict]]:
-        stmt = (select(Recall, Batch.gtin, Batch.lot, Batch.record)
-                .join(Batch, Batch.id == Recall.batch_id).order_by(Recall.at, Recall.id))
-        if since is not None:
-            stmt = stmt.where(Recall.at >= since)
-        if until is not None:
-            stmt = stmt.where(Recall.at < until)
-        stmt = self._after(stmt, Recall.at, Recall.id, 1, after).limit(rows)
+        """At most ``rows`` recalls, in the order of the index (at, id) from the page's position."""
+        stmt = select(Recall, Batch.gtin, Batch.lot, Batch.record).join(Batch, Batch.id == Recall.batch_id)
         p = EXTENSION_PREFIX
-        for recall, gtin, lot, record in self._stream(stmt):
-            quantity: dict[str, Any] = {"epcClass": class_uri(gtin, lot)}
-            if isinstance((record or {}).get("quantity"), int):
-                quantity["quantity"] = record["quantity"]
-            yield recall.at, 1, recall.id, {
+        for recall, gtin, lot, record in self._read(stmt, Recall.at, Recall.id, RECALL, since, until, after, rows):
+            yield recall.at, RECALL, recall.id, {
                 "type": "ObjectEvent",
                 "eventTime": rfc3339(recall.at),
                 "eventTimeZoneOffset": "+00:00",
@@ -328,26 +364,120 @@ class ExportService:
                 "action": "OBSERVE",
                 "bizStep": "holding",
                 "disposition": "recalled",
-                "quantityList": [quantity],
+                "quantityList": [_quantity(gtin, lot, record)],
                 f"{p}:reason": recall.reason,
                 f"{p}:logIndex": recall.log_index,
             }
 
+    def _commissioning(self, *, batch_id: int, gtin: str, lot: str, producer_id: str, registered_at: datetime,
+                       record: dict[str, Any], log_index: int) -> dict[str, Any]:
+        """The commissioning of a batch as one version of its origin record tells it: an ObjectEvent
+        ADD (bizStep commissioning, disposition active) of the batch's class with its quantity, at
+        the registration's time, with the lot's master data in ``ilmd`` (CBV's names where CBV has
+        one, this service's extension fields for the rest). The same inputs always make the same
+        event, so an error declaration repeats the event it declares erroneous exactly."""
+        p = EXTENSION_PREFIX
+        version = record.get("version", 1)
+        product = record.get("product") or {}
+        facility = record.get("facility") or {}
+        ilmd: dict[str, Any] = {"cbvmda:lotNumber": lot}
+        if record.get("production_date"):
+            ilmd["cbvmda:productionDate"] = record["production_date"]
+        if record.get("expiry_date"):
+            ilmd["cbvmda:itemExpirationDate"] = record["expiry_date"]
+        if isinstance(facility.get("country"), str) and _COUNTRY.fullmatch(facility["country"]):
+            ilmd["cbvmda:countryOfOrigin"] = facility["country"]
+        for name, value in (("productName", product.get("name")), ("brand", product.get("brand")),
+                            ("category", product.get("category")), ("facilityName", facility.get("name")),
+                            ("facilityAddress", facility.get("address")),
+                            ("certifications", record.get("certifications"))):
+            if value:
+                ilmd[f"{p}:{name}"] = value
+        event: dict[str, Any] = {
+            "type": "ObjectEvent",
+            "eventTime": rfc3339(registered_at),
+            "eventTimeZoneOffset": "+00:00",
+            "eventID": self._record_event_id(batch_id, version),
+            "action": "ADD",
+            "bizStep": "commissioning",
+            "disposition": "active",
+            "quantityList": [_quantity(gtin, lot, record)],
+        }
+        if isinstance(facility.get("gln"), str) and _GLN.fullmatch(facility["gln"]):
+            event["bizLocation"] = {"id": f"{GS1_RESOLVER}/414/{facility['gln']}"}
+        event["ilmd"] = ilmd
+        event[f"{p}:producerId"] = producer_id
+        event[f"{p}:logIndex"] = log_index
+        event[f"{p}:recordVersion"] = version
+        if version > 1:  # a corrective event: the one it corrects, and why (from the signed record itself)
+            event[f"{p}:correctionOf"] = self._record_event_id(batch_id, version - 1)
+            event[f"{p}:reason"] = record.get("reason")
+        return event
+
+    def _registration_events(self, since: datetime | None, until: datetime | None, after: PagePosition | None,
+                             rows: int) -> Iterator[tuple[datetime, int, int, dict]]:
+        """At most ``rows`` registrations, in the order of the index (created_at, id) from the page's
+        position: each with the record the batch was registered with (kept in batch_versions as its
+        version 1 once corrected), as first exported."""
+        first = aliased(BatchVersion)
+        stmt = (select(Batch, first.record, first.log_index)
+                .outerjoin(first, and_(first.batch_id == Batch.id, first.version == 1)))
+        for batch, first_record, first_index in self._read(stmt, Batch.created_at, Batch.id, REGISTRATION, since,
+                                                           until, after, rows):
+            record, index = (batch.record, batch.log_index) if first_record is None else (first_record, first_index)
+            yield batch.created_at, REGISTRATION, batch.id, self._commissioning(
+                batch_id=batch.id, gtin=batch.gtin, lot=batch.lot, producer_id=batch.producer_id,
+                registered_at=batch.created_at, record=record, log_index=index)
+
+    def _correction_events(self, kind: int, since: datetime | None, until: datetime | None,
+                           after: PagePosition | None, rows: int) -> Iterator[tuple[datetime, int, int, dict]]:
+        """At most ``rows`` corrections, in the order of the index (superseded_at, id) from the page's
+        position, at the time each was made. EPCIS events are never changed: a correction is, as EPCIS
+        2.0 says, an error declaration (``kind`` ERROR_DECLARATION: the commissioning event of the
+        replaced version again, with ``errorDeclaration``, reason ``incorrect_data``, naming its
+        corrective event) and the corrective event (``kind`` CORRECTION: the commissioning event with
+        the corrected record, a new event id). Both keep the registration's ``eventTime``."""
+        newer = aliased(BatchVersion)
+        stmt = (select(BatchVersion, Batch.gtin, Batch.lot, Batch.producer_id, Batch.created_at, Batch.record,
+                       Batch.log_index, newer.record, newer.log_index)
+                .join(Batch, Batch.id == BatchVersion.batch_id)
+                .outerjoin(newer, and_(newer.batch_id == BatchVersion.batch_id,
+                                       newer.version == BatchVersion.version + 1)))
+        p = EXTENSION_PREFIX
+        rows_read = self._read(stmt, BatchVersion.superseded_at, BatchVersion.id, kind, since, until, after, rows)
+        for old, gtin, lot, producer_id, registered_at, current, current_index, newer_record, newer_index in rows_read:
+            record, index = (current, current_index) if newer_record is None else (newer_record, newer_index)
+            batch = {"batch_id": old.batch_id, "gtin": gtin, "lot": lot, "producer_id": producer_id,
+                     "registered_at": registered_at}
+            if kind == ERROR_DECLARATION:
+                event = self._commissioning(**batch, record=old.record, log_index=old.log_index)
+                event["errorDeclaration"] = {
+                    "declarationTime": rfc3339(old.superseded_at),
+                    "reason": "incorrect_data",
+                    "correctiveEventIDs": [self._record_event_id(old.batch_id, record.get("version", old.version + 1))],
+                    f"{p}:reason": record.get("reason"),
+                    f"{p}:logIndex": index,
+                }
+            else:
+                event = self._commissioning(**batch, record=record, log_index=index)
+            yield old.superseded_at, kind, old.id, event
+
     def epcis_page(self, actor: Actor, *, since: datetime | None = None, until: datetime | None = None,
-                   limit: int = 10_000, scans: bool = True, recalls: bool = True,
-                   page_token: str | None = None) -> "EpcisPage":
-        """ObjectEvents in time order (scans and recalls merged, then by id), at most ``limit``,
-        from where ``page_token`` (a previous page's ``next_token``) left off; checks the role now.
-        Paging is by position, not offset: events written meanwhile never shift a page."""
+                   limit: int = 10_000, events: str = "all", page_token: str | None = None) -> "EpcisPage":
+        """ObjectEvents in time order (the kinds that ``events`` names, one of ``EPCIS_EVENTS``,
+        merged, then by kind and id), at most ``limit``, from where ``page_token`` (a previous page's
+        ``next_token``) left off; checks the role and the arguments now. Paging is by position, not
+        offset: events written meanwhile never shift a page."""
         actor.require(*READERS)
+        if events not in EPCIS_EVENTS:
+            raise Invalid(f"events must be one of {', '.join(EPCIS_EVENTS)}", code="BAD_EVENTS", field="events")
         if not 1 <= limit <= MAX_EPCIS_EVENTS:
             raise Invalid(f"limit must be between 1 and {MAX_EPCIS_EVENTS}", code="BAD_LIMIT", field="limit")
         after = PagePosition.from_token(page_token) if page_token else None
-        sources = []
-        if scans:
-            sources.append(self._scan_events(since, until, after, limit + 1))
-        if recalls:
-            sources.append(self._recall_events(since, until, after, limit + 1))
+        readers = {SCAN: self._scan_events, RECALL: self._recall_events, REGISTRATION: self._registration_events,
+                   ERROR_DECLARATION: functools.partial(self._correction_events, ERROR_DECLARATION),
+                   CORRECTION: functools.partial(self._correction_events, CORRECTION)}
+        sources = [readers[kind](since, until, after, limit + 1) for kind in sorted(EPCIS_EVENTS[events])]
         merged = heapq.merge(*sources, key=lambda item: (item[0], item[1], item[2]))
         return EpcisPage(itertools.islice(merged, limit + 1), limit)
 

@@ -496,13 +496,11 @@ def export_csv(name):
                                           "content": {"application/ld+json": {}}}})
 @bp.arguments(EpcisArgsSchema, location="query")
 def export_epcis(args):
-    """Scan and recall events as GS1 EPCIS 2.0 ObjectEvents (JSON-LD), oldest first, ``limit`` a
-    page. When more follow, the response has ``Link: <...>; rel="next"`` and ``GS1-Next-Page-Token``:
+    """Registrations, corrections, scans and recalls as GS1 EPCIS 2.0 ObjectEvents (JSON-LD), oldest
+    first, ``limit`` a page. When more follow, the response has ``Link: <...>; rel="next"`` and ``GS1-Next-Page-Token``:
     ask again with ``nextPageToken`` (the other parameters unchanged)."""
-    which = args["events"]
     chunks, page = export_service().epcis_stream(current_actor(), since=args.get("since"), until=args.get("until"),
-                                                 limit=args["limit"], scans=which in ("all", "scans"),
-                                                 recalls=which in ("all", "recalls"),
+                                                 limit=args["limit"], events=args["events"],
                                                  page_token=args.get("nextPageToken"))
     response = spooled(chunks, mimetype="application/ld+json")  # the page is read by now
     if page.next_token:

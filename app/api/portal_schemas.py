@@ -6,6 +6,7 @@ from marshmallow import fields, validate
 
 from registry.accounts import MAX_TOKEN_DAYS, MIN_PASSWORD_LENGTH, MAX_PASSWORD_LENGTH
 from registry.cases import STATUSES
+from registry.exports import EPCIS_EVENTS
 from registry.services import Role
 
 from app.api.schemas import MAX_OFFSET, Strict, UtcDateTime
@@ -199,7 +200,9 @@ class EpcisArgsSchema(Strict):
     since = UtcDateTime(metadata={"description": "events at or after this time (RFC 3339)"})
     until = UtcDateTime(metadata={"description": "events before this time (RFC 3339)"})
     limit = fields.Integer(load_default=10_000, validate=validate.Range(min=1, max=100_000))
-    events = fields.String(load_default="all", validate=validate.OneOf(["all", "scans", "recalls"]))
+    events = fields.String(load_default="all", validate=validate.OneOf(list(EPCIS_EVENTS)),
+                           metadata={"description": "which events: all (the default), scans, recalls, registrations "
+                                                    "(commissioning) or corrections"})
     nextPageToken = fields.String(validate=validate.Length(max=200),  # noqa: N815 (EPCIS 2.0's name)
                                   metadata={"description": "where the previous page ended (its GS1-Next-Page-Token)"})
 

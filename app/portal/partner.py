@@ -10,7 +10,7 @@ from flask_babel import format_decimal
 from flask_babel import gettext as _
 
 from registry.errors import Invalid
-from registry.exports import CSV_EXPORTS, MAX_EPCIS_EVENTS
+from registry.exports import CSV_EXPORTS, EPCIS_EVENTS, MAX_EPCIS_EVENTS
 from registry.services import Role
 from verification.localtime import vietnam_day, vietnam_moment
 
@@ -21,13 +21,12 @@ from app.responses import spooled
 from app.services import export_service
 
 READERS = (Role.AUTHORITY, Role.INSPECTOR, Role.PARTNER)
-EPCIS_EVENTS = ("all", "scans", "recalls")
 
 
 @bp.route("/partner/")
 @login_required(*READERS)
 def partner_home():
-    return render_template("portal/partner/exports.html", exports=list(CSV_EXPORTS), events=EPCIS_EVENTS,
+    return render_template("portal/partner/exports.html", exports=list(CSV_EXPORTS), events=list(EPCIS_EVENTS),
                            max_events=format_decimal(MAX_EPCIS_EVENTS))
 
 
@@ -60,11 +59,11 @@ def _bound(name: str) -> datetime | None:
 @bp.route("/exports/epcis.jsonld")
 @login_required(*READERS)
 def export_epcis():
-    """Scan and recall events as an EPCIS 2.0 JSON-LD document (at most ``MAX_EPCIS_EVENTS``, the
-    oldest first; the page says so, and the API pages through any number)."""
-    which = request.args.get("events") if request.args.get("events") in EPCIS_EVENTS else "all"
+    """Registrations, corrections, scans and recalls as an EPCIS 2.0 JSON-LD document (at most
+    ``MAX_EPCIS_EVENTS``, the oldest first; the page says so, and the API pages through any number).
+    An ``events`` that is not one of the choices is refused (BAD_EVENTS), never read as all."""
+    which = request.args.get("events") or "all"
     chunks, _page = export_service().epcis_stream(current_actor(), since=_bound("since"), until=_bound("until"),
-                                                  limit=MAX_EPCIS_EVENTS, scans=which in ("all", "scans"),
-                                                  recalls=which in ("all", "recalls"))
+                                                  limit=MAX_EPCIS_EVENTS, events=which)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d")
     return spooled(chunks, mimetype="application/ld+json", filename=f"epcis-{which}-{stamp}.jsonld")

@@ -389,6 +389,15 @@ def test_the_epcis_export_pages_with_a_next_link(client, world, registry, sessio
     assert pages == 3 and len(seen) == len(set(seen)) == 5
     bad = client.get("/api/v1/exports/epcis?nextPageToken=forged", headers=world.auth("partner"))
     assert bad.status_code == 422 and bad.get_json()["error"]["code"] == "BAD_PAGE_TOKEN"
+    r = client.get("/api/v1/exports/epcis?events=registrations", headers=world.auth("partner"))
+    registered, = json.loads(r.data)["epcisBody"]["eventList"]
+    assert registered["bizStep"] == "commissioning" and registered["ilmd"]["cbvmda:lotNumber"] == "LOT-1"
+    everything = json.loads(client.get("/api/v1/exports/epcis", headers=world.auth("partner")).data)
+    assert len(everything["epcisBody"]["eventList"]) == 6  # the registration and the 5 scans
+    for value in ("commissioning", "scans,recalls", ""):
+        bad = client.get(f"/api/v1/exports/epcis?events={value}", headers=world.auth("partner"))
+        assert bad.status_code == 422 and bad.get_json()["error"]["code"] == "VALIDATION_FAILED", value
+        assert "registrations" in json.dumps(bad.get_json()["error"]), bad.get_json()
 
 
 def test_numbers_and_nesting_json_or_a_signature_cannot_carry_are_refused_not_500(client, world):

@@ -566,3 +566,10 @@ def test_the_partner_epcis_dates_are_vietnam_days_until_included(client, people,
         assert answer.status_code == 422, bad
         page = answer.get_data(as_text=True)
         assert "Not a date: use the calendar." in page and ("From" in page if "since" in bad else "Until" in page)
+    answer = client.get("/portal/exports/epcis.jsonld", query_string={"events": "registrations"})
+    assert [e["bizStep"] for e in json.loads(answer.get_data(as_text=True))["epcisBody"]["eventList"]] == [
+        "commissioning"]
+    answer = client.get("/portal/exports/epcis.jsonld", query_string={"events": "everything", "lang": "en"})
+    assert answer.status_code == 422 and "registrations" in answer.get_data(as_text=True)  # not read as all
+    form = client.get("/portal/partner/").get_data(as_text=True)
+    assert 'value="registrations"' in form and 'value="corrections"' in form

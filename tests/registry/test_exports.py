@@ -12,15 +12,15 @@ from urllib.parse import urlsplit
 import pytest
 from jsonschema import Draft7Validator
 
-from keys.encoding import utcnow
+from keys.encoding import b64url_encode, rfc3339, utcnow
 from registry.errors import Forbidden, Invalid
 from registry.exports import CSV_EXPORTS, EPCIS_SCHEMA_PATH, ExportService, class_uri, serial_uri
 from registry.lookup import RegistryLookup
 from registry.scans import ScanHistory, ScanWriter
 from registry.models import Report
 from registry.publications import PublicationService
-from registry.services import Actor, Role
-from tests.conftest import GTIN, SHARED, batch_data
+from registry.services import Actor, Registry, Role
+from tests.conftest import GTIN, SHARED, FixedClock, batch_data
 from verification.verdicts import ScanContext, Verifier
 
 PARTNER = Actor(role=Role.PARTNER, name="token:partner")
@@ -135,11 +135,12 @@ def test_epcis_document_validates_against_the_schema(session, scene, schema):
     errors = sorted(schema.iter_errors(document), key=lambda e: list(e.path))
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
     assert document["type"] == "EPCISDocument" and document["schemaVersion"] == "2.0"
-    events = document["epcisBody"]["eventList"]
-    assert len(events) == 4  # three scans, one recall
-    assert all(e["type"] == "ObjectEvent" for e in events)
-    times = [e["eventTime"] for e in events]
+    everything = document["epcisBody"]["eventList"]
+    assert len(everything) == 6  # the two batches' registrations, three scans, one recall
+    assert all(e["type"] == "ObjectEvent" for e in everything)
+    times = [e["eventTime"] for e in everything]
     assert times == sorted(times)
+    events = [e for e in everything if e["bizStep"] != "commissioning"]
     unit = f"https://id.gs1.org/01/{GTIN}/10/LOT-1/21/{scene['serial']}"
     placed, unplaced, batch_scan, recall = events
     assert placed["epcList"] == [unit] and placed["action"] == "OBSERVE" and placed["bizStep"] == "inspecting"
@@ -154,10 +155,10 @@ def test_epcis_document_validates_against_the_schema(session, scene, schema):
         for uri in event.get("epcList", []) + [q["epcClass"] for q in event.get("quantityList", [])]:
             parts = urlsplit(uri)
             assert parts.scheme == "https" and parts.netloc == "id.gs1.org" and " " not in uri
-    assert len({e["eventID"] for e in events}) == 4
+    assert len({e["eventID"] for e in everything}) == 6
     # the same events exported again have the same ids (partners can de-duplicate)
     again = ExportService(session, base_url="https://verify.example.vn").epcis_document(PARTNER)
-    assert [e["eventID"] for e in again["epcisBody"]["eventList"]] == [e["eventID"] for e in events]
+    assert [e["eventID"] for e in again["epcisBody"]["eventList"]] == [e["eventID"] for e in everything]
 
 
 def test_the_standards_own_examples_pass_and_a_broken_event_fails(schema):
@@ -175,8 +176,17 @@ def test_epcis_filters_and_stream(session, scene, schema):
     service = ExportService(session, base_url="https://verify.example.vn")
     future = datetime.now(timezone.utc) + timedelta(days=1)
     assert service.epcis_document(PARTNER, since=future)["epcisBody"]["eventList"] == []
-    only_recalls = service.epcis_document(PARTNER, scans=False)["epcisBody"]["eventList"]
+    only_recalls = service.epcis_document(PARTNER, events="recalls")["epcisBody"]["eventList"]
     assert [e["disposition"] for e in only_recalls] == ["recalled"]
+    only_scans = service.epcis_document(PARTNER, events="scans")["epcisBody"]["eventList"]
+    assert [e["bizStep"] for e in only_scans] == ["inspecting"] * 3
+    registrations = service.epcis_document(PARTNER, events="registrations")["epcisBody"]["eventList"]
+    assert [e["ilmd"]["cbvmda:lotNumber"] for e in registrations] == ["LOT-1", "LOT/2"]
+    assert service.epcis_document(PARTNER, events="corrections")["epcisBody"]["eventList"] == []  # none yet
+    for bad in ("", "All", "scans,recalls", "commissioning"):
+        with pytest.raises(Invalid) as err:
+            service.epcis_page(PARTNER, events=bad)  # raised on the call, not when iterating
+        assert err.value.code == "BAD_EVENTS" and "registrations" in str(err.value), bad
     assert len(service.epcis_document(PARTNER, limit=2)["epcisBody"]["eventList"]) == 2
     chunks, page = service.epcis_stream(PARTNER)
     streamed = json.loads("".join(chunks))
@@ -186,9 +196,29 @@ def test_epcis_filters_and_stream(session, scene, schema):
     assert streamed["epcisBody"] == whole["epcisBody"]
 
 
+def _kind(event) -> int:
+    """The kind of an exported event, as numbered in page positions."""
+    if event["bizStep"] != "commissioning":
+        return {"inspecting": 0, "holding": 1}[event["bizStep"]]
+    return 3 if "errorDeclaration" in event else 4 if "pov:correctionOf" in event else 2
+
+
+def _paged(service, size, **kwargs):
+    """The event ids of every page of ``size`` events, following the tokens; and the number of pages."""
+    seen, token, pages = [], None, 0
+    while True:
+        page = service.epcis_page(PARTNER, limit=size, page_token=token, **kwargs)
+        seen += [e["eventID"] for e in page]
+        pages += 1
+        token = page.next_token
+        if token is None:
+            return seen, pages
+
+
 def test_epcis_pages_follow_each_other_without_gap_or_repeat(session, scene, world, registry):
     """Paging by position: every event exactly once, in order, whatever the page size, also when
-    many events share one second (times are to the second) and when events arrive between pages."""
+    many events of every kind share one second (times are to the second: scans, registrations, a
+    correction's two events) and when events arrive between pages."""
     writer = ScanWriter()
     verifier = Verifier(lookup=RegistryLookup(session), scans=ScanHistory(session, writer))
     producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
@@ -197,21 +227,29 @@ def test_epcis_pages_follow_each_other_without_gap_or_repeat(session, scene, wor
     for n in range(7):
         verifier.verify_text(url, context=ScanContext(channel="api", client=f"t{n}", at=same_second))
     writer.flush(session)
+    in_that_second = Registry(session, keystore=registry.keystore, base_url=registry.base_url,
+                              clock=FixedClock(same_second))
+    for lot in ("TIE-1", "TIE-2", "TIE-3"):
+        in_that_second.register_batch(producer, batch_data(lot=lot))
+    in_that_second.correct_batch(producer, GTIN, "TIE-2", {**batch_data(lot="TIE-2"), "quantity": 90},
+                                 reason="recounted")
     session.flush()
     service = ExportService(session, base_url="https://verify.example.vn")
-    everything = [e["eventID"] for e in service.epcis_events(PARTNER)]
-    assert len(everything) == 11  # the scene's 3 scans and 1 recall, and 7 scans in one second
-    for size in (1, 2, 3, 5, 10, 11):
-        seen, token, pages = [], None, 0
-        while True:
-            page = service.epcis_page(PARTNER, limit=size, page_token=token)
-            seen += [e["eventID"] for e in page]
-            pages += 1
-            token = page.next_token
-            if token is None:
-                break
+    events = list(service.epcis_events(PARTNER))
+    everything = [e["eventID"] for e in events]
+    # the scene's 2 registrations, 3 scans and 1 recall; in one second, 7 scans, 3 registrations and
+    # a correction (its error declaration, which repeats the erroneous event's id as EPCIS says, and
+    # its corrective event)
+    assert len(everything) == 18 and len({(e["eventID"], "errorDeclaration" in e) for e in events}) == 18
+    kinds = [_kind(e) for e in events if e["eventTime"] == rfc3339(same_second)]
+    assert kinds == sorted(kinds) and kinds[-5:] == [2, 2, 2, 3, 4]  # at one time, by kind, then by id
+    for size in (1, 2, 3, 5, 10, 17, 18):
+        seen, pages = _paged(service, size)
         assert seen == everything, size
         assert pages == -(-len(everything) // size)
+    for name, kinds in {"scans": {0}, "recalls": {1}, "registrations": {2}, "corrections": {3, 4}}.items():
+        for size in (1, 2, 4):
+            assert _paged(service, size, events=name)[0] == [e["eventID"] for e in events if _kind(e) in kinds], name
     first = service.epcis_page(PARTNER, limit=4)
     head = [e["eventID"] for e in first]
     verifier.verify_text(url, context=ScanContext(channel="api", client="late"))  # written between pages
@@ -220,6 +258,93 @@ def test_epcis_pages_follow_each_other_without_gap_or_repeat(session, scene, wor
     rest = [e["eventID"] for e in service.epcis_page(PARTNER, limit=100, page_token=first.next_token)]
     now = [e["eventID"] for e in service.epcis_events(PARTNER)]
     assert len(now) == len(everything) + 1 and head + rest == now  # the new event in its place, nothing twice
+
+
+def test_registrations_and_corrections_are_commissioning_events(session, world, registry, schema):
+    """A registration is the lot's commissioning (ADD, commissioning, active, its class and quantity,
+    the lot's data in CBV's ILMD names) at the registration's time, with the record it was registered
+    with even after corrections; each correction is an EPCIS error declaration of the commissioning
+    event it corrects and a corrective event, at the time it was made. All valid EPCIS 2.0."""
+    producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
+    start = utcnow() + timedelta(minutes=1)  # within the key's validity
+    clock = FixedClock(start)
+    timed = Registry(session, keystore=registry.keystore, base_url=registry.base_url, clock=clock)
+    data = batch_data(lot="LOT/9", facility={"name": "Xưởng Ea Tu", "address": "Đắk Lắk", "country": "VN",
+                                             "gln": "8936000010003"})
+    timed.register_batch(producer, data)
+    first_index = registry.owned_batch(producer, GTIN, "LOT/9").log_index
+    timed.register_batch(producer, batch_data(lot="NOQTY", quantity=None, expiry_date=None))
+    clock.now = start + timedelta(days=1)
+    timed.correct_batch(producer, GTIN, "LOT/9", {**data, "quantity": 90}, reason="4 bags damaged before labelling")
+    clock.now = start + timedelta(days=2)
+    timed.correct_batch(producer, GTIN, "LOT/9", {**data, "quantity": 90, "product": {**data["product"],
+                        "name": "Cà phê rang xay 500 g"}}, reason="the weight was missing")
+    current = registry.owned_batch(producer, GTIN, "LOT/9")
+    session.flush()
+    service = ExportService(session, base_url="https://verify.example.vn")
+    document = service.epcis_document(PARTNER)
+    errors = sorted(schema.iter_errors(document), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
+    events = document["epcisBody"]["eventList"]
+    assert [_kind(e) for e in events] == [2, 2, 3, 4, 3, 4]
+    registered, no_quantity, declared1, corrective2, declared2, corrective3 = events
+
+    lot_class = f"https://id.gs1.org/01/{GTIN}/10/LOT%2F9"
+    assert registered["eventTime"] == rfc3339(start) and registered["action"] == "ADD"
+    assert registered["bizStep"] == "commissioning" and registered["disposition"] == "active"
+    assert registered["quantityList"] == [{"epcClass": lot_class, "quantity": 100}]  # as registered
+    assert registered["bizLocation"] == {"id": "https://id.gs1.org/414/8936000010003"}
+    ilmd = registered["ilmd"]
+    assert ilmd["cbvmda:lotNumber"] == "LOT/9" and ilmd["cbvmda:countryOfOrigin"] == "VN"
+    assert ilmd["cbvmda:productionDate"] == data["production_date"]
+    assert ilmd["cbvmda:itemExpirationDate"] == data["expiry_date"]
+    assert ilmd["pov:productName"] == "Cà phê rang xay" and ilmd["pov:certifications"] == data["certifications"]
+    assert registered["pov:producerId"] == world.producer_id and registered["pov:logIndex"] == first_index
+    assert registered["pov:recordVersion"] == 1 and "errorDeclaration" not in registered
+    assert no_quantity["quantityList"] == [{"epcClass": f"https://id.gs1.org/01/{GTIN}/10/NOQTY"}]
+    assert "cbvmda:itemExpirationDate" not in no_quantity["ilmd"] and "bizLocation" not in no_quantity
+
+    # the first correction: the registration again, declared erroneous, and the corrected commissioning
+    assert {k: v for k, v in declared1.items() if k != "errorDeclaration"} == registered
+    assert declared1["errorDeclaration"] == {
+        "declarationTime": rfc3339(start + timedelta(days=1)), "reason": "incorrect_data",
+        "correctiveEventIDs": [corrective2["eventID"]], "pov:reason": "4 bags damaged before labelling",
+        "pov:logIndex": corrective2["pov:logIndex"]}
+    assert corrective2["eventID"] not in (registered["eventID"], corrective3["eventID"])
+    assert corrective2["eventTime"] == registered["eventTime"]  # what happened then, told right
+    assert corrective2["quantityList"] == [{"epcClass": lot_class, "quantity": 90}]
+    assert corrective2["pov:recordVersion"] == 2 and corrective2["pov:correctionOf"] == registered["eventID"]
+    assert corrective2["pov:reason"] == "4 bags damaged before labelling"
+    assert corrective2["ilmd"]["pov:productName"] == "Cà phê rang xay"
+    # the second corrects the first's corrective event; the current record is the last one
+    assert {k: v for k, v in declared2.items() if k != "errorDeclaration"} == corrective2
+    assert declared2["errorDeclaration"]["correctiveEventIDs"] == [corrective3["eventID"]]
+    assert declared2["errorDeclaration"]["declarationTime"] == rfc3339(start + timedelta(days=2))
+    assert corrective3["ilmd"]["pov:productName"] == "Cà phê rang xay 500 g"
+    assert corrective3["pov:logIndex"] == current.log_index and corrective3["pov:recordVersion"] == 3
+    assert corrective3["pov:correctionOf"] == corrective2["eventID"]
+
+    # since / until: registrations by their time, corrections by the time they were made
+    def ids(**kwargs):
+        return [e["eventID"] for e in service.epcis_events(PARTNER, **kwargs)]
+
+    assert ids(since=start + timedelta(hours=1)) == [e["eventID"] for e in events[2:]]
+    assert ids(since=start + timedelta(days=1, hours=1)) == [e["eventID"] for e in events[4:]]
+    assert ids(until=start + timedelta(days=1)) == [e["eventID"] for e in events[:2]]
+    assert ids(events="corrections", until=start + timedelta(days=2)) == [e["eventID"] for e in events[2:4]]
+
+
+def test_tokens_of_every_kind_are_taken_and_of_no_kind_refused(session, scene):
+    """Tokens given before registrations and corrections were exported (kinds 0 and 1) still work."""
+    service = ExportService(session)
+    events = list(service.epcis_events(PARTNER))
+    moment = datetime.fromisoformat(events[0]["eventTime"].replace("Z", "+00:00"))
+    for kind in range(5):
+        token = b64url_encode(json.dumps([moment.isoformat(), kind, 1]).encode())
+        assert len(list(service.epcis_page(PARTNER, page_token=token))) <= len(events)
+    with pytest.raises(Invalid) as err:
+        service.epcis_page(PARTNER, page_token=b64url_encode(json.dumps([moment.isoformat(), 5, 1]).encode()))
+    assert err.value.code == "BAD_PAGE_TOKEN"
 
 
 @pytest.mark.parametrize("token", ["", "not base64!", "WzEsMiwzXQ", "WyIyMDI2LTExLTIyIiwgMCwgMV0"])
