@@ -382,7 +382,7 @@ class ExportService:
         facility = record.get("facility") or {}
         ilmd: dict[str, Any] = {"cbvmda:lotNumber": lot}
         if record.get("production_date"):
-            ilmd["cbvmda:productionDate"] = record["production_date"]
+            ilmd[f"{p}:productionDate"] = record["production_date"]  # no CBV name found for it
         if record.get("expiry_date"):
             ilmd["cbvmda:itemExpirationDate"] = record["expiry_date"]
         if isinstance(facility.get("country"), str) and _COUNTRY.fullmatch(facility["country"]):

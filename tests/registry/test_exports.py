@@ -296,7 +296,7 @@ def test_registrations_and_corrections_are_commissioning_events(session, world, 
     assert registered["bizLocation"] == {"id": "https://id.gs1.org/414/8936000010003"}
     ilmd = registered["ilmd"]
     assert ilmd["cbvmda:lotNumber"] == "LOT/9" and ilmd["cbvmda:countryOfOrigin"] == "VN"
-    assert ilmd["cbvmda:productionDate"] == data["production_date"]
+    assert ilmd["pov:productionDate"] == data["production_date"]
     assert ilmd["cbvmda:itemExpirationDate"] == data["expiry_date"]
     assert ilmd["pov:productName"] == "Cà phê rang xay" and ilmd["pov:certifications"] == data["certifications"]
     assert registered["pov:producerId"] == world.producer_id and registered["pov:logIndex"] == first_index
