@@ -391,11 +391,14 @@ def test_the_admission_form_sent_empty_marks_every_field(client, people):
                                                     "country": "VN"}, page="/portal/authority/")
     html = response.get_data(as_text=True)
     assert response.status_code == 422
-    for field in ("name", "tax_code", "gs1_prefixes"):
+    for field in ("name", "tax_code"):
         assert f'aria-describedby="f-{field}-error"' in html, field
+    # the prefixes' field is described by its error, then by its hint (the form's own example)
+    assert 'aria-describedby="f-gs1_prefixes-error f-gs1_prefixes-hint"' in html and 'id="f-gs1_prefixes-hint"' in html
     bad = _post(client, "/portal/authority/", {"name": "Trà", "tax_code": "abc", "gs1_prefixes": "89",
                                                "country": "VN"}, page="/portal/authority/").get_data(as_text=True)
-    assert 'aria-describedby="f-tax_code-error"' in bad and 'aria-describedby="f-gs1_prefixes-error"' in bad
+    assert 'aria-describedby="f-tax_code-error"' in bad
+    assert 'aria-describedby="f-gs1_prefixes-error f-gs1_prefixes-hint"' in bad
 
 
 def test_the_publication_and_account_forms_mark_every_field_at_fault(client, people, session):

@@ -280,7 +280,8 @@ def test_the_correction_form_starts_from_the_record_and_publishes_a_new_version(
     fields = _form_fields(html)
     assert fields["product.name"] == ["Cà phê rang xay"] and fields["facility.country"] == ["VN"]
     assert fields["certification.scheme"] == ["VietGAP", "OCOP", ""] and fields["certification.id"] == ["VG-1", "3-sao", ""]
-    assert re.search(r'<input id="f-expiry_date" name="expiry_date" type="date" value="[\d-]+" readonly>', html)
+    assert re.search(r'<input id="f-expiry_date" name="expiry_date" type="date" value="[\d-]+"'
+                     r' aria-describedby="f-expiry_date-hint" readonly>', html)  # why, read with the field
     assert "gtin" not in fields and "lot" not in fields  # shown, not sent
 
     form = {k: v for k, v in fields.items()}
@@ -319,8 +320,9 @@ def test_the_correction_forms_objections_are_beside_their_fields(client, registr
     response = client.post(url, data={**form, "expiry_date": ["2031-12-31"], "reason": [""], "product.name": [""]})
     html = response.get_data(as_text=True)
     assert response.status_code == 422
-    for name in ("expiry_date", "reason", "product-name"):
+    for name in ("reason", "product-name"):
         assert f'aria-describedby="f-{name}-error"' in html, name
+    assert 'aria-describedby="f-expiry_date-error f-expiry_date-hint"' in html  # the error, then the hint
     assert "Không thể đính chính hạn sử dụng" in html
     response = client.post(url, data={**form, "reason": ["không đổi gì"]})  # the same record
     assert response.status_code == 422 and "Chưa có gì thay đổi" in response.get_data(as_text=True)
