@@ -22,7 +22,7 @@ from registry.publications import PublicationService
 from registry.reports import ReportInput, ReportService
 from registry.services import SYSTEM
 
-from tests.app.browser import launch, phone, playwright  # noqa: F401 (fixture)
+from tests.app.browser import SCREENSHOTS, launch, phone, playwright  # noqa: F401 (fixture)
 from tests.app.portal_support import make_user, page_login
 from tests.app.test_browser import label_png, path_of, photo_of
 from tests.app.verdict_codes import VERDICTS, make_codes
@@ -63,6 +63,9 @@ class Audit:
         results = _axe.run(self.page, options={"runOnly": {"type": "tag", "values": WCAG_A_AA},
                                                "resultTypes": ["violations"]})
         self.seen.add(self.page.url)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)  # what was audited, to look at
+        self.page.screenshot(path=str(SCREENSHOTS / f"a11y-{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}.png"),
+                             full_page=True)
         for violation in results.response["violations"]:
             if violation["impact"] not in FAILING_IMPACTS:
                 continue
@@ -119,9 +122,11 @@ def test_shoppers_pages(page, audit, live_server, codes):
     page.click("a.button.report")  # the recalled product's report form, its code filled in
     page.wait_for_url(re.compile(r"/report\?code="))
     audit("report form")
+    assert page.get_attribute("#photo", "aria-describedby") == "photo-hint"  # its limits are read with it
     page.click("#report-form button[type=submit]")  # nothing chosen: the form again, with errors
     page.wait_for_selector(".field-error")
     audit("report form with errors")
+    assert page.get_attribute("#where_text", "aria-describedby") == "where_text-error"
     page.check('input[name="where_kind"][value="market"]')
     page.fill("#where_text", "Chợ Bến Thành, sạp 12")
     page.click("#report-form button[type=submit]")
@@ -201,6 +206,7 @@ def test_inspector_pages(page, audit, live_server, codes, session):
     page.click("#open-form button[type=submit]")
     page.wait_for_selector("#inspector-data", state="attached")
     audit("inspection, empty")
+    assert page.get_attribute("#photos", "aria-describedby") == "photos-hint"
     for verdict in ("genuine", "counterfeit"):
         page.fill("#code", codes[verdict])
         page.click("#code-form button[type=submit]")
