@@ -415,6 +415,21 @@ EXPORT_PAGE = 1000
 EXPORT_PAGES = 5
 
 
+
+def _export_pages(exports, actor, token, **kwargs) -> tuple[list[float], int]:
+    """Up to EXPORT_PAGES pages of EXPORT_PAGE events from ``token`` (None: the start), each timed:
+    (ms per page, events read)."""
+    times, events = [], 0
+    for _ in range(EXPORT_PAGES):
+        start = time.perf_counter()
+        page = exports.epcis_page(actor, limit=EXPORT_PAGE, page_token=token, **kwargs)
+        events += len(list(page))
+        times.append((time.perf_counter() - start) * 1000)
+        token = page.next_token
+        if token is None:
+            break
+    return times, events
+
 def export_pages(app) -> dict:
     """The EPCIS export of the last day's scan events, ``EXPORT_PAGES`` pages of ``EXPORT_PAGE``
     events followed by their tokens, as an agency pages through it: ms per page with the index
@@ -438,16 +453,7 @@ def export_pages(app) -> dict:
         with app.extensions["session_factory"]() as session:
             if label == "without it":
                 session.execute(text("DROP INDEX ix_scan_events_at_id"))
-            times, token, events = [], None, 0
-            for _ in range(EXPORT_PAGES):
-                start = time.perf_counter()
-                page = ExportService(session).epcis_page(actor, since=since, limit=EXPORT_PAGE, events="scans",
-                                                         page_token=token)
-                events += len(list(page))
-                times.append((time.perf_counter() - start) * 1000)
-                token = page.next_token
-                if token is None:
-                    break
+            times, events = _export_pages(ExportService(session), actor, None, since=since, events="scans")
             session.rollback()  # without it: the index is back
         out[label] = {"pages": len(times), "events": events, "median_ms": median(times), "max_ms": max(times)}
         log(f"export, {label}: {out[label]}")
@@ -458,21 +464,14 @@ def export_pages(app) -> dict:
         with app.extensions["session_factory"]() as session:
             if label == "without it":
                 session.execute(text("DROP INDEX ix_batches_created_at_id"))
-            times, token, events = [], None, 0
+            times, events = [], 0
             # the first pages, then pages from the middle of the table (a token made there)
             middle = session.execute(text("SELECT created_at, id FROM batches ORDER BY created_at, id "
                                           "OFFSET :n LIMIT 1"), {"n": batches // 2}).one()
             for start in (None, PagePosition(at=middle[0], kind=REGISTRATION, row_id=middle[1]).token()):
-                token = start
-                for _ in range(EXPORT_PAGES):
-                    begin = time.perf_counter()
-                    page = ExportService(session).epcis_page(actor, limit=EXPORT_PAGE, events="registrations",
-                                                             page_token=token)
-                    events += len(list(page))
-                    times.append((time.perf_counter() - begin) * 1000)
-                    token = page.next_token
-                    if token is None:
-                        break
+                more_times, more_events = _export_pages(ExportService(session), actor, start, events="registrations")
+                times += more_times
+                events += more_events
             session.rollback()  # without it: the index is back
         out["registrations"][label] = {"pages": len(times), "events": events, "median_ms": median(times),
                                        "max_ms": max(times)}
