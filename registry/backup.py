@@ -192,8 +192,24 @@ def _dump_postgresql(pg_dump: str, database_url: str, target: Path) -> _Copied:
     if done.returncode != 0:  # a server newer than this pg_dump, a table it may not read, a full disk...
         said = done.stderr.strip() or f"no message, exit status {done.returncode}"
         raise BackupFailed(f"pg_dump failed: {said}; nothing was kept in {target}")
+    _read_back(pg_dump, copy, target)
     checkpoint = latest if latest is not None else {"size": 0, "root": None}
     return _Copied(name=copy.name, checkpoint=checkpoint, batches=batches)
+
+
+def _read_back(pg_dump: str, copy: Path, target: Path) -> None:
+    """The dump read back by ``pg_restore --list`` (its table of contents, as a restore starts), as
+    the SQLite copy is checked: a file pg_restore cannot open is no backup."""
+    beside = Path(pg_dump).with_name("pg_restore")
+    pg_restore = str(beside) if beside.is_file() else shutil.which("pg_restore")
+    if pg_restore is None:
+        raise BackupFailed(f"pg_restore is not installed beside pg_dump, so the dump cannot be read back; install "
+                           f"postgresql-client (it has both); nothing was kept in {target}")
+    listed = subprocess.run([pg_restore, "--list", str(copy)], stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, check=False)
+    if listed.returncode != 0:
+        said = listed.stderr.strip() or f"no message, exit status {listed.returncode}"
+        raise BackupFailed(f"the dump cannot be read back (pg_restore --list: {said}); nothing was kept in {target}")
 
 
 def _fill(copied: _Copied, instance_dir: Path, key_dir: Path, target: Path,

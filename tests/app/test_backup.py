@@ -188,6 +188,19 @@ def test_a_pg_dump_that_fails_says_why_and_leaves_no_folder(runner, world, tmp_p
 
 
 @pytest.mark.skipif(not PG_URL, reason="pg_dump backs up PostgreSQL")
+def test_a_dump_that_cannot_be_read_back_is_no_backup(runner, world, tmp_path, monkeypatch):
+    """pg_dump said nothing and ended well, but what it wrote is not a dump pg_restore can open
+    (as the SQLite copy's quick_check would refuse a damaged copy)."""
+    bin_dir = _tool(tmp_path / "bin", "pg_dump",
+                    'for a in "$@"; do case "$a" in --file=*) printf "not a dump" > "${a#--file=}";; esac; done\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = runner.invoke(args=["backup", str(tmp_path / "backup")])
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert "Error: BACKUP_FAILED: the dump cannot be read back (pg_restore --list: pg_restore: error: " in out.output
+    assert "nothing was kept in" in out.output and not (tmp_path / "backup").exists()
+
+
+@pytest.mark.skipif(not PG_URL, reason="pg_dump backs up PostgreSQL")
 def test_a_database_that_cannot_be_reached_fails_the_backup_and_leaves_no_folder(app, tmp_path):
     from registry.backup import BackupFailed, backup
 
