@@ -125,6 +125,9 @@ def handle_http_error(exc: HTTPException):
             code, message = "VALIDATION_FAILED", "the request does not match the schema: " + summary(data["messages"])
     if status == 413:
         code, message = "PAYLOAD_TOO_LARGE", f"the request body is larger than the limit of {_body_limit()} MiB"
+        field_limit = _field_limit()
+        if field_limit is not None:
+            message = f"a form field (other than a file) is larger than the limit of {field_limit:,} bytes"
     if status == 400 and "Invalid JSON body." in str(data):
         code, message = "MALFORMED_JSON", "the request body is not valid JSON"
         undecodable = getattr(exc, "exc", None)  # webargs keeps the decoding error
@@ -148,12 +151,15 @@ def page_message(exc: HTTPException) -> str:
     from flask_babel import gettext
     from flask_wtf.csrf import CSRFError
 
-    from app.pages.texts import HTTP_ERROR, SESSION_EXPIRED, TOO_LARGE
+    from app.pages.texts import FIELD_TOO_LARGE, HTTP_ERROR, SESSION_EXPIRED, TOO_LARGE
 
     if isinstance(exc, CSRFError):
         return gettext(SESSION_EXPIRED)
     status = exc.code or 500
     if status == 413:
+        field_limit = _field_limit()
+        if field_limit is not None:
+            return gettext(FIELD_TOO_LARGE, kb=f"{field_limit / 1000:g}")
         return gettext(TOO_LARGE, mib=_body_limit())
     text = HTTP_ERROR.get(status) or HTTP_ERROR[500 if status >= 500 else 400]
     return gettext(text)
@@ -163,6 +169,15 @@ def _body_limit() -> str:
     """This request's body limit in MiB (the report form's is larger than the rest's)."""
     limit = request.max_content_length or 0
     return f"{limit / (1024 * 1024):g}"
+
+
+def _field_limit() -> int | None:
+    """The limit of one form field (``MAX_FORM_MEMORY_SIZE``) when it, not the body's, made this 413:
+    the body declared its length and was within its own limit. None otherwise."""
+    length, limit = request.content_length, request.max_content_length
+    if length is None or (limit is not None and length > limit):
+        return None
+    return request.max_form_memory_size
 
 
 def summary(messages: Any, prefix: str = "") -> str:
