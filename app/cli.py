@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from rfc8785 import CanonicalizationError
 
-from keys.encoding import MalformedEncoding, b64url_decode, parse_rfc3339
+from keys.encoding import MalformedEncoding, b64url_decode, parse_rfc3339, rfc3339
 from registry.errors import RegistryError
 from registry.models import MAX_ROW_ID
 from registry.services import AUTHORITY_KEY_NAME, SYSTEM, Registry, Role
@@ -405,6 +405,36 @@ def register_cli(app: Flask) -> None:
         click.echo(f"batch {gtin}/{lot} recalled")
 
     app.cli.add_command(batch)
+
+    scans = AppGroup("scans", help="The scan history.")
+
+    @scans.command("purge")
+    @click.option("--keep-days", type=int, required=True,
+                  help="the days of scan events to keep (at least 30); older ones are deleted")
+    def scans_purge(keep_days: int) -> None:
+        """Delete the scan events older than --keep-days, a batch of rows per transaction; the
+        counters of serials and batches, and which clients saw each serial, are kept."""
+        from registry.retention import ScanRetention
+
+        with _session() as session:
+            retention = ScanRetention(session)
+            try:
+                before = retention.cutoff(SYSTEM, keep_days=keep_days)
+            except RegistryError as exc:
+                _fail(exc)
+            deleted = 0
+            while True:
+                gone = retention.purge_batch(before)
+                deleted += gone
+                if not gone:
+                    break
+                session.commit()  # each batch its own transaction: writers never wait long
+            retention.record(SYSTEM, before, deleted)
+            session.commit()
+        click.echo(f"{deleted} scan event(s) recorded before {rfc3339(before)} deleted; the counters of "
+                   "serials and batches are kept")
+
+    app.cli.add_command(scans)
 
     logcmd = AppGroup("log", help="The transparency log.")
 

@@ -85,6 +85,7 @@ ACTION_TEXT = {
     "serials.issue": N_("Serial numbers issued"),
     "batch.recall": N_("Batch recalled"),
     "serial.flag_clear": N_("Clone flag cleared"),
+    "scans.purge": N_("Old scan events deleted"),
     "inspection.open": N_("Inspection opened"),
     "inspection.check": N_("Inspection check recorded"),
     "inspection.close": N_("Inspection closed"),
