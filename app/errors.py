@@ -127,7 +127,8 @@ def handle_http_error(exc: HTTPException):
         code, message = "PAYLOAD_TOO_LARGE", f"the request body is larger than the limit of {_body_limit()} MiB"
         field_limit = _field_limit()
         if field_limit is not None:
-            message = f"a form field (other than a file) is larger than the limit of {field_limit:,} bytes"
+            message = (f"the form is over one of its own limits: a field other than a file of at most "
+                       f"{field_limit:,} bytes, at most {request.max_form_parts:,} parts")
     if status == 400 and "Invalid JSON body." in str(data):
         code, message = "MALFORMED_JSON", "the request body is not valid JSON"
         undecodable = getattr(exc, "exc", None)  # webargs keeps the decoding error
@@ -172,8 +173,9 @@ def _body_limit() -> str:
 
 
 def _field_limit() -> int | None:
-    """The limit of one form field (``MAX_FORM_MEMORY_SIZE``) when it, not the body's, made this 413:
-    the body declared its length and was within its own limit. None otherwise."""
+    """The limit of one form field (``MAX_FORM_MEMORY_SIZE``) when the form's own limits, not the
+    body's, made this 413 (one field too large, or more parts than ``MAX_FORM_PARTS``: werkzeug
+    does not say which): the body declared its length and was within its limit. None otherwise."""
     length, limit = request.content_length, request.max_content_length
     if length is None or (limit is not None and length > limit):
         return None

@@ -49,7 +49,7 @@ def report_submit():
     if refused is not None:  # the form again, with what was typed: not a bare error page
         page, status = _form(values, notice=FLOOD_MESSAGE, status=429)
         return page, status, {"Retry-After": str(refused.retry_after)}
-    photos = [f.read() for f in request.files.getlist("photo") if f and f.filename]  # no file chosen: no part
+    photos = [f.read() for f in request.files.getlist("photo") if f and f.filename]  # no file chosen: no photo
     client = scan_context("report", request.form, device=device_id()).client
     try:
         filed = report_service().create(ReportInput.from_mapping(values, photos), client_hash=client)

@@ -59,8 +59,9 @@ HTTP_ERROR = {
     503: N_("The service is busy for a moment. Please try again in a few seconds."),
 }
 TOO_LARGE = N_("What you sent is too large (at most %(mib)s MB).")
-#: A 413 for one text field of a form over its limit, the whole body being within its own.
-FIELD_TOO_LARGE = N_("A text you sent is too long (at most %(kb)s KB in one field).")
+#: A 413 for a form over its own limits (a text field, the number of parts), the body within its own.
+FIELD_TOO_LARGE = N_("A text you sent is too long (at most %(kb)s KB in one field), or the form has too "
+                     "many parts.")
 #: A form sent without its session's CSRF token (a session that expired, a browser restarted).
 SESSION_EXPIRED = N_("Your session expired before the form was sent, so nothing was saved. "
                      "Please check what you typed, choose any photos again and send it again.")

@@ -97,19 +97,24 @@ def test_api_body_over_the_limit(client):
     assert page.status_code == 413 and "What you sent is too large (at most 10 MB)." in page.get_data(as_text=True)
 
 
-def test_a_text_field_over_its_own_limit_is_said_to_be_one(client):
-    """One form field over MAX_FORM_MEMORY_SIZE (500,000 bytes), in a body well within the reports'
-    31 MiB: the 413 had said the body was over 31 MiB."""
+def test_a_form_over_its_own_limits_is_said_to_be_so(client):
+    """One form field over MAX_FORM_MEMORY_SIZE (500,000 bytes), or over 1,000 parts, in a body well
+    within the reports' 31 MiB: the 413 had said the body was over 31 MiB."""
     data = form_fields(code="08936000010010", description="x" * 600_000)
     response = client.post("/api/v1/reports", data=data, content_type="multipart/form-data")
     assert response.status_code == 413 and response.json["error"] == {
         "code": "PAYLOAD_TOO_LARGE",
-        "message": "a form field (other than a file) is larger than the limit of 500,000 bytes"}
+        "message": "the form is over one of its own limits: a field other than a file of at most 500,000 bytes, "
+                   "at most 1,000 parts"}
+    parts = {**form_fields(code="08936000010010"), **{f"extra{i}": "x" for i in range(1001)}}  # too many parts
+    response = client.post("/api/v1/reports", data=parts, content_type="multipart/form-data")
+    assert response.status_code == 413 and "at most 1,000 parts" in response.json["error"]["message"]
     data = form_fields(code="08936000010010", description="x" * 600_000)
     page = client.post("/report", data=data, content_type="multipart/form-data",
                        headers={"Accept": "text/html", "Accept-Language": "en"})
     assert page.status_code == 413
-    assert "A text you sent is too long (at most 500 KB in one field)." in page.get_data(as_text=True)
+    assert "A text you sent is too long (at most 500 KB in one field), or the form has too many parts." \
+        in page.get_data(as_text=True)
 
 
 def test_api_flood_from_one_client(client):
