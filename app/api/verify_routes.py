@@ -101,12 +101,9 @@ def verify_photo(form):
     upload = request.files.get("image")
     if upload is None:
         raise ApiError(400, "IMAGE_MISSING", "send the photo as the multipart form field 'image'")
-    data = upload.read()
-    if not data:
-        raise ApiError(400, "IMAGE_EMPTY", "the uploaded file is empty")
     verification_reader()
-    try:
-        result = verify_image(verifier(), data, context=scan_context("image", form),
+    try:  # an empty file too: load_image says IMAGE_EMPTY (400)
+        result = verify_image(verifier(), upload.read(), context=scan_context("image", form),
                               max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
     except ImageRejected as exc:
         raise ApiError(image_status(exc), exc.code.value, exc.message) from None

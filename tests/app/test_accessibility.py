@@ -195,11 +195,17 @@ def test_login_and_producer_pages(page, audit, live_server, codes, session, worl
     audit.check()
 
 
-def test_inspector_pages(page, audit, live_server, codes, session):
-    make_user(session, "thanh", "inspector")
+def _logged_in_with_a_case(page, live_server, session, codes, username: str, role: str) -> str:
+    """A shopper's report filed (its case number returned) and ``username`` (``role``) logged in."""
+    make_user(session, username, role)
     case = _file_report(session, codes["counterfeit"])
-    session.close()
-    page_login(page, live_server, "thanh")
+    session.close()  # release SQLite: the live server writes from its own thread
+    page_login(page, live_server, username)
+    return case
+
+
+def test_inspector_pages(page, audit, live_server, codes, session):
+    case = _logged_in_with_a_case(page, live_server, session, codes, "thanh", "inspector")
     page.goto(live_server + "/portal/inspector/")
     audit("inspector home")
     page.fill("#place", "Chợ Bến Thành, quầy 7")
@@ -219,10 +225,7 @@ def test_inspector_pages(page, audit, live_server, codes, session):
 
 
 def test_authority_pages(page, audit, live_server, codes, session):
-    make_user(session, "boss", "authority")
-    case = _file_report(session, codes["counterfeit"])
-    session.close()
-    page_login(page, live_server, "boss")
+    case = _logged_in_with_a_case(page, live_server, session, codes, "boss", "authority")
     audit_menu(page, audit, "authority")
     page.goto(live_server + f"/portal/cases/{case}")
     audit("authority case")

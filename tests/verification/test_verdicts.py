@@ -317,6 +317,7 @@ def _bomb_png(width=30000, height=30000) -> bytes:
     (b"just some text\n", 415, "UNSUPPORTED_MEDIA_TYPE"),
     (_bomb_png(), 422, "IMAGE_TOO_LARGE"),
     (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 40, 422, "IMAGE_UNDECODABLE"),
+    (b"", 400, "IMAGE_EMPTY"),
 ])
 def test_bad_uploads_get_clear_errors_and_the_service_keeps_serving(client, batch, payload, status, code):
     r = client.post("/api/v1/verify/image", data={"image": (io.BytesIO(payload), "photo.jpg")},
