@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import sys
@@ -62,6 +63,7 @@ PRODUCERS = 20
 ITEMS_PER_PRODUCER = 250
 EMPTY_SERIALS = 5000
 EMPTY_BATCHES = 1000
+SERIALS_PER_BATCH = 100  # in one batch out of ten (build_serials)
 HOT_CODES = 20
 # The next 20 most scanned serials: their many clients come from this many networks, not more than
 # CLONE_MAX_NETWORKS, so they are not clones and each verification counts their networks again
@@ -219,7 +221,7 @@ def build_serials(app, producers: list[dict], count: int) -> None:
     from registry.services import SERIAL_ALPHABET, SERIAL_LENGTH
 
     engine = app.extensions["engine"]
-    per_batch = 100
+    per_batch = SERIALS_PER_BATCH
     keystore = app.extensions["keystore"]
     privates = {p["kid"]: keystore.load(p["kid"]).private_key.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
@@ -574,6 +576,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--resume", action="store_true", help="reuse a kept or interrupted build")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
+    _check_sizes(parser, args)
     args.requests = min(args.requests, EMPTY_SERIALS)  # a fresh unit code per request
 
     from app import create_app
@@ -663,6 +666,28 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n")
     return figures
+
+
+def _check_sizes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Sizes the build can honour: ``_select`` sets apart EMPTY_SERIALS serials and 2 x HOT_CODES
+    more, and EMPTY_BATCHES + HOT_CODES batches without serials; build_serials puts SERIALS_PER_BATCH
+    serials in one batch out of ten. Smaller sizes had ended in an IndexError after the build."""
+    least_serials = EMPTY_SERIALS + 2 * HOT_CODES
+    if args.serials < least_serials:
+        parser.error(f"--serials {args.serials:,}: at least {least_serials:,} (the {EMPTY_SERIALS:,} kept without "
+                     f"events and the {2 * HOT_CODES} made hot)")
+    serial_batches = -(-args.serials // SERIALS_PER_BATCH)
+    if serial_batches > args.batches // 10:
+        parser.error(f"--serials {args.serials:,} needs --batches {serial_batches * 10:,} or more "
+                     f"({SERIALS_PER_BATCH} serials in one batch out of ten)")
+    if args.batches - serial_batches < EMPTY_BATCHES + HOT_CODES:
+        parser.error(f"--batches {args.batches:,}: at least {EMPTY_BATCHES + HOT_CODES:,} batches without serials "
+                     f"are needed (the {EMPTY_BATCHES:,} kept without events and the {HOT_CODES} made hot); "
+                     f"{serial_batches:,} hold the serials")
+    scanned = args.serials - EMPTY_SERIALS  # each scanned at least once (build_events)
+    if int(args.events * SERIAL_SHARE) < scanned:
+        parser.error(f"--events {args.events:,}: {SERIAL_SHARE:.0%} of them go to unit codes, at least one to "
+                     f"each of the {scanned:,} serials not kept empty: at least {math.ceil(scanned / SERIAL_SHARE):,}")
 
 
 def _select(serial_ids: list[int], plain_ids: list[int]) -> dict:
