@@ -9,7 +9,7 @@ The database is copied in one snapshot while writers go on: on SQLite with its o
 read transaction (WAL), then checked (``PRAGMA quick_check``), into ``registry.db``; on PostgreSQL
 by ``pg_dump --format=custom`` into ``registry.dump``, run on a snapshot exported by a
 REPEATABLE READ transaction held open until it ends (``pg_export_snapshot()``, ``--snapshot``), in
-which the log's checkpoint and the batches are read too. ``MANIFEST.json`` names each file with its
+which the log's checkpoint and the batches are read too, then read back whole by ``pg_restore``. ``MANIFEST.json`` names each file with its
 SHA-256 and the log's size and root in that snapshot (its latest signed checkpoint), so that a
 restore can be checked against it (``log verify --checkpoint``). The copy holds encrypted private
 keys: its folder is 0700 and its files 0600, and it belongs with the passphrase's custodian, not in
@@ -198,18 +198,20 @@ def _dump_postgresql(pg_dump: str, database_url: str, target: Path) -> _Copied:
 
 
 def _read_back(pg_dump: str, copy: Path, target: Path) -> None:
-    """The dump read back by ``pg_restore --list`` (its table of contents, as a restore starts), as
-    the SQLite copy is checked: a file pg_restore cannot open is no backup."""
+    """The dump read back whole, as the SQLite copy is checked: ``pg_restore`` turns every entry
+    into the SQL a restore would run, written nowhere (``--file`` the null device), so every data
+    block is read and decompressed. A file pg_restore cannot open, or one cut short (its table of
+    contents still lists what the lost blocks held), is no backup."""
     beside = Path(pg_dump).with_name("pg_restore")
     pg_restore = str(beside) if beside.is_file() else shutil.which("pg_restore")
     if pg_restore is None:
         raise BackupFailed(f"pg_restore is not installed beside pg_dump, so the dump cannot be read back; install "
                            f"postgresql-client (it has both); nothing was kept in {target}")
-    listed = subprocess.run([pg_restore, "--list", str(copy)], stdin=subprocess.DEVNULL, capture_output=True,
-                            text=True, check=False)
-    if listed.returncode != 0:
-        said = listed.stderr.strip() or f"no message, exit status {listed.returncode}"
-        raise BackupFailed(f"the dump cannot be read back (pg_restore --list: {said}); nothing was kept in {target}")
+    read = subprocess.run([pg_restore, f"--file={os.devnull}", str(copy)], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, check=False)
+    if read.returncode != 0:
+        said = read.stderr.strip() or f"no message, exit status {read.returncode}"
+        raise BackupFailed(f"the dump cannot be read back ({said}); nothing was kept in {target}")
 
 
 def _fill(copied: _Copied, instance_dir: Path, key_dir: Path, target: Path,

@@ -196,8 +196,29 @@ def test_a_dump_that_cannot_be_read_back_is_no_backup(runner, world, tmp_path, m
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     out = runner.invoke(args=["backup", str(tmp_path / "backup")])
     assert out.exit_code != 0 and "Traceback" not in out.output
-    assert "Error: BACKUP_FAILED: the dump cannot be read back (pg_restore --list: pg_restore: error: " in out.output
+    assert "Error: BACKUP_FAILED: the dump cannot be read back (pg_restore: error: " in out.output
     assert "nothing was kept in" in out.output and not (tmp_path / "backup").exists()
+
+
+@pytest.mark.skipif(not PG_URL, reason="pg_dump backs up PostgreSQL")
+def test_a_dump_cut_short_is_no_backup(runner, world, registry, session, tmp_path, monkeypatch):
+    """The real pg_dump's dump, its last bytes lost (a disk that filled as it was written): its
+    table of contents still lists every table (``pg_restore --list`` succeeds), but a restore
+    would stop at the lost data, so the backup is refused."""
+    registry.register_batch(SYSTEM, batch_data(lot="LOT-CUT"), producer_id=world.producer_id)
+    session.commit()
+    real, cut = shutil.which("pg_dump"), tmp_path / "cut.dump"
+    bin_dir = _tool(tmp_path / "bin", "pg_dump",
+                    f'"{real}" "$@" || exit $?\n'
+                    'for a in "$@"; do case "$a" in --file=*) truncate --size=-64 "${a#--file=}"; '
+                    f'cp "${{a#--file=}}" "{cut}";; esac; done\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = runner.invoke(args=["backup", str(tmp_path / "backup")])
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert "Error: BACKUP_FAILED: the dump cannot be read back (pg_restore: error: " in out.output
+    assert "nothing was kept in" in out.output and not (tmp_path / "backup").exists()
+    # What the table of contents alone (the read-back before) had let through:
+    assert subprocess.run(["pg_restore", "--list", str(cut)], capture_output=True).returncode == 0
 
 
 @pytest.mark.skipif(not PG_URL, reason="pg_dump backs up PostgreSQL")
