@@ -2,7 +2,8 @@
 people use: axe-core (bundled by ``axe-playwright-python``) runs its WCAG 2.0, 2.1 and 2.2 A and AA
 rules on each page, and no violation of impact "serious" or "critical" may be found.
 
-Shoppers: the scan page, verdicts (genuine, counterfeit, recalled), the report form (empty, then
+Shoppers: the scan page, verdicts (genuine, counterfeit, recalled), the verdict the camera finds
+(written into the scan page by script, with a fake camera playing a label), the report form (empty, then
 re-rendered with errors), the sent page, the follow-up page (empty and with a report's status), the
 public warnings and violators, and pages after the language switch. The portal: the login, a
 producer's batches, registration (empty and with errors), a batch with its labels and the import;
@@ -24,7 +25,7 @@ from registry.services import SYSTEM
 
 from tests.app.browser import SCREENSHOTS, launch, phone, playwright  # noqa: F401 (fixture)
 from tests.app.portal_support import make_user, page_login
-from tests.app.test_browser import label_png, path_of, photo_of
+from tests.app.test_browser import label_png, path_of, photo_of, write_y4m
 from tests.app.verdict_codes import VERDICTS, make_codes
 
 #: axe's tags for the WCAG 2.0, 2.1 and 2.2 success criteria at levels A and AA.
@@ -153,6 +154,25 @@ def test_shoppers_pages(page, audit, live_server, codes):
     page.goto(live_server + "/no-such-page")
     audit("not found, English")
     audit.check()
+
+
+def test_the_camera_verdict_written_into_the_scan_page(playwright, live_server, codes, tmp_path):  # noqa: F811
+    """The camera's verdict is not a page of its own: static/js/app.js writes the server's fragment
+    into the scan page (showVerdict). Audited as it stands then, with the focus on its heading, so
+    that a screen reader reads the verdict out instead of staying on the hidden camera."""
+    video = write_y4m(tmp_path / "label.y4m", label_png(codes["genuine"], codes.genuine_serial))
+    browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                     f"--use-file-for-fake-video-capture={video}")
+    try:
+        page = phone(browser, permissions=["camera"]).new_page()
+        page.goto(live_server + "/")
+        page.wait_for_selector('[data-verdict="genuine"]', timeout=10_000)
+        assert page.evaluate("document.activeElement.id") == "verdict-title"
+        audit = Audit(page)
+        audit("the camera's verdict")
+        audit.check()
+    finally:
+        browser.close()
 
 
 # -- the portal --------------------------------------------------------------------------------
