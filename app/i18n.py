@@ -13,7 +13,7 @@ from flask import request
 from verification.localtime import VIETNAM_TIME  # the verdicts' local time, also the portals'
 
 __all__ = ["LANGUAGES", "select_locale", "both", "translations_for", "N_", "local_date", "country_name",
-           "country_options"]
+           "country_options", "written_in"]
 
 LANGUAGES = ("vi", "en")
 CATALOGUE = Path(__file__).resolve().parent / "translations"
@@ -98,3 +98,36 @@ def country_name(code: object) -> str:
         return text
     locale = get_locale() or Locale.parse("vi")
     return locale.territories.get(text.upper(), text)
+
+
+# Marks that only Vietnamese writing puts on Latin letters (after NFD): the breve (ă), the horn
+# (ơ, ư), the hook above (ả) and the dot below (ạ), and a tone over a circumflex or a breve (ế, ẳ);
+# and đ, which has no decomposition. A grave, an acute, a circumflex or a tilde alone is French,
+# Spanish or Portuguese as well (café, crêpe, São Paulo), and decides nothing; a tilde on i, u or y
+# (ĩ, ũ, ỹ) is Vietnamese.
+_VIETNAMESE_MARKS = frozenset("\u0306\u031b\u0309\u0323")
+_TONES = frozenset("\u0300\u0301\u0303\u0309\u0323")
+_STACK_BASES = frozenset("\u0302\u0306")
+
+
+def written_in(text: object) -> str | None:
+    """``"vi"`` for text that holds a letter only Vietnamese writing uses (``"Nước mắm Phú Quốc"``,
+    ``"Xưởng Ea Tu"``), else None: what producers, inspectors and the authority type is shown as
+    typed, and on an English page a screen reader should read a Vietnamese name in Vietnamese
+    (WCAG 3.1.2, the language of parts). Names without such a letter are left to the page's
+    language: nothing in them says otherwise."""
+    import unicodedata
+
+    value = str(text or "")
+    if value.isascii():
+        return None
+    if "đ" in value or "Đ" in value:
+        return "vi"
+    decomposed = unicodedata.normalize("NFD", value)
+    for i, char in enumerate(decomposed):
+        if char in _VIETNAMESE_MARKS:
+            return "vi"
+        if char in _TONES and i and (decomposed[i - 1] in _STACK_BASES
+                                     or (char == "\u0303" and decomposed[i - 1] in "iuyIUY")):
+            return "vi"
+    return None

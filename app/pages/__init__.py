@@ -48,6 +48,23 @@ def _local_date(value, format: str = "long") -> str:
     return local_date(value, format)
 
 
+@bp.app_template_filter("in_its_language")
+def _in_its_language(value):
+    """Typed text (a product's, a producer's, a place's name) marked with its language when that is
+    not the page's: ``<span lang="vi">`` on an English page (``app.i18n.written_in``); escaped
+    either way."""
+    from flask_babel import get_locale
+    from markupsafe import Markup
+
+    from app.i18n import written_in
+
+    text = "" if value is None else str(value)
+    lang = written_in(text)
+    if lang is None or lang == str(get_locale() or "vi"):
+        return text
+    return Markup('<span lang="{}">{}</span>').format(lang, text)
+
+
 @bp.app_template_filter("country_name")
 def _country_name(value) -> str:
     from app.i18n import country_name

@@ -118,6 +118,36 @@ def test_genuine_view_shows_origin_dates_and_history(client, codes):
     assert "Việt Nam" in vi and re.search(r"\d{1,2} tháng \d{1,2}, \d{4}", vi)
 
 
+@pytest.mark.parametrize(("text", "lang"), [
+    ("Nước mắm Phú Quốc", "vi"), ("Xưởng Ea Tu", "vi"), ("Đắk Lắk", "vi"), ("Trà Shan tuyết", "vi"),
+    ("Mật ong", "vi"), ("Nguyễn Văn A", "vi"), ("Hạt điều", "vi"),
+    ("Highland", None), ("Café crème", None), ("São Paulo", None), ("Cà phê", None), ("", None), (None, None)])
+def test_which_typed_text_is_vietnamese(text, lang):
+    """A letter only Vietnamese writing uses decides; accents French or Portuguese also use do not."""
+    from app.i18n import written_in
+
+    assert written_in(text) == lang
+
+
+def test_vietnamese_names_are_marked_as_such_on_english_pages(client, codes, session, registry):
+    """WCAG 3.1.2 (language of parts): on an English page a screen reader reads a Vietnamese
+    name in Vietnamese; typed text is escaped all the same."""
+    en = _page(client, codes["genuine"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<dd><span lang="vi">Xưởng Ea Tu</span>, <span lang="vi">Đắk Lắk</span></dd>' in en
+    assert "<dd>Cà phê rang xay · Highland</dd>" in en  # no letter in it is Vietnamese only: the page's language
+    vi = _page(client, codes["genuine"]).get_data(as_text=True)
+    assert "<dd>Xưởng Ea Tu, Đắk Lắk</dd>" in vi and '<span lang="vi">' not in vi  # the page's own language
+
+    from registry.publications import PublicationService
+
+    PublicationService(session, authority=registry.authority).publish(
+        SYSTEM, kind="warning", title="<b>Sữa bột giả</b>", product="Similac", body="Hộp giả có mã vạch in mờ.")
+    session.commit()
+    en = client.get("/warnings", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<h2><span lang="vi">&lt;b&gt;Sữa bột giả&lt;/b&gt;</span></h2>' in en
+    assert '<p><span lang="vi">Hộp giả có mã vạch in mờ.</span></p>' in en and "<dd>Similac</dd>" in en
+
+
 def _language_link(html: str, lang: str) -> str:
     """The page's own link to its ``lang`` version (/lang/<lang>?next=...)."""
     found = re.search(rf'<a href="(/lang/{lang}[^"]*)" hreflang="{lang}"', html)
