@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import pytest
 
-__all__ = ["CHROMIUM", "ARGS", "PHONE", "DESKTOP", "SCREENSHOTS", "launch", "phone", "desktop", "playwright"]
+__all__ = ["CHROMIUM", "ARGS", "PHONE", "DESKTOP", "SCREENSHOTS", "launch", "phone", "desktop", "camera_phone",
+           "playwright"]
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -42,3 +44,18 @@ def phone(browser, **options):
 def desktop(browser, **options):
     options.setdefault("locale", "vi-VN")
     return browser.new_context(viewport=DESKTOP, **options)
+
+
+@contextlib.contextmanager
+def camera_phone(playwright, video: Path | None = None):
+    """A page on a phone whose camera is Chromium's fake one, allowed: playing ``video`` (a .y4m
+    file, test_browser.write_y4m), else Chromium's own moving pattern, with no code in it. The
+    browser is its own (the camera is a launch option) and is closed after."""
+    flags = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    if video is not None:
+        flags.append(f"--use-file-for-fake-video-capture={video}")
+    browser = launch(playwright, *flags)
+    try:
+        yield phone(browser, permissions=["camera"]).new_page()
+    finally:
+        browser.close()

@@ -23,7 +23,7 @@ from registry.publications import PublicationService
 from registry.reports import ReportInput, ReportService
 from registry.services import SYSTEM
 
-from tests.app.browser import SCREENSHOTS, launch, phone, playwright  # noqa: F401 (fixture)
+from tests.app.browser import SCREENSHOTS, camera_phone, launch, phone, playwright  # noqa: F401 (fixture)
 from tests.app.portal_support import make_user, page_login
 from tests.app.test_browser import label_png, path_of, photo_of, write_y4m
 from tests.app.verdict_codes import VERDICTS, make_codes
@@ -161,18 +161,13 @@ def test_the_camera_verdict_written_into_the_scan_page(playwright, live_server, 
     into the scan page (showVerdict). Audited as it stands then, with the focus on its heading, so
     that a screen reader reads the verdict out instead of staying on the hidden camera."""
     video = write_y4m(tmp_path / "label.y4m", label_png(codes["genuine"], codes.genuine_serial))
-    browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                     f"--use-file-for-fake-video-capture={video}")
-    try:
-        page = phone(browser, permissions=["camera"]).new_page()
+    with camera_phone(playwright, video) as page:
         page.goto(live_server + "/")
         page.wait_for_selector('[data-verdict="genuine"]', timeout=10_000)
         assert page.evaluate("document.activeElement.id") == "verdict-title"
         audit = Audit(page)
         audit("the camera's verdict")
         audit.check()
-    finally:
-        browser.close()
 
 
 # -- the portal --------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from registry.models import Report
 from registry.publications import PublicationService
 from registry.services import SYSTEM, Actor, Role
 
-from tests.app.browser import PHONE, SCREENSHOTS, launch, phone, playwright  # noqa: F401 (fixture)
+from tests.app.browser import PHONE, SCREENSHOTS, camera_phone, launch, phone, playwright  # noqa: F401 (fixture)
 from tests.app.verdict_codes import VERDICTS, make_codes
 from tests.conftest import GTIN, batch_data
 
@@ -99,18 +99,12 @@ def visible_text(page, *, without: str = "") -> str:
 
 def test_camera_path_reads_a_label_by_itself(playwright, live_server, codes, tmp_path):
     video = write_y4m(tmp_path / "label.y4m", label_png(codes["genuine"], codes.genuine_serial))
-    browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                     f"--use-file-for-fake-video-capture={video}")
-    try:
-        context = phone(browser, permissions=["camera"])
-        page = context.new_page()
+    with camera_phone(playwright, video) as page:
         page.goto(live_server + "/")
         verdict = page.wait_for_selector('[data-verdict="genuine"]', timeout=10_000)
         assert verdict.is_visible()
         assert "Hàng thật" in verdict.inner_text()
         assert re.fullmatch(r"d\.[0-9a-f]{32}", page.input_value("#photo-form input[name=client_id]"))
-    finally:
-        browser.close()
 
 
 # -- (2) photo upload --------------------------------------------------------------------------
@@ -398,12 +392,7 @@ def test_a_camera_verdict_switched_to_english_is_the_same_check(playwright, live
     """The verdict the camera found, switched to English: the same verdict and history in English,
     not a new check (the link had led back to the camera, which read the label again)."""
     video = write_y4m(tmp_path / "label.y4m", label_png(codes["genuine"], codes.genuine_serial))
-    browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                     f"--use-file-for-fake-video-capture={video}")
-    try:
-        page = phone(browser, permissions=["camera"]).new_page()
+    with camera_phone(playwright, video) as page:
         page.goto(live_server + "/")
         page.wait_for_selector('[data-verdict="genuine"]', timeout=10_000)
         _english_shows_the_same_first_check(page)
-    finally:
-        browser.close()

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from registry.models import Report, Serial
 from registry.services import SYSTEM, Actor, Role
 
-from tests.app.browser import SCREENSHOTS, launch, phone, playwright  # noqa: F401  (the fixture)
+from tests.app.browser import SCREENSHOTS, camera_phone, launch, phone, playwright  # noqa: F401  (the fixture)
 from tests.app.outside_client import check_signed
 from tests.app.portal_support import make_user, page_login, stored_checks
 from tests.app.test_browser import label_png, photo_of, write_y4m
@@ -307,10 +307,7 @@ def test_the_camera_status_goes_when_the_camera_stops(playwright, live_server, s
     (it had stayed under the hidden camera)."""
     codes, _ = scene
     video = write_y4m(tmp_path / "label.y4m", label_png(codes["genuine"], codes.genuine_serial))
-    browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                     f"--use-file-for-fake-video-capture={video}")
-    try:
-        page = phone(browser, permissions=["camera"]).new_page()
+    with camera_phone(playwright, video) as page:
         _start(page, live_server, "Chợ Hàn")
         ui = page.evaluate("JSON.parse(document.getElementById('inspector-data').textContent).ui")
         page.click("#scan-start")
@@ -324,17 +321,13 @@ def test_the_camera_status_goes_when_the_camera_stops(playwright, live_server, s
         assert not page.query_selector("#checks li.check a.badge-photo")  # a camera frame is not kept
         assert page.evaluate("document.getElementById('video').srcObject.getTracks()"
                              ".every(t => t.readyState === 'ended')")  # the camera itself is off
-    finally:
-        browser.close()
 
 
 def test_the_camera_button_stops_the_camera_even_while_it_is_starting(playwright, live_server, scene):  # noqa: F811
     """The scan button stops a camera that reads no code (there had been no way to, but to leave the
     page); pressed while the browser is still opening the camera, the camera it then gets is closed
     at once rather than left running unseen."""
-    browser = launch(playwright, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream")
-    try:
-        page = phone(browser, permissions=["camera"]).new_page()
+    with camera_phone(playwright) as page:
         _start(page, live_server, "Chợ Đông Ba")
         ui = page.evaluate("JSON.parse(document.getElementById('inspector-data').textContent).ui")
         assert page.inner_text("#scan-start") == ui["scan"] == "Quét bằng camera"
@@ -359,8 +352,6 @@ def test_the_camera_button_stops_the_camera_even_while_it_is_starting(playwright
         page.wait_for_function("() => window.lateStream.getTracks().every(t => t.readyState === 'ended')")
         assert page.is_hidden("#camera") and page.inner_text("#scan-status") == ""
         assert page.inner_text("#scan-start") == ui["scan"]
-    finally:
-        browser.close()
 
 
 def _queue_offline(page, context, texts) -> None:
