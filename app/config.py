@@ -73,6 +73,21 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """``REDIS_URL``: unset, or a Redis URL (its scheme checked here: the rate limits' storage is
+    chosen by it, and ``localhost:6379`` had stopped the app with a traceback)."""
+    raw = (env.get("REDIS_URL") or "").strip()
+    if not raw:
+        return None
+    if not raw.lower().startswith(_REDIS_SCHEMES):
+        raise ConfigError(f"REDIS_URL must be a Redis URL ({', '.join(s + '...' for s in _REDIS_SCHEMES)}), "
+                          f"not {raw.split('@')[-1]!r}")
+    return raw
+
+
 def server_settings(env: Mapping[str, str] | None = None) -> dict[str, int | bool]:
     """gunicorn's settings (gunicorn.conf.py): ``workers`` (``WEB_CONCURRENCY``, default the cores),
     ``threads`` (``GUNICORN_THREADS``, default 1) and ``access_log`` (``ACCESS_LOG``: on or off, 1
@@ -94,7 +109,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "INSTANCE_DIR": instance,
         "DATABASE_URL": env.get("DATABASE_URL") or f"sqlite:///{instance / 'registry.db'}",
         "BASE_URL": env.get("BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
-        "REDIS_URL": env.get("REDIS_URL") or None,
+        "REDIS_URL": _redis_url(env),
         "RATE_LIMITS": _choice(env, "RATE_LIMITS", "on", ("on", "off")),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "pov"),
         "VERIFY_RATE_LIMIT": _rate_limit(env, "VERIFY_RATE_LIMIT", "120/minute"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from typing import Any, Callable
 
@@ -11,22 +12,75 @@ from flask_babel import Babel
 from flask_smorest import Api
 from flask_wtf import CSRFProtect
 from limits import RateLimitItem, parse_many
-from limits.storage import storage_from_string
+from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
-__all__ = ["api", "babel", "csrf", "rate_limit", "over_limit", "config_limit", "init_rate_limits"]
+__all__ = ["api", "babel", "csrf", "rate_limit", "over_limit", "config_limit", "init_rate_limits", "RateLimiter"]
+
+log = logging.getLogger(__name__)
 
 api = Api()
 babel = Babel()
 csrf = CSRFProtect()
 
 
+#: How long a Redis client waits to connect, or for an answer, before it counts as unreachable.
+REDIS_TIMEOUT_SECONDS = 0.5
+
+
 def init_rate_limits(app: Flask) -> None:
     """Fixed-window counters per client address and endpoint, in this process's memory or, with
     ``REDIS_URL``, in Redis shared by every app server (``RATELIMIT_STORAGE_URI``)."""
-    storage = storage_from_string(app.config["RATELIMIT_STORAGE_URI"])
-    app.extensions["rate_limiter"] = FixedWindowRateLimiter(storage)
+    uri = app.config["RATELIMIT_STORAGE_URI"]
+    options = ({"socket_connect_timeout": REDIS_TIMEOUT_SECONDS, "socket_timeout": REDIS_TIMEOUT_SECONDS}
+               if uri.startswith(("redis://", "rediss://", "redis+unix://")) else {})
+    app.extensions["rate_limiter"] = RateLimiter(storage_from_string(uri, **options))
+
+
+class RateLimiter:
+    """The fixed-window counters, in their storage (this process's memory, or Redis shared by every
+    app server); while Redis cannot be reached, in this process's memory. An outage of the shared
+    counters then neither fails the requests (every verification had answered 500) nor lifts the
+    limits: each server counts on its own, and tries Redis again ``retry_seconds`` after it failed.
+    Thread-safe as the storages are."""
+
+    def __init__(self, storage: Storage, *, retry_seconds: float = 5.0) -> None:
+        self.storage = storage
+        self._shared = FixedWindowRateLimiter(storage)
+        self._local = None if isinstance(storage, MemoryStorage) else FixedWindowRateLimiter(MemoryStorage())
+        self._errors = storage.base_exceptions
+        self._retry_seconds = retry_seconds
+        self._down_until = 0.0  # monotonic time before which the shared counters are not tried
+
+    @property
+    def shared_down(self) -> bool:
+        """Whether the shared counters failed within the last ``retry_seconds`` (counting in process)."""
+        return time.monotonic() < self._down_until
+
+    def hit(self, item: RateLimitItem, *identity: str) -> float | None:
+        """Count one request; when it is over the limit, the time (epoch seconds) its window ends."""
+        if self._local is not None and self.shared_down:
+            return self._count(self._local, item, identity)
+        try:
+            refused = self._count(self._shared, item, identity)
+        except self._errors as exc:
+            if self._local is None:
+                raise
+            log.warning("rate-limit counters unreachable (%s): counting in this process, Redis again in %.0f s",
+                        exc, self._retry_seconds)
+            self._down_until = time.monotonic() + self._retry_seconds
+            return self._count(self._local, item, identity)
+        if self._down_until:
+            log.warning("rate-limit counters reachable again: shared by every app server")
+            self._down_until = 0.0
+        return refused
+
+    @staticmethod
+    def _count(limiter: FixedWindowRateLimiter, item: RateLimitItem, identity: tuple[str, ...]) -> float | None:
+        if limiter.hit(item, *identity):
+            return None
+        return limiter.get_window_stats(item, *identity).reset_time
 
 
 @functools.lru_cache(maxsize=64)
@@ -71,12 +125,13 @@ def over_limit(limit_value: str | Callable[[], str], *, scope: str | None = None
     app = current_app
     if not app.config["RATELIMIT_ENABLED"]:
         return None
-    limiter: FixedWindowRateLimiter = app.extensions["rate_limiter"]
+    limiter: RateLimiter = app.extensions["rate_limiter"]
     identity = (app.config["RATELIMIT_KEY_PREFIX"], scope or request.endpoint or "", request.remote_addr or "")
     text = limit_value() if callable(limit_value) else limit_value
     for item in _items(text):
-        if not limiter.hit(item, *identity):
-            return _too_many(item, limiter.get_window_stats(item, *identity).reset_time)
+        reset = limiter.hit(item, *identity)
+        if reset is not None:
+            return _too_many(item, reset)
     return None
 
 

@@ -804,6 +804,19 @@ def test_rate_limits_takes_only_on_or_off(tmp_path):
         == ["off", "on", "on"]
 
 
+def test_redis_url_must_be_a_redis_url(tmp_path):
+    """REDIS_URL=localhost:6379 had stopped the app with the limits library's traceback; the
+    error names the setting without the URL's password."""
+    with pytest.raises(ConfigError) as refused:
+        load_config({"INSTANCE_DIR": str(tmp_path), "REDIS_URL": "memcached://app:s3cret@cache:11211"})
+    assert str(refused.value) == ("REDIS_URL must be a Redis URL (redis://..., rediss://..., redis+unix://...), "
+                                  "not 'cache:11211'")
+    assert "s3cret" not in str(refused.value)
+    for good in ("redis://127.0.0.1:6379/0", "rediss://:pw@cache:6380", "redis+unix:///run/redis.sock"):
+        assert load_config({"INSTANCE_DIR": str(tmp_path), "REDIS_URL": good})["REDIS_URL"] == good
+    assert load_config({"INSTANCE_DIR": str(tmp_path), "REDIS_URL": ""})["REDIS_URL"] is None
+
+
 @pytest.mark.parametrize("name,value", [("WEB_CONCURRENCY", "zero"), ("WEB_CONCURRENCY", "0"),
                                         ("GUNICORN_THREADS", "many"), ("GUNICORN_THREADS", "0")])
 def test_the_server_settings_name_a_bad_value(name, value):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import time
 
 import redis
 
@@ -120,6 +124,57 @@ def test_limits_are_shared_between_app_servers_through_redis(tmp_path):
         assert json.loads(out.stdout.strip().splitlines()[-1]) == [200, 429]
     finally:
         store.flushdb()
+
+
+@contextlib.contextmanager
+def _redis_server(port: int):
+    """A Redis server of the test's own (the machine's redis-server), keeping nothing on disk:
+    it can be stopped, as an outage would, without touching the machine's Redis."""
+    server = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
+                               "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if redis.Redis(port=port).ping():
+                    break
+            except redis.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield server
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_redis_outage_neither_fails_verifications_nor_lifts_the_limits(tmp_path, caplog):
+    """Redis stopped while the service runs: every verification had answered 500. Now each server
+    counts in its own memory meanwhile (the limit still holds), says so once in its log, and goes
+    back to the shared counters once Redis answers again."""
+    port = _free_port()
+    app = create_app(_config(tmp_path, REDIS_URL=f"redis://127.0.0.1:{port}/0"))
+    init_instance(app)
+    app.extensions["rate_limiter"]._retry_seconds = 0.2  # the back-off, short for the test
+    with _redis_server(port):
+        assert _hammer(app, 2) == [200, 200]
+        assert redis.Redis(port=port).keys("*")  # counted in Redis
+    with caplog.at_level("WARNING", logger="app.extensions"):
+        assert _hammer(app, 4) == [200, 200, 200, 429]  # Redis down: counted here, from zero
+    assert sum("rate-limit counters unreachable" in r.getMessage() for r in caplog.records) == 1
+    assert all("Traceback" not in r.getMessage() for r in caplog.records)
+    time.sleep(0.3)
+    with _redis_server(port):  # back, empty (it kept nothing): shared again
+        assert _hammer(app, 4) == [200, 200, 200, 429]
+        assert redis.Redis(port=port).keys("*")
+        assert not app.extensions["rate_limiter"].shared_down
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
 
 
 def test_behind_a_proxy_each_client_has_its_own_limit_only_when_the_proxy_is_trusted(tmp_path):
