@@ -152,7 +152,13 @@ class ReadConnections:
         """This thread's DBAPI connection."""
         dbapi = getattr(self._local, "dbapi", None)
         if dbapi is None:
-            fairy = self.engine.raw_connection()
+            dialect = self.engine.dialect
+            try:
+                fairy = self.engine.raw_connection()
+            except dialect.loaded_dbapi.Error as exc:
+                # As a Session's connection would fail: SQLAlchemy's error (an OperationalError for
+                # a server that is down, which the app answers 503), not the driver's own (a 500).
+                raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error) from exc
             fairy.detach()
             dbapi = self._local.dbapi = fairy.dbapi_connection
             with self._lock:

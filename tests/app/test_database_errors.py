@@ -67,3 +67,30 @@ def test_a_database_busy_or_gone_is_503_with_retry_after(routes, client, app):
     assert response.get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"
     assert response.headers["Retry-After"] == "1"
     assert client.get("/api/v1/trust-list").status_code == 200  # the next request is served
+
+
+def test_verifying_while_the_database_is_down_is_503_with_retry_after(tmp_path):
+    """PostgreSQL not running (nothing listens on its port) when a worker first verifies: the
+    verification's own connection failed with the driver's error, which no handler knew, and
+    every GET /verify answered 500 INTERNAL_ERROR."""
+    import socket
+
+    from app import create_app
+    from tests.conftest import TEST_PASSPHRASE
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = create_app({"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
+                       "RATE_LIMITS": "off", "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/x"})
+    try:
+        client = down.test_client()
+        for code in ("08936000010010", "https://x.example/01/08936000010010/10/L1/21/S1?s=a.b"):
+            response = client.get("/api/v1/verify", query_string={"code": code})
+            assert response.status_code == 503, code
+            assert response.get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+            assert response.headers["Retry-After"] == "1"
+        page = client.get("/01/08936000010010/10/L1", headers={"Accept": "text/html"})
+        assert page.status_code == 503 and page.mimetype == "text/html"
+    finally:
+        down.extensions["scan_writer"].close()
