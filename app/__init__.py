@@ -122,6 +122,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(portal_bp)
 
+    from app.health import bp as health_bp
+
+    app.register_blueprint(health_bp)
+
     from app.errors import register_error_handlers
     from app.services import close_session
     from app.security import ApiWithoutCookies, add_security_headers

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import Conflict as HttpConflict
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
+from app.security import answers_data
 from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFound, RegistryError, Unauthorized
 from verification.decoding import ImageEmpty, ImageRejected, NotAnImage
 
@@ -54,7 +55,7 @@ def error_response(status: int, code: str, message: str, **extra: Any):
 
 
 def _wants_html() -> bool:
-    if request.path.startswith("/api/"):
+    if answers_data(request.path):
         return False
     best = request.accept_mimetypes.best_match(["application/json", "text/html"])
     return best == "text/html"

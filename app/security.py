@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSessionInterface
 
-__all__ = ["add_security_headers", "ApiWithoutCookies", "local_target"]
+__all__ = ["add_security_headers", "ApiWithoutCookies", "local_target", "answers_data"]
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -26,9 +26,19 @@ API_HEADERS = (("Content-Security-Policy", "default-src 'none'; frame-ancestors 
                ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"))
 
 
+#: The load balancer's probes (app.health): data, as the API's answers.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def answers_data(path: str) -> bool:
+    """Whether ``path`` is the API's or a probe's: JSON answers (errors too), the data headers, no
+    cookie session."""
+    return path.startswith("/api/") or path in PROBE_PATHS
+
+
 def add_security_headers(response: Response) -> Response:
     """Each header unless the view set its own (one pass over the headers, not one per header)."""
-    headers = API_HEADERS if request.path.startswith("/api/") else HEADERS
+    headers = API_HEADERS if answers_data(request.path) else HEADERS
     present = {name.lower() for name in response.headers.keys()}
     response.headers.extend([(name, value) for name, value in headers if name.lower() not in present])
     return response
@@ -40,7 +50,7 @@ class ApiWithoutCookies(SecureCookieSessionInterface):
     ``session`` under /api/ fails loudly instead of being silently dropped."""
 
     def open_session(self, app: Flask, request: Request):  # noqa: ANN201
-        if request.path.startswith("/api/"):
+        if answers_data(request.path):
             return self.null_session_class()
         return super().open_session(app, request)
 

@@ -361,6 +361,17 @@ class ScanWriter:
             pending = self._units[key] = _Pending(ident)
         return pending
 
+    def backlog(self) -> tuple[int, datetime | None]:
+        """The events this process has not written yet (taken by a flush still going included)
+        and when the oldest of them was made: a flush every interval keeps it under a second old,
+        a database that refuses the writes lets it grow (readiness, ``app.health``)."""
+        with self._lock:
+            count = len(self._events) + sum(p.count for p in self._flight.values())
+            oldest = [p.first for p in self._flight.values() if p.first is not None]
+            if self._events:
+                oldest.append(self._events[0]["at"])
+        return count, min(oldest, default=None)
+
     # -- the writing side ---------------------------------------------------------------------
     def _take(self) -> tuple[int, list[dict[str, Any]], dict[UnitKey, _Pending]]:
         with self._lock:

@@ -1,0 +1,124 @@
+"""Probes for a load balancer or an orchestrator: ``GET /healthz`` (the process answers) and
+``GET /readyz`` (it can serve: the database answers through both of its pools, and its schema is
+the one this code was written for).
+
+``/readyz`` answers 200 ``{"status": "ready", "checks": {...}}`` or 503 with the API's error
+shape (``NOT_READY``) and the same ``checks``. What cannot stop verifications does not make a
+server unready, since every server would then be taken out together: Redis down (the rate limits
+count in each server meanwhile, ``app.extensions.RateLimiter``), a schema newer than the code (a
+rolling upgrade: migrations first, then the servers), or scan events waiting to be written (each
+server keeps them and retries). They are reported, for monitoring. No address, version or error
+text goes out; the log has the errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from flask import Blueprint, current_app
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.errors import error_response
+from registry.db import RawQuery, Reader
+
+__all__ = ["bp", "readiness"]
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("health", __name__)
+
+_SELECT_ONE = RawQuery("SELECT 1")
+#: Scan events older than this still unwritten: the database refuses the scan writer's flushes.
+SCAN_BACKLOG_LATE = timedelta(seconds=60)
+
+
+@bp.get("/healthz")
+def healthz():
+    return _no_store(current_app.json.response({"status": "alive"}))
+
+
+@bp.get("/readyz")
+def readyz():
+    ready, checks = readiness(current_app)
+    if ready:
+        return _no_store(current_app.json.response({"status": "ready", "checks": checks}))
+    failing = ", ".join(f"{name} {checks[name]}" for name, fine in _READY.items() if checks[name] not in fine)
+    return _no_store(error_response(503, "NOT_READY", f"this server cannot serve: {failing}", checks=checks))
+
+
+#: The checks a server cannot serve without, and the states each may be in for it to serve.
+_READY = {"database": ("ok",), "read_database": ("ok",), "schema": ("ok", "newer than this server")}
+
+
+def readiness(app) -> tuple[bool, dict[str, Any]]:  # noqa: ANN001 - the Flask app
+    """Whether ``app`` can serve, and what each check found."""
+    extensions = app.extensions
+    checks: dict[str, Any] = {}
+    revision = _revision(extensions["session_factory"])
+    checks["database"] = "ok" if revision is not _UNREACHABLE else "unreachable"
+    checks["read_database"] = _read_database(Reader(extensions["read_connections"]))
+    checks["schema"] = "unknown" if revision is _UNREACHABLE else _schema(app, revision)
+    limiter = extensions["rate_limiter"]
+    if not app.config["REDIS_URL"]:
+        checks["rate_limit_counters"] = "in this server"
+    elif limiter.storage.check():
+        checks["rate_limit_counters"] = "ok"
+    else:
+        checks["rate_limit_counters"] = "unreachable: counting in this server"
+    pending, oldest = extensions["scan_writer"].backlog()
+    age = (datetime.now(timezone.utc) - oldest).total_seconds() if oldest is not None else 0.0
+    checks["scan_events_pending"] = {"events": pending, "oldest_seconds": round(max(age, 0.0), 1),
+                                     "late": age > SCAN_BACKLOG_LATE.total_seconds()}
+    return all(checks[name] in fine for name, fine in _READY.items()), checks
+
+
+_UNREACHABLE = object()
+
+
+def _revision(session_factory) -> Any:  # noqa: ANN001
+    """The schema's Alembic revision (None before ``init``), or ``_UNREACHABLE``."""
+    try:
+        with session_factory() as session:
+            has_table = session.get_bind().dialect.has_table(session.connection(), "alembic_version")
+            return session.execute(text("SELECT version_num FROM alembic_version")).scalar() if has_table else None
+    except SQLAlchemyError as exc:
+        log.warning("readiness: the database cannot be read: %s", exc)
+        return _UNREACHABLE
+
+
+def _read_database(reader: Reader) -> str:
+    """Verification's own pool (``READ_DATABASE_URL``, or the same database): a statement on it."""
+    try:
+        _SELECT_ONE.first(reader, {})
+        return "ok"
+    except SQLAlchemyError as exc:
+        log.warning("readiness: the verification's database cannot be read: %s", exc)
+        return "unreachable"
+
+
+def _schema(app, revision: str | None) -> str:  # noqa: ANN001
+    """``ok`` at the code's head; ``not initialised``, ``migrations to apply`` (not ready: the code
+    would meet tables it does not know); ``newer than this server`` (ready: a rolling upgrade)."""
+    if revision is None:
+        return "not initialised"
+    heads = app.extensions.get("schema_heads")
+    if heads is None:
+        from alembic.script import ScriptDirectory
+
+        from app.migrations import alembic_config
+
+        script = ScriptDirectory.from_config(alembic_config())
+        known = {rev.revision for rev in script.walk_revisions()}
+        heads = app.extensions["schema_heads"] = (frozenset(script.get_heads()), frozenset(known))
+    head, known = heads
+    if revision in head:
+        return "ok"
+    return "migrations to apply" if revision in known else "newer than this server"
+
+
+def _no_store(response):  # noqa: ANN001, ANN202
+    response.headers["Cache-Control"] = "no-store"
+    return response

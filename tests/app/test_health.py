@@ -1,0 +1,144 @@
+"""The load balancer's probes: ``/healthz`` (the process answers) and ``/readyz`` (the database
+answers through both pools, the schema is the code's), on real databases and a real Redis
+stopped as an outage would."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+import app.health as health
+from app import create_app
+from app.migrations import alembic_config
+from registry.services import SYSTEM
+from tests.app.test_rate_limits import _free_port, _redis_server
+from tests.conftest import GTIN, TEST_PASSPHRASE, batch_data
+
+
+def _ready(client) -> tuple[int, dict]:
+    response = client.get("/readyz")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "Set-Cookie" not in response.headers
+    assert response.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"  # data
+    return response.status_code, response.get_json()
+
+
+def test_healthz_answers_without_the_database(tmp_path):
+    """Liveness: nothing but the process. An app whose database cannot even be opened answers."""
+    unreachable = create_app({"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE,
+                              "SECRET_KEY": "t" * 32, "DATABASE_URL": f"sqlite:///{tmp_path}/no/such/dir/r.db"})
+    response = unreachable.test_client().get("/healthz")
+    assert response.status_code == 200 and response.get_json() == {"status": "alive"}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_a_served_instance_is_ready(client):
+    status, body = _ready(client)
+    assert status == 200 and body["status"] == "ready"
+    assert body["checks"] == {"database": "ok", "read_database": "ok", "schema": "ok",
+                              "rate_limit_counters": "in this server",
+                              "scan_events_pending": {"events": 0, "oldest_seconds": 0.0, "late": False}}
+
+
+def test_a_database_that_cannot_be_reached_is_not_ready_and_its_address_stays_unsaid(tmp_path, caplog):
+    """PostgreSQL down (nothing listens on its port): 503 in the API's error shape; where the
+    database is stays in the server's log."""
+    down = create_app({"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
+                       "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/registry"})
+    try:
+        status, body = _ready(down.test_client())
+    finally:
+        down.extensions["scan_writer"].close()
+    assert status == 503
+    assert body["error"]["code"] == "NOT_READY"
+    assert body["error"]["message"] == ("this server cannot serve: database unreachable, "
+                                        "read_database unreachable, schema unknown")
+    assert body["error"]["checks"]["database"] == "unreachable"
+    assert "127.0.0.1" not in str(body)
+    assert any("127.0.0.1" in record.getMessage() for record in caplog.records if record.name == "app.health")
+
+
+@contextlib.contextmanager
+def _schema_marked(app, revision: str):
+    """The schema's recorded Alembic revision set to ``revision``, put back after."""
+    engine = app.extensions["engine"]
+    with engine.begin() as conn:
+        current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+        conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": current})
+
+
+def test_a_schema_behind_the_code_is_not_ready_and_one_ahead_of_it_is(app, client):
+    """Behind (this release's migrations not applied): the code would meet tables it does not
+    know. Ahead (a rolling upgrade migrated first, this server is still the older release): it
+    serves until it is replaced, or every server would be taken out at once."""
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    before_head = script.get_revision(head).down_revision
+    with _schema_marked(app, before_head):
+        status, body = _ready(client)
+        assert status == 503 and body["error"]["checks"]["schema"] == "migrations to apply"
+        assert body["error"]["message"] == "this server cannot serve: schema migrations to apply"
+    with _schema_marked(app, "f00dfacef00d"):
+        status, body = _ready(client)
+        assert status == 200 and body["checks"]["schema"] == "newer than this server"
+    assert _ready(client)[0] == 200
+
+
+def test_an_instance_not_initialised_is_not_ready(tmp_path):
+    fresh = create_app({"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
+                        "DATABASE_URL": f"sqlite:///{tmp_path}/r.db"})
+    try:
+        status, body = _ready(fresh.test_client())
+    finally:
+        fresh.extensions["scan_writer"].close()
+    assert status == 503 and body["error"]["checks"]["schema"] == "not initialised"
+
+
+def test_redis_down_is_reported_but_leaves_the_server_ready(app, tmp_path):
+    """The rate limits then count in each server (app.extensions.RateLimiter): taking every server
+    out because Redis is down would stop the verifications it no longer stops."""
+    from app.cli import init_instance
+
+    port = _free_port()
+    cfg = {"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
+           "DATABASE_URL": f"sqlite:///{tmp_path}/r.db", "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    limited = create_app(cfg)
+    init_instance(limited)
+    try:
+        with _redis_server(port):
+            assert _ready(limited.test_client())[1]["checks"]["rate_limit_counters"] == "ok"
+        status, body = _ready(limited.test_client())
+    finally:
+        limited.extensions["scan_writer"].close()
+    assert status == 200 and body["checks"]["rate_limit_counters"] == "unreachable: counting in this server"
+
+
+def test_scan_events_waiting_to_be_written_are_counted(app, client, registry, session, world, monkeypatch):
+    """A verification's scan event waits for the scan writer's next flush: counted, with its age;
+    "late" past SCAN_BACKLOG_LATE (the database refusing the writes); none once written."""
+    batch = registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    (serial, s), = registry.issue_serials(SYSTEM, GTIN, "LOT-1", 1)
+    session.commit()
+    writer = app.extensions["scan_writer"]
+    writer._interval = 3600  # no flush of its own during the test
+    assert client.get("/api/v1/verify", query_string={"code": registry.serial_url(batch, serial, s)}).status_code == 200
+    pending = _ready(client)[1]["checks"]["scan_events_pending"]
+    assert pending["events"] == 1 and 0 <= pending["oldest_seconds"] < 60 and pending["late"] is False
+    monkeypatch.setattr(health, "SCAN_BACKLOG_LATE", health.timedelta(0))
+    status, body = _ready(client)
+    assert status == 200 and body["checks"]["scan_events_pending"]["late"] is True  # reported, still ready
+    writer.flush()
+    assert _ready(client)[1]["checks"]["scan_events_pending"] == {"events": 0, "oldest_seconds": 0.0, "late": False}
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_the_probes_take_no_writes(client, path):
+    assert client.post(path).status_code == 405
