@@ -104,6 +104,7 @@ _MARK = RawQuery(
     "INSERT INTO scan_writers (id, epoch, updated_at) VALUES (:id, :epoch, :at) "
     "ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, updated_at = excluded.updated_at")
 _RELAXED_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
+FAILURE_LOG_SECONDS = 60.0  # while flushes keep failing, one log line this often
 _FORGET_AFTER = timedelta(days=1)  # a writer row not updated for a day belongs to a process that ended
 _SWEEP_EVERY = 1000  # flushes between two sweeps of such rows
 
@@ -499,13 +500,28 @@ class ScanWriter:
             self._thread.start()
 
     def _run(self) -> None:
+        failing_since: float | None = None  # monotonic time of the first failure in a row
+        said = 0.0  # when the failures were last logged
         while not self._stopping:
             self._wake.wait(self._interval)
             self._wake.clear()
             try:
                 self.flush()
-            except Exception:  # noqa: BLE001 - the thread must outlive any failure of one flush
-                log.exception("writing scan events failed; they stay pending and are retried")
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any failure of one flush
+                # The first failure with its traceback, then one line a minute while they go on:
+                # a database down for an hour had logged a traceback twice a second per worker.
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = said = now
+                    log.exception("writing scan events failed; they stay pending and are retried")
+                elif now - said >= FAILURE_LOG_SECONDS:
+                    said = now
+                    log.error("writing scan events still fails after %.0f s (%d events pending): %s",
+                              now - failing_since, self.backlog()[0], exc)
+            else:
+                if failing_since is not None:
+                    log.warning("writing scan events works again after %.0f s", time.monotonic() - failing_since)
+                    failing_since = None
 
     def close(self) -> None:
         """Stop the flushing thread and write what is pending (app shutdown, tests)."""

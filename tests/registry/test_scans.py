@@ -102,6 +102,34 @@ def test_a_failed_write_keeps_the_events_for_the_next_flush(session, unit, tmp_p
     assert (row.scan_count, row.distinct_clients) == (3, 3)
 
 
+def test_a_writer_that_keeps_failing_logs_once_a_while_and_says_when_it_works_again(
+        app, session, unit, tmp_path, caplog, monkeypatch):
+    """The database refusing every flush (here: one without the tables) for a while: the first
+    failure is logged with its traceback, then one line per FAILURE_LOG_SECONDS, not a traceback
+    at every flush (twice a second per worker); once the writes land again, it says so."""
+    import time
+
+    monkeypatch.setattr(scans, "FAILURE_LOG_SECONDS", 0.2)
+    broken = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'no-tables.db'}"))
+    writer = ScanWriter(broken, interval=0.01)
+    history = ScanHistory(session, writer)
+    with caplog.at_level("INFO", logger="registry.scans"):
+        _record(history, unit, "a")
+        session.rollback()  # SQLite: nothing held, for when the writes go to the real database
+        time.sleep(0.7)  # dozens of failed flushes
+        lines = [r for r in caplog.records if r.name == "registry.scans"]
+        assert sum(r.exc_info is not None for r in lines) == 1
+        later = [r.getMessage() for r in lines if r.exc_info is None]
+        assert 1 <= len(later) <= 4 and all("still fails after" in m and "(1 events pending)" in m for m in later)
+        writer._factory = app.extensions["session_factory"]  # the database is back
+        deadline = time.monotonic() + 10
+        while not any("works again" in r.getMessage() for r in caplog.records) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    writer.close()
+    assert any("writing scan events works again after" in r.getMessage() for r in caplog.records)
+    assert session.scalar(select(func.count()).select_from(ScanEvent)) == 1
+
+
 def test_travel_speed_uses_the_latest_place_pending_or_written(session, unit):
     writer = ScanWriter()
     history = ScanHistory(session, writer)
