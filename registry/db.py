@@ -83,7 +83,7 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True,
-                         connect_args=_application_name(url, APPLICATION_NAME))
+                         connect_args=_connection_arguments(url, APPLICATION_NAME))
 
 
 def make_read_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
@@ -101,7 +101,7 @@ def make_read_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) ->
     # reset on return, which on psycopg took its connection lock for a rollback that did nothing.
     return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True,
                          isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
-                         connect_args=_application_name(url, READ_APPLICATION_NAME))
+                         connect_args=_connection_arguments(url, READ_APPLICATION_NAME))
 
 
 #: What PostgreSQL shows of this service's connections (``pg_stat_activity.application_name``):
@@ -112,8 +112,21 @@ APPLICATION_NAME = "origin-verify"
 READ_APPLICATION_NAME = "origin-verify-read"
 
 
-def _application_name(url: str, name: str) -> dict[str, str]:
-    return {} if "application_name" in make_url(url).query else {"application_name": name}
+#: Seconds libpq waits to connect, the server's first answer included (``connect_timeout``): a
+#: database host that does not answer (a network partition, a failover in progress) costs a
+#: request this long before its 503, where libpq would wait for the kernel to give up, minutes,
+#: and gunicorn would kill the worker after 60 s. A ``DATABASE_URL`` that sets its own keeps it.
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+def _connection_arguments(url: str, name: str) -> dict[str, str | int]:
+    """The connection's arguments: its ``application_name`` and ``connect_timeout``, unless the URL
+    names them."""
+    query = make_url(url).query
+    arguments: dict[str, str | int] = {} if "application_name" in query else {"application_name": name}
+    if "connect_timeout" not in query:
+        arguments["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    return arguments
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -94,3 +94,37 @@ def test_verifying_while_the_database_is_down_is_503_with_retry_after(tmp_path):
         assert page.status_code == 503 and page.mimetype == "text/html"
     finally:
         down.extensions["scan_writer"].close()
+
+
+def test_a_database_host_that_never_answers_is_503_after_the_connect_timeout(tmp_path):
+    """A server that takes the connection and says nothing (hung, or behind a partition that lets
+    the handshake through): libpq had waited with no end, and the request with it until gunicorn
+    killed the worker at 60 s. It gives up after registry.db.CONNECT_TIMEOUT_SECONDS."""
+    import socket
+    import threading
+    import time
+
+    from app import create_app
+    from registry.db import CONNECT_TIMEOUT_SECONDS
+    from tests.conftest import TEST_PASSPHRASE
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes each handshake; nothing ever reads or answers
+        port = silent.getsockname()[1]
+        hung = create_app({"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
+                           "RATE_LIMITS": "off", "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/x"})
+        answered: list = []
+
+        def verify() -> None:
+            answered.append(hung.test_client().get("/api/v1/verify", query_string={"code": "08936000010010"}))
+
+        request = threading.Thread(target=verify, daemon=True)  # without the timeout it would never end
+        started = time.monotonic()
+        request.start()
+        request.join(timeout=6 * CONNECT_TIMEOUT_SECONDS)
+        waited = time.monotonic() - started
+        hung.extensions["scan_writer"].close()
+    assert answered, f"no answer after {waited:.0f} s"
+    assert answered[0].status_code == 503 and answered[0].get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert CONNECT_TIMEOUT_SECONDS - 1 <= waited < 4 * CONNECT_TIMEOUT_SECONDS
