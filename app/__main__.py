@@ -5,6 +5,7 @@ from flask.cli import FlaskGroup
 
 from app import create_app
 from app.config import ConfigError
+from registry.errors import RegistryError
 
 
 def _create_app() -> Flask:
@@ -14,8 +15,22 @@ def _create_app() -> Flask:
         raise SystemExit(f"Error: {exc}") from None
 
 
+class _Cli(FlaskGroup):
+    """The commands, with one refusal for what none of them caught: a registry error met on the
+    way (a private key this server cannot open, ``KEYS_UNAVAILABLE``, in any command that signs)
+    ends as every refusal does, ``Error: CODE: message``, not with a traceback."""
+
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's
+        try:
+            return super().invoke(ctx)
+        except RegistryError as exc:
+            from app.cli import _fail
+
+            _fail(exc)
+
+
 def main() -> None:
-    FlaskGroup(create_app=_create_app, add_default_commands=True)(prog_name="python -m app")
+    _Cli(create_app=_create_app, add_default_commands=True)(prog_name="python -m app")
 
 
 if __name__ == "__main__":

@@ -33,9 +33,10 @@ def init_instance(app: Flask) -> str:
     """Create the schema (Alembic, to head) and the authority key; idempotent. Returns the authority kid."""
     from app.migrations import upgrade_to_head
 
+    from registry.services import private_key
+
     upgrade_to_head(app.extensions["engine"])
-    signer = app.extensions["keystore"].load_or_create(AUTHORITY_KEY_NAME)
-    return signer.kid
+    return private_key(app.extensions["keystore"], AUTHORITY_KEY_NAME, create=True).kid
 
 
 # Commands that need no initialised instance: init and demo make it, verify checks for itself (its
@@ -217,7 +218,10 @@ def register_cli(app: Flask) -> None:
     @app.cli.command("init")
     def init_command() -> None:
         """Create the database schema and the authority key (idempotent)."""
-        kid = init_instance(current_app)
+        try:
+            kid = init_instance(current_app)
+        except RegistryError as exc:  # a key folder whose authority key this passphrase cannot open
+            _fail(exc)
         click.echo(f"database ready; authority key {kid}")
 
     token = AppGroup("token", help="API tokens.")
@@ -570,10 +574,13 @@ def register_cli(app: Flask) -> None:
         """Load a demo producer with a certified key, batches and serials; print tokens and URLs."""
         from app.demo import load_demo
 
-        init_instance(current_app)
-        with _session() as session:
-            lines = load_demo(_registry(session))
-            session.commit()
+        try:
+            init_instance(current_app)
+            with _session() as session:
+                lines = load_demo(_registry(session))
+                session.commit()
+        except RegistryError as exc:  # a key folder whose keys this passphrase cannot open
+            _fail(exc)
         for line in lines:
             click.echo(line)
 

@@ -11,7 +11,8 @@ from werkzeug.exceptions import Conflict as HttpConflict
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from app.security import answers_data
-from registry.errors import Conflict, Forbidden, Invalid, InvalidFields, NotFound, RegistryError, Unauthorized
+from registry.errors import (Conflict, Forbidden, Invalid, InvalidFields, NotFound, RegistryError, Unauthorized,
+                             Unavailable)
 from verification.decoding import ImageEmpty, ImageRejected, NotAnImage
 
 __all__ = ["register_error_handlers", "error_response", "handle_registry_error", "handle_http_error", "ApiError",
@@ -25,6 +26,7 @@ STATUS_BY_ERROR: list[tuple[type[RegistryError], int]] = [
     (Forbidden, 403),
     (Unauthorized, 401),
     (Invalid, 422),
+    (Unavailable, 503),
 ]
 
 

@@ -3,7 +3,9 @@
 the one this code was written for).
 
 ``/readyz`` answers 200 ``{"status": "ready", "checks": {...}}`` or 503 with the API's error
-shape (``NOT_READY``) and the same ``checks``. What cannot stop verifications does not make a
+shape (``NOT_READY``) and the same ``checks``. A server whose KEY_PASSPHRASE does not open the
+authority key is not ready either: every signing write would fail on it (``KEYS_UNAVAILABLE``),
+and a rolling upgrade with a wrong passphrase stops at its first server. What cannot stop verifications does not make a
 server unready, since every server would then be taken out together: Redis down (the rate limits
 count in each server meanwhile, ``app.extensions.RateLimiter``), a schema newer than the code (a
 rolling upgrade: migrations first, then the servers), or scan events waiting to be written (each
@@ -22,7 +24,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import error_response
+from keys.errors import KeyStoreError
+from keys.storage import KeyStore
 from registry.db import RawQuery, Reader
+from registry.services import AUTHORITY_KEY_NAME
 
 __all__ = ["bp", "readiness"]
 
@@ -50,7 +55,8 @@ def readyz():
 
 
 #: The checks a server cannot serve without, and the states each may be in for it to serve.
-_READY = {"database": ("ok",), "read_database": ("ok",), "schema": ("ok", "newer than this server")}
+_READY = {"database": ("ok",), "read_database": ("ok",), "schema": ("ok", "newer than this server"),
+          "signing_keys": ("ok",)}
 
 
 def readiness(app) -> tuple[bool, dict[str, Any]]:  # noqa: ANN001 - the Flask app
@@ -61,6 +67,7 @@ def readiness(app) -> tuple[bool, dict[str, Any]]:  # noqa: ANN001 - the Flask a
     checks["database"] = "ok" if revision is not _UNREACHABLE else "unreachable"
     checks["read_database"] = _read_database(Reader(extensions["read_connections"]))
     checks["schema"] = "unknown" if revision is _UNREACHABLE else _schema(app, revision)
+    checks["signing_keys"] = _signing_keys(extensions["keystore"])
     limiter = extensions["rate_limiter"]
     if not app.config["REDIS_URL"]:
         checks["rate_limit_counters"] = "in this server"
@@ -97,6 +104,20 @@ def _read_database(reader: Reader) -> str:
     except SQLAlchemyError as exc:
         log.warning("readiness: the verification's database cannot be read: %s", exc)
         return "unreachable"
+
+
+def _signing_keys(keystore: KeyStore) -> str:
+    """The authority key (every registration, recall and checkpoint is signed with it): ``ok`` when
+    this server's KEY_PASSPHRASE opens it (then kept open: later probes cost nothing), ``missing``
+    (no ``init``, or not this instance's key folder), ``cannot be opened`` (another passphrase)."""
+    if not keystore.has(AUTHORITY_KEY_NAME):
+        return "missing"
+    try:
+        keystore.load(AUTHORITY_KEY_NAME)
+    except KeyStoreError as exc:
+        log.warning("readiness: %s", exc)
+        return "cannot be opened"
+    return "ok"
 
 
 def _schema(app, revision: str | None) -> str:  # noqa: ANN001

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 __all__ = ["RegistryError", "NotFound", "Conflict", "Forbidden", "Invalid", "InvalidFields", "Unauthorized",
-           "collect", "raise_problems"]
+           "Unavailable", "collect", "raise_problems"]
 
 
 class RegistryError(Exception):
@@ -34,6 +34,13 @@ class Forbidden(RegistryError):
 
 class Unauthorized(RegistryError):
     code = "UNAUTHORIZED"
+
+
+class Unavailable(RegistryError):
+    """This server cannot do it as configured (its private keys cannot be opened): another server,
+    or this one once its settings are fixed, can; nothing was written."""
+
+    code = "UNAVAILABLE"
 
 
 class Invalid(RegistryError):

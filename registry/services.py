@@ -34,7 +34,7 @@ from keys.signing import Signer, check_public_key, public_key_from_raw, sign, si
 from keys.storage import KeyStore
 from registry.actors import SYSTEM, Actor, Role
 from registry.audit import audit
-from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, collect, raise_problems
+from registry.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized, Unavailable, collect, raise_problems
 from registry.log import TransparencyLog
 from registry.models import (
     ApiToken,
@@ -107,6 +107,23 @@ def batch_named(gtin: str, lot: str) -> Select:
     return select(Batch).where(Batch.gtin == check_gtin(gtin), Batch.lot == lot)
 
 
+def private_key(keystore: KeyStore, name: str, *, create: bool = False) -> Signer:
+    """A private key of the key store (made first with ``create`` if it has none), the one way the
+    registry opens them: one that cannot be opened (a KEY_PASSPHRASE other than the one it was
+    encrypted with, a key folder not shared with this server) is ``KEYS_UNAVAILABLE``, a 503,
+    before anything is written. It had been a 500 (or a traceback) at every signing write."""
+    try:
+        return keystore.load_or_create(name) if create else keystore.load(name)
+    except KeyStoreError as exc:
+        if keystore.has(name):  # there, but not opened with this passphrase: the message says so
+            hint = ""
+        elif name == AUTHORITY_KEY_NAME:
+            hint = "; run `python -m app init`"
+        else:
+            hint = "; every app server needs the instance's key folder (INSTANCE_DIR/keys)"
+        raise Unavailable(f"this server cannot sign: {exc}{hint}", code="KEYS_UNAVAILABLE") from None
+
+
 class Registry:
     """The registry's write and read operations, over one session."""
 
@@ -120,10 +137,10 @@ class Registry:
     # -- authority -----------------------------------------------------------------------------
     @property
     def authority(self) -> Signer:
-        try:
-            return self.keystore.load(AUTHORITY_KEY_NAME)
-        except KeyStoreError as exc:
-            raise RuntimeError(f"the authority key is not available ({exc}); run `python -m app init`") from None
+        return self._private_key(AUTHORITY_KEY_NAME)
+
+    def _private_key(self, name: str) -> Signer:
+        return private_key(self.keystore, name)
 
     def log(self) -> TransparencyLog:
         return TransparencyLog(self.session, authority=self.authority, clock=self.clock)
@@ -333,7 +350,7 @@ class Registry:
         if not key.custodial:
             raise Conflict(f"key {key.kid} is kept by the producer: submit records and codes signed by it",
                            code="KEY_NOT_CUSTODIAL")
-        return self.keystore.load(key.kid)
+        return self._private_key(key.kid)
 
     # -- batches -------------------------------------------------------------------------------
     def _origin_fields(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -643,7 +660,7 @@ class Registry:
             key = None
         s = None
         if key is not None and key.custodial:
-            s = sign_code(self.keystore.load(key.kid), gtin=batch.gtin, lot=batch.lot, exp=exp)
+            s = sign_code(self._private_key(key.kid), gtin=batch.gtin, lot=batch.lot, exp=exp)
         return build_url(self.base_url, gtin=batch.gtin, lot=batch.lot, exp=exp, s=s)
 
     def serial_url(self, batch: Batch, serial: str, s: str) -> str:

@@ -38,7 +38,7 @@ def test_healthz_answers_without_the_database(tmp_path):
 def test_a_served_instance_is_ready(client):
     status, body = _ready(client)
     assert status == 200 and body["status"] == "ready"
-    assert body["checks"] == {"database": "ok", "read_database": "ok", "schema": "ok",
+    assert body["checks"] == {"database": "ok", "read_database": "ok", "schema": "ok", "signing_keys": "ok",
                               "rate_limit_counters": "in this server",
                               "scan_events_pending": {"events": 0, "oldest_seconds": 0.0, "late": False}}
 
@@ -55,7 +55,7 @@ def test_a_database_that_cannot_be_reached_is_not_ready_and_its_address_stays_un
     assert status == 503
     assert body["error"]["code"] == "NOT_READY"
     assert body["error"]["message"] == ("this server cannot serve: database unreachable, "
-                                        "read_database unreachable, schema unknown")
+                                        "read_database unreachable, schema unknown, signing_keys missing")
     assert body["error"]["checks"]["database"] == "unreachable"
     assert "127.0.0.1" not in str(body)
     assert any("127.0.0.1" in record.getMessage() for record in caplog.records if record.name == "app.health")
@@ -100,6 +100,22 @@ def test_an_instance_not_initialised_is_not_ready(tmp_path):
     finally:
         fresh.extensions["scan_writer"].close()
     assert status == 503 and body["error"]["checks"]["schema"] == "not initialised"
+    assert body["error"]["checks"]["signing_keys"] == "missing"
+
+
+def test_a_server_whose_passphrase_does_not_open_the_keys_is_not_ready(app):
+    """Another KEY_PASSPHRASE than the keys were encrypted with (a deployment's mistake): the
+    server verifies, but every registration, recall or serial would fail on it."""
+    wrong = create_app({"INSTANCE_DIR": str(app.config["INSTANCE_DIR"]), "KEY_PASSPHRASE": "not-the-passphrase",
+                        "SECRET_KEY": "t" * 32, "DATABASE_URL": app.config["DATABASE_URL"]})
+    try:
+        status, body = _ready(wrong.test_client())
+    finally:
+        wrong.extensions["scan_writer"].close()
+        wrong.extensions["engine"].dispose()
+        wrong.extensions["read_engine"].dispose()
+    assert status == 503 and body["error"]["message"] == "this server cannot serve: signing_keys cannot be opened"
+    assert body["error"]["checks"]["database"] == "ok"
 
 
 def test_redis_down_is_reported_but_leaves_the_server_ready(app, tmp_path):
