@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
 
-from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError, Unauthorized
+from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError, Unauthorized, Unavailable
 
 from app.i18n import N_
 from app.services import db_session
@@ -70,6 +70,7 @@ ERROR_TEXT = {
     "CASE_CLOSED": N_("This case is closed (confirmed counterfeit or dismissed), perhaps by someone else meanwhile: move it back to investigating first."),
     "CASE_NOT_CONFIRMED": N_("Only a case confirmed counterfeit can be published; this one was moved meanwhile, perhaps by someone else: reload it to see where it stands."),
     "ALREADY_PUBLISHED": N_("This case is already published."),
+    "KEYS_UNAVAILABLE": N_("This server cannot sign right now: its signing keys cannot be opened. Nothing was saved. Tell the service's operators."),
     # what a link or a typed address named and the registry does not hold
     "BATCH_UNKNOWN": N_("There is no such batch (GTIN and lot)."),
     "SERIAL_UNKNOWN": N_("There is no such serial in this batch."),
@@ -99,5 +100,5 @@ def register_portal_errors(bp: Blueprint) -> None:
         if isinstance(exc, Forbidden):
             return render_template("portal/forbidden.html", message=exc.message, hint=error_text(exc)), 403
         status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else \
-            422 if isinstance(exc, Invalid) else 400
+            422 if isinstance(exc, Invalid) else 503 if isinstance(exc, Unavailable) else 400
         return render_template("portal/problem.html", status=status, message=exc.message, hint=error_text(exc)), status

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from html import unescape as html_unescape
 
 import pytest
 from sqlalchemy import func, select
@@ -16,6 +17,7 @@ from sqlalchemy import func, select
 from app import create_app
 from registry.models import Batch, Recall, Serial
 from registry.services import SYSTEM
+from tests.app.portal_support import client_login, csrf_of, make_user
 from tests.conftest import GTIN, REPO, TEST_PASSPHRASE, batch_data
 
 
@@ -98,3 +100,20 @@ def test_a_custodial_key_missing_from_this_servers_key_folder_says_so(app, regis
         "code": "KEYS_UNAVAILABLE",
         "message": f"this server cannot sign: no private key '{world.kid}' in the key store; every app server "
                    "needs the instance's key folder (INSTANCE_DIR/keys)"}
+
+
+def test_the_portal_says_so_in_the_pages_language(wrong, session, world):
+    """Producer staff issuing serials on such a server: a page saying what happened, in Vietnamese,
+    not a 500 page; no serial issued."""
+    make_user(session, "producer1", "producer", world.producer_id)
+    session.commit()
+    before = _counts(session)
+    client = wrong.test_client()
+    client_login(client, "producer1")
+    url = f"/portal/producer/batches/{GTIN}/LOT-1"
+    refused = client.post(url + "/serials", data={"csrf_token": csrf_of(client.get(url).get_data(as_text=True)),
+                                                  "count": "5"})
+    assert refused.status_code == 503
+    assert "Máy chủ này hiện không thể ký: không mở được khóa ký của nó. Chưa có gì được lưu." in html_unescape(
+        refused.get_data(as_text=True))
+    assert _counts(session) == before
