@@ -440,6 +440,26 @@ def register_cli(app: Flask) -> None:
 
     app.cli.add_command(scans)
 
+    reports = AppGroup("reports", help="Shoppers' reports.")
+
+    @reports.command("forget-contacts")
+    @click.option("--closed-days", type=int, required=True,
+                  help="the days a case stays decided before its shopper's contact is removed (at least 30)")
+    def reports_forget_contacts(closed_days: int) -> None:
+        """Remove the shopper's contact and client hash from the reports whose case was confirmed or
+        dismissed more than --closed-days ago; what was reported, and the case, stay."""
+        from registry.retention import ContactRetention
+
+        with _session() as session:
+            try:
+                before, forgotten = ContactRetention(session).forget(SYSTEM, closed_days=closed_days)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+        click.echo(f"{forgotten} report(s) decided before {rfc3339(before)}: the shopper's contact removed")
+
+    app.cli.add_command(reports)
+
     logcmd = AppGroup("log", help="The transparency log.")
 
     @logcmd.command("verify")

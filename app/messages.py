@@ -86,6 +86,7 @@ ACTION_TEXT = {
     "batch.recall": N_("Batch recalled"),
     "serial.flag_clear": N_("Clone flag cleared"),
     "scans.purge": N_("Old scan events deleted"),
+    "reports.forget_contacts": N_("Shoppers' contacts removed from cases decided long ago"),
     "inspection.open": N_("Inspection opened"),
     "inspection.check": N_("Inspection check recorded"),
     "inspection.close": N_("Inspection closed"),

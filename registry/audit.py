@@ -29,7 +29,7 @@ ACTIONS: tuple[str, ...] = (
     "producer.admit", "producer.log",
     "key.certify", "key.rotate", "key.revoke",
     "batch.register", "batch.correct", "serials.issue", "batch.recall",
-    "serial.flag_clear", "scans.purge",
+    "serial.flag_clear", "scans.purge", "reports.forget_contacts",
     "inspection.open", "inspection.check", "inspection.close", "inspection.evidence",
     "case.assign", "case.transition", "case.note", "case.publish",
     "publication.publish", "publication.withdraw",

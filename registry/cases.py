@@ -55,6 +55,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 #: Moves that need a note saying why.
 NEEDS_TEXT = frozenset({"confirmed", "dismissed"})
 OPEN_STATUSES = ("new", "assigned", "investigating")  # a case someone may still be working
+CLOSED_STATUSES = ("confirmed", "dismissed")  # decided (a dismissed case may still be reopened)
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff"})
 ATTACHMENT_TYPES = IMAGE_TYPES | {"application/pdf", "text/plain"}
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
@@ -242,6 +243,7 @@ class CaseService:
         }
         if actor.role in (Role.AUTHORITY, Role.INSPECTOR):
             body["contact"] = case.contact
+            body["contact_removed_at"] = rfc3339(case.contact_removed_at) if case.contact_removed_at else None
         return body
 
     @staticmethod

@@ -298,6 +298,9 @@ class Report(Base):
     # SHA-256 of the case number and the follow-up code given to the shopper (registry.reports):
     # with both, the shopper reads how the report is handled. None: filed before follow-up codes.
     followup_hash: Mapped[str | None] = mapped_column(String(64))
+    # When the contact and the client hash were removed, the case closed long enough before
+    # (registry.retention.ContactRetention); None while they are kept.
+    contact_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     photos: Mapped[list["ReportPhoto"]] = relationship(back_populates="report", order_by="ReportPhoto.id")
 

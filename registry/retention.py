@@ -1,4 +1,6 @@
-"""How long the scan history is kept: old scan events deleted, in short transactions.
+"""How long what the service keeps about people is kept: old scan events deleted, in short
+transactions (``ScanRetention``), and the shoppers' contacts removed from reports whose case
+closed long ago (``ContactRetention``).
 
 A scan event holds when and through which channel a code was verified, the coarse place a client
 gave and the salted hashes of the client and its network: little, but about people, and a national
@@ -9,6 +11,13 @@ kept, so "first verified on ..., verified N times" and the clone check stay as t
 goes is the row-by-row history: an inspector's view of a serial's past verifications and the EPCIS
 export's scan events older than the cutoff. The clone check reads a serial's latest
 verifications' networks, and inspectors its recent history, hence ``MIN_RETENTION``.
+
+A report holds what the shopper typed to be reached (``contact``) and the salted hash of their
+client (what limits floods of reports). Inspectors need them while they work the case; once it is
+decided (confirmed counterfeit or dismissed) and some time has passed, nothing does. What the
+shopper reported stays (the product, where and from whom, the photos, already without their
+metadata, the case's notes), and so does the follow-up code's hash: the shopper can still read how
+the report ended. A dismissed case may be reopened, hence ``MIN_CONTACT_RETENTION``.
 """
 
 from __future__ import annotations
@@ -16,16 +25,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Callable
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from keys.encoding import rfc3339, utcnow
 from registry.actors import Actor, Role
 from registry.audit import audit
 from registry.errors import Invalid
-from registry.models import ScanEvent
+from registry.models import CaseNote, Report, ScanEvent
 
-__all__ = ["MIN_RETENTION", "PURGE_BATCH", "ScanRetention"]
+__all__ = ["MIN_RETENTION", "PURGE_BATCH", "ScanRetention", "MIN_CONTACT_RETENTION", "ContactRetention"]
 
 #: The least history a purge keeps.
 MIN_RETENTION = timedelta(days=30)
@@ -60,3 +69,43 @@ class ScanRetention:
         """The purge in the audit trail (in the caller's last transaction)."""
         audit(self.session, self.clock(), actor, "scans.purge", "scan_events", before=rfc3339(before),
               deleted=deleted)
+
+
+#: The least time after a case was decided before its shopper's contact may be removed.
+MIN_CONTACT_RETENTION = timedelta(days=30)
+
+
+class ContactRetention:
+    """Remove the shopper's contact and client hash from the reports whose case was decided
+    (confirmed or dismissed) before a cutoff, in one statement: a case reopened meanwhile is not
+    touched. Each report then says when (``contact_removed_at``)."""
+
+    def __init__(self, session: Session, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.session = session
+        self.clock = clock
+
+    def forget(self, actor: Actor, *, closed_days: int) -> tuple[datetime, int]:
+        """Forget the contacts of the cases decided more than ``closed_days`` days ago (their latest
+        change of status); answers the cutoff and how many reports. Audited; the caller commits."""
+        from registry.cases import CLOSED_STATUSES
+
+        actor.require(Role.AUTHORITY)
+        if closed_days < MIN_CONTACT_RETENTION.days:
+            raise Invalid(f"keep a shopper's contact at least {MIN_CONTACT_RETENTION.days} days after the case "
+                          "was decided: a dismissed case may be reopened", code="RETENTION_TOO_SHORT",
+                          field="closed_days")
+        now = self.clock()
+        before = now - timedelta(days=closed_days)
+        decided_at = (select(func.max(CaseNote.at)).where(CaseNote.report_id == Report.id,
+                                                          CaseNote.status_to.is_not(None))
+                      .correlate(Report).scalar_subquery())
+        forgotten = self.session.execute(
+            update(Report)
+            .where(Report.status.in_(CLOSED_STATUSES), Report.contact_removed_at.is_(None),
+                   or_(Report.contact != "", Report.client_hash.is_not(None)),
+                   func.coalesce(decided_at, Report.created_at) < before)
+            .values(contact="", client_hash=None, contact_removed_at=now),
+            execution_options={"synchronize_session": False}).rowcount or 0
+        audit(self.session, now, actor, "reports.forget_contacts", "reports", closed_before=rfc3339(before),
+              reports=forgotten)
+        return before, forgotten

@@ -3,6 +3,7 @@ counters a verification answers with, and which clients saw each serial, are kep
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -81,3 +82,101 @@ def test_the_command_deletes_in_batches_and_says_how_many(runner, session, histo
     assert "Error: RETENTION_TOO_SHORT: keep at least 30 days of scan events" in out.output
     out = runner.invoke(args=["scans", "purge", "--keep-days", "365"])
     assert out.exit_code == 0 and out.output.startswith("0 scan event(s)")
+
+
+# -- shoppers' contacts on reports whose case was decided long ago --------------------------------
+
+def _report(session, seller: str, *, contact: str = "0901 234 567", client_hash: str | None = "c" * 32):
+    from registry.reports import ReportInput, ReportService
+
+    filed = ReportService(session).create(ReportInput(code="8936000010010", where_kind="market", where_text="Chợ Lớn",
+                                                      seller=seller, contact=contact), client_hash=client_hash)
+    session.flush()
+    return filed
+
+
+def _decide(session, filed, *, to: str, days_ago: int) -> None:
+    from registry.cases import CaseService
+
+    moment = utcnow() - timedelta(days=days_ago)
+    cases = CaseService(session, clock=lambda: moment)
+    if to == "confirmed":
+        cases.transition(SYSTEM, filed.report.case_number, to="investigating")
+    cases.transition(SYSTEM, filed.report.case_number, to=to, text="đã kiểm tra")
+
+
+@pytest.fixture
+def decided(session):
+    """Six reports: decided 400 days ago (dismissed, confirmed), 10 days ago, still open, decided
+    400 days ago then reopened, and one decided long ago whose shopper left no contact."""
+    filed = {name: _report(session, name) for name in ("dismissed", "confirmed", "recent", "open", "reopened")}
+    filed["none given"] = _report(session, "none given", contact="", client_hash=None)
+    _decide(session, filed["dismissed"], to="dismissed", days_ago=400)
+    _decide(session, filed["confirmed"], to="confirmed", days_ago=400)
+    _decide(session, filed["recent"], to="dismissed", days_ago=10)
+    _decide(session, filed["reopened"], to="dismissed", days_ago=400)
+    _decide(session, filed["reopened"], to="investigating", days_ago=5)
+    _decide(session, filed["none given"], to="dismissed", days_ago=400)
+    session.commit()
+    return filed
+
+
+def test_contacts_of_cases_decided_long_ago_are_removed_and_the_rest_stays(session, decided):
+    from registry.cases import CaseService
+    from registry.reports import ReportService
+    from registry.retention import ContactRetention
+
+    before, forgotten = ContactRetention(session).forget(SYSTEM, closed_days=365)
+    session.commit()
+    assert forgotten == 2 and before < utcnow() - timedelta(days=364)
+    for name, filed in decided.items():
+        session.refresh(filed.report)
+        gone = name in ("dismissed", "confirmed")
+        assert (filed.report.contact == "") is (gone or name == "none given"), name
+        assert (filed.report.client_hash is None) is (gone or name == "none given"), name
+        assert (filed.report.contact_removed_at is not None) is gone, name  # none given: nothing was removed
+        # what was reported stays, and the shopper still reads how it ended
+        assert filed.report.seller == name
+        assert ReportService(session).followup(filed.report.case_number, filed.followup_code)["case_number"]
+    view = CaseService(session).view(Actor(role=Role.INSPECTOR), decided["confirmed"].report)
+    assert view["contact"] == "" and view["contact_removed_at"] == decided["confirmed"].report.contact_removed_at \
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = session.execute(select(AuditEvent).where(AuditEvent.action == "reports.forget_contacts")).scalar_one()
+    assert event.detail == {"closed_before": before.strftime("%Y-%m-%dT%H:%M:%SZ"), "reports": 2}
+    assert ContactRetention(session).forget(SYSTEM, closed_days=365)[1] == 0  # once is enough
+
+
+def test_contacts_are_kept_30_days_at_least_and_only_the_authority_removes_them(session, decided):
+    from registry.retention import ContactRetention
+
+    with pytest.raises(Invalid) as short:
+        ContactRetention(session).forget(SYSTEM, closed_days=29)
+    assert short.value.code == "RETENTION_TOO_SHORT"
+    with pytest.raises(Forbidden):
+        ContactRetention(session).forget(Actor(role=Role.INSPECTOR), closed_days=365)
+    session.refresh(decided["dismissed"].report)
+    assert decided["dismissed"].report.contact == "0901 234 567"
+
+
+def test_the_command_line_removes_them_and_refuses_a_short_retention(app, runner, session, decided):
+    done = runner.invoke(args=["reports", "forget-contacts", "--closed-days", "365"])
+    assert done.exit_code == 0, done.output
+    assert re.fullmatch(r"2 report\(s\) decided before \S+Z: the shopper's contact removed\n", done.output)
+    refused = runner.invoke(args=["reports", "forget-contacts", "--closed-days", "7"])
+    assert refused.exit_code == 1
+    assert refused.output.startswith("Error: RETENTION_TOO_SHORT: keep a shopper's contact at least 30 days")
+
+
+def test_the_inspectors_case_page_says_the_contact_was_removed(client, session, decided):
+    from registry.retention import ContactRetention
+    from tests.app.portal_support import client_login, make_user
+
+    ContactRetention(session).forget(SYSTEM, closed_days=365)
+    make_user(session, "inspector1", "inspector")
+    session.commit()
+    client_login(client, "inspector1")
+    removed = client.get(f"/portal/cases/{decided['dismissed'].report.case_number}").get_data(as_text=True)
+    assert re.search(r"<dt>Thông tin liên hệ của người mua</dt><dd>đã xóa ngày \d{1,2} tháng \d{1,2}, \d{4}, "
+                     r"khi vụ việc đã được kết luận từ lâu</dd>", removed)
+    kept = client.get(f"/portal/cases/{decided['recent'].report.case_number}").get_data(as_text=True)
+    assert "<dd>0901 234 567</dd>" in kept
