@@ -1,16 +1,16 @@
 """Probes for a load balancer or an orchestrator: ``GET /healthz`` (the process answers) and
-``GET /readyz`` (it can serve: the database answers through both of its pools, and its schema is
-the one this code was written for).
+``GET /readyz`` (it can serve: the database answers through both of its pools, its schema is the
+one this code was written for, and its KEY_PASSPHRASE opens the authority key).
 
 ``/readyz`` answers 200 ``{"status": "ready", "checks": {...}}`` or 503 with the API's error
-shape (``NOT_READY``) and the same ``checks``. A server whose KEY_PASSPHRASE does not open the
-authority key is not ready either: every signing write would fail on it (``KEYS_UNAVAILABLE``),
-and a rolling upgrade with a wrong passphrase stops at its first server. What cannot stop verifications does not make a
-server unready, since every server would then be taken out together: Redis down (the rate limits
-count in each server meanwhile, ``app.extensions.RateLimiter``), a schema newer than the code (a
-rolling upgrade: migrations first, then the servers), or scan events waiting to be written (each
-server keeps them and retries). They are reported, for monitoring. No address, version or error
-text goes out; the log has the errors.
+shape (``NOT_READY``) and the same ``checks``. A server whose passphrase does not open the keys
+verifies, but every signing write would fail on it (``KEYS_UNAVAILABLE``): taken out, a rolling
+upgrade with a wrong passphrase stops at its first server. What cannot stop verifications does
+not make a server unready, since every server would then be taken out together: Redis down (the
+rate limits count in each server meanwhile, ``app.extensions.RateLimiter``), a schema newer than
+the code (a rolling upgrade: migrations first, then the servers), or scan events waiting to be
+written (each server keeps them and retries). They are reported, for monitoring. No address,
+version or error text goes out; the log has the errors.
 """
 
 from __future__ import annotations
