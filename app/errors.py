@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from flask import Flask, jsonify, make_response, request
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
 from werkzeug.exceptions import Conflict as HttpConflict
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
@@ -19,6 +19,8 @@ __all__ = ["register_error_handlers", "error_response", "handle_registry_error",
            "summary", "field_problems", "image_status"]
 
 log = logging.getLogger(__name__)
+
+READ_ONLY_SQLSTATE = "25006"  # PostgreSQL's read_only_sql_transaction
 
 STATUS_BY_ERROR: list[tuple[type[RegistryError], int]] = [
     (NotFound, 404),
@@ -95,6 +97,17 @@ def register_error_handlers(app: Flask) -> None:
 
             return make_response(render_error(500, page_message(InternalServerError())), 500)
         return error_response(500, "INTERNAL_ERROR", "an internal error occurred; it has been logged")
+
+    # A database that takes no writes (a PostgreSQL standby named by mistake, or one put read-only
+    # during a failover or maintenance) refuses each write with read_only_sql_transaction: the
+    # writes are unavailable for a while, the service is not broken (it had been a 500).
+    @app.errorhandler(InternalError)
+    def _read_only(exc: InternalError):
+        if getattr(exc.orig, "sqlstate", None) != READ_ONLY_SQLSTATE:
+            return _unexpected(exc)
+        log.error("the database takes no writes (%s %s): %s", request.method, request.path, exc.orig)
+        return handle_http_error(ServiceUnavailable("the database takes no writes right now (a standby, or a "
+                                                    "failover in progress): retry in a moment", retry_after=5))
 
 
 def handle_registry_error(exc: RegistryError):

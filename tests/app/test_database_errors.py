@@ -6,9 +6,11 @@ concurrency audit on PostgreSQL, 2026-11-23). The errors here are the real datab
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.services import db_session
+from registry.models import Batch, ScanEvent
 from tests.conftest import PG_URL
 
 
@@ -128,3 +130,47 @@ def test_a_database_host_that_never_answers_is_503_after_the_connect_timeout(tmp
     assert answered, f"no answer after {waited:.0f} s"
     assert answered[0].status_code == 503 and answered[0].get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"
     assert CONNECT_TIMEOUT_SECONDS - 1 <= waited < 4 * CONNECT_TIMEOUT_SECONDS
+
+
+@pytest.mark.skipif(not PG_URL, reason="a PostgreSQL session that takes no writes (a standby's)")
+def test_a_database_that_takes_no_writes_is_503_for_writes_and_verification_goes_on(app, registry, session, world):
+    """The service pointed at a database in read-only mode (a standby named by mistake, a
+    failover in progress): each write had answered 500 INTERNAL_ERROR. Now 503 with Retry-After,
+    and what only reads is served."""
+    from sqlalchemy import make_url
+
+    from app import create_app
+    from registry.services import SYSTEM
+    from tests.conftest import TEST_PASSPHRASE, batch_data
+
+    batch = registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    session.commit()
+    code = registry.batch_url(batch, signed=True)
+    url = make_url(app.config["DATABASE_URL"]).update_query_dict(
+        {"options": "-c default_transaction_read_only=on"}).render_as_string(hide_password=False)
+    standby = create_app({"INSTANCE_DIR": str(app.config["INSTANCE_DIR"]), "KEY_PASSPHRASE": TEST_PASSPHRASE,
+                          "SECRET_KEY": "t" * 32, "RATE_LIMITS": "off", "DATABASE_URL": url})
+    try:
+        client = standby.test_client()
+        refused = client.post("/api/v1/batches", json=batch_data(lot="LOT-2"),
+                              headers={"Authorization": f"Bearer {world.tokens['producer']}"})
+        assert refused.status_code == 503, refused.get_data(as_text=True)
+        assert refused.get_json()["error"] == {
+            "code": "SERVICE_UNAVAILABLE",
+            "message": "the database takes no writes right now (a standby, or a failover in progress): "
+                       "retry in a moment"}
+        assert refused.headers["Retry-After"] == "5"
+        verified = client.get("/api/v1/verify", query_string={"code": code})
+        assert verified.status_code == 200 and verified.get_json()["verdict"] == "genuine"
+        writer = standby.extensions["scan_writer"]
+        with pytest.raises(SQLAlchemyError):
+            writer.flush()  # the verification's scan event cannot be written there: it is kept
+        assert writer.backlog()[0] == 1
+        writer._factory = app.extensions["session_factory"]  # the database takes writes again
+        writer.close()
+    finally:
+        standby.extensions["engine"].dispose()
+        standby.extensions["read_engine"].dispose()
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(ScanEvent)) == 1  # written once it could be
+    assert session.scalar(select(func.count()).select_from(Batch).where(Batch.lot == "LOT-2")) == 0
