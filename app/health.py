@@ -63,8 +63,9 @@ def readiness(app) -> tuple[bool, dict[str, Any]]:  # noqa: ANN001 - the Flask a
     """Whether ``app`` can serve, and what each check found."""
     extensions = app.extensions
     checks: dict[str, Any] = {}
-    revision = _revision(extensions["session_factory"])
+    revision, writable = _revision(extensions["session_factory"])
     checks["database"] = "ok" if revision is not _UNREACHABLE else "unreachable"
+    checks["database_writes"] = {True: "ok", False: "refused", None: "unknown"}[writable]
     checks["read_database"] = _read_database(Reader(extensions["read_connections"]))
     checks["schema"] = "unknown" if revision is _UNREACHABLE else _schema(app, revision)
     checks["signing_keys"] = _signing_keys(extensions["keystore"])
@@ -85,15 +86,22 @@ def readiness(app) -> tuple[bool, dict[str, Any]]:  # noqa: ANN001 - the Flask a
 _UNREACHABLE = object()
 
 
-def _revision(session_factory) -> Any:  # noqa: ANN001
-    """The schema's Alembic revision (None before ``init``), or ``_UNREACHABLE``."""
+def _revision(session_factory) -> tuple[Any, bool | None]:  # noqa: ANN001
+    """The schema's Alembic revision (None before ``init``), or ``_UNREACHABLE``; and whether the
+    database takes writes (PostgreSQL's ``transaction_read_only``: a standby, a failover in
+    progress), None when it cannot be read. Writes refused leave a server ready: verification
+    only reads, and its scan events wait in each server."""
     try:
         with session_factory() as session:
             has_table = session.get_bind().dialect.has_table(session.connection(), "alembic_version")
-            return session.execute(text("SELECT version_num FROM alembic_version")).scalar() if has_table else None
+            revision = session.execute(text("SELECT version_num FROM alembic_version")).scalar() if has_table else None
+            writable = True
+            if session.get_bind().dialect.name == "postgresql":
+                writable = session.execute(text("SELECT current_setting('transaction_read_only')")).scalar() == "off"
+            return revision, writable
     except SQLAlchemyError as exc:
         log.warning("readiness: the database cannot be read: %s", exc)
-        return _UNREACHABLE
+        return _UNREACHABLE, None
 
 
 def _read_database(reader: Reader) -> str:

@@ -162,6 +162,8 @@ def test_a_database_that_takes_no_writes_is_503_for_writes_and_verification_goes
         assert refused.headers["Retry-After"] == "5"
         verified = client.get("/api/v1/verify", query_string={"code": code})
         assert verified.status_code == 200 and verified.get_json()["verdict"] == "genuine"
+        ready = client.get("/readyz")  # reported; the server stays in: verification only reads
+        assert ready.status_code == 200 and ready.get_json()["checks"]["database_writes"] == "refused"
         writer = standby.extensions["scan_writer"]
         with pytest.raises(SQLAlchemyError):
             writer.flush()  # the verification's scan event cannot be written there: it is kept

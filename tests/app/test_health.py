@@ -38,7 +38,8 @@ def test_healthz_answers_without_the_database(tmp_path):
 def test_a_served_instance_is_ready(client):
     status, body = _ready(client)
     assert status == 200 and body["status"] == "ready"
-    assert body["checks"] == {"database": "ok", "read_database": "ok", "schema": "ok", "signing_keys": "ok",
+    assert body["checks"] == {"database": "ok", "database_writes": "ok", "read_database": "ok", "schema": "ok",
+                              "signing_keys": "ok",
                               "rate_limit_counters": "in this server",
                               "scan_events_pending": {"events": 0, "oldest_seconds": 0.0, "late": False}}
 
