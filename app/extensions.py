@@ -27,6 +27,9 @@ csrf = CSRFProtect()
 
 #: How long a Redis client waits to connect, or for an answer, before it counts as unreachable.
 REDIS_TIMEOUT_SECONDS = 0.5
+#: While Redis stays unreachable, one log line this often (a wrong password would otherwise log at
+#: every retry, per worker).
+OUTAGE_LOG_SECONDS = 60.0
 
 
 def init_rate_limits(app: Flask) -> None:
@@ -52,6 +55,8 @@ class RateLimiter:
         self._errors = storage.base_exceptions
         self._retry_seconds = retry_seconds
         self._down_until = 0.0  # monotonic time before which the shared counters are not tried
+        self._failing_since: float | None = None  # the first failure of an outage (monotonic)
+        self._said = 0.0  # when the outage was last logged
 
     @property
     def shared_down(self) -> bool:
@@ -67,13 +72,21 @@ class RateLimiter:
         except self._errors as exc:
             if self._local is None:
                 raise
-            log.warning("rate-limit counters unreachable (%s): counting in this process, Redis again in %.0f s",
-                        exc, self._retry_seconds)
-            self._down_until = time.monotonic() + self._retry_seconds
+            now = time.monotonic()
+            if self._failing_since is None:  # logged when it starts, then once a minute while it lasts
+                self._failing_since = self._said = now
+                log.warning("rate-limit counters unreachable (%s): counting in this process, Redis tried again "
+                            "every %.0f s", exc, self._retry_seconds)
+            elif now - self._said >= OUTAGE_LOG_SECONDS:
+                self._said = now
+                log.warning("rate-limit counters still unreachable after %.0f s (%s): counting in this process",
+                            now - self._failing_since, exc)
+            self._down_until = now + self._retry_seconds
             return self._count(self._local, item, identity)
-        if self._down_until:
-            log.warning("rate-limit counters reachable again: shared by every app server")
-            self._down_until = 0.0
+        if self._failing_since is not None:
+            log.warning("rate-limit counters reachable again after %.0f s: shared by every app server",
+                        time.monotonic() - self._failing_since)
+            self._failing_since, self._down_until = None, 0.0
         return refused
 
     @staticmethod
