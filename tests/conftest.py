@@ -94,6 +94,21 @@ def append_only_lifted(connection):
         connection.execute(text(statement))
 
 
+@contextlib.contextmanager
+def another_app(instance_dir, database_url: str, **settings: str):
+    """Another app server over ``instance_dir`` and ``database_url`` (or one whose database is
+    down, or with other settings): the tests' passphrase and secret, rate limits off, unless
+    ``settings`` say otherwise. Its scan writer is stopped and its connections closed after."""
+    application = create_app({"INSTANCE_DIR": str(instance_dir), "KEY_PASSPHRASE": TEST_PASSPHRASE,
+                              "SECRET_KEY": "t" * 32, "RATE_LIMITS": "off", "DATABASE_URL": database_url, **settings})
+    try:
+        yield application
+    finally:
+        application.extensions["scan_writer"].close()
+        application.extensions["engine"].dispose()
+        application.extensions["read_engine"].dispose()
+
+
 @pytest.fixture
 def app(template_instance, tmp_path):
     instance = tmp_path / "instance"

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.services import db_session
 from registry.models import Batch, ScanEvent
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, another_app
 
 
 @pytest.fixture
@@ -77,15 +77,10 @@ def test_verifying_while_the_database_is_down_is_503_with_retry_after(tmp_path):
     every GET /verify answered 500 INTERNAL_ERROR."""
     import socket
 
-    from app import create_app
-    from tests.conftest import TEST_PASSPHRASE
-
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    down = create_app({"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
-                       "RATE_LIMITS": "off", "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/x"})
-    try:
+    with another_app(tmp_path, f"postgresql+psycopg://postgres@127.0.0.1:{port}/x") as down:
         client = down.test_client()
         for code in ("08936000010010", "https://x.example/01/08936000010010/10/L1/21/S1?s=a.b"):
             response = client.get("/api/v1/verify", query_string={"code": code})
@@ -94,8 +89,6 @@ def test_verifying_while_the_database_is_down_is_503_with_retry_after(tmp_path):
             assert response.headers["Retry-After"] == "1"
         page = client.get("/01/08936000010010/10/L1", headers={"Accept": "text/html"})
         assert page.status_code == 503 and page.mimetype == "text/html"
-    finally:
-        down.extensions["scan_writer"].close()
 
 
 def test_a_database_host_that_never_answers_is_503_after_the_connect_timeout(tmp_path):
@@ -106,27 +99,23 @@ def test_a_database_host_that_never_answers_is_503_after_the_connect_timeout(tmp
     import threading
     import time
 
-    from app import create_app
     from registry.db import CONNECT_TIMEOUT_SECONDS
-    from tests.conftest import TEST_PASSPHRASE
 
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)  # the kernel completes each handshake; nothing ever reads or answers
         port = silent.getsockname()[1]
-        hung = create_app({"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
-                           "RATE_LIMITS": "off", "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/x"})
-        answered: list = []
+        with another_app(tmp_path, f"postgresql+psycopg://postgres@127.0.0.1:{port}/x") as hung:
+            answered: list = []
 
-        def verify() -> None:
-            answered.append(hung.test_client().get("/api/v1/verify", query_string={"code": "08936000010010"}))
+            def verify() -> None:
+                answered.append(hung.test_client().get("/api/v1/verify", query_string={"code": "08936000010010"}))
 
-        request = threading.Thread(target=verify, daemon=True)  # without the timeout it would never end
-        started = time.monotonic()
-        request.start()
-        request.join(timeout=6 * CONNECT_TIMEOUT_SECONDS)
-        waited = time.monotonic() - started
-        hung.extensions["scan_writer"].close()
+            request = threading.Thread(target=verify, daemon=True)  # without the timeout it would never end
+            started = time.monotonic()
+            request.start()
+            request.join(timeout=6 * CONNECT_TIMEOUT_SECONDS)
+            waited = time.monotonic() - started
     assert answered, f"no answer after {waited:.0f} s"
     assert answered[0].status_code == 503 and answered[0].get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"
     assert CONNECT_TIMEOUT_SECONDS - 1 <= waited < 4 * CONNECT_TIMEOUT_SECONDS
@@ -139,18 +128,15 @@ def test_a_database_that_takes_no_writes_is_503_for_writes_and_verification_goes
     and what only reads is served."""
     from sqlalchemy import make_url
 
-    from app import create_app
     from registry.services import SYSTEM
-    from tests.conftest import TEST_PASSPHRASE, batch_data
+    from tests.conftest import batch_data
 
     batch = registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
     session.commit()
     code = registry.batch_url(batch, signed=True)
     url = make_url(app.config["DATABASE_URL"]).update_query_dict(
         {"options": "-c default_transaction_read_only=on"}).render_as_string(hide_password=False)
-    standby = create_app({"INSTANCE_DIR": str(app.config["INSTANCE_DIR"]), "KEY_PASSPHRASE": TEST_PASSPHRASE,
-                          "SECRET_KEY": "t" * 32, "RATE_LIMITS": "off", "DATABASE_URL": url})
-    try:
+    with another_app(app.config["INSTANCE_DIR"], url) as standby:
         client = standby.test_client()
         refused = client.post("/api/v1/batches", json=batch_data(lot="LOT-2"),
                               headers={"Authorization": f"Bearer {world.tokens['producer']}"})
@@ -170,9 +156,6 @@ def test_a_database_that_takes_no_writes_is_503_for_writes_and_verification_goes
         assert writer.backlog()[0] == 1
         writer._factory = app.extensions["session_factory"]  # the database takes writes again
         writer.close()
-    finally:
-        standby.extensions["engine"].dispose()
-        standby.extensions["read_engine"].dispose()
     session.rollback()
     assert session.scalar(select(func.count()).select_from(ScanEvent)) == 1  # written once it could be
     assert session.scalar(select(func.count()).select_from(Batch).where(Batch.lot == "LOT-2")) == 0

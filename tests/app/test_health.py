@@ -11,11 +11,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 import app.health as health
-from app import create_app
 from app.migrations import alembic_config
 from registry.services import SYSTEM
 from tests.app.test_rate_limits import _free_port, _redis_server
-from tests.conftest import GTIN, TEST_PASSPHRASE, batch_data
+from tests.conftest import GTIN, another_app, batch_data
 
 
 def _ready(client) -> tuple[int, dict]:
@@ -28,9 +27,8 @@ def _ready(client) -> tuple[int, dict]:
 
 def test_healthz_answers_without_the_database(tmp_path):
     """Liveness: nothing but the process. An app whose database cannot even be opened answers."""
-    unreachable = create_app({"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE,
-                              "SECRET_KEY": "t" * 32, "DATABASE_URL": f"sqlite:///{tmp_path}/no/such/dir/r.db"})
-    response = unreachable.test_client().get("/healthz")
+    with another_app(tmp_path, f"sqlite:///{tmp_path}/no/such/dir/r.db") as unreachable:
+        response = unreachable.test_client().get("/healthz")
     assert response.status_code == 200 and response.get_json() == {"status": "alive"}
     assert response.headers["Cache-Control"] == "no-store"
 
@@ -47,12 +45,8 @@ def test_a_served_instance_is_ready(client):
 def test_a_database_that_cannot_be_reached_is_not_ready_and_its_address_stays_unsaid(tmp_path, caplog):
     """PostgreSQL down (nothing listens on its port): 503 in the API's error shape; where the
     database is stays in the server's log."""
-    down = create_app({"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
-                       "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/registry"})
-    try:
+    with another_app(tmp_path, f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/registry") as down:
         status, body = _ready(down.test_client())
-    finally:
-        down.extensions["scan_writer"].close()
     assert status == 503
     assert body["error"]["code"] == "NOT_READY"
     assert body["error"]["message"] == ("this server cannot serve: database unreachable, "
@@ -94,12 +88,8 @@ def test_a_schema_behind_the_code_is_not_ready_and_one_ahead_of_it_is(app, clien
 
 
 def test_an_instance_not_initialised_is_not_ready(tmp_path):
-    fresh = create_app({"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
-                        "DATABASE_URL": f"sqlite:///{tmp_path}/r.db"})
-    try:
+    with another_app(tmp_path, f"sqlite:///{tmp_path}/r.db") as fresh:
         status, body = _ready(fresh.test_client())
-    finally:
-        fresh.extensions["scan_writer"].close()
     assert status == 503 and body["error"]["checks"]["schema"] == "not initialised"
     assert body["error"]["checks"]["signing_keys"] == "missing"
 
@@ -107,14 +97,9 @@ def test_an_instance_not_initialised_is_not_ready(tmp_path):
 def test_a_server_whose_passphrase_does_not_open_the_keys_is_not_ready(app):
     """Another KEY_PASSPHRASE than the keys were encrypted with (a deployment's mistake): the
     server verifies, but every registration, recall or serial would fail on it."""
-    wrong = create_app({"INSTANCE_DIR": str(app.config["INSTANCE_DIR"]), "KEY_PASSPHRASE": "not-the-passphrase",
-                        "SECRET_KEY": "t" * 32, "DATABASE_URL": app.config["DATABASE_URL"]})
-    try:
+    with another_app(app.config["INSTANCE_DIR"], app.config["DATABASE_URL"],
+                     KEY_PASSPHRASE="not-the-passphrase") as wrong:
         status, body = _ready(wrong.test_client())
-    finally:
-        wrong.extensions["scan_writer"].close()
-        wrong.extensions["engine"].dispose()
-        wrong.extensions["read_engine"].dispose()
     assert status == 503 and body["error"]["message"] == "this server cannot serve: signing_keys cannot be opened"
     assert body["error"]["checks"]["database"] == "ok"
 
@@ -125,16 +110,11 @@ def test_redis_down_is_reported_but_leaves_the_server_ready(app, tmp_path):
     from app.cli import init_instance
 
     port = _free_port()
-    cfg = {"INSTANCE_DIR": str(tmp_path), "KEY_PASSPHRASE": TEST_PASSPHRASE, "SECRET_KEY": "t" * 32,
-           "DATABASE_URL": f"sqlite:///{tmp_path}/r.db", "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
-    limited = create_app(cfg)
-    init_instance(limited)
-    try:
+    with another_app(tmp_path, f"sqlite:///{tmp_path}/r.db", REDIS_URL=f"redis://127.0.0.1:{port}/0") as limited:
+        init_instance(limited)
         with _redis_server(port):
             assert _ready(limited.test_client())[1]["checks"]["rate_limit_counters"] == "ok"
         status, body = _ready(limited.test_client())
-    finally:
-        limited.extensions["scan_writer"].close()
     assert status == 200 and body["checks"]["rate_limit_counters"] == "unreachable: counting in this server"
 
 

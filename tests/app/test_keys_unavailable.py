@@ -14,11 +14,10 @@ from html import unescape as html_unescape
 import pytest
 from sqlalchemy import func, select
 
-from app import create_app
 from registry.models import Batch, Recall, Serial
 from registry.services import SYSTEM
 from tests.app.portal_support import client_login, csrf_of, make_user
-from tests.conftest import GTIN, REPO, TEST_PASSPHRASE, batch_data
+from tests.conftest import GTIN, REPO, another_app, batch_data
 
 
 @pytest.fixture
@@ -27,13 +26,9 @@ def wrong(app, registry, session, world):
     before, with the right one."""
     registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
     session.commit()
-    served = create_app({"INSTANCE_DIR": str(app.config["INSTANCE_DIR"]), "KEY_PASSPHRASE": "not-the-passphrase",
-                         "SECRET_KEY": "t" * 32, "RATE_LIMITS": "off", "DATABASE_URL": app.config["DATABASE_URL"],
-                         "BASE_URL": app.config["BASE_URL"]})
-    yield served
-    served.extensions["scan_writer"].close()
-    served.extensions["engine"].dispose()
-    served.extensions["read_engine"].dispose()
+    with another_app(app.config["INSTANCE_DIR"], app.config["DATABASE_URL"], KEY_PASSPHRASE="not-the-passphrase",
+                     BASE_URL=app.config["BASE_URL"]) as served:
+        yield served
 
 
 def _counts(session) -> tuple[int, int, int]:
@@ -86,15 +81,9 @@ def test_a_custodial_key_missing_from_this_servers_key_folder_says_so(app, regis
     session.commit()
     session.close()
     os.rename(app.config["KEY_DIR"] / f"{world.kid}.pem", app.config["KEY_DIR"] / f"{world.kid}.pem.elsewhere")
-    second = create_app({"INSTANCE_DIR": str(app.config["INSTANCE_DIR"]), "KEY_PASSPHRASE": TEST_PASSPHRASE,
-                         "SECRET_KEY": "t" * 32, "DATABASE_URL": app.config["DATABASE_URL"]})
-    try:
+    with another_app(app.config["INSTANCE_DIR"], app.config["DATABASE_URL"]) as second:
         response = second.test_client().post(f"/api/v1/batches/{GTIN}/LOT-1/serials", json={"count": 1},
                                              headers={"Authorization": f"Bearer {world.tokens['producer']}"})
-    finally:
-        second.extensions["scan_writer"].close()
-        second.extensions["engine"].dispose()
-        second.extensions["read_engine"].dispose()
     assert response.status_code == 503
     assert response.get_json()["error"] == {
         "code": "KEYS_UNAVAILABLE",
