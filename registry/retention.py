@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from keys.encoding import rfc3339, utcnow
 from registry.actors import Actor, Role
 from registry.audit import audit
+from registry.cases import CLOSED_STATUSES
 from registry.errors import Invalid
 from registry.models import CaseNote, Report, ScanEvent
 
@@ -87,8 +88,6 @@ class ContactRetention:
     def forget(self, actor: Actor, *, closed_days: int) -> tuple[datetime, int]:
         """Forget the contacts of the cases decided more than ``closed_days`` days ago (their latest
         change of status); answers the cutoff and how many reports. Audited; the caller commits."""
-        from registry.cases import CLOSED_STATUSES
-
         actor.require(Role.AUTHORITY)
         if closed_days < MIN_CONTACT_RETENTION.days:
             raise Invalid(f"keep a shopper's contact at least {MIN_CONTACT_RETENTION.days} days after the case "

@@ -75,12 +75,9 @@ def test_verifying_while_the_database_is_down_is_503_with_retry_after(tmp_path):
     """PostgreSQL not running (nothing listens on its port) when a worker first verifies: the
     verification's own connection failed with the driver's error, which no handler knew, and
     every GET /verify answered 500 INTERNAL_ERROR."""
-    import socket
+    from tests.app.test_rate_limits import _free_port
 
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with another_app(tmp_path, f"postgresql+psycopg://postgres@127.0.0.1:{port}/x") as down:
+    with another_app(tmp_path, f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/x") as down:
         client = down.test_client()
         for code in ("08936000010010", "https://x.example/01/08936000010010/10/L1/21/S1?s=a.b"):
             response = client.get("/api/v1/verify", query_string={"code": code})
