@@ -84,12 +84,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     instance.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys, secrets, the SQLite file: the owner's
     passphrase = app.config["KEY_PASSPHRASE"] or development_passphrase(instance)
     app.extensions["keystore"] = KeyStore(app.config["KEY_DIR"], passphrase)
-    engine = make_engine(app.config["DATABASE_URL"], pool_size=app.config["DB_POOL_SIZE"])
+    engine = make_engine(app.config["DATABASE_URL"], pool_size=app.config["DB_POOL_SIZE"],
+                         lock_timeout=app.config["DB_LOCK_TIMEOUT_SECONDS"])
     app.extensions["engine"] = engine
     app.extensions["session_factory"] = make_session_factory(engine)
     # Verification's reads: the same database, or a read replica (README, "Running several app servers").
     app.extensions["read_engine"] = make_read_engine(app.config["READ_DATABASE_URL"] or app.config["DATABASE_URL"],
-                                                     pool_size=app.config["DB_POOL_SIZE"])
+                                                     pool_size=app.config["DB_POOL_SIZE"],
+                                                     statement_timeout=app.config["DB_READ_TIMEOUT_SECONDS"])
     app.extensions["read_connections"] = ReadConnections(app.extensions["read_engine"])
     from registry.lookup import LookupCache
 

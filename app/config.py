@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Mapping
 
+from registry.db import LOCK_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 from registry.lookup import DEFAULT_MAX_ENTRIES
 
 __all__ = ["load_config", "server_settings", "ConfigError"]
@@ -124,6 +125,10 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "CLONE_MAX_NETWORKS": _number(env, "CLONE_MAX_NETWORKS", 5, minimum=0),
         "DB_POOL_SIZE": _number(env, "DB_POOL_SIZE", 5, minimum=1),
         "READ_DATABASE_URL": env.get("READ_DATABASE_URL") or None,
+        "DB_LOCK_TIMEOUT_SECONDS": _number(env, "DB_LOCK_TIMEOUT_SECONDS", LOCK_TIMEOUT_SECONDS, minimum=0.1,
+                                           whole=False),
+        "DB_READ_TIMEOUT_SECONDS": _number(env, "DB_READ_TIMEOUT_SECONDS", READ_TIMEOUT_SECONDS, minimum=0.1,
+                                           whole=False),
         "SCAN_FLUSH_SECONDS": _number(env, "SCAN_FLUSH_SECONDS", 0.5, minimum=0.01, whole=False),
         "LOOKUP_CACHE_ENTRIES": _number(env, "LOOKUP_CACHE_ENTRIES", DEFAULT_MAX_ENTRIES, minimum=0),
         "TRUSTED_PROXIES": _number(env, "TRUSTED_PROXIES", 0, minimum=0),

@@ -15,7 +15,7 @@ from registry.errors import (Conflict, Forbidden, Invalid, InvalidFields, NotFou
                              Unavailable)
 from verification.decoding import ImageEmpty, ImageRejected, NotAnImage
 
-__all__ = ["register_error_handlers", "error_response", "handle_registry_error", "handle_http_error", "ApiError",
+__all__ = ["register_error_handlers", "database_refusal", "error_response", "handle_registry_error", "handle_http_error", "ApiError",
            "summary", "field_problems", "image_status"]
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,13 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(OperationalError)
     def _unavailable(exc: OperationalError):
-        log.exception("the database refused %s %s", request.method, request.path)
-        return handle_http_error(ServiceUnavailable("the database is busy or unreachable: retry in a moment",
-                                                    retry_after=1))
+        message, retry_after, waited = database_refusal(exc)
+        if waited:  # the database is well; one statement waited too long (the log says which)
+            log.warning("%s %s: %s (%s)", request.method, request.path, str(exc.orig).splitlines()[0],
+                        (exc.statement or "").split("\n")[0][:120])
+        else:
+            log.exception("the database refused %s %s", request.method, request.path)
+        return handle_http_error(ServiceUnavailable(message, retry_after=retry_after))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
@@ -108,6 +112,23 @@ def register_error_handlers(app: Flask) -> None:
         log.error("the database takes no writes (%s %s): %s", request.method, request.path, exc.orig)
         return handle_http_error(ServiceUnavailable("the database takes no writes right now (a standby, or a "
                                                     "failover in progress): retry in a moment", retry_after=5))
+
+
+#: PostgreSQL's SQLSTATEs for a statement that waited too long: lock_not_available (``lock_timeout``)
+#: and query_canceled (``statement_timeout``, or an operator's ``pg_cancel_backend``).
+LOCK_TIMEOUT_SQLSTATE, STATEMENT_TIMEOUT_SQLSTATE = "55P03", "57014"
+
+
+def database_refusal(exc: OperationalError) -> tuple[str, int, bool]:
+    """What the database's refusal means for whoever asked (a sentence), in how many seconds to
+    try again, and whether it was a statement that waited too long (``registry.db``'s lock and read
+    timeouts; SQLite's busy timeout) rather than a database busy, lost or unreachable."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate == LOCK_TIMEOUT_SQLSTATE or str(exc.orig) == "database is locked":  # SQLite's words
+        return "another write holds what this one needs, for longer than the service waits: retry in a moment", 5, True
+    if sqlstate == STATEMENT_TIMEOUT_SQLSTATE:
+        return "the database took too long to answer: retry in a moment", 5, True
+    return "the database is busy or unreachable: retry in a moment", 1, False
 
 
 def handle_registry_error(exc: RegistryError):

@@ -48,14 +48,34 @@ class UTCDateTime(TypeDecorator):
         return value
 
 
-def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
-    """An engine tuned for its backend.
+#: Seconds a statement waits for a lock another transaction holds (PostgreSQL's ``lock_timeout``,
+#: SQLite's busy timeout) before it fails and the request is answered 503 with Retry-After
+#: (``DB_LOCK_TIMEOUT_SECONDS``). Writers take their turns in milliseconds; the longest lock held
+#: in the normal course is a batch's row while 100,000 serials are signed (4 to 5 s at the bench's
+#: 22,000-25,000 serials/s, 2026-12-06). A table lock that an operator's migration or an open psql transaction
+#: holds had kept requests waiting until gunicorn killed the worker at 60 s, its pending scan
+#: events with it.
+LOCK_TIMEOUT_SECONDS = 30.0
 
-    SQLite: WAL, a busy timeout, foreign keys, and every transaction opened with ``BEGIN IMMEDIATE``
-    so that two writers queue instead of failing on a lock upgrade.
+#: Seconds one of verification's reads may take on PostgreSQL, waiting for locks included
+#: (``statement_timeout`` of the read engine, ``DB_READ_TIMEOUT_SECONDS``). Each takes well under
+#: a millisecond; one that waits behind a table lock (``ALTER TABLE``, ``VACUUM FULL``) answers 503
+#: after this, while a shopper still waits for it.
+READ_TIMEOUT_SECONDS = 5.0
+
+
+def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10,
+                lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> Engine:
+    """An engine tuned for its backend; a statement waits at most ``lock_timeout`` seconds for a
+    lock another transaction holds, then fails (an OperationalError: 503 with Retry-After).
+
+    SQLite: WAL, that wait as its busy timeout, foreign keys, and every transaction opened with
+    ``BEGIN IMMEDIATE`` so that two writers queue instead of failing on a lock upgrade.
+    PostgreSQL: that wait as the connections' ``lock_timeout``.
     """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        busy_ms = round(lock_timeout * 1000)
+        engine = create_engine(url, connect_args={"timeout": lock_timeout, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_connection, _record):  # noqa: ANN001
@@ -64,7 +84,7 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -82,16 +102,20 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engi
                     os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True,
-                         connect_args=_connection_arguments(url, APPLICATION_NAME))
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True,
+                           connect_args=_connection_arguments(url, APPLICATION_NAME))
+    _session_settings(engine, lock_timeout=f"{round(lock_timeout * 1000)}ms")
+    return engine
 
 
-def make_read_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) -> Engine:
+def make_read_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10,
+                     statement_timeout: float = READ_TIMEOUT_SECONDS) -> Engine:
     """The engine of ``Reader``: connections in autocommit for good, and no pre-ping.
 
     The main engine pings PostgreSQL at every checkout (a round trip per request, as much as a
     verification's reads). Here a connection the server dropped is found by the statement itself:
     ``RawQuery`` discards it and runs the read again on another (reads are safe to repeat). On
+    PostgreSQL a read gives up after ``statement_timeout`` seconds, waits for locks included. On
     SQLite this is the same file with the same settings; only ``Reader`` uses this engine.
     """
     if url.startswith("sqlite"):
@@ -99,9 +123,11 @@ def make_read_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10) ->
     # AUTOCOMMIT as the engine's own level: every connection it opens reads one statement at a time.
     # Nothing to roll back when a connection comes back (no transaction is ever open on it): no
     # reset on return, which on psycopg took its connection lock for a rollback that did nothing.
-    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True,
-                         isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
-                         connect_args=_connection_arguments(url, READ_APPLICATION_NAME))
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True,
+                           isolation_level="AUTOCOMMIT", pool_reset_on_return=None,
+                           connect_args=_connection_arguments(url, READ_APPLICATION_NAME))
+    _session_settings(engine, statement_timeout=f"{round(statement_timeout * 1000)}ms")
+    return engine
 
 
 #: What PostgreSQL shows of this service's connections (``pg_stat_activity.application_name``):
@@ -117,6 +143,24 @@ READ_APPLICATION_NAME = "origin-verify-read"
 #: request this long before its 503, where libpq would wait for the kernel to give up, minutes,
 #: and gunicorn would kill the worker after 60 s. A ``DATABASE_URL`` that sets its own keeps it.
 CONNECT_TIMEOUT_SECONDS = 5
+
+
+def _session_settings(engine: Engine, **settings: str) -> None:
+    """PostgreSQL settings (``lock_timeout``, ``statement_timeout``) set on each new connection of
+    ``engine``, one statement at connect time: unlike libpq's ``options``, a pooler in front
+    (PgBouncer) passes it."""
+    names = list(settings)
+    sql = "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in names)
+    params = [value for name in names for value in (name, settings[name])]
+
+    @event.listens_for(engine, "connect")
+    def _set(dbapi_connection, _record):  # noqa: ANN001
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True  # not in a transaction of its own, which would end them
+        try:
+            dbapi_connection.execute(sql, params)
+        finally:
+            dbapi_connection.autocommit = autocommit
 
 
 def _connection_arguments(url: str, name: str) -> dict[str, str | int]:

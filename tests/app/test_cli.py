@@ -205,6 +205,8 @@ def test_production_refuses_development_secrets(env, missing, tmp_path):
     ("SCAN_FLUSH_SECONDS", "0", "SCAN_FLUSH_SECONDS must be a number of at least 0.01, not '0'"),
     ("CLONE_MAX_SPEED_KMH", "nan", "CLONE_MAX_SPEED_KMH must be a number of at least 1, not 'nan'"),
     ("MAX_UPLOAD_BYTES", "10MB", "MAX_UPLOAD_BYTES must be a whole number of at least 1, not '10MB'"),
+    ("DB_LOCK_TIMEOUT_SECONDS", "0", "DB_LOCK_TIMEOUT_SECONDS must be a number of at least 0.1, not '0'"),
+    ("DB_READ_TIMEOUT_SECONDS", "5s", "DB_READ_TIMEOUT_SECONDS must be a number of at least 0.1, not '5s'"),
 ])
 def test_a_malformed_number_names_its_setting(name, value, says, tmp_path):
     with pytest.raises(ConfigError) as refused:

@@ -5,13 +5,22 @@ concurrency audit on PostgreSQL, 2026-11-23). The errors here are the real datab
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable
+
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.services import db_session
-from registry.models import Batch, ScanEvent
-from tests.conftest import PG_URL, another_app
+from registry.models import Batch, ScanEvent, Serial
+from registry.services import SYSTEM
+from tests.conftest import GTIN, PG_URL, REPO, TEST_PASSPHRASE, another_app, batch_data
 
 
 @pytest.fixture
@@ -35,7 +44,7 @@ def routes(app):
             try:
                 connection.exec_driver_sql("UPDATE log_state SET size = size WHERE id = 1")
             finally:
-                sqlite.execute("PRAGMA busy_timeout = 30000")
+                sqlite.execute(f"PRAGMA busy_timeout = {round(app.config['DB_LOCK_TIMEOUT_SECONDS'] * 1000)}")
         return "unreachable"
 
     return app
@@ -66,8 +75,14 @@ def test_a_database_busy_or_gone_is_503_with_retry_after(routes, client, app):
             holder.rollback()
             holder.close()
     assert response.status_code == 503
-    assert response.get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"
-    assert response.headers["Retry-After"] == "1"
+    error = response.get_json()["error"]
+    assert error["code"] == "SERVICE_UNAVAILABLE"
+    if PG_URL:  # the connection lost
+        assert error["message"] == "the database is busy or unreachable: retry in a moment"
+        assert response.headers["Retry-After"] == "1"
+    else:  # a lock waited for past the busy timeout
+        assert error["message"].startswith("another write holds what this one needs")
+        assert response.headers["Retry-After"] == "5"
     assert client.get("/api/v1/trust-list").status_code == 200  # the next request is served
 
 
@@ -93,8 +108,6 @@ def test_a_database_host_that_never_answers_is_503_after_the_connect_timeout(tmp
     the handshake through): libpq had waited with no end, and the request with it until gunicorn
     killed the worker at 60 s. It gives up after registry.db.CONNECT_TIMEOUT_SECONDS."""
     import socket
-    import threading
-    import time
 
     from registry.db import CONNECT_TIMEOUT_SECONDS
 
@@ -103,19 +116,119 @@ def test_a_database_host_that_never_answers_is_503_after_the_connect_timeout(tmp
         silent.listen(8)  # the kernel completes each handshake; nothing ever reads or answers
         port = silent.getsockname()[1]
         with another_app(tmp_path, f"postgresql+psycopg://postgres@127.0.0.1:{port}/x") as hung:
-            answered: list = []
-
-            def verify() -> None:
-                answered.append(hung.test_client().get("/api/v1/verify", query_string={"code": "08936000010010"}))
-
-            request = threading.Thread(target=verify, daemon=True)  # without the timeout it would never end
-            started = time.monotonic()
-            request.start()
-            request.join(timeout=6 * CONNECT_TIMEOUT_SECONDS)
-            waited = time.monotonic() - started
-    assert answered, f"no answer after {waited:.0f} s"
-    assert answered[0].status_code == 503 and answered[0].get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"
+            answer, waited = _answer_within(
+                6 * CONNECT_TIMEOUT_SECONDS,
+                lambda: hung.test_client().get("/api/v1/verify", query_string={"code": "08936000010010"}))
+    assert answer is not None, f"no answer after {waited:.0f} s"
+    assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "SERVICE_UNAVAILABLE"
     assert CONNECT_TIMEOUT_SECONDS - 1 <= waited < 4 * CONNECT_TIMEOUT_SECONDS
+
+
+def _answer_within(seconds: float, call: Callable[[], Any]) -> tuple[Any, float]:
+    """``call()``'s answer, or None when it has none after ``seconds`` (it would wait without end:
+    it goes on in a thread of its own, and the test fails instead of hanging); and the time taken."""
+    answered: list = []
+    thread = threading.Thread(target=lambda: answered.append(call()), daemon=True)
+    started = time.monotonic()
+    thread.start()
+    thread.join(timeout=seconds)
+    return (answered[0] if answered else None), time.monotonic() - started
+
+
+@contextlib.contextmanager
+def _lock_held(app, statement: str):
+    """Another transaction holding a lock until the block ends, as an operator's psql session or a
+    migration would: on PostgreSQL the one ``statement`` takes, on SQLite the file's write lock
+    (every transaction here begins IMMEDIATE)."""
+    connection = app.extensions["engine"].connect()
+    connection.begin()
+    try:
+        if PG_URL:
+            connection.exec_driver_sql(statement)
+        yield
+    finally:
+        connection.rollback()
+        connection.close()
+
+
+def _serial_count(session) -> int:
+    session.rollback()  # a fresh snapshot; on SQLite no lock kept
+    try:
+        return session.scalar(select(func.count()).select_from(Serial))
+    finally:
+        session.rollback()
+
+
+LOCK_WAIT = "another write holds what this one needs, for longer than the service waits: retry in a moment"
+
+
+def test_a_write_held_up_past_the_lock_timeout_is_503_and_writes_nothing(app, registry, session, world):
+    """Another transaction holds the batch's row (PostgreSQL: an operator's open psql session, a
+    migration) or, on SQLite, the write lock: issuing serials had waited until gunicorn killed the
+    worker at 60 s, its pending scan events with it (on PostgreSQL without end, SQLite gave up after
+    30 s). It gives up after ``DB_LOCK_TIMEOUT_SECONDS`` and says so; once the lock is gone the same
+    request is served."""
+    registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    session.commit()
+    producer = {"Authorization": f"Bearer {world.tokens['producer']}"}
+    with another_app(app.config["INSTANCE_DIR"], app.config["DATABASE_URL"], BASE_URL=app.config["BASE_URL"],
+                     DB_LOCK_TIMEOUT_SECONDS="1") as served:
+        client = served.test_client()
+
+        def issue():
+            return client.post(f"/api/v1/batches/{GTIN}/LOT-1/serials", json={"count": 3}, headers=producer)
+
+        with _lock_held(app, "SELECT id FROM batches FOR UPDATE"):
+            refused, waited = _answer_within(20, issue)
+        assert refused is not None, f"no answer after {waited:.0f} s"
+        assert refused.status_code == 503, refused.get_data(as_text=True)
+        assert refused.get_json()["error"] == {"code": "SERVICE_UNAVAILABLE", "message": LOCK_WAIT}
+        assert refused.headers["Retry-After"] == "5"
+        assert 1 <= waited < 10
+        assert _serial_count(session) == 0
+        issued = issue()
+        assert issued.status_code == 201, issued.get_data(as_text=True)
+    assert _serial_count(session) == 3
+
+
+def test_the_command_line_held_up_past_the_lock_timeout_refuses_without_a_traceback(app, registry, session, world):
+    registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    session.commit()
+    env = {**os.environ, "INSTANCE_DIR": str(app.config["INSTANCE_DIR"]), "KEY_PASSPHRASE": TEST_PASSPHRASE,
+           "SECRET_KEY": "t" * 32, "DATABASE_URL": app.config["DATABASE_URL"], "DB_LOCK_TIMEOUT_SECONDS": "1"}
+    with _lock_held(app, "SELECT id FROM batches FOR UPDATE"):
+        done = subprocess.run([sys.executable, "-m", "app", "batch", "serials", GTIN, "LOT-1", "--count", "2"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"Error: DATABASE_UNAVAILABLE: {LOCK_WAIT} (")
+    assert _serial_count(session) == 0
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL's table locks (SQLite's readers never wait for a writer)")
+def test_verification_behind_a_table_lock_is_503_after_the_read_timeout(app, registry, session, world):
+    """``ALTER TABLE`` or ``VACUUM FULL`` holds its table's ACCESS EXCLUSIVE lock: verification's
+    reads had waited for it without end. They give up after ``DB_READ_TIMEOUT_SECONDS``."""
+    batch = registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    session.commit()
+    code = registry.batch_url(batch, signed=True)
+    with another_app(app.config["INSTANCE_DIR"], app.config["DATABASE_URL"], BASE_URL=app.config["BASE_URL"],
+                     DB_READ_TIMEOUT_SECONDS="1") as served:
+        client = served.test_client()
+
+        def verify():
+            return client.get("/api/v1/verify", query_string={"code": code})
+
+        with _lock_held(app, "LOCK TABLE batches IN ACCESS EXCLUSIVE MODE"):
+            refused, waited = _answer_within(20, verify)
+        assert refused is not None, f"no answer after {waited:.0f} s"
+        assert refused.status_code == 503, refused.get_data(as_text=True)
+        assert refused.get_json()["error"] == {"code": "SERVICE_UNAVAILABLE",
+                                               "message": "the database took too long to answer: retry in a moment"}
+        assert refused.headers["Retry-After"] == "5"
+        assert 1 <= waited < 10
+        verified = verify()
+        assert verified.status_code == 200 and verified.get_json()["verdict"] == "genuine"
 
 
 @pytest.mark.skipif(not PG_URL, reason="a PostgreSQL session that takes no writes (a standby's)")
@@ -124,9 +237,6 @@ def test_a_database_that_takes_no_writes_is_503_for_writes_and_verification_goes
     failover in progress): each write had answered 500 INTERNAL_ERROR. Now 503 with Retry-After,
     and what only reads is served."""
     from sqlalchemy import make_url
-
-    from registry.services import SYSTEM
-    from tests.conftest import batch_data
 
     batch = registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
     session.commit()
