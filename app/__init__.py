@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.routing import IntegerConverter
 
+from app.request_ids import LOG_FORMAT
 from keys.storage import KeyStore, development_passphrase
 from registry.db import ReadConnections, make_engine, make_read_engine, make_session_factory
 from registry.models import MAX_ROW_ID
@@ -20,7 +21,7 @@ def _configure_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, defaults={"request_id": "-"}))
         root.addHandler(handler)
         root.setLevel(logging.INFO)
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -132,7 +133,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from app.services import close_session
     from app.security import ApiWithoutCookies, add_security_headers
 
+    from app.request_ids import init_request_ids
+
     register_error_handlers(app)
+    init_request_ids()
     app.teardown_appcontext(close_session)
     app.after_request(add_security_headers)
     app.session_interface = ApiWithoutCookies()

@@ -10,12 +10,13 @@ from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
 from werkzeug.exceptions import Conflict as HttpConflict
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
+from app.request_ids import error_reference
 from app.security import answers_data
 from registry.errors import (Conflict, Forbidden, Invalid, InvalidFields, NotFound, RegistryError, Unauthorized,
                              Unavailable)
 from verification.decoding import ImageEmpty, ImageRejected, NotAnImage
 
-__all__ = ["register_error_handlers", "database_refusal", "error_response", "handle_registry_error", "handle_http_error", "ApiError",
+__all__ = ["register_error_handlers", "database_refusal", "log_unavailable", "error_response", "handle_registry_error", "handle_http_error", "ApiError",
            "summary", "field_problems", "image_status"]
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,10 @@ class ApiError(Exception):
 
 
 def error_response(status: int, code: str, message: str, **extra: Any):
+    """The API's error answer; a 5xx also gives the request's ``reference``, under which the log
+    has it (``app.request_ids``)."""
+    if status >= 500:
+        extra["reference"] = error_reference(status)
     body: dict[str, Any] = {"error": {"code": code, "message": message, **extra}}
     response = jsonify(body)
     response.status_code = status
@@ -100,7 +105,8 @@ def register_error_handlers(app: Flask) -> None:
             from app.pages.render import render_error
 
             return make_response(render_error(500, page_message(InternalServerError())), 500)
-        return error_response(500, "INTERNAL_ERROR", "an internal error occurred; it has been logged")
+        return error_response(500, "INTERNAL_ERROR",
+                              "an internal error occurred; it has been logged under its reference")
 
     # A database that takes no writes (a PostgreSQL standby named by mistake, or one put read-only
     # during a failover or maintenance) refuses each write with read_only_sql_transaction: the
@@ -135,6 +141,8 @@ def handle_registry_error(exc: RegistryError):
     """A domain error as JSON, or as a page for a page's form or address (the portals answer their
     own, ``app.portal.errors``)."""
     status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
+    if status >= 500:
+        log_unavailable(exc)
     if _wants_html():
         from flask_babel import gettext
 
@@ -147,6 +155,12 @@ def handle_registry_error(exc: RegistryError):
     if isinstance(exc, InvalidFields):  # every field's problem, the first one also as above
         extra["problems"] = [{"code": p.code, "field": p.field, "message": p.message} for p in exc.problems]
     return error_response(status, exc.code, exc.message, **extra)
+
+
+def log_unavailable(exc: RegistryError) -> None:
+    """A registry error that is the service's, not the request's (``Unavailable``: the keys cannot
+    be opened), in the log under the request's reference, which the answer shows."""
+    log.warning("%s %s: %s: %s", request.method, request.path, exc.code, exc.message)
 
 
 def handle_http_error(exc: HTTPException):

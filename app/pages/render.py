@@ -7,12 +7,15 @@ from typing import Any
 from flask import make_response, render_template
 
 from app.pages.device import device_id
+from app.request_ids import error_reference
 
 __all__ = ["render_error", "render_scan", "verdict_page", "decisive_code"]
 
 
 def render_error(status: int, message: str) -> str:
-    return render_template("pages/error.html", status=status, message=message)
+    """The error page; a 5xx's gives the reference the log has it under (``app.request_ids``)."""
+    return render_template("pages/error.html", status=status, message=message,
+                           reference=error_reference(status) if status >= 500 else None)
 
 
 def render_scan(*, error_code: str | None = None) -> str:

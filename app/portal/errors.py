@@ -6,7 +6,9 @@ from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError, Unauthorized, Unavailable
 
+from app.errors import log_unavailable
 from app.i18n import N_
+from app.request_ids import error_reference
 from app.services import db_session
 
 __all__ = ["register_portal_errors", "ERROR_TEXT", "error_text"]
@@ -101,4 +103,7 @@ def register_portal_errors(bp: Blueprint) -> None:
             return render_template("portal/forbidden.html", message=exc.message, hint=error_text(exc)), 403
         status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else \
             422 if isinstance(exc, Invalid) else 503 if isinstance(exc, Unavailable) else 400
-        return render_template("portal/problem.html", status=status, message=exc.message, hint=error_text(exc)), status
+        if status >= 500:
+            log_unavailable(exc)
+        return render_template("portal/problem.html", status=status, message=exc.message, hint=error_text(exc),
+                               reference=error_reference(status) if status >= 500 else None), status

@@ -182,7 +182,9 @@ def test_a_write_held_up_past_the_lock_timeout_is_503_and_writes_nothing(app, re
             refused, waited = _answer_within(20, issue)
         assert refused is not None, f"no answer after {waited:.0f} s"
         assert refused.status_code == 503, refused.get_data(as_text=True)
-        assert refused.get_json()["error"] == {"code": "SERVICE_UNAVAILABLE", "message": LOCK_WAIT}
+        error = refused.get_json()["error"]
+        assert error.pop("reference") == refused.headers["X-Request-ID"]
+        assert error == {"code": "SERVICE_UNAVAILABLE", "message": LOCK_WAIT}
         assert refused.headers["Retry-After"] == "5"
         assert 1 <= waited < 10
         assert _serial_count(session) == 0
@@ -223,8 +225,9 @@ def test_verification_behind_a_table_lock_is_503_after_the_read_timeout(app, reg
             refused, waited = _answer_within(20, verify)
         assert refused is not None, f"no answer after {waited:.0f} s"
         assert refused.status_code == 503, refused.get_data(as_text=True)
-        assert refused.get_json()["error"] == {"code": "SERVICE_UNAVAILABLE",
-                                               "message": "the database took too long to answer: retry in a moment"}
+        error = refused.get_json()["error"]
+        assert error.pop("reference") == refused.headers["X-Request-ID"]
+        assert error == {"code": "SERVICE_UNAVAILABLE", "message": "the database took too long to answer: retry in a moment"}
         assert refused.headers["Retry-After"] == "5"
         assert 1 <= waited < 10
         verified = verify()
@@ -248,7 +251,9 @@ def test_a_database_that_takes_no_writes_is_503_for_writes_and_verification_goes
         refused = client.post("/api/v1/batches", json=batch_data(lot="LOT-2"),
                               headers={"Authorization": f"Bearer {world.tokens['producer']}"})
         assert refused.status_code == 503, refused.get_data(as_text=True)
-        assert refused.get_json()["error"] == {
+        error = refused.get_json()["error"]
+        assert error.pop("reference") == refused.headers["X-Request-ID"]
+        assert error == {
             "code": "SERVICE_UNAVAILABLE",
             "message": "the database takes no writes right now (a standby, or a failover in progress): "
                        "retry in a moment"}

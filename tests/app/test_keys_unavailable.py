@@ -85,7 +85,9 @@ def test_a_custodial_key_missing_from_this_servers_key_folder_says_so(app, regis
         response = second.test_client().post(f"/api/v1/batches/{GTIN}/LOT-1/serials", json={"count": 1},
                                              headers={"Authorization": f"Bearer {world.tokens['producer']}"})
     assert response.status_code == 503
-    assert response.get_json()["error"] == {
+    error = response.get_json()["error"]
+    assert error.pop("reference") == response.headers["X-Request-ID"]  # the log's line has it
+    assert error == {
         "code": "KEYS_UNAVAILABLE",
         "message": f"this server cannot sign: no private key '{world.kid}' in the key store; every app server "
                    "needs the instance's key folder (INSTANCE_DIR/keys)"}
