@@ -1,6 +1,8 @@
 """Probes for a load balancer or an orchestrator: ``GET /healthz`` (the process answers) and
 ``GET /readyz`` (it can serve: the database answers through both of its pools, its schema is the
-one this code was written for, and its KEY_PASSPHRASE opens the authority key).
+one this code was written for, and its KEY_PASSPHRASE opens the authority key); it also reports
+what does not stop verification (the producers' private keys in its key folder, Redis, the
+database taking writes, scan events waiting).
 
 ``/readyz`` answers 200 ``{"status": "ready", "checks": {...}}`` or 503 with the API's error
 shape (``NOT_READY``) and the same ``checks``. A server whose passphrase does not open the keys
@@ -20,13 +22,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from flask import Blueprint, current_app
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.errors import error_response
 from keys.errors import KeyStoreError
 from keys.storage import KeyStore
 from registry.db import RawQuery, Reader
+from registry.models import ProducerKey
 from registry.services import AUTHORITY_KEY_NAME
 
 __all__ = ["bp", "readiness"]
@@ -69,6 +72,7 @@ def readiness(app) -> tuple[bool, dict[str, Any]]:  # noqa: ANN001 - the Flask a
     checks["read_database"] = _read_database(Reader(extensions["read_connections"]))
     checks["schema"] = "unknown" if revision is _UNREACHABLE else _schema(app, revision)
     checks["signing_keys"] = _signing_keys(extensions["keystore"])
+    checks["producer_keys"] = _producer_keys(extensions["session_factory"], extensions["keystore"])
     limiter = extensions["rate_limiter"]
     if not app.config["REDIS_URL"]:
         checks["rate_limit_counters"] = "in this server"
@@ -126,6 +130,30 @@ def _signing_keys(keystore: KeyStore) -> str:
         log.warning("readiness: %s", exc)
         return "cannot be opened"
     return "ok"
+
+
+def _producer_keys(session_factory, keystore: KeyStore) -> str:  # noqa: ANN001
+    """The private keys the service keeps for producers (custodial keys, active and not expired:
+    it signs their codes with them), in this server's key folder: ``ok``, or ``N of M missing``
+    (a server given a partial copy of the instance's key folder instead of the shared one: each
+    signing write for those producers is refused, ``KEYS_UNAVAILABLE``); ``unknown`` when the
+    database cannot be read. Reported, not fatal: a key just made on another server can show here
+    a moment before its file does (a shared folder's cache), and every server would be taken out
+    together. Files only (one folder listing); the passphrase is ``signing_keys``'s check."""
+    try:
+        with session_factory() as session:
+            kids = set(session.scalars(select(ProducerKey.kid).where(
+                ProducerKey.custodial.is_(True), ProducerKey.status == "active",
+                ProducerKey.not_after > datetime.now(timezone.utc))))
+    except SQLAlchemyError as exc:
+        log.warning("readiness: the producers' keys cannot be read: %s", exc)
+        return "unknown"
+    missing = kids - set(keystore.kids())
+    if not missing:
+        return "ok"
+    log.warning("readiness: %d of the producers' private keys are not in this server's key folder: %s",
+                len(missing), ", ".join(sorted(missing)[:20]))
+    return f"{len(missing)} of {len(kids)} missing"
 
 
 def _schema(app, revision: str | None) -> str:  # noqa: ANN001

@@ -37,7 +37,7 @@ def test_a_served_instance_is_ready(client):
     status, body = _ready(client)
     assert status == 200 and body["status"] == "ready"
     assert body["checks"] == {"database": "ok", "database_writes": "ok", "read_database": "ok", "schema": "ok",
-                              "signing_keys": "ok",
+                              "signing_keys": "ok", "producer_keys": "ok",
                               "rate_limit_counters": "in this server",
                               "scan_events_pending": {"events": 0, "oldest_seconds": 0.0, "late": False}}
 
@@ -102,6 +102,29 @@ def test_a_server_whose_passphrase_does_not_open_the_keys_is_not_ready(app):
         status, body = _ready(wrong.test_client())
     assert status == 503 and body["error"]["message"] == "this server cannot serve: signing_keys cannot be opened"
     assert body["error"]["checks"]["database"] == "ok"
+
+
+def test_producer_keys_missing_from_the_key_folder_are_reported_but_leave_the_server_ready(
+        app, registry, session, world, caplog):
+    """A server given a partial copy of the key folder instead of the shared one: the writes that
+    sign for those producers would be refused (KEYS_UNAVAILABLE) while everything else works. Said
+    by the probe and the log; the server stays in (a key just made elsewhere may lag on a shared
+    folder, and every server would be taken out together)."""
+    import os
+
+    assert _ready(app.test_client())[1]["checks"]["producer_keys"] == "ok"
+    key_file = app.config["KEY_DIR"] / f"{world.kid}.pem"
+    os.rename(key_file, key_file.with_suffix(".elsewhere"))
+    try:
+        status, body = _ready(app.test_client())
+        assert status == 200 and body["checks"]["producer_keys"] == "1 of 1 missing"
+        assert any(world.kid in r.getMessage() for r in caplog.records if r.name == "app.health")
+        # a revoked key signs nothing more: its file is not needed
+        registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
+        session.commit()
+        assert _ready(app.test_client())[1]["checks"]["producer_keys"] == "ok"
+    finally:
+        os.rename(key_file.with_suffix(".elsewhere"), key_file)
 
 
 def test_redis_down_is_reported_but_leaves_the_server_ready(app, tmp_path):
