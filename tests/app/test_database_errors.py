@@ -159,6 +159,21 @@ def _serial_count(session) -> int:
         session.rollback()
 
 
+def _refused_while_held(app, statement: str, call: Callable[[], Any]) -> dict[str, Any]:
+    """``call()`` made while another transaction holds ``statement``'s lock, with a timeout of 1 s:
+    it is refused with 503 and ``Retry-After: 5`` after 1 to 10 s (not left waiting); its error,
+    whose reference the answer's header names, without that reference."""
+    with _lock_held(app, statement):
+        refused, waited = _answer_within(20, call)
+    assert refused is not None, f"no answer after {waited:.0f} s"
+    assert refused.status_code == 503, refused.get_data(as_text=True)
+    assert refused.headers["Retry-After"] == "5"
+    assert 1 <= waited < 10
+    error = refused.get_json()["error"]
+    assert error.pop("reference") == refused.headers["X-Request-ID"]
+    return error
+
+
 LOCK_WAIT = "another write holds what this one needs, for longer than the service waits: retry in a moment"
 
 
@@ -178,15 +193,8 @@ def test_a_write_held_up_past_the_lock_timeout_is_503_and_writes_nothing(app, re
         def issue():
             return client.post(f"/api/v1/batches/{GTIN}/LOT-1/serials", json={"count": 3}, headers=producer)
 
-        with _lock_held(app, "SELECT id FROM batches FOR UPDATE"):
-            refused, waited = _answer_within(20, issue)
-        assert refused is not None, f"no answer after {waited:.0f} s"
-        assert refused.status_code == 503, refused.get_data(as_text=True)
-        error = refused.get_json()["error"]
-        assert error.pop("reference") == refused.headers["X-Request-ID"]
-        assert error == {"code": "SERVICE_UNAVAILABLE", "message": LOCK_WAIT}
-        assert refused.headers["Retry-After"] == "5"
-        assert 1 <= waited < 10
+        assert _refused_while_held(app, "SELECT id FROM batches FOR UPDATE", issue) == {
+            "code": "SERVICE_UNAVAILABLE", "message": LOCK_WAIT}
         assert _serial_count(session) == 0
         issued = issue()
         assert issued.status_code == 201, issued.get_data(as_text=True)
@@ -221,15 +229,8 @@ def test_verification_behind_a_table_lock_is_503_after_the_read_timeout(app, reg
         def verify():
             return client.get("/api/v1/verify", query_string={"code": code})
 
-        with _lock_held(app, "LOCK TABLE batches IN ACCESS EXCLUSIVE MODE"):
-            refused, waited = _answer_within(20, verify)
-        assert refused is not None, f"no answer after {waited:.0f} s"
-        assert refused.status_code == 503, refused.get_data(as_text=True)
-        error = refused.get_json()["error"]
-        assert error.pop("reference") == refused.headers["X-Request-ID"]
-        assert error == {"code": "SERVICE_UNAVAILABLE", "message": "the database took too long to answer: retry in a moment"}
-        assert refused.headers["Retry-After"] == "5"
-        assert 1 <= waited < 10
+        assert _refused_while_held(app, "LOCK TABLE batches IN ACCESS EXCLUSIVE MODE", verify) == {
+            "code": "SERVICE_UNAVAILABLE", "message": "the database took too long to answer: retry in a moment"}
         verified = verify()
         assert verified.status_code == 200 and verified.get_json()["verdict"] == "genuine"
 
