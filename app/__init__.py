@@ -131,14 +131,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     from app.errors import register_error_handlers
     from app.services import close_session
-    from app.security import ApiWithoutCookies, add_security_headers
+    from app.security import ApiWithoutCookies, security_headers
 
     from app.request_ids import init_request_ids
 
     register_error_handlers(app)
     init_request_ids()
     app.teardown_appcontext(close_session)
-    app.after_request(add_security_headers)
+    app.after_request(security_headers(app))
     app.session_interface = ApiWithoutCookies()
 
     from app.cli import register_cli, register_import_cli, register_verify_cli

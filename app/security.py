@@ -3,12 +3,13 @@ redirect may lead."""
 
 from __future__ import annotations
 
+from typing import Callable
 from urllib.parse import urlparse
 
 from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSessionInterface
 
-__all__ = ["add_security_headers", "ApiWithoutCookies", "local_target", "answers_data"]
+__all__ = ["security_headers", "ApiWithoutCookies", "local_target", "answers_data", "HSTS"]
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -26,6 +27,13 @@ API_HEADERS = (("Content-Security-Policy", "default-src 'none'; frame-ancestors 
                ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"))
 
 
+#: In production (APP_ENV=production, whose BASE_URL is https): browsers that once reached the
+#: service keep to https for two years, so a network in between (a market's Wi-Fi) cannot answer
+#: a shopper who types the address in its place with a page of its own saying "genuine". Sent on
+#: every answer (over plain http browsers ignore it, RFC 6797 8.1); not includeSubDomains, which
+#: would bind every other site under the same domain.
+HSTS = ("Strict-Transport-Security", "max-age=63072000")
+
 #: The load balancer's probes (app.health): data, as the API's answers.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -36,12 +44,19 @@ def answers_data(path: str) -> bool:
     return path.startswith("/api/") or path in PROBE_PATHS
 
 
-def add_security_headers(response: Response) -> Response:
-    """Each header unless the view set its own (one pass over the headers, not one per header)."""
-    headers = API_HEADERS if answers_data(request.path) else HEADERS
-    present = {name.lower() for name in response.headers.keys()}
-    response.headers.extend([(name, value) for name, value in headers if name.lower() not in present])
-    return response
+def security_headers(app: Flask) -> Callable[[Response], Response]:
+    """The ``after_request`` function that adds the headers (``HSTS`` too in production) to each
+    answer, unless the view set its own (one pass over the headers, not one per header)."""
+    hsts = (HSTS,) if app.config["APP_ENV"] == "production" else ()
+    page_headers, data_headers = HEADERS + hsts, API_HEADERS + hsts
+
+    def add_security_headers(response: Response) -> Response:
+        headers = data_headers if answers_data(request.path) else page_headers
+        present = {name.lower() for name in response.headers.keys()}
+        response.headers.extend([(name, value) for name, value in headers if name.lower() not in present])
+        return response
+
+    return add_security_headers
 
 
 class ApiWithoutCookies(SecureCookieSessionInterface):

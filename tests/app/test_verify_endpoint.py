@@ -55,6 +55,22 @@ def test_api_answers_set_no_cookie_and_the_data_headers(client, unit_url):
     assert error.status_code == 422 and error.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
 
+def test_production_answers_tell_browsers_to_keep_to_https(app, client, unit_url):
+    """In production (an https BASE_URL), pages and data alike carry Strict-Transport-Security; a
+    development server (plain http on a laptop) must not, or the browser would refuse it later."""
+    from tests.conftest import another_app
+
+    assert "Strict-Transport-Security" not in client.get("/").headers
+    with another_app(app.config["INSTANCE_DIR"], app.config["DATABASE_URL"], APP_ENV="production",
+                     SCAN_SALT="salt", BASE_URL=app.config["BASE_URL"]) as production:
+        served = production.test_client()
+        for response in (served.get("/", headers={"Accept-Language": "vi"}),
+                         served.get("/api/v1/verify", query_string={"code": unit_url}),
+                         served.get("/readyz")):
+            assert response.status_code == 200
+            assert response.headers["Strict-Transport-Security"] == "max-age=63072000"
+
+
 @pytest.mark.skipif(not PG_URL, reason="a dropped server connection needs PostgreSQL")
 def test_reads_survive_the_server_dropping_the_pooled_connection(app, client, unit_url, session):
     first = client.get("/api/v1/verify", query_string={"code": unit_url, "client_id": "a"}).get_json()
