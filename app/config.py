@@ -101,6 +101,14 @@ def server_settings(env: Mapping[str, str] | None = None) -> dict[str, int | boo
             "access_log": _choice(env, "ACCESS_LOG", "on", ("on", "off", "1", "0")) in ("on", "1")}
 
 
+def _served_at(env: Mapping[str, str]) -> str:
+    """Where a development server is reached when ``BASE_URL`` is not set: gunicorn's ``BIND``
+    (``BIND=127.0.0.1:8123 make run`` had printed demo codes for port 8000, where nothing
+    answered), unless it is a Unix socket."""
+    bind = env.get("BIND") or "127.0.0.1:8000"
+    return "http://127.0.0.1:8000" if bind.startswith(("unix:", "fd://")) else f"http://{bind}"
+
+
 def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     instance = Path(env.get("INSTANCE_DIR", "instance")).resolve()
@@ -109,7 +117,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "APP_ENV": "production" if production else "development",
         "INSTANCE_DIR": instance,
         "DATABASE_URL": env.get("DATABASE_URL") or f"sqlite:///{instance / 'registry.db'}",
-        "BASE_URL": env.get("BASE_URL", "http://127.0.0.1:8000").rstrip("/"),
+        "BASE_URL": (env.get("BASE_URL") or _served_at(env)).rstrip("/"),
         "REDIS_URL": _redis_url(env),
         "RATE_LIMITS": _choice(env, "RATE_LIMITS", "on", ("on", "off")),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "pov"),

@@ -234,6 +234,16 @@ def test_numbers_are_read_and_blank_ones_take_the_default(tmp_path):
     assert (cfg["LOOKUP_CACHE_ENTRIES"], cfg["SCAN_FLUSH_SECONDS"], cfg["DB_POOL_SIZE"]) == (0, 0.25, 5)
 
 
+@pytest.mark.parametrize("env,base_url", [
+    ({}, "http://127.0.0.1:8000"),
+    ({"BIND": "127.0.0.1:8123"}, "http://127.0.0.1:8123"),  # the demo's codes lead where it serves
+    ({"BIND": "127.0.0.1:8123", "BASE_URL": "https://verify.example.vn/"}, "https://verify.example.vn"),
+    ({"BIND": "unix:/run/verify.sock"}, "http://127.0.0.1:8000"),
+])
+def test_the_base_url_is_where_the_server_listens_unless_set(env, base_url, tmp_path):
+    assert load_config({"INSTANCE_DIR": str(tmp_path), **env})["BASE_URL"] == base_url
+
+
 def test_production_starts_with_real_secrets(tmp_path):
     cfg = load_config({"INSTANCE_DIR": str(tmp_path), "APP_ENV": "production", "KEY_PASSPHRASE": "p" * 20,
                        "SECRET_KEY": "s" * 40, "SCAN_SALT": "salt", "BASE_URL": "https://verify.example.vn"})
