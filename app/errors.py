@@ -16,8 +16,8 @@ from registry.errors import (Conflict, Forbidden, Invalid, InvalidFields, NotFou
                              Unavailable)
 from verification.decoding import ImageEmpty, ImageRejected, NotAnImage
 
-__all__ = ["register_error_handlers", "database_refusal", "log_unavailable", "error_response", "handle_registry_error", "handle_http_error", "ApiError",
-           "summary", "field_problems", "image_status"]
+__all__ = ["register_error_handlers", "database_refusal", "log_unavailable", "error_response",
+           "handle_registry_error", "handle_http_error", "ApiError", "summary", "field_problems", "image_status"]
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ def database_refusal(exc: OperationalError) -> tuple[str, int, bool]:
     timeouts; SQLite's busy timeout) rather than a database busy, lost or unreachable."""
     sqlstate = getattr(exc.orig, "sqlstate", None)
     if sqlstate == LOCK_TIMEOUT_SQLSTATE or str(exc.orig) == "database is locked":  # SQLite's words
-        return "another write holds what this one needs, for longer than the service waits: retry in a moment", 5, True
+        return ("another write holds what this one needs, for longer than the service waits: retry in a moment",
+                5, True)
     if sqlstate == STATEMENT_TIMEOUT_SQLSTATE:
         return "the database took too long to answer: retry in a moment", 5, True
     return "the database is busy or unreachable: retry in a moment", 1, False
