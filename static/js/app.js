@@ -71,8 +71,9 @@
     if (stream) { stream.getTracks().forEach(function (t) { t.stop(); }); stream = null; }
   }
 
+  /* The camera stops once the verdict is here: when the service cannot show it, scanning goes on
+     (tick's failure path) instead of leaving "Checking…" on a stopped camera. */
   function showVerdict(result, text) {
-    stopCamera();
     say(messages.checking);
     return fetch('/fragment/verdict', {
       method: 'POST', credentials: 'same-origin',
@@ -83,6 +84,7 @@
       relinkLanguages(response.headers.get('X-Language-Next'), response.headers.get('X-Language-Shown'));
       return response.text();
     }).then(function (html) {
+      stopCamera();
       resultBox.innerHTML = html;   /* server-rendered, escaped by the template */
       resultBox.hidden = false;
       scanSection.hidden = true;
@@ -108,14 +110,22 @@
   function verifyText(text) {
     var url = '/api/v1/verify?code=' + encodeURIComponent(text) + '&client_id=' + encodeURIComponent(clientId);
     return fetch(url, { credentials: 'same-origin' }).then(function (response) {
-      if (response.status === 429) { return backOff(); }
+      if (!response.ok) { return backOff(response); }
       return response.json().then(function (body) { return showVerdict(body, text); });
     });
   }
 
-  function backOff() {
-    say(messages.busy);
-    return new Promise(function (resolve) { setTimeout(function () { say(messages.scanning); resolve(false); }, 5000); });
+  /* A check the service did not answer with a verdict: too many at once (429), the service briefly
+     unable to (5xx: its database down or busy), or a code it refuses to read (longer than it reads,
+     a NUL in it). Say which, wait as long as it asks (Retry-After, else 5 s; at most 30), then
+     scan again: a 5xx had left "Checking…" on a stopped camera. */
+  function backOff(response) {
+    var status = response.status;
+    var seconds = Math.min(30, parseInt(response.headers.get('Retry-After'), 10) || 5);
+    say(status === 429 ? messages.busy : status >= 500 ? messages.unavailable : messages.refused);
+    return new Promise(function (resolve) {
+      setTimeout(function () { say(messages.scanning); resolve(false); }, seconds * 1000);
+    });
   }
 
   function sendFrame() {
@@ -132,8 +142,8 @@
       form.append('client_id', clientId);
       return fetch('/api/v1/verify/image', { method: 'POST', body: form, credentials: 'same-origin' })
         .then(function (response) {
-          if (response.status === 429) { return backOff(); }
-          if (!response.ok) { return false; }
+          if (response.status === 429 || response.status >= 500) { return backOff(response); }
+          if (!response.ok) { return false; }   /* a frame the decoders refused: the next one */
           return response.json().then(function (body) {
             if (!body.codes || !body.codes.length || !running) { return false; }
             return showVerdict(body, '');
@@ -160,8 +170,8 @@
       busy = false;
       if (!done && running) { timer = setTimeout(tick, detector ? 200 : FRAME_INTERVAL); }
     }, function () {
-      busy = false;
-      if (!navigator.onLine) { say(messages.offline); }
+      busy = false;   /* no answer at all (no network), or no verdict page for it */
+      say(navigator.onLine ? messages.unavailable : messages.offline);
       if (running) { timer = setTimeout(tick, 2000); }
     });
   }

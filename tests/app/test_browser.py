@@ -396,3 +396,54 @@ def test_a_camera_verdict_switched_to_english_is_the_same_check(playwright, live
         page.goto(live_server + "/")
         page.wait_for_selector('[data-verdict="genuine"]', timeout=10_000)
         _english_shows_the_same_first_check(page)
+
+
+# A phone's built-in barcode reader (Chrome on Android has one; Chromium on Linux does not): it
+# reads the code this page names, as the phone's would read the label the fake camera shows.
+PHONE_BARCODE_DETECTOR = """
+window.BarcodeDetector = class {
+  static getSupportedFormats() { return Promise.resolve(['qr_code']); }
+  detect() { return Promise.resolve([{ rawValue: %s }]); }
+};
+"""
+
+
+@pytest.mark.parametrize("reader", ["the server's decoders", "the phone's own"])
+def test_the_camera_says_when_the_service_cannot_check_and_keeps_scanning(playwright, app, codes, tmp_path, reader):
+    """The service's database is down (nothing listens where DATABASE_URL points): each check the
+    camera sends is answered 503 with Retry-After. The page says so and goes on scanning, trying
+    again as the answer asks. With the phone's reader it had stayed on "Code found. Checking…"
+    with the camera stopped; with the server's it had gone on sending frames in silence."""
+    import json
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from tests.app.test_rate_limits import _free_port
+    from tests.conftest import another_app
+
+    video = write_y4m(tmp_path / "label.y4m", label_png(codes["genuine"], codes.genuine_serial))
+    down = f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/registry"
+    with another_app(app.config["INSTANCE_DIR"], down) as unreachable:
+        server = make_server("127.0.0.1", 0, unreachable, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            with camera_phone(playwright, video) as page:
+                if reader == "the phone's own":
+                    page.add_init_script(PHONE_BARCODE_DETECTOR % json.dumps(codes["genuine"]))
+                checks: list[int] = []
+                page.on("response", lambda r: checks.append(r.status) if "/api/v1/verify" in r.url else None)
+                page.goto(f"http://127.0.0.1:{server.server_port}/")
+                status = page.locator("#camera-status")
+                status.filter(has_text="Dịch vụ tạm thời chưa kiểm tra được mã").wait_for(timeout=15_000)
+                page.wait_for_function("document.querySelectorAll('video').length && "
+                                       "!document.getElementById('camera').hidden")
+                page.wait_for_timeout(4_000)  # Retry-After: 1 (the database unreachable), then again
+                assert len(checks) >= 2 and set(checks) == {503}, checks
+                assert page.locator("[data-verdict]").count() == 0
+                assert page.evaluate("document.getElementById('video').srcObject.active")  # still scanning
+                if reader == "the phone's own":
+                    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(SCREENSHOTS / "camera-service-unavailable.png"))
+        finally:
+            server.shutdown()
