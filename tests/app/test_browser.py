@@ -436,8 +436,7 @@ def test_the_camera_says_when_the_service_cannot_check_and_keeps_scanning(playwr
                 page.goto(f"http://127.0.0.1:{server.server_port}/")
                 status = page.locator("#camera-status")
                 status.filter(has_text="Dịch vụ tạm thời chưa kiểm tra được mã").wait_for(timeout=15_000)
-                page.wait_for_function("document.querySelectorAll('video').length && "
-                                       "!document.getElementById('camera').hidden")
+                page.locator("#camera").wait_for(state="visible")
                 page.wait_for_timeout(4_000)  # Retry-After: 1 (the database unreachable), then again
                 assert len(checks) >= 2 and set(checks) == {503}, checks
                 assert page.locator("[data-verdict]").count() == 0
@@ -447,3 +446,23 @@ def test_the_camera_says_when_the_service_cannot_check_and_keeps_scanning(playwr
                     page.screenshot(path=str(SCREENSHOTS / "camera-service-unavailable.png"))
         finally:
             server.shutdown()
+
+
+def test_the_camera_says_when_a_code_cannot_be_checked_and_keeps_scanning(playwright, live_server, codes):
+    """A code the API refuses to read (longer than its 4,096 characters: 422): the page says this
+    code cannot be checked and goes on scanning; it had left "Code found. Checking…" on a stopped
+    camera."""
+    import json
+
+    with camera_phone(playwright) as page:
+        page.add_init_script(PHONE_BARCODE_DETECTOR % json.dumps("https://x.example/" + "a" * 5000))
+        checks: list[int] = []
+        page.on("response", lambda r: checks.append(r.status) if "/api/v1/verify" in r.url else None)
+        page.goto(live_server + "/")
+        page.locator("#camera-status").filter(has_text="Không kiểm tra được mã này").wait_for(timeout=15_000)
+        for _ in range(50):  # tried again after 5 s (no Retry-After); the CSP allows no test script: poll
+            if len(checks) >= 2:
+                break
+            page.wait_for_timeout(200)
+        assert len(checks) >= 2 and set(checks) == {422}, checks
+        assert page.evaluate("document.getElementById('video').srcObject.active")
