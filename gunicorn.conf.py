@@ -61,7 +61,7 @@ max_requests = 500_000
 max_requests_jitter = 50_000
 accesslog = "-" if _server["access_log"] else None
 # gunicorn's own format, and last the request's reference when it has one (app.request_ids: sent
-# in X-Request-ID when the request logged something or failed), else "-".
+# in X-Request-ID when the request logged something or answered 5xx), else "-".
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
 limit_request_line = 8190
 # gunicorn 25.1 and later open a control socket by default ($HOME/.gunicorn/gunicorn.ctl, one path
