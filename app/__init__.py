@@ -130,10 +130,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health_bp)
 
     from app.errors import register_error_handlers
+    from app.request_ids import init_request_ids
     from app.services import close_session
     from app.security import ApiWithoutCookies, security_headers
-
-    from app.request_ids import init_request_ids
 
     register_error_handlers(app)
     init_request_ids()

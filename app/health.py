@@ -72,7 +72,8 @@ def readiness(app) -> tuple[bool, dict[str, Any]]:  # noqa: ANN001 - the Flask a
     checks["read_database"] = _read_database(Reader(extensions["read_connections"]))
     checks["schema"] = "unknown" if revision is _UNREACHABLE else _schema(app, revision)
     checks["signing_keys"] = _signing_keys(extensions["keystore"])
-    checks["producer_keys"] = _producer_keys(extensions["session_factory"], extensions["keystore"])
+    checks["producer_keys"] = ("unknown" if revision is _UNREACHABLE  # not a second connect timeout
+                               else _producer_keys(extensions["session_factory"], extensions["keystore"]))
     limiter = extensions["rate_limiter"]
     if not app.config["REDIS_URL"]:
         checks["rate_limit_counters"] = "in this server"
@@ -137,7 +138,7 @@ def _producer_keys(session_factory, keystore: KeyStore) -> str:  # noqa: ANN001
     it signs their codes with them), in this server's key folder: ``ok``, or ``N of M missing``
     (a server given a partial copy of the instance's key folder instead of the shared one: each
     signing write for those producers is refused, ``KEYS_UNAVAILABLE``); ``unknown`` when the
-    database cannot be read. Reported, not fatal: a key just made on another server can show here
+    database cannot be read (not asked at all when ``_revision`` found it unreachable). Reported, not fatal: a key just made on another server can show here
     a moment before its file does (a shared folder's cache), and every server would be taken out
     together. Files only (one folder listing); the passphrase is ``signing_keys``'s check."""
     try:

@@ -415,37 +415,29 @@ def test_the_camera_says_when_the_service_cannot_check_and_keeps_scanning(playwr
     again as the answer asks. With the phone's reader it had stayed on "Code found. Checking…"
     with the camera stopped; with the server's it had gone on sending frames in silence."""
     import json
-    import threading
-
-    from werkzeug.serving import make_server
 
     from tests.app.test_rate_limits import _free_port
-    from tests.conftest import another_app
+    from tests.conftest import another_app, serving
 
     video = write_y4m(tmp_path / "label.y4m", label_png(codes["genuine"], codes.genuine_serial))
     down = f"postgresql+psycopg://postgres@127.0.0.1:{_free_port()}/registry"
-    with another_app(app.config["INSTANCE_DIR"], down) as unreachable:
-        server = make_server("127.0.0.1", 0, unreachable, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        try:
-            with camera_phone(playwright, video) as page:
-                if reader == "the phone's own":
-                    page.add_init_script(PHONE_BARCODE_DETECTOR % json.dumps(codes["genuine"]))
-                checks: list[int] = []
-                page.on("response", lambda r: checks.append(r.status) if "/api/v1/verify" in r.url else None)
-                page.goto(f"http://127.0.0.1:{server.server_port}/")
-                status = page.locator("#camera-status")
-                status.filter(has_text="Dịch vụ tạm thời chưa kiểm tra được mã").wait_for(timeout=15_000)
-                page.locator("#camera").wait_for(state="visible")
-                page.wait_for_timeout(4_000)  # Retry-After: 1 (the database unreachable), then again
-                assert len(checks) >= 2 and set(checks) == {503}, checks
-                assert page.locator("[data-verdict]").count() == 0
-                assert page.evaluate("document.getElementById('video').srcObject.active")  # still scanning
-                if reader == "the phone's own":
-                    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=str(SCREENSHOTS / "camera-service-unavailable.png"))
-        finally:
-            server.shutdown()
+    with another_app(app.config["INSTANCE_DIR"], down) as unreachable, serving(unreachable) as url:
+        with camera_phone(playwright, video) as page:
+            if reader == "the phone's own":
+                page.add_init_script(PHONE_BARCODE_DETECTOR % json.dumps(codes["genuine"]))
+            checks: list[int] = []
+            page.on("response", lambda r: checks.append(r.status) if "/api/v1/verify" in r.url else None)
+            page.goto(url + "/")
+            status = page.locator("#camera-status")
+            status.filter(has_text="Dịch vụ tạm thời chưa kiểm tra được mã").wait_for(timeout=15_000)
+            page.locator("#camera").wait_for(state="visible")
+            page.wait_for_timeout(4_000)  # Retry-After: 1 (the database unreachable), then again
+            assert len(checks) >= 2 and set(checks) == {503}, checks
+            assert page.locator("[data-verdict]").count() == 0
+            assert page.evaluate("document.getElementById('video').srcObject.active")  # still scanning
+            if reader == "the phone's own":
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOTS / "camera-service-unavailable.png"))
 
 
 def test_the_camera_says_when_a_code_cannot_be_checked_and_keeps_scanning(playwright, live_server, codes):
