@@ -97,10 +97,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from registry.lookup import LookupCache
 
     app.extensions["lookup_cache"] = LookupCache(app.config["LOOKUP_CACHE_ENTRIES"])
+    from registry.scan_spool import ScanSpool
     from registry.scans import NetworkCache, ScanWriter
 
     app.extensions["scan_writer"] = ScanWriter(app.extensions["session_factory"],
-                                               interval=app.config["SCAN_FLUSH_SECONDS"])
+                                               interval=app.config["SCAN_FLUSH_SECONDS"],
+                                               spool=ScanSpool(app.config["SCAN_SPOOL_DIR"]))
     app.extensions["network_cache"] = NetworkCache()
 
     from app.extensions import api, babel, csrf, init_rate_limits

@@ -141,6 +141,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "LOOKUP_CACHE_ENTRIES": _number(env, "LOOKUP_CACHE_ENTRIES", DEFAULT_MAX_ENTRIES, minimum=0),
         "TRUSTED_PROXIES": _number(env, "TRUSTED_PROXIES", 0, minimum=0),
         "KEY_DIR": instance / "keys",
+        "SCAN_SPOOL_DIR": Path(env["SCAN_SPOOL_DIR"]).resolve() if env.get("SCAN_SPOOL_DIR") else instance / "scan-spool",
     }
     passphrase = env.get("KEY_PASSPHRASE")
     secret_key = env.get("SECRET_KEY")

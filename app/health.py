@@ -81,10 +81,11 @@ def readiness(app) -> tuple[bool, dict[str, Any]]:  # noqa: ANN001 - the Flask a
         checks["rate_limit_counters"] = "ok"
     else:
         checks["rate_limit_counters"] = "unreachable: counting in this server"
-    pending, oldest = extensions["scan_writer"].backlog()
+    writer = extensions["scan_writer"]
+    pending, oldest = writer.backlog()
     age = (datetime.now(timezone.utc) - oldest).total_seconds() if oldest is not None else 0.0
     checks["scan_events_pending"] = {"events": pending, "oldest_seconds": round(max(age, 0.0), 1),
-                                     "late": age > SCAN_BACKLOG_LATE.total_seconds()}
+                                     "late": age > SCAN_BACKLOG_LATE.total_seconds(), "files": writer.spooled()}
     return all(checks[name] in fine for name, fine in _READY.items()), checks
 
 

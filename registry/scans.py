@@ -7,8 +7,9 @@ writer has committed and how long the registry's log is) and hands its event to 
 ``SCAN_FLUSH_SECONDS`` (half a second by default). The answer a request gives counts what is
 still pending in its own process, so one shopper's re-checks and the clone check stay exact
 within a server, and across servers they lag by at most one flush interval. A server crash can
-lose the events of the last interval; registrations, serials and recalls are never written
-this way. The statements go to the DBAPI connection directly (``registry.db.RawQuery``).
+lose the events of the last interval; an orderly stop keeps what it could not write in the spool
+(``registry.scan_spool``) for the next process. Registrations, serials and recalls are never
+written this way. The statements go to the DBAPI connection directly (``registry.db.RawQuery``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from keys.encoding import utcnow
 from registry.db import RawQuery, Reader, as_utc
 from registry.lookup import RegistryLookup
 from registry.models import ScanWriterState
+from registry.scan_spool import ScanSpool, Spilled, SpooledFlush
 from verification.verdicts import BatchInfo, ReasonCode, ScanContext, ScanSummary, SerialInfo, Verdict
 
 __all__ = ["NetworkCache", "ScanHistory", "ScanWriter", "haversine_km", "network_of", "unit_key"]
@@ -107,6 +109,10 @@ _RELAXED_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 FAILURE_LOG_SECONDS = 60.0  # while flushes keep failing, one log line this often
 _FORGET_AFTER = timedelta(days=1)  # a writer row not updated for a day belongs to a process that ended
 _SWEEP_EVERY = 1000  # flushes between two sweeps of such rows
+#: At exit, how long a process tries to write what it holds (gunicorn kills a worker after its
+#: ``graceful_timeout``, 20 s): what is not in by then stays in the spool (``registry.scan_spool``).
+EXIT_SECONDS = 10.0
+SPOOL_CHECK_SECONDS = 30.0  # how often a flushing thread looks for files another process left
 
 
 # SQLite takes the new (serial, client) pairs as one JSON array: one statement text whatever their
@@ -290,8 +296,12 @@ class ScanWriter:
     """
 
     def __init__(self, session_factory: sessionmaker[Session] | None = None, *, interval: float = 0.5,
-                 max_backlog: int = 200_000) -> None:
+                 max_backlog: int = 200_000, spool: ScanSpool | None = None) -> None:
+        """``spool``: where what cannot be written is kept instead of lost (at exit, or past
+        ``max_backlog`` events while the database refuses the writes), and where this process's
+        flushing thread looks for what others left."""
         self._factory = session_factory
+        self._spool = spool
         self._interval = interval
         self._max_backlog = max_backlog
         self._lock = threading.Lock()
@@ -300,6 +310,7 @@ class ScanWriter:
         self._units: dict[UnitKey, _Pending] = {}
         # What a flush has taken but not yet committed: still counted by readers until it is.
         self._flight: dict[UnitKey, _Pending] = {}
+        self._flight_events: list[dict[str, Any]] = []
         self._flight_epoch: int | None = None
         self._next_epoch = 1
         self._flushes = 0
@@ -318,12 +329,17 @@ class ScanWriter:
 
     def _after_fork(self) -> None:
         """In a forked child (a gunicorn worker): a writer row of its own, nothing pending (the
-        parent writes what it had), no flushing thread yet (threads do not survive a fork), fresh
-        locks (another thread of the parent may have held one at the fork)."""
+        parent writes what it had), fresh locks (another thread of the parent may have held one at
+        the fork), and no flushing thread (threads do not survive a fork) until the first event,
+        unless files wait in the spool: a worker that ended left them, and this one writes them
+        (its thread's first flush comes an interval later, after wsgi.py's hook)."""
         self._id, self._next_epoch, self._flushes = uuid.uuid4().hex, 1, 0
         self._events, self._units, self._flight, self._flight_epoch = [], {}, {}, None
+        self._flight_events = []
         self._lock, self._flush_lock = threading.Lock(), threading.Lock()
         self._wake, self._thread = threading.Event(), None
+        if self._spool is not None and self._spool.waiting():  # a worker that ended left events
+            self._ensure_thread()
 
     # -- the request side ---------------------------------------------------------------------
     def view(self, key: UnitKey) -> PendingView:
@@ -339,8 +355,9 @@ class ScanWriter:
         ident = event["serial_id"] if key[0] == "serial" else event["batch_id"]
         with self._lock:
             if len(self._events) >= self._max_backlog:
-                log.error("scan backlog full (%d events): dropping the oldest", len(self._events))
-                del self._events[: len(self._events) // 10]
+                oldest = self._events[: len(self._events) // 10]
+                del self._events[: len(oldest)]
+                self._set_aside(oldest)
             self._events.append(event)
             self._pending(key, ident).add(event["at"], event["client_hash"], new_client, event["lat"], event["lon"],
                                           event["network_hash"])
@@ -354,6 +371,22 @@ class ScanWriter:
             if pending.flag is None:
                 pending.flag, pending.flag_at = reason, at
         self._ensure_thread()
+
+    def _set_aside(self, oldest: list[dict[str, Any]]) -> None:
+        """The backlog is full (the database has refused the writes for minutes): its oldest
+        events go to the spool, under a writer row of their own, instead of being dropped; the
+        counts stay pending here (under ``_lock``)."""
+        if self._spool is not None:
+            try:
+                self._spool.spill(uuid.uuid4().hex, [SpooledFlush(1, oldest)]).release()
+            except OSError as exc:
+                log.error("scan backlog full: %d events dropped, the spool refused them (%s)", len(oldest), exc)
+            else:
+                log.error("scan backlog full: its %d oldest events kept in %s until the database takes them",
+                          len(oldest), self._spool.directory)
+                return
+        else:
+            log.error("scan backlog full: its %d oldest events dropped", len(oldest))
 
     def _pending(self, key: UnitKey, ident: int) -> _Pending:
         """The unit's pending counts (under ``_lock``), started if it has none."""
@@ -373,6 +406,10 @@ class ScanWriter:
                 oldest.append(self._events[0]["at"])
         return count, min(oldest, default=None)
 
+    def spooled(self) -> int:
+        """How many files of unwritten events wait in the spool (readiness, ``app.health``)."""
+        return self._spool.waiting() if self._spool is not None else 0
+
     # -- the writing side ---------------------------------------------------------------------
     def _take(self) -> tuple[int, list[dict[str, Any]], dict[UnitKey, _Pending]]:
         with self._lock:
@@ -380,13 +417,13 @@ class ScanWriter:
                 return 0, [], {}
             epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
             taken = self._events, self._units
-            self._flight, self._flight_epoch = self._units, epoch
+            self._flight, self._flight_events, self._flight_epoch = self._units, self._events, epoch
             self._events, self._units = [], {}
             return (epoch, *taken)
 
     def _landed(self) -> None:
         with self._lock:
-            self._flight, self._flight_epoch = {}, None
+            self._flight, self._flight_events, self._flight_epoch = {}, [], None
 
     def _put_back(self, events) -> None:
         with self._lock:
@@ -395,7 +432,7 @@ class ScanWriter:
                 if key in self._units:  # what arrived meanwhile happened after what was taken
                     older.merge_later(self._units[key])
                 self._units[key] = older
-            self._flight, self._flight_epoch = {}, None
+            self._flight, self._flight_events, self._flight_epoch = {}, [], None
 
     def flush(self, session: Session | None = None) -> int:
         """Write everything pending; returns the number of events written. With ``session``, the
@@ -502,8 +539,12 @@ class ScanWriter:
     def _run(self) -> None:
         failing_since: float | None = None  # monotonic time of the first failure in a row
         said = 0.0  # when the failures were last logged
+        spool_checked = -SPOOL_CHECK_SECONDS  # the first flush that lands looks at once
+        # Files left by a worker that ended: written within a second, however long the interval.
+        wait = min(self._interval, 1.0) if self._spool is not None and self._spool.waiting() else self._interval
         while not self._stopping:
-            self._wake.wait(self._interval)
+            self._wake.wait(wait)
+            wait = self._interval
             self._wake.clear()
             try:
                 self.flush()
@@ -521,7 +562,13 @@ class ScanWriter:
             else:
                 if failing_since is not None:
                     log.warning("writing scan events works again after %.0f s", time.monotonic() - failing_since)
-                    failing_since = None
+                    failing_since, spool_checked = None, -SPOOL_CHECK_SECONDS  # and what waits in the spool
+                if time.monotonic() - spool_checked >= SPOOL_CHECK_SECONDS:
+                    spool_checked = time.monotonic()
+                    try:
+                        self.replay_spool()
+                    except Exception:  # noqa: BLE001 - the files stay; the next look tries again
+                        log.exception("writing the scan events kept in %s failed", self._spool.directory)
 
     def close(self) -> None:
         """Stop the flushing thread and write what is pending (app shutdown, tests)."""
@@ -532,14 +579,113 @@ class ScanWriter:
         if self._factory is not None:
             self.flush()
 
+    def _unwritten(self) -> list[SpooledFlush]:
+        """What the database may not hold yet, by the flush number that writes it: the flush under
+        way, and what is pending (the next number; a failed flush's events are put back into it)."""
+        with self._lock:
+            unwritten = []
+            if self._flight_epoch is not None:
+                unwritten.append(SpooledFlush(self._flight_epoch, list(self._flight_events), _unit_rows(self._flight)))
+            if self._events or self._units:
+                unwritten.append(SpooledFlush(self._next_epoch, list(self._events), _unit_rows(self._units)))
+            return unwritten
+
     def _flush_at_exit(self) -> None:
+        """The process ends: what is unwritten goes to the spool first, then to the database within
+        ``EXIT_SECONDS``; the file is removed once it is in, else left for the next process (which
+        writes only the flushes this writer's row does not show committed)."""
+        deadline = time.monotonic() + EXIT_SECONDS
+        self._stopping = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=EXIT_SECONDS / 2)  # a flush under way lands or fails meanwhile
+        unwritten = self._unwritten()
+        if not unwritten:
+            return
+        spilled = self._spill(unwritten)
+        if thread is None or not thread.is_alive():  # else that flush still holds the flush lock
+            last = threading.Thread(target=self._last_flushes, name="scan-writer-exit", daemon=True)
+            last.start()
+            last.join(timeout=max(deadline - time.monotonic(), 0.0))
+        left = self._unwritten()
+        if not left:
+            if spilled is not None:
+                spilled.discard()
+            return
+        count = sum(len(f.events) for f in left)
+        if spilled is not None:
+            spilled.release()
+            log.warning("%d scan events not written before this process ended are kept in %s; the next process "
+                        "of this server writes them", count, spilled.path)
+        else:
+            log.error("%d scan events not written before this process ended are lost", count)
+
+    def _spill(self, unwritten: list[SpooledFlush]) -> Spilled | None:
+        if self._spool is None:
+            return None
+        try:
+            return self._spool.spill(self._id, unwritten)
+        except OSError:
+            log.exception("scan events pending at exit could not be kept in %s", self._spool.directory)
+            return None
+
+    def _last_flushes(self) -> None:
         for attempt in (1, 2, 3):  # a lost connection or a lock conflict: the events are still pending
             try:
                 self.flush()
                 return
-            except Exception:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001
                 if attempt == 3:
-                    log.exception("scan events still pending at exit could not be written")
+                    log.warning("scan events pending at exit could not be written: %s", exc)
+
+    def replay_spool(self) -> int:
+        """Write what other processes of this server left in the spool (those that ended: a file's
+        lock is held until its process ends); returns the number of events written. A flush its
+        writer's row shows committed is not written again."""
+        if self._spool is None or self._factory is None:
+            return 0
+        written = 0
+        for claimed, writer, flushes in self._spool.claim():
+            try:
+                with self._factory() as session:
+                    row = _WRITTEN_EPOCH.first(session, {"id": writer})
+                    todo = [f for f in flushes if f.epoch > (row[0] if row is not None else 0)]
+                    if todo:
+                        events = [event for f in todo for event in f.events]
+                        self._write(session, events, _units_of(todo))
+                        _MARK.execute(session, {"id": writer, "epoch": todo[-1].epoch, "at": utcnow()})
+                        session.commit()
+                        written += len(events)
+                        log.info("wrote %d scan events kept in %s", len(events), claimed.path)
+            except BaseException:
+                claimed.release()
+                raise
+            claimed.discard()
+        return written
+
+
+_UNIT_FIELDS = ("ident", "count", "new_clients", "first", "last", "lat", "lon", "flag", "net", "networks", "flag_at")
+
+
+def _unit_rows(units: dict[UnitKey, _Pending]) -> list[dict[str, Any]]:
+    """Pending counts as plain rows, for the spool (its sets as sorted lists)."""
+    return [{"key": list(key), **{name: getattr(p, name) for name in _UNIT_FIELDS}} for key, p in units.items()]
+
+
+def _units_of(flushes: list[SpooledFlush]) -> dict[UnitKey, _Pending]:
+    """The spooled flushes' counts as one flush's, the later merged into the earlier."""
+    units: dict[UnitKey, _Pending] = {}
+    for flush in flushes:
+        for row in flush.units:
+            fields = {name: row[name] for name in _UNIT_FIELDS}
+            later = _Pending(**{**fields, "new_clients": set(fields["new_clients"]), "networks": set(fields["networks"])})
+            key = tuple(row["key"])
+            if key in units:
+                units[key].merge_later(later)
+            else:
+                units[key] = later
+    return units
 
 
 def _quietly(step: Callable[[], Any]) -> None:

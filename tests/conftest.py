@@ -215,3 +215,19 @@ def live_server(app):
     """The app served over real HTTP on a free loopback port, in a thread."""
     with serving(app) as url:
         yield url
+
+
+@contextlib.contextmanager
+def lock_held(app, statement: str):
+    """Another transaction holding a lock until the block ends, as an operator's psql session or a
+    migration would: on PostgreSQL the one ``statement`` takes, on SQLite the file's write lock
+    (every transaction here begins IMMEDIATE)."""
+    connection = app.extensions["engine"].connect()
+    connection.begin()
+    try:
+        if PG_URL:
+            connection.exec_driver_sql(statement)
+        yield
+    finally:
+        connection.rollback()
+        connection.close()

@@ -5,7 +5,6 @@ concurrency audit on PostgreSQL, 2026-11-23). The errors here are the real datab
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.services import db_session
 from registry.models import Batch, ScanEvent, Serial
 from registry.services import SYSTEM
-from tests.conftest import GTIN, PG_URL, REPO, TEST_PASSPHRASE, another_app, batch_data
+from tests.conftest import GTIN, PG_URL, REPO, TEST_PASSPHRASE, another_app, batch_data, lock_held
 
 
 @pytest.fixture
@@ -135,22 +134,6 @@ def _answer_within(seconds: float, call: Callable[[], Any]) -> tuple[Any, float]
     return (answered[0] if answered else None), time.monotonic() - started
 
 
-@contextlib.contextmanager
-def _lock_held(app, statement: str):
-    """Another transaction holding a lock until the block ends, as an operator's psql session or a
-    migration would: on PostgreSQL the one ``statement`` takes, on SQLite the file's write lock
-    (every transaction here begins IMMEDIATE)."""
-    connection = app.extensions["engine"].connect()
-    connection.begin()
-    try:
-        if PG_URL:
-            connection.exec_driver_sql(statement)
-        yield
-    finally:
-        connection.rollback()
-        connection.close()
-
-
 def _serial_count(session) -> int:
     session.rollback()  # a fresh snapshot; on SQLite no lock kept
     try:
@@ -163,7 +146,7 @@ def _refused_while_held(app, statement: str, call: Callable[[], Any]) -> dict[st
     """``call()`` made while another transaction holds ``statement``'s lock, with a timeout of 1 s:
     it is refused with 503 and ``Retry-After: 5`` after 1 to 10 s (not left waiting); its error,
     whose reference the answer's header names, without that reference."""
-    with _lock_held(app, statement):
+    with lock_held(app, statement):
         refused, waited = _answer_within(20, call)
     assert refused is not None, f"no answer after {waited:.0f} s"
     assert refused.status_code == 503, refused.get_data(as_text=True)
@@ -206,7 +189,7 @@ def test_the_command_line_held_up_past_the_lock_timeout_refuses_without_a_traceb
     session.commit()
     env = {**os.environ, "INSTANCE_DIR": str(app.config["INSTANCE_DIR"]), "KEY_PASSPHRASE": TEST_PASSPHRASE,
            "SECRET_KEY": "t" * 32, "DATABASE_URL": app.config["DATABASE_URL"], "DB_LOCK_TIMEOUT_SECONDS": "1"}
-    with _lock_held(app, "SELECT id FROM batches FOR UPDATE"):
+    with lock_held(app, "SELECT id FROM batches FOR UPDATE"):
         done = subprocess.run([sys.executable, "-m", "app", "batch", "serials", GTIN, "LOT-1", "--count", "2"],
                               cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr

@@ -4,6 +4,7 @@ their pending scan events when it stops."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,14 +14,16 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
 from registry.models import ScanEvent, ScanWriterState, Serial
 from registry.services import Actor, Role
-from tests.conftest import GTIN, TEST_PASSPHRASE, batch_data
+from tests.conftest import GTIN, TEST_PASSPHRASE, batch_data, lock_held
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,53 +34,121 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_forked_workers_serve_and_write_their_scans_when_stopped(app, registry, world, session, tmp_path):
-    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
-    batch = registry.register_batch(actor, batch_data())
-    issued = registry.issue_serials(actor, GTIN, "LOT-1", 3)
-    urls = [registry.serial_url(batch, serial, s) for serial, s in issued]
-    session.commit()
-    port = _free_port()
+def _server_env(app, tmp_path, **settings: str) -> dict[str, str]:
+    """gunicorn.conf.py over the test's instance and database, on a free port, two workers that
+    write nothing before they stop (``SCAN_FLUSH_SECONDS``) unless ``settings`` say otherwise."""
     env = {**os.environ, "INSTANCE_DIR": str(app.config["INSTANCE_DIR"]), "KEY_PASSPHRASE": TEST_PASSPHRASE,
            "SECRET_KEY": "t" * 32, "SCAN_SALT": "salt", "RATE_LIMITS": "off",
-           "DATABASE_URL": app.config["DATABASE_URL"], "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
-           "ACCESS_LOG": "0", "SCAN_FLUSH_SECONDS": "3600",  # nothing is written before the stop
-           "HOME": str(tmp_path / "home")}  # where gunicorn >= 25.1 would open its control socket
+           "DATABASE_URL": app.config["DATABASE_URL"], "BIND": f"127.0.0.1:{_free_port()}", "WEB_CONCURRENCY": "2",
+           "ACCESS_LOG": "0", "SCAN_FLUSH_SECONDS": "3600",
+           "HOME": str(tmp_path / "home"), **settings}  # HOME: where gunicorn >= 25.1 would open its control socket
     env.pop("XDG_RUNTIME_DIR", None)
+    return env
+
+
+@contextlib.contextmanager
+def _gunicorn(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen, str]]:
+    """gunicorn started and answering, with its address; on leaving, stopped (SIGTERM) if the
+    block has not stopped it, and its output read."""
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://{env['BIND']}"
     try:
-        base = f"http://127.0.0.1:{port}/api/v1/verify?"
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(base + "code=x", timeout=5).read()  # noqa: S310 - loopback
+                urllib.request.urlopen(base + "/api/v1/verify?code=x", timeout=5).read()  # noqa: S310 - loopback
                 break
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, "gunicorn did not start"
                 time.sleep(0.2)
-
-        def verify(i: int) -> dict:
-            query = urllib.parse.urlencode({"code": urls[i % 3], "client_id": f"client-{i % 5}"})
-            with urllib.request.urlopen(base + query, timeout=10) as answer:  # noqa: S310 - loopback
-                return json.load(answer)
-
-        with ThreadPoolExecutor(4) as pool:
-            answers = list(pool.map(verify, range(60)))
-        assert {a["verdict"] for a in answers} == {"genuine"}
-        assert session.scalar(select(func.count()).select_from(ScanEvent)) == 0  # all still pending
-        session.rollback()  # SQLite: this session's transaction holds the write lock the workers need
+        yield server, base
     finally:
-        server.send_signal(signal.SIGTERM)
-        output = server.communicate(timeout=60)[0]
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
+
+
+def _stop(server: subprocess.Popen) -> tuple[float, str]:
+    """SIGTERM, as a deploy or a restart sends it: the seconds gunicorn took to end, and its output."""
+    started = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    output = server.communicate(timeout=60)[0]
+    return time.monotonic() - started, output
+
+
+def _verify_all(base: str, urls: list[str], count: int) -> set[str]:
+    """``count`` verifications of ``urls`` in turn by five clients, four at a time: their verdicts."""
+    def verify(i: int) -> str:
+        query = urllib.parse.urlencode({"code": urls[i % len(urls)], "client_id": f"client-{i % 5}"})
+        with urllib.request.urlopen(f"{base}/api/v1/verify?{query}", timeout=10) as answer:  # noqa: S310
+            return json.load(answer)["verdict"]
+
+    with ThreadPoolExecutor(4) as pool:
+        return set(pool.map(verify, range(count)))
+
+
+def _three_serials(registry, world, session) -> tuple[Any, list[str]]:
+    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
+    batch = registry.register_batch(actor, batch_data())
+    issued = registry.issue_serials(actor, GTIN, "LOT-1", 3)
+    session.commit()
+    return batch, [registry.serial_url(batch, serial, s) for serial, s in issued]
+
+
+def _scans_written(session, batch) -> tuple[int, list[tuple[int, int]]]:
+    """The serials' scan events in the database, and each serial's (scan count, distinct clients)."""
+    session.rollback()  # a fresh snapshot; on SQLite no lock kept
+    events = session.scalar(select(func.count()).select_from(ScanEvent).where(ScanEvent.serial_id.is_not(None)))
+    counts = session.execute(select(Serial.scan_count, Serial.distinct_clients).where(Serial.batch_id == batch.id))
+    try:
+        return events, sorted(counts.all())
+    finally:
+        session.rollback()
+
+
+def test_forked_workers_serve_and_write_their_scans_when_stopped(app, registry, world, session, tmp_path):
+    batch, urls = _three_serials(registry, world, session)
+    with _gunicorn(_server_env(app, tmp_path)) as (server, base):
+        assert _verify_all(base, urls, 60) == {"genuine"}
+        assert _scans_written(session, batch)[0] == 0  # all still pending
+        output = _stop(server)[1]
     assert server.returncode == 0, output
     assert "Control socket" not in output and not (tmp_path / "home").exists()  # no admin interface
-    session.rollback()  # a fresh snapshot
-    assert session.scalar(select(func.count()).select_from(ScanEvent).where(ScanEvent.serial_id.is_not(None))) == 60
-    counts = session.execute(select(Serial.scan_count, Serial.distinct_clients).where(Serial.batch_id == batch.id)).all()
-    assert sorted(counts) == [(20, 5)] * 3  # five clients each, whichever worker saw them first
+    # five clients each, whichever worker saw them first
+    assert _scans_written(session, batch) == (60, [(20, 5)] * 3)
     epochs = session.scalars(select(ScanWriterState.epoch)).all()  # one row per worker that served
     assert 1 <= len(epochs) <= 2 and all(epoch >= 1 for epoch in epochs)  # each committed its flushes
+
+
+def test_workers_stopped_while_writes_are_refused_keep_their_scans_for_the_next_start(
+        app, registry, world, session, tmp_path):
+    """A deploy or a restart while the database refuses writes (a lock held by a migration or an
+    operator's session; a failover): each worker had tried three times at exit and lost its
+    events. They are now kept on the server's disk, and the next gunicorn writes them by itself,
+    before any verification, each once."""
+    batch, urls = _three_serials(registry, world, session)
+    env = _server_env(app, tmp_path, DB_LOCK_TIMEOUT_SECONDS="1")
+    spool = app.config["INSTANCE_DIR"] / "scan-spool"
+    with _gunicorn(env) as (server, base):
+        assert _verify_all(base, urls, 60) == {"genuine"}
+        with lock_held(app, "LOCK TABLE scan_events IN EXCLUSIVE MODE"):
+            took, output = _stop(server)
+            assert server.returncode == 0, output
+            assert took < 20, output  # within gunicorn's graceful_timeout: not killed
+            assert "scan events not written before this process ended are kept in" in output, output
+            kept = sorted(spool.glob("*.scans.json"))
+            assert 1 <= len(kept) <= 2  # one per worker that served
+    assert _scans_written(session, batch) == (0, [(0, 0)] * 3)
+
+    with _gunicorn({**env, "BIND": f"127.0.0.1:{_free_port()}"}) as (server, base):
+        deadline = time.monotonic() + 30
+        while _scans_written(session, batch)[0] < 60 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _scans_written(session, batch) == (60, [(20, 5)] * 3)
+        assert not list(spool.glob("*.scans.json"))
+        with urllib.request.urlopen(f"{base}/readyz", timeout=10) as answer:  # noqa: S310 - loopback
+            assert json.load(answer)["checks"]["scan_events_pending"]["files"] == 0
 
 
 def test_make_run_stops_before_the_demo_when_its_address_is_taken():

@@ -39,7 +39,8 @@ def test_a_served_instance_is_ready(client):
     assert body["checks"] == {"database": "ok", "database_writes": "ok", "read_database": "ok", "schema": "ok",
                               "signing_keys": "ok", "producer_keys": "ok",
                               "rate_limit_counters": "in this server",
-                              "scan_events_pending": {"events": 0, "oldest_seconds": 0.0, "late": False}}
+                              "scan_events_pending": {"events": 0, "oldest_seconds": 0.0, "late": False,
+                                                      "files": 0}}
 
 
 def test_a_database_that_cannot_be_reached_is_not_ready_and_its_address_stays_unsaid(tmp_path, caplog):
@@ -157,7 +158,8 @@ def test_scan_events_waiting_to_be_written_are_counted(app, client, registry, se
     status, body = _ready(client)
     assert status == 200 and body["checks"]["scan_events_pending"]["late"] is True  # reported, still ready
     writer.flush()
-    assert _ready(client)[1]["checks"]["scan_events_pending"] == {"events": 0, "oldest_seconds": 0.0, "late": False}
+    assert _ready(client)[1]["checks"]["scan_events_pending"] == {"events": 0, "oldest_seconds": 0.0, "late": False,
+                                                                        "files": 0}
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])

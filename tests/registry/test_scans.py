@@ -10,37 +10,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from keys.encoding import utcnow
 from registry.db import make_engine, make_session_factory
-from registry.lookup import RegistryLookup
 from registry.models import ScanEvent, ScanWriterState, Serial, SerialClient
 from registry import scans
 from registry.scans import ScanHistory, ScanWriter
 from registry.services import Actor, Role
 from tests.conftest import GTIN, PG_URL, batch_data
-from verification.verdicts import ReasonCode, ScanContext, Verdict
-
-
-@pytest.fixture
-def unit(registry, world, session):
-    actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
-    registry.register_batch(actor, batch_data())
-    (serial, _), = registry.issue_serials(actor, GTIN, "LOT-1", 1)
-    session.commit()
-    lookup = RegistryLookup(session)
-    batch = lookup.batch(GTIN, "LOT-1")
-    return batch, lookup.serial(batch, serial)
-
-
-def _record(history, unit, client, **place):
-    batch, serial = unit
-    summary = history.record(batch=batch, serial=serial, context=ScanContext(client=client, **place))
-    history.settle(Verdict.GENUINE)
-    return summary
+from tests.registry.conftest import record_scan
+from verification.verdicts import ReasonCode, ScanContext
 
 
 def test_counts_include_what_is_pending_and_match_after_the_write(session, unit):
     writer = ScanWriter()
     history = ScanHistory(session, writer)
-    summaries = [_record(history, unit, client) for client in ("a", "a", "b", "a", "c")]
+    summaries = [record_scan(history, unit, client) for client in ("a", "a", "b", "a", "c")]
     assert [s.count for s in summaries] == [1, 2, 3, 4, 5]
     assert [s.distinct_clients for s in summaries] == [1, 1, 2, 2, 3]
     assert session.scalar(select(func.count()).select_from(ScanEvent)) == 0  # nothing written yet
@@ -49,7 +31,7 @@ def test_counts_include_what_is_pending_and_match_after_the_write(session, unit)
     session.refresh(row)
     assert (row.scan_count, row.distinct_clients) == (5, 3)
     assert session.scalar(select(func.count()).select_from(SerialClient)) == 3
-    after = [_record(history, unit, client) for client in ("a", "d")]
+    after = [record_scan(history, unit, client) for client in ("a", "d")]
     assert [(s.count, s.distinct_clients) for s in after] == [(6, 3), (7, 4)]
     assert after[0].first_seen == summaries[0].first_seen
 
@@ -59,26 +41,26 @@ def test_a_history_that_does_not_record_summarises_without_adding(session, unit)
     and adds no event, no client and no flag to it."""
     writer = ScanWriter()
     recorded = ScanHistory(session, writer)
-    _record(recorded, unit, "a")
-    _record(recorded, unit, "b")
-    shown = _record(ScanHistory(session, writer, recording=False), unit, "c")
+    record_scan(recorded, unit, "a")
+    record_scan(recorded, unit, "b")
+    shown = record_scan(ScanHistory(session, writer, recording=False), unit, "c")
     assert (shown.count, shown.distinct_clients, shown.flagged) == (2, 2, False)
     assert writer.flush(session) == 2
-    again = _record(ScanHistory(session, writer, recording=False), unit, "d")
+    again = record_scan(ScanHistory(session, writer, recording=False), unit, "d")
     assert (again.count, again.distinct_clients, again.first_seen) == (2, 2, shown.first_seen)
     ScanHistory(session, writer, recording=False).flag(*unit, ReasonCode.SERIAL_CLONED)
     assert writer.flush(session) == 0
     row = session.get(Serial, unit[1].serial_id)
     session.refresh(row)
     assert (row.scan_count, row.distinct_clients, row.flagged) == (2, 2, None)
-    assert _record(recorded, unit, "c").count == 3  # recording again counts from what is written
+    assert record_scan(recorded, unit, "c").count == 3  # recording again counts from what is written
 
 
 def test_two_servers_never_double_count_a_client(session, unit):
     one, two = ScanWriter(), ScanWriter()
     first, second = ScanHistory(session, one), ScanHistory(session, two)
-    _record(first, unit, "shared")
-    _record(second, unit, "shared")  # neither server has written: both think the client is new
+    record_scan(first, unit, "shared")
+    record_scan(second, unit, "shared")  # neither server has written: both think the client is new
     one.flush(session)
     two.flush(session)
     row = session.get(Serial, unit[1].serial_id)
@@ -89,13 +71,13 @@ def test_two_servers_never_double_count_a_client(session, unit):
 def test_a_failed_write_keeps_the_events_for_the_next_flush(session, unit, tmp_path):
     writer = ScanWriter()
     history = ScanHistory(session, writer)
-    _record(history, unit, "a")
-    _record(history, unit, "b")
+    record_scan(history, unit, "a")
+    record_scan(history, unit, "b")
     empty = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'no-tables.db'}"))()
     with pytest.raises(SQLAlchemyError):
         writer.flush(empty)  # no such table: the write fails
     empty.rollback()
-    _record(history, unit, "c")
+    record_scan(history, unit, "c")
     assert writer.flush(session) == 3
     row = session.get(Serial, unit[1].serial_id)
     session.refresh(row)
@@ -114,7 +96,7 @@ def test_a_writer_that_keeps_failing_logs_once_a_while_and_says_when_it_works_ag
     writer = ScanWriter(broken, interval=0.01)
     history = ScanHistory(session, writer)
     with caplog.at_level("INFO", logger="registry.scans"):
-        _record(history, unit, "a")
+        record_scan(history, unit, "a")
         session.rollback()  # SQLite: nothing held, for when the writes go to the real database
         time.sleep(0.7)  # dozens of failed flushes
         lines = [r for r in caplog.records if r.name == "registry.scans"]
@@ -134,11 +116,11 @@ def test_travel_speed_uses_the_latest_place_pending_or_written(session, unit):
     writer = ScanWriter()
     history = ScanHistory(session, writer)
     now = utcnow()
-    _record(history, unit, "a", lat=21.0, lon=105.8, at=now)
-    fast = _record(history, unit, "b", lat=10.8, lon=106.7, at=now + timedelta(minutes=30))
+    record_scan(history, unit, "a", lat=21.0, lon=105.8, at=now)
+    fast = record_scan(history, unit, "b", lat=10.8, lon=106.7, at=now + timedelta(minutes=30))
     assert fast.travel_kmh > 2000  # Hanoi to Saigon in half an hour
     writer.flush(session)
-    slow = _record(history, unit, "c", lat=10.8, lon=106.7, at=now + timedelta(hours=5))
+    slow = record_scan(history, unit, "c", lat=10.8, lon=106.7, at=now + timedelta(hours=5))
     assert slow.travel_kmh == pytest.approx(0, abs=1)
 
 
@@ -146,16 +128,16 @@ def test_places_from_one_network_give_no_travel_pending_or_written(session, unit
     writer = ScanWriter()
     history = ScanHistory(session, writer)
     now = utcnow()
-    _record(history, unit, "a", lat=21.0, lon=105.8, at=now, network="home")
-    same = _record(history, unit, "b", lat=10.8, lon=106.7, at=now + timedelta(minutes=30), network="home")
+    record_scan(history, unit, "a", lat=21.0, lon=105.8, at=now, network="home")
+    same = record_scan(history, unit, "b", lat=10.8, lon=106.7, at=now + timedelta(minutes=30), network="home")
     assert same.travel_kmh is None  # pending: one network claimed both places
     writer.flush(session)
     row = session.get(Serial, unit[1].serial_id)
     session.refresh(row)
     assert row.last_network == "home"
-    again = _record(history, unit, "c", lat=21.0, lon=105.8, at=now + timedelta(minutes=40), network="home")
+    again = record_scan(history, unit, "c", lat=21.0, lon=105.8, at=now + timedelta(minutes=40), network="home")
     assert again.travel_kmh is None  # written: the serial remembers the network of its last place
-    other = _record(history, unit, "d", lat=10.8, lon=106.7, at=now + timedelta(minutes=50), network="mobile")
+    other = record_scan(history, unit, "d", lat=10.8, lon=106.7, at=now + timedelta(minutes=50), network="mobile")
     assert other.travel_kmh > 2000
 
 
@@ -164,10 +146,10 @@ def test_networks_count_the_written_the_pending_and_this_verification(session, u
     history = ScanHistory(session, writer)
     batch, serial = unit
     for client, network in (("a", "n1"), ("b", "n1"), ("c", "n2"), ("d", None)):
-        _record(history, unit, client, network=network)
+        record_scan(history, unit, client, network=network)
     writer.flush(session)
     assert session.scalars(select(ScanEvent.network_hash).order_by(ScanEvent.id)).all() == ["n1", "n1", "n2", None]
-    _record(history, unit, "e", network="n3")  # pending
+    record_scan(history, unit, "e", network="n3")  # pending
     assert history.networks(batch, serial, ScanContext(client="f", network="n4")) == 4
     assert history.networks(batch, serial, ScanContext(client="f", network="n1")) == 3
 
@@ -185,7 +167,7 @@ def test_the_background_thread_writes_by_itself(app, unit, session):
 
     writer = ScanWriter(app.extensions["session_factory"], interval=0.05)
     history = ScanHistory(session, writer)
-    _record(history, unit, "a")
+    record_scan(history, unit, "a")
     session.rollback()  # SQLite: release this session so the writer can write
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -249,7 +231,7 @@ def test_a_flush_landing_between_the_note_and_the_read_is_counted_once(session, 
 
     writer = FlushBetween()
     history = ScanHistory(session, writer)
-    counts = [_record(history, unit, client).count for client in ("a", "b", "a", "c")]
+    counts = [record_scan(history, unit, client).count for client in ("a", "b", "a", "c")]
     assert counts == [1, 2, 3, 4]
     written = session.execute(select(ScanWriterState).where(ScanWriterState.id == writer.writer_id)).scalar_one()
     assert written.epoch == 3  # three flushes had something to write (the first found nothing)
@@ -258,18 +240,18 @@ def test_a_flush_landing_between_the_note_and_the_read_is_counted_once(session, 
 def test_a_flush_in_flight_is_counted_until_its_number_is_written(session, unit):
     writer = ScanWriter()
     history = ScanHistory(session, writer)
-    _record(history, unit, "a")
-    _record(history, unit, "b")
+    record_scan(history, unit, "a")
+    record_scan(history, unit, "b")
     taken = writer._take()  # noqa: SLF001 - a flush that took the counts and has not committed
     assert taken[0] == 1
-    assert _record(history, unit, "c").count == 3  # in flight (2) + this one
+    assert record_scan(history, unit, "c").count == 3  # in flight (2) + this one
     writer._put_back(taken[1])  # noqa: SLF001 - that flush failed: its counts are pending again
-    assert _record(history, unit, "d").count == 4
+    assert record_scan(history, unit, "d").count == 4
     assert writer.flush(session) == 4
     row = session.get(Serial, unit[1].serial_id)
     session.refresh(row)
     assert (row.scan_count, row.distinct_clients) == (4, 4)
-    assert _record(history, unit, "e").count == 5
+    assert record_scan(history, unit, "e").count == 5
 
 
 def test_rows_of_writers_that_ended_are_swept(session, unit):
@@ -277,7 +259,7 @@ def test_rows_of_writers_that_ended_are_swept(session, unit):
     session.add(ScanWriterState(id="recent", epoch=3, updated_at=utcnow() - timedelta(hours=1)))
     session.flush()
     writer = ScanWriter()
-    _record(ScanHistory(session, writer), unit, "a")
+    record_scan(ScanHistory(session, writer), unit, "a")
     writer.flush(session)  # the first flush sweeps
     left = set(session.scalars(select(ScanWriterState.id)))
     assert left == {"recent", writer.writer_id}
@@ -289,7 +271,7 @@ def test_a_forked_child_starts_its_own_writer_empty(session, unit):
     import os
 
     writer = ScanWriter()
-    _record(ScanHistory(session, writer), unit, "a")
+    record_scan(ScanHistory(session, writer), unit, "a")
     parent_id = writer.writer_id
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -318,7 +300,7 @@ def test_a_flush_whose_connection_is_lost_keeps_its_events(app, session, unit):
     writer = ScanWriter(app.extensions["session_factory"], interval=3600)
     history = ScanHistory(session, writer)
     for client in ("a", "b", "c"):
-        _record(history, unit, client)
+        record_scan(history, unit, client)
     session.rollback()
     armed = [True]
 
@@ -336,7 +318,7 @@ def test_a_flush_whose_connection_is_lost_keeps_its_events(app, session, unit):
     finally:
         event.remove(engine, "after_cursor_execute", lose_the_connection)
     assert not armed  # the connection was indeed lost mid-flush
-    assert _record(history, unit, "d").count == 4  # still counted while pending
+    assert record_scan(history, unit, "d").count == 4  # still counted while pending
     assert writer.flush() == 4
     session.rollback()
     row = session.get(Serial, unit[1].serial_id)
@@ -425,15 +407,15 @@ def test_the_network_cache_reads_a_serials_networks_once_a_while(session, unit):
     history = ScanHistory(session, writer, network_cache=cache)
     batch, serial = unit
     for client, network in (("a", "n1"), ("b", "n2")):
-        _record(history, unit, client, network=network)
+        record_scan(history, unit, client, network=network)
     writer.flush(session)
     assert history.networks(batch, serial, ScanContext(network="n3")) == 3
-    _record(history, unit, "c", network="n4")  # this process: counted before any write
+    record_scan(history, unit, "c", network="n4")  # this process: counted before any write
     assert history.networks(batch, serial, ScanContext(network="n3")) == 4
     writer.flush(session)  # and after its write, before the next read
     assert history.networks(batch, serial, ScanContext(network="n1")) == 4
     other_server = ScanWriter()
-    _record(ScanHistory(session, other_server), unit, "d", network="n5")
+    record_scan(ScanHistory(session, other_server), unit, "d", network="n5")
     other_server.flush(session)
     assert history.networks(batch, serial, ScanContext(network="n3")) == 4  # not read again yet
     now[0] = 61
