@@ -332,7 +332,7 @@ class ScanWriter:
         parent writes what it had), fresh locks (another thread of the parent may have held one at
         the fork), and no flushing thread (threads do not survive a fork) until the first event,
         unless files wait in the spool: a worker that ended left them, and this one writes them
-        (its thread's first flush comes an interval later, after wsgi.py's hook)."""
+        (its thread's first flush comes within a second, after wsgi.py's hook has run)."""
         self._id, self._next_epoch, self._flushes = uuid.uuid4().hex, 1, 0
         self._events, self._units, self._flight, self._flight_epoch = [], {}, {}, None
         self._flight_events = []
@@ -376,17 +376,16 @@ class ScanWriter:
         """The backlog is full (the database has refused the writes for minutes): its oldest
         events go to the spool, under a writer row of their own, instead of being dropped; the
         counts stay pending here (under ``_lock``)."""
-        if self._spool is not None:
-            try:
-                self._spool.spill(uuid.uuid4().hex, [SpooledFlush(1, oldest)]).release()
-            except OSError as exc:
-                log.error("scan backlog full: %d events dropped, the spool refused them (%s)", len(oldest), exc)
-            else:
-                log.error("scan backlog full: its %d oldest events kept in %s until the database takes them",
-                          len(oldest), self._spool.directory)
-                return
-        else:
+        if self._spool is None:
             log.error("scan backlog full: its %d oldest events dropped", len(oldest))
+            return
+        try:
+            self._spool.spill(uuid.uuid4().hex, [SpooledFlush(1, oldest)]).release()
+        except OSError as exc:
+            log.error("scan backlog full: its %d oldest events dropped, the spool refused them (%s)", len(oldest), exc)
+        else:
+            log.error("scan backlog full: its %d oldest events kept in %s until the database takes them",
+                      len(oldest), self._spool.directory)
 
     def _pending(self, key: UnitKey, ident: int) -> _Pending:
         """The unit's pending counts (under ``_lock``), started if it has none."""
