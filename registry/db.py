@@ -341,10 +341,16 @@ class RawQuery:
                 return work(dbapi, sql, params)
             except dialect.loaded_dbapi.Error as exc:
                 # As SQLAlchemy would: its exception types (callers catch SQLAlchemyError), and a
-                # connection the server dropped is discarded; a Reader's read is run again once.
-                if isinstance(source, Reader) and dialect.is_disconnect(exc, dbapi, None):
-                    source.invalidate()
-                    if attempt == 1:
+                # connection the server dropped is discarded. A Reader's read (autocommit: nothing
+                # else to run again) is run again once after that, or after a read replica
+                # cancelled it for a conflict with recovery (the primary's VACUUM removed rows it
+                # might have needed): the next read sees the replayed rows.
+                if isinstance(source, Reader):
+                    if dialect.is_disconnect(exc, dbapi, None):
+                        source.invalidate()
+                        if attempt == 1:
+                            continue
+                    elif attempt == 1 and getattr(exc, "sqlstate", None) == _SERIALIZATION_FAILURE:
                         continue
                 raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error) from exc
         raise AssertionError("unreachable")
@@ -399,6 +405,7 @@ class _Prepared:
 
 #: The statements prepared on each PostgreSQL connection (``RawQuery._prepared_first``).
 _NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name
+_SERIALIZATION_FAILURE = "40001"  # a standby's "canceling statement due to conflict with recovery"
 _PREPARED: "weakref.WeakKeyDictionary[Any, dict[bytes, _Prepared]]" = weakref.WeakKeyDictionary()
 
 

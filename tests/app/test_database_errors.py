@@ -255,3 +255,40 @@ def test_a_database_that_takes_no_writes_is_503_for_writes_and_verification_goes
     session.rollback()
     assert session.scalar(select(func.count()).select_from(ScanEvent)) == 1  # written once it could be
     assert session.scalar(select(func.count()).select_from(Batch).where(Batch.lot == "LOT-2")) == 0
+
+
+@pytest.mark.skipif(not PG_URL, reason="a read replica's conflicts with recovery are PostgreSQL's")
+def test_a_read_a_replica_cancels_for_a_conflict_with_recovery_is_run_again_once(app):
+    """A hot standby cancels a query when replaying the primary's VACUUM would remove rows it
+    might need (SQLSTATE 40001, "conflict with recovery"); a verification read through
+    ``READ_DATABASE_URL`` had answered 503 at the first one. Verification reads run again once, as
+    after a dropped connection; a second cancellation in a row is still refused. The error here is
+    raised by the server itself, by a function that fails as a standby's query does: no standby
+    runs on the test machines."""
+    from registry.db import RawQuery, Reader
+
+    with app.extensions["engine"].begin() as connection:
+        connection.exec_driver_sql("CREATE SEQUENCE recovery_conflicts")
+        connection.exec_driver_sql("""
+            CREATE FUNCTION cancelled_by_recovery(times int) RETURNS int LANGUAGE plpgsql AS $$
+            BEGIN
+                IF nextval('recovery_conflicts') <= times THEN  -- not rolled back with the error
+                    RAISE EXCEPTION 'canceling statement due to conflict with recovery'
+                        USING ERRCODE = 'serialization_failure',
+                              DETAIL = 'User query might have needed to see row versions that must be removed.';
+                END IF;
+                RETURN currval('recovery_conflicts');
+            END $$""")
+    try:
+        reader = Reader(app.extensions["read_connections"])
+        assert RawQuery("SELECT cancelled_by_recovery(1)").first(reader, {}) == (2,)  # cancelled once, then read
+        with app.extensions["engine"].begin() as connection:
+            connection.exec_driver_sql("SELECT setval('recovery_conflicts', 1, false)")
+        with pytest.raises(SQLAlchemyError, match="conflict with recovery") as refused:
+            RawQuery("SELECT cancelled_by_recovery(2)").first(reader, {})
+        assert refused.value.orig.sqlstate == "40001"
+        assert RawQuery("SELECT cancelled_by_recovery(2)").first(reader, {}) == (3,)  # the connection still serves
+    finally:
+        with app.extensions["engine"].begin() as connection:
+            connection.exec_driver_sql("DROP FUNCTION cancelled_by_recovery(int)")
+            connection.exec_driver_sql("DROP SEQUENCE recovery_conflicts")
