@@ -66,6 +66,14 @@ class Spilled:
             os.close(self._fd)
             self._fd = -1
 
+    def set_aside(self, suffix: str) -> Path:
+        """Keep the file under another name, which no process writes (``.unwritable``): an
+        operator's to look at."""
+        aside = self.path.with_name(self.path.name + suffix)
+        self.path.rename(aside)
+        self.release()
+        return aside
+
 
 class ScanSpool:
     """The folder of one server's files of unwritten scan events."""

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from sqlalchemy import delete, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keys.encoding import utcnow
@@ -302,6 +303,7 @@ class ScanWriter:
         flushing thread looks for what others left."""
         self._factory = session_factory
         self._spool = spool
+        self._kept: Spilled | None = None  # the file written at exit, locked until the process ends
         self._interval = interval
         self._max_backlog = max_backlog
         self._lock = threading.Lock()
@@ -614,7 +616,9 @@ class ScanWriter:
             return
         count = sum(len(f.events) for f in left)
         if spilled is not None:
-            spilled.release()
+            # Its lock is let go with the process: a flush still under way may yet commit, and no
+            # other process may write the same events before that is settled.
+            self._kept = spilled
             log.warning("%d scan events not written before this process ended are kept in %s; the next process "
                         "of this server writes them", count, spilled.path)
         else:
@@ -657,6 +661,16 @@ class ScanWriter:
                         session.commit()
                         written += len(events)
                         log.info("wrote %d scan events kept in %s", len(events), claimed.path)
+            except OperationalError:  # the database is unavailable again: every file stays for later
+                claimed.release()
+                raise
+            except SQLAlchemyError as exc:
+                # What the database refuses whenever it is sent (a serial this database does not
+                # hold: a file moved from another registry's server): kept apart, named, and the
+                # other files still written.
+                log.error("scan events kept in %s cannot be written (%s): set aside as %s", claimed.path,
+                          exc.__class__.__name__, claimed.set_aside(".unwritable").name)
+                continue
             except BaseException:
                 claimed.release()
                 raise

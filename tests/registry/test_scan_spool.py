@@ -31,8 +31,11 @@ def _impatient_factory(app):
 
 
 def _ended(writer: ScanWriter) -> None:
-    """The process of ``writer`` is gone: its memory with it, and no exit handler left to run."""
+    """The process of ``writer`` is gone: its memory with it, the locks it held, and no exit
+    handler left to run."""
     atexit.unregister(writer._flush_at_exit)
+    if writer._kept is not None:
+        writer._kept.release()
     writer._events, writer._units, writer._flight, writer._flight_epoch = [], {}, {}, None
 
 
@@ -61,7 +64,6 @@ def test_events_not_written_at_exit_are_kept_and_written_once_by_the_next_proces
         started = time.monotonic()
         ending._flush_at_exit()
         took = time.monotonic() - started
-    _ended(ending)
     assert took < 5.0  # within EXIT_SECONDS, not 3 tries of the lock timeout each
     assert spool.waiting() == 1
     assert any(f"3 scan events not written before this process ended are kept in {spool.directory}" in r.getMessage()
@@ -69,6 +71,8 @@ def test_events_not_written_at_exit_are_kept_and_written_once_by_the_next_proces
     assert _written(session, unit) == (0, 0, 0)
 
     following = ScanWriter(app.extensions["session_factory"], interval=3600, spool=spool)
+    assert following.replay_spool() == 0  # the ending process still holds the file: its flush may land
+    _ended(ending)
     assert following.replay_spool() == 3
     assert spool.waiting() == 0 and not list(spool.directory.iterdir())
     assert _written(session, unit) == (3, 3, 3)
@@ -151,3 +155,24 @@ def test_a_file_left_half_written_by_a_process_that_died_is_removed(app, tmp_pat
     (spool.directory / ".abc.scans.json.part").write_bytes(b'{"format": 1, "wri')
     assert ScanWriter(app.extensions["session_factory"], spool=spool).replay_spool() == 0
     assert not list(spool.directory.iterdir())
+
+
+def test_a_file_the_database_refuses_is_set_aside_and_the_others_written(app, session, unit, tmp_path, caplog):
+    """A file whose events name a serial this database does not hold (moved from another
+    registry's server) would fail every time: it is renamed ``.unwritable`` and named in the log,
+    and the files after it are still written."""
+    spool = ScanSpool(tmp_path / "spool")
+    writer = ScanWriter(spool=spool)
+    record_scan(ScanHistory(session, writer), unit, "a")
+    session.rollback()
+    (good,) = writer._unwritten()
+    stranger = {**good.events[0], "batch_id": 10**9, "serial_id": 10**9}
+    spool.spill("0" * 32, [scans.SpooledFlush(1, [stranger])]).release()  # sorted first
+    spool.spill(writer.writer_id, [good]).release()
+    following = ScanWriter(app.extensions["session_factory"], spool=spool)
+    with caplog.at_level("ERROR", logger="registry.scans"):
+        assert following.replay_spool() == 1
+    aside = [p.name for p in spool.directory.iterdir()]
+    assert len(aside) == 1 and aside[0].startswith("0" * 32) and aside[0].endswith(".scans.json.unwritable")
+    assert any("cannot be written (IntegrityError): set aside as" in r.getMessage() for r in caplog.records)
+    assert _written(session, unit) == (1, 1, 1)
