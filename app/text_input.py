@@ -79,6 +79,12 @@ class TextRequest(Request):
 
     def _load_form_data(self) -> None:
         super()._load_form_data()
+        # A multipart part without a name (no browser sends one) carries no field: left out, as
+        # the None key it was kept under failed whatever read the form's names (a 500).
+        for kind in ("form", "files"):
+            fields = self.__dict__[kind]
+            if None in fields:
+                self.__dict__[kind] = type(fields)([(k, v) for k, v in fields.items(multi=True) if k is not None])
         _refuse_nul_in_pairs(self.form.items(multi=True))
         _refuse_nul_in_pairs((name, upload.filename or "") for name, upload in self.files.items(multi=True))
 
