@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from flask import Flask, jsonify, make_response, request
+from marshmallow import Schema, fields
 from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
 from werkzeug.exceptions import Conflict as HttpConflict
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
@@ -16,7 +17,7 @@ from registry.errors import (Conflict, Forbidden, Invalid, InvalidFields, NotFou
                              Unavailable)
 from verification.decoding import ImageEmpty, ImageRejected, NotAnImage
 
-__all__ = ["register_error_handlers", "database_refusal", "log_unavailable", "error_response",
+__all__ = ["register_error_handlers", "ErrorSchema", "database_refusal", "log_unavailable", "error_response",
            "handle_registry_error", "handle_http_error", "ApiError", "summary", "field_problems", "image_status"]
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,31 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+class ErrorProblemSchema(Schema):
+    code = fields.String(required=True)
+    field = fields.String(allow_none=True)
+    message = fields.String(required=True)
+
+
+class ErrorDetailSchema(Schema):
+    code = fields.String(required=True, metadata={"description": "what went wrong, for programs: `BAD_CHECK_DIGIT`, "
+                                                                 "`VALIDATION_FAILED`, `SERVICE_UNAVAILABLE`..."})
+    message = fields.String(required=True, metadata={"description": "the same, for people (English)"})
+    field = fields.String(metadata={"description": "the field at fault, when one is"})
+    field_errors = fields.Dict(data_key="fields", metadata={
+        "description": "each field at fault with what is wrong with it (a request that does not match its schema)"})
+    problems = fields.List(fields.Nested(ErrorProblemSchema),
+                           metadata={"description": "every rule a registration breaks, the first also as `code`"})
+    reference = fields.String(metadata={"description": "a 5xx's reference, under which the server's log has it "
+                                                      "(also sent as `X-Request-ID`)"})
+
+
+class ErrorSchema(Schema):
+    """What ``error_response`` answers, for the OpenAPI document (``app.extensions.api``)."""
+
+    error = fields.Nested(ErrorDetailSchema, required=True)
 
 
 def error_response(status: int, code: str, message: str, **extra: Any):

@@ -16,11 +16,21 @@ from limits.storage import MemoryStorage, Storage, storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from werkzeug.exceptions import TooManyRequests
 
+from app.errors import ErrorSchema
+
 __all__ = ["api", "babel", "csrf", "rate_limit", "over_limit", "config_limit", "init_rate_limits", "RateLimiter"]
 
 log = logging.getLogger(__name__)
 
-api = Api()
+
+class _Api(Api):
+    """flask-smorest's Api, documenting the errors as the API answers them (``{"error": {...}}``),
+    not as flask-smorest's own handlers would (``{"code": 404, "status": ...}``)."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+
+api = _Api()
 babel = Babel()
 csrf = CSRFProtect()
 

@@ -51,8 +51,12 @@ class VerificationSchema(Strict):
 
 
 class ImageVerificationSchema(Strict):
-    verdict = fields.String()
-    codes = fields.List(fields.Nested(VerificationSchema))
+    verdict = fields.String(metadata={"description": "the most serious of the codes' verdicts; `unreadable` when the photo "
+                                                     "holds none"})
+    reasons = fields.List(fields.Dict(), metadata={"description": "why the photo as a whole has its verdict "
+                                                                  "(`NO_CODE_FOUND`)"})
+    codes = fields.List(fields.Nested(VerificationSchema), metadata={"description": "each code found, with its "
+                                                                                    "own verdict"})
 
 
 _VERIFY_ARGS = VerifyArgsSchema(unknown=EXCLUDE)
