@@ -210,10 +210,12 @@ def _write_atomically(path: Path, text: str) -> None:
 
 def register_cli(app: Flask) -> None:
     from app.cli_audit import register_audit_cli
+    from app.cli_keys import register_keys_cli
     from app.cli_publications import register_publication_cli
 
     register_publication_cli(app)
     register_audit_cli(app)
+    register_keys_cli(app)
 
     @app.cli.command("init")
     def init_command() -> None:

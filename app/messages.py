@@ -109,4 +109,5 @@ ACTION_TEXT = {
     "user.reactivate": N_("Account reactivated"),
     "token.create": N_("API token created"),
     "token.revoke": N_("API token revoked"),
+    "keys.rewrap": N_("Private keys encrypted under a new passphrase"),
 }

@@ -6,6 +6,7 @@ import logging
 import os
 import secrets
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,7 +21,7 @@ from keys.encoding import Kid
 from keys.errors import KeyStoreError
 from keys.signing import Signer
 
-__all__ = ["KeyStore", "development_passphrase"]
+__all__ = ["KeyStore", "Rewrapped", "development_passphrase", "sync_directory", "write_synced"]
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +74,7 @@ class KeyStore:
         )
         self._dir.mkdir(parents=True, exist_ok=True)
         path = self._path(name)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(write_synced(path.with_suffix(".tmp"), pem), path)
         with self._lock:
             self._cache[name] = signer
 
@@ -111,3 +106,70 @@ class KeyStore:
 
     def kids(self) -> list[Kid]:
         return [Kid(p.stem) for p in sorted(self._dir.glob("*.pem"))]
+
+    def rewrap(self, new_passphrase: bytes) -> Rewrapped:
+        """Encrypt every key of the folder again under ``new_passphrase`` (a passphrase that leaked,
+        or one to move a development instance to). The keys themselves do not change.
+
+        Every key is opened first, and nothing is written unless all of them open: under the current
+        passphrase, or already under the new one (a run cut short, or a server still on the old
+        passphrase that made a key meanwhile: run it again). Then each new file is written and
+        synced beside its key, and only then put in its place, one rename each."""
+        if new_passphrase == self._passphrase:
+            raise KeyStoreError("the new passphrase is the current one")
+        plan: list[tuple[Path, Ed25519PrivateKey]] = []
+        already: list[str] = []
+        unopened: list[str] = []
+        for path in sorted(self._dir.glob("*.pem")):
+            pem = path.read_bytes()
+            try:
+                plan.append((path, load_pem_private_key(pem, password=self._passphrase)))
+                continue
+            except (ValueError, TypeError):
+                pass
+            try:
+                load_pem_private_key(pem, password=new_passphrase)
+            except (ValueError, TypeError):
+                unopened.append(path.stem)
+            else:
+                already.append(path.stem)
+        if unopened:
+            raise KeyStoreError(f"{len(unopened)} key(s) open under neither passphrase ({', '.join(unopened)}): "
+                                "nothing was changed")
+        staged = []
+        for path, key in plan:
+            pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(new_passphrase))
+            staged.append((write_synced(path.with_suffix(".rewrap"), pem), path))
+        for new, path in staged:
+            os.replace(new, path)
+        if staged:
+            sync_directory(self._dir)
+        self._passphrase = new_passphrase  # the cached signers are the same keys
+        return Rewrapped([path.stem for _, path in staged], already)
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrapped:
+    """What ``KeyStore.rewrap`` did: the keys it encrypted again, those already under the new passphrase."""
+
+    rewrapped: list[str]
+    already: list[str]
+
+
+def write_synced(path: Path, data: bytes) -> Path:
+    """``data`` in a new file (mode 0600), on disk before this returns."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return path
+
+
+def sync_directory(directory: Path) -> None:
+    """A rename or a new name in ``directory`` is on disk too (a crash right after leaves it so)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

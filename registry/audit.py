@@ -36,6 +36,7 @@ ACTIONS: tuple[str, ...] = (
     "user.create", "user.login", "user.login_failed", "user.login_refused", "user.logout",
     "user.password_change", "user.password_reset", "user.unlock", "user.deactivate", "user.reactivate",
     "token.create", "token.revoke",
+    "keys.rewrap",
 )
 _KNOWN = frozenset(ACTIONS)
 

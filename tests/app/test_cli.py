@@ -903,3 +903,46 @@ def test_a_new_demo_run_replaces_the_demo_tokens_and_says_each_batchs_status(run
     events = [json.loads(line) for line in runner.invoke(args=["audit", "--limit", "200"]).output.splitlines()]
     actions = [e["action"] for e in events if e.get("action") in ("token.create", "token.revoke")]
     assert actions.count("token.create") == 8 and actions.count("token.revoke") == 4
+
+
+NEW_PASSPHRASE = "a new passphrase, not leaked"
+
+
+def test_keys_rewrap_moves_every_key_to_the_new_passphrase_and_is_audited(app, runner, session, world, registry):
+    """After the run a server on the new KEY_PASSPHRASE signs, with the authority's key and with the
+    producer's custodial one; one still on the old passphrase cannot open them."""
+    from registry.models import AuditEvent
+    from tests.conftest import another_app
+
+    done = runner.invoke(args=["keys", "rewrap"], input=NEW_PASSPHRASE + "\n")
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith("2 private key(s) encrypted under the new passphrase\n")  # authority, producer
+    assert "set KEY_PASSPHRASE to it on every server and restart them" in done.output
+    assert NEW_PASSPHRASE not in done.output
+    event = session.execute(select(AuditEvent.actor, AuditEvent.target, AuditEvent.detail)
+                            .where(AuditEvent.action == "keys.rewrap")).one()
+    assert tuple(event) == ("system", "keys", {"rewrapped": 2, "already": 0})
+    session.rollback()  # SQLite: the servers below write
+    with another_app(app.config["INSTANCE_DIR"], app.config["DATABASE_URL"], KEY_PASSPHRASE=NEW_PASSPHRASE) as new:
+        client = new.test_client()
+        assert client.get("/readyz").get_json()["checks"]["signing_keys"] == "ok"
+        made = client.post("/api/v1/batches", json=batch_data(), headers=world.auth("producer"))
+        assert made.status_code == 201, made.get_data(as_text=True)
+    with another_app(app.config["INSTANCE_DIR"], app.config["DATABASE_URL"]) as old:  # KEY_PASSPHRASE unchanged
+        assert old.test_client().get("/readyz").get_json()["error"]["checks"]["signing_keys"] == "cannot be opened"
+    again = runner.invoke(args=["keys", "rewrap"], input=NEW_PASSPHRASE + "\n")  # this process: the new one now
+    _refused(again, "KEYS_UNAVAILABLE: the new passphrase is the current one")
+
+
+@pytest.mark.parametrize("given,says", [
+    ("short one\n", "BAD_PASSPHRASE: the new passphrase must have at least 16 characters (stdin's first line had 9)"),
+    ("\n", "BAD_PASSPHRASE: the new passphrase must have at least 16 characters (stdin's first line had 0)"),
+    (b"\xff not utf-8 at all, but long\n", "BAD_PASSPHRASE: the new passphrase on stdin is not UTF-8 text"),
+    ("sixteen chars \x00 and a NUL\n", "NUL_CHARACTER"),
+    (TEST_PASSPHRASE + "\n", "KEYS_UNAVAILABLE: the new passphrase is the current one"),
+])
+def test_keys_rewrap_refuses_a_bad_passphrase_and_changes_nothing(app, runner, given, says):
+    folder = app.config["KEY_DIR"]
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    _refused(runner.invoke(args=["keys", "rewrap"], input=given), says)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

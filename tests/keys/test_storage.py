@@ -46,3 +46,54 @@ def test_development_passphrase_is_generated_once_and_warns(tmp_path, caplog):
     assert first == second and len(first) >= 32
     assert "DEVELOPMENT passphrase" in caplog.text
     assert stat.S_IMODE((tmp_path / "dev-key-passphrase").stat().st_mode) == 0o600
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_rewrap_encrypts_every_key_again_under_the_new_passphrase(tmp_path):
+    """A leaked KEY_PASSPHRASE, or a development instance moving to a real one: the same keys,
+    each file now opened by the new passphrase alone, 0600, no staging file left."""
+    store = KeyStore(tmp_path, b"old passphrase 123")
+    signers = [store.generate() for _ in range(3)]
+    done = store.rewrap(b"new passphrase 456")
+    assert sorted(done.rewrapped) == sorted(s.kid for s in signers) and done.already == []
+    assert sorted(_files(tmp_path)) == sorted(f"{s.kid}.pem" for s in signers)
+    fresh = KeyStore(tmp_path, b"new passphrase 456")
+    for signer in signers:
+        assert fresh.load(signer.kid).public_raw == signer.public_raw
+        assert stat.S_IMODE((tmp_path / f"{signer.kid}.pem").stat().st_mode) == 0o600
+        with pytest.raises(KeyStoreError, match="wrong KEY_PASSPHRASE"):
+            KeyStore(tmp_path, b"old passphrase 123").load(signer.kid)
+    assert store.generate().kid in KeyStore(tmp_path, b"new passphrase 456").kids()  # it now saves under the new one
+
+
+def test_rewrap_changes_nothing_when_a_key_opens_under_neither(tmp_path):
+    store = KeyStore(tmp_path, b"old passphrase 123")
+    store.generate()
+    stranger = KeyStore(tmp_path, b"someone else's 789").generate()
+    before = _files(tmp_path)
+    with pytest.raises(KeyStoreError, match=f"1 key\\(s\\) open under neither passphrase \\({stranger.kid}\\): "
+                                            "nothing was changed"):
+        store.rewrap(b"new passphrase 456")
+    assert _files(tmp_path) == before
+
+
+def test_rewrap_run_again_takes_in_what_is_left_under_the_old_passphrase(tmp_path):
+    """A run cut short, or a server still on the old passphrase that made a key after the run: the
+    keys already under the new passphrase are counted, the others encrypted again."""
+    old = KeyStore(tmp_path, b"old passphrase 123")
+    first = old.generate()
+    assert KeyStore(tmp_path, b"old passphrase 123").rewrap(b"new passphrase 456").rewrapped == [first.kid]
+    late = old.generate()  # a server that still has the old passphrase
+    again = KeyStore(tmp_path, b"old passphrase 123").rewrap(b"new passphrase 456")
+    assert (again.rewrapped, again.already) == ([late.kid], [first.kid])
+    assert KeyStore(tmp_path, b"new passphrase 456").load(late.kid).public_raw == late.public_raw
+
+
+def test_rewrap_to_the_same_passphrase_is_refused(tmp_path):
+    store = KeyStore(tmp_path, b"old passphrase 123")
+    store.generate()
+    with pytest.raises(KeyStoreError, match="the new passphrase is the current one"):
+        store.rewrap(b"old passphrase 123")
