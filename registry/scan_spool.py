@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -29,10 +30,13 @@ from typing import Any
 
 import orjson
 
+from keys.storage import sync_directory
+
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 _SUFFIX = ".scans.json"
+_UNFINISHED_SECONDS = 60  # a .part file older than this, and not locked, belongs to a process that died
 _EVENT_TIMES = ("at",)
 _UNIT_TIMES = ("first", "last", "flag_at")
 
@@ -97,7 +101,7 @@ class ScanSpool:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
             os.rename(temporary, path)
-            _sync_directory(self.directory)
+            sync_directory(self.directory)
         except BaseException:
             with suppress(OSError):
                 temporary.unlink()
@@ -116,8 +120,8 @@ class ScanSpool:
         """Each file no living process holds, locked, with its writer and flushes; the caller
         discards it once written, or releases it. A file that cannot be read is renamed
         ``*.unreadable`` and logged, so it is neither lost nor tried forever. Unfinished ``.part``
-        files of processes that ended are removed: their events had not been handed over yet
-        (the process died writing them)."""
+        files of processes that died writing them (a minute old, unlocked) are removed: they
+        hold nothing whole."""
         try:
             entries = sorted(os.scandir(self.directory), key=lambda e: e.name)
         except FileNotFoundError:
@@ -127,6 +131,8 @@ class ScanSpool:
             unfinished = entry.name.startswith(".") and entry.name.endswith(".part")
             if not (unfinished or entry.name.endswith(_SUFFIX)):
                 continue
+            if unfinished and time.time() - entry.stat().st_mtime < _UNFINISHED_SECONDS:
+                continue  # perhaps made an instant ago, its lock not yet taken
             with _locked(path) as fd:
                 if fd is None:
                     continue  # its process is still ending (or another one is writing it now)
@@ -187,11 +193,3 @@ def _listed(value: Any) -> Any:
         return sorted(value)
     raise TypeError(f"{type(value).__name__} is not written to a scan events file")
 
-
-def _sync_directory(directory: Path) -> None:
-    """The rename is on disk too (a crash right after it leaves the file under its name)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

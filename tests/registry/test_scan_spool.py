@@ -7,6 +7,7 @@ gone; and one whose backlog filled dropped the oldest tenth."""
 from __future__ import annotations
 
 import atexit
+import os
 import time
 
 from sqlalchemy import func, select
@@ -152,8 +153,13 @@ def test_an_unreadable_file_is_set_aside_and_named(app, tmp_path, caplog):
 def test_a_file_left_half_written_by_a_process_that_died_is_removed(app, tmp_path):
     spool = ScanSpool(tmp_path / "spool")
     spool.directory.mkdir()
-    (spool.directory / ".abc.scans.json.part").write_bytes(b'{"format": 1, "wri')
-    assert ScanWriter(app.extensions["session_factory"], spool=spool).replay_spool() == 0
+    part = spool.directory / ".abc.scans.json.part"
+    part.write_bytes(b'{"format": 1, "wri')
+    writer = ScanWriter(app.extensions["session_factory"], spool=spool)
+    assert writer.replay_spool() == 0 and part.exists()  # just made, perhaps: its lock may come next
+    old = time.time() - 61
+    os.utime(part, (old, old))
+    assert writer.replay_spool() == 0
     assert not list(spool.directory.iterdir())
 
 
