@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import secrets
@@ -117,6 +118,18 @@ class KeyStore:
         synced beside its key, and only then put in its place, one rename each."""
         if new_passphrase == self._passphrase:
             raise KeyStoreError("the new passphrase is the current one")
+        self._dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._dir / ".rewrap.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # let go when the file is closed
+            except BlockingIOError:
+                raise KeyStoreError("another rewrap of this key folder is running: nothing was changed") from None
+            return self._rewrap(new_passphrase)
+        finally:
+            os.close(fd)
+
+    def _rewrap(self, new_passphrase: bytes) -> Rewrapped:
         plan: list[tuple[Path, Ed25519PrivateKey]] = []
         already: list[str] = []
         unopened: list[str] = []

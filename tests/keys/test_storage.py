@@ -49,7 +49,7 @@ def test_development_passphrase_is_generated_once_and_warns(tmp_path, caplog):
 
 
 def _files(folder) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}  # not the lock
 
 
 def test_rewrap_encrypts_every_key_again_under_the_new_passphrase(tmp_path):
@@ -97,3 +97,23 @@ def test_rewrap_to_the_same_passphrase_is_refused(tmp_path):
     store.generate()
     with pytest.raises(KeyStoreError, match="the new passphrase is the current one"):
         store.rewrap(b"old passphrase 123")
+
+
+def test_two_rewraps_of_one_folder_do_not_run_together(tmp_path):
+    """Two operators at once (with two new passphrases, the keys would end up split between them):
+    the second is refused while the first holds the folder's lock."""
+    import fcntl
+    import os
+
+    store = KeyStore(tmp_path, b"old passphrase 123")
+    store.generate()
+    before = _files(tmp_path)
+    fd = os.open(tmp_path / ".rewrap.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the first one, running
+        with pytest.raises(KeyStoreError, match="another rewrap of this key folder is running"):
+            store.rewrap(b"new passphrase 456")
+    finally:
+        os.close(fd)
+    assert _files(tmp_path) == before
+    assert len(store.rewrap(b"new passphrase 456").rewrapped) == 1
