@@ -41,6 +41,8 @@ resident memory went from 90 to 107 MB over 75,000 GET /verify (the bounded cach
 139 MB after 41,000 more GET /verify (bench/results/2026-11-23.md)."""
 
 import os
+import shutil
+import tempfile
 
 from app.config import ConfigError, server_settings
 
@@ -68,3 +70,23 @@ limit_request_line = 8190
 # shared by every instance on the host) through which workers can be added or the server stopped:
 # an admin interface this service does not use. Older releases ignore the setting.
 control_socket_disable = True
+
+# Metrics (app.metrics, with METRICS_TOKEN): every worker counts into files of one folder, made
+# afresh here before the app is loaded (prometheus_client reads it at import), so that a scrape
+# reaching any worker answers for the whole server. A worker's live gauges go when it ends; the
+# folder goes when the server stops.
+if os.environ.get("METRICS_TOKEN"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="origin-metrics-")
+
+
+def child_exit(server, worker):  # noqa: ANN001 - gunicorn's hook
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):  # noqa: ANN001 - gunicorn's hook
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder and os.path.basename(folder).startswith("origin-metrics-"):
+        shutil.rmtree(folder, ignore_errors=True)

@@ -52,10 +52,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         request_class = TextRequest  # no NUL in a form field (and, by the JSON provider, in a body)
 
     app = App(__name__, static_folder="../static", static_url_path="/static")
-    app.before_request(refuse_nul_in_address)  # nor in a path segment or a query parameter
     app.url_map.converters["int"] = RowId
     overrides = {k: str(v) for k, v in (test_config or {}).items()}
     app.config.update(load_config({**os.environ, **overrides}))
+    from app.metrics import init_metrics
+
+    init_metrics(app)  # first: its clock starts before any other hook runs
+    app.before_request(refuse_nul_in_address)  # nor in a path segment or a query parameter
     app.config["TESTING"] = overrides.get("TESTING", "").lower() in ("1", "true", "yes")
     if app.config["TRUSTED_PROXIES"]:
         # Behind nginx (README): the client's address and scheme from the proxies' X-Forwarded-For
@@ -100,9 +103,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from registry.scan_spool import ScanSpool
     from registry.scans import NetworkCache, ScanWriter
 
+    observer = None
+    if app.config["METRICS_TOKEN"]:
+        from app.metrics import ScanMetrics
+
+        observer = ScanMetrics()
     app.extensions["scan_writer"] = ScanWriter(app.extensions["session_factory"],
                                                interval=app.config["SCAN_FLUSH_SECONDS"],
-                                               spool=ScanSpool(app.config["SCAN_SPOOL_DIR"]))
+                                               spool=ScanSpool(app.config["SCAN_SPOOL_DIR"]), observer=observer)
     app.extensions["network_cache"] = NetworkCache()
 
     from app.extensions import api, babel, csrf, init_rate_limits

@@ -140,6 +140,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SCAN_FLUSH_SECONDS": _number(env, "SCAN_FLUSH_SECONDS", 0.5, minimum=0.01, whole=False),
         "LOOKUP_CACHE_ENTRIES": _number(env, "LOOKUP_CACHE_ENTRIES", DEFAULT_MAX_ENTRIES, minimum=0),
         "TRUSTED_PROXIES": _number(env, "TRUSTED_PROXIES", 0, minimum=0),
+        "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         "KEY_DIR": instance / "keys",
         "SCAN_SPOOL_DIR": Path(env["SCAN_SPOOL_DIR"]).resolve() if env.get("SCAN_SPOOL_DIR") else instance / "scan-spool",
     }
@@ -154,6 +155,8 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
             raise ConfigError(f"APP_ENV=production refuses to start without {', '.join(missing)}")
         if len(passphrase) < 16 or len(secret_key) < 32:
             raise ConfigError("APP_ENV=production needs KEY_PASSPHRASE of 16+ and SECRET_KEY of 32+ characters")
+        if cfg["METRICS_TOKEN"] is not None and len(cfg["METRICS_TOKEN"]) < 32:
+            raise ConfigError("APP_ENV=production needs a METRICS_TOKEN of 32+ characters when one is set")
         if not cfg["BASE_URL"].startswith("https://"):
             raise ConfigError("APP_ENV=production needs an https:// BASE_URL (it is printed on goods)")
     cfg["KEY_PASSPHRASE"] = passphrase.encode() if passphrase else None  # None: development default

@@ -35,7 +35,7 @@ API_HEADERS = (("Content-Security-Policy", "default-src 'none'; frame-ancestors 
 HSTS = ("Strict-Transport-Security", "max-age=63072000")
 
 #: The load balancer's probes (app.health): data, as the API's answers.
-PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 def answers_data(path: str) -> bool:

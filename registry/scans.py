@@ -26,7 +26,7 @@ import uuid
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from sqlalchemy import delete, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -39,7 +39,7 @@ from registry.models import ScanWriterState
 from registry.scan_spool import ScanSpool, Spilled, SpooledFlush
 from verification.verdicts import BatchInfo, ReasonCode, ScanContext, ScanSummary, SerialInfo, Verdict
 
-__all__ = ["NetworkCache", "ScanHistory", "ScanWriter", "haversine_km", "network_of", "unit_key"]
+__all__ = ["NetworkCache", "ScanHistory", "ScanObserver", "ScanWriter", "haversine_km", "network_of", "unit_key"]
 
 log = logging.getLogger(__name__)
 
@@ -297,12 +297,15 @@ class ScanWriter:
     """
 
     def __init__(self, session_factory: sessionmaker[Session] | None = None, *, interval: float = 0.5,
-                 max_backlog: int = 200_000, spool: ScanSpool | None = None) -> None:
+                 max_backlog: int = 200_000, spool: ScanSpool | None = None,
+                 observer: ScanObserver | None = None) -> None:
         """``spool``: where what cannot be written is kept instead of lost (at exit, or past
         ``max_backlog`` events while the database refuses the writes), and where this process's
-        flushing thread looks for what others left."""
+        flushing thread looks for what others left. ``observer``: told of each event and flush
+        (the metrics, ``app.metrics``)."""
         self._factory = session_factory
         self._spool = spool
+        self._observer = observer
         self._kept: Spilled | None = None  # the file written at exit, locked until the process ends
         self._interval = interval
         self._max_backlog = max_backlog
@@ -363,6 +366,8 @@ class ScanWriter:
             self._events.append(event)
             self._pending(key, ident).add(event["at"], event["client_hash"], new_client, event["lat"], event["lon"],
                                           event["network_hash"])
+        if self._observer is not None:
+            self._observer.recorded(event["channel"], event["verdict"])
         self._ensure_thread()
 
     def flag(self, key: UnitKey, serial_id: int, reason: str, at: datetime) -> None:
@@ -549,7 +554,9 @@ class ScanWriter:
             self._wake.clear()
             try:
                 self.flush()
+                self._tell_observer(failed=False)
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any failure of one flush
+                self._tell_observer(failed=True)
                 # The first failure with its traceback, then one line a minute while they go on:
                 # a database down for an hour had logged a traceback twice a second per worker.
                 now = time.monotonic()
@@ -579,6 +586,10 @@ class ScanWriter:
             self._thread.join(timeout=10)
         if self._factory is not None:
             self.flush()
+
+    def _tell_observer(self, *, failed: bool) -> None:
+        if self._observer is not None:
+            self._observer.flushed(self.backlog()[0], self.spooled(), failed=failed)
 
     def _unwritten(self) -> list[SpooledFlush]:
         """What the database may not hold yet, by the flush number that writes it: the flush under
@@ -699,6 +710,17 @@ def _units_of(flushes: list[SpooledFlush]) -> dict[UnitKey, _Pending]:
             else:
                 units[key] = later
     return units
+
+
+class ScanObserver(Protocol):
+    """What a ``ScanWriter`` tells of its work (``app.metrics.ScanMetrics``)."""
+
+    def recorded(self, channel: str, verdict: str) -> None:
+        """An event was handed to the writer (in the request: keep it cheap)."""
+
+    def flushed(self, pending: int, spooled: int, *, failed: bool) -> None:
+        """A flush of the writer's thread ended: what is still pending in this process, the files
+        waiting in the spool, whether the database refused the flush."""
 
 
 def _quietly(step: Callable[[], Any]) -> None:

@@ -195,3 +195,27 @@ def test_a_server_setting_that_is_not_a_whole_number_stops_gunicorn_with_one_lin
         assert (done.returncode, done.stdout, done.stderr) == (
             1, "", f"Error: {name} must be a whole number of at least 1, not {value!r}\n"), (name, value)
         assert not (tmp_path / "instance").exists()  # refused before the app was loaded
+
+
+def test_metrics_under_gunicorn_answer_for_every_worker(app, registry, world, session, tmp_path):
+    """Each worker counts into the server's metrics folder (app.metrics, gunicorn.conf.py): a scrape
+    reaching either worker answers for both. The folder goes with the server."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    batch, urls = _three_serials(registry, world, session)
+    token = "m" * 40
+    env = _server_env(app, tmp_path, METRICS_TOKEN=token, TMPDIR=str(tmp_path))
+    with _gunicorn(env) as (server, base):
+        assert _verify_all(base, urls, 40) == {"genuine"}
+        folder, = tmp_path.glob("origin-metrics-*")
+        assert len({p.stem.rsplit("_", 1)[1] for p in folder.glob("counter_*.db")}) >= 2  # both workers counted
+        for _ in range(8):  # each scrape is served by one worker or the other
+            request = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+                text = answer.read().decode()
+            genuine = [s.value for family in text_string_to_metric_families(text) for s in family.samples
+                       if s.name == "origin_verifications_total" and s.labels == {"channel": "api", "verdict": "genuine"}]
+            assert genuine == [40.0]
+        output = _stop(server)[1]
+    assert server.returncode == 0, output
+    assert not list(tmp_path.glob("origin-metrics-*"))

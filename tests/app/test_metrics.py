@@ -1,0 +1,93 @@
+"""Prometheus metrics (``app.metrics``): off without METRICS_TOKEN, behind it with one, and what
+they count: requests by route and status, their latency, verifications by channel and verdict, the
+scan writer's backlog and failures."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.config import ConfigError, load_config
+from registry.services import SYSTEM
+from tests.conftest import BASE_URL, another_app, batch_data
+
+TOKEN = "m" * 40
+
+
+def _scrape(client) -> dict[tuple[str, tuple], float]:
+    """Each sample of /metrics by its name and labels."""
+    answer = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert answer.headers["Content-Type"] == CONTENT_TYPE_LATEST  # Prometheus' text format, once
+    assert answer.headers["Cache-Control"] == "no-store"
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(answer.get_data(as_text=True)) for s in family.samples}
+
+
+def _sample(samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.fixture
+def metered(app):
+    with another_app(app.config["INSTANCE_DIR"], app.config["DATABASE_URL"], METRICS_TOKEN=TOKEN,
+                     BASE_URL=BASE_URL, SCAN_SALT="salt") as application:
+        yield application
+
+
+def test_without_a_token_there_are_no_metrics(client):
+    assert client.get("/metrics").status_code == 404
+    assert client.get("/metrics", headers={"Authorization": "Bearer anything"}).status_code == 404
+
+
+def test_the_metrics_answer_only_with_their_token(metered):
+    client = metered.test_client()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {TOKEN}x"},
+                    {"Authorization": TOKEN}):
+        refused = client.get("/metrics", headers=headers)
+        assert refused.status_code == 404 and refused.get_json()["error"]["code"] == "NOT_FOUND"
+    assert _scrape(client)  # and with it, figures
+
+
+def test_requests_verifications_and_the_scan_backlog_are_counted(metered, registry, session, world):
+    batch = registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    code = registry.batch_url(batch, signed=True)
+    session.commit()  # SQLite: nothing held, for the scan writer
+    client = metered.test_client()
+    before = _scrape(client)
+    for _ in range(3):
+        assert client.get("/api/v1/verify", query_string={"code": code}).status_code == 200
+    assert client.get("/api/v1/verify", query_string={"code": "x" * 5000}).status_code == 422
+    assert client.get("/no/such/page/123").status_code == 404
+    after = _scrape(client)
+
+    def grew(name: str, **labels: str) -> float:
+        return _sample(after, name, **labels) - _sample(before, name, **labels)
+
+    assert grew("origin_http_requests_total", route="/api/v1/verify", method="GET", status="200") == 3
+    assert grew("origin_http_requests_total", route="/api/v1/verify", method="GET", status="422") == 1
+    assert grew("origin_http_requests_total", route="unmatched", method="GET", status="404") == 1  # not its path
+    assert grew("origin_http_request_duration_seconds_count", route="/api/v1/verify") == 4
+    assert grew("origin_http_request_duration_seconds_bucket", route="/api/v1/verify", le="+Inf") == 4
+    assert grew("origin_verifications_total", channel="api", verdict="genuine") == 3
+    assert not any(name == "origin_http_requests_total" and ("route", "/metrics") in labels
+                   for name, labels in after)  # the scrapes themselves are not counted
+    writer = metered.extensions["scan_writer"]
+    writer._tell_observer(failed=False)
+    assert _sample(_scrape(client), "origin_scan_events_pending") == 3  # held, not yet written
+    writer.flush()
+    writer._tell_observer(failed=True)
+    scraped = _scrape(client)
+    assert _sample(scraped, "origin_scan_events_pending") == 0
+    assert _sample(scraped, "origin_scan_flush_failures_total") >= 1
+    assert _sample(scraped, "origin_scan_spool_files") == 0
+
+
+def test_production_refuses_a_short_metrics_token():
+    env = {"APP_ENV": "production", "KEY_PASSPHRASE": "p" * 16, "SECRET_KEY": "s" * 32, "SCAN_SALT": "salt",
+           "BASE_URL": "https://verify.example.vn", "METRICS_TOKEN": "short"}
+    with pytest.raises(ConfigError, match="METRICS_TOKEN of 32"):
+        load_config(env)
+    assert load_config({**env, "METRICS_TOKEN": TOKEN})["METRICS_TOKEN"] == TOKEN
+    assert load_config({**env, "METRICS_TOKEN": ""})["METRICS_TOKEN"] is None
