@@ -440,7 +440,7 @@ class CodeCursor:
 # -- the measurement ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Target:
-    name: str  # sqlite | postgresql | minimal
+    name: str  # sqlite | postgresql | postgresql-tcp | sqlite-metrics | minimal
     app_spec: str
     env: dict
     codes_file: str
@@ -627,6 +627,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--codes", type=int, help="unit codes in the instance (default: as many as one "
                         f"configuration's runs would ask for at {EXPECTED_PEAK_RPS:,} req/s)")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--metrics", action="store_true", help="also the first database with METRICS_TOKEN set, "
+                                                               "in turns with the others (the metrics' cost)")
     parser.add_argument("--profile", action="store_true", help="py-spy the verify path under load (SQLite, PostgreSQL)")
     parser.add_argument("--profile-dir", metavar="DIR",
                         help="with --profile, keep py-spy's raw stacks here (DIR/<target>/<worker pid>.txt)")
@@ -698,6 +700,10 @@ def _main(args: argparse.Namespace) -> dict:
         print(f"{db_name}: {len(codes):,} unit codes in {n_batches} batches, ready in "
               f"{time.perf_counter() - started:.0f} s", file=sys.stderr)
         targets.append(Target(db_name, "wsgi:app", env, codes_file, len(codes), None, "/api/v1/openapi.json"))
+    if args.metrics:  # the first database again, counting into Prometheus metrics (app.metrics): their cost
+        first = targets[0]
+        targets.insert(1, Target(f"{first.name}-metrics", first.app_spec, {**first.env, "METRICS_TOKEN": "m" * 40},
+                                 first.codes_file, first.n_codes, first.pythonpath, first.ready_path))
     targets.append(Target("minimal", "minimal_app:app", {}, targets[0].codes_file, targets[0].n_codes,
                           str(REPO / "bench"), "/api/v1/verify?code=x"))
 
