@@ -437,6 +437,17 @@ def register_cli(app: Flask) -> None:
         click.echo(f"{deleted} scan event(s) recorded before {rfc3339(before)} deleted; the counters of "
                    "serials and batches are kept")
 
+    @scans.command("write-spool")
+    def scans_write_spool() -> None:
+        """Write now the scan events this server's stopped workers kept in SCAN_SPOOL_DIR (its
+        running workers do so by themselves within 30 s): before a server is retired, say."""
+        writer = current_app.extensions["scan_writer"]
+        written = writer.replay_spool()  # the database down: DATABASE_UNAVAILABLE (app.__main__), the files stay
+        left = writer.spooled()
+        click.echo(f"{written} scan event(s) written from {current_app.config['SCAN_SPOOL_DIR']}"
+                   + (f"; {left} file(s) left, held by a process still running or set aside (see the log)"
+                      if left else ""))
+
     app.cli.add_command(scans)
 
     reports = AppGroup("reports", help="Shoppers' reports.")

@@ -946,3 +946,32 @@ def test_keys_rewrap_refuses_a_bad_passphrase_and_changes_nothing(app, runner, g
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     _refused(runner.invoke(args=["keys", "rewrap"], input=given), says)
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_scans_write_spool_writes_what_stopped_workers_kept(app, runner, session, world, registry):
+    """A server to retire, its workers stopped with events they could not write: the command writes
+    them now (a running worker would within 30 s); a file whose process still runs is left."""
+    from datetime import datetime, timezone
+
+    from registry.models import ScanEvent
+    from registry.scan_spool import ScanSpool, SpooledFlush
+    from registry.services import SYSTEM
+
+    batch = registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    session.commit()
+    spool = ScanSpool(app.config["SCAN_SPOOL_DIR"])
+    event = {"batch_id": batch.id, "serial_id": None, "at": datetime.now(timezone.utc), "channel": "api",
+             "client_hash": None, "network_hash": None, "lat": None, "lon": None, "verdict": "genuine"}
+    spool.spill("a" * 32, [SpooledFlush(1, [event, event])]).release()  # a worker that stopped
+    running = spool.spill("b" * 32, [SpooledFlush(1, [event])])  # one still stopping
+    try:
+        done = runner.invoke(args=["scans", "write-spool"])
+        assert done.exit_code == 0, done.output
+        assert done.output == (f"2 scan event(s) written from {app.config['SCAN_SPOOL_DIR']}; 1 file(s) left, "
+                               "held by a process still running or set aside (see the log)\n")
+        assert _count(session, ScanEvent) == 2
+    finally:
+        running.release()
+    done = runner.invoke(args=["scans", "write-spool"])
+    assert done.output == f"1 scan event(s) written from {app.config['SCAN_SPOOL_DIR']}\n"
+    assert _count(session, ScanEvent) == 3
