@@ -58,6 +58,7 @@ class ScanMetrics:
 
 
 _ROUTE = "origin.route"  # the environ key under which the request's route rule is noted for _Timed
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class _Timed:
@@ -82,8 +83,10 @@ class _Timed:
             return self.wsgi_app(environ, respond)
         finally:
             if environ.get("PATH_INFO") != "/metrics":  # the scrapes themselves
+                method = environ.get("REQUEST_METHOD", "")
                 key = (environ.get(_ROUTE, "unmatched"),  # bounded: the route's rule, never the raw path
-                       environ.get("REQUEST_METHOD", ""), status[0][:3] if status else "500")
+                       method if method in _METHODS else "other",  # and never a client's made-up method
+                       status[0][:3] if status else "500")
                 child = self._children.get(key)
                 if child is None:
                     child = self._children[key] = LATENCY.labels(*key)

@@ -60,6 +60,7 @@ def test_requests_verifications_and_the_scan_backlog_are_counted(metered, regist
         assert client.get("/api/v1/verify", query_string={"code": code}).status_code == 200
     assert client.get("/api/v1/verify", query_string={"code": "x" * 5000}).status_code == 422
     assert client.get("/no/such/page/123").status_code == 404
+    assert client.open("/api/v1/verify", method="BREW").status_code == 405
     after = _scrape(client)
 
     def grew(name: str, **labels: str) -> float:
@@ -72,7 +73,9 @@ def test_requests_verifications_and_the_scan_backlog_are_counted(metered, regist
     assert grew("origin_http_request_duration_seconds_count", route="unmatched", method="GET", status="404") == 1
     assert grew("origin_verifications_total", channel="api", verdict="genuine") == 3
     assert not any(("route", "/metrics") in labels for _, labels in after)  # the scrapes themselves are not counted
-    assert not any(value == "/no/such/page/123" for _, labels in after for _, value in labels)  # nor raw paths
+    # no label holds what a client sent: its path, its method
+    assert not any(value in ("/no/such/page/123", "BREW") for _, labels in after for _, value in labels)
+    assert grew("origin_http_request_duration_seconds_count", route="unmatched", method="other", status="405") == 1
     writer = metered.extensions["scan_writer"]
     writer._tell_observer(failed=False)
     assert _sample(_scrape(client), "origin_scan_events_pending") == 3  # held, not yet written
