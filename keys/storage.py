@@ -149,10 +149,15 @@ class KeyStore:
         if unopened:
             raise KeyStoreError(f"{len(unopened)} key(s) open under neither passphrase ({', '.join(unopened)}): "
                                 "nothing was changed")
-        staged = []
-        for path, key in plan:
-            pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(new_passphrase))
-            staged.append((write_synced(path.with_suffix(".rewrap"), pem), path))
+        staged: list[tuple[Path, Path]] = []
+        try:
+            for path, key in plan:
+                pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(new_passphrase))
+                staged.append((write_synced(path.with_suffix(".rewrap"), pem), path))
+        except OSError as exc:  # a full disk: the keys are as they were, and no staging file stays
+            for new, _ in staged:
+                new.unlink(missing_ok=True)
+            raise KeyStoreError(f"the keys could not be written again ({exc}): nothing was changed") from None
         for new, path in staged:
             os.replace(new, path)
         if staged:

@@ -49,7 +49,7 @@ def test_development_passphrase_is_generated_once_and_warns(tmp_path, caplog):
 
 
 def _files(folder) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}  # not the lock
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")}
 
 
 def test_rewrap_encrypts_every_key_again_under_the_new_passphrase(tmp_path):
@@ -117,3 +117,17 @@ def test_two_rewraps_of_one_folder_do_not_run_together(tmp_path):
         os.close(fd)
     assert _files(tmp_path) == before
     assert len(store.rewrap(b"new passphrase 456").rewrapped) == 1
+
+
+def test_a_rewrap_that_cannot_write_changes_nothing_and_leaves_no_staging_file(tmp_path):
+    """The disk refuses the second key's new file (here a folder in its way): the first one's,
+    already written, is removed, and every key stays under the old passphrase."""
+    store = KeyStore(tmp_path, b"old passphrase 123")
+    kids = sorted(store.generate().kid for _ in range(2))
+    (tmp_path / f"{kids[1]}.rewrap").mkdir()
+    before = _files(tmp_path)
+    with pytest.raises(KeyStoreError, match="could not be written again .*: nothing was changed"):
+        store.rewrap(b"new passphrase 456")
+    assert _files(tmp_path) == before
+    assert not (tmp_path / f"{kids[0]}.rewrap").exists()
+    assert KeyStore(tmp_path, b"old passphrase 123").load(kids[0]).kid == kids[0]
