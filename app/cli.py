@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -125,6 +126,17 @@ def _refusal(code: str, message: str, problems: list[tuple[str, str]]) -> click.
 def _error(code: str, message: str) -> click.ClickException:
     """``Error: CODE: message``, the shape of every refusal on the command line."""
     return click.ClickException(f"{code}: {message}")
+
+
+def stdin_line(what: str, code: str) -> str:
+    """The first line of stdin, UTF-8 strictly, without its line ending: a secret, which an argument
+    would show in the process list. Refused as ``code`` naming ``what`` when it is not UTF-8."""
+    line = sys.stdin.buffer.readline()
+    try:
+        return line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise _error(code, f"the {what} on stdin is not UTF-8 text (byte 0x{line[exc.start]:02x} at offset "
+                           f"{exc.start})") from None
 
 
 def _refuse_impossible_id(row_id: int, what: str, code: str) -> None:

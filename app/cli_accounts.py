@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 
 import click
 from flask import Flask, current_app
@@ -13,7 +12,7 @@ from registry.errors import RegistryError
 from registry.services import Role
 
 from app.api.portal_schemas import UserInSchema
-from app.cli import _fail, _options
+from app.cli import _fail, _options, stdin_line
 from app.text_input import refuse_nul
 
 __all__ = ["register_accounts_cli"]
@@ -35,13 +34,8 @@ def register_accounts_cli(app: Flask) -> None:
     def user_create(username: str, role: str, producer_id: str | None, display_name: str,
                     password_stdin: bool) -> None:
         """Create an account; the password is prompted for (or read from stdin), never an argument."""
-        if password_stdin:
-            line = sys.stdin.buffer.readline()
-            try:  # UTF-8, strictly: the portal's login form sends the password so
-                password = line.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as exc:
-                raise click.ClickException(f"BAD_PASSWORD: the password on stdin is not UTF-8 text (byte "
-                                           f"0x{line[exc.start]:02x} at offset {exc.start})") from None
+        if password_stdin:  # UTF-8, strictly: the portal's login form sends the password so
+            password = stdin_line("password", "BAD_PASSWORD")
         else:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         try:

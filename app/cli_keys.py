@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from app.cli import _error, _fail, _session
+from app.cli import _error, _fail, _session, stdin_line
+from app.config import MIN_KEY_PASSPHRASE
 from app.text_input import refuse_nul
 from keys.encoding import utcnow
 from keys.errors import KeyStoreError
@@ -16,9 +15,7 @@ from registry.audit import audit
 from registry.errors import RegistryError
 from registry.services import SYSTEM
 
-__all__ = ["register_keys_cli", "MIN_PASSPHRASE"]
-
-MIN_PASSPHRASE = 16  # as APP_ENV=production asks of KEY_PASSPHRASE (app.config)
+__all__ = ["register_keys_cli"]
 
 
 def register_keys_cli(app: Flask) -> None:
@@ -30,17 +27,13 @@ def register_keys_cli(app: Flask) -> None:
         first line of stdin (never an argument: it would show in the process list). The current one
         is KEY_PASSPHRASE (or a development instance's generated one). Nothing is written unless
         every key opens; run it again after the servers restart on the new passphrase."""
-        line = sys.stdin.buffer.readline()
-        try:
-            new = line.decode("utf-8").rstrip("\r\n")
-        except UnicodeDecodeError:
-            raise _error("BAD_PASSPHRASE", "the new passphrase on stdin is not UTF-8 text") from None
+        new = stdin_line("new passphrase", "BAD_PASSPHRASE")
         try:
             refuse_nul(new, "passphrase")  # an environment variable cannot hold one
         except RegistryError as exc:
             _fail(exc)
-        if len(new) < MIN_PASSPHRASE:
-            raise _error("BAD_PASSPHRASE", f"the new passphrase must have at least {MIN_PASSPHRASE} characters "
+        if len(new) < MIN_KEY_PASSPHRASE:  # as APP_ENV=production asks of KEY_PASSPHRASE
+            raise _error("BAD_PASSPHRASE", f"the new passphrase must have at least {MIN_KEY_PASSPHRASE} characters "
                                            f"(stdin's first line had {len(new)})")
         try:
             done = current_app.extensions["keystore"].rewrap(new.encode())

@@ -11,11 +11,12 @@ from typing import Any, Mapping
 from registry.db import LOCK_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 from registry.lookup import DEFAULT_MAX_ENTRIES
 
-__all__ = ["load_config", "server_settings", "ConfigError"]
+__all__ = ["load_config", "server_settings", "ConfigError", "MIN_KEY_PASSPHRASE"]
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
+MIN_KEY_PASSPHRASE = 16  # characters: production's KEY_PASSPHRASE, and a new one given to `keys rewrap`
 
 
 class ConfigError(RuntimeError):
@@ -153,8 +154,9 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
                    if not value]
         if missing:
             raise ConfigError(f"APP_ENV=production refuses to start without {', '.join(missing)}")
-        if len(passphrase) < 16 or len(secret_key) < 32:
-            raise ConfigError("APP_ENV=production needs KEY_PASSPHRASE of 16+ and SECRET_KEY of 32+ characters")
+        if len(passphrase) < MIN_KEY_PASSPHRASE or len(secret_key) < 32:
+            raise ConfigError(f"APP_ENV=production needs KEY_PASSPHRASE of {MIN_KEY_PASSPHRASE}+ and SECRET_KEY of "
+                              "32+ characters")
         if cfg["METRICS_TOKEN"] is not None and len(cfg["METRICS_TOKEN"]) < 32:
             raise ConfigError("APP_ENV=production needs a METRICS_TOKEN of 32+ characters when one is set")
         if not cfg["BASE_URL"].startswith("https://"):

@@ -94,10 +94,9 @@ class _Timed:
 
 
 def init_metrics(app: Flask) -> None:
-    """With ``METRICS_TOKEN``: time and count every request, and serve ``/metrics``."""
+    """Time and count every request, and serve ``/metrics`` to ``METRICS_TOKEN``'s bearer (called
+    only when it is set)."""
     token = app.config["METRICS_TOKEN"]
-    if not token:
-        return
     app.wsgi_app = _Timed(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.before_request  # the first hook: it runs even when a later one refuses the request
@@ -105,6 +104,7 @@ def init_metrics(app: Flask) -> None:
         rule = request.url_rule
         if rule is not None:
             request.environ[_ROUTE] = rule.rule
+
     expected = f"Bearer {token}".encode()
 
     @app.route("/metrics")

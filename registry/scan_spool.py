@@ -71,8 +71,8 @@ class Spilled:
             self._fd = -1
 
     def set_aside(self, suffix: str) -> Path:
-        """Keep the file under another name, which no process writes (``.unwritable``): an
-        operator's to look at."""
+        """Keep the file under another name, which no process reads or writes (``.unreadable``,
+        ``.unwritable``): an operator's to look at."""
         aside = self.path.with_name(self.path.name + suffix)
         self.path.rename(aside)
         self.release()
@@ -139,13 +139,13 @@ class ScanSpool:
                 if unfinished:
                     path.unlink(missing_ok=True)
                     continue
+                claimed = Spilled(path, os.dup(fd))
                 try:
                     writer, flushes = _read(fd)
                 except (ValueError, KeyError, TypeError) as exc:
-                    log.error("scan events file %s cannot be read (%s): kept as %s.unreadable", path, exc, path.name)
-                    path.rename(path.with_name(path.name + ".unreadable"))
+                    log.error("scan events file %s cannot be read (%s): kept as %s", path, exc,
+                              claimed.set_aside(".unreadable").name)
                     continue
-                claimed = Spilled(path, os.dup(fd))
             yield claimed, writer, flushes
 
 

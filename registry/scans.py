@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Protocol
 
@@ -689,11 +689,11 @@ class ScanWriter:
         return written
 
 
-_UNIT_FIELDS = ("ident", "count", "new_clients", "first", "last", "lat", "lon", "flag", "net", "networks", "flag_at")
+_UNIT_FIELDS = tuple(f.name for f in fields(_Pending))
 
 
 def _unit_rows(units: dict[UnitKey, _Pending]) -> list[dict[str, Any]]:
-    """Pending counts as plain rows, for the spool (its sets as sorted lists)."""
+    """Pending counts as plain rows, for the spool (which writes their sets as sorted lists)."""
     return [{"key": list(key), **{name: getattr(p, name) for name in _UNIT_FIELDS}} for key, p in units.items()]
 
 
@@ -702,8 +702,8 @@ def _units_of(flushes: list[SpooledFlush]) -> dict[UnitKey, _Pending]:
     units: dict[UnitKey, _Pending] = {}
     for flush in flushes:
         for row in flush.units:
-            fields = {name: row[name] for name in _UNIT_FIELDS}
-            later = _Pending(**{**fields, "new_clients": set(fields["new_clients"]), "networks": set(fields["networks"])})
+            values = {name: row[name] for name in _UNIT_FIELDS}
+            later = _Pending(**{**values, "new_clients": set(values["new_clients"]), "networks": set(values["networks"])})
             key = tuple(row["key"])
             if key in units:
                 units[key].merge_later(later)

@@ -4,11 +4,14 @@ scan writer's backlog and failures."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.config import ConfigError, load_config
+from registry.db import make_engine, make_session_factory
 from registry.services import SYSTEM
 from tests.conftest import BASE_URL, another_app, batch_data
 
@@ -32,7 +35,7 @@ def _sample(samples, name: str, **labels: str) -> float:
 @pytest.fixture
 def metered(app):
     with another_app(app.config["INSTANCE_DIR"], app.config["DATABASE_URL"], METRICS_TOKEN=TOKEN,
-                     BASE_URL=BASE_URL, SCAN_SALT="salt") as application:
+                     BASE_URL=BASE_URL, SCAN_SALT="salt", SCAN_FLUSH_SECONDS="0.05") as application:
         yield application
 
 
@@ -76,15 +79,46 @@ def test_requests_verifications_and_the_scan_backlog_are_counted(metered, regist
     # no label holds what a client sent: its path, its method
     assert not any(value in ("/no/such/page/123", "BREW") for _, labels in after for _, value in labels)
     assert grew("origin_http_request_duration_seconds_count", route="unmatched", method="other", status="405") == 1
+
+
+def _until(client, check, seconds: float = 10.0) -> dict:
+    """Scrape until ``check(samples)`` holds (the scan writer's thread reports after each flush)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        samples = _scrape(client)
+        if check(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
+def test_the_scan_writers_thread_reports_its_backlog_and_its_refused_flushes(metered, registry, session, world,
+                                                                             tmp_path):
+    """The writer's own thread, flushing every 50 ms: while the database refuses its flushes (here
+    one without the tables) the events stay pending and each refusal is counted; once it takes
+    them, nothing is pending."""
+    batch = registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    code = registry.batch_url(batch, signed=True)
+    session.commit()  # SQLite: nothing held, for the scan writer
+    client = metered.test_client()
     writer = metered.extensions["scan_writer"]
-    writer._tell_observer(failed=False)
-    assert _sample(_scrape(client), "origin_scan_events_pending") == 3  # held, not yet written
-    writer.flush()
-    writer._tell_observer(failed=True)
-    scraped = _scrape(client)
-    assert _sample(scraped, "origin_scan_events_pending") == 0
-    assert _sample(scraped, "origin_scan_flush_failures_total") >= 1
-    assert _sample(scraped, "origin_scan_spool_files") == 0
+    working = writer._factory
+    writer._factory = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'no-tables.db'}"))
+    try:
+        before = _scrape(client)
+        for _ in range(3):
+            assert client.get("/api/v1/verify", query_string={"code": code}).status_code == 200
+
+        def refused(samples) -> float:
+            return (_sample(samples, "origin_scan_flush_failures_total")
+                    - _sample(before, "origin_scan_flush_failures_total"))
+
+        failing = _until(client, lambda samples: refused(samples) >= 2)
+        assert refused(failing) >= 2 and _sample(failing, "origin_scan_events_pending") == 3
+    finally:
+        writer._factory = working  # the database takes the writes again
+    written = _until(client, lambda samples: _sample(samples, "origin_scan_events_pending") == 0)
+    assert _sample(written, "origin_scan_events_pending") == 0
+    assert _sample(written, "origin_scan_spool_files") == 0
 
 
 def test_production_refuses_a_short_metrics_token():
