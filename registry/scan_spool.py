@@ -6,7 +6,8 @@ lock is held had lost the events it still held in memory: gunicorn kills it afte
 ``graceful_timeout``. It now writes them here first, then tries the database; the file is removed
 once they are in. Each file belongs to one writer row (``scan_writers``) and holds the flushes it
 had not committed, each with its number: a flush committed after all (the file was written before
-the last try, or the commit's answer was lost) is found in that row, and is not written twice.
+the last try, or the commit's answer was lost) is found in that row, and is not written twice. Rows are
+kept 30 days after their last flush, so a server may stay down that long with files waiting.
 
 The process that writes a file holds an exclusive ``flock`` on it until it ends, so no other
 process writes the same events while a flush of its own might still commit them. The folder is

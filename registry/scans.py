@@ -108,7 +108,10 @@ _MARK = RawQuery(
     "ON CONFLICT (id) DO UPDATE SET epoch = excluded.epoch, updated_at = excluded.updated_at")
 _RELAXED_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
 FAILURE_LOG_SECONDS = 60.0  # while flushes keep failing, one log line this often
-_FORGET_AFTER = timedelta(days=1)  # a writer row not updated for a day belongs to a process that ended
+# A writer row not updated for 30 days belongs to a process that ended. Kept that long because a
+# spool file left by a stopped server (registry.scan_spool) needs its row to skip the flushes that
+# had landed: a file whose row was swept would write them again.
+_FORGET_AFTER = timedelta(days=30)
 _SWEEP_EVERY = 1000  # flushes between two sweeps of such rows
 #: At exit, how long a process tries to write what it holds (gunicorn kills a worker after its
 #: ``graceful_timeout``, 20 s): what is not in by then stays in the spool (``registry.scan_spool``).

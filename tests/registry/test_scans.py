@@ -255,8 +255,10 @@ def test_a_flush_in_flight_is_counted_until_its_number_is_written(session, unit)
 
 
 def test_rows_of_writers_that_ended_are_swept(session, unit):
-    session.add(ScanWriterState(id="gone", epoch=7, updated_at=utcnow() - timedelta(days=2)))
-    session.add(ScanWriterState(id="recent", epoch=3, updated_at=utcnow() - timedelta(hours=1)))
+    """A month without a flush: the row's process ended. A row a stopped server's spool file may
+    still need (its server down for days) stays."""
+    session.add(ScanWriterState(id="gone", epoch=7, updated_at=utcnow() - timedelta(days=31)))
+    session.add(ScanWriterState(id="recent", epoch=3, updated_at=utcnow() - timedelta(days=3)))
     session.flush()
     writer = ScanWriter()
     record_scan(ScanHistory(session, writer), unit, "a")
