@@ -825,9 +825,12 @@ class ScanHistory:
             self._lookup.adopt_generation(generation or 0)
         return state
 
-    def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext) -> ScanSummary | None:
+    def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext,
+               counted: bool = True) -> ScanSummary | None:
         """The unit's history with this verification counted. Its event is held until ``settle``
-        gives the verdict answered (the clone check, which needs this summary, may change it)."""
+        gives the verdict answered (the clone check, which needs this summary, may change it).
+        ``counted=False`` (a code that proves nothing), or a history that is not recording: the
+        history as it stands."""
         self._held = None
         if batch.batch_id is None:
             return None
@@ -836,7 +839,7 @@ class ScanHistory:
         if state is None or state.key != key or state.client != context.client or state.ident is None:
             state = self._read(key, context.client)  # no begin() for this unit (or an unissued serial)
         pending = state.seen.unwritten(state.written)
-        if not self._recording:
+        if not (self._recording and counted):
             clients = state.clients + len(pending.new_clients) if serial is not None else 0
             return ScanSummary(count=state.count + pending.count, first_seen=state.first_seen or pending.first,
                                distinct_clients=clients, flagged=serial is not None and _flagged(state, pending),

@@ -212,8 +212,10 @@ class ScanRecorder(Protocol):
         go, what ``record`` will need (the registry's recorder also answers the lookups' questions
         from that read)."""
 
-    def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext) -> ScanSummary | None:
-        """The unit's history with this verification counted; nothing is kept until ``settle``."""
+    def record(self, *, batch: BatchInfo, serial: SerialInfo | None, context: ScanContext,
+               counted: bool = True) -> ScanSummary | None:
+        """The unit's history with this verification counted; nothing is kept until ``settle``.
+        ``counted=False``: the history as it stands, nothing added (a code that proves nothing)."""
 
     def settle(self, verdict: Verdict) -> None:
         """Keep the verification ``record`` counted, with the verdict answered."""
@@ -354,9 +356,13 @@ class Verifier:
         default = Verdict.GENUINE if key is not None else Verdict.UNVERIFIABLE
         scans = None
         if self._scans is not None:
-            scans = self._scans.record(batch=batch, serial=serial, context=context)
-            cloned = serial is not None and scans is not None and self._check_clones(scans, found, batch, serial,
-                                                                                      context)
+            # Only a signed code is the unit's: its GTIN, lot and serial are printed in clear on
+            # every label, and typed by anyone from anywhere they would flag a genuine unit as a
+            # clone. Such a check reads the history and adds nothing to it, as a forged one does.
+            signed = key is not None
+            scans = self._scans.record(batch=batch, serial=serial, context=context, counted=signed)
+            cloned = (signed and serial is not None and scans is not None
+                      and self._check_clones(scans, found, batch, serial, context))
             self._scans.settle(found.verdict(default))  # what is answered, the clone check included
             if cloned:
                 self._scans.flag(batch, serial, ReasonCode.SERIAL_CLONED)

@@ -204,6 +204,23 @@ def test_one_network_inventing_client_ids_does_not_make_a_clone(client, batch):
     assert shopper["verdict"] == "genuine"
 
 
+def test_a_serial_typed_in_clear_is_not_counted_and_cannot_flag_the_unit(client, batch):
+    """GTIN, lot and serial are printed in clear on every label: typed from 25 networks without the
+    signature they are unverifiable, each answer shows the history as it stands, and nothing is
+    added to it. They had been counted, and the genuine unit was flagged as a clone for everyone."""
+    unit = batch["units"][1]
+    assert _verify(client, unit, client_id="owner", address="192.0.2.10")["scans"]["count"] == 1
+    serial = parse_code(unit).serial
+    typed = [_verify(client, f"(01){GTIN}(10)LOT-1(21){serial}", client_id=f"typist-{i}", address=f"203.0.{i}.7")
+             for i in range(25)]
+    assert {v["verdict"] for v in typed} == {"unverifiable"}
+    assert {tuple(_codes(v)) for v in typed} == {("UNSIGNED_CODE",)}
+    assert {(v["scans"]["count"], v["scans"]["clients"]) for v in typed} == {(1, 1)}
+    shopper = _verify(client, unit, client_id="shopper", address="198.51.100.9")
+    assert shopper["verdict"] == "genuine", shopper["reasons"]
+    assert (shopper["scans"]["count"], shopper["scans"]["clients"]) == (2, 2)
+
+
 def test_a_clone_found_stays_flagged(client, batch):
     for i in range(12):
         _verify(client, batch["units"][1], client_id=f"shopper-{i}", address=f"203.0.{i}.7")
