@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from app.i18n import N_
 
-__all__ = ["VERDICT_TITLE", "VERDICT_ADVICE", "TYPED_UNREADABLE_ADVICE", "REASON_TEXT", "KEY_NOT_IN_TRUST_LIST_TEXT",
+__all__ = ["VERDICT_TITLE", "VERDICT_ADVICE", "TYPED_UNREADABLE_ADVICE", "NOT_A_PRODUCT_CODE_TITLE",
+           "NOT_A_PRODUCT_CODE_ADVICE", "REASON_TEXT", "KEY_NOT_IN_TRUST_LIST_TEXT",
            "ACTION_TEXT", "CHANNEL_LABEL"]
 
 VERDICT_TITLE = {
@@ -21,13 +22,21 @@ VERDICT_TITLE = {
 VERDICT_ADVICE = {
     "genuine": N_("This product was registered by its producer and the code on it is authentic."),
     "counterfeit": N_("Do not use this product. Keep it and the receipt, and report where you bought it."),
-    "suspect": N_("Be careful: this code looks copied or its key was withdrawn. Report where you bought it."),
+    "suspect": N_("Be careful: something about this code is not right (see why below), and it may be a copy. "
+                  "Report where you bought it."),
     "recalled": N_("Do not use this product: its producer has recalled this batch. Return it to the seller."),
     "expired": N_("This product is past its expiry date. Do not use it."),
     "unknown": N_("This code is not in the national registry. Ask the seller, or report the product."),
     "unverifiable": N_("This barcode only names a product; it cannot prove where this item comes from."),
     "unreadable": N_("No product code could be read. Try again closer, with more light, or type the code."),
 }
+
+# "unreadable" when a code was read but is not a product's (a shop's payment QR, a web address) or
+# was misread: "no code read, come closer" would say the opposite of the reason under it.
+NOT_A_PRODUCT_CODE_TITLE = N_("Not a product code")
+NOT_A_PRODUCT_CODE_ADVICE = N_("A code was read, but it is not a product's code (a payment QR code or a web address, "
+                               "for example), or it was misread. Point the camera at the product's own QR code or "
+                               "barcode, or type the code.")
 
 # A typed text that is no code: camera advice ("closer, more light") would not help who typed it.
 TYPED_UNREADABLE_ADVICE = N_("This is not a product code. Type the digits under the barcode, or the web address "

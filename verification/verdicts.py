@@ -268,6 +268,9 @@ class _Findings:
     def add(self, code: ReasonCode, detail: str = "") -> None:
         self.reasons.append(Reason(code, detail))
 
+    def drop(self, code: ReasonCode) -> None:
+        self.reasons = [r for r in self.reasons if r.code != code]
+
     def verdict(self, default: Verdict) -> Verdict:
         verdicts = [VERDICT_OF[r.code] for r in self.reasons if not r.is_note]
         return most_serious(verdicts) if verdicts else default
@@ -338,6 +341,9 @@ class Verifier:
         if code.expiry_raw is not None and batch.expiry_date is not None and code.expiry != batch.expiry_date:
             found.add(ReasonCode.DATA_MISMATCH,
                       f"the code says expiry {code.expiry}, the registry {batch.expiry_date.isoformat()}")
+            # The registry's date decides "expired" (below): the page shows it, and "the expiry
+            # date has passed" beside a registered date years ahead had said two things at once.
+            found.drop(ReasonCode.EXPIRED)
         if batch.status == "recalled":
             found.add(ReasonCode.BATCH_RECALLED, batch.recall_reason or "")
         elif batch.recalled_since is not None:

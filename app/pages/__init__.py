@@ -13,14 +13,27 @@ from app.pages import public_views, report_views, views  # noqa: E402,F401
 def _page_globals():
     from flask_babel import get_locale
 
-    from app.messages import REASON_TEXT, TYPED_UNREADABLE_ADVICE, VERDICT_ADVICE, VERDICT_TITLE
+    from app.messages import REASON_TEXT, VERDICT_ADVICE, VERDICT_TITLE
     from app.pages.texts import FOLLOWUP_STATUS_TEXT, WHERE_KIND_LABEL
 
     return {"current_lang": lambda: str(get_locale() or "vi"), "language_next": _language_next,
-            "VERDICT_TITLE": VERDICT_TITLE,
-            "VERDICT_ADVICE": VERDICT_ADVICE, "TYPED_UNREADABLE_ADVICE": TYPED_UNREADABLE_ADVICE,
+            "VERDICT_TITLE": VERDICT_TITLE, "VERDICT_ADVICE": VERDICT_ADVICE, "verdict_words": _verdict_words,
             "REASON_TEXT": REASON_TEXT, "WHERE_KIND_LABEL": WHERE_KIND_LABEL,
             "FOLLOWUP_STATUS_TEXT": FOLLOWUP_STATUS_TEXT}
+
+
+def _verdict_words(result: dict, typed: bool = False) -> tuple[str, str]:
+    """A verdict view's heading and advice (catalogue ids): an ``unreadable`` verdict for a code
+    that was read (a payment QR, a bad check digit) says so, rather than "no code read, come
+    closer"; for a typed text, what to type instead."""
+    from app.messages import (NOT_A_PRODUCT_CODE_ADVICE, NOT_A_PRODUCT_CODE_TITLE, TYPED_UNREADABLE_ADVICE,
+                              VERDICT_ADVICE, VERDICT_TITLE)
+
+    verdict = result.get("verdict")
+    reasons = {r.get("code") for r in result.get("reasons") or [] if isinstance(r, dict)}
+    if verdict == "unreadable" and (typed or (reasons and "NO_CODE_FOUND" not in reasons)):
+        return NOT_A_PRODUCT_CODE_TITLE, TYPED_UNREADABLE_ADVICE if typed else NOT_A_PRODUCT_CODE_ADVICE
+    return VERDICT_TITLE[verdict], VERDICT_ADVICE[verdict]
 
 
 def _language_next() -> str:

@@ -14,7 +14,7 @@ from app.extensions import config_limit, rate_limit
 from app.i18n import LANG_COOKIE, LANGUAGES
 from app.pages import bp, redisplay
 from app.pages.device import device_id
-from app.pages.render import decisive_code, render_scan, verdict_page
+from app.pages.render import decisive_code, other_codes, render_scan, verdict_page
 from app.presenters import image_verification_json, verification_json
 from app.security import local_target
 from app.services import scan_context, verification_reader, verifier
@@ -106,10 +106,12 @@ def check_photo():
                               max_pixels=current_app.config["MAX_IMAGE_PIXELS"])
     except ImageRejected as exc:
         return render_scan(error_code=exc.code.value), image_status(exc)
-    body, text = decisive_code(image_verification_json(result))
+    answer = image_verification_json(result)
+    body, text = decisive_code(answer)
     # a POST cannot be loaded again: the language links lead to this code's /check?code= page
     page = url_for("pages.check_text", code=text) if text else url_for("pages.scan")
-    return verdict_page(body, text, shown=redisplay.link_token(page) if text else None, lang_next=page)
+    return verdict_page(body, text, shown=redisplay.link_token(page) if text else None, lang_next=page,
+                        others=other_codes(answer, body))
 
 
 @bp.route("/fragment/verdict", methods=["POST"])
@@ -120,14 +122,16 @@ def verdict_fragment():
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict) or not isinstance(payload.get("result"), dict):
         abort(400)
-    result = payload["result"]
-    if "codes" in result:  # a /verify/image answer: show its decisive code
-        result, text = decisive_code(result)
+    result, others = payload["result"], []
+    if "codes" in result:  # a photo's answer, or the codes the phone read: the decisive one, then the others
+        answer = result
+        result, text = decisive_code(answer)
+        others = other_codes(answer, result)
     else:
         text = str(payload.get("text") or "")[:4096]
     if result.get("verdict") not in {v.value for v in Verdict}:
         abort(400)
-    response = make_response(render_template("pages/_verdict.html", result=result, code_text=text))
+    response = make_response(render_template("pages/_verdict.html", result=result, code_text=text, others=others))
     response.headers["Cache-Control"] = "no-store"
     if text:  # where the page's language links now lead: this code's /check page, the same check again
         page = url_for("pages.check_text", code=text)

@@ -107,11 +107,29 @@
     });
   }
 
-  function verifyText(text) {
-    var url = '/api/v1/verify?code=' + encodeURIComponent(text) + '&client_id=' + encodeURIComponent(clientId);
-    return fetch(url, { credentials: 'same-origin' }).then(function (response) {
-      if (!response.ok) { return backOff(response); }
-      return response.json().then(function (body) { return showVerdict(body, text); });
+  /* The codes the phone's reader found, each checked by the API (recorded once, by it); the page
+     then shows the most serious (a signed code beside a plain barcode decides), the others listed
+     under it. Codes that are no product's (a shop's payment QR) are not sent again, and the camera
+     goes on scanning and says so. */
+  var ignored = {};
+
+  function verifyTexts(texts) {
+    return Promise.all(texts.map(function (text) {
+      var url = '/api/v1/verify?code=' + encodeURIComponent(text) + '&client_id=' + encodeURIComponent(clientId);
+      return fetch(url, { credentials: 'same-origin' }).then(function (response) {
+        if (!response.ok) { return response; }
+        return response.json().then(function (body) { body.text = text; return body; });
+      });
+    })).then(function (answers) {
+      var refused = answers.filter(function (a) { return a instanceof Response; });
+      var bodies = answers.filter(function (a) { return !(a instanceof Response); });
+      if (bodies.some(function (b) { return b.verdict !== 'unreadable'; })) {
+        return showVerdict({ codes: bodies }, '');
+      }
+      bodies.forEach(function (b) { ignored[b.text] = true; });
+      if (refused.length) { return backOff(refused[0]); }
+      say(messages.notproduct);
+      return false;
     });
   }
 
@@ -146,6 +164,7 @@
           if (!response.ok) { return false; }   /* a frame the decoders refused: the next one */
           return response.json().then(function (body) {
             if (!body.codes || !body.codes.length || !running) { return false; }
+            if (body.verdict === 'unreadable') { say(messages.notproduct); return false; }   /* no product's code */
             return showVerdict(body, '');
           });
         });
@@ -154,9 +173,14 @@
 
   function detectInBrowser() {
     return detector.detect(video).then(function (codes) {
-      if (!codes.length || !running) { return false; }
+      var texts = [];
+      codes.forEach(function (code) {
+        var text = code.rawValue;
+        if (text && !ignored[text] && texts.indexOf(text) < 0 && texts.length < 4) { texts.push(text); }
+      });
+      if (!texts.length || !running) { return false; }
       say(messages.checking);
-      return verifyText(codes[0].rawValue);
+      return verifyTexts(texts);
     });
   }
 

@@ -441,6 +441,51 @@ def test_the_camera_says_when_the_service_cannot_check_and_keeps_scanning(playwr
                 page.screenshot(path=str(SCREENSHOTS / "camera-service-unavailable.png"))
 
 
+PHONE_BARCODE_DETECTOR_SEES = """
+window.BarcodeDetector = class {
+  static getSupportedFormats() { return Promise.resolve(['qr_code', 'ean_13']); }
+  detect() { return Promise.resolve(%s.map(function (t) { return { rawValue: t }; })); }
+};
+"""
+
+
+def test_the_phones_reader_checks_every_code_it_sees_and_the_most_serious_decides(playwright, live_server, codes):
+    """The phone's reader finds the plain EAN-13 first and the recalled batch's QR beside it: both
+    are checked, the recall decides and the EAN is listed under it. Only the first code had been
+    checked: the page had said 'cannot be verified' and never looked at the recalled QR."""
+    import json
+
+    with camera_phone(playwright) as page:
+        page.add_init_script(PHONE_BARCODE_DETECTOR_SEES % json.dumps([GTIN[1:], codes["recalled"]]))
+        checks: list[str] = []
+        page.on("request", lambda r: checks.append(r.url) if "/api/v1/verify" in r.url else None)
+        page.goto(live_server + "/")
+        verdict = page.wait_for_selector('section[data-verdict="recalled"]', timeout=15_000)
+        assert "Đã bị thu hồi" in verdict.inner_text() or "thu hồi" in verdict.inner_text()
+        others = page.locator(".other-codes")
+        assert others.locator('li[data-verdict="unverifiable"]').count() == 1
+        assert GTIN[1:] in others.inner_text()
+        assert len(checks) == 2
+
+
+def test_the_camera_passes_over_a_code_that_is_no_products_and_keeps_scanning(playwright, live_server, codes):
+    """A shop's payment QR in view: the camera says a code was read that is not a product's, keeps
+    scanning and does not send it again. It had stopped on "No code read: try again closer"."""
+    import json
+
+    payment = "00020101021238570010A00000072701270006970422011312345678902080208QRIBFTTA5303704540410005802VN"
+    with camera_phone(playwright) as page:
+        page.add_init_script(PHONE_BARCODE_DETECTOR_SEES % json.dumps([payment]))
+        checks: list[str] = []
+        page.on("request", lambda r: checks.append(r.url) if "/api/v1/verify" in r.url else None)
+        page.goto(live_server + "/")
+        page.locator("#camera-status").filter(has_text="không phải mã của sản phẩm").wait_for(timeout=15_000)
+        page.wait_for_timeout(1_500)  # the reader sees it again every 200 ms
+        assert len(checks) == 1, checks
+        assert page.locator("[data-verdict]").count() == 0
+        assert page.evaluate("document.getElementById('video').srcObject.active")
+
+
 def test_the_camera_says_when_a_code_cannot_be_checked_and_keeps_scanning(playwright, live_server, codes):
     """A code the API refuses to read (longer than its 4,096 characters: 422): the page says this
     code cannot be checked and goes on scanning; it had left "Code found. Checking…" on a stopped

@@ -310,7 +310,24 @@ def test_a_typed_serial_is_told_what_to_type_not_to_come_closer(client, codes):
                          headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert "A serial number alone cannot be checked" in english and "closer" not in english
     link = _page(client, "https://verify.example.vn/01/1234", **{"Accept-Language": "en"}).get_data(as_text=True)
-    assert 'data-verdict="unreadable"' in link and "Try again closer" in link  # what a camera opened: camera advice
+    assert 'data-verdict="unreadable"' in link and "Point the camera at the product's own QR code" in link.replace(
+        "&#39;", "'")  # what a camera opened: camera advice
+
+
+def test_a_code_read_that_is_no_products_says_so_not_come_closer(client):
+    """A shop's payment QR, or a link with a wrong check digit: a code was read. The heading had
+    said "No code read", the advice to come closer with more light, over a reason saying the
+    text read is not a product code. The text read is shown."""
+    payment = "00020101021138570010A000000727012700069704220113VQRQ00012345670208QRIBFTTA53037045802VN6304ABCD"
+    for text in (payment, "https://shop.example.vn/pay?order=123", "(01)08936000010011(10)LOT-1"):
+        html = client.get("/check", query_string={"code": text}, headers={"Accept-Language": "en"}).get_data(
+            as_text=True).replace("&#39;", "'").replace("&amp;", "&")
+        assert 'data-verdict="unreadable"' in html
+        heading = re.search(r'<h1 id="verdict-title"[^>]*>([^<]*)</h1>', html).group(1)
+        assert heading == "Not a product code" and "closer" not in html
+        assert f'<span class="mono read-text">{text}</span>' in html
+    vietnamese = client.get("/check", query_string={"code": payment}).get_data(as_text=True)
+    assert "Không phải mã sản phẩm" in vietnamese and "Chưa đọc được mã" not in vietnamese
 
 
 def test_the_digits_under_a_barcode_typed_in_their_printed_groups_are_one_number(client):
@@ -374,6 +391,34 @@ def test_a_photo_verdict_switched_to_english_is_the_same_check(app, client, sess
     assert 'data-verdict="genuine"' in english and "checked once so far" in english
     assert codes.genuine_serial in english
     assert _scan_events(app, session) == 1
+
+
+def test_a_photo_of_two_labels_shows_the_most_serious_and_names_the_other(client, codes):
+    """A recalled pack beside a genuine one: the page decides on the recall and lists the genuine
+    code under it; it had shown one verdict and said nothing of the other code."""
+    import io
+
+    from PIL import Image
+
+    from registry.labels import LabelData, render_png
+
+    labels = [Image.open(io.BytesIO(render_png(LabelData(url=codes[v], gtin=GTIN, lot=lot, serial=None, expiry=None,
+                                                         product_name="Cà phê")))).convert("RGB")
+              for v, lot in (("genuine", "LOT-1"), ("recalled", "LOT-R"))]
+    sheet = Image.new("RGB", (sum(i.width for i in labels) + 60, max(i.height for i in labels) + 40), "white")
+    sheet.paste(labels[0], (20, 20))
+    sheet.paste(labels[1], (labels[0].width + 40, 20))
+    photo = io.BytesIO()
+    sheet.save(photo, "PNG")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
+    html = client.post("/check", data={"csrf_token": token, "image": (io.BytesIO(photo.getvalue()), "two.png")},
+                       content_type="multipart/form-data", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert re.search(r'<section class="verdict v-recalled" data-verdict="recalled"', html)
+    others = html[html.index('<section class="other-codes">'):]
+    others = others[:others.index("</section>")]
+    assert "Other codes in this picture" in others and 'data-verdict="genuine"' in others
+    assert "<strong>Genuine</strong>: " in others and "Cà phê rang xay" in others
+    assert codes["genuine"][:100].replace("&", "&amp;") in others  # the text read, cut short
 
 
 def test_photo_upload_rejects_a_text_file_with_a_message(client):

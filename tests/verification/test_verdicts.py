@@ -181,6 +181,15 @@ def test_unsigned_datamatrix_of_a_registered_batch_is_unverifiable(client, batch
     assert body["batch"]["lot"] == "LOT-1"
 
 
+def test_a_printed_expiry_that_differs_from_the_registrys_is_a_mismatch_not_expired(client, batch):
+    """The code says 2020-01-01, the registry a date ahead: the details do not match (suspect), and
+    the registry's date decides whether the goods are past it. The answer had also said 'the
+    expiry date has passed' beside the registered date years ahead."""
+    body = _verify(client, f"(01){GTIN}(17)200101(10)LOT-1")
+    assert body["verdict"] == "suspect" and _codes(body) == ["DATA_MISMATCH", "UNSIGNED_CODE"], body["reasons"]
+    assert "the code says expiry 2020-01-01" in body["reasons"][0]["detail"]
+
+
 def test_twenty_five_clients_from_many_networks_make_a_clone_but_one_client_does_not(client, batch):
     same = [_verify(client, batch["units"][0], client_id="one-shopper")["verdict"] for _ in range(25)]
     assert set(same) == {"genuine"}
