@@ -1,15 +1,21 @@
-"""HTTP security headers (a strict Content-Security-Policy with no inline script), and where a
-redirect may lead."""
+"""HTTP security headers (a strict Content-Security-Policy with no inline script), where a
+redirect may lead, and secrets sealed for the browser's session cookie."""
 
 from __future__ import annotations
 
+import base64
+import os
 from typing import Callable
 from urllib.parse import urlparse
 
-from flask import Flask, Request, Response, request
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import Flask, Request, Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface
 
-__all__ = ["security_headers", "ApiWithoutCookies", "local_target", "answers_data", "HSTS"]
+__all__ = ["security_headers", "ApiWithoutCookies", "local_target", "answers_data", "HSTS", "seal", "unseal"]
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -80,3 +86,29 @@ def local_target(target: str | None, *, under: str = "/") -> str | None:
         return None
     parsed = urlparse(target)
     return None if parsed.scheme or parsed.netloc else target
+
+
+def _sealing_key(purpose: str) -> AESGCM:
+    secret = current_app.config["SECRET_KEY"]
+    secret = secret.encode() if isinstance(secret, str) else secret
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"origin-seal:{purpose}".encode()).derive(secret)
+    return AESGCM(key)
+
+
+def seal(value: str, purpose: str) -> str:
+    """``value`` encrypted (AES-GCM under a key derived from ``SECRET_KEY`` for ``purpose``), for
+    the session cookie, which Flask signs but does not encrypt: a secret shown once on the page
+    after a redirect (a new API token) must not travel readable in a cookie, where proxies and
+    logs may keep it."""
+    nonce = os.urandom(12)
+    sealed = nonce + _sealing_key(purpose).encrypt(nonce, value.encode(), purpose.encode())
+    return base64.urlsafe_b64encode(sealed).decode()
+
+
+def unseal(sealed: object, purpose: str) -> str | None:
+    """What ``seal`` sealed for the same purpose; None for anything else (altered, another key)."""
+    try:
+        raw = base64.urlsafe_b64decode(str(sealed).encode())
+        return _sealing_key(purpose).decrypt(raw[:12], raw[12:], purpose.encode()).decode()
+    except (ValueError, InvalidTag, UnicodeError):
+        return None

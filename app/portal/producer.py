@@ -26,6 +26,7 @@ from app.portal.batch_csv import COLUMNS, parse_csv, template_csv
 from app.portal.cases import STATUS_LABEL
 from app.portal.errors import error_text
 from app.portal.paging import page_number
+from app.security import seal, unseal
 from app.services import case_service, db_session, export_service, registry, token_admin
 
 STAFF = (Role.PRODUCER, Role.AUTHORITY)
@@ -493,13 +494,17 @@ def producer_tokens():
             db_session().rollback()
             errors[exc.field or "days"] = _message(exc)
         else:
-            created = {"token": plain, **admin.view(row)}
+            created = {"token": seal(plain, _NEW_TOKEN), **admin.view(row)}
             db_session().commit()
-            session[_NEW_TOKEN] = created
+            session[_NEW_TOKEN] = created  # the token sealed: the session cookie is signed, not encrypted
             return redirect(url_for("portal.producer_tokens", **_scope(producer_id)) + "#new-token", code=303)
     created = session.pop(_NEW_TOKEN, None)
     if created is not None and created.get("producer_id") != producer_id:
         created = None  # created for another producer (the authority in another tab): never shown here
+    if created is not None:
+        created = {**created, "token": unseal(created.get("token"), _NEW_TOKEN)}
+        if created["token"] is None:
+            created = None
     tokens = [admin.view(t) for t in admin.list(actor)
               if t.role == Role.PRODUCER.value and t.producer_id == producer_id]
     values = {name: request.form.get(name, "") for name in ("label", "days")} if errors else {}  # kept on an error

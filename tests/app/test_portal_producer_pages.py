@@ -38,6 +38,35 @@ def _tokens(session, producer_id: str) -> int:
 
 # -- API tokens ------------------------------------------------------------------------------------
 
+def _session_cookie(app, response) -> dict:
+    """What the session cookie the response sets holds (Flask signs it; anyone can read it)."""
+    name = app.config["SESSION_COOKIE_NAME"]
+    cookie = next(c for c in response.headers.getlist("Set-Cookie") if c.startswith(name + "="))
+    return app.session_interface.get_signing_serializer(app).loads(cookie.split(";")[0].split("=", 1)[1])
+
+
+def test_a_created_token_never_travels_readable_in_the_session_cookie(app, client, session, producer):
+    """The cookie between the POST and the page that shows the token is signed, not encrypted: it
+    had held the token in clear, for every proxy and log on the way to read."""
+    page = client.get("/portal/producer/tokens").get_data(as_text=True)
+    created = client.post("/portal/producer/tokens", data={"csrf_token": csrf_of(page), "label": "erp", "days": "30"})
+    carried = _session_cookie(app, created)["token_created"]
+    shown = client.get(created.headers["Location"]).get_data(as_text=True)
+    token = re.search(r'id="token-value">([^<]+)<', shown).group(1)
+    assert token.startswith("pov_") and token not in str(carried) and carried["token"] != token
+
+
+def test_an_altered_sealed_token_is_not_shown(app, client, session, producer):
+    page = client.get("/portal/producer/tokens").get_data(as_text=True)
+    created = client.post("/portal/producer/tokens", data={"csrf_token": csrf_of(page), "label": "erp", "days": "30"})
+    with client.session_transaction() as cookie:
+        sealed = cookie["token_created"]["token"]
+        cookie["token_created"] = {**cookie["token_created"], "token": sealed[:20] + ("A" if sealed[20] != "A" else "B")
+                                   + sealed[21:]}
+    shown = client.get(created.headers["Location"]).get_data(as_text=True)
+    assert "token-value" not in shown and 'data-token="' in shown
+
+
 def test_a_created_token_is_shown_once_after_a_redirect_and_a_reload_creates_no_other(client, session, producer):
     before = _tokens(session, producer.producer_id)
     page = client.get("/portal/producer/tokens").get_data(as_text=True)
