@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from keys.encoding import rfc3339
 from registry.audit import audit
-from registry.errors import Conflict
+from registry.errors import Conflict, Forbidden
 from registry.models import ProducerKey
 from registry.services import Actor, Registry, Role
 
@@ -30,18 +30,35 @@ def rotate_key(registry: Registry, actor: Actor, producer_id: str, *,
     The new key covers ``gs1_prefixes`` (among the producer's), or by default the same GS1 prefixes
     as the newest active key (all the producer's when it has none). Certification is the
     authority's act: the producer asks, the service certifies under the authority key, and the
-    audit trail names who asked."""
+    audit trail names who asked.
+
+    A producer rotates only from a key it holds, to prefixes its active keys already cover: a
+    producer whose keys the authority revoked (or narrowed) asks the authority, which alone
+    certifies past what the producer holds. Rotation had let a producer cut off by revocation
+    certify itself a new key for all its prefixes."""
     actor.require(Role.PRODUCER, Role.AUTHORITY)
     actor.require_producer(producer_id)
     producer = registry.producer(producer_id)
-    current = registry.session.execute(
-        select(ProducerKey).where(ProducerKey.producer_id == producer.id, ProducerKey.status == "active")
-        .order_by(ProducerKey.created_at.desc(), ProducerKey.log_index.desc()).limit(1)
-    ).scalar_one_or_none()
+    active = registry.session.execute(
+        select(ProducerKey).where(ProducerKey.producer_id == producer.id, ProducerKey.status == "active",
+                                  ProducerKey.not_after > registry.clock())
+        .order_by(ProducerKey.created_at.desc(), ProducerKey.log_index.desc())
+    ).scalars().all()
+    current = active[0] if active else None
     if gs1_prefixes is not None:
         prefixes = gs1_prefixes  # certify_key refuses an empty list and a prefix not the producer's
     else:
         prefixes = current.gs1_prefixes if current is not None else producer.gs1_prefixes
+    if actor.role != Role.AUTHORITY:
+        if current is None:
+            raise Conflict("the producer has no active certified key; ask the authority to certify one",
+                           code="NO_ACTIVE_KEY")
+        held = {p for key in active for p in key.gs1_prefixes}
+        beyond = sorted((set(prefixes) & set(producer.gs1_prefixes)) - held)  # not the producer's: certify_key's
+        if beyond:
+            raise Forbidden(f"prefixes {', '.join(beyond)} are not covered by the producer's active keys "
+                            f"({', '.join(sorted(held))}); ask the authority to certify them",
+                            code="PREFIX_NOT_LICENSED", field="gs1_prefixes")
     on_behalf = Actor(role=Role.AUTHORITY, name=f"{actor.name or actor.role} (rotation)")
     key = registry.certify_key(on_behalf, producer.id, gs1_prefixes=list(prefixes))
     audit(registry.session, registry.clock(), actor, "key.rotate", key.kid, producer_id=producer.id,

@@ -489,6 +489,38 @@ def test_a_json_body_sent_as_another_type_is_415(client, world):
     assert r.status_code == 201
 
 
+def test_a_producer_whose_keys_the_authority_revoked_cannot_certify_itself_a_new_one(client, world, session, registry):
+    """Revocation cuts a producer off until the authority certifies it again: the producer's own
+    rotation had certified a new key at once, for all its prefixes. Nor can a producer widen
+    its keys past what the authority certified; the authority still can."""
+    from registry.models import ProducerKey
+    from registry.services import Role, TokenService
+
+    url, producer, authority = (f"/api/v1/producers/{world.producer_id}/keys/rotate", world.auth("producer"),
+                                world.auth("authority"))
+    wider = registry.admit_producer(SYSTEM, name="Công ty Hai Mã", tax_code="0322222222",
+                                    gs1_prefixes=["893600002", "893600003"], country="VN")
+    narrow = registry.certify_key(SYSTEM, wider.id, gs1_prefixes=["893600002"])
+    wider_token = TokenService(session).create(role=Role.PRODUCER, producer_id=wider.id)[0]
+    session.commit()
+    widened = client.post(f"/api/v1/producers/{wider.id}/keys/rotate", json={"gs1_prefixes": ["893600002", "893600003"]},
+                          headers={"Authorization": f"Bearer {wider_token}"})
+    assert widened.status_code == 403 and widened.get_json()["error"]["code"] == "PREFIX_NOT_LICENSED"
+    assert "893600003" in widened.get_json()["error"]["message"]
+    same = client.post(f"/api/v1/producers/{wider.id}/keys/rotate", headers={"Authorization": f"Bearer {wider_token}"})
+    assert same.status_code == 201 and same.get_json()["gs1_prefixes"] == narrow.gs1_prefixes
+
+    revoked = client.post(f"/api/v1/keys/{world.kid}/revoke", json={}, headers=authority)
+    assert revoked.status_code == 200, revoked.get_json()
+    refused = client.post(url, headers=producer)
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "NO_ACTIVE_KEY"
+    session.rollback()
+    active = session.query(ProducerKey).filter_by(producer_id=world.producer_id, status="active").count()
+    assert active == 0  # nothing certified by the refused rotation
+    session.rollback()
+    assert client.post(url, headers=authority).status_code == 201  # the authority certifies again
+
+
 def test_a_key_rotation_takes_the_prefixes_asked_for_and_refuses_what_it_cannot_honour(client, world, session):
     """POST /producers/{id}/keys/rotate: without a body the new key covers its predecessor's prefixes;
     ``gs1_prefixes`` chooses among the producer's; anything else in the body is refused, not ignored."""
