@@ -25,6 +25,28 @@ def _session():
 def register_accounts_cli(app: Flask) -> None:
     user = AppGroup("user", help="Portal accounts.")
 
+    def new_password(from_stdin: bool) -> str:
+        """A password read from stdin's first line or prompted twice, never an argument."""
+        if from_stdin:  # UTF-8, strictly: the portal's login form sends the password so
+            password = stdin_line("password", "BAD_PASSWORD")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        try:
+            refuse_nul(password, "password")  # the portal refuses it: it could never be typed there
+        except RegistryError as exc:
+            _fail(exc)
+        return password
+
+    def change(username: str, step, said: str) -> None:
+        """``step(service, username)`` as the bootstrap authority, committed; ``said`` once done."""
+        with _session() as session:
+            try:
+                done = step(AccountService(session), username)
+            except RegistryError as exc:
+                _fail(exc)
+            session.commit()
+            click.echo(said.format(username=done.username))
+
     @user.command("create")
     @click.option("--username", required=True)
     @click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
@@ -34,14 +56,7 @@ def register_accounts_cli(app: Flask) -> None:
     def user_create(username: str, role: str, producer_id: str | None, display_name: str,
                     password_stdin: bool) -> None:
         """Create an account; the password is prompted for (or read from stdin), never an argument."""
-        if password_stdin:  # UTF-8, strictly: the portal's login form sends the password so
-            password = stdin_line("password", "BAD_PASSWORD")
-        else:
-            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-        try:
-            refuse_nul(password, "password")  # the portal refuses it: it could never be typed there
-        except RegistryError as exc:
-            _fail(exc)
+        password = new_password(password_stdin)
         # The API's schema; the password's length is the registry's PASSWORD_TOO_SHORT or _TOO_LONG
         data = _options(UserInSchema(exclude=("password",)),
                         {"username": username, "role": role, "producer_id": producer_id, "display_name": display_name},
@@ -55,28 +70,33 @@ def register_accounts_cli(app: Flask) -> None:
             click.echo(f"user {created.username} created (role {created.role}"
                        + (f", producer {created.producer_id}" if created.producer_id else "") + ")")
 
+    @user.command("reset-password")
+    @click.argument("username")
+    @click.option("--password-stdin", is_flag=True, help="read the new password from the first line of stdin")
+    def user_reset_password(username: str, password_stdin: bool) -> None:
+        """Give an account a new password (its owner forgot it, or it leaked): its sessions end at
+        their next click and a lock-out is lifted. Prompted for (or read from stdin)."""
+        password = new_password(password_stdin)
+        change(username, lambda service, name: service.change_password(BOOTSTRAP, name, old_password=None,
+                                                                        new_password=password),
+               "user {username}: password reset; give it to its owner in person")
+
     @user.command("unlock")
     @click.argument("username")
     def user_unlock(username: str) -> None:
         """Lift a lock-out after repeated failed logins."""
-        with _session() as session:
-            try:
-                unlocked = AccountService(session).unlock(BOOTSTRAP, username)
-            except RegistryError as exc:
-                _fail(exc)
-            session.commit()
-            click.echo(f"user {unlocked.username} unlocked")
+        change(username, lambda service, name: service.unlock(BOOTSTRAP, name), "user {username} unlocked")
 
     @user.command("deactivate")
     @click.argument("username")
     def user_deactivate(username: str) -> None:
         """Deactivate an account: it can no longer log in."""
-        with _session() as session:
-            try:
-                done = AccountService(session).deactivate(BOOTSTRAP, username)
-            except RegistryError as exc:
-                _fail(exc)
-            session.commit()
-            click.echo(f"user {done.username} deactivated")
+        change(username, lambda service, name: service.deactivate(BOOTSTRAP, name), "user {username} deactivated")
+
+    @user.command("reactivate")
+    @click.argument("username")
+    def user_reactivate(username: str) -> None:
+        """Let a deactivated account log in again (its old sessions stay ended)."""
+        change(username, lambda service, name: service.reactivate(BOOTSTRAP, name), "user {username} reactivated")
 
     app.cli.add_command(user)

@@ -229,7 +229,8 @@ def authority_users():
         user["locked"] = bool(user["locked_until"]) and datetime.fromisoformat(
             user["locked_until"].replace("Z", "+00:00")) > now
     return render_template("portal/authority/users.html", users=users, producers=_producers(), values=values,
-                           errors=errors, roles=[r.value for r in Role]), (422 if errors else 200)
+                           errors=errors, roles=[r.value for r in Role],
+                           own_username=(current_actor().name or "").removeprefix("user:")), (422 if errors else 200)
 
 
 @bp.route("/authority/users/<username>/<any(unlock, deactivate, reactivate):action>", methods=["POST"])
@@ -249,6 +250,29 @@ def authority_user_action(username: str, action: str):
     return redirect(url_for("portal.authority_users"), code=303)
 
 
+
+
+@bp.route("/authority/users/<username>/password", methods=["POST"])
+@login_required(AUTHORITY)
+def authority_reset_password(username: str):
+    """A new password for an account whose owner forgot it (or whose password leaked): its sessions
+    end at their next click, a lock-out is lifted. One's own is changed on the account page, with
+    the current password."""
+    actor = current_actor()
+    if actor.name == f"user:{username.strip().lower()}":
+        flash(_("Change your own password on your account page."), "error")
+        return redirect(url_for("portal.authority_users"), code=303)
+    try:
+        account_service().change_password(actor, username, old_password=None,
+                                          new_password=request.form.get("password") or "")
+    except (Invalid, NotFound) as exc:
+        db_session().rollback()
+        flash(_("%(username)s: %(problem)s", username=username, problem=_message(exc)), "error")
+    else:
+        db_session().commit()
+        flash(_("%(username)s has a new password and every session of the account has ended. Give the password "
+                "to its owner in person.", username=username), "ok")
+    return redirect(url_for("portal.authority_users"), code=303)
 
 
 # -- the audit trail -------------------------------------------------------------------------------

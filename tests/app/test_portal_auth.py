@@ -127,6 +127,51 @@ def test_five_failures_lock_the_account(client, people, session):
     assert client_login(client, "producer1").status_code == 303
 
 
+def test_the_authority_sets_a_new_password_for_an_account_whose_owner_forgot_it(client, people, session):
+    """There had been no way to: the portal, the API and the command line could only unlock. The
+    owner's open sessions end, a lock-out is lifted, the new password logs in, the old one does not;
+    a too-short one is refused and changes nothing; the authority's own row offers no reset (its
+    own is changed with the current password)."""
+    for _ in range(5):
+        client_login(client, "producer1", "wrong password!")
+    owner_elsewhere = client.application.test_client()
+    boss = client.application.test_client()
+    client_login(boss, "boss")
+    users = boss.get("/portal/authority/users", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'action="/portal/authority/users/producer1/password"' in users
+    assert 'action="/portal/authority/users/boss/password"' not in users
+    short = boss.post("/portal/authority/users/producer1/password",
+                      data={"csrf_token": csrf_of(users), "password": "short"}, headers={"Accept-Language": "en"})
+    assert short.status_code == 303
+    said = boss.get("/portal/authority/users", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "producer1: A password needs at least 10 characters." in said
+    assert client_login(owner_elsewhere, "producer1", PASSWORD).status_code == 401  # still locked, unchanged
+    done = boss.post("/portal/authority/users/producer1/password",
+                     data={"csrf_token": csrf_of(users), "password": "a fresh secret 2026"})
+    assert done.status_code == 303
+    assert "mật khẩu mới" in boss.get("/portal/authority/users").get_data(as_text=True)
+    assert client_login(client, "producer1", PASSWORD).status_code == 401
+    assert client_login(client, "producer1", "a fresh secret 2026").status_code == 303
+    assert client.get("/portal/producer/").status_code == 200
+    own = boss.post("/portal/authority/users/boss/password", data={"csrf_token": csrf_of(users),
+                                                                   "password": "another secret 2026"})
+    assert own.status_code == 303 and client_login(client.application.test_client(), "boss").status_code == 303
+    session.expire_all()
+    assert session.query(AuditEvent).filter_by(action="user.password_reset", target="user:producer1").count() == 1
+    session.rollback()
+
+
+def test_a_password_reset_logs_the_owners_open_session_out(client, people):
+    client_login(client, "producer1")
+    assert client.get("/portal/producer/").status_code == 200
+    boss = client.application.test_client()
+    client_login(boss, "boss")
+    users = boss.get("/portal/authority/users").get_data(as_text=True)
+    assert boss.post("/portal/authority/users/producer1/password",
+                     data={"csrf_token": csrf_of(users), "password": "a fresh secret 2026"}).status_code == 303
+    assert client.get("/portal/producer/").status_code == 302
+
+
 def test_a_deactivated_account_is_logged_out_at_its_next_click(client, people):
     client_login(client, "producer1")
     assert client.get("/portal/producer/").status_code == 200

@@ -429,3 +429,30 @@ def test_cli_creates_and_unlocks_users(app, runner):
     assert result.exit_code != 0 and "PASSWORD_TOO_SHORT" in result.output
     assert runner.invoke(args=["user", "unlock", "root"]).exit_code == 0
     assert runner.invoke(args=["user", "unlock", "ghost"]).exit_code != 0
+
+
+def test_cli_resets_a_forgotten_password_and_reactivates(app, runner, accounts, session):
+    """An account whose owner forgot the password, or was locked out: the registry sets a new one
+    (there had been no way to, in the portal, the API or the command line); a deactivated account
+    comes back."""
+    accounts.create_user(SYSTEM, username="lan", password=PASSWORD, role="inspector")
+    stamp = AccountService.session_stamp(accounts._user("lan"))
+    session.commit()
+    new = "mật-khẩu-mới-" + "x" * 8
+    done = runner.invoke(args=["user", "reset-password", "lan", "--password-stdin"], input=new + "\n")
+    assert done.exit_code == 0 and "password reset" in done.output, done.output
+    refused = runner.invoke(args=["user", "reset-password", "lan", "--password-stdin"], input="short\n")
+    assert refused.exit_code != 0 and "PASSWORD_TOO_SHORT" in refused.output
+    assert runner.invoke(args=["user", "reset-password", "ghost", "--password-stdin"], input=new + "\n").exit_code != 0
+    session.expire_all()
+    assert accounts.authenticate("lan", new).name == "user:lan"
+    with pytest.raises(Unauthorized):
+        accounts.authenticate("lan", PASSWORD)
+    assert AccountService.session_stamp(accounts._user("lan")) != stamp  # the sessions with the old one end
+    assert _audit(session, "user.password_reset")
+    session.commit()
+    assert runner.invoke(args=["user", "deactivate", "lan"]).exit_code == 0
+    again = runner.invoke(args=["user", "reactivate", "lan"])
+    assert again.exit_code == 0 and "reactivated" in again.output
+    session.expire_all()
+    assert accounts.authenticate("lan", new).role == Role.INSPECTOR
