@@ -42,6 +42,7 @@ from registry.models import (MAX_ROW_ID, Batch, BatchVersion, CaseNote, Producer
                              Serial)
 from registry.services import Actor, Role, batch_named
 from verification.digital_link import build_url
+from verification.localtime import vietnam_date
 
 __all__ = [
     "ExportService",
@@ -185,6 +186,12 @@ class EpcisPage:
             yield event
 
 
+def _serial_scans():
+    """The verifications of a batch's units, beside its batch-level code's own ``scan_count``."""
+    return (select(func.coalesce(func.sum(Serial.scan_count), 0)).where(Serial.batch_id == Batch.id)
+            .correlate(Batch).scalar_subquery())
+
+
 class ExportService:
     """Read-only exports for the authority, inspectors and partner agencies."""
 
@@ -207,15 +214,21 @@ class ExportService:
         return csv_lines(CSV_EXPORTS[name], rows)
 
     def _batches(self) -> Iterator[tuple]:
-        stmt = (select(Batch, Producer.name).join(Producer, Producer.id == Batch.producer_id)
-                .order_by(Batch.id))
-        for batch, producer_name in self._stream(stmt):
+        """Each batch with its status as shoppers' verdicts call it (an active batch past its expiry
+        date in Vietnam is ``expired``) and every verification of it, its units' included: the
+        file had said ``active`` and counted the batch-level code's scans alone."""
+        today = vietnam_date(self.clock())
+        stmt = (select(Batch, Producer.name, _serial_scans().label("serial_scans"))
+                .join(Producer, Producer.id == Batch.producer_id).order_by(Batch.id))
+        for batch, producer_name, serial_scans in self._stream(stmt):
             record = batch.record or {}
             product = record.get("product") or {}
             facility = record.get("facility") or {}
+            expired = batch.status == "active" and batch.expiry_date is not None and batch.expiry_date < today
             yield (batch.gtin, batch.lot, batch.producer_id, producer_name, batch.product_name, product.get("brand"),
                    product.get("category"), facility.get("name"), facility.get("country"), batch.production_date,
-                   batch.expiry_date, record.get("quantity"), batch.status, batch.serial_count, batch.scan_count,
+                   batch.expiry_date, record.get("quantity"), "expired" if expired else batch.status,
+                   batch.serial_count, int(batch.scan_count or 0) + int(serial_scans or 0),
                    batch.kid, batch.log_index, batch.created_at, record.get("version", 1))
 
     def _recalls(self) -> Iterator[tuple]:
@@ -255,8 +268,7 @@ class ExportService:
             actor.require_producer(producer_id)
         if self.session.get(Producer, producer_id) is None:
             raise NotFound(f"no producer {producer_id}", code="PRODUCER_UNKNOWN")
-        serial_scans = (select(func.coalesce(func.sum(Serial.scan_count), 0)).where(Serial.batch_id == Batch.id)
-                        .correlate(Batch).scalar_subquery())
+        serial_scans = _serial_scans()
         flagged = (select(func.count(Serial.id)).where(Serial.batch_id == Batch.id, Serial.flagged.is_not(None))
                    .correlate(Batch).scalar_subquery())
         rows = self.session.execute(

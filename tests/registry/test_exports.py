@@ -93,6 +93,7 @@ def test_csv_columns_and_rows(session, scene):
     assert set(rows) == {"LOT-1", "LOT/2"}
     assert rows["LOT-1"]["gtin"] == GTIN and rows["LOT-1"]["status"] == "active"
     assert rows["LOT-1"]["serial_count"] == "1" and rows["LOT/2"]["status"] == "recalled"
+    assert (rows["LOT-1"]["scan_count"], rows["LOT/2"]["scan_count"]) == ("2", "1")  # its unit's two checks, counted
     assert rows["LOT-1"]["producer_name"] == "HTX Highland" and rows["LOT-1"]["registered_at"].endswith("Z")
     assert rows["LOT-1"]["record_version"] == "1"  # never corrected (tests/registry/test_corrections.py)
     recalls = _csv(service, PARTNER, "recalls")
@@ -109,6 +110,17 @@ def test_csv_columns_and_rows(session, scene):
     assert tuple(violators[0]) == CSV_EXPORTS["violators"]
     violator = dict(zip(violators[0], violators[1]))
     assert violator["name"] == "Cơ sở A" and violator["decided_on"] == "2026-11-01"
+
+
+def test_an_active_batch_past_its_expiry_is_expired_in_the_csv_as_in_the_verdicts(registry, session, world):
+    from datetime import date
+
+    producer = Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p")
+    registry.register_batch(producer, batch_data(lot="OLD", production_date="2024-01-01",
+                                                 expiry=date.today() - timedelta(days=2)))
+    session.flush()
+    batches = _csv(ExportService(session), PARTNER, "batches")
+    assert dict(zip(batches[0], batches[1]))["status"] == "expired"
 
 
 def test_csv_is_a_generator_of_lines(session, scene):
