@@ -85,6 +85,13 @@ ERROR_TEXT = {
     "PUBLICATION_UNKNOWN": N_("There is no such publication."),
     "PHOTO_UNKNOWN": N_("There is no such photo."),
     "ATTACHMENT_UNKNOWN": N_("There is no such attachment."),
+    # label sheets asked for by an address (the batch page links only to what exists)
+    "BAD_STOCK": N_("The registry prints no such label stock: choose one on the batch's page."),
+    "BAD_RANGE": N_("This batch's labels have no such part: choose one on the batch's page."),
+    "TOO_MANY_LABELS": N_("This batch has more codes than one PDF holds: download its labels in the parts the "
+                          "batch's page lists."),
+    "SERIAL_COLLISION": N_("A new serial number happened to match an existing one, so none were issued. Please "
+                           "try again."),
 }
 
 

@@ -213,3 +213,19 @@ def test_a_row_repeating_an_earlier_row_of_the_file_says_which(client, registry,
     english = _preview(client, CSV_HEADER + _row("KE-01") + _row("KE-01"), **ENGLISH).get_data(as_text=True)
     assert _problems(english, 3) == [("lot", "This GTIN and lot repeat line 2 of the file.")]
     assert "1 line of 2 has errors." in english
+
+
+@pytest.mark.parametrize("query, vietnamese", [
+    ("stock=a9-999", "không in loại giấy nhãn này"),
+    ("part=5", "không có phần đó"),
+])
+def test_a_label_sheet_address_that_names_nothing_is_explained_in_the_pages_language(client, registry, session,
+                                                                                      producer, query, vietnamese):
+    """A label stock or part the batch page never offered (an edited address): the problem page had
+    said the registry's English message on a Vietnamese page."""
+    registry.register_batch(SYSTEM, batch_data(lot="LOT-L"), producer_id=producer.producer_id)
+    registry.issue_serials(SYSTEM, GTIN, "LOT-L", 3)
+    session.commit()
+    answer = client.get(f"/portal/producer/batches/{GTIN}/LOT-L/labels.pdf?{query}")
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 422 and vietnamese in html, html[-1500:]
