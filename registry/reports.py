@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from keys.encoding import rfc3339, utcnow
 from registry.errors import Invalid, NotFound, RegistryError
-from registry.models import CaseNote, Publication, Report, ReportPhoto
+from registry.models import Batch, CaseNote, Publication, Report, ReportPhoto
 from verification.decoding import DEFAULT_MAX_PIXELS, ImageRejected, load_image
 from verification.verdicts import ScanContext, Verifier
 
@@ -312,7 +312,7 @@ class ReportService:
             gtin=code.gtin if code else None,
             lot=code.lot if code else None,
             serial=code.serial if code else None,
-            producer_id=verification.batch.producer_id if verification and verification.batch else None,
+            producer_id=self._producer_of(verification),
             verdict=verification.verdict.value if verification else None,
             where_kind=data.where_kind, where_text=data.where_text, seller=data.seller, link=data.link,
             price=data.price, bought_on=bought, contact=data.contact, description=data.description,
@@ -329,6 +329,20 @@ class ReportService:
         self.session.flush()
         log.info("report %s filed (verdict %s, %d photo(s))", report.case_number, report.verdict, len(photos))
         return FiledReport(report, followup)
+
+    def _producer_of(self, verification) -> str | None:  # noqa: ANN001 - a Verification or None
+        """Whose product the report is about: the batch's producer, or for a code naming no batch
+        the registry holds (a plain barcode, a lot nobody registered: often the fake itself) the
+        producer of the GTIN's latest batch, who should hear of it too."""
+        if verification is None:
+            return None
+        if verification.batch is not None:
+            return verification.batch.producer_id
+        gtin = verification.code.gtin if verification.code else None
+        if gtin is None:
+            return None
+        return self.session.execute(select(Batch.producer_id).where(Batch.gtin == gtin)
+                                    .order_by(Batch.id.desc()).limit(1)).scalar_one_or_none()
 
     # -- reading -------------------------------------------------------------------------------
     def get(self, case: str) -> Report:

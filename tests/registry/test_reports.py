@@ -83,7 +83,7 @@ def test_report_is_stored_with_everything_an_inspector_needs(service, session, r
     assert stored.case_number == f"VN-2026-{report.id:06d}"
     assert (stored.gtin, stored.lot, stored.serial) == ("08936000010010", "LOT-1", codes.genuine_serial)
     assert stored.verdict == "counterfeit"
-    assert stored.producer_id is None  # a forged signature names no producer's batch...
+    assert stored.producer_id == world.producer_id  # a fake of its product: the GTIN's producer hears of it
     assert stored.where_kind == "market" and stored.where_text.startswith("Chợ Bến Thành")
     assert stored.seller == "Cô Lan" and stored.price == "120.000 đ" and stored.bought_on == date(2026, 3, 10)
     assert stored.link == "https://shopee.vn/item/1" and stored.contact == "0901234567"
@@ -101,6 +101,19 @@ def test_report_on_a_registered_batch_names_its_producer(service, session, regis
     assert report.verdict == "recalled" and report.producer_id == world.producer_id
     writer.flush(session)
     assert session.query(ScanEvent).filter_by(channel="report").count() == 1
+
+
+@pytest.mark.parametrize("code", ["8936000010010", "(01)08936000010010(10)NEVER-REGISTERED"])
+def test_a_report_on_a_plain_barcode_or_an_unknown_lot_names_the_gtins_producer(service, session, registry, world,
+                                                                                 code):
+    """What shoppers often have in hand is the EAN-13, or a fake's made-up lot: the report had
+    named no producer, so the producer whose product it is never saw it."""
+    make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    report = service.create(valid(code=code), client_hash=None).report
+    assert report.verdict in ("unverifiable", "unknown") and report.producer_id == world.producer_id
+    other = service.create(valid(code="(01)08937000000018(10)X"), client_hash=None).report
+    assert other.verdict == "unknown" and other.gtin == "08937000000018"
+    assert other.producer_id is None  # a GTIN no producer registered: no one's
 
 
 def test_report_without_code_needs_a_photo(service):
