@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, Request, Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface
 
-__all__ = ["security_headers", "ApiWithoutCookies", "local_target", "answers_data", "HSTS", "seal", "unseal"]
+__all__ = ["security_headers", "ApiWithoutCookies", "local_target", "request_target", "answers_data", "HSTS", "seal",
+           "unseal"]
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -86,6 +87,16 @@ def local_target(target: str | None, *, under: str = "/") -> str | None:
         return None
     parsed = urlparse(target)
     return None if parsed.scheme or parsed.netloc else target
+
+
+def request_target() -> str:
+    """This request's path and query as the client sent them, percent-encoding kept: Flask's
+    ``full_path`` decodes the path, so a lot holding an encoded ``?``, ``/`` or ``%`` came back
+    from a ``next`` as another address (after a login, a "not found")."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw and raw.startswith("/") and not raw.startswith("//"):
+        return raw.rstrip("?")
+    return request.full_path.rstrip("?")
 
 
 def _sealing_key(purpose: str) -> AESGCM:

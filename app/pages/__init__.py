@@ -42,10 +42,10 @@ def _language_next() -> str:
     the POST's own address had answered 405, and a page that cannot be loaded again is home."""
     from flask import request, url_for
 
-    from app.security import local_target
+    from app.security import local_target, request_target
 
     if request.method in ("GET", "HEAD"):
-        return request.full_path
+        return request_target()
     referrer = urlsplit(request.referrer or "")
     if referrer.netloc == request.host:
         back = local_target(referrer.path + ("?" + referrer.query if referrer.query else ""))

@@ -16,7 +16,7 @@ from app.pages import bp, redisplay
 from app.pages.device import device_id
 from app.pages.render import decisive_code, other_codes, render_scan, verdict_page
 from app.presenters import image_verification_json, verification_json
-from app.security import local_target
+from app.security import local_target, request_target
 from app.services import scan_context, verification_reader, verifier
 from app.text_input import judges_its_own_address
 
@@ -41,8 +41,7 @@ def switch_language(lang: str):
 
 def _digital_link_text() -> str:
     """The URI as printed: keep the raw percent-encoding (a lot may hold an encoded '/')."""
-    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.full_path
-    return request.host_url.rstrip("/") + raw
+    return request.host_url.rstrip("/") + request_target()
 
 
 def _linkset(result: dict, text: str) -> dict:

@@ -32,7 +32,7 @@ from verification.localtime import vietnam_date
 from app.extensions import rate_limit
 from app.i18n import N_, country_options
 from app.portal import bp
-from app.security import local_target
+from app.security import local_target, request_target
 from app.services import account_service, db_session, registry
 
 __all__ = ["login_required", "current_actor", "nav_links", "home_endpoint", "SESSION_USER", "SESSION_NONCE",
@@ -131,7 +131,7 @@ def login_required(*roles: Role) -> Callable[[F], F]:
             actor = _load_actor()
             if actor is None:
                 reason = g.get("portal_ended") or "login"
-                return redirect(url_for("portal.login", next=request.full_path.rstrip("?"), notice=reason))
+                return redirect(url_for("portal.login", next=request_target(), notice=reason))
             if roles and actor.role not in roles:
                 return render_template("portal/forbidden.html"), 403
             return view(*args, **kwargs)

@@ -9,6 +9,7 @@ from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryErro
 from app.errors import log_unavailable
 from app.i18n import N_
 from app.request_ids import error_reference
+from app.security import request_target
 from app.services import db_session
 
 __all__ = ["register_portal_errors", "ERROR_TEXT", "error_text"]
@@ -105,7 +106,7 @@ def register_portal_errors(bp: Blueprint) -> None:
     def _registry_error(exc: RegistryError):
         db_session().rollback()
         if isinstance(exc, Unauthorized) and g.get("actor") is None:
-            return redirect(url_for("portal.login", next=request.full_path.rstrip("?"), notice="login"))
+            return redirect(url_for("portal.login", next=request_target(), notice="login"))
         if isinstance(exc, Forbidden):
             return render_template("portal/forbidden.html", message=exc.message, hint=error_text(exc)), 403
         status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, Conflict) else \

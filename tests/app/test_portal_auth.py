@@ -66,6 +66,25 @@ def test_login_sends_each_role_home_and_logout_ends_the_session(client, people):
         assert client.get(home).status_code == 302
 
 
+def test_login_goes_back_to_a_batch_whose_lot_holds_an_encoded_question_mark(client, people, registry, session):
+    """A lot may hold '?', '/' and '%' (GS1's character set 82), encoded in its page's address: the
+    login had sent the producer to the decoded address, another page ("not found")."""
+    from tests.conftest import GTIN
+
+    producer_id = session.query(User).filter_by(username="producer1").one().producer_id
+    registry.register_batch(SYSTEM, batch_data(lot="A?B%2"), producer_id=producer_id)
+    session.commit()
+    page = f"/portal/producer/batches/{GTIN}/A%3FB%252"
+    asked = client.get(page)
+    assert asked.status_code == 302 and "next=" in asked.location
+    form = client.get(asked.location).get_data(as_text=True)
+    kept = re.search(r'name="next" value="([^"]*)"', form).group(1)
+    done = client.post("/portal/login", data={"csrf_token": csrf_of(form), "username": "producer1",
+                                              "password": PASSWORD, "next": kept})
+    assert done.status_code == 303 and done.location == page
+    assert client.get(done.location).status_code == 200
+
+
 def test_login_goes_back_to_the_page_asked_for_but_never_elsewhere(client, people):
     token = csrf_of(client.get("/portal/login").get_data(as_text=True))
     ok = client.post("/portal/login", data={"csrf_token": token, "username": "producer1", "password": PASSWORD,
