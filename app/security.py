@@ -93,10 +93,12 @@ def request_target() -> str:
     """This request's path and query as the client sent them, percent-encoding kept: Flask's
     ``full_path`` decodes the path, so a lot holding an encoded ``?``, ``/`` or ``%`` came back
     from a ``next`` as another address (after a login, a "not found")."""
-    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
-    if raw and raw.startswith("/") and not raw.startswith("//"):
-        return raw.rstrip("?")
-    return request.full_path.rstrip("?")
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+    path = raw.split("?", 1)[0]  # some servers give the path alone (Werkzeug's test client)
+    if not path.startswith("/") or path.startswith("//"):
+        return request.full_path.rstrip("?")
+    query = request.query_string.decode("latin-1")
+    return path + ("?" + query if query else "")
 
 
 def _sealing_key(purpose: str) -> AESGCM:
