@@ -28,6 +28,8 @@ from typing import BinaryIO
 from xml.sax.saxutils import escape
 
 __all__ = [
+    "CODES_COLUMNS",
+    "codes_csv",
     "MAX_LABELS_PER_SHEET",
     "LABEL_STOCKS",
     "LabelData",
@@ -89,6 +91,19 @@ class LabelData:
     serial: str | None
     expiry: datetime.date | None
     product_name: str
+
+
+#: The list of a batch's codes, for producers printing on their own label printers (or with a
+#: print shop's software): every code's signed URL, from which the QR codes are made.
+CODES_COLUMNS = ("gtin", "lot", "serial", "expiry", "url")
+
+
+def codes_csv(items: Iterable[LabelData]) -> Iterator[str]:
+    """The lines of a CSV of ``items`` (``Registry.labels``): one code a line, in issue order."""
+    from registry.exports import csv_lines
+
+    return csv_lines(CODES_COLUMNS, ((i.gtin, i.lot, i.serial, i.expiry.isoformat() if i.expiry else None, i.url)
+                                     for i in items))
 
 
 @dataclass(frozen=True, slots=True)

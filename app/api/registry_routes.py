@@ -154,6 +154,21 @@ def trust_list():
     return jsonify(body)
 
 
+@bp.route("/batches/<gtin>/<path:lot>/codes.csv", methods=["GET"])
+@require_roles(Role.PRODUCER, Role.AUTHORITY)
+@bp.doc(security=BEARER, responses={200: {"description": "CSV: gtin, lot, serial, expiry, url (the signed code)",
+                                          "content": {"text/csv": {}}}})
+def batch_codes(gtin, lot):
+    """Every code of the batch with its signed URL, one a line in issue order (the batch code when it
+    has no serials): for printing on the producer's own label printer."""
+    from registry.labels import codes_csv
+
+    from app.responses import spooled
+
+    items = registry().labels(current_actor(), gtin, lot)
+    return spooled(codes_csv(items), mimetype="text/csv", filename=f"codes-{gtin}-{lot.replace('/', '_')}.csv")
+
+
 @bp.route("/batches/<gtin>/<path:lot>/labels", methods=["GET"])
 @require_roles(Role.PRODUCER, Role.AUTHORITY)
 @bp.doc(security=BEARER, responses={200: {"description": "a PDF sheet, or one label as PNG or SVG",

@@ -16,7 +16,7 @@ from flask_babel import format_decimal, gettext as _, ngettext
 
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError
 from registry.keys_admin import producer_keys, rotate_key
-from registry.labels import LABEL_STOCKS, MAX_LABELS_PER_SHEET, render_png, render_svg, write_pdf_sheet
+from registry.labels import LABEL_STOCKS, MAX_LABELS_PER_SHEET, codes_csv, render_png, render_svg, write_pdf_sheet
 from registry.rules import check_gtin
 from registry.services import MAX_SERIALS_PER_REQUEST, Role
 
@@ -26,6 +26,7 @@ from app.portal.batch_csv import COLUMNS, parse_csv, template_csv
 from app.portal.cases import STATUS_LABEL
 from app.portal.errors import error_text
 from app.portal.paging import page_number
+from app.responses import spooled
 from app.security import seal, unseal
 from app.services import case_service, db_session, export_service, registry, token_admin
 
@@ -318,6 +319,15 @@ def producer_labels_pdf(gtin: str, lot: str):
     return send_file(spool, mimetype="application/pdf", as_attachment=True,
                      download_name=_label_name(gtin, lot, None, "pdf").replace("label-", "labels-", 1)
                      .replace(".pdf", f"-part{part}.pdf" if part else ".pdf"))
+
+
+@bp.route("/producer/batches/<gtin>/<path:lot>/codes.csv")
+@login_required(*STAFF)
+def producer_codes_csv(gtin: str, lot: str):
+    """Every code of the batch with its signed URL (CSV), for the producer's own label printer."""
+    items = registry().labels(current_actor(), gtin, lot)
+    return spooled(codes_csv(items), mimetype="text/csv",
+                   filename=_label_name(gtin, lot, None, "csv").replace("label-", "codes-", 1))
 
 
 @bp.route("/producer/batches/<gtin>/<path:lot>/label.<any(png, svg):fmt>")

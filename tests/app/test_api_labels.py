@@ -60,3 +60,45 @@ def test_labels_need_the_owning_producer(client, world):
     assert r.status_code == 403
     r = client.get(f"/api/v1/batches/{GTIN}/LOT-1/labels?format=gif", headers=world.auth("producer"))
     assert r.status_code == 422
+
+
+def test_every_code_of_a_batch_as_csv_for_the_producers_own_printer(client, world, registry, session):
+    """A producer printing on its own printer needs every code's signed URL after issuing them:
+    there had been no way to get them back (the serials listing has no URL, the portal shows 100)."""
+    import csv
+
+    from registry.services import SYSTEM
+
+    serials, public = _setup(client, world, count=5)
+    answer = client.get(f"/api/v1/batches/{GTIN}/LOT-1/codes.csv", headers=world.auth("producer"))
+    assert answer.status_code == 200 and answer.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(answer.get_data(as_text=True))))
+    assert [(r["serial"], r["url"]) for r in rows] == [(s["serial"], s["url"]) for s in serials]
+    assert {r["gtin"] for r in rows} == {GTIN} and {r["lot"] for r in rows} == {"LOT-1"}
+    for row in rows:
+        oc.check_code_url(row["url"], public)
+        assert client.get("/api/v1/verify", query_string={"code": row["url"]}).get_json()["verdict"] == "genuine"
+    for role in ("inspector", "partner"):
+        assert client.get(f"/api/v1/batches/{GTIN}/LOT-1/codes.csv", headers=world.auth(role)).status_code == 403
+    other = registry.admit_producer(SYSTEM, name="Other", tax_code="0377777777", gs1_prefixes=["893700001"],
+                                    country="VN")
+    from registry.services import Role, TokenService
+
+    token = TokenService(session).create(role=Role.PRODUCER, producer_id=other.id)[0]
+    session.commit()
+    refused = client.get(f"/api/v1/batches/{GTIN}/LOT-1/codes.csv", headers={"Authorization": f"Bearer {token}"})
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "NOT_YOUR_PRODUCER"
+
+
+def test_the_batch_page_links_to_its_codes_csv(client, world, session):
+    from tests.app.portal_support import client_login, make_user
+
+    serials, _ = _setup(client, world, count=3)
+    make_user(session, "maker", "producer", world.producer_id)
+    client_login(client, "maker")
+    page = client.get(f"/portal/producer/batches/{GTIN}/LOT-1").get_data(as_text=True)
+    link = f'/portal/producer/batches/{GTIN}/LOT-1/codes.csv'
+    assert f'href="{link}"' in page
+    lines = client.get(link).get_data(as_text=True).splitlines()
+    assert lines[0] == "gtin,lot,serial,expiry,url" and [line.split(",")[-1] for line in lines[1:]] == [
+        s["url"] for s in serials]
