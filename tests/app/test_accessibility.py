@@ -143,6 +143,8 @@ def test_shoppers_pages(page, audit, live_server, codes):
     audit("warnings")
     page.goto(live_server + "/violators?q=phuc+an")
     audit("violators, searched")
+    page.goto(live_server + "/recalls")
+    audit("recalled products")
 
     page.goto(live_server + path_of(codes["genuine"]))
     page.click('a[hreflang="en"]')  # the language switch: the same verdict in English

@@ -497,9 +497,36 @@ def test_public_lists_render_newest_first_and_search(app, client, registry, sess
     assert "Nothing found for this search." in html
 
 
+def test_recalled_batches_are_listed_for_shoppers_newest_first_and_searchable(client, registry, session, world):
+    """A recall was in the trust list and the log, for machines, and shown only to who scanned the
+    goods: shoppers had no page listing what not to use."""
+    from tests.conftest import batch_data
+
+    assert "Chưa có lô hàng nào bị thu hồi." in client.get("/recalls").get_data(as_text=True)
+    for lot, product in (("LOT-A", "Nước mắm Phú Quốc"), ("LOT-B", "Mật ong <rừng>")):
+        data = batch_data(lot=lot)
+        data["product"] = {**data["product"], "name": product}
+        registry.register_batch(SYSTEM, data, producer_id=world.producer_id)
+    registry.register_batch(SYSTEM, batch_data(lot="LOT-KEPT"), producer_id=world.producer_id)
+    registry.recall(SYSTEM, GTIN, "LOT-A", reason="Nhiễm khuẩn")
+    registry.recall(SYSTEM, GTIN, "LOT-B", reason="Sai nhãn")
+    session.commit()
+    html = client.get("/recalls").get_data(as_text=True)
+    listed = re.findall(r'data-recall="([^"]+)"', html)
+    assert listed == [f"{GTIN}/LOT-B", f"{GTIN}/LOT-A"]  # newest first; LOT-KEPT is not recalled
+    assert "Mật ong &lt;rừng&gt;" in html and "Sai nhãn" in html and "HTX Highland" in html
+    found = client.get("/recalls", query_string={"q": "nuoc mam"}).get_data(as_text=True)
+    assert re.findall(r'data-recall="([^"]+)"', found) == [f"{GTIN}/LOT-A"]
+    assert re.findall(r'data-recall="([^"]+)"', client.get("/recalls", query_string={"q": "LOT-B"})
+                      .get_data(as_text=True)) == [f"{GTIN}/LOT-B"]
+    english = client.get("/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<a href="/recalls">Recalled products</a>' in english
+
+
 # -- CSP and weight ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/", "/report?code=x", "/warnings", "/violators", "/check?code=08936000010010"])
+@pytest.mark.parametrize("path", ["/", "/report?code=x", "/warnings", "/violators", "/recalls",
+                                  "/check?code=08936000010010"])
 def test_no_inline_script_or_style(client, path):
     response = client.get(path)
     html = response.get_data(as_text=True)
