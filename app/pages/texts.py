@@ -28,7 +28,7 @@ FIELD_ERROR = {
     "TOO_MANY_PHOTOS": N_("You can send at most 3 photos."),
     "PHOTO_TOO_LARGE": N_("A photo is larger than 10 MB. Choose a smaller photo."),
     "IMAGE_TOO_LARGE": N_("A photo has too many pixels (more than 50 megapixels). Choose a smaller photo."),
-    "UNSUPPORTED_MEDIA_TYPE": N_("A file is not a photo. Send JPEG or PNG photos."),
+    "UNSUPPORTED_MEDIA_TYPE": N_("A file is not a photo. Send JPEG, PNG or WebP photos."),
     "IMAGE_UNDECODABLE": N_("A photo is damaged and cannot be opened. Choose another photo."),
     "IMAGE_EMPTY": N_("A photo is an empty file. Choose it again, or take another photo."),
     "NUL_CHARACTER": N_("This holds a NUL character, which no text may hold. Remove it and try again."),
@@ -41,7 +41,7 @@ FLOOD_MESSAGE = N_("You have sent many reports in a short time. Please wait an h
 
 #: Verification photo rejected (the scan page's photo form).
 IMAGE_ERROR = {
-    "UNSUPPORTED_MEDIA_TYPE": N_("This file is not a photo. Take or choose a JPEG or PNG photo."),
+    "UNSUPPORTED_MEDIA_TYPE": N_("This file is not a photo. Take or choose a JPEG, PNG or WebP photo."),
     "IMAGE_UNDECODABLE": N_("This photo is damaged and cannot be opened. Please take it again."),
     "IMAGE_TOO_LARGE": N_("This photo is too large. Please take it again at a lower resolution."),
     "IMAGE_MISSING": N_("Choose or take a photo first."),

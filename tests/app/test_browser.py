@@ -349,7 +349,7 @@ def test_long_unbroken_text_wraps_on_the_narrowest_phone(playwright, live_server
     inside a 320-pixel screen instead of making the page scroll sideways."""
     link = "https://www.facebook.com/groups/" + "hanggiahanhnhai" * 8 + "/posts/1234567890123456789"
     PublicationService(session, authority=registry.authority).publish(
-        SYSTEM, kind="warning", title="Cảnh báo " + "x" * 90, body=f"Nhóm bán hàng giả: {link}")
+        SYSTEM, kind="warning", title="Cảnh báo " + "x" * 90, body=f"Nhóm bán hàng giả: {link}\nĐừng mua.")
     registry.recall(SYSTEM, GTIN, "LOT-1", reason="Xem " + link)
     session.commit()
     session.close()
@@ -357,10 +357,12 @@ def test_long_unbroken_text_wraps_on_the_narrowest_phone(playwright, live_server
     try:
         page = phone(browser).new_page()
         page.set_viewport_size({"width": 320, "height": 640})
-        for path in ("/warnings", path_of(codes["genuine"])):  # the genuine code's batch is now recalled
+        for path in ("/warnings", "/recalls", path_of(codes["genuine"])):  # the genuine code's batch is recalled
             page.goto(live_server + path)
             assert link in page.inner_text("main")
             assert page.evaluate("document.documentElement.scrollWidth") <= 320, path
+            if path == "/warnings":  # the author's line breaks are kept (they had run together)
+                assert page.inner_text(".pub-body").endswith(f"{link}\nĐừng mua.")
         page.screenshot(path=str(SCREENSHOTS / "recalled-long-reason-320.png"), full_page=True)
     finally:
         browser.close()
