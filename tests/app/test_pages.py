@@ -145,7 +145,7 @@ def test_vietnamese_names_are_marked_as_such_on_english_pages(client, codes, ses
     session.commit()
     en = client.get("/warnings", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert '<h2><span lang="vi">&lt;b&gt;Sữa bột giả&lt;/b&gt;</span></h2>' in en
-    assert '<p><span lang="vi">Hộp giả có mã vạch in mờ.</span></p>' in en and "<dd>Similac</dd>" in en
+    assert '<p class="pub-body"><span lang="vi">Hộp giả có mã vạch in mờ.</span></p>' in en and "<dd>Similac</dd>" in en
 
 
 def _language_link(html: str, lang: str) -> str:
