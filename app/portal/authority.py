@@ -15,7 +15,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from app.i18n import N_, VIETNAM_TIME
-from app.messages import ACTION_TEXT
+from app.messages import ACTION_TEXT, VERDICT_TITLE
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
 from app.portal.errors import error_text
@@ -329,7 +329,10 @@ DETAIL_LABEL = {
     "previous": N_("Previous version"), "verdict": N_("Verdict"), "checks": N_("Checks"), "check": N_("Check"),
     "scan_count": N_("Checks of the unit"), "distinct_clients": N_("Different clients"), "cases": N_("Cases"),
     "attachment": N_("Attachment"), "offline": N_("Checked offline"), "record": N_("Signed record"),
+    "offline_verdict": N_("Verdict on the phone, offline"),
 }
+#: Detail keys whose value is a verdict, shown in its words (``app.messages.VERDICT_TITLE``).
+VERDICT_KEYS = frozenset({"verdict", "offline_verdict"})
 #: Reasons the registry writes as codes.
 DETAIL_VALUE = {"locked": N_("the account was locked")}
 
@@ -337,6 +340,7 @@ DETAIL_VALUE = {"locked": N_("the account was locked")}
 def _detail(key: str, value: Any) -> tuple[str, str, str]:
     """One entry of an event's detail as the page shows it: its label (translated by the template
     when known), how to show the value (``time``: in Vietnam time, ``role``: the role's name,
+    ``verdict``: the verdict's words,
     ``yesno``, ``json``: a signed record or a list, folded; else ``text``) and the value as text."""
     label = DETAIL_LABEL.get(key, key)
     if value is None:
@@ -345,6 +349,8 @@ def _detail(key: str, value: Any) -> tuple[str, str, str]:
         return label, "yesno", "yes" if value else "no"
     if key == "role" and isinstance(value, str):
         return label, "role", value
+    if key in VERDICT_KEYS and value in VERDICT_TITLE:
+        return label, "verdict", value
     if isinstance(value, str) and (key.endswith("_at") or key.endswith("_until")):
         return label, "time", value
     if isinstance(value, str):

@@ -144,6 +144,20 @@ def test_details_are_named_in_the_pages_language_with_times_in_vietnam_time(app,
     assert "<dt>Failed attempts</dt><dd>5</dd>" in english and "<dt>Reason</dt><dd>the account was locked</dd>" in english
 
 
+def test_verdicts_in_the_details_are_the_verdicts_words(app, people, session):
+    """An inspection check's verdicts had shown as codes ('unknown', 'genuine') under an untranslated
+    'offline_verdict'."""
+    at = datetime(2026, 12, 6, 13, 50, tzinfo=timezone.utc)
+    audit(session, at, "user:lan", "inspection.check", "inspection:4", check=9, verdict="recalled", offline=True,
+          offline_verdict="genuine")
+    session.commit()
+    html = _login(app, "boss").get(URL).get_data(as_text=True)
+    assert "<dt>Kết quả</dt><dd>Đã bị thu hồi</dd>" in html or "<dd>Đã bị thu hồi</dd>" in html
+    assert "<dt>Kết quả trên điện thoại, ngoại tuyến</dt><dd>Hàng thật</dd>" in html
+    english = _login(app, "boss").get(URL, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "<dt>Verdict on the phone, offline</dt><dd>Genuine</dd>" in english and "<dd>Recalled</dd>" in english
+
+
 def test_a_token_actor_shows_its_label_escaped(app, people, session):
     _, token = TokenService(session).create(role=Role.PARTNER, label="Đồng bộ <b>ERP</b>")
     audit(session, datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc), f"token:{token.id}", "user.unlock", "user:binh")
