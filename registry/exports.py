@@ -485,6 +485,9 @@ class ExportService:
             raise Invalid(f"events must be one of {', '.join(EPCIS_EVENTS)}", code="BAD_EVENTS", field="events")
         if not 1 <= limit <= MAX_EPCIS_EVENTS:
             raise Invalid(f"limit must be between 1 and {MAX_EPCIS_EVENTS}", code="BAD_LIMIT", field="limit")
+        if since is not None and until is not None and since > until:  # a slip, not "nothing happened"
+            raise Invalid(f"until ({rfc3339(until)}) comes before since ({rfc3339(since)})", code="BAD_PERIOD",
+                          field="until")
         after = PagePosition.from_token(page_token) if page_token else None
         readers = {SCAN: self._scan_events, RECALL: self._recall_events, REGISTRATION: self._registration_events,
                    ERROR_DECLARATION: functools.partial(self._correction_events, ERROR_DECLARATION),

@@ -25,6 +25,8 @@ ERROR_TEXT = {
     "BAD_GLN": N_("A GLN has 13 digits with a correct check digit."),
     "BAD_COUNTRY": N_("Enter a two-letter country code, such as VN."),
     "BAD_DATE": N_("Enter a valid date (year-month-day); check the order of the dates."),
+    "BAD_PERIOD": N_("The last day comes before the first."),
+    "BAD_EVENTS": N_("Choose the kind of events from the list."),
     "DATE_IN_FUTURE": N_("The date cannot be in the future."),
     "DATE_OUT_OF_RANGE": N_("Codes carry this date with a two-digit year: it must be within 50 years of today."),
     "TOO_MANY_CERTIFICATIONS": N_("A batch lists at most 20 certifications."),

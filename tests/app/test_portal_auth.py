@@ -623,7 +623,8 @@ def test_the_partner_epcis_dates_are_vietnam_days_until_included(client, people,
     now = datetime.now(VIETNAM_TIME)
     today, tomorrow = now.date().isoformat(), (now.date() + timedelta(days=1)).isoformat()
     assert recalls(since=today, until=today) == 1  # the whole day in Vietnam
-    assert recalls(since=tomorrow) == 0 and recalls(until=(now.date() - timedelta(days=1)).isoformat()) == 0
+    yesterday = (now.date() - timedelta(days=1)).isoformat()
+    assert recalls(since=tomorrow) == 0 and recalls(until=yesterday) == 0
     an_hour_ago = (now - timedelta(hours=1)).replace(microsecond=0)
     assert recalls(since=an_hour_ago.isoformat()) == 1  # +07:00 kept: an hour ago, not six hours ahead
     assert recalls(since=an_hour_ago.replace(tzinfo=None).isoformat()) == 1  # no offset: Vietnam time
@@ -638,5 +639,10 @@ def test_the_partner_epcis_dates_are_vietnam_days_until_included(client, people,
         "commissioning"]
     answer = client.get("/portal/exports/epcis.jsonld", query_string={"events": "everything", "lang": "en"})
     assert answer.status_code == 422 and "registrations" in answer.get_data(as_text=True)  # not read as all
+    assert "Choose the kind of events from the list." in answer.get_data(as_text=True)  # in the page's words
+    reversed_days = client.get("/portal/exports/epcis.jsonld", query_string={"since": tomorrow,
+                                                                                    "until": yesterday})
+    assert reversed_days.status_code == 422  # it had been an empty file, as if nothing had happened
+    assert "Ngày cuối ở trước ngày đầu." in reversed_days.get_data(as_text=True)
     form = client.get("/portal/partner/").get_data(as_text=True)
     assert 'value="registrations"' in form and 'value="corrections"' in form
