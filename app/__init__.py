@@ -151,10 +151,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.after_request(security_headers(app))
     app.session_interface = ApiWithoutCookies()
 
-    from app.cli import register_cli, register_import_cli, register_verify_cli
+    from app.cli import register_cli, register_evidence_cli, register_import_cli, register_verify_cli
 
     register_cli(app)
     register_verify_cli(app)
+    register_evidence_cli(app)
     register_import_cli(app)
     from app.cli_accounts import register_accounts_cli
 

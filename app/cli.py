@@ -19,7 +19,8 @@ from registry.errors import RegistryError
 from registry.models import MAX_ROW_ID
 from registry.services import AUTHORITY_KEY_NAME, SYSTEM, Registry, Role
 
-__all__ = ["register_cli", "register_verify_cli", "register_import_cli", "init_instance", "require_instance"]
+__all__ = ["register_cli", "register_verify_cli", "register_evidence_cli", "register_import_cli", "init_instance",
+           "require_instance"]
 
 
 def _registry(session) -> Registry:
@@ -41,8 +42,8 @@ def init_instance(app: Flask) -> str:
 
 
 # Commands that need no initialised instance: init and demo make it, verify checks for itself (its
-# --offline needs none).
-_WITHOUT_INSTANCE = frozenset({"init", "demo", "verify"})
+# --offline needs none), and evidence-check needs only the authority's public key (or this instance's).
+_WITHOUT_INSTANCE = frozenset({"init", "demo", "verify", "evidence-check"})
 
 
 def _require_instance() -> None:
@@ -740,6 +741,50 @@ def register_verify_cli(app: Flask) -> None:
         if offline:
             click.echo(f"checked offline against the trust list issued {lookup.issued_at.isoformat()}; "
                        "recalls and key revocations made since then, and cloned serials, cannot be known offline")
+
+
+def register_evidence_cli(app: Flask) -> None:
+    @app.cli.command("evidence-check")
+    @click.argument("evidence_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--authority-key", default=None,
+                  help="the authority public key (base64url) the file must be signed with; "
+                       "default: this instance's own authority key")
+    @click.option("--json", "as_json", is_flag=True, help="print what the file attests as JSON")
+    def evidence_check(evidence_file: Path, authority_key: str | None, as_json: bool) -> None:
+        """Check an inspection's evidence file: its signature and its log checkpoint's, with the
+        authority's key (never a key the file names). Exit status 0 only when both verify."""
+        from registry.evidence import EvidenceRefused, check_evidence
+
+        key = authority_key or _instance_authority_key()
+        if key is None:
+            raise _error("AUTHORITY_KEY_REQUIRED", "give --authority-key (base64url; authority.public_key in "
+                                                   "GET /api/v1/trust-list of the real service)")
+        try:
+            raw = b64url_decode(key)
+            if len(raw) != 32:
+                raise ValueError(f"{len(raw)} bytes")
+        except ValueError as exc:
+            raise _error("BAD_AUTHORITY_KEY", "--authority-key is malformed: it must be the authority's Ed25519 "
+                                              f"public key, 32 bytes in base64url ({exc})") from None
+        try:
+            document = json.loads(evidence_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise _error("READ_FAILED", f"cannot read {evidence_file}: {exc.strerror or exc}") from None
+        except ValueError as exc:  # not UTF-8, not JSON
+            raise _error(EvidenceRefused.code, f"{evidence_file} is not a JSON file: {exc}") from None
+        try:
+            attested = check_evidence(document, raw)
+        except EvidenceRefused as exc:
+            raise _error(exc.code, str(exc)) from None
+        if as_json:
+            click.echo(json.dumps({"valid": True, **attested}, ensure_ascii=False, indent=1))
+            return
+        tally = ", ".join(f"{n} {verdict}" for verdict, n in sorted(attested["verdicts"].items())) or "none"
+        checkpoint = attested["checkpoint"] or {}
+        click.echo(f"valid: signed by the authority; inspection {attested['inspection']} by "
+                   f"{attested['inspector']} ({attested['started_at']} to {attested['closed_at'] or 'still open'}), "
+                   f"{attested['checks']} checks ({tally}), {len(attested['photos'])} photos by SHA-256; "
+                   f"issued {attested['issued_at']} against the log of size {checkpoint.get('size')}")
 
 
 def _instance_authority_key() -> str | None:
