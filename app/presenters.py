@@ -46,6 +46,7 @@ def verification_json(v: Verification) -> dict[str, Any]:
             "certifications": batch.record.get("certifications", []),
             "quantity": batch.record.get("quantity"),
             "recall_reason": batch.recall_reason,
+            "recalled_at": rfc3339(batch.recalled_at) if batch.recalled_at else None,
             # a record corrected by its producer (Registry.correct_batch): which version, and when
             "version": batch.record.get("version", 1),
             "corrected_at": batch.record.get("issued_at") if "supersedes" in batch.record else None,

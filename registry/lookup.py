@@ -45,7 +45,8 @@ _KEY = RawQuery("SELECT kid, public_key, producer_id, gs1_prefixes, status, comp
                 "FROM producer_keys WHERE kid = :kid")
 _BATCH = RawQuery(
     "SELECT b.id, b.gtin, b.lot, b.producer_id, b.status, b.expiry_date, b.record, p.name, p.country, "
-    "(SELECT r.reason FROM recalls r WHERE r.batch_id = b.id ORDER BY r.id DESC LIMIT 1) "
+    "(SELECT r.reason FROM recalls r WHERE r.batch_id = b.id ORDER BY r.id DESC LIMIT 1), "
+    "(SELECT r.at FROM recalls r WHERE r.batch_id = b.id ORDER BY r.id DESC LIMIT 1) "
     "FROM batches b JOIN producers p ON p.id = b.producer_id WHERE b.gtin = :gtin AND b.lot = :lot")
 _FIRST_RECALL = RawQuery("SELECT MIN(at) FROM recalls WHERE batch_id = :batch_id")
 _PRODUCT = RawQuery("SELECT record FROM batches WHERE gtin = :gtin ORDER BY id DESC LIMIT 1")
@@ -202,12 +203,14 @@ class RegistryLookup:
         row = _BATCH.first(self._source, {"gtin": gtin, "lot": lot})
         if row is None:
             return None
-        batch_id, gtin, lot, producer_id, status, expiry, record, name, country, recall_reason = row
+        batch_id, gtin, lot, producer_id, status, expiry, record, name, country, recall_reason, recalled_at = row
         expiry = _date(expiry)
+        recalled = status == "recalled"
         return BatchInfo(batch_id=batch_id, gtin=gtin, lot=lot, producer_id=producer_id, status=status,
                          expiry_date=expiry, record=_json(record),
                          producer={"id": producer_id, "name": name, "country": country},
-                         recall_reason=recall_reason if status == "recalled" else None, code_exp=yymmdd(expiry))
+                         recall_reason=recall_reason if recalled else None, code_exp=yymmdd(expiry),
+                         recalled_at=as_utc(recalled_at) if recalled and recalled_at is not None else None)
 
     def product(self, gtin: str) -> dict[str, Any] | None:
         return self._cached(("product", gtin), lambda: self._load_product(gtin))

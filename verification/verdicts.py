@@ -147,6 +147,7 @@ class BatchInfo:
     record: dict[str, Any]
     producer: dict[str, Any]
     recall_reason: str | None = None
+    recalled_at: datetime | None = None  # when, for the shopper's page (the latest recall)
     code_exp: str | None = None  # the expiry (YYMMDD) the registry writes into, and signs in, its codes
     recalled_since: datetime | None = None  # judged as of an earlier moment: recalled after it (RECALLED_SINCE)
 

@@ -343,9 +343,21 @@ def test_the_digits_under_a_barcode_typed_in_their_printed_groups_are_one_number
     assert 'data-verdict="unreadable"' in words  # only digits are regrouped
 
 
-def test_recall_reason_is_shown(client, codes):
+def test_recall_reason_and_day_are_shown(client, codes):
+    """When the batch was recalled, in Vietnam's calendar (the page had said why, never when)."""
+    from babel.dates import format_date
+
+    from verification.localtime import vietnam_date
+
     html = _page(client, codes["recalled"], **{"Accept-Language": "en"}).get_data(as_text=True)
     assert "contamination" in html
+    today = vietnam_date()
+    assert f'<li id="recalled-on">Recalled on {format_date(today, format="long", locale="en")}.</li>' in html
+    vietnamese = _page(client, codes["recalled"]).get_data(as_text=True)
+    assert f"Thu hồi ngày {format_date(today, format='long', locale='vi')}." in vietnamese
+    assert client.get("/api/v1/verify", query_string={"code": codes["recalled"]}).get_json()["batch"]["recalled_at"]
+    genuine = _page(client, codes["genuine"]).get_data(as_text=True)
+    assert 'id="recalled-on"' not in genuine
 
 
 def test_a_recall_under_a_revoked_key_still_says_what_to_do(client, codes, registry, session, world):
