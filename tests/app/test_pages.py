@@ -146,6 +146,11 @@ def test_vietnamese_names_are_marked_as_such_on_english_pages(client, codes, ses
     en = client.get("/warnings", headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert '<h2><span lang="vi">&lt;b&gt;Sữa bột giả&lt;/b&gt;</span></h2>' in en
     assert '<p class="pub-body"><span lang="vi">Hộp giả có mã vạch in mờ.</span></p>' in en and "<dd>Similac</dd>" in en
+    PublicationService(session, authority=registry.authority).publish(
+        SYSTEM, kind="violator", title="Bán hàng giả", name="Cửa hàng A", decision_ref="QĐ-123/2026/XPHC")
+    session.commit()
+    en = client.get("/violators", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert '<dd><span lang="vi">QĐ-123/2026/XPHC</span></dd>' in en  # a decision's number, in Vietnamese
 
 
 def _language_link(html: str, lang: str) -> str:
