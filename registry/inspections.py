@@ -68,28 +68,46 @@ class InspectionService:
         self.max_photo_bytes = max_photo_bytes
 
     # -- access --------------------------------------------------------------------------------
+    # An inspection is its opener's: only they add checks to it or close it, whatever their role,
+    # since the signed evidence file credits every check to its ``inspector``. The authority reads
+    # everyone's (oversight) and writes only its own; an inspector reads only their own.
     @staticmethod
-    def _may_see(actor: Actor, inspection: Inspection) -> None:
-        if actor.role == Role.AUTHORITY:
-            return
-        if actor.role == Role.INSPECTOR and inspection.inspector == actor.name:
+    def opener(actor: Actor) -> str:
+        """Whom an inspection the actor opens is recorded as (``Inspection.inspector``)."""
+        return actor.name or actor.role.value
+
+    @classmethod
+    def _may_see(cls, actor: Actor, inspection: Inspection) -> None:
+        if actor.role == Role.AUTHORITY or inspection.inspector == cls.opener(actor):
             return
         raise Forbidden("this inspection belongs to another inspector", code="NOT_YOUR_INSPECTION")
 
-    def get(self, actor: Actor, inspection_id: int, *, lock: bool = False) -> Inspection:
+    @classmethod
+    def _may_write(cls, actor: Actor, inspection: Inspection) -> None:
+        if inspection.inspector != cls.opener(actor):
+            raise Forbidden("only whoever opened this inspection adds checks to it or closes it",
+                            code="NOT_YOUR_INSPECTION")
+
+    def get(self, actor: Actor, inspection_id: int, *, lock: bool = False, write: bool = False) -> Inspection:
+        """An inspection the actor may read; with ``write``, one it may also add checks to and close
+        (its own: refused before the caller verifies anything for it)."""
         actor.require(Role.INSPECTOR, Role.AUTHORITY)
         inspection = self.session.get(Inspection, inspection_id, with_for_update=lock or None)
         if inspection is None:
             raise NotFound(f"no inspection {inspection_id}", code="INSPECTION_UNKNOWN")
         self._may_see(actor, inspection)
+        if write:
+            self._may_write(actor, inspection)
         return inspection
 
-    def list(self, actor: Actor, *, open_only: bool = False, limit: int = 50, offset: int = 0) -> list[Inspection]:
-        """An inspector's own inspections (the authority sees all), newest first."""
+    def list(self, actor: Actor, *, own: bool = False, open_only: bool = False, limit: int = 50,
+             offset: int = 0) -> list[Inspection]:
+        """Inspections newest first: an inspector's own; the authority's everyone's (each names its
+        ``inspector``), or with ``own`` its own alone (its "My inspections")."""
         actor.require(Role.INSPECTOR, Role.AUTHORITY)
         stmt = select(Inspection).order_by(Inspection.started_at.desc(), Inspection.id.desc())
-        if actor.role == Role.INSPECTOR:
-            stmt = stmt.where(Inspection.inspector == actor.name)
+        if own or actor.role != Role.AUTHORITY:
+            stmt = stmt.where(Inspection.inspector == self.opener(actor))
         if open_only:
             stmt = stmt.where(Inspection.closed_at.is_(None))
         return list(self.session.execute(stmt.offset(offset).limit(limit)).scalars())
@@ -104,7 +122,7 @@ class InspectionService:
             raise Invalid("give both lat and lon, or neither", code="BAD_PLACE", field="lat")
         if lat is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):  # type: ignore[operator]
             raise Invalid("lat must be within ±90 and lon within ±180", code="BAD_PLACE", field="lat")
-        inspection = Inspection(inspector=actor.name or actor.role.value, place=place, lat=lat, lon=lon,
+        inspection = Inspection(inspector=self.opener(actor), place=place, lat=lat, lon=lon,
                                 started_at=self.clock(), closed_at=None)
         self.session.add(inspection)
         self.session.flush()
@@ -122,8 +140,9 @@ class InspectionService:
         ``at`` when; ``recheck(code, at)`` verifies the code here, and both answers are kept
         (``{"offline": ..., "server": ...}``) with the server's verdict as the check's.
         ``client_id`` is the browser's id for the check: sent again (a retry, a second tab), the
-        check already kept under it in this inspection is returned and nothing new is recorded."""
-        inspection = self.get(actor, inspection_id, lock=True)
+        check already kept under it in this inspection is returned and nothing new is recorded.
+        Only whoever opened the inspection adds checks to it (``NOT_YOUR_INSPECTION``)."""
+        inspection = self.get(actor, inspection_id, lock=True, write=True)
         if client_id is not None:
             if not CLIENT_ID.fullmatch(client_id):
                 raise Invalid("a check's client id is 1 to 32 letters, digits, '-' or '_'", code="BAD_CLIENT_ID",
@@ -185,7 +204,8 @@ class InspectionService:
         return check
 
     def close(self, actor: Actor, inspection_id: int) -> Inspection:
-        inspection = self.get(actor, inspection_id, lock=True)
+        """Close the inspection: whoever opened it alone (``NOT_YOUR_INSPECTION``)."""
+        inspection = self.get(actor, inspection_id, lock=True, write=True)
         if inspection.closed_at is not None:
             raise Conflict("the inspection is already closed", code="INSPECTION_CLOSED")
         inspection.closed_at = self.clock()

@@ -191,7 +191,7 @@ def open_inspection(data):
 @bp.arguments(InspectionListArgsSchema, location="query")
 @bp.response(200, InspectionListSchema)
 def list_inspections(args):
-    """An inspector's own inspections (the authority: everyone's), newest first."""
+    """An inspector's own inspections (the authority: everyone's, each naming its ``inspector``), newest first."""
     service = inspection_service()
     items = service.list(current_actor(), open_only=args["open"], limit=args["limit"], offset=args["offset"])
     return jsonify({"items": [service.view(i) for i in items]})
@@ -251,10 +251,11 @@ def _check_input() -> tuple[dict[str, Any], bytes | None]:
 @bp.response(201, CheckResultSchema)
 def add_check(inspection_id):
     """Check a code on site: a photo (every code in it is verified), a decoded ``code``, or a check the
-    browser made offline (``offline``, ``result``, ``checked_at``), which is verified again here."""
+    browser made offline (``offline``, ``result``, ``checked_at``), which is verified again here.
+    Only whoever opened the inspection adds to it (403 ``NOT_YOUR_INSPECTION``, the authority included)."""
     actor = current_actor()
     service = inspection_service()
-    inspection = service.get(actor, inspection_id)
+    inspection = service.get(actor, inspection_id, write=True)  # refused before anything is verified
     data, photo = _check_input()
     context_values = {"client_id": actor.name, "lat": inspection.lat, "lon": inspection.lon}
     try:
@@ -287,7 +288,8 @@ def add_check(inspection_id):
 @bp.doc(security=BEARER)
 @bp.response(200, InspectionSchema)
 def close_inspection(inspection_id):
-    """Close an inspection: no more live checks (offline checks made before closing still sync)."""
+    """Close an inspection: no more live checks (offline checks made before closing still sync).
+    Only whoever opened it closes it (403 ``NOT_YOUR_INSPECTION``, the authority included)."""
     service = inspection_service()
     inspection = service.close(current_actor(), inspection_id)
     db_session().commit()

@@ -88,6 +88,8 @@ ERROR_TEXT = {
     "PUBLICATION_UNKNOWN": N_("There is no such publication."),
     "PHOTO_UNKNOWN": N_("There is no such photo."),
     "ATTACHMENT_UNKNOWN": N_("There is no such attachment."),
+    "NOT_YOUR_INSPECTION": N_("This inspection belongs to another inspector: you can read it and download its "
+                              "evidence file, but not add checks to it or close it."),
     # label sheets asked for by an address (the batch page links only to what exists)
     "BAD_STOCK": N_("The registry prints no such label stock: choose one on the batch's page."),
     "BAD_RANGE": N_("This batch's labels have no such part: choose one on the batch's page."),

@@ -25,7 +25,7 @@ from registry.services import Role
 from verification.decoding import ImageRejected
 from verification.services import verify_image
 
-from app.errors import image_status
+from app.errors import ApiError, image_status
 from app.i18n import N_
 from app.messages import CHANNEL_LABEL
 from app.pages.render import decisive_code
@@ -114,9 +114,11 @@ def _page_texts() -> dict[str, Any]:
 @bp.route("/inspector/")
 @login_required(*WORKERS)
 def inspector_home():
-    """The inspector's inspections (open ones first) and the form to start one."""
+    """The user's own inspections, open ones first (the authority's too: the list names no one; it
+    reads another's by its address, and the API lists everyone's with their inspector), and the form
+    to start one."""
     service = inspection_service()
-    items = [service.view(i) for i in service.list(current_actor(), limit=100)]
+    items = [service.view(i) for i in service.list(current_actor(), own=True, limit=100)]
     items.sort(key=lambda i: i["closed_at"] is not None)
     return render_template("portal/inspector/home.html", inspections=items, errors={}, values={})
 
@@ -132,7 +134,7 @@ def inspector_open():
         inspection = service.open(current_actor(), place=values["place"], lat=lat, lon=lon)
     except Invalid:  # the place: the position is checked above
         db_session().rollback()
-        items = [service.view(i) for i in service.list(current_actor(), limit=100)]
+        items = [service.view(i) for i in service.list(current_actor(), own=True, limit=100)]
         return render_template("portal/inspector/home.html", inspections=items, values={**values, "lat": "", "lon": ""},
                                errors={"place": N_("The place has at most 300 characters.")}), 422
     db_session().commit()
@@ -159,12 +161,14 @@ def _position(lat: str, lon: str) -> tuple[float, float] | tuple[None, None]:
 def inspection(inspection_id: int):
     """The on-site page: scan, photograph or type codes; the checks so far; close; evidence."""
     service = inspection_service()
-    inspection = service.get(current_actor(), inspection_id)
+    actor = current_actor()
+    inspection = service.get(actor, inspection_id)
     view = service.view(inspection, checks=True)
     checks = [check_display(c) for c in view.pop("checks")]
     authority_key = b64url_encode(registry().authority.public_raw)
     response = Response(render_template(
         "portal/inspector/inspection.html", inspection=view, checks=list(reversed(checks)),
+        mine=inspection.inspector == service.opener(actor),  # else the authority reading: no forms
         texts=_page_texts(), authority_key=authority_key, max_photos=MAX_PHOTOS_PER_POST))
     response.headers["Cache-Control"] = "no-cache, private"
     return response
@@ -189,16 +193,19 @@ def inspection_check(inspection_id: int):
     """Keep one or more checks: photos (``image``, several allowed), a camera ``frame`` (kept only
     when it holds a code; the frame itself is not stored), a typed or decoded ``code``, or a check
     the browser made offline (JSON ``{"offline": true, "id", "code", "result", "checked_at"}``), which
-    is verified again here (kept once per ``id``). Answers ``{"checks": [...]}`` as JSON, or goes back to the page."""
+    is verified again here (kept once per ``id``). Answers ``{"checks": [...]}`` as JSON, or goes back to the page.
+    Only whoever opened the inspection adds to it: anyone else is refused before anything is verified."""
     actor = current_actor()
     service = inspection_service()
-    inspection = service.get(actor, inspection_id)
+    inspection = service.get(actor, inspection_id, write=True)
     context_values = {"client_id": actor.name, "lat": inspection.lat, "lon": inspection.lon}
     back = redirect(url_for("portal.inspection", inspection_id=inspection_id), code=303)
     body = request.get_json(silent=True) if request.is_json else None
+    if request.is_json and not isinstance(body, dict):  # not JSON, or a string, a list, a number: as the API
+        raise ApiError(400, "MALFORMED_JSON", "send the check as a JSON object or a form")
     kept = []
     try:
-        if isinstance(body, dict) and body.get("offline"):
+        if body is not None and body.get("offline"):
             try:
                 at = parse_rfc3339(str(body.get("checked_at") or ""))
             except MalformedEncoding:
@@ -210,7 +217,7 @@ def inspection_check(inspection_id: int):
                                           code=str(body.get("code") or "")[:4096], at=at, recheck=recheck_offline,
                                           client_id=str(client_id) if client_id is not None else None))
         else:
-            code = ((body or {}).get("code") if body is not None else request.form.get("code")) or ""
+            code = (body.get("code") if body is not None else request.form.get("code")) or ""
             code = str(code).strip()[:4096]
             # a file field left empty sends a part with no name: no photo; a chosen file that is empty is refused
             photos = [f.read() for f in request.files.getlist("image") if f.filename][:MAX_PHOTOS_PER_POST]

@@ -31,6 +31,7 @@ ALL = frozenset(ROLES)
 AUTH = frozenset({"authority"})
 OWN = frozenset({"authority", "producer-own"})
 WORK = frozenset({"authority", "inspector"})
+OPENER = frozenset({"inspector"})  # who opened the scene's inspection: only they add checks to it or close it
 READ = frozenset({"authority", "inspector", "partner"})
 SIGNED_IN = ALL - {"none"}
 FOLLOWUP = "AAAAA-BBBBB"  # the follow-up code of the scene's new case
@@ -188,6 +189,7 @@ TABLE: dict[tuple[str, str], tuple[Build, frozenset[str]]] = {
               "reason": "recounted"}), OWN),
     ("GET", "/api/v1/batches/<gtin>/<path:lot>/labels"): (get("/api/v1/batches/{GTIN}/LOT-1/labels?format=svg"
                                                               "&serial={s.serial}"), OWN),
+    ("GET", "/api/v1/batches/<gtin>/<path:lot>/codes.csv"): (get("/api/v1/batches/{GTIN}/LOT-1/codes.csv"), OWN),
     ("GET", "/api/v1/producers/<producer_id>/batches"): (get("/api/v1/producers/{s.producer}/batches"),
                                                          OWN | READ),
     ("GET", "/api/v1/producers/<producer_id>/keys"): (get("/api/v1/producers/{s.producer}/keys"), OWN),
@@ -198,14 +200,15 @@ TABLE: dict[tuple[str, str], tuple[Build, frozenset[str]]] = {
                                  OWN),
     ("DELETE", "/api/v1/tokens/<int:token_id>"): (lambda s: ("DELETE", f"/api/v1/tokens/{s.token_to_revoke}", {}),
                                                   OWN),
-    # inspections (the inspector's own) and flagged serials
+    # inspections (the inspector reads their own, the authority everyone's; each is written by its opener
+    # alone, since its signed evidence credits every check to them) and flagged serials
     ("POST", "/api/v1/inspections"): (post("/api/v1/inspections", {"place": "Chợ"}), WORK),
     ("GET", "/api/v1/inspections"): (get("/api/v1/inspections"), WORK),
     ("GET", "/api/v1/inspections/<int:inspection_id>"): (get("/api/v1/inspections/{s.inspection}"), WORK),
     ("POST", "/api/v1/inspections/<int:inspection_id>/checks"): (
-        post("/api/v1/inspections/{s.inspection}/checks", lambda s: {"code": s.unit_url}), WORK),
+        post("/api/v1/inspections/{s.inspection}/checks", lambda s: {"code": s.unit_url}), OPENER),
     ("POST", "/api/v1/inspections/<int:inspection_id>/close"): (post("/api/v1/inspections/{s.inspection}/close"),
-                                                                WORK),
+                                                                OPENER),
     ("GET", "/api/v1/inspections/<int:inspection_id>/evidence"): (
         get("/api/v1/inspections/{s.inspection}/evidence"), WORK),
     ("GET", "/api/v1/inspections/<int:inspection_id>/checks/<int:check_id>/photo"): (

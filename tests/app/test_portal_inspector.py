@@ -13,9 +13,9 @@ from html.parser import HTMLParser
 
 import pytest
 from PIL import Image
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from registry.models import AuditEvent, Inspection, Publication, Recall, Report, ReportPhoto, Serial
+from registry.models import AuditEvent, Inspection, Publication, Recall, Report, ReportPhoto, ScanEvent, Serial
 
 from tests.app.outside_client import check_signed
 from tests.app.portal_support import client_login, csrf_of, make_user, stored_checks
@@ -131,6 +131,82 @@ def test_an_inspector_cannot_open_anothers_inspection(app, accounts):
     assert response.status_code == 403
     assert hoa.get(f"/portal/inspector/inspections/{number}/evidence.json").status_code == 403
     assert _login(app, "boss").get(f"/portal/inspector/inspections/{number}").status_code == 200
+
+
+def test_the_authority_reads_an_inspectors_inspection_but_cannot_write_it(app, accounts, registry, session, world):
+    """The evidence file credits every check to the inspection's inspector, so only they add checks
+    to it or close it: the authority reads it and downloads its evidence (oversight), but its check
+    (JSON from the page's script, a form, photos, an offline sync) and its close are refused, before
+    anything is verified. The authority's "My inspections" are its own, which it fills and closes."""
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    authority_key = registry.trust_list()["authority"]["public_key"]
+    session.close()
+    thanh, number, page_url, thanh_token = _inspecting(app)
+    kept = thanh.post(f"{page_url}/checks", json={"code": codes["genuine"]},
+                      headers={**JSON, "X-CSRFToken": thanh_token})
+    assert kept.status_code == 201
+
+    boss = _login(app, "boss")
+    read = boss.get(page_url, headers={"Accept-Language": "en"})
+    assert read.status_code == 200
+    html = read.get_data(as_text=True)  # no forms it would be refused, and whose inspection it is
+    assert 'id="code-form"' not in html and 'id="close-form"' not in html and 'data-open="false"' in html
+    assert "Inspection by user:thanh: you can read it" in html and 'id="evidence"' in html
+    own = thanh.get(page_url).get_data(as_text=True)
+    assert 'id="code-form"' in own and 'id="close-form"' in own and 'id="not-mine"' not in own
+    token = _token(boss, page_url)
+    made = (datetime.now(timezone.utc) - timedelta(minutes=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for kwargs in ({"json": {"code": codes["counterfeit"]}, "headers": {**JSON, "X-CSRFToken": token}},
+                   {"json": {"offline": True, "id": "q1", "code": codes["genuine"], "checked_at": made,
+                             "result": {"verdict": "genuine"}}, "headers": {**JSON, "X-CSRFToken": token}},
+                   {"data": {"csrf_token": token, "code": codes["counterfeit"]}},
+                   {"data": {"csrf_token": token, "image": (io.BytesIO(_png()), "a.png")},
+                    "content_type": "multipart/form-data"}):
+        assert boss.post(f"{page_url}/checks", **kwargs).status_code == 403, kwargs
+    assert boss.post(f"{page_url}/close", data={"csrf_token": token}).status_code == 403
+    assert [c.verdict for c in stored_checks(session, number)] == ["genuine"]
+    assert session.get(Inspection, number).closed_at is None
+    assert not session.execute(select(AuditEvent.action).where(
+        AuditEvent.actor == "user:boss", AuditEvent.action.in_(["inspection.check", "inspection.close"]))).all()
+    session.close()  # release SQLite for the scan writer
+    app.extensions["scan_writer"].flush()  # the inspector's check was counted; none refused was
+    assert session.scalar(select(func.count()).select_from(ScanEvent).where(ScanEvent.channel == "inspection")) == 1
+    session.close()  # release SQLite for the app's next write
+
+    evidence = boss.get(f"{page_url}/evidence.json")
+    assert evidence.status_code == 200
+    evidence = json.loads(evidence.data)
+    check_signed(evidence, authority_key)
+    assert evidence["inspection"]["inspector"] == "user:thanh"
+    assert [c["verdict"] for c in evidence["checks"]] == ["genuine"]
+
+    # "My inspections" names no one: the authority's lists its own, not the inspector's.
+    assert page_url not in boss.get("/portal/inspector/").get_data(as_text=True)
+    own = _open(boss, place="Kho C")
+    home = boss.get("/portal/inspector/").get_data(as_text=True)
+    assert f"/portal/inspector/inspections/{own}" in home and page_url not in home
+    own_url = f"/portal/inspector/inspections/{own}"
+    assert boss.post(f"{own_url}/checks", json={"code": codes["genuine"]},
+                     headers={**JSON, "X-CSRFToken": token}).status_code == 201
+    assert boss.post(f"{own_url}/close", data={"csrf_token": token}).status_code == 303
+    assert thanh.get(own_url).status_code == 403
+    # The inspector still fills and closes their own.
+    assert thanh.post(f"{page_url}/checks", json={"code": codes["counterfeit"]},
+                      headers={**JSON, "X-CSRFToken": thanh_token}).status_code == 201
+    assert thanh.post(f"{page_url}/close", data={"csrf_token": thanh_token}).status_code == 303
+
+
+@pytest.mark.parametrize("body", ['"str"', "[1]", "5", "null", "true", '{"code": ', '{"code": NaN}'])
+def test_a_check_whose_json_body_is_not_an_object_is_malformed(app, accounts, session, body):
+    """A JSON body that is not an object (or not JSON) is 400 ``MALFORMED_JSON``, as the API answers
+    it: it had been a 500 (a string has no ``get``), or "nothing to check"."""
+    thanh, number, page_url, token = _inspecting(app)
+    for accept in (JSON, {}):
+        answer = thanh.post(f"{page_url}/checks", data=body, content_type="application/json",
+                            headers={**accept, "X-CSRFToken": token})
+        assert answer.status_code == 400 and answer.mimetype == "application/json", answer.get_data(as_text=True)[:300]
+        assert answer.get_json()["error"]["code"] == "MALFORMED_JSON"
+    assert stored_checks(session, number) == []
 
 
 def test_posts_need_the_csrf_token(app, accounts):

@@ -180,7 +180,8 @@ def test_inspectors_see_and_write_only_their_own(service, world):
         service.add_check(INSPECTOR, theirs.id, result={"verdict": "genuine"})
     with pytest.raises(Forbidden):
         service.evidence(INSPECTOR, theirs.id)
-    service.add_check(AUTHORITY, theirs.id, result={"verdict": "genuine"})  # the authority may
+    with pytest.raises(Forbidden):
+        service.close(INSPECTOR, theirs.id)
     for actor in (Actor(role=Role.PRODUCER, producer_id=world.producer_id, name="p"),
                   Actor(role=Role.PARTNER, name="partner")):
         with pytest.raises(Forbidden):
@@ -189,6 +190,48 @@ def test_inspectors_see_and_write_only_their_own(service, world):
             service.list(actor)
     with pytest.raises(NotFound):
         service.get(INSPECTOR, 999_999)
+
+
+def test_the_authority_reads_an_inspectors_inspection_but_writes_only_its_own(service, registry, session):
+    """The evidence file credits every check to the inspection's inspector: no one else, the
+    authority included, adds a check to it or closes it. The authority still reads it and its
+    evidence (oversight), and its own inspections are its to fill and close."""
+    theirs = service.open(OTHER_INSPECTOR, place="Chợ Lớn")
+    kept = service.add_check(OTHER_INSPECTOR, theirs.id, result={"verdict": "genuine"}, client_id="q1")
+    at = utcnow() - timedelta(minutes=1)
+    refused = [
+        lambda: service.add_check(AUTHORITY, theirs.id, result={"verdict": "counterfeit"}),
+        lambda: service.add_check(AUTHORITY, theirs.id, result={"verdict": "genuine"}, photo=_png()),
+        lambda: service.add_check(AUTHORITY, theirs.id, result={"verdict": "genuine"}, offline=True, code="x", at=at,
+                                  recheck=lambda code, when: {"verdict": "genuine"}),
+        lambda: service.add_check(AUTHORITY, theirs.id, result={"verdict": "genuine"}, client_id="q1"),  # a retry
+        lambda: service.add_check(INSPECTOR, theirs.id, result={"verdict": "genuine"}),
+        lambda: service.close(AUTHORITY, theirs.id),
+    ]
+    for write in refused:
+        with pytest.raises(Forbidden) as refusal:
+            write()
+        assert refusal.value.code == "NOT_YOUR_INSPECTION"
+    assert service.get(AUTHORITY, theirs.id).closed_at is None
+    assert [c.id for c in service.checks(service.get(AUTHORITY, theirs.id))] == [kept.id]
+    evidence = service.evidence(AUTHORITY, theirs.id)
+    verify(evidence, _authority_key(registry))
+    assert evidence["inspection"]["inspector"] == "user:hoa" and [c["id"] for c in evidence["checks"]] == [kept.id]
+    written = {a for (a,) in session.query(AuditEvent.action).filter(AuditEvent.actor == "user:boss")}
+    assert written == {"inspection.evidence"}
+
+    # The inspector still fills and closes their own; the authority its own.
+    service.add_check(OTHER_INSPECTOR, theirs.id, result={"verdict": "suspect"})
+    service.close(OTHER_INSPECTOR, theirs.id)
+    own = service.open(AUTHORITY, place="Kho C")
+    service.add_check(AUTHORITY, own.id, result={"verdict": "genuine"})
+    service.close(AUTHORITY, own.id)
+    with pytest.raises(Forbidden):
+        service.get(OTHER_INSPECTOR, own.id)
+    # The authority's "My inspections" are its own; without ``own`` it lists everyone's, each named.
+    assert [i.id for i in service.list(AUTHORITY, own=True)] == [own.id]
+    assert {(i.id, i.inspector) for i in service.list(AUTHORITY)} == {(own.id, "user:boss"), (theirs.id, "user:hoa")}
+    assert [i.id for i in service.list(OTHER_INSPECTOR, own=True)] == [i.id for i in service.list(OTHER_INSPECTOR)]
 
 
 def test_every_write_is_audited(service, session):
@@ -494,3 +537,53 @@ def test_api_inspection_flow_with_photo_code_and_offline_sync(client, world, ses
     assert client.post(f"/api/v1/inspections/{inspection}/close", headers=auth).status_code == 200
     r = client.post(f"/api/v1/inspections/{inspection}/checks", json={"code": created["url"]}, headers=auth)
     assert r.status_code == 409
+
+
+def test_api_only_whoever_opened_an_inspection_writes_it_the_authority_reads_it(client, world, session):
+    """The authority's token reads an inspector's inspection and its signed evidence, but adding a
+    check to it (by code, photo or offline sync) or closing it is 403 ``NOT_YOUR_INSPECTION``, refused
+    before the code is verified (no scan is counted); the inspector still fills and closes it."""
+    from sqlalchemy import func, select
+
+    from registry.models import ScanEvent
+
+    session.commit()
+    inspector, authority = world.auth("inspector"), world.auth("authority")
+    created = client.post("/api/v1/batches", json=batch_data(), headers=world.auth("producer")).get_json()
+    inspection = client.post("/api/v1/inspections", json={"place": "Chợ Lớn"}, headers=inspector).get_json()
+    url = f"/api/v1/inspections/{inspection['id']}"
+    assert client.post(f"{url}/checks", json={"code": created["url"]}, headers=inspector).status_code == 201
+    writer = client.application.extensions["scan_writer"]
+
+    def scans() -> int:
+        writer.flush()
+        count = session.scalar(select(func.count()).select_from(ScanEvent).where(ScanEvent.channel == "inspection"))
+        session.commit()  # release SQLite for the app's next write
+        return count
+
+    counted = scans()
+    assert counted >= 1  # the inspector's check was counted: a refused one would be too
+    at = (utcnow() - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for kwargs in ({"json": {"code": created["url"]}},
+                   {"json": {"code": created["url"], "offline": True, "checked_at": at,
+                             "result": {"verdict": "genuine"}, "queue_id": "q1"}},
+                   {"data": {"image": (io.BytesIO(_png()), "p.png")}, "content_type": "multipart/form-data"}):
+        r = client.post(f"{url}/checks", headers=authority, **kwargs)
+        assert r.status_code == 403 and r.get_json()["error"]["code"] == "NOT_YOUR_INSPECTION", r.get_json()
+    r = client.post(f"{url}/close", headers=authority)
+    assert r.status_code == 403 and r.get_json()["error"]["code"] == "NOT_YOUR_INSPECTION", r.get_json()
+    assert scans() == counted
+
+    read = client.get(url, headers=authority).get_json()
+    assert read["inspector"] == inspection["inspector"] and read["closed_at"] is None and len(read["checks"]) == 1
+    evidence = client.get(f"{url}/evidence", headers=authority)
+    assert evidence.status_code == 200
+    trust = client.get("/api/v1/trust-list").get_json()
+    verify(evidence.get_json(), public_key_from_raw(b64url_decode(trust["authority"]["public_key"])))
+    assert evidence.get_json()["inspection"]["inspector"] == inspection["inspector"]
+    assert len(evidence.get_json()["checks"]) == 1
+    listed = client.get("/api/v1/inspections", headers=authority).get_json()["items"]
+    assert [(i["id"], i["inspector"]) for i in listed] == [(inspection["id"], inspection["inspector"])]
+
+    assert client.post(f"{url}/checks", json={"code": created["url"]}, headers=inspector).status_code == 201
+    assert client.post(f"{url}/close", headers=inspector).status_code == 200
