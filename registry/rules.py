@@ -15,7 +15,26 @@ from registry.errors import Invalid
 from verification.gs1.dictionary import AIValueError, century_for, get_dictionary
 
 __all__ = ["parse_date", "check_gtin", "check_gln", "check_lot", "check_code_date", "check_serial", "check_gs1_prefix",
-           "check_tax_code", "check_country", "yymmdd"]
+           "check_tax_code", "check_country", "check_length", "yymmdd", "MAX_NAME_LENGTH", "MAX_ADDRESS_LENGTH",
+           "MAX_CERTIFICATION_TEXT", "MAX_CERTIFICATIONS", "MAX_QUANTITY", "RECORD_TEXT"]
+
+# What an origin record may hold. The record is signed, kept in the transparency log for good and
+# sent with every verification of the batch's codes: a 400,000-character product name typed into the
+# portal's form had been signed into a record of 500 KB. The registry holds every way in to these
+# (the form, the CSV import, the API, the command line, a record signed by the producer's own key);
+# the API's schemas take the same numbers, so that its OpenAPI document says them.
+MAX_NAME_LENGTH = 200  # characters: a product's name, brand and category, a facility's name
+MAX_ADDRESS_LENGTH = 500  # characters: a facility's address
+MAX_CERTIFICATION_TEXT = 100  # characters: a certification's scheme, and its number
+MAX_CERTIFICATIONS = 20
+#: A batch's largest declared quantity: far above any lot, and exact in every JSON reader (< 2^53).
+MAX_QUANTITY = 10**12
+#: The fields of a record's product and facility, each with its longest text (None: held to its own
+#: form instead, the GLN's 13 digits and the country's two letters). No other field is signed.
+RECORD_TEXT: dict[str, dict[str, int | None]] = {
+    "product": {"name": MAX_NAME_LENGTH, "brand": MAX_NAME_LENGTH, "category": MAX_NAME_LENGTH},
+    "facility": {"name": MAX_NAME_LENGTH, "address": MAX_ADDRESS_LENGTH, "gln": None, "country": None},
+}
 
 
 def _check_ai(ai: str, value: str, *, field: str, code: str, label: str) -> str:
@@ -105,6 +124,13 @@ def check_country(code: str) -> str:
         raise Invalid(f"country must be an ISO 3166-1 alpha-2 code, got {code!r}", code="BAD_COUNTRY",
                       field="country")
     return code.upper()
+
+
+def check_length(text: str, *, field: str, limit: int) -> str:
+    """Free text of at most ``limit`` characters (as the API's schemas count them), or ``TOO_LONG``."""
+    if len(text) > limit:
+        raise Invalid(f"{field} is at most {limit:,} characters, got {len(text):,}", code="TOO_LONG", field=field)
+    return text
 
 
 def yymmdd(day: date | None) -> str | None:

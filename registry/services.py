@@ -47,11 +47,16 @@ from registry.models import (
     Serial,
 )
 from registry.rules import (
+    MAX_CERTIFICATION_TEXT,
+    MAX_CERTIFICATIONS,
+    MAX_QUANTITY,
+    RECORD_TEXT,
     check_code_date,
     check_country,
     check_gln,
     check_gs1_prefix,
     check_gtin,
+    check_length,
     check_lot,
     check_tax_code,
     parse_date,
@@ -85,10 +90,6 @@ AUTHORITY_KEY_NAME = "authority"
 SERIAL_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 SERIAL_LENGTH = 12  # 60 random bits: guessing one of 100,000 serials succeeds with p < 1e-13
 MAX_SERIALS_PER_REQUEST = 100_000
-#: A batch's largest declared quantity: far above any lot, and exact in every JSON reader (< 2^53).
-MAX_QUANTITY = 10**12
-MAX_CERTIFICATIONS = 20
-MAX_CERTIFICATION_TEXT = 100  # a certification's scheme and number, as the API's CertificationSchema
 MAX_RECALL_REASON = 1000  # as the API's RecallInSchema
 MAX_CORRECTION_REASON = 1000  # as the API's CorrectionInSchema
 #: What an origin record says about its batch: what a correction may change (but the GTIN, the lot and
@@ -373,12 +374,8 @@ class Registry:
         if shape:  # nothing below can be read
             problems += shape
             raise_problems(problems)
-        product = dict(data.get("product") or {})
-        if not str(product.get("name", "")).strip():
-            problems.append(Invalid("product.name is required", code="FIELD_REQUIRED", field="product.name"))
-        facility = dict(data.get("facility") or {})
-        if not str(facility.get("name", "")).strip():
-            problems.append(Invalid("facility.name is required", code="FIELD_REQUIRED", field="facility.name"))
+        product = _record_part(data, "product", problems)
+        facility = _record_part(data, "facility", problems)
         if facility.get("gln"):
             checked(check_gln, str(facility["gln"]))
         if facility.get("country"):
@@ -414,8 +411,8 @@ class Registry:
         record: dict[str, Any] = {
             "gtin": gtin,
             "lot": lot,
-            "product": {k: str(v) for k, v in product.items() if v not in (None, "")},
-            "facility": {k: str(v) for k, v in facility.items() if v not in (None, "")},
+            "product": product,
+            "facility": facility,
             "production_date": production.isoformat(),
             "expiry_date": expiry.isoformat() if expiry else None,
             "quantity": quantity,
@@ -871,6 +868,22 @@ class Registry:
         return sign(body, authority)
 
 
+def _record_part(data: dict[str, Any], part: str, problems: list[Invalid]) -> dict[str, str]:
+    """The record's ``product`` or ``facility`` as it is signed: its own fields alone (``RECORD_TEXT``),
+    as text, the empty ones left out. Its name is required, and each text is at most its field's
+    length (``TOO_LONG``: the record goes into the log for good and out with every verification);
+    the problems go to ``problems``."""
+    given = data.get(part) or {}
+    texts = {name: str(given[name]) for name in RECORD_TEXT[part] if given.get(name) not in (None, "")}
+    for name, limit in RECORD_TEXT[part].items():
+        field = f"{part}.{name}"
+        if name == "name" and not texts.get(name, "").strip():
+            problems.append(Invalid(f"{field} is required", code="FIELD_REQUIRED", field=field))
+        elif limit is not None and name in texts:
+            collect(problems, lambda: check_length(texts[name], field=field, limit=limit))
+    return texts
+
+
 def _certification_problems(certifications: list[dict[str, Any]]) -> list[Invalid]:
     """Each certification's scheme and number: 1 to ``MAX_CERTIFICATION_TEXT`` characters, as the
     API's CertificationSchema (a scheme with no number had been signed and shown as "VietGAP ()").
@@ -883,9 +896,8 @@ def _certification_problems(certifications: list[dict[str, Any]]) -> list[Invali
             field = f"certifications.{index}.{part}"
             if not text.strip():
                 problems.append(Invalid(f"{field} is required", code="FIELD_REQUIRED", field=field))
-            elif len(text) > MAX_CERTIFICATION_TEXT:
-                problems.append(Invalid(f"{field} is at most {MAX_CERTIFICATION_TEXT} characters", code="TOO_LONG",
-                                        field=field))
+            else:
+                collect(problems, lambda: check_length(text, field=field, limit=MAX_CERTIFICATION_TEXT))
     return problems
 
 

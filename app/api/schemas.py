@@ -8,7 +8,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from keys.encoding import rfc3339
 from registry.labels import MAX_LABELS_PER_SHEET
-from registry.services import MAX_CORRECTION_REASON, MAX_QUANTITY, MAX_RECALL_REASON
+from registry.rules import MAX_ADDRESS_LENGTH, MAX_CERTIFICATION_TEXT, MAX_NAME_LENGTH, MAX_QUANTITY
+from registry.services import MAX_CORRECTION_REASON, MAX_RECALL_REASON
 
 __all__ = [n for n in dir() if n.endswith("Schema")]
 
@@ -93,22 +94,23 @@ class RevokedSchema(Strict):
     revoked_at = fields.String()
 
 
+# The lengths of an origin record's text are the registry's (registry.rules), which holds every way in to them.
 class ProductSchema(Strict):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    brand = fields.String(validate=validate.Length(max=200))
-    category = fields.String(validate=validate.Length(max=200))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    brand = fields.String(validate=validate.Length(max=MAX_NAME_LENGTH))
+    category = fields.String(validate=validate.Length(max=MAX_NAME_LENGTH))
 
 
 class FacilitySchema(Strict):
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    address = fields.String(validate=validate.Length(max=500))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=MAX_NAME_LENGTH))
+    address = fields.String(validate=validate.Length(max=MAX_ADDRESS_LENGTH))
     gln = fields.String()
     country = fields.String()
 
 
 class CertificationSchema(Strict):
-    scheme = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    id = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    scheme = fields.String(required=True, validate=validate.Length(min=1, max=MAX_CERTIFICATION_TEXT))
+    id = fields.String(required=True, validate=validate.Length(min=1, max=MAX_CERTIFICATION_TEXT))
 
 
 class BatchInSchema(Strict):

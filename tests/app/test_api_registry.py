@@ -278,6 +278,38 @@ def test_a_presigned_record_with_a_certification_without_its_number_is_422(clien
     assert (r.get_json()["error"]["code"], r.get_json()["error"]["field"]) == ("FIELD_REQUIRED", "certifications.0.id")
 
 
+def test_the_api_holds_a_records_text_to_the_registrys_lengths_its_document_says_them(
+        client, registry, session, world):
+    """The lengths the API's schema always had, said by its OpenAPI document, are the registry's
+    own now: a body one character over is refused as before, and a record signed by the producer's
+    own key, whose inside the schema never saw, is refused by the registry at the same length."""
+    from keys.encoding import rfc3339, utcnow
+    from keys.signing import sign
+
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    said = {f"{part.lower()}.{name}": schemas[part]["properties"][name].get("maxLength")
+            for part in ("Product", "Facility", "Certification") for name in schemas[part]["properties"]}
+    assert said == {"product.name": 200, "product.brand": 200, "product.category": 200, "facility.name": 200,
+                    "facility.address": 500, "facility.gln": None, "facility.country": None,
+                    "certification.scheme": 100, "certification.id": 100}
+    r = _register(client, world, product={"name": "A" * 201})
+    assert r.status_code == 422 and r.get_json()["error"]["code"] == "VALIDATION_FAILED"
+    assert _register(client, world, product={"name": "A" * 200}, facility={"name": "F", "address": "a" * 500},
+                     certifications=[{"scheme": "s" * 100, "id": "i" * 100}]).status_code == 201
+
+    own = Signer.generate()
+    registry.certify_key(SYSTEM, world.producer_id, public_key=b64url_encode(own.public_raw))
+    session.commit()
+    record = {"t": "origin-record", "gtin": GTIN, "lot": "OWN-1", "kid": own.kid, "producer_id": world.producer_id,
+              "product": {"name": "A" * 400_000}, "facility": {"name": "Xưởng"},
+              "production_date": date.today().isoformat(), "certifications": [], "issued_at": rfc3339(utcnow())}
+    r = client.post("/api/v1/batches", json={"record": sign(record, own)}, headers=world.auth("producer"))
+    assert r.status_code == 422
+    error = r.get_json()["error"]
+    assert (error["code"], error["field"]) == ("TOO_LONG", "product.name") and len(error["message"]) < 100
+    assert client.get(f"/api/v1/batches/{GTIN}/OWN-1").status_code == 404
+
+
 def test_recall_over_http(client, world):
     _register(client, world)
     r = client.post(f"/api/v1/batches/{GTIN}/LOT-1/recall", json={"reason": "mislabelled"},

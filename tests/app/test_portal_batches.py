@@ -251,9 +251,9 @@ def test_a_batch_larger_than_one_sheet_is_printed_in_parts(client, registry, ses
     assert client.get(f"/portal/producer/batches/{GTIN}/BIG/labels.pdf").status_code == 422  # not all at once
 
 
-def _form_fields(html: str) -> dict[str, list[str]]:
-    """Every input of the correction form by name, with its values in order (repeated names: a list)."""
-    form = re.search(r'<form[^>]*id="correct-form".*?</form>', html, re.S).group(0)
+def _form_fields(html: str, form_id: str = "correct-form") -> dict[str, list[str]]:
+    """Every input of the correction form (or another) by name, with its values in order (repeated names: a list)."""
+    form = re.search(rf'<form[^>]*id="{form_id}".*?</form>', html, re.S).group(0)
     found: dict[str, list[str]] = {}
     for tag in re.findall(r"<input[^>]*>", form):
         name = re.search(r'name="([^"]+)"', tag)
@@ -447,3 +447,89 @@ def test_switching_language_on_a_form_with_its_mistakes_leads_back_to_the_form(c
                           headers={"Referer": "https://evil.example/portal/producer/"})  # not this site: home
     link = re.search(r'<a href="(/lang/en[^"]*)" hreflang="en"', foreign.get_data(as_text=True)).group(1)
     assert client.get(html_unescape(link)).headers["Location"] == "/portal/"
+
+
+@pytest.mark.parametrize("length", [201, 400_000])
+def test_a_product_name_longer_than_the_apis_is_marked_on_the_form_the_rest_kept_nothing_registered(
+        client, registry, session, world, length):
+    """X6: the form had signed a product name of 400,000 characters into the public log for good,
+    which the API refuses past 200. Now the form marks the name, keeps what was typed, and nothing
+    is registered."""
+    _log_in_as_producer(client, session, world)
+    token = csrf_of(client.get("/portal/producer/batches/new").get_data(as_text=True))
+    made = (date.today() - timedelta(days=3)).isoformat()
+    typed = {"gtin": GTIN, "lot": "X6", "product.name": "A" * length, "product.brand": "Highland",
+             "facility.name": "Xưởng Ea Tu", "facility.address": "Buôn Ma Thuột", "production_date": made,
+             "quantity": "1200", "certification.scheme": "VietGAP", "certification.id": "VG-1"}
+    response = client.post("/portal/producer/batches/new", data={"csrf_token": token, **typed})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert re.search(r'<input id="f-product-name" name="product.name" type="text" value="A{%d}" '
+                     r'aria-invalid="true" aria-describedby="f-product-name-error"' % length, html)
+    assert 'id="f-product-name-error">Nội dung quá dài.</p>' in html  # the catalogue's words
+    assert html.count('aria-invalid="true"') == 1  # that field alone
+    fields = _form_fields(html, "batch-form")
+    assert {name: fields[name] for name in typed} == {name: [value] for name, value in typed.items()}
+    session.expire_all()
+    with pytest.raises(NotFound):
+        registry.batch(GTIN, "X6")
+
+
+def test_every_text_of_the_batch_form_longer_than_the_apis_is_marked_at_once(client, registry, session, world):
+    _log_in_as_producer(client, session, world)
+    token = csrf_of(client.get("/portal/producer/batches/new").get_data(as_text=True))
+    too_long = {"product.name": 201, "product.brand": 201, "product.category": 201, "facility.name": 201,
+                "facility.address": 501, "certification.scheme": 101, "certification.id": 101}
+    response = client.post("/portal/producer/batches/new", data={
+        "csrf_token": token, "gtin": GTIN, "lot": "X7", "production_date": "2026-01-01",
+        **{name: "x" * length for name, length in too_long.items()}})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    marked = re.findall(r'<p class="field-error" id="f-([\w-]+)-error">([^<]*)</p>', html)
+    assert marked == [(name.replace(".", "-"), "Nội dung quá dài.") for name in too_long]
+    at_limit = client.post("/portal/producer/batches/new", data={
+        "csrf_token": token, "gtin": GTIN, "lot": "X7", "production_date": "2026-01-01",
+        **{name: "x" * (length - 1) for name, length in too_long.items()}})
+    assert at_limit.status_code == 303  # one character less is what the API takes
+    session.expire_all()
+    assert registry.batch(GTIN, "X7").record["facility"]["address"] == "x" * 500
+
+
+def test_an_import_line_with_a_text_longer_than_the_apis_is_refused_in_the_preview_and_nothing_imported(
+        client, registry, session, world):
+    _log_in_as_producer(client, session, world)
+    page = client.get("/portal/producer/import").get_data(as_text=True)
+    csv_text = CSV_HEADER + (f"{GTIN},X6,{'A' * 201},,,Xưởng,{'a' * 501},,VN,2026-01-01,,,VietGAP,{'V' * 101}\n"
+                             f"{GTIN},X7,Trà,,,Xưởng,,,VN,2026-01-01,,,,\n")
+    response = client.post("/portal/producer/import", content_type="multipart/form-data", data={
+        "csrf_token": csrf_of(page), "file": (io.BytesIO(csv_text.encode()), "batches.csv")})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    row = re.search(r'<tr class="row-error" data-line="2">.*?</tr>', html, re.S).group(0)
+    assert re.findall(r'<li><span class="mono">(\w+)</span>: ([^<]*)</li>', row) == [
+        ("product_name", "Nội dung quá dài."), ("facility_address", "Nội dung quá dài."),
+        ("certification_id", "Nội dung quá dài.")]
+    assert '<tr class="row-ok" data-line="3">' in html and 'id="import-form"' not in html
+    # the import sent anyway (the preview offers no button): all or nothing, the line named
+    confirmed = client.post("/portal/producer/import", data={"csrf_token": csrf_of(page), "csv_text": csv_text,
+                                                            "confirm": "1"}, follow_redirects=True)
+    assert "Không có gì được nhập: dòng 2: Nội dung quá dài." in confirmed.get_data(as_text=True)
+    session.expire_all()
+    for lot in ("X6", "X7"):
+        with pytest.raises(NotFound):
+            registry.batch(GTIN, lot)
+
+
+def test_the_correction_form_marks_a_product_name_longer_than_the_apis(client, registry, session, world):
+    registry.register_batch(SYSTEM, batch_data(), producer_id=world.producer_id)
+    _log_in_as_producer(client, session, world)
+    url = f"/portal/producer/batches/{GTIN}/LOT-1/correct"
+    html = client.get(url).get_data(as_text=True)
+    form = {**_form_fields(html), "csrf_token": [csrf_of(html)], "product.name": ["A" * 201], "reason": ["tên"]}
+    response = client.post(url, data=form)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert 'id="f-product-name-error">Nội dung quá dài.</p>' in html
+    assert _form_fields(html)["product.name"] == ["A" * 201]  # what was typed stays
+    session.expire_all()
+    assert registry.batch(GTIN, "LOT-1").record.get("version") is None  # nothing written

@@ -118,6 +118,41 @@ def test_what_a_correction_may_not_change_every_problem_at_once(registry, world,
     assert session.execute(select(BatchVersion)).first() is None
 
 
+def test_a_correction_is_held_to_the_records_lengths(registry, world, session):
+    """A correction is a record too, logged for good: the API's lengths hold for it however it
+    comes (the portal's correction form had taken any length), a signed one included, each text
+    at fault named with the correction's own problems."""
+    batch = registry.register_batch(PRODUCER(world), batch_data())
+    session.commit()
+    size = registry.log().size()
+    with pytest.raises(Invalid) as err:
+        registry.correct_batch(PRODUCER(world), GTIN, "LOT-1",
+                               corrected(product={"name": "A" * 400_000, "brand": "b" * 201},
+                                         facility={"name": "Xưởng", "address": "a" * 501},
+                                         certifications=[{"scheme": "VietGAP", "id": "V" * 101}]),
+                               reason="x" * 1001)
+    assert [(p.code, p.field) for p in err.value.problems] == [
+        ("TOO_LONG", "product.name"), ("TOO_LONG", "product.brand"), ("TOO_LONG", "facility.address"),
+        ("TOO_LONG", "certifications.0.id"), ("TOO_LONG", "reason")]
+    with pytest.raises(Invalid) as err:
+        registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", corrected(product={"name": "T" * 201}), reason="r")
+    assert (err.value.code, err.value.field) == ("TOO_LONG", "product.name")
+    own = Signer.generate()
+    registry.certify_key(SYSTEM, world.producer_id, public_key=b64url_encode(own.public_raw))
+    fix = {"t": "origin-record", **{k: v for k, v in batch.record.items() if k not in ("t", "sig", "kid")},
+           "kid": own.kid, "product": {"name": "T" * 201}, "issued_at": rfc3339(utcnow()), "version": 2,
+           "supersedes": {"index": batch.log_index, "sha256": entry_hash(batch.record)}, "reason": "tên"}
+    with pytest.raises(Invalid) as err:
+        registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", {"record": sign(fix, own)})
+    assert (err.value.code, err.value.field) == ("TOO_LONG", "product.name")
+    session.rollback()
+    assert registry.log().size() == size and registry.batch(GTIN, "LOT-1").record.get("version") is None
+    assert session.execute(select(BatchVersion)).first() is None
+    done = registry.correct_batch(PRODUCER(world), GTIN, "LOT-1", corrected(product={"name": "T" * 200}),
+                                  reason="r" * 1000)
+    assert done.record["product"] == {"name": "T" * 200} and done.product_name == "T" * 200
+
+
 def test_who_may_correct(registry, world, session):
     registry.register_batch(PRODUCER(world), batch_data())
     other = registry.admit_producer(SYSTEM, name="Other", tax_code="0399999999", gs1_prefixes=["893600002"],

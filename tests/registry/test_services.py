@@ -438,6 +438,8 @@ def test_codes_are_signed_by_a_key_that_can_sign_them_now(registry, session):
     {"status": "genuine"},
     {"verified_by_authority": True},
     {"product": {"name": {"vi": "Trà"}}},  # an object: answered 500
+    {"product": {"name": "Trà", "story": "x" * 100_000}},  # no product's field: logged, of any length
+    {"facility": {"name": "Farm", "notes": "y"}},
     {"certifications": [{"scheme": "VietGAP", "id": "VG-1", "note": "extra"}]},
 ])
 def test_a_presigned_record_is_what_the_registry_would_sign_field_for_field(registry, world, session, change):
@@ -455,3 +457,74 @@ def test_a_presigned_record_is_what_the_registry_would_sign_field_for_field(regi
     assert err.value.code == "BAD_RECORD" and err.value.field == next(iter(change))
     assert registry.log().size() == size
     assert registry.register_batch(PRODUCER(world), {"record": sign(record, own)}).lot == "OWN-1"
+
+
+#: Each free text of an origin record and its longest, as the API's schemas have always said (its
+#: OpenAPI document): nothing the API took is refused now.
+RECORD_TEXT_LIMITS = {"product.name": 200, "product.brand": 200, "product.category": 200, "facility.name": 200,
+                      "facility.address": 500, "certifications.0.scheme": 100, "certifications.0.id": 100}
+
+
+def _with_text(field: str, text: str, **extra) -> dict:
+    """``batch_data`` with ``text`` in ``field`` (``product.name``, ``certifications.0.id``)."""
+    data = batch_data(**extra)
+    part, *path = field.split(".")
+    if part == "certifications":
+        data["certifications"][int(path[0])][path[1]] = text
+    else:
+        data[part][path[0]] = text
+    return data
+
+
+@pytest.mark.parametrize("field,limit", RECORD_TEXT_LIMITS.items())
+def test_every_text_of_an_origin_record_is_held_to_the_apis_length(registry, world, session, field, limit):
+    """The API's schema had held these lengths, the registry none: the portal's form signed a
+    400,000-character product name into the log for good (a record of 500 KB, sent with every
+    verification of its codes). The registry refuses a text one character too long, however it
+    comes, and signs one of exactly the length."""
+    size = registry.log().size()
+    with pytest.raises(Invalid) as err:
+        registry.register_batch(PRODUCER(world), _with_text(field, "x" * (limit + 1)))
+    assert (err.value.code, err.value.field) == ("TOO_LONG", field)
+    assert registry.log().size() == size
+    batch = registry.register_batch(PRODUCER(world), _with_text(field, "x" * limit, lot="AT-LIMIT"))
+    part, *path = field.split(".")
+    signed = batch.record[part][int(path[0])][path[1]] if part == "certifications" else batch.record[part][path[0]]
+    assert signed == "x" * limit
+
+
+def test_an_enormous_product_name_is_refused_with_every_other_text_too_long(registry, world, session):
+    """X6: a product name of 400,000 characters, with every other text over its length, each named
+    at once (the form marks them all), in a message that does not repeat the text."""
+    data = batch_data(lot="X6", product={"name": "A" * 400_000, "brand": "b" * 201, "category": "c" * 201},
+                      facility={"name": "F" * 201, "address": "a" * 501, "country": "VN"},
+                      certifications=[{"scheme": "s" * 101, "id": "i" * 101}])
+    size = registry.log().size()
+    with pytest.raises(Invalid) as err:
+        registry.register_batch(PRODUCER(world), data)
+    assert [(p.code, p.field) for p in err.value.problems] == [("TOO_LONG", field) for field in RECORD_TEXT_LIMITS]
+    assert err.value.message == "product.name is at most 200 characters, got 400,000"
+    assert all(len(p.message) < 100 for p in err.value.problems)
+    session.rollback()
+    assert registry.log().size() == size
+    with pytest.raises(NotFound):
+        registry.batch(GTIN, "X6")
+
+
+def test_a_record_signed_by_the_producers_own_key_is_held_to_the_same_lengths(registry, world, session):
+    """The API's schema never saw inside a pre-signed record: its product name had no length at all."""
+    from keys.encoding import rfc3339
+
+    own = Signer.generate()
+    registry.certify_key(SYSTEM, world.producer_id, public_key=b64url_encode(own.public_raw))
+    record = {"t": "origin-record", "gtin": GTIN, "lot": "OWN-1", "kid": own.kid, "producer_id": world.producer_id,
+              "product": {"name": "T" * 201}, "facility": {"name": "Farm", "address": "a" * 501},
+              "production_date": date.today().isoformat(), "certifications": [], "issued_at": rfc3339(utcnow())}
+    size = registry.log().size()
+    with pytest.raises(Invalid) as err:
+        registry.register_batch(PRODUCER(world), {"record": sign(record, own)})
+    assert [(p.code, p.field) for p in err.value.problems] == [("TOO_LONG", "product.name"),
+                                                               ("TOO_LONG", "facility.address")]
+    assert registry.log().size() == size
+    record.update(product={"name": "T" * 200}, facility={"name": "Farm", "address": "a" * 500})
+    assert registry.register_batch(PRODUCER(world), {"record": sign(record, own)}).product_name == "T" * 200
