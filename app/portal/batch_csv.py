@@ -55,6 +55,17 @@ def _quantity(text: str) -> Any:
     return compact
 
 
+def _date(text: str) -> str:
+    """A day as Vietnamese spreadsheets write it back (day first: "01/11/2026", "1-11-2026",
+    "1.11.2026") in the template's form (2026-11-01); anything else as it is, for the registry to
+    read or refuse. Excel in a Vietnamese locale turns the template's dates into the first form."""
+    found = re.fullmatch(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})", text)
+    if found is None:
+        return text
+    day, month, year = found.groups()
+    return f"{year}-{int(month):02d}-{int(day):02d}"
+
+
 def _body(cells: dict[str, str]) -> dict[str, Any]:
     get = lambda name: (cells.get(name) or "").strip()  # noqa: E731
     body: dict[str, Any] = {
@@ -62,7 +73,7 @@ def _body(cells: dict[str, str]) -> dict[str, Any]:
         "product": {"name": get("product_name"), "brand": get("brand"), "category": get("category")},
         "facility": {"name": get("facility_name"), "address": get("facility_address"), "gln": get("facility_gln"),
                      "country": get("facility_country")},
-        "production_date": get("production_date"), "expiry_date": get("expiry_date"),
+        "production_date": _date(get("production_date")), "expiry_date": _date(get("expiry_date")),
         "quantity": _quantity(get("quantity")),
     }
     if get("certification_scheme") or get("certification_id"):

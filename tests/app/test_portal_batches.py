@@ -533,3 +533,16 @@ def test_the_correction_form_marks_a_product_name_longer_than_the_apis(client, r
     assert _form_fields(html)["product.name"] == ["A" * 201]  # what was typed stays
     session.expire_all()
     assert registry.batch(GTIN, "LOT-1").record.get("version") is None  # nothing written
+
+
+def test_import_dates_written_back_day_first_by_a_vietnamese_spreadsheet_are_read():
+    """Excel in a Vietnamese locale saves the template's 2026-11-01 as 01/11/2026: such a file had
+    been refused line by line ("must be a date YYYY-MM-DD")."""
+    from app.portal.batch_csv import parse_csv, template_csv
+
+    header = template_csv().splitlines()[0].lstrip("\ufeff")
+    line = "08936000010010,L1,Cà phê,,,Xưởng,,,VN,{},{},100,,"
+    rows = parse_csv((header + "\n" + line.format("01/11/2026", "1-2-2027") + "\n"
+                      + line.format("2026-11-01", "31.12.2027") + "\n" + line.format("11/2026", "") + "\n").encode())
+    assert [(r.data["production_date"], r.data["expiry_date"]) for r in rows] == [
+        ("2026-11-01", "2027-02-01"), ("2026-11-01", "2027-12-31"), ("11/2026", "")]  # the last, for the registry
