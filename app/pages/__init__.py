@@ -61,6 +61,14 @@ def _local_date(value, format: str = "long") -> str:
     return local_date(value, format)
 
 
+@bp.app_template_filter("number")
+def _number(value) -> str:
+    """A count as the page's language writes it (100.000 in Vietnamese, 100,000 in English)."""
+    from flask_babel import format_decimal
+
+    return "" if value is None else format_decimal(value)
+
+
 @bp.app_template_filter("in_its_language")
 def _in_its_language(value):
     """Typed text (a product's, a producer's, a place's name) marked with its language when that is

@@ -229,3 +229,21 @@ def test_a_label_sheet_address_that_names_nothing_is_explained_in_the_pages_lang
     answer = client.get(f"/portal/producer/batches/{GTIN}/LOT-L/labels.pdf?{query}")
     html = answer.get_data(as_text=True)
     assert answer.status_code == 422 and vietnamese in html, html[-1500:]
+
+
+def test_the_batch_page_shows_everything_the_record_signs_and_counts_in_the_pages_language(
+        client, registry, session, producer):
+    """The record's category, GLN, country and certifications had been left off the batch page
+    (shoppers saw them), and counts read 100000 on a Vietnamese page."""
+    data = batch_data(lot="LOT-F", quantity=100000,
+                      certifications=[{"scheme": "VietGAP", "id": "VG-1"}, {"scheme": "HACCP", "id": "H-9"}])
+    data["facility"] = {**data["facility"], "gln": "8936000000011"}
+    registry.register_batch(SYSTEM, data, producer_id=producer.producer_id)
+    session.commit()
+    html = client.get(f"/portal/producer/batches/{GTIN}/LOT-F").get_data(as_text=True)
+    record = html[html.index('id="record"'):html.index("</section>", html.index('id="record"'))]
+    assert "<dd>Coffee</dd>" in record and '<dd class="mono">8936000000011</dd>' in record
+    assert "<dd>Việt Nam</dd>" in record and "<dd>VietGAP (VG-1), HACCP (H-9)</dd>" in record
+    assert "<dd>100.000</dd>" in record
+    english = client.get(f"/portal/producer/batches/{GTIN}/LOT-F", headers=ENGLISH).get_data(as_text=True)
+    assert "<dd>100,000</dd>" in english and "<dd>Vietnam</dd>" in english
