@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from keys.encoding import MalformedEncoding, b64url_decode, b64url_encode, rfc3339, utcnow
@@ -260,9 +260,10 @@ class ExportService:
 
     # -- listings for the portals ----------------------------------------------------------------
     def producer_batches(self, actor: Actor, producer_id: str, *, limit: int = 50,
-                         offset: int = 0) -> list[dict[str, Any]]:
+                         offset: int = 0, query: str = "") -> list[dict[str, Any]]:
         """A producer's batches, newest first, with status and scan counts (its producer, the
-        authority, inspectors and partners)."""
+        authority, inspectors and partners); ``query``: those whose lot, GTIN or product name holds
+        it (case ignored), for a producer with thousands of lots."""
         actor.require(Role.PRODUCER, *READERS)
         if actor.role == Role.PRODUCER:
             actor.require_producer(producer_id)
@@ -271,10 +272,15 @@ class ExportService:
         serial_scans = _serial_scans()
         flagged = (select(func.count(Serial.id)).where(Serial.batch_id == Batch.id, Serial.flagged.is_not(None))
                    .correlate(Batch).scalar_subquery())
+        stmt = select(Batch, serial_scans.label("serial_scans"), flagged.label("flagged")).where(
+            Batch.producer_id == producer_id)
+        query = query.strip()
+        if query:
+            stmt = stmt.where(or_(Batch.lot.icontains(query, autoescape=True),
+                                  Batch.gtin.contains(query.lstrip("0") or query, autoescape=True),
+                                  Batch.product_name.icontains(query, autoescape=True)))
         rows = self.session.execute(
-            select(Batch, serial_scans.label("serial_scans"), flagged.label("flagged"))
-            .where(Batch.producer_id == producer_id)
-            .order_by(Batch.created_at.desc(), Batch.id.desc()).offset(offset).limit(limit)).all()
+            stmt.order_by(Batch.created_at.desc(), Batch.id.desc()).offset(offset).limit(limit)).all()
         return [{"gtin": b.gtin, "lot": b.lot, "product_name": b.product_name, "status": b.status,
                  "production_date": b.production_date.isoformat(),
                  "expiry_date": b.expiry_date.isoformat() if b.expiry_date else None,

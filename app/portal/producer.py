@@ -86,12 +86,13 @@ def producer_home():
         return redirect(url_for("portal.authority_home"))
     producer_id = _producer_id()
     page = page_number(request.args.get("page"))
+    query = (request.args.get("q") or "").strip()[:100]
     per_page = 50
     items = export_service().producer_batches(current_actor(), producer_id, limit=per_page + 1,
-                                              offset=(page - 1) * per_page)
+                                              offset=(page - 1) * per_page, query=query)
     producer = registry().producer(producer_id)
     return render_template("portal/producer/batches.html", producer=producer, items=items[:per_page], page=page,
-                           more=len(items) > per_page, scope=_scope(producer_id))
+                           more=len(items) > per_page, query=query, scope=_scope(producer_id))
 
 
 def _form_body(form) -> dict[str, Any]:

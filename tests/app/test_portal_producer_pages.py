@@ -247,3 +247,25 @@ def test_the_batch_page_shows_everything_the_record_signs_and_counts_in_the_page
     assert "<dd>100.000</dd>" in record
     english = client.get(f"/portal/producer/batches/{GTIN}/LOT-F", headers=ENGLISH).get_data(as_text=True)
     assert "<dd>100,000</dd>" in english and "<dd>Vietnam</dd>" in english
+
+
+def test_a_producer_finds_a_batch_among_many_by_lot_gtin_or_product(client, registry, session, producer):
+    """Pages of 50 and an 'Older' link had been the only way through thousands of lots."""
+    for i in range(60):
+        data = batch_data(lot=f"L{i:03d}%")
+        data["product"] = {**data["product"], "name": "Mật ong rừng" if i == 7 else "Cà phê rang xay"}
+        registry.register_batch(SYSTEM, data, producer_id=producer.producer_id)
+    session.commit()
+
+    def lots(**query) -> list[str]:
+        html = client.get("/portal/producer/", query_string=query).get_data(as_text=True)
+        return re.findall(r'<tr data-gtin="\d+" data-lot="([^"]+)">', html)
+
+    assert len(lots()) == 50  # a page
+    assert lots(q="l042") == ["L042%"]  # case ignored
+    assert lots(q="Mật ong") == ["L007%"]
+    assert lots(q="%") and len(lots(q="%")) == 50  # '%' is a character of the lots, not a wildcard
+    assert lots(q="2%") == ["L052%", "L042%", "L032%", "L022%", "L012%", "L002%"]
+    assert len(lots(q=GTIN.lstrip("0"))) == 50
+    empty = client.get("/portal/producer/", query_string={"q": "zzz"}, headers=ENGLISH).get_data(as_text=True)
+    assert "No batch matches this search." in empty and 'value="zzz"' in empty
