@@ -73,6 +73,7 @@ def check_display(view: dict[str, Any]) -> dict[str, Any]:
         result, text = decisive_code(result)
     code = result.get("code") or {}
     return {
+        "facts": _check_facts(result),
         "id": view.get("id"), "at": view.get("at"), "verdict": view.get("verdict"),
         "offline": bool(view.get("offline")), "offline_verdict": view.get("offline_verdict"),
         "reasons": [r.get("code") for r in result.get("reasons") or [] if isinstance(r, dict)],
@@ -82,6 +83,32 @@ def check_display(view: dict[str, Any]) -> dict[str, Any]:
         "text": text or result.get("text") or "",
         "photo": bool(view.get("photo_sha256")),
     }
+
+
+def _check_facts(result: dict[str, Any]) -> list[str]:
+    """What the shopper's page says beside the verdict, in a line each, in the page's language:
+    whose goods, until when, when and why they were recalled, how often this unit was checked
+    (the list had shown the reasons' codes alone)."""
+    from flask_babel import ngettext
+
+    from app.i18n import local_date
+
+    batch, scans = result.get("batch") or {}, result.get("scans") or {}
+    facts = []
+    producer = (result.get("producer") or {}).get("name")
+    if producer:
+        facts.append(_("Producer: %(name)s", name=producer))
+    if batch.get("expiry_date"):
+        facts.append(_("Expiry date: %(date)s", date=local_date(batch["expiry_date"])))
+    if batch.get("recalled_at"):
+        facts.append(_("Recalled on %(date)s.", date=local_date(batch["recalled_at"])))
+    if batch.get("recall_reason"):
+        facts.append(_("Reason given for the recall:") + f" “{batch['recall_reason']}”")
+    count = scans.get("count")
+    if isinstance(count, int) and count > 0:
+        facts.append(ngettext("Checked once so far (this check included).",
+                              "Checked %(num)d times so far (this check included).", count))
+    return facts
 
 
 def _wants_json() -> bool:

@@ -96,6 +96,11 @@ function inspectionPage(data) {
       p.appendChild(el('span', 'mono', [code.gtin, code.lot, code.serial].filter(Boolean).join(' · ')));
       li.appendChild(p);
     }
+    if ((c.facts || []).length) {
+      var facts = el('ul', 'check-facts');
+      c.facts.forEach(function (fact) { facts.appendChild(el('li', '', String(fact))); });
+      li.appendChild(facts);
+    }
     if ((c.reasons || []).length || (c.notes || []).length) {
       var ul = el('ul', 'check-why');
       (c.reasons || []).forEach(function (r) { ul.appendChild(el('li', '', texts.reason[r] || r)); });

@@ -769,3 +769,25 @@ def test_a_flagged_units_history_names_its_channels_in_the_pages_language(app, a
     channels = re.findall(r'<td data-label="Kênh">([^<]*)</td>', page)
     assert channels and "Ứng dụng khác (API)" in channels, channels
     assert not {"api", "link", "web"} & set(channels), channels
+
+
+def test_a_check_says_what_the_shoppers_page_says_beside_its_verdict(app, accounts, registry, session, world):
+    """Whose goods, until when, when and why recalled, how often checked: the list had shown the
+    reasons alone, and an inspector at a stall needs the recall's day and reason to act on it."""
+    from babel.dates import format_date
+
+    from verification.localtime import vietnam_date
+
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    session.close()
+    thanh, number, page_url, token = _inspecting(app)
+    answer = thanh.post(f"{page_url}/checks", json={"code": codes["recalled"]},
+                        headers={**JSON, "X-CSRFToken": token})
+    assert answer.status_code == 201
+    facts = answer.get_json()["checks"][0]["facts"]
+    today = format_date(vietnam_date(), format="long", locale="vi")
+    assert facts[0] == "Nhà sản xuất: HTX Highland" and facts[1].startswith("Hạn sử dụng: ")
+    assert f"Thu hồi ngày {today}." in facts and any("contamination" in f for f in facts)
+    html = thanh.get(page_url).get_data(as_text=True)
+    assert '<ul class="check-facts"><li>Nhà sản xuất: HTX Highland</li>' in html
+    assert f"<li>Thu hồi ngày {today}.</li>" in html

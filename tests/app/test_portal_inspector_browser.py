@@ -81,7 +81,11 @@ def test_five_photos_then_signed_evidence(playwright, live_server, scene, sessio
         # its times written as the page wrote them.
         times = "items => items.map(i => i.querySelector('.check-time').textContent)"
         written = page.eval_on_selector_all("#checks li.check", times)
+        facts = "items => items.map(i => [...i.querySelectorAll('.check-facts li')].map(f => f.textContent))"
+        drawn = page.eval_on_selector_all("#checks li.check", facts)  # as the page's script drew them
+        assert any(f.startswith("Thu hồi ngày ") for f in drawn[2]), drawn  # the recalled batch: when
         page.reload()
+        assert page.eval_on_selector_all("#checks li.check", facts) == drawn  # the server's, the same
         again = page.eval_on_selector_all("#checks li.check", "items => items.map(i => i.dataset.verdict)")
         assert again == verdicts
         served = page.eval_on_selector_all("#checks li.check", times)
