@@ -19,7 +19,7 @@ from flask_babel import gettext as _
 
 from keys.encoding import MalformedEncoding, b64url_encode, parse_rfc3339
 from registry.cases import AttachmentRejected
-from registry.errors import Conflict, Invalid
+from registry.errors import Conflict, Invalid, NotFound
 from registry.inspections import InspectionService
 from registry.services import Role
 from verification.decoding import ImageRejected
@@ -32,6 +32,7 @@ from app.pages.render import decisive_code
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
 from app.portal.cases import FORM_ERROR, STATUS_LABEL
+from app.portal.errors import error_text
 from app.portal.paging import page_number
 from app.presenters import image_verification_json, verification_json
 from app.services import db_session, inspection_service, recheck_offline, registry, scan_context, verifier
@@ -350,6 +351,10 @@ def flagged_clear():
     except Conflict:  # another inspector cleared it meanwhile
         db_session().rollback()
         flash(_("Serial %(serial)s is no longer flagged: its flag was cleared meanwhile.", serial=serial), "error")
+        return redirect(url_for("portal.flagged"), code=303)
+    except NotFound as exc:  # a form whose unit is not the list's (an edited page): said on the list, not a bare 404
+        db_session().rollback()
+        flash(_(error_text(exc)) if error_text(exc) else exc.message, "error")
         return redirect(url_for("portal.flagged"), code=303)
     db_session().commit()
     flash(_("Flag cleared for serial %(serial)s. Clone detection counts again from now.", serial=serial), "ok")

@@ -511,6 +511,10 @@ def test_an_inspector_clears_a_flag_from_the_page(app, accounts, session, flagge
                            data={**form, "note": "again", "csrf_token": token})
     assert again.status_code == 303  # someone cleared it meanwhile: said, nothing changes
     assert "không còn bị gắn cờ" in inspector.get("/portal/inspector/flagged").get_data(as_text=True)
+    edited = inspector.post("/portal/inspector/flagged/clear",  # a unit the list never named: said on the list
+                            data={**form, "gtin": "0893600001001X", "note": "x", "csrf_token": token})
+    assert edited.status_code == 303 and edited.headers["Location"].endswith("/portal/inspector/flagged")
+    assert "Không có số sê-ri này trong lô" in inspector.get("/portal/inspector/flagged").get_data(as_text=True)
     producer = _login(app, "farm")
     assert producer.post("/portal/inspector/flagged/clear", data={**form, "note": "x"}).status_code in (400, 403)
     # Flagged again by a new crowd: the list says who cleared it before and why (escaped).
