@@ -48,6 +48,7 @@ MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; this only bounds the work
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,99}$")
 DEFAULT_TOKEN_DAYS = 90
 MAX_TOKEN_DAYS = 730
+MAX_TOKEN_LABEL = 100  # characters, as api_tokens.label holds them
 #: The label of the demo's tokens (``app.demo``), which each run of the demo revokes: only the demo
 #: gives it (``TokenAdmin.create(..., demo=True)``), so that no one else's token is revoked with them.
 DEMO_TOKEN_LABEL = "demo"
@@ -359,7 +360,9 @@ class TokenAdmin:
         ``expires_at`` shows), so a short-lived token cannot mint a long-lived one. The label
         ``DEMO_TOKEN_LABEL`` is the demo's alone (``demo``): ``LABEL_RESERVED`` for anyone else."""
         actor.require(Role.AUTHORITY, Role.PRODUCER)
-        label = (label or "").strip()[:100]
+        label = (label or "").strip()
+        if len(label) > MAX_TOKEN_LABEL:  # it had been cut short without a word
+            raise Invalid(f"a label is at most {MAX_TOKEN_LABEL} characters", code="TOO_LONG", field="label")
         if label == DEMO_TOKEN_LABEL and not demo:
             raise Invalid(f"the label {DEMO_TOKEN_LABEL!r} is kept for the demo's tokens, which each run of the "
                           "demo revokes: choose another", code="LABEL_RESERVED", field="label")

@@ -54,7 +54,7 @@ CHECK_ERROR = {
     "IMAGE_EMPTY": N_("This photo is an empty file."),
     "IMAGE_TOO_LARGE": N_("This photo has too many pixels."),
     "NOTHING_TO_CHECK": N_("Choose a photo or type a code."),
-    "BAD_DATE": N_("This offline check is too old or dated in the future."),
+    "BAD_DATE": N_("This offline check is dated before the inspection began, or in the future: it was not kept."),
     "TOO_MANY_CHECKS": N_("This inspection is full: open another one."),
     "BAD_RESULT": N_("This offline check could not be read: it was not kept."),
     "FIELD_REQUIRED": N_("This offline check is incomplete: it was not kept."),

@@ -119,6 +119,8 @@ def test_a_recalled_batchs_page_says_why_and_when_in_vietnam_time(app, client, r
             "The reason shoppers are shown: Nhiễm khuẩn &lt;Salmonella&gt;") in english
     assert format_date(yesterday, format="long", locale="en") not in english  # not the day in UTC
     assert 'id="recall-details"' not in client.get(f"/portal/producer/batches/{GTIN}/LOT-A").get_data(as_text=True)
+    assert "every label printed from here verifies as recalled" in english  # before anyone prints them
+    assert 'id="labels-recalled"' not in client.get(f"/portal/producer/batches/{GTIN}/LOT-A").get_data(as_text=True)
 
 
 # -- the serials form ----------------------------------------------------------------------------------
@@ -269,3 +271,13 @@ def test_a_producer_finds_a_batch_among_many_by_lot_gtin_or_product(client, regi
     assert len(lots(q=GTIN.lstrip("0"))) == 50
     empty = client.get("/portal/producer/", query_string={"q": "zzz"}, headers=ENGLISH).get_data(as_text=True)
     assert "No batch matches this search." in empty and 'value="zzz"' in empty
+
+
+def test_a_token_label_too_long_is_said_not_cut_short(client, session, producer):
+    before = _tokens(session, producer.producer_id)
+    page = client.get("/portal/producer/tokens").get_data(as_text=True)
+    refused = client.post("/portal/producer/tokens", data={"csrf_token": csrf_of(page), "label": "k" * 101, "days": "30"})
+    assert refused.status_code == 422
+    html = refused.get_data(as_text=True)
+    assert f'value="{"k" * 101}"' in html and "Nội dung quá dài." in html and "token-value" not in html
+    assert _tokens(session, producer.producer_id) == before
