@@ -135,6 +135,7 @@ function inspectionPage(data) {
   function showLatest(c) {
     if (!latest) { return; }
     latest.replaceChildren();
+    latest.dataset.queueId = c.queueId || '';   /* an offline check's: the server's verdict replaces it once sent */
     var box = el('div', 'verdict v-' + c.verdict);
     box.dataset.verdict = c.verdict;
     box.appendChild(el('p', 'verdict-word', texts.verdict[c.verdict] || c.verdict));
@@ -333,6 +334,7 @@ function inspectionPage(data) {
             var kept = answer.body.checks[0];
             var fresh = checkItem(kept);
             if (row) { row.replaceWith(fresh); } else { list.insertBefore(fresh, list.firstChild); }
+            if (latest && latest.dataset.queueId === item.id) { showLatest(kept); }  /* it had kept the offline one */
           }
         } else if (row) {
           row.replaceWith(checkItem(Object.assign(pendingView(item), { error: errorText(answer) }), 'rejected'));

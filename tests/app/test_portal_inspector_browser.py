@@ -165,6 +165,8 @@ def test_offline_checks_from_the_cached_trust_list_are_sent_when_back_online(
         kept = page.eval_on_selector_all("#checks li.check", "items => items.map(i => i.dataset.verdict)")
         assert sorted(kept) == ["counterfeit", "genuine", "genuine", "genuine"]
         assert page.inner_text("#check-count") == "4"
+        # the big box shows the server's answer for the last check sent, no longer the phone's own
+        assert page.evaluate("document.getElementById('latest').dataset.queueId") == ""
         shot(page, "back-online")
     finally:
         browser.close()
