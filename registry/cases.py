@@ -20,7 +20,7 @@ import os
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from keys.encoding import rfc3339, utcnow
@@ -171,8 +171,9 @@ class CaseService:
         return case
 
     def list(self, actor: Actor, *, status: str | None = None, producer_id: str | None = None,
-             assigned_to: str | None = None, limit: int = 50, offset: int = 0) -> list[Report]:
-        """Cases newest first, filtered; each role sees only what it may read."""
+             assigned_to: str | None = None, query: str = "", limit: int = 50, offset: int = 0) -> list[Report]:
+        """Cases newest first, filtered; each role sees only what it may read. ``query``: the cases
+        whose number, seller, place, link, GTIN, lot or serial holds it (case ignored)."""
         if status is not None and status not in STATUSES:
             raise Invalid(f"status must be one of {', '.join(STATUSES)}", code="BAD_STATUS", field="status")
         stmt = select(Report).order_by(Report.created_at.desc(), Report.id.desc())
@@ -192,6 +193,11 @@ class CaseService:
             stmt = stmt.where(Report.producer_id == producer_id)
         if assigned_to is not None:
             stmt = stmt.where(Report.assigned_to == assigned_to)
+        query = (query or "").strip()
+        if query:
+            stmt = stmt.where(or_(*(column.icontains(query, autoescape=True) for column in (
+                Report.case_number, Report.seller, Report.where_text, Report.link, Report.lot, Report.serial)),
+                Report.gtin.contains(query.lstrip("0") or query, autoescape=True)))
         return list(self.session.execute(stmt.offset(offset).limit(limit)).scalars())
 
     def counts(self, actor: Actor) -> dict[str, int]:

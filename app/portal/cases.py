@@ -64,8 +64,14 @@ def cases():
         status = None
     mine = request.args.get("mine") == "1"
     page = page_number(request.args.get("page"))
+    query = (request.args.get("q") or "").strip()[:100]
     filters: dict[str, Any] = {"assigned_to": actor.name} if mine else {}
-    if status == "open" or status is None:
+    if query:  # a case number, a seller, a shop's place, a GTIN...: in every status
+        found = service.list(actor, query=query, limit=PAGE, offset=(page - 1) * PAGE, **filters)
+        if len(found) == 1 and found[0].case_number.lower() == query.lower() and page == 1:
+            return redirect(url_for("portal.case", case_number=found[0].case_number), code=303)
+        status = "all"
+    elif status == "open" or status is None:
         found = [c for s in OPEN_STATUSES
                  for c in service.list(actor, status=s, limit=PAGE * page, **filters)]
         found.sort(key=lambda c: (c.created_at, c.id), reverse=True)
@@ -74,7 +80,8 @@ def cases():
         found = service.list(actor, status=status, limit=PAGE, offset=(page - 1) * PAGE, **filters)
     counts = service.counts(actor)
     return render_template("portal/inspector/cases.html", cases=[service.view(actor, c) for c in found],
-                           counts=counts, status=status or "open", mine=mine, page=page, labels=STATUS_LABEL, has_more=len(found) == PAGE)
+                           counts=counts, status=status or "open", mine=mine, page=page, labels=STATUS_LABEL,
+                           has_more=len(found) == PAGE, query=query)
 
 
 def _case_page(case_number: str, *, errors: dict[str, str] | None = None, values: dict[str, str] | None = None,

@@ -795,3 +795,28 @@ def test_a_check_says_what_the_shoppers_page_says_beside_its_verdict(app, accoun
     html = thanh.get(page_url).get_data(as_text=True)
     assert '<ul class="check-facts"><li>Nhà sản xuất: HTX Highland</li>' in html
     assert f"<li>Thu hồi ngày {today}.</li>" in html
+
+
+def test_an_inspector_finds_a_case_by_number_seller_place_or_gtin(app, accounts, session):
+    """A shopper on the phone gives a case number, a colleague names a shop: the cases page had only
+    tabs of pages of 20 to look through."""
+    from keys.encoding import utcnow
+
+    for number, seller, place, status in ((1, "Shop Mỹ phẩm Hồng", "Chợ Lớn", "new"),
+                                          (2, "Tạp hóa 100%", "Chợ Bến Thành", "confirmed"),
+                                          (3, "Cô Lan", "Chợ Lớn, sạp 4", "dismissed")):
+        session.add(Report(case_number=f"VN-2026-00010{number}", code="", gtin="08936000010010", lot=f"LOT-{number}",
+                           seller=seller, where_kind="market", where_text=place, status=status, created_at=utcnow()))
+    session.commit()
+    thanh = _login(app, "thanh")
+
+    def found(q: str) -> list[str]:
+        return re.findall(r'data-case="([^"]+)"', thanh.get("/portal/cases", query_string={"q": q}).get_data(
+            as_text=True))
+
+    assert found("chợ lớn") == ["VN-2026-000103", "VN-2026-000101"]  # every status, newest first
+    assert found("100%") == ["VN-2026-000102"]  # '%' is typed, not a wildcard
+    assert found("8936000010010") == ["VN-2026-000103", "VN-2026-000102", "VN-2026-000101"]
+    exact = thanh.get("/portal/cases", query_string={"q": "vn-2026-000102"})
+    assert exact.status_code == 303 and exact.headers["Location"].endswith("/portal/cases/VN-2026-000102")
+    assert "Không có vụ việc nào khớp" in thanh.get("/portal/cases", query_string={"q": "zzz"}).get_data(as_text=True)
