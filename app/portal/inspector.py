@@ -145,10 +145,22 @@ def inspector_home():
     """The user's own inspections, open ones first (the authority's too: the list names no one; it
     reads another's by its address, and the API lists everyone's with their inspector), and the form
     to start one."""
+    return render_template("portal/inspector/home.html", **_my_inspections(page_number(request.args.get("page"))),
+                           errors={}, values={})
+
+
+INSPECTIONS_PER_PAGE = 50
+
+
+def _my_inspections(page: int) -> dict[str, Any]:
+    """A page of the user's own inspections, newest first, the open ones of the page first (it had
+    shown the latest 100, and no way to older ones)."""
     service = inspection_service()
-    items = [service.view(i) for i in service.list(current_actor(), own=True, limit=100)]
+    found = service.list(current_actor(), own=True, limit=INSPECTIONS_PER_PAGE + 1,
+                         offset=(page - 1) * INSPECTIONS_PER_PAGE)
+    items = [service.view(i) for i in found[:INSPECTIONS_PER_PAGE]]
     items.sort(key=lambda i: i["closed_at"] is not None)
-    return render_template("portal/inspector/home.html", inspections=items, errors={}, values={})
+    return {"inspections": items, "page": page, "more": len(found) > INSPECTIONS_PER_PAGE}
 
 
 @bp.route("/inspector/inspections", methods=["POST"])
@@ -162,8 +174,8 @@ def inspector_open():
         inspection = service.open(current_actor(), place=values["place"], lat=lat, lon=lon)
     except Invalid:  # the place: the position is checked above
         db_session().rollback()
-        items = [service.view(i) for i in service.list(current_actor(), own=True, limit=100)]
-        return render_template("portal/inspector/home.html", inspections=items, values={**values, "lat": "", "lon": ""},
+        return render_template("portal/inspector/home.html", **_my_inspections(1),
+                               values={**values, "lat": "", "lon": ""},
                                errors={"place": N_("The place has at most 300 characters.")}), 422
     db_session().commit()
     if (values["lat"] or values["lon"]) and lat is None:

@@ -820,3 +820,20 @@ def test_an_inspector_finds_a_case_by_number_seller_place_or_gtin(app, accounts,
     exact = thanh.get("/portal/cases", query_string={"q": "vn-2026-000102"})
     assert exact.status_code == 303 and exact.headers["Location"].endswith("/portal/cases/VN-2026-000102")
     assert "Không có vụ việc nào khớp" in thanh.get("/portal/cases", query_string={"q": "zzz"}).get_data(as_text=True)
+
+
+def test_older_inspections_are_a_page_away(app, accounts, session):
+    """The list had stopped at the latest 100 inspections, with no way to older ones."""
+    from keys.encoding import utcnow
+
+    start = utcnow() - timedelta(days=200)
+    for day in range(120):
+        session.add(Inspection(inspector="user:thanh", place=f"Chợ số {day}", started_at=start + timedelta(days=day),
+                               closed_at=start + timedelta(days=day, hours=2)))
+    session.commit()
+    thanh = _login(app, "thanh")
+    places = lambda html: re.findall(r"<strong>Chợ số (\d+)</strong>", html)  # noqa: E731
+    first = thanh.get("/portal/inspector/").get_data(as_text=True)
+    assert places(first) == [str(d) for d in range(119, 69, -1)] and "page=2" in first
+    third = thanh.get("/portal/inspector/", query_string={"page": 3}).get_data(as_text=True)
+    assert places(third) == [str(d) for d in range(19, -1, -1)] and "page=4" not in third and "page=2" in third
