@@ -707,7 +707,8 @@ def test_a_refused_check_is_answered_as_json_in_the_pages_language(app, accounts
         "offline": True, "code": codes["genuine"], "checked_at": old, "result": {"verdict": "genuine"}})
     assert too_old.status_code == 422 and too_old.mimetype == "application/json"
     assert too_old.get_json()["error"] == {
-        "code": "BAD_DATE", "message": "Lượt kiểm tra ngoại tuyến này đã quá cũ hoặc mang thời điểm trong tương lai."}
+        "code": "BAD_DATE", "message": "Lượt kiểm tra ngoại tuyến này mang thời điểm trước khi cuộc kiểm tra "
+        "bắt đầu, hoặc trong tương lai: lượt này không được lưu."}
     recent = (datetime.now(timezone.utc) - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     unreadable = thanh.post(f"{page_url}/checks", headers=headers, json={
         "offline": True, "code": "x", "checked_at": recent, "result": "genuine"})
