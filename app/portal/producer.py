@@ -66,8 +66,8 @@ def _field_name(exc: RegistryError) -> str:
 
 
 def _one_certification(field: str) -> str:
-    """On the batch form and in the import file, which hold one certification: the registry's
-    ``certifications.0.id`` is the ``certification.id`` field."""
+    """In the import file, whose line holds one certification: the registry's
+    ``certifications.0.id`` is the ``certification_id`` column."""
     return re.sub(r"^certifications\.0\.", "certification.", field)
 
 
@@ -121,6 +121,12 @@ def _certifications(form) -> list[dict[str, str]]:
             if scheme.strip() or number.strip()]
 
 
+def _certification_fields(rows: list[dict[str, str]]) -> tuple[str, ...]:
+    """Each certification row's fields as the registry names them (certifications.N.id), so that a
+    problem is marked beside its row."""
+    return tuple(f"certifications.{i}.{part}" for i in range(len(rows)) for part in ("scheme", "id"))
+
+
 def _form_errors(exc: RegistryError, fields: tuple[str, ...],
                  rename: Callable[[str], str] = lambda field: field) -> tuple[dict[str, str], str | None]:
     """A record form's objections: each beside its field (``rename``: the form's name for the
@@ -155,7 +161,8 @@ def _record_values(record: dict[str, Any]) -> dict[str, Any]:
 def producer_new_batch():
     """Register one batch with a form; each of the registry's objections is shown beside its field."""
     producer_id = _producer_id()
-    values = {name: (request.form.get(name) or "").strip() for name in FORM_FIELDS}
+    values: dict[str, Any] = {name: (request.form.get(name) or "").strip() for name in FORM_FIELDS}
+    values["certifications"] = _certifications(request.form)  # as many rows as the registry takes
     errors: dict[str, str] = {}
     general = None
     if request.method == "POST":
@@ -164,7 +171,7 @@ def producer_new_batch():
             batch = reg.register_batch(current_actor(), _form_body(request.form), producer_id=producer_id)
         except (Invalid, Conflict, Forbidden, NotFound) as exc:
             db_session().rollback()
-            errors, general = _form_errors(exc, FORM_FIELDS, _one_certification)
+            errors, general = _form_errors(exc, FORM_FIELDS + _certification_fields(values["certifications"]))
         else:
             gtin, lot = batch.gtin, batch.lot
             db_session().commit()
@@ -227,10 +234,7 @@ def producer_correct_batch(gtin: str, lot: str):
             corrected = reg.correct_batch(actor, gtin, lot, _form_body(request.form), reason=values["reason"])
         except (Invalid, Conflict, Forbidden) as exc:
             db_session().rollback()
-            # each certification row is marked as the registry names it (certifications.N.id)
-            rows = tuple(f"certifications.{i}.{part}" for i in range(len(values["certifications"]))
-                         for part in ("scheme", "id"))
-            errors, general = _form_errors(exc, fields + rows)
+            errors, general = _form_errors(exc, fields + _certification_fields(values["certifications"]))
         else:
             version = corrected.record["version"]
             db_session().commit()
