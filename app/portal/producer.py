@@ -275,8 +275,12 @@ def producer_issue_serials(gtin: str, lot: str):
             return _batch_page(gtin, lot, count_value=typed[:20], count_error=_message(exc), status=422)
         flash(_message(exc), "error")
     else:
+        total, declared = batch.serial_count, (batch.record or {}).get("quantity")
         db_session().commit()
         flash(ngettext("%(num)d serial issued.", "%(num)d serials issued.", len(issued)), "ok")
+        if isinstance(declared, int) and total > declared:  # spares for spoiled labels, or a slip of a digit
+            flash(_("The batch now has %(total)s serials, more than the %(declared)s units its record declares.",
+                    total=format_decimal(total), declared=format_decimal(declared)), "error")
     return redirect(url_for("portal.producer_batch", gtin=gtin, lot=lot, **scope) + "#serials", code=303)
 
 

@@ -142,6 +142,22 @@ def test_a_refused_count_of_serials_stays_in_the_form_with_why_beside_it(client,
     assert registry.batch(GTIN, "LOT-1").serial_count == 0
 
 
+def test_issuing_more_serials_than_the_declared_quantity_is_pointed_out(client, registry, session, producer):
+    """A batch declared as 100 units took 100,001 serials without a word (a slip of a digit prints
+    a thousand times the labels); spares are allowed, and said."""
+    registry.register_batch(SYSTEM, batch_data(), producer_id=producer.producer_id)  # quantity 100
+    session.commit()
+    url = f"/portal/producer/batches/{GTIN}/LOT-1"
+    token = csrf_of(client.get(url).get_data(as_text=True))
+    within = client.post(url + "/serials", data={"csrf_token": token, "count": "100"}, follow_redirects=True)
+    assert "nhiều hơn" not in within.get_data(as_text=True)
+    beyond = client.post(url + "/serials", data={"csrf_token": token, "count": "5"}, headers=ENGLISH,
+                         follow_redirects=True).get_data(as_text=True)
+    assert "The batch now has 105 serials, more than the 100 units its record declares." in beyond
+    session.expire_all()
+    assert registry.batch(GTIN, "LOT-1").serial_count == 105  # issued all the same
+
+
 def test_issued_serials_are_counted_in_good_english(client, registry, session, producer):
     registry.register_batch(SYSTEM, batch_data(), producer_id=producer.producer_id)
     session.commit()
