@@ -180,25 +180,25 @@ def test_the_authority_sets_a_new_password_for_an_account_whose_owner_forgot_it(
     session.rollback()
 
 
+def _the_authority_posts(client, path: str, **form) -> None:
+    """The authority, in a browser of its own, sends an accounts page's form."""
+    boss = client.application.test_client()
+    client_login(boss, "boss")
+    page = boss.get("/portal/authority/users").get_data(as_text=True)
+    assert boss.post(path, data={"csrf_token": csrf_of(page), **form}).status_code == 303
+
+
 def test_a_password_reset_logs_the_owners_open_session_out(client, people):
     client_login(client, "producer1")
     assert client.get("/portal/producer/").status_code == 200
-    boss = client.application.test_client()
-    client_login(boss, "boss")
-    users = boss.get("/portal/authority/users").get_data(as_text=True)
-    assert boss.post("/portal/authority/users/producer1/password",
-                     data={"csrf_token": csrf_of(users), "password": "a fresh secret 2026"}).status_code == 303
+    _the_authority_posts(client, "/portal/authority/users/producer1/password", password="a fresh secret 2026")
     assert client.get("/portal/producer/").status_code == 302
 
 
 def test_a_deactivated_account_is_logged_out_at_its_next_click(client, people):
     client_login(client, "producer1")
     assert client.get("/portal/producer/").status_code == 200
-    boss = client.application.test_client()
-    client_login(boss, "boss")
-    page = boss.get("/portal/authority/users").get_data(as_text=True)
-    assert boss.post("/portal/authority/users/producer1/deactivate",
-                     data={"csrf_token": csrf_of(page)}).status_code == 303
+    _the_authority_posts(client, "/portal/authority/users/producer1/deactivate")
     response = client.get("/portal/producer/")
     assert response.status_code == 302 and "notice=inactive" in response.location
     assert client_login(client, "producer1").status_code == 401
