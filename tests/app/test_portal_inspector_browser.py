@@ -531,7 +531,7 @@ def test_long_badges_wrap_on_a_phone(playwright, live_server, scene, width):  # 
         page.reload()
         page.wait_for_selector("#checks li.check.rejected")
         badge = page.inner_text("#checks li.check.rejected .badge-revoked")
-        assert "quá cũ" in badge, badge  # refused for good, and said why, in Vietnamese
+        assert "trước khi cuộc kiểm tra bắt đầu" in badge, badge  # refused for good, and said why, in Vietnamese
         shot(page, f"badge-wraps-{width}")
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         right = page.evaluate("Math.max(...[...document.querySelectorAll('.badge')]"
