@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, render_template, request, url_for
+from flask import Blueprint, g, redirect, render_template, url_for
 
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError, Unauthorized, Unavailable
 
