@@ -23,6 +23,7 @@ from verification.services import verify_image
 from app.api import bp
 from app.api.portal_schemas import (
     AssignInSchema,
+    BatchListArgsSchema,
     CaseListArgsSchema,
     CaseListSchema,
     CaseSchema,
@@ -517,12 +518,13 @@ def export_epcis(args):
 @bp.route("/producers/<producer_id>/batches", methods=["GET"])
 @require_roles(*ANY_ROLE)
 @bp.doc(security=BEARER)
-@bp.arguments(PageArgsSchema, location="query")
+@bp.arguments(BatchListArgsSchema, location="query")
 @bp.response(200, ItemListSchema)
 def producer_batches(args, producer_id):
-    """A producer's batches with status and scan counts (its own staff, the authority, inspectors, partners)."""
+    """A producer's batches with status and scan counts (its own staff, the authority, inspectors, partners);
+    ``q`` finds them by lot, GTIN or product name."""
     items = export_service().producer_batches(current_actor(), producer_id, limit=args["limit"],
-                                              offset=args["offset"])
+                                              offset=args["offset"], query=args["query"])
     return jsonify({"items": items})
 
 

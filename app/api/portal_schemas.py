@@ -136,6 +136,8 @@ class CaseListArgsSchema(Strict):
     status = fields.String(validate=validate.OneOf(STATUSES))
     producer_id = fields.String()
     assigned_to = fields.String()
+    query = fields.String(data_key="q", validate=validate.Length(max=100), metadata={
+        "description": "cases whose number, seller, place, link, GTIN, lot or serial holds this (case ignored)"})
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
 
@@ -210,6 +212,11 @@ class EpcisArgsSchema(Strict):
 class PageArgsSchema(Strict):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
     offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET))
+
+
+class BatchListArgsSchema(PageArgsSchema):
+    query = fields.String(data_key="q", load_default="", validate=validate.Length(max=100), metadata={
+        "description": "batches whose lot, GTIN or product name holds this (case ignored)"})
 
 
 class FlaggedListSchema(Strict):

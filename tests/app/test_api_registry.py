@@ -581,3 +581,20 @@ def test_a_key_rotation_takes_the_prefixes_asked_for_and_refuses_what_it_cannot_
         assert field in json.dumps(error), (body, error)
     assert [k["kid"] for k in client.get(f"/api/v1/producers/{world.producer_id}/keys", headers=producer)
             .get_json()["items"]] == keys  # nothing certified by a refused rotation
+
+
+def test_batches_and_cases_are_found_through_the_api_as_on_the_portal(client, world, registry, session):
+    from keys.encoding import utcnow
+    from registry.models import Report
+
+    for lot in ("LOT-A%", "LOT-B"):
+        assert client.post("/api/v1/batches", json=batch_data(lot=lot), headers=world.auth("producer")).status_code == 201
+    session.add(Report(case_number="VN-2026-000777", code="", gtin=GTIN, lot="LOT-B", seller="Shop Hồng",
+                       status="new", created_at=utcnow()))
+    session.commit()
+    url = f"/api/v1/producers/{world.producer_id}/batches"
+    found = client.get(url, query_string={"q": "a%"}, headers=world.auth("producer")).get_json()["items"]
+    assert [b["lot"] for b in found] == ["LOT-A%"]
+    assert client.get(url, query_string={"q": "x" * 101}, headers=world.auth("producer")).status_code == 422
+    cases = client.get("/api/v1/cases", query_string={"q": "shop hồng"}, headers=world.auth("inspector")).get_json()
+    assert [c["case_number"] for c in cases["items"]] == ["VN-2026-000777"]
