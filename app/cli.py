@@ -670,22 +670,10 @@ def register_verify_cli(app: Flask) -> None:
         if offline:
             if trust_list_file is None:
                 raise click.UsageError("--offline needs --trust-list FILE (get it with `python -m app trust-list`)")
-            if authority_key is None:
-                # Never the list's own key: a list signed by anyone would be trusted (a forged list
-                # made counterfeits 'genuine' offline). This instance's authority, or an explicit pin.
-                authority_key = _instance_authority_key()
-                if authority_key is None:
-                    raise _error("AUTHORITY_KEY_REQUIRED",
-                                 "--offline needs the authority's public key to trust a list: give --authority-key "
-                                 "(base64url; authority.public_key in GET /api/v1/trust-list of the real service)")
-            else:
-                from keys.signing import public_key_from_raw
-
-                try:
-                    public_key_from_raw(b64url_decode(authority_key))
-                except ValueError as exc:  # MalformedEncoding: not base64url, or not 32 bytes
-                    raise _error("BAD_AUTHORITY_KEY", "--authority-key is malformed: it must be the authority's "
-                                                      f"Ed25519 public key, 32 bytes in base64url ({exc})") from None
+            # Never the list's own key: a list signed by anyone would be trusted (a forged list
+            # made counterfeits 'genuine' offline). This instance's authority, or an explicit pin.
+            authority_key = _trusted_authority_key(authority_key, "--offline needs the authority's public key "
+                                                                  "to trust a list")
             try:
                 document = json.loads(trust_list_file.read_text(encoding="utf-8"))
                 lookup = TrustListLookup.from_document(document, pinned_authority_key=authority_key)
@@ -755,17 +743,8 @@ def register_evidence_cli(app: Flask) -> None:
         authority's key (never a key the file names). Exit status 0 only when both verify."""
         from registry.evidence import EvidenceRefused, check_evidence
 
-        key = authority_key or _instance_authority_key()
-        if key is None:
-            raise _error("AUTHORITY_KEY_REQUIRED", "give --authority-key (base64url; authority.public_key in "
-                                                   "GET /api/v1/trust-list of the real service)")
-        try:
-            raw = b64url_decode(key)
-            if len(raw) != 32:
-                raise ValueError(f"{len(raw)} bytes")
-        except ValueError as exc:
-            raise _error("BAD_AUTHORITY_KEY", "--authority-key is malformed: it must be the authority's Ed25519 "
-                                              f"public key, 32 bytes in base64url ({exc})") from None
+        raw = b64url_decode(_trusted_authority_key(authority_key, "checking an evidence file needs the "
+                                                                  "authority's public key"))
         try:
             document = json.loads(evidence_file.read_text(encoding="utf-8"))
         except OSError as exc:
@@ -785,6 +764,26 @@ def register_evidence_cli(app: Flask) -> None:
                    f"{attested['inspector']} ({attested['started_at']} to {attested['closed_at'] or 'still open'}), "
                    f"{attested['checks']} checks ({tally}), {len(attested['photos'])} photos by SHA-256; "
                    f"issued {attested['issued_at']} against the log of size {checkpoint.get('size')}")
+
+
+def _trusted_authority_key(given: str | None, why: str) -> str:
+    """The authority public key (base64url) a command checks signatures with: ``--authority-key``,
+    refused unless it is an Ed25519 public key, else this instance's own (``AUTHORITY_KEY_REQUIRED``
+    without one, ``why`` saying what for)."""
+    if given is None:
+        own = _instance_authority_key()
+        if own is None:
+            raise _error("AUTHORITY_KEY_REQUIRED", f"{why}: give --authority-key (base64url; "
+                                                   "authority.public_key in GET /api/v1/trust-list of the real service)")
+        return own
+    from keys.signing import public_key_from_raw
+
+    try:
+        public_key_from_raw(b64url_decode(given))
+    except ValueError as exc:  # MalformedEncoding: not base64url, or not 32 bytes
+        raise _error("BAD_AUTHORITY_KEY", "--authority-key is malformed: it must be the authority's "
+                                          f"Ed25519 public key, 32 bytes in base64url ({exc})") from None
+    return given
 
 
 def _instance_authority_key() -> str | None:

@@ -3,7 +3,6 @@ redirect may lead, and secrets sealed for the browser's session cookie."""
 
 from __future__ import annotations
 
-import base64
 import os
 from typing import Callable
 from urllib.parse import urlparse
@@ -14,6 +13,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, Request, Response, current_app, request
 from flask.sessions import SecureCookieSessionInterface
+
+from keys.encoding import b64url_decode, b64url_encode
 
 __all__ = ["security_headers", "ApiWithoutCookies", "local_target", "request_target", "answers_data", "HSTS", "seal",
            "unseal"]
@@ -114,14 +115,13 @@ def seal(value: str, purpose: str) -> str:
     after a redirect (a new API token) must not travel readable in a cookie, where proxies and
     logs may keep it."""
     nonce = os.urandom(12)
-    sealed = nonce + _sealing_key(purpose).encrypt(nonce, value.encode(), purpose.encode())
-    return base64.urlsafe_b64encode(sealed).decode()
+    return b64url_encode(nonce + _sealing_key(purpose).encrypt(nonce, value.encode(), purpose.encode()))
 
 
 def unseal(sealed: object, purpose: str) -> str | None:
     """What ``seal`` sealed for the same purpose; None for anything else (altered, another key)."""
     try:
-        raw = base64.urlsafe_b64decode(str(sealed).encode())
+        raw = b64url_decode(str(sealed))
         return _sealing_key(purpose).decrypt(raw[:12], raw[12:], purpose.encode()).decode()
-    except (ValueError, InvalidTag, UnicodeError):
+    except (ValueError, InvalidTag):  # MalformedEncoding and UnicodeDecodeError are ValueErrors
         return None
