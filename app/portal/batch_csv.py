@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from registry.errors import Invalid
+from registry.rules import MAX_CERTIFICATIONS
 
-__all__ = ["COLUMNS", "REQUIRED", "MAX_ROWS", "MAX_BYTES", "CsvRow", "template_csv", "parse_csv"]
+__all__ = ["COLUMNS", "REQUIRED", "MAX_ROWS", "MAX_BYTES", "CsvRow", "certification_pairs", "template_csv",
+           "parse_csv"]
 
 COLUMNS = ("gtin", "lot", "product_name", "brand", "category", "facility_name", "facility_address",
            "facility_gln", "facility_country", "production_date", "expiry_date", "quantity",
@@ -29,10 +31,25 @@ _EXAMPLE = ("08936000010010", "L2026-001", "Cà phê rang xay 500 g", "Highland"
 
 @dataclass(frozen=True)
 class CsvRow:
-    """One data line: its line number in the file and the ``register_batch`` body built from it."""
+    """One data line: its line number in the file, the ``register_batch`` body built from it, and
+    for each of the body's certifications the columns it came from (scheme, number)."""
 
     line: int
     data: dict[str, Any]
+    certification_columns: tuple[tuple[str, str], ...] = ()
+
+    def column(self, field: str) -> str:
+        """The file's column a registry field is about (``facility.country`` is
+        ``facility_country``, ``certifications.1.id`` the number column of the line's second
+        certification); "" for a field no column holds."""
+        found = re.fullmatch(r"certifications\.(\d+)\.(scheme|id)", field)
+        if found is not None:
+            index, part = int(found.group(1)), found.group(2)
+            if index >= len(self.certification_columns):
+                return ""
+            return self.certification_columns[index][0 if part == "scheme" else 1]
+        column = field.replace(".", "_")
+        return column if column in COLUMNS else ""
 
 
 def template_csv() -> str:
@@ -66,7 +83,16 @@ def _date(text: str) -> str:
     return f"{year}-{int(month):02d}-{int(day):02d}"
 
 
-def _body(cells: dict[str, str]) -> dict[str, Any]:
+def certification_pairs(header: list[str]) -> list[tuple[str, str]]:
+    """The certification columns a header has, in order: the template's ``certification_scheme``
+    and ``certification_id``, then ``certification_scheme_2`` and ``certification_id_2`` and so on,
+    for lines with more than one certification (as many as the registry takes on a record)."""
+    pairs = [("certification_scheme", "certification_id")]
+    pairs += [(f"certification_scheme_{n}", f"certification_id_{n}") for n in range(2, MAX_CERTIFICATIONS + 1)]
+    return [pair for pair in pairs if pair[0] in header or pair[1] in header]
+
+
+def _row(line: int, cells: dict[str, str], pairs: list[tuple[str, str]]) -> CsvRow:
     get = lambda name: (cells.get(name) or "").strip()  # noqa: E731
     body: dict[str, Any] = {
         "gtin": get("gtin"), "lot": get("lot"),
@@ -76,9 +102,10 @@ def _body(cells: dict[str, str]) -> dict[str, Any]:
         "production_date": _date(get("production_date")), "expiry_date": _date(get("expiry_date")),
         "quantity": _quantity(get("quantity")),
     }
-    if get("certification_scheme") or get("certification_id"):
-        body["certifications"] = [{"scheme": get("certification_scheme"), "id": get("certification_id")}]
-    return body
+    used = tuple(pair for pair in pairs if get(pair[0]) or get(pair[1]))  # a blank pair is no certification
+    if used:
+        body["certifications"] = [{"scheme": get(scheme), "id": get(number)} for scheme, number in used]
+    return CsvRow(line=line, data=body, certification_columns=used)
 
 
 def parse_csv(raw: bytes | str) -> list[CsvRow]:
@@ -108,6 +135,7 @@ def parse_csv(raw: bytes | str) -> list[CsvRow]:
     if missing:
         raise Invalid(f"the header lacks {', '.join(missing)}; download the template", code="CSV_HEADER",
                       field="file")
+    pairs = certification_pairs(header)
     rows: list[CsvRow] = []
     try:
         for cells in reader:
@@ -115,7 +143,7 @@ def parse_csv(raw: bytes | str) -> list[CsvRow]:
                 continue
             if len(rows) >= MAX_ROWS:
                 raise Invalid(f"at most {MAX_ROWS} rows in one import", code="CSV_TOO_LARGE", field="file")
-            rows.append(CsvRow(line=reader.line_num, data=_body(dict(zip(header, cells)))))
+            rows.append(_row(reader.line_num, dict(zip(header, cells)), pairs))
     except csv.Error as exc:
         raise Invalid(f"line {reader.line_num}: {exc}", code="CSV_UNREADABLE", field="file") from None
     if not rows:

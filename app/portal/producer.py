@@ -7,7 +7,6 @@ Producer staff act for their own producer; the authority may open any producer's
 
 from __future__ import annotations
 
-import re
 import tempfile
 from typing import Any, Callable
 
@@ -63,18 +62,6 @@ def _message(exc: RegistryError) -> str:
 
 def _field_name(exc: RegistryError) -> str:
     return exc.field or CODE_FIELD.get(exc.code, "")
-
-
-def _one_certification(field: str) -> str:
-    """In the import file, whose line holds one certification: the registry's
-    ``certifications.0.id`` is the ``certification_id`` column."""
-    return re.sub(r"^certifications\.0\.", "certification.", field)
-
-
-def _csv_column(exc: RegistryError) -> str:
-    """The import file's column a domain error is about (``facility.country`` is ``facility_country``)."""
-    column = _one_certification(_field_name(exc)).replace(".", "_")
-    return column if column in COLUMNS else ""
 
 
 # -- batches ---------------------------------------------------------------------------------------
@@ -383,7 +370,7 @@ def _preview(producer_id: str, rows) -> list[dict[str, Any]]:
                 found = list(getattr(exc, "problems", [exc]))
             key = _batch_key(row.data)
             repeated = first_line.get(key) if key is not None else None
-            problems = [(_csv_column(problem), _message(problem)) for problem in found
+            problems = [(row.column(_field_name(problem)), _message(problem)) for problem in found
                         if not (repeated and problem.code == "BATCH_EXISTS")]
             if repeated:
                 problems.insert(0, ("lot", _("This GTIN and lot repeat line %(line)d of the file.", line=repeated)))

@@ -564,3 +564,28 @@ def test_the_batch_form_registers_several_certifications_at_once(client, registr
     batch = registry.batch(GTIN, "L-CERT")
     assert batch.record["certifications"] == [{"scheme": "VietGAP", "id": "VG-1"}, {"scheme": "OCOP", "id": "4-sao"}]
     assert batch.record.get("version", 1) == 1
+
+
+def test_an_import_line_holds_more_certifications_in_numbered_columns(client, registry, session, world):
+    """A CSV line had held one certification (a second meant a correction at once, which shoppers'
+    pages then announce). Further ones go in certification_scheme_2 / certification_id_2 and so on;
+    a blank pair is skipped, and an error names the column it is about."""
+    _log_in_as_producer(client, session, world)
+    header = CSV_HEADER.rstrip("\n") + ",certification_scheme_2,certification_id_2,certification_scheme_3,certification_id_3\n"
+    page = client.get("/portal/producer/import").get_data(as_text=True)
+    assert "certification_scheme_2" in page  # the page says how
+    bad = header + f"{GTIN},M1,Trà,,,Xưởng,,,VN,2026-01-01,,,VietGAP,VG-1,,,HACCP,\n"
+    response = client.post("/portal/producer/import", content_type="multipart/form-data", data={
+        "csrf_token": csrf_of(page), "file": (io.BytesIO(bad.encode()), "batches.csv")})
+    assert response.status_code == 422
+    row = re.search(r'<tr class="row-error" data-line="2">.*?</tr>', response.get_data(as_text=True), re.S).group(0)
+    assert re.findall(r'<li><span class="mono">(\w+)</span>: ([^<]*)</li>', row) == [
+        ("certification_id_3", "Vui lòng điền mục này.")]
+    good = header + f"{GTIN},M2,Trà,,,Xưởng,,,VN,2026-01-01,,,VietGAP,VG-1,,,HACCP,H-9\n"
+    confirmed = client.post("/portal/producer/import", data={"csrf_token": csrf_of(page), "csv_text": good,
+                                                            "confirm": "1"})
+    assert confirmed.status_code == 303, confirmed.get_data(as_text=True)[-2000:]
+    session.expire_all()
+    batch = registry.batch(GTIN, "M2")
+    assert batch.record["certifications"] == [{"scheme": "VietGAP", "id": "VG-1"}, {"scheme": "HACCP", "id": "H-9"}]
+    assert batch.record.get("version", 1) == 1
