@@ -100,7 +100,7 @@ def _cell(value: Any) -> Any:
         return rfc3339(value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    if isinstance(value, str) and value.lstrip(" ").startswith(_FORMULA_START):  # " =1+1" runs in some
         return "'" + value
     return value
 

@@ -44,6 +44,11 @@ MAX_CHECKS = 2000
 MAX_CLEARANCE_NOTE = 2000
 MAX_LINKED_REPORTS = 10  # shoppers' reports shown with each flagged serial
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+#: The most a phone's own answer to an offline check may hold (its canonical JSON). It goes into the
+#: evidence file the authority signs, so it is held to what a verification answer can be: the
+#: longest origin record the registry takes (every text at its limit, in 3-byte letters) comes to
+#: about 17 KiB with its reasons and notes.
+MAX_OFFLINE_RESULT_BYTES = 32 * 1024
 
 Recheck = Callable[[str, datetime], dict[str, Any]]
 
@@ -178,10 +183,14 @@ class InspectionService:
                 raise Conflict("the inspection is closed", code="INSPECTION_CLOSED")
             at, verdict, stored = now, client_verdict, result
         try:  # the check goes into the signed evidence file: it must be signable, or that file never is
+            signed_size = len(canonical_bytes({"result": result}))
             canonical_bytes({"result": stored})
         except MalformedEncoding:
             raise Invalid("the result holds a number JSON cannot carry exactly (beyond ±2^53, NaN or infinite)",
                           code="BAD_RESULT", field="result") from None
+        if offline and signed_size > MAX_OFFLINE_RESULT_BYTES:
+            raise Invalid(f"an offline check's result holds at most {MAX_OFFLINE_RESULT_BYTES // 1024} KiB",
+                          code="BAD_RESULT", field="result")
         if self._count(inspection.id) >= MAX_CHECKS:
             raise Conflict(f"an inspection holds at most {MAX_CHECKS} checks; open another", code="TOO_MANY_CHECKS")
         media_type = sha = None

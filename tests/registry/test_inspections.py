@@ -130,6 +130,20 @@ def test_offline_checks_need_code_and_a_plausible_time(service):
         service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"})
 
 
+def test_an_offline_checks_own_answer_is_held_to_what_a_verification_answer_can_be(service, session):
+    """The phone's answer goes into the evidence file the authority signs: it had been taken up to
+    the request's 10 MiB, whatever it held."""
+    inspection = service.open(INSPECTOR)
+    ok = lambda code, at: {"verdict": "genuine"}  # noqa: E731
+    big = {"verdict": "genuine", "product": {"name": "ắ" * 6000}}  # 18 KB: a long record, as it can be
+    kept = service.add_check(INSPECTOR, inspection.id, result=big, offline=True, code="x", at=utcnow(), recheck=ok)
+    with pytest.raises(Invalid) as err:
+        service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine", "junk": "x" * 40_000},
+                          offline=True, code="x", at=utcnow(), recheck=ok)
+    assert (err.value.code, err.value.field) == ("BAD_RESULT", "result") and "32 KiB" in err.value.message
+    assert [c.id for c in service.checks(inspection)] == [kept.id]
+
+
 def test_an_offline_check_sent_twice_is_kept_once(service, session):
     """Two tabs, or a retry after a lost answer, send the same waiting check: its browser id makes
     it one check (and one entry in the evidence file)."""
