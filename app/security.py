@@ -31,8 +31,21 @@ HEADERS = (("Content-Security-Policy", CSP), ("X-Content-Type-Options", "nosniff
 # The API answers data (JSON, PNG and PDF labels, CSV), never a page: nothing in it may load,
 # run or be framed (OWASP REST Security Cheat Sheet, "Security headers"). Shorter than the pages'
 # set, which would only describe a document.
-API_HEADERS = (("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
-               ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"))
+DATA_HEADERS = (("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+                ("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"))
+
+# The API's answers besides. No cache keeps them (a verification is counted and its counts change
+# with every check; tokens, cases and contacts are private) unless the view says otherwise. Any
+# web page may call the API from its own origin (a marketplace's product page verifying a code,
+# an agency's dashboard): the API authenticates by bearer token alone, never a cookie, so a page
+# elsewhere can do only what the token it holds allows, as any other client (CORS, "*" without
+# credentials). A preflight (OPTIONS) also learns the methods and headers it may send.
+API_HEADERS = DATA_HEADERS + (
+    ("Cache-Control", "no-store"), ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Expose-Headers", "Link, GS1-Next-Page-Token, Retry-After, X-Request-ID, Content-Disposition"))
+PREFLIGHT_HEADERS = (("Access-Control-Allow-Methods", "GET, POST, DELETE"),
+                     ("Access-Control-Allow-Headers", "Authorization, Content-Type"),
+                     ("Access-Control-Max-Age", "86400"))
 
 
 #: In production (APP_ENV=production, whose BASE_URL is https): browsers that once reached the
@@ -56,10 +69,15 @@ def security_headers(app: Flask) -> Callable[[Response], Response]:
     """The ``after_request`` function that adds the headers (``HSTS`` too in production) to each
     answer, unless the view set its own (one pass over the headers, not one per header)."""
     hsts = (HSTS,) if app.config["APP_ENV"] == "production" else ()
-    page_headers, data_headers = HEADERS + hsts, API_HEADERS + hsts
+    page_headers, probe_headers, api_headers = HEADERS + hsts, DATA_HEADERS + hsts, API_HEADERS + hsts
+    preflight_headers = api_headers + PREFLIGHT_HEADERS
 
     def add_security_headers(response: Response) -> Response:
-        headers = data_headers if answers_data(request.path) else page_headers
+        path = request.path
+        if path.startswith("/api/"):
+            headers = preflight_headers if request.method == "OPTIONS" else api_headers
+        else:
+            headers = probe_headers if path in PROBE_PATHS else page_headers
         present = {name.lower() for name in response.headers.keys()}
         response.headers.extend([(name, value) for name, value in headers if name.lower() not in present])
         return response

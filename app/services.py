@@ -70,7 +70,9 @@ def verification_reader() -> Reader | Session:
 def verifier(*, recording: bool = True) -> Verifier:
     """A verifier over the registry, through this request's reader or else its session.
     ``recording=False``: a verdict shown again (the page's language switched): the scan history is
-    read, not added to."""
+    read, not added to. A HEAD request never adds to it either: link checkers and previews send
+    them, not shoppers, and HEAD is a safe method."""
+    recording = recording and request.method != "HEAD"
     source = g.get("reader") or db_session()
     cfg, extensions = current_app.config, current_app.extensions
     lookup = RegistryLookup(source, cache=extensions["lookup_cache"])

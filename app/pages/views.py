@@ -64,18 +64,23 @@ def _linkset(result: dict, text: str) -> dict:
 @rate_limit(config_limit("VERIFY_RATE_LIMIT"), scope="verify")  # with the API's
 def digital_link(rest: str):
     text = _digital_link_text()
+    best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/linkset+json"])
     verification_reader()
-    checker = verifier(recording=not redisplay.shown_again())  # not a new check: its language switched
+    # not a new check: its language switched, or a resolver reads the links (not a shopper)
+    checker = verifier(recording=not redisplay.shown_again() and best != "application/linkset+json")
     result = checker.verify_text(text, context=scan_context("link", request.args, device=device_id()))
     body = verification_json(result)
-    best = request.accept_mimetypes.best_match(["text/html", "application/json", "application/linkset+json"])
     if best == "application/linkset+json":
         response = make_response(jsonify(_linkset(body, text)))
         response.mimetype = "application/linkset+json"
-        return response
-    if best == "application/json":
-        return jsonify(body)
-    return verdict_page(body, text, shown=redisplay.link_token())
+    elif best == "application/json":
+        response = jsonify(body)
+    else:
+        return verdict_page(body, text, shown=redisplay.link_token())
+    # data, as the API answers it: never cached (the counts change with every check), one address
+    # with three forms (Vary), readable by a page elsewhere (no cookie gives it more)
+    response.headers.update({"Vary": "Accept", "Cache-Control": "no-store", "Access-Control-Allow-Origin": "*"})
+    return response
 
 
 @bp.route("/check", methods=["GET"])

@@ -55,6 +55,29 @@ def test_api_answers_set_no_cookie_and_the_data_headers(client, unit_url):
     assert error.status_code == 422 and error.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
 
+def test_a_page_elsewhere_may_call_the_api_which_no_cache_keeps(client, unit_url, world):
+    """A marketplace's product page verifies a code from its own origin; an agency's dashboard
+    sends its token. The API had answered no CORS header, so browsers withheld every answer, and
+    no Cache-Control, so a cache between could keep a verification's counts or a new token."""
+    origin = {"Origin": "https://shop.example"}
+    r = client.get("/api/v1/verify", query_string={"code": unit_url}, headers=origin)
+    assert r.status_code == 200 and r.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in r.headers  # cookies never count here anyway
+    assert r.headers["Cache-Control"] == "no-store"
+    assert "Link" in r.headers["Access-Control-Expose-Headers"]  # paging, for the lists
+    preflight = client.open("/api/v1/batches", method="OPTIONS", headers={
+        **origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"})
+    assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert {"authorization", "content-type"} <= {h.strip().lower() for h in
+                                                 preflight.headers["Access-Control-Allow-Headers"].split(",")}
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    # the token still decides: a cross-origin write without one is refused as any other
+    denied = client.post("/api/v1/batches", json={}, headers=origin)
+    assert denied.status_code == 401 and denied.headers["Access-Control-Allow-Origin"] == "*"
+    # the pages keep to their own origin, and their cookies
+    assert "Access-Control-Allow-Origin" not in client.get("/", headers=origin).headers
+
+
 def test_production_answers_tell_browsers_to_keep_to_https(app, client, unit_url):
     """In production (an https BASE_URL), pages and data alike carry Strict-Transport-Security; a
     development server (plain http on a laptop) must not, or the browser would refuse it later."""

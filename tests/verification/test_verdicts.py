@@ -282,6 +282,36 @@ def test_digital_link_route_answers_html_json_and_linkset(client, batch):
     assert links["anchor"].endswith(path.split("?")[0]) and "https://gs1.org/voc/pip" in links
 
 
+def test_head_requests_and_linkset_reads_are_not_counted_as_checks(client, batch):
+    """Link checkers and chat previews send HEAD, a GS1 resolver reads the linkset: none is a
+    shopper checking goods. Each had added to "verified N times", and, from as many user agents,
+    to the clients the clone check counts."""
+    unit = batch["units"][2]
+    path = unit[len(BASE_URL):]
+    for i in range(3):
+        assert client.head(path, environ_base={"REMOTE_ADDR": f"203.0.{i}.9"}).status_code == 200
+        assert client.head("/api/v1/verify", query_string={"code": unit, "client_id": f"checker-{i}"}).status_code == 200
+        linkset = client.get(path, headers={"Accept": "application/linkset+json"},
+                             environ_base={"REMOTE_ADDR": f"198.51.{i}.9"})
+        assert linkset.mimetype == "application/linkset+json"
+    shopper = _verify(client, unit, client_id="shopper")
+    assert (shopper["scans"]["count"], shopper["scans"]["clients"]) == (1, 1)
+    again = client.get(path, headers={"Accept": "application/json"}, environ_base={"REMOTE_ADDR": "192.0.2.4"})
+    assert again.get_json()["scans"]["count"] == 2  # a GET of the JSON is a check, as the page is
+
+
+def test_the_digital_links_data_forms_are_not_cached_and_vary_with_accept(client, batch):
+    """The JSON carries live counts and one address has three forms: a cache between must neither
+    keep one nor serve it for another (the HTML form had these headers, the others none)."""
+    path = batch["batch_url"][len(BASE_URL):]
+    for accept in ("application/json", "application/linkset+json", "text/html"):
+        response = client.get(path, headers={"Accept": accept, "Origin": "https://shop.example"})
+        assert response.headers["Cache-Control"] == "no-store", accept
+        assert "Accept" in [v.strip() for v in response.headers["Vary"].split(",")], accept
+    data = client.get(path, headers={"Accept": "application/json", "Origin": "https://shop.example"})
+    assert data.headers["Access-Control-Allow-Origin"] == "*"
+
+
 def test_digital_link_with_encoded_lot(client, registry, world, session):
     actor = Actor(role=Role.PRODUCER, producer_id=world.producer_id)
     url = registry.batch_url(registry.register_batch(actor, batch_data(lot="A/B%1")))
