@@ -6,7 +6,7 @@ from typing import Any
 
 from keys.encoding import rfc3339
 from verification.services import ImageVerification
-from verification.verdicts import Reason, Verification
+from verification.verdicts import Reason, ReasonCode, Verification
 
 from app.i18n import both
 from app.messages import KEY_NOT_IN_TRUST_LIST_TEXT, REASON_TEXT
@@ -39,7 +39,11 @@ def verification_json(v: Verification) -> dict[str, Any]:
         "product": v.product,
         "producer": batch.producer if batch else None,
         "batch": None if batch is None else {
-            "gtin": batch.gtin, "lot": batch.lot, "status": batch.status,
+            # as the verdict judged it (registry.rules.shown_status), at the verifier's date: an
+            # active batch past its registered expiry carries EXPIRED, and nothing else does
+            "gtin": batch.gtin, "lot": batch.lot,
+            "status": "expired" if batch.status == "active" and batch.expiry_date is not None and any(
+                r.code == ReasonCode.EXPIRED for r in v.reasons) else batch.status,
             "production_date": batch.record.get("production_date"),
             "expiry_date": batch.record.get("expiry_date"),
             "facility": batch.record.get("facility"),

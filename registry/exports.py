@@ -40,6 +40,7 @@ from keys.encoding import MalformedEncoding, b64url_decode, b64url_encode, rfc33
 from registry.errors import Invalid, NotFound
 from registry.models import (MAX_ROW_ID, Batch, BatchVersion, CaseNote, Producer, Publication, Recall, Report, ScanEvent,
                              Serial)
+from registry.rules import shown_status
 from registry.services import Actor, Role, batch_named
 from verification.digital_link import build_url
 from verification.localtime import vietnam_date
@@ -224,10 +225,9 @@ class ExportService:
             record = batch.record or {}
             product = record.get("product") or {}
             facility = record.get("facility") or {}
-            expired = batch.status == "active" and batch.expiry_date is not None and batch.expiry_date < today
             yield (batch.gtin, batch.lot, batch.producer_id, producer_name, batch.product_name, product.get("brand"),
                    product.get("category"), facility.get("name"), facility.get("country"), batch.production_date,
-                   batch.expiry_date, record.get("quantity"), "expired" if expired else batch.status,
+                   batch.expiry_date, record.get("quantity"), shown_status(batch.status, batch.expiry_date, today),
                    batch.serial_count, int(batch.scan_count or 0) + int(serial_scans or 0),
                    batch.kid, batch.log_index, batch.created_at, record.get("version", 1))
 
@@ -281,7 +281,9 @@ class ExportService:
                                   Batch.product_name.icontains(query, autoescape=True)))
         rows = self.session.execute(
             stmt.order_by(Batch.created_at.desc(), Batch.id.desc()).offset(offset).limit(limit)).all()
-        return [{"gtin": b.gtin, "lot": b.lot, "product_name": b.product_name, "status": b.status,
+        today = vietnam_date(self.clock())
+        return [{"gtin": b.gtin, "lot": b.lot, "product_name": b.product_name,
+                 "status": shown_status(b.status, b.expiry_date, today),
                  "production_date": b.production_date.isoformat(),
                  "expiry_date": b.expiry_date.isoformat() if b.expiry_date else None,
                  "serial_count": b.serial_count, "scan_count": int(b.scan_count or 0) + int(scans or 0),

@@ -16,7 +16,7 @@ from verification.gs1.dictionary import AIValueError, century_for, get_dictionar
 
 __all__ = ["parse_date", "check_gtin", "check_gln", "check_lot", "check_code_date", "check_serial", "check_gs1_prefix",
            "check_tax_code", "check_country", "check_length", "yymmdd", "MAX_NAME_LENGTH", "MAX_ADDRESS_LENGTH",
-           "MAX_CERTIFICATION_TEXT", "MAX_CERTIFICATIONS", "MAX_QUANTITY", "RECORD_TEXT"]
+           "MAX_CERTIFICATION_TEXT", "MAX_CERTIFICATIONS", "MAX_QUANTITY", "RECORD_TEXT", "shown_status"]
 
 # What an origin record may hold. The record is signed, kept in the transparency log for good and
 # sent with every verification of the batch's codes: a 400,000-character product name typed into the
@@ -35,6 +35,13 @@ RECORD_TEXT: dict[str, dict[str, int | None]] = {
     "product": {"name": MAX_NAME_LENGTH, "brand": MAX_NAME_LENGTH, "category": MAX_NAME_LENGTH},
     "facility": {"name": MAX_NAME_LENGTH, "address": MAX_ADDRESS_LENGTH, "gln": None, "country": None},
 }
+
+
+def shown_status(status: str, expiry_date: date | None, today: date) -> str:
+    """A batch's status as shoppers' verdicts call it: the registry keeps ``active`` or
+    ``recalled``; an active batch past its expiry date (``today`` is the date in Vietnam) is
+    ``expired``. Every answer that names a batch's status says this one."""
+    return "expired" if status == "active" and expiry_date is not None and expiry_date < today else status
 
 
 def _check_ai(ai: str, value: str, *, field: str, code: str, label: str) -> str:

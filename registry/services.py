@@ -60,9 +60,11 @@ from registry.rules import (
     check_lot,
     check_tax_code,
     parse_date,
+    shown_status,
     yymmdd,
 )
 from verification.digital_link import build_url
+from verification.localtime import vietnam_date
 
 if TYPE_CHECKING:
     from registry.labels import LabelData
@@ -666,12 +668,14 @@ class Registry:
 
     def batch_view(self, batch: Batch) -> dict[str, Any]:
         """``{"record", "status", "log": {"index", "size", "path", "checkpoint"}, "version", "versions"}``:
-        ``versions`` are the records corrections replaced, oldest first."""
+        ``status`` as shoppers' verdicts call it (``registry.rules.shown_status``), ``versions`` the
+        records corrections replaced, oldest first."""
         tlog = self.log()
         checkpoint = tlog.latest_checkpoint()
         size = int(checkpoint["size"]) if checkpoint else tlog.size()
         proof = tlog.inclusion(batch.log_index, size)
-        return {"record": batch.record, "status": batch.status, "producer": self.producer_view(batch.producer),
+        status = shown_status(batch.status, batch.expiry_date, vietnam_date(self.clock()))
+        return {"record": batch.record, "status": status, "producer": self.producer_view(batch.producer),
                 "serial_count": batch.serial_count, "url": self.batch_url(batch),
                 "log": {"index": batch.log_index, "size": size, "path": proof["path"], "checkpoint": checkpoint},
                 "version": int(batch.record.get("version", 1)),

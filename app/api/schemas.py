@@ -179,7 +179,9 @@ class BatchVersionSchema(Strict):
 
 class BatchSchema(Strict):
     record = fields.Dict()
-    status = fields.String(validate=validate.OneOf(["active", "recalled"]))
+    status = fields.String(validate=validate.OneOf(["active", "recalled", "expired"]),
+                           metadata={"description": "as shoppers' verdicts call the batch: `expired` is an active "
+                                                    "batch past its expiry date in Vietnam"})
     producer = fields.Dict()
     serial_count = fields.Integer()
     url = fields.String()

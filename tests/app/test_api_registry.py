@@ -318,6 +318,29 @@ def test_recall_over_http(client, world):
     assert client.get(f"/api/v1/batches/{GTIN}/LOT-1").get_json()["status"] == "recalled"
 
 
+def test_a_batch_past_its_expiry_is_expired_in_every_answer_that_names_its_status(client, world, registry, session):
+    """The verdict said "expired" beside "batch": {"status": "active"}; the batch and the list said
+    active, batches.csv expired. One vocabulary now, the verdicts'."""
+    from datetime import timedelta
+
+    old = batch_data(lot="OLD-1", production_date=(date.today() - timedelta(days=400)).isoformat(),
+                     expiry=date.today() - timedelta(days=3))
+    url = registry.batch_url(registry.register_batch(SYSTEM, old, producer_id=world.producer_id))
+    registry.register_batch(SYSTEM, batch_data(lot="NEW-1"), producer_id=world.producer_id)
+    session.commit()
+    verdict = client.get("/api/v1/verify", query_string={"code": url}).get_json()
+    assert (verdict["verdict"], verdict["batch"]["status"]) == ("expired", "expired")
+    assert client.get(f"/api/v1/batches/{GTIN}/OLD-1").get_json()["status"] == "expired"
+    assert client.get(f"/api/v1/batches/{GTIN}/NEW-1").get_json()["status"] == "active"
+    listed = client.get(f"/api/v1/producers/{world.producer_id}/batches", headers=world.auth("partner")).get_json()
+    assert {b["lot"]: b["status"] for b in listed["items"]} == {"OLD-1": "expired", "NEW-1": "active"}
+    exported = client.get("/api/v1/exports/batches.csv", headers=world.auth("partner")).get_data(as_text=True)
+    assert ",expired," in next(line for line in exported.splitlines() if ",OLD-1," in line)
+    # a recall outranks the date, as in the verdict
+    client.post(f"/api/v1/batches/{GTIN}/OLD-1/recall", json={"reason": "mould"}, headers=world.auth("producer"))
+    assert client.get(f"/api/v1/batches/{GTIN}/OLD-1").get_json()["status"] == "recalled"
+
+
 def test_a_correction_over_http_checked_by_an_outside_client(client, world):
     """The corrected record is signed by the producer key, logged, and names the log entry of the
     version it replaces by index and hash; the batch's page keeps the old version; verification at
