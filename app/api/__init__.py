@@ -21,6 +21,19 @@ class _AppJsonParser(FlaskParser):
             return missing
         return current_app.json.loads(req.get_data(cache=True))
 
+    def load_form(self, req, schema):  # noqa: ANN001, ANN201  (webargs' signature)
+        """A form's fields, from a form: a JSON body had been read as an empty form, and answered
+        that fields it held were missing."""
+        if req.mimetype not in _FORM_TYPES and req.content_length:
+            from app.errors import ApiError
+
+            raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE",
+                           f"send the body as multipart/form-data (it came as {req.mimetype or 'no type'})")
+        return super().load_form(req, schema)
+
+
+_FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
+
 
 class _Blueprint(Blueprint):
     ARGUMENTS_PARSER = _AppJsonParser()

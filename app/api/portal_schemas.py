@@ -163,7 +163,10 @@ class TransitionInSchema(Strict):
 
 
 class AssignInSchema(Strict):
-    assignee = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    assignee = fields.String(required=True, validate=validate.Length(min=1, max=64), metadata={
+        "description": "a portal account as `user:<username>`, which must be an active inspector's or the "
+                       "authority's (422 `UNKNOWN_ASSIGNEE`), or any other name, such as a team with no "
+                       "account (`Đội QLTT số 1`), taken as written"})
     text = fields.String(validate=validate.Length(max=10_000))
 
 
@@ -179,6 +182,9 @@ class NoteSchema(Strict):
     status_from = fields.String(allow_none=True)
     status_to = fields.String(allow_none=True)
     attachment = fields.Dict(allow_none=True)
+    event = fields.Dict(allow_none=True, metadata={
+        "description": "what the system did, apart from what a person wrote: `{\"kind\": \"assigned\", "
+                       "\"detail\": assignee}` or `{\"kind\": \"published\", \"detail\": publication id}`"})
 
 
 class NoteListSchema(Strict):

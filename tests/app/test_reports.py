@@ -56,6 +56,12 @@ def test_api_missing_fields(client):
     assert response.json["error"]["fields"] == {"where_text": "FIELD_REQUIRED", "code": "CODE_OR_PHOTO"}
     response = client.post("/api/v1/reports", data={"code": "x"}, content_type="multipart/form-data")
     assert response.status_code == 422 and "where_kind" in str(response.json["error"])
+    # a JSON body is not a form: said so, not "where_kind is missing" beside the where_kind it holds
+    response = client.post("/api/v1/reports", json={"code": "x", "where_kind": "shop", "where_text": "chợ"})
+    assert response.status_code == 415 and response.json["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert "multipart/form-data" in response.json["error"]["message"]
+    response = client.post("/api/v1/verify/image", json={"image": "x"})
+    assert response.status_code == 415 and response.json["error"]["code"] == "UNSUPPORTED_MEDIA_TYPE"
 
 
 @pytest.mark.parametrize("payload, status, code", [
