@@ -37,8 +37,33 @@ def init_instance(app: Flask) -> str:
 
     from registry.services import private_key
 
-    upgrade_to_head(app.extensions["engine"])
-    return private_key(app.extensions["keystore"], AUTHORITY_KEY_NAME, create=True).kid
+    engine, keystore = app.extensions["engine"], app.extensions["keystore"]
+    upgrade_to_head(engine)
+    signed_by = _log_signed_by(engine)
+    if signed_by is not None and not keystore.has(AUTHORITY_KEY_NAME):
+        # another server's database, or a database without its key folder: a new key would sign
+        # checkpoints and records no one can check against the authority key the log was signed by
+        raise _error("AUTHORITY_KEY_MISSING",
+                     f"this registry's log is signed by authority key {signed_by}, which this server's key folder "
+                     f"({app.config['KEY_DIR']}) does not hold: copy the instance's key folder (INSTANCE_DIR/keys) "
+                     "here, with its KEY_PASSPHRASE; no new authority key was made")
+    kid = private_key(keystore, AUTHORITY_KEY_NAME, create=True).kid
+    if signed_by is not None and kid != signed_by:
+        raise _error("AUTHORITY_KEY_MISMATCH",
+                     f"this registry's log is signed by authority key {signed_by}, this server's key folder "
+                     f"({app.config['KEY_DIR']}) holds {kid}: it is another instance's key folder")
+    return kid
+
+
+def _log_signed_by(engine: Any) -> str | None:
+    """The key id that signed the log's latest checkpoint; None for a log never signed (a new registry)."""
+    from sqlalchemy import select
+
+    from registry.models import Checkpoint
+
+    with engine.connect() as connection:
+        signed = connection.execute(select(Checkpoint.signed).order_by(Checkpoint.size.desc()).limit(1)).scalar()
+    return str((signed.get("sig") or {}).get("kid")) if isinstance(signed, dict) else None
 
 
 # Commands that need no initialised instance: init and demo make it, verify checks for itself (its

@@ -20,6 +20,28 @@ def test_init_is_idempotent(runner):
     assert first.output.split()[-1] == second.output.split()[-1]  # the same authority key
 
 
+def test_init_on_a_registry_without_its_key_folder_makes_no_new_authority_key(app, runner, world, tmp_path):
+    """A second app server with the shared database but an empty key folder: init had made a new
+    authority key, and the server signed checkpoints and trust lists no one could check against
+    the log's (log verify: "signature names a different key"), while /readyz said ok."""
+    from tests.conftest import another_app
+
+    kid = runner.invoke(args=["init"]).output.split()[-1]
+    database = app.config["DATABASE_URL"]
+    with another_app(tmp_path / "second", database) as second:
+        refused = second.test_cli_runner().invoke(args=["init"])
+        _refused(refused, "AUTHORITY_KEY_MISSING", f"signed by authority key {kid}")
+        assert not second.extensions["keystore"].has("authority")  # nothing made
+        ready = second.test_client().get("/readyz")
+        assert ready.status_code == 503 and ready.get_json()["error"]["checks"]["signing_keys"] == "missing"
+    # another instance's key folder: said so as well
+    with another_app(tmp_path / "other", f"sqlite:///{tmp_path / 'other.db'}") as other:
+        assert other.test_cli_runner().invoke(args=["init"]).exit_code == 0  # its own registry
+    with another_app(tmp_path / "other", database) as mixed:
+        _refused(mixed.test_cli_runner().invoke(args=["init"]), "AUTHORITY_KEY_MISMATCH", f"signed by authority key {kid}")
+    assert runner.invoke(args=["init"]).exit_code == 0  # the instance's own server: as before
+
+
 def test_token_create_prints_the_token_last_and_stores_only_its_hash(runner, session, world):
     out = runner.invoke(args=["token", "create", "--role", "producer", "--producer", world.producer_id])
     assert out.exit_code == 0, out.output
