@@ -608,7 +608,8 @@ def register_cli(app: Flask) -> None:
 
         try:
             done = backup(current_app.config["DATABASE_URL"], instance_dir=current_app.config["INSTANCE_DIR"],
-                          key_dir=current_app.config["KEY_DIR"], target=target)
+                          key_dir=current_app.config["KEY_DIR"], target=target,
+                          generated=current_app.config["GENERATED_SECRETS"])
         except RegistryError as exc:
             _fail(exc)
         except OSError as exc:  # a file that cannot be read or written (a full disk): the folder is removed

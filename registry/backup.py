@@ -26,6 +26,7 @@ import sqlite3
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Collection
 from typing import Any, Callable
 
 from psycopg.conninfo import make_conninfo
@@ -77,15 +78,19 @@ def _private_copy(source: Path, target: Path) -> None:
 
 
 def backup(database_url: str, *, instance_dir: Path, key_dir: Path, target: Path,
-           clock: Callable[[], Any] = utcnow) -> Backup:
-    """Copy the instance into ``target``, a folder that must not exist yet, whichever its database."""
+           clock: Callable[[], Any] = utcnow, generated: Collection[str] | None = None) -> Backup:
+    """Copy the instance into ``target``, a folder that must not exist yet, whichever its database.
+    ``generated``: the development secrets (``DEV_SECRETS``' files) the instance runs on, which
+    go with it; the others are settings a restore needs. None: every such file in its folder."""
     if make_url(database_url).get_backend_name() == "postgresql":
-        return backup_postgresql(database_url, instance_dir=instance_dir, key_dir=key_dir, target=target, clock=clock)
-    return backup_sqlite(database_url, instance_dir=instance_dir, key_dir=key_dir, target=target, clock=clock)
+        return backup_postgresql(database_url, instance_dir=instance_dir, key_dir=key_dir, target=target, clock=clock,
+                                 generated=generated)
+    return backup_sqlite(database_url, instance_dir=instance_dir, key_dir=key_dir, target=target, clock=clock,
+                         generated=generated)
 
 
 def backup_sqlite(database_url: str, *, instance_dir: Path, key_dir: Path, target: Path,
-                  clock: Callable[[], Any] = utcnow) -> Backup:
+                  clock: Callable[[], Any] = utcnow, generated: Collection[str] | None = None) -> Backup:
     """Copy an instance on SQLite into ``target``, a folder that must not exist yet."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
@@ -93,11 +98,12 @@ def backup_sqlite(database_url: str, *, instance_dir: Path, key_dir: Path, targe
     source = Path(url.database or "")
     if not source.is_file():
         raise Invalid(f"no database file at {source}", code="NOT_INITIALISED")
-    return _into_new_folder(target, lambda: _fill(_copy_sqlite(source, target), instance_dir, key_dir, target, clock))
+    return _into_new_folder(target, lambda: _fill(_copy_sqlite(source, target), instance_dir, key_dir, target, clock,
+                                                  generated))
 
 
 def backup_postgresql(database_url: str, *, instance_dir: Path, key_dir: Path, target: Path,
-                      clock: Callable[[], Any] = utcnow) -> Backup:
+                      clock: Callable[[], Any] = utcnow, generated: Collection[str] | None = None) -> Backup:
     """Copy an instance on PostgreSQL into ``target``, a folder that must not exist yet, with the
     ``pg_dump`` found on ``PATH`` (its version at least the server's, as pg_dump itself demands)."""
     pg_dump = shutil.which("pg_dump")
@@ -106,7 +112,7 @@ def backup_postgresql(database_url: str, *, instance_dir: Path, key_dir: Path, t
                       "PostgreSQL client tools, of the server's major version or newer (Debian: apt-get install "
                       "postgresql-client), and run the backup again", code="BACKUP_NEEDS_PG_DUMP")
     return _into_new_folder(target, lambda: _fill(_dump_postgresql(pg_dump, database_url, target), instance_dir,
-                                                  key_dir, target, clock))
+                                                  key_dir, target, clock, generated))
 
 
 def _into_new_folder(target: Path, fill: Callable[[], dict[str, Any]]) -> Backup:
@@ -215,14 +221,14 @@ def _read_back(pg_dump: str, copy: Path, target: Path) -> None:
 
 
 def _fill(copied: _Copied, instance_dir: Path, key_dir: Path, target: Path,
-          clock: Callable[[], Any]) -> dict[str, Any]:
+          clock: Callable[[], Any], generated: Collection[str] | None) -> dict[str, Any]:
     (target / "keys").mkdir(mode=0o700)
     files = {copied.name: _sha256(target / copied.name)}
     for key in sorted(key_dir.glob("*.pem")) if key_dir.is_dir() else []:
         _private_copy(key, target / "keys" / key.name)
         files[f"keys/{key.name}"] = _sha256(target / "keys" / key.name)
     for name in DEV_SECRETS:
-        if (instance_dir / name).is_file():
+        if (generated is None or name in generated) and (instance_dir / name).is_file():
             _private_copy(instance_dir / name, target / name)
             files[name] = _sha256(target / name)
     manifest = {

@@ -285,6 +285,28 @@ def test_the_secrets_a_development_instance_made_for_itself_go_with_it(app, worl
     assert done.manifest["needs"] == []
 
 
+def test_secret_files_left_from_before_the_settings_were_given_do_not_go_with_a_backup(app, runner, world, tmp_path):
+    """A development instance moved to a real passphrase (keys rewrap) keeps its old
+    dev-key-passphrase file: the backup had carried it, said "restoring needs nothing more", and
+    the restored keys opened under none of what it held."""
+    from registry.backup import DEV_SECRETS
+
+    instance = app.config["INSTANCE_DIR"]
+    for name in DEV_SECRETS:
+        (instance / name).write_text(f"{name}-left-over")
+    assert app.config["GENERATED_SECRETS"] == ()  # the tests' app is given all three
+    out = runner.invoke(args=["backup", str(tmp_path / "copy")])
+    assert out.exit_code == 0, out.output
+    manifest = json.loads((tmp_path / "copy" / "MANIFEST.json").read_text())
+    assert manifest["needs"] == ["KEY_PASSPHRASE", "SECRET_KEY", "SCAN_SALT"]
+    assert not any((tmp_path / "copy" / name).exists() for name in DEV_SECRETS)
+    assert "restoring needs KEY_PASSPHRASE, SECRET_KEY, SCAN_SALT as configured" in out.output
+    from app.config import load_config
+
+    generated = load_config({"INSTANCE_DIR": str(tmp_path / "dev"), "SCAN_SALT": "given"})["GENERATED_SECRETS"]
+    assert generated == ("dev-key-passphrase", "dev-secret-key")  # what a development instance runs on
+
+
 def test_a_backup_that_fails_midway_leaves_no_folder_to_be_taken_for_a_backup(app, runner, world, tmp_path):
     """A file that cannot be copied (here a folder where a key file should be; a full disk alike):
     the command says so and removes what it had written, so no half backup is left behind."""
