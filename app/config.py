@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from registry.db import LOCK_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 from registry.lookup import DEFAULT_MAX_ENTRIES
@@ -90,6 +92,65 @@ def _redis_url(env: Mapping[str, str]) -> str | None:
     return raw
 
 
+def _base_url(env: Mapping[str, str]) -> str:
+    """``BASE_URL``, the address printed in every code on goods: an http(s) URL of a host, perhaps
+    with a path, without a query, a fragment, a password or a space (``https:// x.vn`` or
+    ``https://x.vn/?a=1`` had been printed into codes as they were), or a ConfigError naming it."""
+    raw = (env.get("BASE_URL") or "").strip()
+    if not raw:
+        return _served_at(env)
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query
+            or parts.fragment or "#" in raw or "?" in raw or parts.username is not None or any(c.isspace() for c in raw)):
+        raise ConfigError(f"BASE_URL must be the http:// or https:// address of the service's host, perhaps with a "
+                          f"path (https://verify.example.vn), without a query, fragment or space: it is printed in "
+                          f"every code; not {raw!r}")
+    return raw.rstrip("/")
+
+
+def _database_url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
+    """``DATABASE_URL`` or ``READ_DATABASE_URL``: SQLite or PostgreSQL. PostgreSQL's own forms
+    (``postgresql://``, ``postgres://``) are taken for psycopg, the driver installed (SQLAlchemy
+    reads the first as psycopg2's, and the second not at all: tracebacks); anything else is a
+    ConfigError naming the setting, without the URL's password."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    text = re.sub(r"^postgres(ql)?://", "postgresql+psycopg://", raw)
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        url = None
+    if url is None or url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        shown = re.sub(r"//[^@/]*@", "//", raw)  # without a password
+        raise ConfigError(f"{name} must be a SQLite or PostgreSQL URL (sqlite:///path/registry.db, "
+                          f"postgresql+psycopg://user@host/db), not {shown!r}")
+    return text
+
+
+def _spool_dir(env: Mapping[str, str], instance: Path) -> Path:
+    """``SCAN_SPOOL_DIR``, made if it is not there (0700) and writable, or a ConfigError naming it:
+    a folder that could not be made had been found only when a stopping worker needed it, and its
+    scan events were lost."""
+    path = Path(env["SCAN_SPOOL_DIR"]).resolve() if env.get("SCAN_SPOOL_DIR") else instance / "scan-spool"
+    try:
+        if path.is_relative_to(instance):  # the instance is its owner's alone, as init makes it
+            instance.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(f"SCAN_SPOOL_DIR {str(path)!r} cannot be made: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"SCAN_SPOOL_DIR {str(path)!r} is not writable by this server")
+    return path
+
+
 def server_settings(env: Mapping[str, str] | None = None) -> dict[str, int | bool]:
     """gunicorn's settings (gunicorn.conf.py): ``workers`` (``WEB_CONCURRENCY``, default the cores),
     ``threads`` (``GUNICORN_THREADS``, default 1) and ``access_log`` (``ACCESS_LOG``: on or off, 1
@@ -113,12 +174,12 @@ def _served_at(env: Mapping[str, str]) -> str:
 def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     instance = Path(env.get("INSTANCE_DIR", "instance")).resolve()
-    production = env.get("APP_ENV", "development").lower() == "production"
+    production = _choice(env, "APP_ENV", "development", ("development", "production")) == "production"
     cfg: dict[str, Any] = {
         "APP_ENV": "production" if production else "development",
         "INSTANCE_DIR": instance,
-        "DATABASE_URL": env.get("DATABASE_URL") or f"sqlite:///{instance / 'registry.db'}",
-        "BASE_URL": (env.get("BASE_URL") or _served_at(env)).rstrip("/"),
+        "DATABASE_URL": _database_url(env, "DATABASE_URL", f"sqlite:///{instance / 'registry.db'}"),
+        "BASE_URL": _base_url(env),
         "REDIS_URL": _redis_url(env),
         "RATE_LIMITS": _choice(env, "RATE_LIMITS", "on", ("on", "off")),
         "RATELIMIT_KEY_PREFIX": env.get("RATELIMIT_KEY_PREFIX", "pov"),
@@ -133,7 +194,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "CLONE_MAX_SPEED_KMH": _number(env, "CLONE_MAX_SPEED_KMH", 900.0, minimum=1, whole=False),
         "CLONE_MAX_NETWORKS": _number(env, "CLONE_MAX_NETWORKS", 5, minimum=0),
         "DB_POOL_SIZE": _number(env, "DB_POOL_SIZE", 5, minimum=1),
-        "READ_DATABASE_URL": env.get("READ_DATABASE_URL") or None,
+        "READ_DATABASE_URL": _database_url(env, "READ_DATABASE_URL", None),
         "DB_LOCK_TIMEOUT_SECONDS": _number(env, "DB_LOCK_TIMEOUT_SECONDS", LOCK_TIMEOUT_SECONDS, minimum=0.1,
                                            whole=False),
         "DB_READ_TIMEOUT_SECONDS": _number(env, "DB_READ_TIMEOUT_SECONDS", READ_TIMEOUT_SECONDS, minimum=0.1,
@@ -143,7 +204,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "TRUSTED_PROXIES": _number(env, "TRUSTED_PROXIES", 0, minimum=0),
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         "KEY_DIR": instance / "keys",
-        "SCAN_SPOOL_DIR": Path(env["SCAN_SPOOL_DIR"]).resolve() if env.get("SCAN_SPOOL_DIR") else instance / "scan-spool",
+        "SCAN_SPOOL_DIR": _spool_dir(env, instance),
     }
     passphrase = env.get("KEY_PASSPHRASE")
     secret_key = env.get("SECRET_KEY")

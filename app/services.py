@@ -7,7 +7,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from flask import current_app, g, request
+from flask import current_app, g, has_request_context, request
 from sqlalchemy.orm import Session
 
 from keys.storage import KeyStore
@@ -72,7 +72,7 @@ def verifier(*, recording: bool = True) -> Verifier:
     ``recording=False``: a verdict shown again (the page's language switched): the scan history is
     read, not added to. A HEAD request never adds to it either: link checkers and previews send
     them, not shoppers, and HEAD is a safe method."""
-    recording = recording and request.method != "HEAD"
+    recording = recording and not (has_request_context() and request.method == "HEAD")  # the CLI has none
     source = g.get("reader") or db_session()
     cfg, extensions = current_app.config, current_app.extensions
     lookup = RegistryLookup(source, cache=extensions["lookup_cache"])

@@ -997,3 +997,40 @@ def test_scans_write_spool_writes_what_stopped_workers_kept(app, runner, session
     done = runner.invoke(args=["scans", "write-spool"])
     assert done.output == f"1 scan event(s) written from {app.config['SCAN_SPOOL_DIR']}\n"
     assert _count(session, ScanEvent) == 3
+
+
+@pytest.mark.parametrize("value", ["https:// verify.example.vn", "https://verify.example.vn/api?x=1", "https://x.vn#f",
+                                   "127.0.0.1:8613", "https://user:pw@x.vn", "ftp://x.vn"])
+def test_a_base_url_that_cannot_be_printed_in_codes_stops_the_start(tmp_path, value):
+    """BASE_URL is printed in every code on goods: a space, a query or a fragment had gone into the
+    demo's codes as they were, and a URL without a scheme had been taken in development."""
+    with pytest.raises(ConfigError) as refused:
+        load_config({"INSTANCE_DIR": str(tmp_path), "BASE_URL": value})
+    assert str(refused.value).startswith("BASE_URL must be the http:// or https:// address") and "pw" not in str(
+        refused.value).split("not ")[0]
+    assert load_config({"INSTANCE_DIR": str(tmp_path), "BASE_URL": "https://verify.example.vn/"})["BASE_URL"] == \
+        "https://verify.example.vn"
+
+
+def test_app_env_database_urls_and_the_spool_folder_are_checked_at_the_start(tmp_path):
+    """APP_ENV=prod had run as development, generating secrets; postgresql:// (without +psycopg) and
+    a READ_DATABASE_URL of nonsense had been tracebacks; a SCAN_SPOOL_DIR that cannot be made had
+    been found when a stopping worker needed it, its scan events lost."""
+    base = {"INSTANCE_DIR": str(tmp_path / "i")}
+    with pytest.raises(ConfigError, match="APP_ENV must be development or production, not 'prod'"):
+        load_config({**base, "APP_ENV": "prod"})
+    assert not (tmp_path / "i" / "dev-secret-key").exists()  # refused before anything was generated
+    taken = load_config({**base, "DATABASE_URL": "postgresql://app@/registry?host=/var/run/postgresql",
+                         "READ_DATABASE_URL": "postgres://app:pw@replica/registry"})
+    assert taken["DATABASE_URL"] == "postgresql+psycopg://app@/registry?host=/var/run/postgresql"
+    assert taken["READ_DATABASE_URL"] == "postgresql+psycopg://app:pw@replica/registry"
+    for name, value in (("READ_DATABASE_URL", "nonsense"), ("DATABASE_URL", "mysql://app:s3cret@db/registry")):
+        with pytest.raises(ConfigError) as refused:
+            load_config({**base, name: value})
+        assert str(refused.value).startswith(f"{name} must be a SQLite or PostgreSQL URL") and "s3cret" not in str(
+            refused.value)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="SCAN_SPOOL_DIR '.*/file/spool' cannot be made: Not a directory"):
+        load_config({**base, "SCAN_SPOOL_DIR": str(tmp_path / "file" / "spool")})
+    made = load_config({**base, "SCAN_SPOOL_DIR": str(tmp_path / "new" / "spool")})["SCAN_SPOOL_DIR"]
+    assert made.is_dir() and (made.stat().st_mode & 0o777) == 0o700
