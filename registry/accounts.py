@@ -334,6 +334,8 @@ class AccountService:
     def reactivate(self, actor: Actor, username: str) -> User:
         actor.require(Role.AUTHORITY)
         user = self._user(username, lock=True)
+        if user.active:  # as a second deactivation: the trail says it once
+            raise Conflict(f"the account {user.username} is active", code="USER_ALREADY_ACTIVE")
         user.active = True
         user.failed_logins = 0
         user.locked_until = None

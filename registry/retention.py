@@ -35,12 +35,21 @@ from registry.cases import CLOSED_STATUSES
 from registry.errors import Invalid
 from registry.models import CaseNote, Report, ScanEvent
 
-__all__ = ["MIN_RETENTION", "PURGE_BATCH", "ScanRetention", "MIN_CONTACT_RETENTION", "ContactRetention"]
+__all__ = ["MIN_RETENTION", "MAX_RETENTION_DAYS", "PURGE_BATCH", "ScanRetention", "MIN_CONTACT_RETENTION",
+           "ContactRetention"]
 
 #: The least history a purge keeps.
 MIN_RETENTION = timedelta(days=30)
+#: The most days a retention may keep (a century): more is no date a database holds.
+MAX_RETENTION_DAYS = 36_500
 #: Rows deleted per transaction: short enough that verifications' writes never wait long for it.
 PURGE_BATCH = 10_000
+
+
+def _within_a_century(days: int, field: str) -> None:
+    """800,000 days had been a date out of range, a traceback; 10^11 an integer too large for one."""
+    if days > MAX_RETENTION_DAYS:
+        raise Invalid(f"keep at most {MAX_RETENTION_DAYS:,} days (a century)", code="RETENTION_TOO_LONG", field=field)
 
 
 class ScanRetention:
@@ -58,6 +67,7 @@ class ScanRetention:
             raise Invalid(f"keep at least {MIN_RETENTION.days} days of scan events: the clone check reads a "
                           "serial's latest verifications and inspectors its recent history",
                           code="RETENTION_TOO_SHORT", field="keep_days")
+        _within_a_century(keep_days, "keep_days")
         return self.clock() - timedelta(days=keep_days)
 
     def purge_batch(self, before: datetime, *, limit: int = PURGE_BATCH) -> int:
@@ -93,6 +103,7 @@ class ContactRetention:
             raise Invalid(f"keep a shopper's contact at least {MIN_CONTACT_RETENTION.days} days after the case "
                           "was decided: a dismissed case may be reopened", code="RETENTION_TOO_SHORT",
                           field="closed_days")
+        _within_a_century(closed_days, "closed_days")
         now = self.clock()
         before = now - timedelta(days=closed_days)
         decided_at = (select(func.max(CaseNote.at)).where(CaseNote.report_id == Report.id,

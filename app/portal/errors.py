@@ -63,6 +63,7 @@ ERROR_TEXT = {
     "USER_EXISTS": N_("This username is taken."),
     "SELF_DEACTIVATION": N_("You cannot deactivate your own account."),
     "USER_ALREADY_DEACTIVATED": N_("This account is already deactivated."),
+    "USER_ALREADY_ACTIVE": N_("This account is already active."),
     "TOKEN_ALREADY_REVOKED": N_("This token is already revoked."),
     "ALREADY_WITHDRAWN": N_("This publication is already withdrawn."),
     "ROLE_FORBIDDEN": N_("Your role does not allow this."),

@@ -456,3 +456,9 @@ def test_cli_resets_a_forgotten_password_and_reactivates(app, runner, accounts, 
     assert again.exit_code == 0 and "reactivated" in again.output
     session.expire_all()
     assert accounts.authenticate("lan", new).role == Role.INSPECTOR
+    # a second reactivation is refused, as a second deactivation: the trail had said it each time
+    session.commit()
+    twice = runner.invoke(args=["user", "reactivate", "lan"])
+    assert twice.exit_code != 0 and "Error: USER_ALREADY_ACTIVE: the account lan is active" in twice.output
+    session.rollback()
+    assert len([e for e in _audit(session, "user.reactivate")]) == 1

@@ -82,6 +82,12 @@ def test_the_command_deletes_in_batches_and_says_how_many(runner, session, histo
     assert "Error: RETENTION_TOO_SHORT: keep at least 30 days of scan events" in out.output
     out = runner.invoke(args=["scans", "purge", "--keep-days", "365"])
     assert out.exit_code == 0 and out.output.startswith("0 scan event(s)")
+    # a retention no date can hold: said, not a traceback (OverflowError), for both commands
+    for args in (["scans", "purge", "--keep-days", "800000"], ["scans", "purge", "--keep-days", "99999999999"],
+                 ["reports", "forget-contacts", "--closed-days", "800000"]):
+        out = runner.invoke(args=args)
+        assert out.exit_code != 0 and "Traceback" not in out.output and out.exception.__class__ is SystemExit
+        assert "Error: RETENTION_TOO_LONG: keep at most 36,500 days (a century)" in out.output, out.output
 
 
 # -- shoppers' contacts on reports whose case was decided long ago --------------------------------
