@@ -479,12 +479,20 @@ def register_cli(app: Flask) -> None:
     def scans_write_spool() -> None:
         """Write now the scan events this server's stopped workers kept in SCAN_SPOOL_DIR (its
         running workers do so by themselves within 30 s): before a server is retired, say."""
+        from registry.scan_spool import ScanSpool
+
         writer = current_app.extensions["scan_writer"]
         written = writer.replay_spool()  # the database down: DATABASE_UNAVAILABLE (app.__main__), the files stay
-        left = writer.spooled()
-        click.echo(f"{written} scan event(s) written from {current_app.config['SCAN_SPOOL_DIR']}"
-                   + (f"; {left} file(s) left, held by a process still running or set aside (see the log)"
-                      if left else ""))
+        folder = current_app.config["SCAN_SPOOL_DIR"]
+        left, aside = writer.spooled(), ScanSpool(folder).set_aside_files()
+        click.echo(f"{written} scan event(s) written from {folder}")
+        if left or aside:  # the server is not yet one to retire: a script must not go on as if it were
+            raise _error("SPOOL_NOT_EMPTY", "; ".join(
+                ([f"{left} file(s) left, held by a process still running: run this again once it has ended"]
+                 if left else [])
+                + ([f"{len(aside)} file(s) set aside, which the database refused or which cannot be read (named "
+                    f"in the log): {', '.join(p.name for p in aside[:5])}{' ...' if len(aside) > 5 else ''}"]
+                   if aside else [])))
 
     app.cli.add_command(scans)
 

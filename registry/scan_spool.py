@@ -117,6 +117,14 @@ class ScanSpool:
         except FileNotFoundError:
             return 0
 
+    def set_aside_files(self) -> list[Path]:
+        """The files set aside (``.unreadable``, ``.unwritable``), which wait for an operator."""
+        try:
+            return sorted(Path(entry.path) for entry in os.scandir(self.directory)
+                          if entry.name.endswith((_SUFFIX + ".unreadable", _SUFFIX + ".unwritable")))
+        except FileNotFoundError:
+            return []
+
     def claim(self) -> Iterator[tuple[Spilled, str, list[SpooledFlush]]]:
         """Each file no living process holds, locked, with its writer and flushes; the caller
         discards it once written, or releases it. A file that cannot be read is renamed
