@@ -75,10 +75,13 @@ def _require_instance() -> None:
     """``NOT_INITIALISED`` unless ``init`` has made this instance (the schema, with Alembic's version
     table, and the authority key); creates nothing (an SQLite file is not opened when it does not
     exist, since opening would create it)."""
-    from sqlalchemy import inspect
+    from sqlalchemy import inspect, text
+
+    from app.health import schema_state
 
     engine = current_app.extensions["engine"]
     database = engine.url.database or ""
+    revision = None
     if engine.url.get_backend_name() == "sqlite":
         made = database in ("", ":memory:") or database.startswith("file:") or Path(database).exists()
         if made:  # read outside a transaction: the engine's would be BEGIN IMMEDIATE, waiting for any writer
@@ -87,14 +90,23 @@ def _require_instance() -> None:
                 cursor = raw.cursor()
                 made = cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
                                       "AND name = 'alembic_version'").fetchone() is not None
+                if made:
+                    revision = (cursor.execute("SELECT version_num FROM alembic_version").fetchone() or (None,))[0]
                 cursor.close()
             finally:
                 raw.close()
     else:
         with engine.connect() as connection:
             made = inspect(connection).has_table("alembic_version")
+            if made:
+                revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     if not (made and current_app.extensions["keystore"].has(AUTHORITY_KEY_NAME)):
         raise _error("NOT_INITIALISED", "run python -m app init")
+    if schema_state(current_app, revision) == "migrations to apply" and click.get_current_context().info_name != "backup":
+        # a command run before the upgrade (cron) had met columns it knows and the database not:
+        # "busy or unreachable" on SQLite, a traceback on PostgreSQL (a backup first is right, though)
+        raise _error("MIGRATIONS_PENDING", f"the database's schema is at revision {revision}, older than this "
+                     "version's: apply the migrations first (.venv/bin/alembic upgrade head, or python -m app init)")
 
 
 def require_instance(app: Flask) -> None:

@@ -32,7 +32,7 @@ from registry.db import RawQuery, Reader
 from registry.models import ProducerKey
 from registry.services import AUTHORITY_KEY_NAME
 
-__all__ = ["bp", "readiness"]
+__all__ = ["bp", "readiness", "schema_state"]
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def readiness(app) -> tuple[bool, dict[str, Any]]:  # noqa: ANN001 - the Flask a
     checks["database"] = "ok" if revision is not _UNREACHABLE else "unreachable"
     checks["database_writes"] = {True: "ok", False: "refused", None: "unknown"}[writable]
     checks["read_database"] = _read_database(Reader(extensions["read_connections"]))
-    checks["schema"] = "unknown" if revision is _UNREACHABLE else _schema(app, revision)
+    checks["schema"] = "unknown" if revision is _UNREACHABLE else schema_state(app, revision)
     checks["signing_keys"] = _signing_keys(extensions["keystore"])
     checks["producer_keys"] = ("unknown" if revision is _UNREACHABLE  # not a second connect timeout
                                else _producer_keys(extensions["session_factory"], extensions["keystore"]))
@@ -158,7 +158,7 @@ def _producer_keys(session_factory, keystore: KeyStore) -> str:  # noqa: ANN001
     return f"{len(missing)} of {len(kids)} missing"
 
 
-def _schema(app, revision: str | None) -> str:  # noqa: ANN001
+def schema_state(app, revision: str | None) -> str:  # noqa: ANN001
     """``ok`` at the code's head; ``not initialised``, ``migrations to apply`` (not ready: the code
     would meet tables it does not know); ``newer than this server`` (ready: a rolling upgrade)."""
     if revision is None:
