@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 
 import click
 from flask import Flask, current_app
@@ -12,7 +13,7 @@ from registry.errors import RegistryError
 from registry.services import Role
 
 from app.api.portal_schemas import UserInSchema
-from app.cli import _fail, _options, stdin_line
+from app.cli import _error, _fail, _options, stdin_line
 from app.text_input import refuse_nul
 
 __all__ = ["register_accounts_cli"]
@@ -29,6 +30,9 @@ def register_accounts_cli(app: Flask) -> None:
         """A password read from stdin's first line or prompted twice, never an argument."""
         if from_stdin:  # UTF-8, strictly: the portal's login form sends the password so
             password = stdin_line("password", "BAD_PASSWORD")
+        elif not sys.stdin.isatty():  # a script, cron: no one to ask (click had printed "Aborted!")
+            raise _error("PASSWORD_REQUIRED", "no terminal to ask for the password on: give it as the first line "
+                         "of stdin with --password-stdin")
         else:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         try:
@@ -76,6 +80,9 @@ def register_accounts_cli(app: Flask) -> None:
     def user_reset_password(username: str, password_stdin: bool) -> None:
         """Give an account a new password (its owner forgot it, or it leaked): its sessions end at
         their next click and a lock-out is lifted. Prompted for (or read from stdin)."""
+        with _session() as session:  # an unknown account is said before a password is asked for
+            if AccountService(session).by_username(username) is None:
+                raise _error("USER_UNKNOWN", f"no user {username}")
         password = new_password(password_stdin)
         change(username, lambda service, name: service.change_password(BOOTSTRAP, name, old_password=None,
                                                                         new_password=password),

@@ -444,6 +444,14 @@ def test_cli_resets_a_forgotten_password_and_reactivates(app, runner, accounts, 
     refused = runner.invoke(args=["user", "reset-password", "lan", "--password-stdin"], input="short\n")
     assert refused.exit_code != 0 and "PASSWORD_TOO_SHORT" in refused.output
     assert runner.invoke(args=["user", "reset-password", "ghost", "--password-stdin"], input=new + "\n").exit_code != 0
+    # no terminal (a script, cron) and no --password-stdin: said, not click's bare "Aborted!"; an
+    # unknown account is said before any password is asked for
+    for args in (["user", "reset-password", "lan"], ["user", "create", "--username", "an", "--role", "inspector"]):
+        blind = runner.invoke(args=args, input="")
+        assert blind.exit_code != 0 and "Error: PASSWORD_REQUIRED: no terminal to ask for the password on" in blind.output
+        assert "Aborted" not in blind.output
+    ghost = runner.invoke(args=["user", "reset-password", "ghost"], input="")
+    assert ghost.exit_code != 0 and "Error: USER_UNKNOWN: no user ghost" in ghost.output
     session.expire_all()
     assert accounts.authenticate("lan", new).name == "user:lan"
     with pytest.raises(Unauthorized):
