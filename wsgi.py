@@ -3,12 +3,25 @@
 gunicorn loads this module once in its master (``preload_app``) and forks the workers from it.
 """
 
+import contextlib
 import gc
 import os
 
 from app import create_app
+from keys.errors import KeyStoreError
+from registry.services import AUTHORITY_KEY_NAME
 
 app = create_app()
+
+# The authority key, opened here in the master: every worker forked from it has it open. While
+# `keys rewrap` moves the key folder to a new passphrase (README, "Configuration"), a worker that
+# restarts on a server still given the old one (max_requests, a timeout) then still signs and is
+# ready, as the workers it replaces were, until the server itself restarts with the new one. A key
+# missing or not opened here is /readyz's to report (signing_keys), as without this.
+_keystore = app.extensions["keystore"]
+if _keystore.has(AUTHORITY_KEY_NAME):
+    with contextlib.suppress(KeyStoreError):
+        _keystore.load(AUTHORITY_KEY_NAME)
 
 
 def _in_each_worker() -> None:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -219,3 +220,38 @@ def test_metrics_under_gunicorn_answer_for_every_worker(app, registry, world, se
         output = _stop(server)[1]
     assert server.returncode == 0, output
     assert not list(tmp_path.glob("origin-metrics-*"))
+
+
+def test_a_worker_restarted_during_a_key_rewrap_still_signs_and_is_ready(app, runner, tmp_path):
+    """`keys rewrap` moves the key folder to a new passphrase while the servers still run with the
+    old one until each restarts (README). A worker replaced meanwhile (max_requests, a timeout)
+    had found the authority key under a passphrase it did not have: /readyz 503, and the load
+    balancer pulled server after server as their workers recycled."""
+    env = _server_env(app, tmp_path, WEB_CONCURRENCY="1")
+    with _gunicorn(env) as (server, base):
+        assert urllib.request.urlopen(base + "/readyz", timeout=10).status == 200  # noqa: S310 - loopback
+        done = runner.invoke(args=["keys", "rewrap"], input="a new passphrase, long enough\n")
+        assert done.exit_code == 0, done.output
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+        worker = int(children.read_text().split()[0])
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:
+            replaced = children.read_text().split()
+            if replaced and int(replaced[0]) != worker:
+                break
+            assert time.monotonic() < deadline, "gunicorn did not replace its worker"
+            time.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                answer = urllib.request.urlopen(base + "/readyz", timeout=10)  # noqa: S310 - loopback
+                break
+            except urllib.error.HTTPError as refused:
+                body = json.loads(refused.read())
+                assert refused.code != 503 or body["error"]["checks"]["signing_keys"] == "ok", body
+                raise
+            except OSError:  # the new worker still starting
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert answer.status == 200 and json.loads(answer.read())["checks"]["signing_keys"] == "ok"
