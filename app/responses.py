@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from flask import Response, send_file
+from flask import Response, current_app, jsonify, request, send_file, url_for
 from flask.json.provider import DefaultJSONProvider
 
 from app.services import db_session
 from app.text_input import refuse_nul
 
-__all__ = ["spooled", "OrjsonProvider"]
+__all__ = ["spooled", "OrjsonProvider", "listing_page"]
 
 
 class OrjsonProvider(DefaultJSONProvider):
@@ -58,3 +58,19 @@ def spooled(chunks: Iterable[str], *, mimetype: str, filename: str | None = None
     db_session().rollback()
     spool.seek(0)
     return send_file(spool, mimetype=mimetype, as_attachment=filename is not None, download_name=filename)
+
+
+def listing_page(fetch: Callable[[int], list[Any]], args: dict[str, Any],
+                 view: Callable[[Any], Any] = lambda item: item) -> Response:
+    """A listing's page as ``{"items": [...]}``, each item through ``view``: ``fetch(n)`` reads at
+    most ``n`` from ``args["offset"]``, and is asked for one more than ``args["limit"]``, so that
+    while more follow the answer says where (``Link: <...>; rel="next"``, RFC 8288, as the EPCIS
+    export's): a short page had been the only sign of the end."""
+    limit, offset = args["limit"], args["offset"]
+    found = fetch(limit + 1)
+    response = jsonify({"items": [view(item) for item in found[:limit]]})
+    if len(found) > limit:
+        query = request.args.to_dict() | {"offset": offset + limit}
+        next_url = current_app.config["BASE_URL"] + url_for(request.endpoint, **(request.view_args or {}), **query)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response

@@ -57,7 +57,7 @@ from app.api.schemas import RotateInSchema, SignedSchema
 from app.auth import current_actor, require_roles
 from app.errors import ApiError, image_status
 from app.presenters import image_verification_json, verification_json
-from app.responses import spooled
+from app.responses import listing_page, spooled
 from app.services import (
     account_service,
     case_service,
@@ -194,8 +194,8 @@ def open_inspection(data):
 def list_inspections(args):
     """An inspector's own inspections (the authority: everyone's, each naming its ``inspector``), newest first."""
     service = inspection_service()
-    items = service.list(current_actor(), open_only=args["open"], limit=args["limit"], offset=args["offset"])
-    return jsonify({"items": [service.view(i) for i in items]})
+    return listing_page(lambda n: service.list(current_actor(), open_only=args["open"], limit=n, offset=args["offset"]),
+                        args, service.view)
 
 
 @bp.route("/inspections/<int:inspection_id>", methods=["GET"])
@@ -328,8 +328,8 @@ def check_photo(inspection_id, check_id):
 @bp.response(200, FlaggedListSchema)
 def flagged_serials(args):
     """Serials flagged as likely clones, with their scan summary and latest scans (no client data)."""
-    items = inspection_service().flagged_serials(current_actor(), limit=args["limit"], offset=args["offset"])
-    return jsonify({"items": items})
+    return listing_page(lambda n: inspection_service().flagged_serials(current_actor(), limit=n,
+                                                                       offset=args["offset"]), args)
 
 
 @bp.route("/flagged-serials/clear", methods=["POST"])
@@ -357,8 +357,7 @@ def list_cases(args):
     products; a partner agency: confirmed cases."""
     actor = current_actor()
     service = case_service()
-    items = service.list(actor, **args)
-    return jsonify({"items": [service.view(actor, c) for c in items]})
+    return listing_page(lambda n: service.list(actor, **(args | {"limit": n})), args, lambda c: service.view(actor, c))
 
 
 @bp.route("/cases/<case_number>", methods=["GET"])
@@ -523,9 +522,8 @@ def export_epcis(args):
 def producer_batches(args, producer_id):
     """A producer's batches with status and scan counts (its own staff, the authority, inspectors, partners);
     ``q`` finds them by lot, GTIN or product name."""
-    items = export_service().producer_batches(current_actor(), producer_id, limit=args["limit"],
-                                              offset=args["offset"], query=args["query"])
-    return jsonify({"items": items})
+    return listing_page(lambda n: export_service().producer_batches(current_actor(), producer_id, limit=n,
+                                                                    offset=args["offset"], query=args["query"]), args)
 
 
 @bp.route("/batches/<gtin>/<path:lot>/serials", methods=["GET"])
@@ -535,8 +533,8 @@ def producer_batches(args, producer_id):
 @bp.response(200, ItemListSchema)
 def batch_serials(args, gtin, lot):
     """A batch's serials with their scan summaries (its producer, the authority, inspectors)."""
-    items = export_service().batch_serials(current_actor(), gtin, lot, limit=args["limit"], offset=args["offset"])
-    return jsonify({"items": items})
+    return listing_page(lambda n: export_service().batch_serials(current_actor(), gtin, lot, limit=n,
+                                                                 offset=args["offset"]), args)
 
 
 @bp.route("/producers/<producer_id>/keys", methods=["GET"])

@@ -11,6 +11,7 @@ from registry.services import Role
 from app.api import bp
 from app.api.schemas import MAX_OFFSET, Strict
 from app.auth import current_actor, require_roles
+from app.responses import listing_page
 from app.services import db_session, publication_service
 
 __all__ = ["list_warnings", "list_violators", "publish", "withdraw"]
@@ -65,8 +66,8 @@ class WithdrawInSchema(Strict):
 
 def _list(kind: str, args: dict):
     service = publication_service()
-    items = service.list(kind, query=args.get("q", ""), limit=args["limit"], offset=args["offset"])
-    return jsonify({"items": [service.view(item) for item in items]})
+    return listing_page(lambda n: service.list(kind, query=args.get("q", ""), limit=n, offset=args["offset"]), args,
+                        service.view)
 
 
 @bp.route("/warnings", methods=["GET"])

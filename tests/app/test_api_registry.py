@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import urllib.parse
 from datetime import date, datetime, timezone
 
 import pytest
@@ -339,6 +340,31 @@ def test_a_batch_past_its_expiry_is_expired_in_every_answer_that_names_its_statu
     # a recall outranks the date, as in the verdict
     client.post(f"/api/v1/batches/{GTIN}/OLD-1/recall", json={"reason": "mould"}, headers=world.auth("producer"))
     assert client.get(f"/api/v1/batches/{GTIN}/OLD-1").get_json()["status"] == "recalled"
+
+
+def test_a_listing_says_while_more_follow_where_the_next_page_is(client, world, registry, session):
+    """A short page had been the only sign of a listing's end; now a full page that is not the last
+    carries Link rel="next" (as the EPCIS export), with the query it was asked with."""
+    for lot in ("P1", "P2", "P3"):
+        registry.register_batch(SYSTEM, batch_data(lot=lot), producer_id=world.producer_id)
+    session.commit()
+    url = f"/api/v1/producers/{world.producer_id}/batches"
+    seen, query = [], {"limit": "2", "q": "P"}
+    while True:
+        page = client.get(url, query_string=query, headers=world.auth("partner"))
+        assert page.status_code == 200
+        seen += [b["lot"] for b in page.get_json()["items"]]
+        link = page.headers.get("Link")
+        if link is None:
+            break
+        target = re.fullmatch(r'<(http[^>]+)>; rel="next"', link).group(1)
+        assert target.startswith("https://verify.example.vn/api/v1/producers/") and "q=P" in target
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(target).query))
+    assert seen == ["P3", "P2", "P1"]  # newest first, each once, and the last page says nothing more
+    exact = client.get(url, query_string={"limit": "3"}, headers=world.auth("partner"))
+    assert len(exact.get_json()["items"]) == 3 and "Link" not in exact.headers  # a full last page: no next
+    warnings = client.get("/api/v1/warnings", query_string={"limit": "1"})
+    assert warnings.status_code == 200 and "Link" not in warnings.headers  # none published: nothing follows
 
 
 def test_a_correction_over_http_checked_by_an_outside_client(client, world):
