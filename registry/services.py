@@ -30,7 +30,8 @@ from keys.encoding import (
     utcnow,
 )
 from keys.errors import KeyStoreError, VerificationError
-from keys.signing import Signer, check_public_key, public_key_from_raw, sign, sign_code, verify
+from keys.signing import (Signer, check_public_key, public_key_from_raw, sign, sign_code, split_code_signature,
+                          verify, verify_code)
 from keys.storage import KeyStore
 from registry.actors import SYSTEM, Actor, Role
 from registry.audit import audit
@@ -58,6 +59,7 @@ from registry.rules import (
     check_gtin,
     check_length,
     check_lot,
+    check_serial,
     check_tax_code,
     parse_date,
     shown_status,
@@ -660,6 +662,9 @@ class Registry:
         s = None
         if key is not None and key.custodial:
             s = sign_code(self._private_key(key.kid), gtin=batch.gtin, lot=batch.lot, exp=exp)
+        elif key is not None and signed:  # labels of a code that would verify as unsigned: refused
+            raise Conflict(f"key {key.kid} is kept by the producer: print the batch code it signs, or register unit "
+                           "codes it signed (POST .../serials with codes)", code="KEY_NOT_CUSTODIAL")
         return build_url(self.base_url, gtin=batch.gtin, lot=batch.lot, exp=exp, s=s)
 
     def serial_url(self, batch: Batch, serial: str, s: str) -> str:
@@ -729,6 +734,62 @@ class Registry:
             raise Conflict("a generated serial collided with an existing one; retry", code="SERIAL_COLLISION") from None
         batch.serial_count = (batch.serial_count or 0) + count
         audit(self.session, self.clock(), actor, "serials.issue", f"{batch.gtin}/{batch.lot}", count=count)
+        self.session.flush()
+        return out
+
+    def register_serials(self, actor: Actor, gtin: str, lot: str, codes: list[Any]) -> list[tuple[str, str]]:
+        """Register unit codes the producer signed with a key it keeps (``KEY_NOT_CUSTODIAL`` keys:
+        the registry cannot sign for it), ``[{"serial", "s"}]``: each serial a GS1 serial new to the
+        batch, each ``s`` its code signature (``{kid}.{signature}`` over the unit's code with the
+        batch's expiry, as the registry's own) by an active key of the producer certified for the
+        GTIN. Checked, then kept as issued serials are, so verification compares a code with the
+        signature registered for its unit; all or none land. Returns (serial, s)."""
+        actor.require(Role.PRODUCER, Role.AUTHORITY)
+        if not isinstance(codes, list) or not 1 <= len(codes) <= MAX_SERIALS_PER_REQUEST:
+            raise Invalid(f"codes must list 1 to {MAX_SERIALS_PER_REQUEST} codes", code="BAD_COUNT", field="codes")
+        batch = self.owned_batch(actor, gtin, lot, lock=True)
+        if batch.status != "active":
+            raise Conflict("the batch is recalled: no new serials", code="BATCH_RECALLED")
+        exp = yymmdd(batch.expiry_date)
+        keys: dict[str, ProducerKey] = {}
+        now = self.clock()
+        rows, out, seen = [], [], set()
+        for index, code in enumerate(codes):
+            field = f"codes.{index}"
+            if not isinstance(code, dict) or not isinstance(code.get("serial"), str) or not isinstance(code.get("s"), str):
+                raise Invalid("each code is {\"serial\", \"s\"}", code="BAD_CODE", field=field)
+            serial, signature = check_serial(code["serial"]), code["s"]
+            if serial in seen:
+                raise Invalid(f"serial {serial} is listed twice", code="SERIAL_REPEATED", field=f"{field}.serial")
+            seen.add(serial)
+            try:
+                kid, _ = split_code_signature(signature)
+            except VerificationError:
+                raise Invalid("s must be {kid}.{signature}", code="SIGNATURE_INVALID", field=f"{field}.s") from None
+            key = keys.get(kid) or self.session.get(ProducerKey, kid)
+            if key is None or key.producer_id != batch.producer_id or not self._can_sign(key, batch.gtin):
+                raise Forbidden(f"code {serial} is not signed by an active key of this producer certified for "
+                                f"GTIN {batch.gtin}", code="KEY_UNKNOWN")
+            keys[kid] = key
+            try:
+                verify_code(public_key_from_raw(b64url_decode(key.public_key)), signature, gtin=batch.gtin,
+                            lot=batch.lot, serial=serial, exp=exp)
+            except (VerificationError, MalformedEncoding):
+                raise Invalid(f"the signature of code {serial} does not verify (it signs the unit's GTIN, lot, serial"
+                              + (f" and expiry {exp}" if exp else "") + ")", code="SIGNATURE_INVALID",
+                              field=f"{field}.s") from None
+            rows.append({"batch_id": batch.id, "serial": serial, "s": signature, "created_at": now,
+                         "scan_count": 0, "distinct_clients": 0})
+            out.append((serial, signature))
+        try:
+            with self.session.begin_nested():
+                self._insert_serials(rows)
+        except IntegrityError:
+            raise Conflict("a serial is already registered for this batch", code="SERIAL_EXISTS",
+                           field="codes") from None
+        batch.serial_count = (batch.serial_count or 0) + len(rows)
+        audit(self.session, now, actor, "serials.issue", f"{batch.gtin}/{batch.lot}", count=len(rows),
+              presigned=True)
         self.session.flush()
         return out
 

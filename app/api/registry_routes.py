@@ -119,9 +119,13 @@ def correct_batch(data, gtin, lot):
 @bp.arguments(SerialsInSchema)
 @bp.response(201, SerialsSchema)
 def issue_serials(data, gtin, lot):
-    """Issue up to 100,000 unit serials, each with its signed Digital Link URL (all or none)."""
+    """Issue up to 100,000 unit serials, each with its signed Digital Link URL (all or none); or
+    register up to 100,000 unit codes the producer signed with a key it keeps (``codes``)."""
     reg = registry()
-    issued = reg.issue_serials(current_actor(), gtin, lot, data["count"])
+    if "codes" in data:
+        issued = reg.register_serials(current_actor(), gtin, lot, data["codes"])
+    else:
+        issued = reg.issue_serials(current_actor(), gtin, lot, data["count"])
     batch = reg.batch(gtin, lot)
     db_session().commit()
     body = {"serials": [{"serial": serial, "url": reg.serial_url(batch, serial, s)} for serial, s in issued]}

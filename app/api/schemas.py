@@ -198,8 +198,24 @@ class CorrectedSchema(Strict):
     log = fields.Nested(LogRefSchema)
 
 
+class PresignedCodeSchema(Strict):
+    serial = fields.String(required=True, validate=validate.Length(min=1, max=20))
+    s = fields.String(required=True, validate=validate.Length(min=1, max=200),
+                      metadata={"description": "`{kid}.{signature}`: the unit's code signed by the producer's own key"})
+
+
 class SerialsInSchema(Strict):
-    count = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=100_000))
+    count = fields.Integer(strict=True, validate=validate.Range(min=1, max=100_000),
+                           metadata={"description": "serials for the registry to make and sign (a custodial key)"})
+    codes = fields.List(fields.Nested(PresignedCodeSchema), validate=validate.Length(min=1, max=100_000),
+                        metadata={"description": "unit codes the producer signed with a key it keeps: each checked "
+                                                 "against that key, then registered as issued"})
+
+    @validates_schema
+    def _count_or_codes(self, data, **_kwargs):
+        if ("count" in data) == ("codes" in data):
+            raise ValidationError("give either count (the registry signs) or codes (signed by the producer's own key)",
+                                  field_name="count")
 
 
 class SerialSchema(Strict):

@@ -279,6 +279,58 @@ def test_a_presigned_record_with_a_certification_without_its_number_is_422(clien
     assert (r.get_json()["error"]["code"], r.get_json()["error"]["field"]) == ("FIELD_REQUIRED", "certifications.0.id")
 
 
+def test_a_producer_keeping_its_own_key_registers_the_unit_codes_it_signed(client, registry, session, world):
+    """DESIGN: a producer may keep its own key and submit what it signs. Its records could be
+    registered, its serials not: POST .../serials answered KEY_NOT_CUSTODIAL, and the labels and
+    codes.csv handed out unsigned codes that verified as unverifiable."""
+    from keys.encoding import rfc3339, utcnow
+    from keys.signing import sign, sign_code
+    from registry.services import SYSTEM
+
+    own = Signer.generate()
+    registry.certify_key(SYSTEM, world.producer_id, public_key=b64url_encode(own.public_raw))
+    session.commit()
+    expiry = date(2031, 5, 31)
+    record = {"t": "origin-record", "gtin": GTIN, "lot": "OWN-2", "kid": own.kid, "producer_id": world.producer_id,
+              "product": {"name": "Trà"}, "facility": {"name": "Xưởng"}, "production_date": date.today().isoformat(),
+              "expiry_date": expiry.isoformat(), "certifications": [], "issued_at": rfc3339(utcnow())}
+    registered = client.post("/api/v1/batches", json={"record": sign(record, own)}, headers=world.auth("producer"))
+    assert registered.status_code == 201, registered.get_json()
+    url = f"/api/v1/batches/{GTIN}/OWN-2/serials"
+    refused = client.post(url, json={"count": 2}, headers=world.auth("producer"))
+    assert (refused.status_code, refused.get_json()["error"]["code"]) == (409, "KEY_NOT_CUSTODIAL")
+    label = client.get(f"/api/v1/batches/{GTIN}/OWN-2/labels?format=svg", headers=world.auth("producer"))
+    assert label.status_code == 409 and label.get_json()["error"]["code"] == "KEY_NOT_CUSTODIAL"  # not an unsigned code
+
+    codes = [{"serial": serial, "s": sign_code(own, gtin=GTIN, lot="OWN-2", serial=serial, exp="310531")}
+             for serial in ("A1", "A2")]
+    other = Signer.generate()
+    for bad, code, field in (
+            ([codes[0], {"serial": "A3", "s": sign_code(own, gtin=GTIN, lot="OWN-2", serial="A3")}],  # no expiry
+             "SIGNATURE_INVALID", "codes.1.s"),
+            ([{"serial": "A4", "s": sign_code(other, gtin=GTIN, lot="OWN-2", serial="A4", exp="310531")}],
+             "KEY_UNKNOWN", None),
+            ([codes[0], codes[0]], "SERIAL_REPEATED", "codes.1.serial"),
+            ({"count": 1, "codes": codes}, "VALIDATION_FAILED", None)):
+        r = client.post(url, json=bad if isinstance(bad, dict) else {"codes": bad}, headers=world.auth("producer"))
+        assert r.status_code in (403, 422) and r.get_json()["error"]["code"] == code, r.get_json()
+        if field:
+            assert r.get_json()["error"]["field"] == field
+    done = client.post(url, json={"codes": codes}, headers=world.auth("producer"))
+    assert done.status_code == 201, done.get_json()
+    urls = [item["url"] for item in done.get_json()["serials"]]
+    again = client.post(url, json={"codes": codes[:1]}, headers=world.auth("producer"))
+    assert (again.status_code, again.get_json()["error"]["code"]) == (409, "SERIAL_EXISTS")
+    for unit in urls:
+        verdict = client.get("/api/v1/verify", query_string={"code": unit}).get_json()
+        assert verdict["verdict"] == "genuine", verdict["reasons"]
+        oc.check_code_url(unit, b64url_encode(own.public_raw))
+    forged = urls[0].replace("/21/A1", "/21/A9")  # a serial never registered, under A1's signature
+    assert client.get("/api/v1/verify", query_string={"code": forged}).get_json()["verdict"] == "counterfeit"
+    listed = client.get(f"/api/v1/batches/{GTIN}/OWN-2/codes.csv", headers=world.auth("producer")).get_data(as_text=True)
+    assert all(unit in listed for unit in urls)
+
+
 def test_the_api_holds_a_records_text_to_the_registrys_lengths_its_document_says_them(
         client, registry, session, world):
     """The lengths the API's schema always had, said by its OpenAPI document, are the registry's
