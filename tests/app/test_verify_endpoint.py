@@ -65,6 +65,8 @@ def test_a_page_elsewhere_may_call_the_api_which_no_cache_keeps(client, unit_url
     assert "Access-Control-Allow-Credentials" not in r.headers  # cookies never count here anyway
     assert r.headers["Cache-Control"] == "no-store"
     assert "Link" in r.headers["Access-Control-Expose-Headers"]  # paging, for the lists
+    plain = client.get("/api/v1/verify", query_string={"code": unit_url})  # no page behind it: no CORS headers
+    assert "Access-Control-Allow-Origin" not in plain.headers and plain.headers["Cache-Control"] == "no-store"
     preflight = client.open("/api/v1/batches", method="OPTIONS", headers={
         **origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"})
     assert preflight.status_code == 200 and preflight.headers["Access-Control-Allow-Origin"] == "*"
