@@ -55,7 +55,8 @@ REASON_TEXT = {
     "BATCH_UNKNOWN": N_("This batch is not in the registry."),
     "SERIAL_UNKNOWN": N_("This serial number was never issued for this batch."),
     "GTIN_UNKNOWN": N_("This product number is not in the registry."),
-    "PLAIN_GTIN": N_("A plain product barcode names a product but proves nothing about this item."),
+    "PLAIN_GTIN": N_("A code that names a product without its lot, such as a plain product barcode, proves nothing "
+                     "about this item."),
     "UNSIGNED_CODE": N_("The code carries no signature, so its origin cannot be proven."),
     "NO_CODE_FOUND": N_("No barcode or QR code was found in the picture."),
     "MALFORMED_CODE": N_("The text read is not a valid product code."),

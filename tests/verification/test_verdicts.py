@@ -155,6 +155,10 @@ def test_plain_ean13_is_unverifiable(client, batch):
     body = _verify(client, GTIN[1:])
     assert body["verdict"] == "unverifiable" and _codes(body) == ["PLAIN_GTIN"]
     assert body["code"]["gtin"] == GTIN and body["product"]["name"] == "Cà phê rang xay"
+    # a serial without a lot names no batch either: the words had said "a plain product barcode"
+    serial_only = _verify(client, f"(01){GTIN}(21)ABC123")
+    assert serial_only["verdict"] == "unverifiable" and _codes(serial_only) == ["PLAIN_GTIN"]
+    assert serial_only["reasons"][0]["message"]["en"].startswith("A code that names a product without its lot")
 
 
 def test_free_text_is_unreadable(client):
