@@ -141,10 +141,11 @@ class TransparencyLog:
             raise NotFound(f"no log entry {index}")
         return json.loads(row.data)
 
-    def _check_size(self, size: int) -> None:
+    def _check_size(self, size: int, field: str = "size") -> None:
+        """``size`` (the request's parameter ``field``) within the log as it is."""
         current = self.size()
         if not 0 < size <= current:
-            raise Invalid(f"size must be between 1 and the log size {current}", code="BAD_LOG_SIZE", field="size")
+            raise Invalid(f"{field} must be between 1 and the log size {current}", code="BAD_LOG_SIZE", field=field)
 
     def inclusion(self, index: int, size: int) -> dict[str, Any]:
         self._check_size(size)
@@ -154,7 +155,7 @@ class TransparencyLog:
         return {"index": index, "size": size, "leaf": self.entry(index), "path": [b64url_encode(p) for p in path]}
 
     def consistency(self, first: int, second: int) -> dict[str, Any]:
-        self._check_size(second)
+        self._check_size(second, "second")
         if not 0 < first <= second:
             raise Invalid("first must be between 1 and second", code="BAD_LOG_SIZE", field="first")
         path = self._tree().consistency_path(first, second)

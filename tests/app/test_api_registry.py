@@ -479,7 +479,9 @@ def test_log_parameters_are_checked(client, world):
     _register(client, world)
     assert client.get("/api/v1/log/inclusion?index=99").status_code == 422
     assert client.get("/api/v1/log/inclusion").status_code == 422
-    assert client.get("/api/v1/log/consistency?first=1&second=99").status_code == 422
+    too_far = client.get("/api/v1/log/consistency?first=1&second=99")
+    assert too_far.status_code == 422 and too_far.get_json()["error"]["field"] == "second"  # the parameter sent
+    assert client.get("/api/v1/log/inclusion?index=0&size=99").get_json()["error"]["field"] == "size"
 
 
 def test_openapi_document_lists_the_contract(client):
