@@ -553,6 +553,13 @@ def test_numbers_and_nesting_json_or_a_signature_cannot_carry_are_refused_not_50
         r = raw("/api/v1/batches", body.replace('"quantity": 100', f'"quantity": {quantity}'), producer)
         assert r.status_code == 422 and r.get_json()["error"]["code"] == "VALIDATION_FAILED", quantity
     assert client.get(f"/api/v1/batches/{GTIN}/BIG", headers=producer).status_code == 404
+    # a member named twice: one reader takes the first, another the last (orjson had kept the last,
+    # the lot registered being whichever the sender's own code did not show)
+    twice = body.replace('"lot": "BIG"', '"lot": "BIG", "lot": "OTHER"')
+    r = raw("/api/v1/batches", twice, producer)
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "MALFORMED_JSON"
+    assert "'lot' is given more than once" in r.get_json()["error"]["message"]
+    assert client.get(f"/api/v1/batches/{GTIN}/OTHER", headers=producer).status_code == 404
 
     inspection = client.post("/api/v1/inspections", json={"place": "Chợ Lớn"}, headers=inspector).get_json()["id"]
     url = f"/api/v1/inspections/{inspection}/checks"

@@ -513,6 +513,8 @@ def test_the_api_refuses_the_same_batch_bodies(client, world):
     pytest.param(b'{"gtin": NaN}', "expected a JSON value: line 1 column 10", id="nan"),
     pytest.param(b"{nope", "not valid JSON", id="broken"),
     pytest.param(b"[" * 100_000, "depth limit exceeded", id="deep"),
+    pytest.param(b'{"gtin": "08936000010010", "gtin": "08936000010027", "lot": "L"}',
+                 "the object member 'gtin' is given more than once", id="repeated-member"),
 ])
 def test_a_file_that_is_not_json_text_is_refused(runner, session, world, tmp_path, content, says):
     from registry.models import Batch
