@@ -102,7 +102,8 @@ def _require_instance() -> None:
                 revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     if not (made and current_app.extensions["keystore"].has(AUTHORITY_KEY_NAME)):
         raise _error("NOT_INITIALISED", "run python -m app init")
-    if schema_state(current_app, revision) == "migrations to apply" and click.get_current_context().info_name != "backup":
+    behind = schema_state(current_app, revision) == "migrations to apply"
+    if behind and click.get_current_context().info_name != "backup":
         # a command run before the upgrade (cron) had met columns it knows and the database not:
         # "busy or unreachable" on SQLite, a traceback on PostgreSQL (a backup first is right, though)
         raise _error("MIGRATIONS_PENDING", f"the database's schema is at revision {revision}, older than this "

@@ -104,8 +104,8 @@ def _base_url(env: Mapping[str, str]) -> str:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError:
         parts = None
-    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or parts.query
-            or parts.fragment or "#" in raw or "?" in raw or parts.username is not None or any(c.isspace() for c in raw)):
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname or "#" in raw or "?" in raw
+            or parts.username is not None or any(c.isspace() for c in raw)):
         raise ConfigError(f"BASE_URL must be the http:// or https:// address of the service's host, perhaps with a "
                           f"path (https://verify.example.vn), without a query, fragment or space: it is printed in "
                           f"every code; not {raw!r}")

@@ -756,7 +756,7 @@ class Registry:
         rows, out, seen = [], [], set()
         for index, code in enumerate(codes):
             field = f"codes.{index}"
-            if not isinstance(code, dict) or not isinstance(code.get("serial"), str) or not isinstance(code.get("s"), str):
+            if not (isinstance(code, dict) and isinstance(code.get("serial"), str) and isinstance(code.get("s"), str)):
                 raise Invalid("each code is {\"serial\", \"s\"}", code="BAD_CODE", field=field)
             serial, signature = check_serial(code["serial"]), code["s"]
             if serial in seen:
