@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from sqlalchemy import Select, func, select, tuple_, union_all
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
 from keys.encoding import MalformedEncoding, canonical_bytes, rfc3339, utcnow
@@ -118,8 +119,25 @@ class InspectionService:
         return list(self.session.execute(stmt.offset(offset).limit(limit)).scalars())
 
     # -- writing -------------------------------------------------------------------------------
-    def open(self, actor: Actor, *, place: str = "", lat: float | None = None, lon: float | None = None) -> Inspection:
+    def open(self, actor: Actor, *, place: str = "", lat: float | None = None, lon: float | None = None,
+             started_at: datetime | None = None, client_id: str | None = None) -> Inspection:
+        """Start an inspection, now; or one the phone started offline (``started_at``: when, within
+        the last 30 days; ``client_id``: the browser's id for it, which makes sending it again, a
+        retry or a second tab, answer the inspection already made for this inspector)."""
         actor.require(Role.INSPECTOR, Role.AUTHORITY)
+        if client_id is not None:
+            if not CLIENT_ID.fullmatch(client_id):
+                raise Invalid("an inspection's client id is 1 to 32 letters, digits, '-' or '_'", code="BAD_CLIENT_ID",
+                              field="id")
+            earlier = self.session.execute(select(Inspection).where(
+                Inspection.inspector == self.opener(actor), Inspection.client_id == client_id)).scalar_one_or_none()
+            if earlier is not None:
+                log.info("inspection %s sent again (client id %s), kept once", earlier.id, client_id)
+                return earlier
+        now = self.clock()
+        if started_at is not None and not now - MAX_OFFLINE_AGE <= started_at <= now + CLOCK_SKEW:
+            raise Invalid("an inspection started offline must have started within the last 30 days",
+                          code="BAD_DATE", field="started_at")
         place = (place or "").strip()
         if len(place) > 300:
             raise Invalid("place has at most 300 characters", code="TOO_LONG", field="place")
@@ -128,10 +146,19 @@ class InspectionService:
         if lat is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):  # type: ignore[operator]
             raise Invalid("lat must be within ±90 and lon within ±180", code="BAD_PLACE", field="lat")
         inspection = Inspection(inspector=self.opener(actor), place=place, lat=lat, lon=lon,
-                                started_at=self.clock(), closed_at=None)
-        self.session.add(inspection)
-        self.session.flush()
-        audit(self.session, self.clock(), actor, "inspection.open", f"inspection:{inspection.id}", place=place)
+                                started_at=min(started_at, now) if started_at is not None else now, closed_at=None,
+                                client_id=client_id)
+        try:
+            with self.session.begin_nested():  # two tabs sending the same one at once: the other's is it
+                self.session.add(inspection)
+                self.session.flush()
+        except IntegrityError:
+            if client_id is None:
+                raise
+            return self.session.execute(select(Inspection).where(
+                Inspection.inspector == self.opener(actor), Inspection.client_id == client_id)).scalar_one()
+        audit(self.session, now, actor, "inspection.open", f"inspection:{inspection.id}", place=place,
+              **({"offline": True, "started_at": rfc3339(inspection.started_at)} if started_at is not None else {}))
         self.session.flush()
         return inspection
 

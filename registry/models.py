@@ -379,6 +379,7 @@ class Inspection(Base):
     """An inspector's on-site check: a place, a time, and the codes verified there."""
 
     __tablename__ = "inspections"
+    __table_args__ = (Index("uq_inspections_client_id", "inspector", "client_id", unique=True),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     inspector: Mapped[str] = mapped_column(String(100))
@@ -387,6 +388,8 @@ class Inspection(Base):
     lon: Mapped[float | None] = mapped_column(Float)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the browser's id of an inspection started offline (migration 0018): sent again, the same one
+    client_id: Mapped[str | None] = mapped_column(String(32))
 
     checks: Mapped[list["InspectionCheck"]] = relationship(back_populates="inspection",
                                                            order_by="InspectionCheck.id")

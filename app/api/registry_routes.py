@@ -155,7 +155,11 @@ def trust_list():
     and every recalled batch (``recalls``: gtin, lot, reason, at)."""
     body = registry().trust_list()
     db_session().rollback()
-    return jsonify(body)
+    response = jsonify(body)
+    # kept by whoever verifies offline (the inspectors' service worker keeps it for their phones:
+    # no-store, the API's default, had stopped that), asked for afresh whenever there is a network
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 @bp.route("/batches/<gtin>/<path:lot>/codes.csv", methods=["GET"])

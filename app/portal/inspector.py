@@ -166,7 +166,12 @@ def _my_inspections(page: int) -> dict[str, Any]:
 @bp.route("/inspector/inspections", methods=["POST"])
 @login_required(*WORKERS)
 def inspector_open():
-    """Start an inspection: a place and, if the phone gave them, coordinates."""
+    """Start an inspection: a place and, if the phone gave them, coordinates. The page's script
+    sends one the phone started offline as JSON ``{"offline": true, "id", "place", "lat", "lon",
+    "started_at"}`` once the network is back: answered ``{"id", "url", "check_url"}``, the same
+    inspection however often it is sent (``id``)."""
+    if request.is_json:
+        return _open_started_offline()
     values = {k: (request.form.get(k) or "").strip() for k in ("place", "lat", "lon")}
     lat, lon = _position(values["lat"], values["lon"])
     service = inspection_service()
@@ -181,6 +186,49 @@ def inspector_open():
     if (values["lat"] or values["lon"]) and lat is None:
         flash(_("The position from the phone was not valid; it was left out."), "error")
     return redirect(url_for("portal.inspection", inspection_id=inspection.id), code=303)
+
+
+def _open_started_offline():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not body.get("offline"):
+        raise ApiError(400, "MALFORMED_JSON", "send an inspection started offline as a JSON object")
+    try:
+        try:
+            started_at = parse_rfc3339(str(body.get("started_at") or ""))
+        except MalformedEncoding:
+            raise Invalid("started_at must be an RFC 3339 time", code="BAD_DATE", field="started_at") from None
+        lat, lon = _position(str(body.get("lat") or ""), str(body.get("lon") or ""))
+        client_id = body.get("id")
+        inspection = inspection_service().open(current_actor(), place=str(body.get("place") or ""), lat=lat, lon=lon,
+                                               started_at=started_at,
+                                               client_id=str(client_id) if client_id is not None else None)
+    except Invalid as exc:
+        db_session().rollback()
+        response = jsonify({"error": {"code": exc.code, "message": exc.message, "field": exc.field}})
+        response.status_code = 422
+        return response
+    db_session().commit()
+    response = jsonify({"id": inspection.id, "url": url_for("portal.inspection", inspection_id=inspection.id),
+                        "check_url": url_for("portal.inspection_check", inspection_id=inspection.id)})
+    response.status_code = 201
+    return response
+
+
+@bp.route("/inspector/offline")
+@login_required(*WORKERS)
+def inspection_started_offline():
+    """The page of an inspection started on the phone with no network, before it is sent: kept by
+    the service worker, and drawn by the page's script from what the phone keeps (its id after
+    ``#``). Once the network is back the script sends the inspection, then its checks, and goes to
+    the inspection's own page."""
+    authority_key = b64url_encode(registry().authority.public_raw)
+    response = Response(render_template(
+        "portal/inspector/inspection.html", inspection={"id": None, "place": "", "started_at": None,
+                                                        "closed_at": None, "lat": None, "lon": None},
+        checks=[], mine=True, local=True, texts=_page_texts(), authority_key=authority_key,
+        max_photos=MAX_PHOTOS_PER_POST))
+    response.headers["Cache-Control"] = "no-cache, private"
+    return response
 
 
 def _position(lat: str, lon: str) -> tuple[float, float] | tuple[None, None]:

@@ -7,12 +7,16 @@
    Storage (localStorage, this origin only):
      inspector.trustList  the signed trust list as fetched (checked again with the pinned authority
                           key every time it is loaded)
-     inspector.queue      checks made offline: [{id, url, inspection, code, result, checked_at}] */
+     inspector.queue      checks made offline: [{id, url, inspection, code, result, checked_at}]
+                          (url null and inspection "local:ID" for one started offline, until sent)
+     inspector.started    inspections started offline: [{id, place, lat, lon, started_at}], sent
+                          (before their checks) once the network is back */
 import * as ov from './offline-verify.js';
 
 var doc = document;
 var TRUST_KEY = 'inspector.trustList';
 var QUEUE_KEY = 'inspector.queue';
+var STARTED_KEY = 'inspector.started';
 var SW_URL = '/portal/inspector/sw.js';
 var SW_CACHE = 'inspector-v1';
 var FRAME_INTERVAL = 600, FRAME_SIDE = 1280;
@@ -22,6 +26,10 @@ function csrfToken() { var m = doc.querySelector('meta[name=csrf-token]'); retur
 function fill(template, values) {
   return String(template).replace(/\{(\w+)\}/g, function (_, k) { return values[k] === undefined ? '' : values[k]; });
 }
+function nowIso() { return new Date().toISOString().replace(/\.\d+Z$/, 'Z'); }
+function randomId() { return Array.from(crypto.getRandomValues(new Uint8Array(8)), function (b) { return b.toString(16).padStart(2, '0'); }).join(''); }
+function startedOffline() { try { return JSON.parse(localStorage.getItem(STARTED_KEY) || '[]'); } catch (e) { return []; } }
+function saveStarted(items) { localStorage.setItem(STARTED_KEY, JSON.stringify(items)); }
 function el(tag, className, text) {
   var node = doc.createElement(tag);
   if (className) { node.className = className; }
@@ -54,6 +62,32 @@ if (gps && navigator.geolocation) {
   });
 }
 
+/* ------------------------------------------------------------------ home: starting with no network */
+var openForm = $('open-form');
+if (openForm && openForm.dataset.offlinePage) {
+  openForm.addEventListener('submit', function (event) {
+    if (navigator.onLine) { return; }            /* the registry starts it, as without this script */
+    /* No network: the phone starts it, and keeps it with its checks until the network is back. */
+    event.preventDefault();
+    var item = { id: randomId(), place: $('place').value.trim().slice(0, 300), lat: $('lat').value,
+                 lon: $('lon').value, started_at: nowIso() };
+    var items = startedOffline();
+    items.push(item);
+    saveStarted(items);
+    location.href = openForm.dataset.offlinePage + '#' + item.id;
+  });
+  var waitingList = $('started-list');
+  startedOffline().forEach(function (item) {
+    var link = el('a', '', item.place || waitingList.dataset.untitled);
+    link.href = openForm.dataset.offlinePage + '#' + item.id;
+    var row = el('li');
+    row.appendChild(link);
+    row.appendChild(el('span', 'small', ' ' + new Date(item.started_at).toLocaleString()));
+    waitingList.appendChild(row);
+  });
+  $('started-offline').hidden = !waitingList.children.length;
+}
+
 /* ------------------------------------------------------------------ inspection page */
 var dataNode = $('inspector-data');
 if (dataNode) { inspectionPage(JSON.parse(dataNode.textContent)); }
@@ -64,6 +98,22 @@ function inspectionPage(data) {
   var trust = null, syncing = false, syncNote = '';
 
   function say(text) { if (scanStatus) { scanStatus.textContent = text || ''; } }
+
+  /* An inspection started offline (data.local): this phone keeps it, under the id after '#', until
+     it is sent; its checks wait with it, and once it is sent its own page opens. */
+  var started = null, movedTo = null;
+  if (data.local) {
+    var localId = location.hash.slice(1);
+    started = startedOffline().filter(function (item) { return item.id === localId; })[0] || null;
+    if (started) {
+      data.inspection = 'local:' + started.id;
+      if (started.place) { $('local-place').textContent = started.place; doc.title = started.place; }
+      $('local-started').textContent = fill(ui.local_started, { when: localTime(started.started_at) });
+    } else {
+      $('checker').hidden = true;
+      $('local-notice').textContent = ui.local_missing;
+    }
+  }
 
   /* -------------------------------------------------------------- rendering (as _check.html) */
   function localTime(iso) {
@@ -199,18 +249,18 @@ function inspectionPage(data) {
   }
 
   async function refreshTrust() {
-    if (navigator.onLine) {
-      try {
-        var response = await fetch(data.urls.trust_list, { credentials: 'same-origin', cache: 'no-store' });
-        if (response.ok) {
-          var body = await response.json();
-          trust = await ov.loadTrustList(body, data.authority_key);
-          localStorage.setItem(TRUST_KEY, JSON.stringify(body));
-          showNet();
-          return;
-        }
-      } catch (e) { /* offline, or a list that does not verify: keep the stored one */ }
-    }
+    /* With no network too: the service worker answers with the list it keeps, which a phone that
+       has only seen the home page (an inspection started offline) has in no other place. */
+    try {
+      var response = await fetch(data.urls.trust_list, { credentials: 'same-origin', cache: 'no-store' });
+      if (response.ok) {
+        var body = await response.json();
+        trust = await ov.loadTrustList(body, data.authority_key);
+        localStorage.setItem(TRUST_KEY, JSON.stringify(body));
+        showNet();
+        return;
+      }
+    } catch (e) { /* no network and none kept, or a list that does not verify: keep the stored one */ }
     trust = (await loadStoredTrust()) || trust;
     showNet();
   }
@@ -218,8 +268,6 @@ function inspectionPage(data) {
   /* -------------------------------------------------------------- the offline queue */
   function queue() { try { return JSON.parse(localStorage.getItem(QUEUE_KEY) || '[]'); } catch (e) { return []; } }
   function saveQueue(items) { localStorage.setItem(QUEUE_KEY, JSON.stringify(items)); }
-  function nowIso() { return new Date().toISOString().replace(/\.\d+Z$/, 'Z'); }
-  function randomId() { return Array.from(crypto.getRandomValues(new Uint8Array(8)), function (b) { return b.toString(16).padStart(2, '0'); }).join(''); }
 
   async function checkOffline(text) {
     var result;
@@ -301,22 +349,48 @@ function inspectionPage(data) {
     return 'wait';
   }
 
+  function somethingToSend() { return queue().length || startedOffline().length; }
+
   function sync() {
-    if (syncing || !navigator.onLine || !queue().length) { return Promise.resolve(); }
+    if (syncing || !navigator.onLine || !somethingToSend()) { return Promise.resolve(); }
     /* One tab at a time sends the queue (every open inspection tab runs this); the server also
        keeps a check sent twice once, by its queue id. */
     if (navigator.locks) { return navigator.locks.request('inspector-sync', sendQueue); }
     return sendQueue();
   }
 
+  async function sendStarted() {
+    /* Inspections started offline go first: their checks wait for the address the registry gives
+       them. Answers '' when all are sent, else why not (null: no network yet). */
+    for (var item of startedOffline()) {
+      var answer;
+      try {
+        answer = await post(data.urls.open, { offline: true, id: item.id, place: item.place, lat: item.lat,
+                                              lon: item.lon, started_at: item.started_at });
+      } catch (e) { return null; }
+      if (answer.login) { return ui.login; }
+      if (answer.status !== 201) { return errorText(answer); }   /* kept here, with its checks, to try again */
+      var body = answer.body;
+      saveQueue(queue().map(function (q) {
+        return q.inspection === 'local:' + item.id ? Object.assign(q, { inspection: body.id, url: body.check_url }) : q;
+      }));
+      saveStarted(startedOffline().filter(function (other) { return other.id !== item.id; }));
+      if (started && started.id === item.id) { movedTo = body.url; }
+    }
+    return '';
+  }
+
   async function sendQueue() {
-    if (syncing || !navigator.onLine || !queue().length) { return; }
+    if (syncing || !navigator.onLine || !somethingToSend()) { return; }
     syncing = true;
     say(ui.sending);
     var why = '';
     try {
+      why = await sendStarted();
+      if (why === null) { why = ''; return; }   /* still no network: try again later */
       for (var item of queue()) {
         var answer;
+        if (!item.url) { continue; }      /* its inspection, started offline, is not sent yet */
         try {
           answer = await post(item.url, { offline: true, id: item.id, code: item.code, result: item.result,
                                           checked_at: item.checked_at });
@@ -348,6 +422,7 @@ function inspectionPage(data) {
       say(why);
       showNet();
     }
+    if (movedTo) { location.replace(movedTo); }   /* the inspection's own page, with its checks */
   }
 
   async function reloadChecks() {
@@ -380,7 +455,7 @@ function inspectionPage(data) {
     text = String(text || '').trim();
     if (!text) { return; }
     say(ui.checking);
-    if (navigator.onLine) {
+    if (navigator.onLine && !data.local) {
       try {
         var answer = await post(data.urls.check, { code: text });
         if (!answer.login && answer.status < 500) {
@@ -417,7 +492,7 @@ function inspectionPage(data) {
     }
     for (var i = 0; i < files.length; i++) {
       say(fill(ui.photo_n, { i: i + 1, n: files.length }));
-      if (navigator.onLine) {
+      if (navigator.onLine && !data.local) {
         var form = new FormData();
         form.append('image', files[i], files[i].name || 'photo.jpg');
         try {
@@ -495,7 +570,7 @@ function inspectionPage(data) {
         if (detector) {
           var codes = await detector.detect(video);
           if (codes.length && running) { stopCamera(); checked = true; await checkCode(codes[0].rawValue); break; }
-        } else if (navigator.onLine) {
+        } else if (navigator.onLine && !data.local) {
           var blob = await frameBlob();
           if (!blob || !running) { continue; }
           var form = new FormData();

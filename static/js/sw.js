@@ -2,7 +2,8 @@
 
    Keeps what an inspector needs with no network: the inspector pages already visited (network
    first, the cached copy when the network fails), their scripts and styles (cached, refreshed in
-   the background) and the signed trust list (network first). The vendored Ed25519 library is
+   the background) and the signed trust list (network first); the page of an inspection started
+   with no network (SCOPE + 'offline') is kept from the start. The vendored Ed25519 library is
    among the scripts: offline-verify.js imports it only where WebCrypto has no Ed25519, perhaps for
    the first time with no network. Posts are never touched: checks made offline wait in the page's
    queue (inspector.js), not here. Logging out deletes this cache. */
@@ -30,7 +31,7 @@ function keep(cache, request, response) {
 
 self.addEventListener('install', function (event) {
   event.waitUntil(caches.open(CACHE).then(function (cache) {
-    return Promise.all(ASSETS.concat([SCOPE, TRUST_LIST]).map(function (url) {
+    return Promise.all(ASSETS.concat([SCOPE, SCOPE + 'offline', TRUST_LIST]).map(function (url) {
       return fetch(url, { credentials: 'same-origin' }).then(function (r) { return keep(cache, url, r); },
                                                              function () {});
     }));

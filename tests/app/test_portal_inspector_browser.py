@@ -177,6 +177,72 @@ def test_offline_checks_from_the_cached_trust_list_are_sent_when_back_online(
     assert all(r.result["offline"]["offline"] is True for r in rows[1:])
 
 
+def test_an_inspection_started_with_no_network_is_sent_with_its_checks_when_back_online(
+        playwright, live_server, scene, session):  # noqa: F811
+    """In a market's basement with no signal: the inspector starts the inspection on the phone
+    (it had needed the network: the form's post failed), checks codes with the trust list the
+    service worker keeps, and when the signal is back the inspection is sent first, then its
+    checks, and its own page opens."""
+    from registry.models import Inspection
+
+    codes, _ = scene
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        page = context.new_page()
+        page_login(page, live_server, "thanh")
+        page.goto(live_server + "/portal/inspector/")
+        assert page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
+        kept = """() => caches.open('inspector-v1').then(c => Promise.all(
+            [c.match('/portal/inspector/offline'), c.match('/api/v1/trust-list')])).then(r => r.every(Boolean))"""
+        deadline = time.monotonic() + 10
+        while not page.evaluate(kept) and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        assert page.evaluate(kept), page.evaluate("() => caches.open('inspector-v1').then(c => c.keys()).then(k => k.map(r => r.url).filter(u => u.indexOf('static') < 0))")
+
+        context.set_offline(True)
+        page.wait_for_function("() => !navigator.onLine")
+        page.fill("#place", "Chợ Bến Thành, tầng hầm")
+        page.click("#open-form button[type=submit]")
+        page.wait_for_url("**/portal/inspector/offline#*")
+        page.wait_for_selector("#inspector-data", state="attached")
+        assert page.inner_text("#local-place") == "Chợ Bến Thành, tầng hầm"
+        assert page.inner_text("#local-started").startswith("Bắt đầu lúc ")
+        assert page.is_hidden("#finish") if page.query_selector("#finish") else True  # no evidence before it is sent
+        for text, verdict in ((codes["genuine"], "genuine"), (codes["counterfeit"], "counterfeit")):
+            page.fill("#code", text)
+            page.click("#code-form button[type=submit]")
+            page.wait_for_selector(f'#latest [data-verdict="{verdict}"]')
+        assert page.eval_on_selector_all("#checks li.check.pending", "items => items.length") == 2
+        started = page.evaluate("JSON.parse(localStorage.getItem('inspector.started'))")
+        assert [s["place"] for s in started] == ["Chợ Bến Thành, tầng hầm"]
+        # the home page, with no network either, lists it to go back to
+        page.goto(live_server + "/portal/inspector/")
+        page.wait_for_selector("#started-offline:not([hidden])")
+        page.click("#started-list a")
+        page.wait_for_url("**/portal/inspector/offline#*")
+        page.wait_for_function("() => document.querySelectorAll('#checks li.check.pending').length === 2")
+        shot(page, "started-offline")
+
+        context.set_offline(False)
+        page.wait_for_url(re.compile(r".*/portal/inspector/inspections/\d+$"), timeout=20_000)
+        page.wait_for_selector("#inspector-data", state="attached")
+        number = int(page.get_attribute("#inspection", "data-inspection-id"))
+        kept_rows = page.eval_on_selector_all("#checks li.check:not(.pending)", "items => items.map(i => i.dataset.verdict)")
+        assert sorted(kept_rows) == ["counterfeit", "genuine"]
+        assert page.evaluate("JSON.parse(localStorage.getItem('inspector.started'))") == []
+        assert page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))") == []
+        shot(page, "started-offline-sent")
+    finally:
+        browser.close()
+    inspection = session.get(Inspection, number)
+    assert inspection.place == "Chợ Bến Thành, tầng hầm" and inspection.client_id == started[0]["id"]
+    assert inspection.started_at == datetime.fromisoformat(started[0]["started_at"].replace("Z", "+00:00"))
+    rows = stored_checks(session, number)
+    assert [(r.verdict, r.offline) for r in rows] == [("genuine", True), ("counterfeit", True)]
+    assert all(r.at >= inspection.started_at for r in rows)
+
+
 def test_flagged_serials_and_a_case(playwright, live_server, app, registry, session, world):  # noqa: F811
     codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
     session.commit()

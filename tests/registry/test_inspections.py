@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
 from keys.encoding import b64url_decode, rfc3339, utcnow
 from keys.errors import BadSignature
@@ -601,3 +602,27 @@ def test_api_only_whoever_opened_an_inspection_writes_it_the_authority_reads_it(
 
     assert client.post(f"{url}/checks", json={"code": created["url"]}, headers=inspector).status_code == 201
     assert client.post(f"{url}/close", headers=inspector).status_code == 200
+
+
+def test_an_inspection_started_offline_is_kept_once_with_the_time_it_began(service, session):
+    """With no signal the phone starts the inspection itself; sent when the signal is back (again
+    after a lost answer, or from a second tab), it is one inspection, begun when the phone says,
+    and its offline checks from that time on are taken."""
+    began = utcnow() - timedelta(hours=2)
+    first = service.open(INSPECTOR, place="Chợ Lớn, tầng hầm", started_at=began, client_id="a1b2c3d4")
+    again = service.open(INSPECTOR, place="Chợ Lớn, tầng hầm", started_at=began, client_id="a1b2c3d4")
+    assert again.id == first.id and first.started_at == began
+    other = service.open(OTHER_INSPECTOR, started_at=began, client_id="a1b2c3d4")  # another inspector's own
+    assert other.id != first.id
+    ok = lambda code, at: {"verdict": "genuine"}  # noqa: E731
+    service.add_check(INSPECTOR, first.id, result={"verdict": "genuine"}, offline=True, code="x",
+                      at=began + timedelta(minutes=5), recheck=ok)
+    for when in (utcnow() - timedelta(days=31), utcnow() + timedelta(hours=1)):
+        with pytest.raises(Invalid) as refused:
+            service.open(INSPECTOR, started_at=when, client_id="later")
+        assert (refused.value.code, refused.value.field) == ("BAD_DATE", "started_at")
+    with pytest.raises(Invalid) as bad_id:
+        service.open(INSPECTOR, client_id="no spaces allowed")
+    assert bad_id.value.code == "BAD_CLIENT_ID"
+    opened = session.execute(select(AuditEvent).where(AuditEvent.action == "inspection.open")).scalars().all()
+    assert len(opened) == 2 and opened[0].detail.get("offline") is True
