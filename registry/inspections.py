@@ -129,8 +129,7 @@ class InspectionService:
             if not CLIENT_ID.fullmatch(client_id):
                 raise Invalid("an inspection's client id is 1 to 32 letters, digits, '-' or '_'", code="BAD_CLIENT_ID",
                               field="id")
-            earlier = self.session.execute(select(Inspection).where(
-                Inspection.inspector == self.opener(actor), Inspection.client_id == client_id)).scalar_one_or_none()
+            earlier = self._started(actor, client_id)
             if earlier is not None:
                 log.info("inspection %s sent again (client id %s), kept once", earlier.id, client_id)
                 return earlier
@@ -155,12 +154,16 @@ class InspectionService:
         except IntegrityError:
             if client_id is None:
                 raise
-            return self.session.execute(select(Inspection).where(
-                Inspection.inspector == self.opener(actor), Inspection.client_id == client_id)).scalar_one()
+            return self._started(actor, client_id)
         audit(self.session, now, actor, "inspection.open", f"inspection:{inspection.id}", place=place,
               **({"offline": True, "started_at": rfc3339(inspection.started_at)} if started_at is not None else {}))
         self.session.flush()
         return inspection
+
+    def _started(self, actor: Actor, client_id: str) -> Inspection | None:
+        """The inspection this actor's browser sent under ``client_id``, if any."""
+        return self.session.execute(select(Inspection).where(
+            Inspection.inspector == self.opener(actor), Inspection.client_id == client_id)).scalar_one_or_none()
 
     def add_check(self, actor: Actor, inspection_id: int, *, result: dict[str, Any], photo: bytes | None = None,
                   offline: bool = False, code: str | None = None, at: datetime | None = None,
