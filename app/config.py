@@ -223,11 +223,12 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         if not cfg["BASE_URL"].startswith("https://"):
             raise ConfigError("APP_ENV=production needs an https:// BASE_URL (it is printed on goods)")
     cfg["KEY_PASSPHRASE"] = passphrase.encode() if passphrase else None  # None: development default
-    # the secrets this instance runs on that it generated for itself, in files of its folder (a
-    # backup carries those alone: a file left from before a setting was given opens nothing)
-    cfg["GENERATED_SECRETS"] = tuple(name for name, given in (("dev-key-passphrase", passphrase),
-                                                              ("dev-secret-key", secret_key),
-                                                              ("dev-scan-salt", scan_salt)) if not given)
+    # the secret settings this instance was not given, and runs on values it generated in files of
+    # its folder (registry.backup carries those files alone: one left from before a setting was
+    # given opens nothing)
+    cfg["GENERATED_SECRETS"] = tuple(name for name, given in (("KEY_PASSPHRASE", passphrase),
+                                                              ("SECRET_KEY", secret_key), ("SCAN_SALT", scan_salt))
+                                     if not given)
     cfg["SECRET_KEY"] = secret_key or _dev_secret(instance, "dev-secret-key")
     cfg["SCAN_SALT"] = scan_salt or _dev_secret(instance, "dev-scan-salt")
     cfg["SESSION_COOKIE_SECURE"] = production

@@ -12,6 +12,7 @@ from werkzeug.exceptions import Conflict as HttpConflict
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from app.request_ids import error_reference
+from app.responses import RepeatedMember
 from app.security import answers_data
 from registry.errors import (Conflict, Forbidden, Invalid, InvalidFields, NotFound, RegistryError, Unauthorized,
                              Unavailable)
@@ -213,8 +214,8 @@ def handle_http_error(exc: HTTPException):
         if isinstance(undecodable, UnicodeDecodeError):
             message = (f"the request body is not UTF-8 JSON (byte 0x{undecodable.object[undecodable.start]:02x} "
                        f"at offset {undecodable.start}): JSON is sent as UTF-8, whatever the charset says")
-        elif isinstance(undecodable, ValueError) and "more than once" in str(undecodable):
-            message = f"the request body is not valid JSON: {undecodable}"  # a member named twice
+        elif isinstance(undecodable, RepeatedMember):
+            message = f"the request body is not valid JSON: {undecodable.msg}"
     if _wants_html():
         from app.pages.render import render_error  # local: pages depend on this module
 

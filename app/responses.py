@@ -14,11 +14,16 @@ from flask.json.provider import DefaultJSONProvider
 from app.services import db_session
 from app.text_input import refuse_nul
 
-__all__ = ["spooled", "OrjsonProvider", "listing_page"]
+__all__ = ["spooled", "OrjsonProvider", "RepeatedMember", "listing_page"]
 
 
 class _RepeatedMember(ValueError):
     pass
+
+
+class RepeatedMember(json.JSONDecodeError):
+    """A JSON text naming an object member twice: a decoding error, as webargs and the command
+    line catch them."""
 
 
 def _members_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -57,10 +62,10 @@ class OrjsonProvider(DefaultJSONProvider):
                 json.loads(s, object_pairs_hook=_members_once)
             except RecursionError:  # nesting past Python's reader (orjson takes 1,024 levels): left unchecked
                 pass
-            except _RepeatedMember as exc:  # a decoding error, as webargs and the CLI catch them
-                # (with the document: one that is empty webargs takes for a body that is missing)
+            except _RepeatedMember as exc:
+                # with the document: one that is empty webargs takes for a body that is missing
                 text = s if isinstance(s, str) else bytes(s).decode("utf-8", "replace")
-                raise json.JSONDecodeError(str(exc), text, 0) from None
+                raise RepeatedMember(str(exc), text, 0) from None
         return value
 
     def response(self, *args: Any, **kwargs: Any) -> Response:

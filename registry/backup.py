@@ -80,8 +80,9 @@ def _private_copy(source: Path, target: Path) -> None:
 def backup(database_url: str, *, instance_dir: Path, key_dir: Path, target: Path,
            clock: Callable[[], Any] = utcnow, generated: Collection[str] | None = None) -> Backup:
     """Copy the instance into ``target``, a folder that must not exist yet, whichever its database.
-    ``generated``: the development secrets (``DEV_SECRETS``' files) the instance runs on, which
-    go with it; the others are settings a restore needs. None: every such file in its folder."""
+    ``generated``: the settings the instance runs on generated values of (``DEV_SECRETS``' files),
+    whose files go with it; the others are settings a restore needs. None: every such file in its
+    folder."""
     if make_url(database_url).get_backend_name() == "postgresql":
         return backup_postgresql(database_url, instance_dir=instance_dir, key_dir=key_dir, target=target, clock=clock,
                                  generated=generated)
@@ -227,8 +228,8 @@ def _fill(copied: _Copied, instance_dir: Path, key_dir: Path, target: Path,
     for key in sorted(key_dir.glob("*.pem")) if key_dir.is_dir() else []:
         _private_copy(key, target / "keys" / key.name)
         files[f"keys/{key.name}"] = _sha256(target / "keys" / key.name)
-    for name in DEV_SECRETS:
-        if (generated is None or name in generated) and (instance_dir / name).is_file():
+    for name, setting in DEV_SECRETS.items():
+        if (generated is None or setting in generated) and (instance_dir / name).is_file():
             _private_copy(instance_dir / name, target / name)
             files[name] = _sha256(target / name)
     manifest = {

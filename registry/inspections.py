@@ -213,12 +213,12 @@ class InspectionService:
                 raise Conflict("the inspection is closed", code="INSPECTION_CLOSED")
             at, verdict, stored = now, client_verdict, result
         try:  # the check goes into the signed evidence file: it must be signable, or that file never is
-            signed_size = len(canonical_bytes({"result": result}))
             canonical_bytes({"result": stored})
+            too_large = offline and len(canonical_bytes(result)) > MAX_OFFLINE_RESULT_BYTES  # the phone's part
         except MalformedEncoding:
             raise Invalid("the result holds a number JSON cannot carry exactly (beyond ±2^53, NaN or infinite)",
                           code="BAD_RESULT", field="result") from None
-        if offline and signed_size > MAX_OFFLINE_RESULT_BYTES:
+        if too_large:
             raise Invalid(f"an offline check's result holds at most {MAX_OFFLINE_RESULT_BYTES // 1024} KiB",
                           code="BAD_RESULT", field="result")
         if self._count(inspection.id) >= MAX_CHECKS:

@@ -751,7 +751,7 @@ class Registry:
         if batch.status != "active":
             raise Conflict("the batch is recalled: no new serials", code="BATCH_RECALLED")
         exp = yymmdd(batch.expiry_date)
-        keys: dict[str, ProducerKey] = {}
+        keys: dict[str, bytes] = {}  # each signing key's raw public key, checked once per request
         now = self.clock()
         rows, out, seen = [], [], set()
         for index, code in enumerate(codes):
@@ -766,14 +766,14 @@ class Registry:
                 kid, _ = split_code_signature(signature)
             except VerificationError:
                 raise Invalid("s must be {kid}.{signature}", code="SIGNATURE_INVALID", field=f"{field}.s") from None
-            key = keys.get(kid) or self.session.get(ProducerKey, kid)
-            if key is None or key.producer_id != batch.producer_id or not self._can_sign(key, batch.gtin):
-                raise Forbidden(f"code {serial} is not signed by an active key of this producer certified for "
-                                f"GTIN {batch.gtin}", code="KEY_UNKNOWN")
-            keys[kid] = key
+            if kid not in keys:
+                key = self.session.get(ProducerKey, kid)
+                if key is None or key.producer_id != batch.producer_id or not self._can_sign(key, batch.gtin):
+                    raise Forbidden(f"code {serial} is not signed by an active key of this producer certified for "
+                                    f"GTIN {batch.gtin}", code="KEY_UNKNOWN")
+                keys[kid] = b64url_decode(key.public_key)
             try:
-                verify_code(public_key_from_raw(b64url_decode(key.public_key)), signature, gtin=batch.gtin,
-                            lot=batch.lot, serial=serial, exp=exp)
+                verify_code(keys[kid], signature, gtin=batch.gtin, lot=batch.lot, serial=serial, exp=exp)
             except (VerificationError, MalformedEncoding):
                 raise Invalid(f"the signature of code {serial} does not verify (it signs the unit's GTIN, lot, serial"
                               + (f" and expiry {exp}" if exp else "") + ")", code="SIGNATURE_INVALID",

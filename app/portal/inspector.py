@@ -204,9 +204,7 @@ def _open_started_offline():
                                                client_id=str(client_id) if client_id is not None else None)
     except Invalid as exc:
         db_session().rollback()
-        response = jsonify({"error": {"code": exc.code, "message": exc.message, "field": exc.field}})
-        response.status_code = 422
-        return response
+        raise ApiError(422, exc.code, exc.message, field=exc.field) from None
     db_session().commit()
     response = jsonify({"id": inspection.id, "url": url_for("portal.inspection", inspection_id=inspection.id),
                         "check_url": url_for("portal.inspection_check", inspection_id=inspection.id)})

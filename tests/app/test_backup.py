@@ -304,7 +304,7 @@ def test_secret_files_left_from_before_the_settings_were_given_do_not_go_with_a_
     from app.config import load_config
 
     generated = load_config({"INSTANCE_DIR": str(tmp_path / "dev"), "SCAN_SALT": "given"})["GENERATED_SECRETS"]
-    assert generated == ("dev-key-passphrase", "dev-secret-key")  # what a development instance runs on
+    assert generated == ("KEY_PASSPHRASE", "SECRET_KEY")  # what a development instance runs on
 
 
 def test_a_backup_that_fails_midway_leaves_no_folder_to_be_taken_for_a_backup(app, runner, world, tmp_path):

@@ -838,3 +838,26 @@ def test_older_inspections_are_a_page_away(app, accounts, session):
     assert places(first) == [str(d) for d in range(119, 69, -1)] and "page=2" in first
     third = thanh.get("/portal/inspector/", query_string={"page": 3}).get_data(as_text=True)
     assert places(third) == [str(d) for d in range(19, -1, -1)] and "page=4" not in third and "page=2" in third
+
+
+def test_an_inspection_started_offline_is_opened_once_and_a_refused_one_says_why(app, accounts, session):
+    """The page's script sends an inspection the phone started with no network: 201 with its
+    address, the same one when sent again; one too old, or not an object, is refused as JSON."""
+    from datetime import datetime, timedelta, timezone
+
+    thanh = _login(app, "thanh")
+    token = _token(thanh, "/portal/inspector/")
+    began = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {"offline": True, "id": "0a1b2c3d4e5f6071", "place": "Chợ Lớn", "lat": "", "lon": "", "started_at": began}
+    first = thanh.post("/portal/inspector/inspections", json=body, headers={**JSON, "X-CSRFToken": token})
+    again = thanh.post("/portal/inspector/inspections", json=body, headers={**JSON, "X-CSRFToken": token})
+    assert first.status_code == again.status_code == 201 and first.get_json() == again.get_json()
+    assert first.get_json()["url"] == f"/portal/inspector/inspections/{first.get_json()['id']}"
+    old = (datetime.now(timezone.utc) - timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    refused = thanh.post("/portal/inspector/inspections", json={**body, "id": "other", "started_at": old},
+                         headers={**JSON, "X-CSRFToken": token})
+    assert refused.status_code == 422 and refused.get_json()["error"]["code"] == "BAD_DATE"
+    assert refused.get_json()["error"]["field"] == "started_at"
+    not_object = thanh.post("/portal/inspector/inspections", data="[1]", content_type="application/json",
+                            headers={**JSON, "X-CSRFToken": token})
+    assert not_object.status_code == 400 and not_object.get_json()["error"]["code"] == "MALFORMED_JSON"
