@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from registry.db import LOCK_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 from registry.lookup import DEFAULT_MAX_ENTRIES
+from verification.digital_link import host_of, same_host
 
 __all__ = ["load_config", "server_settings", "ConfigError", "MIN_KEY_PASSPHRASE"]
 
@@ -112,6 +113,25 @@ def _base_url(env: Mapping[str, str]) -> str:
     return raw.rstrip("/")
 
 
+_HOST = re.compile(r"^[a-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9a-f:.]+\](:[0-9]{1,5})?$")
+
+
+def _code_hosts(env: Mapping[str, str], base_url: str) -> frozenset[str]:
+    """The hosts this registry's codes are printed under: ``BASE_URL``'s, and ``OTHER_CODE_HOSTS``
+    (comma-separated ``host[:port]``: an earlier ``BASE_URL``'s, another name of the service). A
+    Digital Link on any other host is noted ``OTHER_HOST`` (verification.verdicts.Verifier)."""
+    hosts = {host_of(base_url)}
+    for raw in (env.get("OTHER_CODE_HOSTS") or "").split(","):
+        host = raw.strip().lower()
+        if not host:
+            continue
+        if not _HOST.match(host):
+            raise ConfigError(f"OTHER_CODE_HOSTS takes host names, perhaps with a port, separated by commas "
+                              f"(verify.example.vn, old.example.vn:8443), not {raw.strip()!r}")
+        hosts.add(same_host(host))
+    return frozenset(hosts)
+
+
 def _database_url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     """``DATABASE_URL`` or ``READ_DATABASE_URL``: SQLite or PostgreSQL. PostgreSQL's own forms
     (``postgresql://``, ``postgres://``) are taken for psycopg, the driver installed (SQLAlchemy
@@ -206,6 +226,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "KEY_DIR": instance / "keys",
         "SCAN_SPOOL_DIR": _spool_dir(env, instance),
     }
+    cfg["CODE_HOSTS"] = _code_hosts(env, cfg["BASE_URL"])
     passphrase = env.get("KEY_PASSPHRASE")
     secret_key = env.get("SECRET_KEY")
     scan_salt = env.get("SCAN_SALT")

@@ -65,7 +65,12 @@ REASON_TEXT = {
     "OFFLINE_NO_CLONES": N_("Checked offline: copies of this serial cannot be detected without the registry."),
     "SCANNER_SLIP": N_("The scanner's text had a small slip that was corrected."),
     "RECALLED_SINCE": N_("This batch has been recalled since this check: take the goods off sale."),
+    "OTHER_HOST": N_("This code leads to another website, not to the national registry: a phone's camera would open "
+                     "that website. Trust only the verdict shown here, not what that website says."),
 }
+
+# Under OTHER_HOST on the verdict page: the website the code leads to.
+OTHER_HOST_SITE = N_("Website in the code: %(host)s")
 
 # Where a verification came from (a scan event's channel: ScanContext.channel), in a unit's history.
 CHANNEL_LABEL = {

@@ -81,7 +81,8 @@ def verifier(*, recording: bool = True) -> Verifier:
     return Verifier(lookup=lookup, scans=scans,
                     thresholds=CloneThresholds(max_distinct_clients=cfg["CLONE_MAX_CLIENTS"],
                                                max_speed_kmh=cfg["CLONE_MAX_SPEED_KMH"],
-                                               max_networks=cfg["CLONE_MAX_NETWORKS"]))
+                                               max_networks=cfg["CLONE_MAX_NETWORKS"]),
+                    home_hosts=cfg["CODE_HOSTS"])
 
 
 @functools.lru_cache(maxsize=4096)
@@ -164,6 +165,7 @@ def recheck_offline(code: str, at: datetime) -> dict[str, Any]:
     is past, and a late sync must not look like travel between places. It is judged as of ``at``:
     expiry on that moment's date in Vietnam, and a recall made after it left out (the goods were
     not recalled when they were checked)."""
-    result = Verifier(lookup=RegistryLookupAsOf(db_session(), moment=at), today=lambda: vietnam_date(at)).verify_text(
+    result = Verifier(lookup=RegistryLookupAsOf(db_session(), moment=at), today=lambda: vietnam_date(at),
+                      home_hosts=current_app.config["CODE_HOSTS"]).verify_text(
         code, context=ScanContext(channel="inspection", at=at))
     return verification_json(result)

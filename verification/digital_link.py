@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-__all__ = ["build_url"]
+__all__ = ["build_url", "host_of", "same_host"]
 
 
 def _segment(value: str) -> str:
@@ -33,3 +33,21 @@ def build_url(
     if query:
         url += "?" + "&".join(query)
     return url
+
+
+_DEFAULT_PORTS = (":80", ":443")
+
+
+def same_host(host: str) -> str:
+    """A URI's host as hosts are compared: lower case, without the scheme's default port (a code
+    printed as ``HTTPS://X.VN:443/01/...`` is on ``x.vn``)."""
+    host = host.lower()
+    for port in _DEFAULT_PORTS:
+        if host.endswith(port):
+            return host[: -len(port)]
+    return host
+
+
+def host_of(base_url: str) -> str:
+    """The host that codes built on ``base_url`` are printed under (``same_host``)."""
+    return same_host(urlsplit(base_url).netloc)

@@ -21,6 +21,7 @@ from keys.certificates import gtin_covered
 from keys.encoding import rfc3339
 from keys.errors import BadSignature
 from keys.signing import public_raw, split_code_signature, verify_code
+from verification.digital_link import same_host
 from verification.localtime import vietnam_date
 from verification.parsing import MalformedCode, ParsedCode, parse_code
 
@@ -89,6 +90,7 @@ class ReasonCode(StrEnum):
     OFFLINE_NO_CLONES = "OFFLINE_NO_CLONES"
     SCANNER_SLIP = "SCANNER_SLIP"
     RECALLED_SINCE = "RECALLED_SINCE"  # a check judged as of its own time: the batch was recalled after it
+    OTHER_HOST = "OTHER_HOST"  # a Digital Link that leads to another website than the registry's
 
 
 VERDICT_OF = {
@@ -280,16 +282,21 @@ class _Findings:
 class Verifier:
     """Answers a verdict for a decoded text. ``scans`` is None offline (no history, no recalls).
     ``today`` is what expiry dates are compared with: the date in Vietnam unless told otherwise
-    (a check made earlier is judged on its own date)."""
+    (a check made earlier is judged on its own date). ``home_hosts``: the hosts the registry's codes
+    are printed under (``verification.digital_link.same_host``); a Digital Link on any other host gets
+    the note ``OTHER_HOST``, since a phone's camera would open that website, not the registry (the
+    host is not signed: a genuine code's text under a lookalike site still verifies). Empty: not
+    judged (offline, the trust list does not say the registry's host)."""
 
     def __init__(self, *, lookup: Lookup, scans: ScanRecorder | None = None,
                  thresholds: CloneThresholds = CloneThresholds(), today: Callable[[], date] = vietnam_date,
-                 offline: bool = False) -> None:
+                 offline: bool = False, home_hosts: frozenset[str] = frozenset()) -> None:
         self._lookup = lookup
         self._scans = scans
         self._thresholds = thresholds
         self._today = today
         self._offline = offline
+        self._home_hosts = home_hosts
 
     def verify_text(self, text: str, *, context: ScanContext = ScanContext()) -> Verification:
         try:
@@ -304,6 +311,8 @@ class Verifier:
         found = _Findings()
         for note in code.notes:
             found.add(ReasonCode.SCANNER_SLIP, note)
+        if self._home_hosts and code.host is not None and same_host(code.host) not in self._home_hosts:
+            found.add(ReasonCode.OTHER_HOST, code.host)
         if code.gtin is None:
             found.add(ReasonCode.MALFORMED_CODE, "the code carries no GTIN")
             return self._result(found, code, text, default=Verdict.UNREADABLE)

@@ -13,12 +13,12 @@ from app.pages import public_views, report_views, views  # noqa: E402,F401
 def _page_globals():
     from flask_babel import get_locale
 
-    from app.messages import REASON_TEXT, VERDICT_ADVICE, VERDICT_TITLE
+    from app.messages import OTHER_HOST_SITE, REASON_TEXT, VERDICT_ADVICE, VERDICT_TITLE
     from app.pages.texts import FOLLOWUP_STATUS_TEXT, WHERE_KIND_LABEL
 
     return {"current_lang": lambda: str(get_locale() or "vi"), "language_next": _language_next,
             "VERDICT_TITLE": VERDICT_TITLE, "VERDICT_ADVICE": VERDICT_ADVICE, "verdict_words": _verdict_words,
-            "REASON_TEXT": REASON_TEXT, "WHERE_KIND_LABEL": WHERE_KIND_LABEL,
+            "REASON_TEXT": REASON_TEXT, "OTHER_HOST_SITE": OTHER_HOST_SITE, "WHERE_KIND_LABEL": WHERE_KIND_LABEL,
             "FOLLOWUP_STATUS_TEXT": FOLLOWUP_STATUS_TEXT}
 
 

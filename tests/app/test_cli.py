@@ -1041,3 +1041,15 @@ def test_app_env_database_urls_and_the_spool_folder_are_checked_at_the_start(tmp
         load_config({**base, "SCAN_SPOOL_DIR": str(tmp_path / "file" / "spool")})
     made = load_config({**base, "SCAN_SPOOL_DIR": str(tmp_path / "new" / "spool")})["SCAN_SPOOL_DIR"]
     assert made.is_dir() and (made.stat().st_mode & 0o777) == 0o700
+
+
+def test_the_hosts_codes_are_printed_under_are_base_urls_and_the_other_code_hosts(tmp_path):
+    """A code on another host is noted OTHER_HOST: a registry that moved keeps its old host's codes
+    as its own through OTHER_CODE_HOSTS, and a value that is no host stops the start, naming it."""
+    base = {"INSTANCE_DIR": str(tmp_path), "BASE_URL": "https://Verify.Example.vn:443/codes"}
+    assert load_config(base)["CODE_HOSTS"] == {"verify.example.vn"}
+    assert load_config({**base, "OTHER_CODE_HOSTS": " old.example.vn, 10.0.0.5:8000 ,,OLD2.vn:80"})["CODE_HOSTS"] == {
+        "verify.example.vn", "old.example.vn", "10.0.0.5:8000", "old2.vn"}
+    for bad in ("https://old.example.vn", "old.example.vn/path", "old example.vn"):
+        with pytest.raises(ConfigError, match="OTHER_CODE_HOSTS takes host names"):
+            load_config({**base, "OTHER_CODE_HOSTS": bad})

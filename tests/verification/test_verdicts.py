@@ -514,3 +514,40 @@ def test_cli_verifies_a_photo_online(runner, batch, tmp_path):
     assert json.loads(out.output)["codes"][0]["verdict"] == "genuine"
     human = runner.invoke(args=["verify", str(photo)])
     assert "overall: genuine" in human.output
+
+
+def test_a_code_that_leads_to_another_website_says_so_without_changing_the_verdict(client, batch):
+    """A counterfeiter prints a genuine code's text under a lookalike site, which tells every phone
+    camera "genuine" whatever it is stuck on. The host is not signed, so the code still verifies
+    here; the answer says where the code leads, so the shopper trusts this verdict, not that site."""
+    genuine = batch["units"][0]
+    assert genuine.startswith(BASE_URL + "/")
+    own = _verify(client, genuine)
+    assert own["verdict"] == "genuine" and own["notes"] == []
+    for elsewhere, host in ((genuine.replace(BASE_URL, "https://xac-thuc-hang.vn"), "xac-thuc-hang.vn"),
+                            (genuine.replace(BASE_URL, "http://verify.example.vn:8080"), "verify.example.vn:8080")):
+        body = _verify(client, elsewhere)
+        assert body["verdict"] == "genuine" and body["reasons"] == []
+        assert [(n["code"], n["detail"]) for n in body["notes"]] == [("OTHER_HOST", host)]
+        assert body["notes"][0]["message"]["en"].startswith("This code leads to another website")
+        assert body["notes"][0]["message"]["vi"].startswith("Mã này dẫn tới một trang web khác")
+    # the scheme, its default port and capitals do not make another host
+    for same in (genuine.replace("https://", "http://"), genuine.replace(BASE_URL, BASE_URL + ":443"),
+                 genuine.replace(BASE_URL, BASE_URL.upper())):
+        assert "OTHER_HOST" not in [n["code"] for n in _verify(client, same)["notes"]], same
+    # a forged code under a lookalike site: counterfeit, and where it leads
+    forged = _verify(client, _swap_signature_char(genuine).replace(BASE_URL, "https://xac-thuc-hang.vn"))
+    assert forged["verdict"] == "counterfeit" and [n["code"] for n in forged["notes"]] == ["OTHER_HOST"]
+    # element strings name no website
+    assert _verify(client, f"(01){GTIN}(10)LOT-1")["notes"] == []
+
+
+def test_the_verdict_page_warns_of_the_website_a_code_leads_to(client, batch):
+    genuine = batch["units"][1]
+    page = client.get("/check", query_string={"code": genuine.replace(BASE_URL, "https://xac-thuc-hang.vn")},
+                      headers={"Accept-Language": "vi"})
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and 'data-verdict="genuine"' in html
+    assert 'id="other-host"' in html and "Trang web trong mã: xac-thuc-hang.vn" in html
+    plain = client.get("/check", query_string={"code": genuine}, headers={"Accept-Language": "vi"})
+    assert plain.status_code == 200 and 'id="other-host"' not in plain.get_data(as_text=True)
