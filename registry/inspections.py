@@ -120,11 +120,17 @@ class InspectionService:
 
     # -- writing -------------------------------------------------------------------------------
     def open(self, actor: Actor, *, place: str = "", lat: float | None = None, lon: float | None = None,
-             started_at: datetime | None = None, client_id: str | None = None) -> Inspection:
+             started_at: datetime | None = None, client_id: str | None = None,
+             started_by: str | None = None) -> Inspection:
         """Start an inspection, now; or one the phone started offline (``started_at``: when, within
         the last 30 days; ``client_id``: the browser's id for it, which makes sending it again, a
-        retry or a second tab, answer the inspection already made for this inspector)."""
+        retry or a second tab, answer the inspection already made for this inspector;
+        ``started_by``: whom the phone was logged in as then, who alone may send it: a phone
+        passed to another inspector had sent the first one's inspection as the second's)."""
         actor.require(Role.INSPECTOR, Role.AUTHORITY)
+        if started_by is not None and started_by != self.opener(actor):
+            raise Conflict(f"this inspection was started on this phone by {started_by}: only they can send it",
+                           code="OTHER_INSPECTOR")
         if client_id is not None:
             if not CLIENT_ID.fullmatch(client_id):
                 raise Invalid("an inspection's client id is 1 to 32 letters, digits, '-' or '_'", code="BAD_CLIENT_ID",

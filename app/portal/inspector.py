@@ -198,13 +198,17 @@ def _open_started_offline():
         except MalformedEncoding:
             raise Invalid("started_at must be an RFC 3339 time", code="BAD_DATE", field="started_at") from None
         lat, lon = _position(str(body.get("lat") or ""), str(body.get("lon") or ""))
-        client_id = body.get("id")
+        client_id, started_by = body.get("id"), body.get("by")
         inspection = inspection_service().open(current_actor(), place=str(body.get("place") or ""), lat=lat, lon=lon,
                                                started_at=started_at,
-                                               client_id=str(client_id) if client_id is not None else None)
+                                               client_id=str(client_id) if client_id is not None else None,
+                                               started_by=str(started_by) if started_by is not None else None)
     except Invalid as exc:
         db_session().rollback()
         raise ApiError(422, exc.code, exc.message, field=exc.field) from None
+    except Conflict as exc:
+        db_session().rollback()
+        raise ApiError(409, exc.code, exc.message) from None
     db_session().commit()
     response = jsonify({"id": inspection.id, "url": url_for("portal.inspection", inspection_id=inspection.id),
                         "check_url": url_for("portal.inspection_check", inspection_id=inspection.id)})

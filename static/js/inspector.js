@@ -30,6 +30,20 @@ function nowIso() { return new Date().toISOString().replace(/\.\d+Z$/, 'Z'); }
 function randomId() { return Array.from(crypto.getRandomValues(new Uint8Array(8)), function (b) { return b.toString(16).padStart(2, '0'); }).join(''); }
 function startedOffline() { try { return JSON.parse(localStorage.getItem(STARTED_KEY) || '[]'); } catch (e) { return []; } }
 function saveStarted(items) { localStorage.setItem(STARTED_KEY, JSON.stringify(items)); }
+function localTime(iso) {
+  /* dd/MM/yyyy HH:mm in Vietnam's time, as the server writes it (the inspector_time filter) */
+  try {
+    var parts = {};
+    new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Ho_Chi_Minh', year: 'numeric', month: '2-digit',
+      day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
+      .formatToParts(new Date(iso)).forEach(function (p) { parts[p.type] = p.value; });
+    return parts.day + '/' + parts.month + '/' + parts.year + ' ' + parts.hour + ':' + parts.minute;
+  } catch (e) { return iso; }
+}
+/* Whether a kept inspection or check was made while the phone was logged in as someone else than
+   `me` (what was kept before they carried a name is taken as the user's own). */
+function byOther(item, me) { return Boolean(item.by) && item.by !== me; }
+function shownName(by) { return String(by).replace(/^user:/, ''); }
 function el(tag, className, text) {
   var node = doc.createElement(tag);
   if (className) { node.className = className; }
@@ -70,7 +84,7 @@ if (openForm && openForm.dataset.offlinePage) {
     /* No network: the phone starts it, and keeps it with its checks until the network is back. */
     event.preventDefault();
     var item = { id: randomId(), place: $('place').value.trim().slice(0, 300), lat: $('lat').value,
-                 lon: $('lon').value, started_at: nowIso() };
+                 lon: $('lon').value, started_at: nowIso(), by: openForm.dataset.user };
     var items = startedOffline();
     items.push(item);
     saveStarted(items);
@@ -78,11 +92,17 @@ if (openForm && openForm.dataset.offlinePage) {
   });
   var waitingList = $('started-list');
   startedOffline().forEach(function (item) {
-    var link = el('a', '', item.place || waitingList.dataset.untitled);
-    link.href = openForm.dataset.offlinePage + '#' + item.id;
     var row = el('li');
-    row.appendChild(link);
-    row.appendChild(el('span', 'small', ' ' + new Date(item.started_at).toLocaleString()));
+    if (byOther(item, openForm.dataset.user)) {
+      /* another inspector's, on this phone: theirs to go on with and to send */
+      row.appendChild(el('strong', '', item.place || waitingList.dataset.untitled));
+      row.appendChild(el('span', 'small', ' ' + fill(waitingList.dataset.other, { name: shownName(item.by) })));
+    } else {
+      var link = el('a', '', item.place || waitingList.dataset.untitled);
+      link.href = openForm.dataset.offlinePage + '#' + item.id;
+      row.appendChild(link);
+    }
+    row.appendChild(el('span', 'small', ' ' + localTime(item.started_at)));
     waitingList.appendChild(row);
   });
   $('started-offline').hidden = !waitingList.children.length;
@@ -116,16 +136,6 @@ function inspectionPage(data) {
   }
 
   /* -------------------------------------------------------------- rendering (as _check.html) */
-  function localTime(iso) {
-    /* dd/MM/yyyy HH:mm in Vietnam's time, as the server writes it (the inspector_time filter) */
-    try {
-      var parts = {};
-      new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Ho_Chi_Minh', year: 'numeric', month: '2-digit',
-        day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
-        .formatToParts(new Date(iso)).forEach(function (p) { parts[p.type] = p.value; });
-      return parts.day + '/' + parts.month + '/' + parts.year + ' ' + parts.hour + ':' + parts.minute;
-    } catch (e) { return iso; }
-  }
 
   function checkItem(c, state) {
     var li = el('li', 'check v-' + c.verdict + (state ? ' ' + state : ''));
@@ -278,7 +288,7 @@ function inspectionPage(data) {
       result = { verdict: 'unverifiable', reasons: [], notes: [{ code: 'OFFLINE_NO_RECALLS' }], code: null, offline: true };
     }
     var item = { id: randomId(), url: data.urls.check, inspection: data.inspection, code: text, result: result,
-                 checked_at: nowIso() };
+                 checked_at: nowIso(), by: started ? started.by : data.user };
     var items = queue();
     items.push(item);
     saveQueue(items);
@@ -301,11 +311,15 @@ function inspectionPage(data) {
 
   async function freshToken() {
     /* The CSRF token of a page kept open or offline goes stale when the session changes (a new
-       login, in this tab or another): read the one of the page as the server serves it now. */
-    var page = await fetch(data.urls.page, { credentials: 'same-origin', cache: 'no-store' });
+       login, in this tab or another): read the one the server serves now, and whom the phone is
+       logged in as now (a page the service worker kept may be another's), on the page every
+       inspector may open. */
+    var page = await fetch(data.urls.offline, { credentials: 'same-origin', cache: 'no-store' });
     if (page.redirected) { return false; }          /* to the login page: the session has ended */
-    var meta = new DOMParser().parseFromString(await page.text(), 'text/html').querySelector('meta[name=csrf-token]');
+    var fresh = new DOMParser().parseFromString(await page.text(), 'text/html');
+    var meta = fresh.querySelector('meta[name=csrf-token]'), node = fresh.getElementById('inspector-data');
     if (meta) { doc.querySelector('meta[name=csrf-token]').setAttribute('content', meta.getAttribute('content')); }
+    if (node) { try { data.user = JSON.parse(node.textContent).user; } catch (e) { /* kept as it was */ } }
     return true;
   }
 
@@ -362,13 +376,20 @@ function inspectionPage(data) {
   async function sendStarted() {
     /* Inspections started offline go first: their checks wait for the address the registry gives
        them. Answers '' when all are sent, else why not (null: no network yet). */
+    var why = '';
     for (var item of startedOffline()) {
       var answer;
       try {
+        /* `by`: whom the phone was logged in as when it was started; the registry keeps it for
+           them alone, so that another inspector logged in on this phone since does not send it */
         answer = await post(data.urls.open, { offline: true, id: item.id, place: item.place, lat: item.lat,
-                                              lon: item.lon, started_at: item.started_at });
+                                              lon: item.lon, started_at: item.started_at, by: item.by });
       } catch (e) { return null; }
       if (answer.login) { return ui.login; }
+      if (errorCode(answer) === 'OTHER_INSPECTOR') {   /* kept here for them; this user's go on */
+        why = fill(ui.other_inspector, { name: shownName(item.by) });
+        continue;
+      }
       if (answer.status !== 201) { return errorText(answer); }   /* kept here, with its checks, to try again */
       var body = answer.body;
       saveQueue(queue().map(function (q) {
@@ -377,7 +398,7 @@ function inspectionPage(data) {
       saveStarted(startedOffline().filter(function (other) { return other.id !== item.id; }));
       if (started && started.id === item.id) { movedTo = body.url; }
     }
-    return '';
+    return why;
   }
 
   async function sendQueue() {
@@ -386,11 +407,18 @@ function inspectionPage(data) {
     say(ui.sending);
     var why = '';
     try {
+      try {
+        if (!(await freshToken())) { why = ui.login; return; }
+      } catch (e) { return; }                    /* still no network: try again later */
       why = await sendStarted();
       if (why === null) { why = ''; return; }   /* still no network: try again later */
       for (var item of queue()) {
         var answer;
         if (!item.url) { continue; }      /* its inspection, started offline, is not sent yet */
+        if (byOther(item, data.user)) {   /* made while another inspector was logged in: theirs to send */
+          why = fill(ui.other_checks, { name: shownName(item.by) });
+          continue;
+        }
         try {
           answer = await post(item.url, { offline: true, id: item.id, code: item.code, result: item.result,
                                           checked_at: item.checked_at });

@@ -861,3 +861,30 @@ def test_an_inspection_started_offline_is_opened_once_and_a_refused_one_says_why
     not_object = thanh.post("/portal/inspector/inspections", data="[1]", content_type="application/json",
                             headers={**JSON, "X-CSRFToken": token})
     assert not_object.status_code == 400 and not_object.get_json()["error"]["code"] == "MALFORMED_JSON"
+
+
+def test_an_inspection_started_offline_is_sent_only_by_whoever_the_phone_was_logged_in_as(app, accounts, session):
+    """A phone passed on: the next inspector's page had sent the first one's waiting inspection, and
+    its checks, as the next one's. The phone says whom it was started by; no one else may send it."""
+    from datetime import datetime, timedelta, timezone
+
+    from registry.models import Inspection
+
+    began = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {"offline": True, "id": "5a5a5a5a5a5a5a5a", "place": "Kho A", "started_at": began, "by": "user:thanh"}
+    hoa = _login(app, "hoa")
+    refused = hoa.post("/portal/inspector/inspections", json=body,
+                       headers={**JSON, "X-CSRFToken": _token(hoa, "/portal/inspector/")})
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "OTHER_INSPECTOR"
+    assert "user:thanh" in refused.get_json()["error"]["message"]
+    assert session.execute(select(Inspection).where(Inspection.client_id == body["id"])).first() is None
+    session.rollback()  # SQLite: the app writes next
+    thanh = _login(app, "thanh")
+    sent = thanh.post("/portal/inspector/inspections", json=body,
+                      headers={**JSON, "X-CSRFToken": _token(thanh, "/portal/inspector/")})
+    assert sent.status_code == 201
+    # the pages say whom the phone is logged in as, for the script to mark what it keeps
+    assert 'data-user="user:thanh"' in thanh.get("/portal/inspector/").get_data(as_text=True)
+    assert '"user": "user:thanh"' in thanh.get("/portal/inspector/offline").get_data(as_text=True)
+    kept = session.execute(select(Inspection).where(Inspection.client_id == body["id"])).scalar_one()
+    assert kept.inspector == "user:thanh" and kept.place == "Kho A"

@@ -243,6 +243,74 @@ def test_an_inspection_started_with_no_network_is_sent_with_its_checks_when_back
     assert all(r.at >= inspection.started_at for r in rows)
 
 
+def test_what_an_inspector_started_offline_waits_for_them_when_another_logs_in_on_the_phone(
+        playwright, live_server, scene, session):  # noqa: F811
+    """A phone passed on (a shared phone, a session ended from another device): the next inspector's
+    page had sent the first one's waiting inspection and its checks as the next one's, and its
+    signed evidence named the wrong inspector. They now wait for whoever started them."""
+    from registry.models import Inspection
+
+    codes, _ = scene
+    make_user(session, "hoa", "inspector")
+    session.close()
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        page = context.new_page()
+        page_login(page, live_server, "thanh")
+        page.goto(live_server + "/portal/inspector/")
+        kept = "() => caches.open('inspector-v1').then(c => c.match('/portal/inspector/offline')).then(Boolean)"
+        deadline = time.monotonic() + 10
+        while not page.evaluate(kept) and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        context.set_offline(True)
+        page.wait_for_function("() => !navigator.onLine")
+        page.fill("#place", "Kho của chị Thanh")
+        page.click("#open-form button[type=submit]")
+        page.wait_for_url("**/portal/inspector/offline#*")
+        page.wait_for_selector("#inspector-data", state="attached")
+        page.fill("#code", codes["genuine"])
+        page.click("#code-form button[type=submit]")
+        page.wait_for_selector('#latest [data-verdict="genuine"]')
+        started = page.evaluate("JSON.parse(localStorage.getItem('inspector.started'))")
+        assert [s["by"] for s in started] == ["user:thanh"]
+        assert [q["by"] for q in page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))")] == ["user:thanh"]
+
+        # thanh's session ends elsewhere; back online, hoa logs in on this phone and starts her own
+        context.clear_cookies()
+        page.goto("about:blank")
+        context.set_offline(False)
+        page_login(page, live_server, "hoa")
+        page.goto(live_server + "/portal/inspector/")
+        page.wait_for_selector("#started-offline:not([hidden])")
+        assert page.query_selector("#started-list a") is None  # not hers to open
+        assert "thanh" in page.inner_text("#started-list")
+        shot(page, "started-offline-by-another")
+        page.fill("#place", "Chợ của chị Hoa")
+        page.click("#open-form button[type=submit]")
+        page.wait_for_selector("#inspector-data", state="attached")
+        hers = int(page.get_attribute("#inspection", "data-inspection-id"))
+        page.wait_for_function("() => /thanh/.test(document.getElementById('scan-status').textContent)",
+                               timeout=20_000)
+        assert len(page.evaluate("JSON.parse(localStorage.getItem('inspector.started'))")) == 1
+        assert len(page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))")) == 1
+
+        # thanh logs in again: hers are sent, under her name
+        page_login(page, live_server, "thanh")
+        page.goto(live_server + "/portal/inspector/")
+        page.click("#started-list a")
+        page.wait_for_url(re.compile(r".*/portal/inspector/inspections/\d+$"), timeout=20_000)
+        page.wait_for_selector("#inspector-data", state="attached")
+        number = int(page.get_attribute("#inspection", "data-inspection-id"))
+        assert page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))") == []
+    finally:
+        browser.close()
+    assert session.get(Inspection, hers).inspector == "user:hoa" and stored_checks(session, hers) == []
+    theirs = session.get(Inspection, number)
+    assert theirs.inspector == "user:thanh" and theirs.place == "Kho của chị Thanh"
+    assert [(r.verdict, r.offline) for r in stored_checks(session, number)] == [("genuine", True)]
+
+
 def test_flagged_serials_and_a_case(playwright, live_server, app, registry, session, world):  # noqa: F811
     codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
     session.commit()
