@@ -371,7 +371,9 @@ class Verifier:
             found.add(ReasonCode.UNSIGNED_CODE)
         default = Verdict.GENUINE if key is not None else Verdict.UNVERIFIABLE
         scans = None
-        if self._scans is not None:
+        # A serial never issued has no history: recorded under the batch's code, it had shown that
+        # code's counts as its own, and added to them.
+        if self._scans is not None and (serial is not None or code.serial is None):
             # Only a signed code is the unit's: its GTIN, lot and serial are printed in clear on
             # every label, and typed by anyone from anywhere they would flag a genuine unit as a
             # clone. Such a check reads the history and adds nothing to it, as a forged one does.

@@ -130,6 +130,24 @@ def test_serial_never_issued_is_unknown(client, batch, registry):
     assert body["verdict"] == "unknown" and _codes(body) == ["SERIAL_UNKNOWN"]
 
 
+def test_a_serial_never_issued_has_no_history_and_leaves_the_batch_codes_alone(client, batch, app):
+    """A made-up serial had shown the batch code's counts as its own (recorded under the batch's
+    key), and a signed one had added to them."""
+    for _ in range(3):
+        assert _verify(client, batch["batch_url"])["verdict"] == "genuine"
+    app.extensions["scan_writer"].flush()
+    signer = batch["signer"]
+    exp = (date.today() + timedelta(days=365)).strftime("%y%m%d")
+    signed = build_url(BASE_URL, gtin=GTIN, lot="LOT-1", serial="MADEUP1", exp=exp,
+                       s=sign_code(signer, gtin=GTIN, lot="LOT-1", serial="MADEUP1", exp=exp))
+    for made_up in (signed, f"{BASE_URL}/01/{GTIN}/10/LOT-1/21/MADEUP2"):
+        body = _verify(client, made_up, client_id="someone")
+        assert body["verdict"] == "unknown" and "SERIAL_UNKNOWN" in _codes(body)
+        assert body["scans"] is None
+    app.extensions["scan_writer"].flush()
+    assert _verify(client, batch["batch_url"])["scans"]["count"] == 4  # its own three, and this one
+
+
 def test_a_unit_code_as_issued_is_checked_against_its_issuance_and_any_other_by_ed25519(client, batch):
     """Online, a unit code whose s is the one the registry signed for its serial and expiry needs
     no Ed25519 check (keys.signing counts its checks); the same s on another serial or expiry
