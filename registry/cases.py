@@ -341,13 +341,19 @@ class CaseService:
         self.session.flush()
         return case
 
-    def transition(self, actor: Actor, case_number: str, *, to: str, text: str = "") -> Report:
-        """Move a case to another status (see ``TRANSITIONS``); confirming or dismissing needs a text."""
+    def transition(self, actor: Actor, case_number: str, *, to: str, text: str = "",
+                   expected: str | None = None) -> Report:
+        """Move a case to another status (see ``TRANSITIONS``); confirming or dismissing needs a text.
+        ``expected``: the status the mover saw (a page's form), refused once the case has moved on:
+        an inspector's page left open had dismissed a case another had confirmed meanwhile."""
         actor.require(Role.INSPECTOR, Role.AUTHORITY)
         if to not in STATUSES:
             raise Invalid(f"status must be one of {', '.join(STATUSES)}", code="BAD_STATUS", field="to")
         case = self._find(case_number, lock=True)
         before = case.status
+        if expected is not None and expected != before:
+            raise Conflict(f"the case is {before} now, not {expected}: it was moved on meanwhile",
+                           code="BAD_TRANSITION")
         if to not in TRANSITIONS.get(before, frozenset()):
             raise Conflict(f"a case cannot go from {before} to {to}", code="BAD_TRANSITION")
         if to == "assigned" and not case.assigned_to:

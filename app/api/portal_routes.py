@@ -459,7 +459,7 @@ def transition_case(data, case_number):
     reopens). Confirming or dismissing needs a ``text``."""
     actor = current_actor()
     service = case_service()
-    case = service.transition(actor, case_number, to=data["to"], text=data.get("text", ""))
+    case = service.transition(actor, case_number, to=data["to"], text=data.get("text", ""), expected=data.get("from_"))
     db_session().commit()
     return jsonify(service.view(actor, case))
 

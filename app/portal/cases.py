@@ -14,12 +14,13 @@ from flask import Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from registry.cases import OPEN_STATUSES, STATUSES, TRANSITIONS, AttachmentRejected
-from registry.errors import Invalid
+from registry.errors import Conflict, Invalid
 from registry.services import Role
 
 from app.i18n import N_
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
+from app.portal.errors import ERROR_TEXT
 from app.portal.paging import page_number
 from app.services import case_service, db_session, inspection_service, publication_service
 
@@ -50,6 +51,8 @@ FORM_ERROR = {
     "ATTACHMENT_EMPTY": N_("The attachment is empty."),
     "BAD_DATE": N_("Enter a valid date (year-month-day)."),
     "UNKNOWN_ASSIGNEE": N_("No active inspector or authority account has this username."),
+    "BAD_TRANSITION": N_("This case was moved on meanwhile, perhaps by someone else: this is where it stands now. "
+                         "Decide again if you still need to."),
 }
 
 
@@ -109,12 +112,13 @@ def case(case_number: str):
     return _case_page(case_number)
 
 
-def _invalid(case_number: str, exc: Invalid, form: str):
+def _invalid(case_number: str, exc: Invalid | Conflict, form: str, *, field: str | None = None,
+             status: int | None = None):
     db_session().rollback()
-    field = f"{form}.{exc.field or 'text'}"
-    message = FORM_ERROR.get(exc.code) or exc.message
+    field = f"{form}.{field or getattr(exc, 'field', None) or 'text'}"
+    message = FORM_ERROR.get(exc.code) or ERROR_TEXT.get(exc.code) or exc.message
     return _case_page(case_number, errors={field: message}, values=dict(request.form),
-                      status=getattr(exc, "status", 422))
+                      status=status or getattr(exc, "status", 422))
 
 
 def _back(case_number: str, message: str):
@@ -154,9 +158,12 @@ def case_assign(case_number: str):
 def case_transition(case_number: str):
     to = request.form.get("to", "")
     try:
-        case_service().transition(current_actor(), case_number, to=to, text=request.form.get("text", ""))
+        case_service().transition(current_actor(), case_number, to=to, text=request.form.get("text", ""),
+                                  expected=request.form.get("from") or None)
     except Invalid as exc:
         return _invalid(case_number, exc, "move")
+    except Conflict as exc:  # moved on meanwhile: the page as it stands now, with the text typed
+        return _invalid(case_number, exc, "move", field="to", status=409)
     return _back(case_number, _("Case is now: %(status)s.", status=_(STATUS_LABEL.get(to, to))))
 
 

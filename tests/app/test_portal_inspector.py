@@ -888,3 +888,30 @@ def test_an_inspection_started_offline_is_sent_only_by_whoever_the_phone_was_log
     assert '"user": "user:thanh"' in thanh.get("/portal/inspector/offline").get_data(as_text=True)
     kept = session.execute(select(Inspection).where(Inspection.client_id == body["id"])).scalar_one()
     assert kept.inspector == "user:thanh" and kept.place == "Kho A"
+
+
+def test_a_case_form_left_open_does_not_undo_what_another_decided_meanwhile(app, accounts, report, world):
+    """An inspector's page, opened while the case was being investigated, had dismissed it after
+    another had confirmed it (and reopened a dismissed one). The form says which status it saw; once
+    the case has moved on, the move is refused on the case page as it stands, the reason typed kept."""
+    number, _ = report
+    url = f"/portal/cases/{number}"
+    hoa, thanh = _login(app, "hoa"), _login(app, "thanh")
+    token = _token(hoa, url)
+    assert hoa.post(f"{url}/transition", data={"csrf_token": token, "to": "investigating", "from": "new"}
+                    ).status_code == 303
+    seen = thanh.get(url).get_data(as_text=True)
+    assert '<input type="hidden" name="from" value="investigating">' in seen
+    assert hoa.post(f"{url}/transition", data={"csrf_token": token, "to": "confirmed", "from": "investigating",
+                                               "text": "Giám định: hàng giả"}).status_code == 303
+    stale = thanh.post(f"{url}/transition", data={"csrf_token": csrf_of(seen), "to": "dismissed",
+                                                  "from": "investigating", "text": "Người bán có hóa đơn"})
+    page = stale.get_data(as_text=True)
+    assert stale.status_code == 409 and 'data-status="confirmed"' in page
+    assert "Vụ việc này đã được chuyển sang trạng thái khác trong lúc đó" in page and "Đã xác nhận" in page
+    assert "Người bán có hóa đơn</textarea>" in page  # what was typed is still there
+    # the API says the same to a client that says what it saw
+    refused = app.test_client().post(f"/api/v1/cases/{number}/transition", headers=world.auth("authority"),
+                                     json={"to": "dismissed", "from": "investigating", "text": "x"})
+    assert refused.status_code == 409 and refused.get_json()["error"]["code"] == "BAD_TRANSITION"
+    assert "confirmed now" in refused.get_json()["error"]["message"]
