@@ -237,3 +237,37 @@ def test_authority_reads_the_audit_trail_by_filter_and_link(playwright, live_ser
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
     finally:
         browser.close()
+
+
+def test_a_form_clicked_twice_is_sent_once(playwright, live_server, app, portal_world, registry, session):  # noqa: F811
+    """A second click while the first post is on its way: 20,000 serials had been issued twice (signed
+    for good), two API tokens made, a CSV file imported twice (the second answer saying nothing was)."""
+    from registry.models import Serial
+    from registry.services import Actor, Role
+    from tests.conftest import batch_data
+
+    registry.register_batch(Actor(role=Role.PRODUCER, producer_id=portal_world.producer_id), batch_data())
+    session.commit()
+    before = session.query(Serial).count()
+    session.close()
+    browser = launch(playwright)
+    try:
+        page = desktop(browser).new_page()
+        page_login(page, live_server, "producer1")
+        page.goto(live_server + f"/portal/producer/batches/{GTIN}/LOT-1")
+        posts = []  # said when it fails
+        page.on("request", lambda r: posts.append(r.post_data) if r.method == "POST" else None)
+        page.fill("#count", "20000")
+        # the second click 100 ms after the first, while its post is on its way (the page's own clicks:
+        # Playwright's would wait for the navigation the first one started)
+        page.evaluate("""() => { const button = document.querySelector('#serials-form button[type=submit]');
+                                 button.click(); setTimeout(() => button.click(), 100); }""")
+        page.wait_for_selector("#serials table", timeout=30_000)
+        page.wait_for_load_state("networkidle")
+    finally:
+        browser.close()
+    check = app.extensions["session_factory"]()
+    try:
+        assert check.query(Serial).count() - before == 20000, posts
+    finally:
+        check.close()

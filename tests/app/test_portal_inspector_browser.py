@@ -540,7 +540,7 @@ def test_waiting_checks_survive_a_new_login_an_ended_session_and_another_user(
         other = context.new_page()
         page_login(other, live_server, "hoa")
         _reconnect(page, context)
-        page.wait_for_function("() => document.querySelector('#queue-state').textContent.includes('tài khoản khác')")
+        page.wait_for_function("() => document.querySelector('#queue-state').textContent.includes('do thanh thực hiện')")
         assert page.evaluate(queued) == 3
         assert not page.query_selector("#checks li.check.rejected")
 
