@@ -64,6 +64,10 @@ LOCK_TIMEOUT_SECONDS = 30.0
 READ_TIMEOUT_SECONDS = 5.0
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10,
                 lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> Engine:
     """An engine tuned for its backend; a statement waits at most ``lock_timeout`` seconds for a
@@ -80,6 +84,9 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 10,
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_connection, _record):  # noqa: ANN001
             dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+            # SQLite's own lower() knows ASCII alone: searches (icontains) missed "Cầu Đất" for
+            # "cầu đất". Python's, as PostgreSQL's lower() under a UTF-8 locale.
+            dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")

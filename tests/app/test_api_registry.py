@@ -708,3 +708,12 @@ def test_batches_and_cases_are_found_through_the_api_as_on_the_portal(client, wo
     assert client.get(url, query_string={"q": "x" * 101}, headers=world.auth("producer")).status_code == 422
     cases = client.get("/api/v1/cases", query_string={"q": "shop hồng"}, headers=world.auth("inspector")).get_json()
     assert [c["case_number"] for c in cases["items"]] == ["VN-2026-000777"]
+    # letters with diacritics in any case too: SQLite's own lower() knew ASCII alone
+    for query in ("SHOP HỒNG", "shop hồng", "Shop Hồng"):
+        cases = client.get("/api/v1/cases", query_string={"q": query}, headers=world.auth("inspector")).get_json()
+        assert [c["case_number"] for c in cases["items"]] == ["VN-2026-000777"], query
+    assert client.post("/api/v1/batches", json=batch_data(lot="CD-1", product={"name": "Cà phê Cầu Đất"}),
+                       headers=world.auth("producer")).status_code == 201
+    for query in ("CẦU ĐẤT", "cầu đất"):
+        named = client.get(url, query_string={"q": query}, headers=world.auth("producer")).get_json()["items"]
+        assert [b["lot"] for b in named] == ["CD-1"], query
