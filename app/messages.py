@@ -38,6 +38,12 @@ NOT_A_PRODUCT_CODE_ADVICE = N_("A code was read, but it is not a product's code 
                                "for example), or it was misread. Point the camera at the product's own QR code or "
                                "barcode, or type the code.")
 
+# "unverifiable" for a code that names a batch (and perhaps a serial) but carries no signature: not
+# "a barcode that only names a product", which the page had said of a QR code with a serial.
+UNSIGNED_CODE_ADVICE = N_("This code names a batch but carries no signature, so it cannot prove where this item comes "
+                          "from. Codes printed from this registry always carry one: ask the seller, or report the "
+                          "product.")
+
 # A typed text that is no code: camera advice ("closer, more light") would not help who typed it.
 TYPED_UNREADABLE_ADVICE = N_("This is not a product code. Type the digits under the barcode, or the web address "
                              "the QR code holds. A serial number alone cannot be checked: scan the QR code, "

@@ -27,12 +27,14 @@ def _verdict_words(result: dict, typed: bool = False) -> tuple[str, str]:
     that was read (a payment QR, a bad check digit) says so, rather than "no code read, come
     closer"; for a typed text, what to type instead."""
     from app.messages import (NOT_A_PRODUCT_CODE_ADVICE, NOT_A_PRODUCT_CODE_TITLE, TYPED_UNREADABLE_ADVICE,
-                              VERDICT_ADVICE, VERDICT_TITLE)
+                              UNSIGNED_CODE_ADVICE, VERDICT_ADVICE, VERDICT_TITLE)
 
     verdict = result.get("verdict")
     reasons = {r.get("code") for r in result.get("reasons") or [] if isinstance(r, dict)}
     if verdict == "unreadable" and (typed or (reasons and "NO_CODE_FOUND" not in reasons)):
         return NOT_A_PRODUCT_CODE_TITLE, TYPED_UNREADABLE_ADVICE if typed else NOT_A_PRODUCT_CODE_ADVICE
+    if verdict == "unverifiable" and "UNSIGNED_CODE" in reasons:
+        return VERDICT_TITLE[verdict], UNSIGNED_CODE_ADVICE
     return VERDICT_TITLE[verdict], VERDICT_ADVICE[verdict]
 
 

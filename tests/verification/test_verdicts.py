@@ -203,6 +203,18 @@ def test_unsigned_datamatrix_of_a_registered_batch_is_unverifiable(client, batch
     assert body["batch"]["lot"] == "LOT-1"
 
 
+
+def test_the_page_says_an_unsigned_code_lacks_its_signature_not_that_it_only_names_a_product(client, batch):
+    """A code naming a batch (a GS1 DataMatrix, a Digital Link) without its signature had been told "this barcode only
+    names a product", the plain barcode's advice."""
+    unsigned = client.get("/check", query_string={"code": f"(01){GTIN}(10)LOT-1"},
+                          headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'data-verdict="unverifiable"' in unsigned
+    assert "This code names a batch but carries no signature" in unsigned and "only names a product" not in unsigned
+    plain = client.get("/check", query_string={"code": GTIN}, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'data-verdict="unverifiable"' in plain and "only names a product" in plain
+
+
 def test_a_printed_expiry_that_differs_from_the_registrys_is_a_mismatch_not_expired(client, batch):
     """The code says 2020-01-01, the registry a date ahead: the details do not match (suspect), and
     the registry's date decides whether the goods are past it. The answer had also said 'the
