@@ -358,6 +358,23 @@ def _wrap(text: str, width: float, size: float, bold: bool, max_lines: int) -> l
     return [_ellipsize(line, width, size, bold) for line in lines]
 
 
+def _broken(line: str, width: float, size: float) -> list[str]:
+    """A data line as lines that each fit ``width``, never cut: the value on a line of its own after
+    its label (``LOT``), and a value still too long broken where it overflows."""
+    if _text_width(line, False) * size <= width:
+        return [line]
+    head, _, value = line.partition(" ")
+    parts = [head] if value else []
+    rest = value or line
+    while _text_width(rest, False) * size > width and len(rest) > 1:
+        cut = len(rest) - 1
+        while cut > 1 and _text_width(rest[:cut], False) * size > width:
+            cut -= 1
+        parts.append(rest[:cut])
+        rest = rest[cut:]
+    return parts + [rest]
+
+
 def _layout(
     label: LabelData,
     matrix_size: int,
@@ -372,8 +389,11 @@ def _layout(
     """Place the QR code at the left, vertically centred, and the text to its right.
 
     Units are whatever the caller uses for ``width`` and ``height`` (points, pixels, modules).
-    The text is as large as fits, between ``min_font`` and ``max_font``; lines that still do not
-    fit at ``min_font`` are cut with an ellipsis rather than run off the label.
+    The text is as large as fits, between ``min_font`` and ``max_font``. The GTIN, lot, serial and
+    expiry are never cut (shoppers and recall notices match goods on them; a 20-character lot had
+    been printed "LOT ABCDEFGHIJ012345…" on the smaller stocks): a line that still does not fit at
+    ``min_font`` is broken onto the next, and the product name gives up its lines first (cut with an
+    ellipsis) so that they stay on the label.
     """
     side_modules = matrix_size + 2 * QUIET_ZONE
     module = min((height - 2 * inset) / side_modules, (width * 0.6 - inset) / side_modules, max_module)
@@ -389,13 +409,16 @@ def _layout(
 
     size = max_font
     while True:
-        data_fits = all(_text_width(line, False) * size <= text_width for line in data)
+        data_lines = [part for line in data for part in _broken(line, text_width, size)]
         name_size = size * 1.05
         name_lines = _wrap(name, text_width, name_size, True, 2) if name else []
-        block = (len(name_lines) + len(data)) * LINE_PITCH * size
-        if (data_fits and block <= text_height) or size <= min_font:
+        block = (len(name_lines) + len(data_lines)) * LINE_PITCH * size
+        if (len(data_lines) == len(data) and block <= text_height) or size <= min_font:
             break
         size = max(min_font, size * 0.94)
+    while name_lines and block > text_height:  # the identifiers first: the name gives up a line
+        name_lines = _wrap(name, text_width, name_size, True, len(name_lines) - 1) if len(name_lines) > 1 else []
+        block = (len(name_lines) + len(data_lines)) * LINE_PITCH * size
 
     top = inset + max(0.0, (text_height - block) / 2)
     baseline = top + ASCENT * size + (LINE_PITCH - 1) * size / 2
@@ -403,8 +426,8 @@ def _layout(
     for line in name_lines:
         lines.append(_TextLine(line, text_left, baseline, name_size, True))
         baseline += LINE_PITCH * size
-    for line in data:
-        lines.append(_TextLine(_ellipsize(line, text_width, size, False), text_left, baseline, size, False))
+    for line in data_lines:
+        lines.append(_TextLine(line, text_left, baseline, size, False))
         baseline += LINE_PITCH * size
     return _Layout(qr_left, qr_top, module, size, tuple(lines))
 

@@ -291,3 +291,26 @@ def test_pdf_sheet_without_labels_has_no_pages(tmp_path: Path) -> None:
 def test_pdf_sheet_refuses_an_unknown_stock() -> None:
     with pytest.raises(ValueError, match="a4-24"):
         write_pdf_sheet([make_label(16)], io.BytesIO(), stock="letter-30")
+
+
+@pytest.mark.parametrize("stock", list(LABEL_STOCKS.values()), ids=lambda s: s.name)
+def test_the_gtin_lot_serial_and_expiry_are_never_cut_on_any_stock(stock: labels.LabelStock) -> None:
+    """Shoppers and recall notices match goods on these: a 20-character lot (GS1's longest) had been
+    printed "LOT ABCDEFGHIJ012345…" on a4-65 and "LOT WWWWWWWWWW…" on a4-40. A line too long breaks
+    onto the next; the product name gives up its lines first, and everything stays on the label."""
+    for lot, serial in (("W" * 20, "W" * 20), ("ABCDEFGHIJ0123456789", "0026AX1MK1GF")):
+        label = LabelData(build_url("https://verify.example.vn", gtin="08936000010010", lot=lot, serial=serial,
+                                    exp="271231", s="AAAAAAAA." + "B" * 86),
+                          "08936000010010", lot, serial, datetime.date(2027, 12, 31), COFFEE * 3)
+        matrix = qr_matrix(label.url)
+        for index in range(stock.labels_per_page):
+            _, _, width_mm, height_mm = labels._printable_box(stock, index, labels.PRINTER_MARGIN_MM)
+            inset_mm, max_module, max_font = labels._sheet_limits(stock, labels.PRINTER_MARGIN_MM, matrix.size)
+            layout = labels._layout(label, matrix.size, width=width_mm * labels.MM, height=height_mm * labels.MM,
+                                    inset=inset_mm * labels.MM, max_module=max_module,
+                                    min_font=labels.PRINT_MIN_FONT_PT, max_font=max_font)
+            data = "".join(line.text for line in layout.lines if not line.bold)
+            assert labels.ELLIPSIS not in data and f"LOT{lot}SN{serial}" in data.replace(" ", ""), (stock.name, data)
+            for line in layout.lines:
+                assert line.x + labels._text_width(line.text, line.bold) * line.size <= width_mm * labels.MM + 1e-6
+                assert line.baseline <= height_mm * labels.MM - inset_mm * labels.MM + 1e-6, (stock.name, line)
