@@ -8,9 +8,10 @@ invalid form input comes back on the case page with the message beside the form.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 
 from registry.cases import OPEN_STATUSES, STATUSES, TRANSITIONS, AttachmentRejected
@@ -195,6 +196,9 @@ def case_photo(case_number: str, sha256: str):
 @login_required(*WORKERS)
 def case_attachment(case_number: str, note_id: int):
     data, media_type, name = case_service().attachment(current_actor(), case_number, note_id)
-    safe = name.encode("ascii", "replace").decode().replace('"', "").replace("?", "_")
-    return Response(data, mimetype=media_type,
-                    headers={"Content-Disposition": f'attachment; filename="{safe}"', "Cache-Control": "private"})
+    # Flask writes the name as RFC 6266 does: an ASCII fallback, and the name itself (filename*):
+    # "Biên bản kiểm tra.txt" had been saved as "Bi_n b_n ki_m tra.txt"
+    response = send_file(io.BytesIO(data), mimetype=media_type, as_attachment=True, download_name=name,
+                         etag=False, last_modified=None, conditional=False)
+    response.headers["Cache-Control"] = "private"
+    return response

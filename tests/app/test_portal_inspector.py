@@ -591,6 +591,12 @@ def test_a_case_from_new_to_published(app, accounts, report, session):
     note_id = re.search(r'/notes/(\d+)/attachment', page).group(1)
     download = thanh.get(f"{url}/notes/{note_id}/attachment")
     assert download.data == pdf and "attachment" in download.headers["Content-Disposition"]
+    named = thanh.post(f"{url}/notes", content_type="multipart/form-data", data={
+        "csrf_token": token, "text": "Biên bản", "attachment": (io.BytesIO(b"ok\n"), "Biên bản kiểm tra.txt")})
+    assert named.status_code == 303
+    named_id = re.findall(r'/notes/(\d+)/attachment', thanh.get(url).get_data(as_text=True))
+    disposition = thanh.get(f"{url}/notes/{max(map(int, named_id))}/attachment").headers["Content-Disposition"]
+    assert "filename*=UTF-8''Bi%C3%AAn%20b%E1%BA%A3n%20ki%E1%BB%83m%20tra.txt" in disposition, disposition
     # Inspectors do not publish; the authority does, once.
     assert 'id="publish-form"' not in page
     assert thanh.post(f"{url}/publish", data={"csrf_token": token, "name": "X"}).status_code == 403
