@@ -34,7 +34,11 @@ def verdict_page(result: dict[str, Any], code_text: str, *, shown: str | None = 
                                              shown_token=shown, lang_next=lang_next, typed=typed,
                                              others=others or []))
     response.headers["Vary"] = "Accept, Accept-Language, Cookie"
-    response.headers["Cache-Control"] = "no-store"  # scan history changes with every check
+    # Never from a cache without asking (the scan history changes with every check), and none but the
+    # shopper's browser keeps it; but it may keep it, for Back: with no-store, Back to a photo's
+    # verdict (a POST) had shown the browser's "Confirm form resubmission" page, and Back to a
+    # code's page had checked it again.
+    response.headers["Cache-Control"] = "private, no-cache"
     return response
 
 

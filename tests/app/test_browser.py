@@ -123,6 +123,13 @@ def test_upload_path_with_a_photo(playwright, live_server, codes):
         verdict = page.wait_for_selector("[data-verdict]", timeout=15_000)
         assert verdict.get_attribute("data-verdict") == "genuine"
         assert failed == [] and errors == []
+        # Back from the next page shows the verdict again: a POST's answer kept for Back had been
+        # the browser's "Confirm form resubmission" page (no-store), and a reload would check again
+        shown = page.inner_text(".verdict-view")
+        page.goto(live_server + "/recalls")
+        page.go_back()
+        page.wait_for_selector("[data-verdict]")
+        assert page.inner_text(".verdict-view") == shown
     finally:
         browser.close()
 
