@@ -216,7 +216,12 @@ def handle_http_error(exc: HTTPException):
                        f"at offset {undecodable.start}): JSON is sent as UTF-8, whatever the charset says")
         elif isinstance(undecodable, RepeatedMember):
             message = f"the request body is not valid JSON: {undecodable.msg}"
-    if _wants_html():
+    if _wants_html() and status == 413 and request.endpoint == "pages.check_photo":
+        from app.pages.render import render_scan  # local: pages depend on this module
+
+        # the scan page again, saying so, as for every other photo it cannot check
+        response = make_response(render_scan(error_code="PHOTO_TOO_BIG"), status)
+    elif _wants_html():
         from app.pages.render import render_error  # local: pages depend on this module
 
         response = make_response(render_error(status, page_message(exc)), status)

@@ -44,6 +44,8 @@ IMAGE_ERROR = {
     "UNSUPPORTED_MEDIA_TYPE": N_("This file is not a photo. Take or choose a JPEG, PNG or WebP photo."),
     "IMAGE_UNDECODABLE": N_("This photo is damaged and cannot be opened. Please take it again."),
     "IMAGE_TOO_LARGE": N_("This photo is too large. Please take it again at a lower resolution."),
+    "PHOTO_TOO_BIG": N_("This photo's file is too large to send. Please take it again at a lower resolution, or "
+                        "photograph the code alone, closer."),
     "IMAGE_MISSING": N_("Choose or take a photo first."),
 }
 

@@ -60,9 +60,41 @@
 
   function say(text) { statusLine.textContent = text || ''; }
 
-  /* The photo form submits itself once a photo is chosen. */
+  /* The photo form submits itself once a photo is chosen; a photo over the service's limit (a phone's
+     50-200 megapixel mode) is sent smaller, as a camera frame is, instead of being refused. */
+  var PHOTO_SIDE = 4096;
+  var limit = (parseInt(photoForm.dataset.maxBytes, 10) || 10 * 1024 * 1024) - 64 * 1024;  /* the form's other fields */
   photo.addEventListener('change', function () {
-    if (photo.files && photo.files.length) { stopCamera(); photoForm.submit(); }
+    if (!(photo.files && photo.files.length)) { return; }
+    stopCamera();
+    var file = photo.files[0];
+    if (file.size <= limit || !window.createImageBitmap || !window.DataTransfer) {
+      photoForm.submit();
+      return;
+    }
+    say(messages.sending);
+    createImageBitmap(file).then(function (bitmap) {
+      /* smaller and smaller until it fits: a photo of noise-like texture stays large at 4096 px */
+      function attempt(side, quality) {
+        var scale = Math.min(1, side / Math.max(bitmap.width, bitmap.height));
+        var smaller = doc.createElement('canvas');
+        smaller.width = Math.round(bitmap.width * scale);
+        smaller.height = Math.round(bitmap.height * scale);
+        smaller.getContext('2d').drawImage(bitmap, 0, 0, smaller.width, smaller.height);
+        return new Promise(function (resolve) { smaller.toBlob(resolve, 'image/jpeg', quality); }).then(function (blob) {
+          if (blob && blob.size > limit && side > 1024) { return attempt(Math.round(side * 0.7), 0.8); }
+          return blob;
+        });
+      }
+      return attempt(PHOTO_SIDE, 0.9);
+    }).then(function (blob) {
+      if (blob && blob.size <= limit) {
+        var files = new DataTransfer();
+        files.items.add(new File([blob], 'photo.jpg', { type: 'image/jpeg' }));
+        photo.files = files.files;
+      }
+    }).catch(function () { /* not an image this browser opens: the service says what it is */ })
+      .then(function () { photoForm.submit(); });
   });
 
   function stopCamera() {

@@ -134,6 +134,31 @@ def test_upload_path_with_a_photo(playwright, live_server, codes):
         browser.close()
 
 
+def test_a_photo_over_the_limit_is_sent_smaller_and_checked(playwright, live_server, codes):
+    """A phone's 50-200 megapixel mode makes photos over the 10 MiB limit: the bare "413" page had
+    been the answer. The page sends it smaller, as it sends camera frames."""
+    label = label_png(codes["genuine"], codes.genuine_serial)
+    rng = np.random.default_rng(7)
+    big = Image.fromarray(rng.integers(64, 192, size=(3600, 4800, 3), dtype=np.uint8))  # grain: a large file
+    big.paste(label.resize((label.width * 4, label.height * 4), Image.NEAREST), (600, 600))
+    buffer = io.BytesIO()
+    big.save(buffer, "JPEG", quality=97)
+    photo = buffer.getvalue()
+    assert len(photo) > 10 * 1024 * 1024
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        sent = []
+        page.on("request", lambda r: sent.append(len(r.post_data_buffer or b"")) if r.method == "POST" else None)
+        page.goto(live_server + "/")
+        page.set_input_files("#photo", files=[{"name": "200mp.jpg", "mimeType": "image/jpeg", "buffer": photo}])
+        verdict = page.wait_for_selector("[data-verdict]", timeout=30_000)
+        assert verdict.get_attribute("data-verdict") == "genuine"
+        assert sent and max(sent) < 10 * 1024 * 1024
+    finally:
+        browser.close()
+
+
 # -- (3) Digital Link without JavaScript -------------------------------------------------------
 
 def test_digital_link_without_javascript(playwright, live_server, codes):

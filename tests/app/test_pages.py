@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
@@ -629,3 +630,16 @@ def test_an_unexpected_error_is_a_page_for_a_browser_and_json_for_the_api(app, c
     api = client.get("/boom-for-test", headers={"Accept": "application/json"})
     assert api.status_code == 500 and api.get_json()["error"]["code"] == "INTERNAL_ERROR"
     assert "a bug" in caplog.text
+
+
+def test_a_photo_over_the_limit_gets_the_scan_page_saying_so(client):
+    """Without the page's script (which sends a large photo smaller): the scan page again with what
+    to do, as for every other photo it cannot check, not the bare 413 page."""
+    too_big = b"\xff\xd8" + b"\0" * (10 * 1024 * 1024 + 10)
+    scan = client.get("/", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', scan).group(1)
+    r = client.post("/check", data={"csrf_token": token, "image": (io.BytesIO(too_big), "big.jpg")},
+                    content_type="multipart/form-data", headers={"Accept-Language": "en", "Accept": "text/html"})
+    html = r.get_data(as_text=True)
+    assert r.status_code == 413 and 'id="photo-form"' in html
+    assert "This photo's file is too large to send" in html
