@@ -40,6 +40,30 @@
     reportForm.addEventListener('submit', function (event) {
       if (showProblem()) { event.preventDefault(); photoInput.focus(); }
     });
+
+    /* Switching the language reloads the form: what was typed goes along in this tab's
+       sessionStorage, and comes back once (the photos cannot: a file input is the user's to fill). */
+    var DRAFT = 'report.draft';
+    Array.prototype.forEach.call(doc.querySelectorAll('a[hreflang]'), function (link) {
+      link.addEventListener('click', function () {
+        var values = {};
+        Array.prototype.forEach.call(reportForm.elements, function (field) {
+          if (!field.name || field.type === 'file' || field.type === 'hidden' || field.type === 'submit') { return; }
+          if (field.type === 'radio' && !field.checked) { return; }
+          values[field.name] = field.value;
+        });
+        try { sessionStorage.setItem(DRAFT, JSON.stringify(values)); } catch (e) { /* private mode: not kept */ }
+      });
+    });
+    var draft = null;
+    try { draft = JSON.parse(sessionStorage.getItem(DRAFT) || 'null'); sessionStorage.removeItem(DRAFT); } catch (e) { draft = null; }
+    if (draft && typeof draft === 'object') {
+      Array.prototype.forEach.call(reportForm.elements, function (field) {
+        if (!field.name || !(field.name in draft) || field.type === 'file' || field.type === 'hidden') { return; }
+        if (field.type === 'radio') { field.checked = field.value === draft[field.name]; }
+        else if (!field.value) { field.value = String(draft[field.name]); }   /* what the server sent back wins */
+      });
+    }
   }
 
   /* ------------------------------------------------------------------ scan page */

@@ -213,6 +213,12 @@ def test_counterfeit_leads_to_a_stored_report(playwright, live_server, codes, se
         page.fill("#where_text", "Chợ Bến Thành, sạp 12")
         page.fill("#seller", "Cô Lan")
         page.fill("#price", "120000")
+        # the shopper switches to English to read the form: what was typed stays (it had all gone)
+        page.click('a[hreflang="en"]')
+        page.wait_for_function("document.documentElement.lang === 'en'")
+        assert (page.input_value("#seller"), page.input_value("#where_text"), page.input_value("#price")) == (
+            "Cô Lan", "Chợ Bến Thành, sạp 12", "120000")
+        assert page.is_checked('input[name="where_kind"][value="market"]')
         page.set_input_files("#photo", files=[{"name": "fake.jpg", "mimeType": "image/jpeg", "buffer": photo}])
         page.click("#report-form button[type=submit]")
         page.wait_for_url(re.compile(r"/report/sent\?case=VN-"))
