@@ -27,6 +27,7 @@ from keys.encoding import rfc3339, utcnow
 from registry.audit import audit
 from registry.errors import Conflict, Forbidden, Invalid, NotFound
 from registry.models import AuditEvent, Batch, CaseNote, Report, ReportPhoto, User
+from registry.rules import blank
 from registry.services import Actor, Role
 
 __all__ = [
@@ -128,7 +129,7 @@ def publish_confirmed(case: Report, publisher: Callable[..., Any], **overrides: 
         "body": f"Vụ việc / Case {case.case_number}",
     }
     fields.update({k: v for k, v in overrides.items() if v is not None})
-    if not str(fields.get("name") or "").strip():
+    if blank(str(fields.get("name") or "")):
         raise Invalid("a violator needs the name of the person or business (the report names no seller)",
                       code="FIELD_REQUIRED", field="name")
     return publisher(**fields)
@@ -295,7 +296,7 @@ class CaseService:
                  attachment_name: str | None = None) -> CaseNote:
         actor.require(Role.INSPECTOR, Role.AUTHORITY)
         case = self._find(case_number, lock=True)
-        if not (text or "").strip() and attachment is None:
+        if blank(text) and attachment is None:
             raise Invalid("a note needs a text or an attachment", code="FIELD_REQUIRED", field="text")
         note = self._note(actor, case, text=text, attachment=attachment, attachment_name=attachment_name)
         audit(self.session, self.clock(), actor, "case.note", case.case_number, note=note.id,
@@ -358,7 +359,7 @@ class CaseService:
             raise Conflict(f"a case cannot go from {before} to {to}", code="BAD_TRANSITION")
         if to == "assigned" and not case.assigned_to:
             raise Invalid("assign the case to someone (use assign)", code="FIELD_REQUIRED", field="assignee")
-        if to in NEEDS_TEXT and not (text or "").strip():
+        if to in NEEDS_TEXT and blank(text):
             raise Invalid(f"say why the case is {to}", code="FIELD_REQUIRED", field="text")
         case.status = to
         self._note(actor, case, text=text, status_from=before, status_to=to)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from typing import Any
 
@@ -131,6 +132,13 @@ def check_country(code: str) -> str:
         raise Invalid(f"country must be an ISO 3166-1 alpha-2 code, got {code!r}", code="BAD_COUNTRY",
                       field="country")
     return code.upper()
+
+
+def blank(text: str | None) -> bool:
+    """Whether ``text`` shows nothing: empty, or only spaces and invisible characters (a zero-width
+    space, a joiner, a direction mark: Unicode's separators, controls and format characters), which
+    ``str.strip`` keeps. A recall's reason of one zero-width space had been signed into the log."""
+    return not any(unicodedata.category(c)[0] not in "ZC" for c in text or "")
 
 
 def check_length(text: str, *, field: str, limit: int) -> str:

@@ -52,6 +52,7 @@ from registry.rules import (
     MAX_CERTIFICATIONS,
     MAX_QUANTITY,
     RECORD_TEXT,
+    blank,
     check_code_date,
     check_country,
     check_gln,
@@ -869,7 +870,7 @@ class Registry:
     def recall(self, actor: Actor, gtin: str, lot: str, *, reason: str) -> Recall:
         actor.require(Role.PRODUCER, Role.AUTHORITY)
         reason = (reason or "").strip()
-        if not reason:
+        if blank(reason):
             raise Invalid("a recall needs a reason", code="FIELD_REQUIRED", field="reason")
         if len(reason) > MAX_RECALL_REASON:  # it goes into the transparency log, for good
             raise Invalid(f"a recall's reason is at most {MAX_RECALL_REASON:,} characters", code="TOO_LONG",
@@ -942,7 +943,7 @@ def _record_part(data: dict[str, Any], part: str, problems: list[Invalid]) -> di
     texts = {name: str(given[name]) for name in RECORD_TEXT[part] if given.get(name) not in (None, "")}
     for name, limit in RECORD_TEXT[part].items():
         field = f"{part}.{name}"
-        if name == "name" and not texts.get(name, "").strip():
+        if name == "name" and blank(texts.get(name)):
             problems.append(Invalid(f"{field} is required", code="FIELD_REQUIRED", field=field))
         elif limit is not None and name in texts:
             collect(problems, lambda: check_length(texts[name], field=field, limit=limit))
@@ -959,7 +960,7 @@ def _certification_problems(certifications: list[dict[str, Any]]) -> list[Invali
             value = certification.get(part)
             text = "" if value is None else str(value)
             field = f"certifications.{index}.{part}"
-            if not text.strip():
+            if blank(text):
                 problems.append(Invalid(f"{field} is required", code="FIELD_REQUIRED", field=field))
             else:
                 collect(problems, lambda: check_length(text, field=field, limit=MAX_CERTIFICATION_TEXT))

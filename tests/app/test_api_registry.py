@@ -365,6 +365,11 @@ def test_the_api_holds_a_records_text_to_the_registrys_lengths_its_document_says
 
 def test_recall_over_http(client, world):
     _register(client, world)
+    # a reason that shows nothing (a zero-width space, a direction mark) had been signed into the log
+    for invisible in ("\u200b", " \u200b\u200e ", "\u2060"):
+        refused = client.post(f"/api/v1/batches/{GTIN}/LOT-1/recall", json={"reason": invisible},
+                              headers=world.auth("producer"))
+        assert refused.status_code == 422 and refused.get_json()["error"]["code"] == "FIELD_REQUIRED", invisible
     r = client.post(f"/api/v1/batches/{GTIN}/LOT-1/recall", json={"reason": "mislabelled"},
                     headers=world.auth("producer"))
     assert r.status_code == 200 and r.get_json()["record"]["t"] == "recall"

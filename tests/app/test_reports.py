@@ -100,7 +100,9 @@ def test_api_body_over_the_limit(client):
     assert photo.status_code == 413 and "limit of 10 MiB" in photo.json["error"]["message"]
     page = client.post("/check", data={"image": (io.BytesIO(big), "p.jpg")}, content_type="multipart/form-data",
                        headers={"Accept": "text/html", "Accept-Language": "en"})
-    assert page.status_code == 413 and "What you sent is too large (at most 10 MB)." in page.get_data(as_text=True)
+    # the scan page again, saying what to do (its script sends such a photo smaller: test_browser)
+    assert page.status_code == 413 and "This photo's file is too large to send." in page.get_data(as_text=True)
+    assert 'id="photo-form"' in page.get_data(as_text=True)
 
 
 def test_a_form_over_its_own_limits_is_said_to_be_so(client):
