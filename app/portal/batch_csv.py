@@ -17,7 +17,7 @@ from registry.errors import Invalid
 from registry.rules import MAX_CERTIFICATIONS
 
 __all__ = ["COLUMNS", "REQUIRED", "MAX_ROWS", "MAX_BYTES", "CsvRow", "certification_pairs", "template_csv",
-           "parse_csv"]
+           "parse_csv", "quantity_of"]
 
 COLUMNS = ("gtin", "lot", "product_name", "brand", "category", "facility_name", "facility_address",
            "facility_gln", "facility_country", "production_date", "expiry_date", "quantity",
@@ -61,9 +61,10 @@ def template_csv() -> str:
     return "\ufeff" + buffer.getvalue()
 
 
-def _quantity(text: str) -> Any:
+def quantity_of(text: str) -> Any:
     """A whole number, thousands separators allowed ("1200", "1,200", "1.200"); anything else is
-    passed on as it is, for the registry to refuse."""
+    passed on as it is, for the registry to refuse. The batch form reads it the same way (it had
+    refused "1.200", which the CSV import took as 1200)."""
     compact = text.replace(" ", "")
     if not compact:
         return None
@@ -100,7 +101,7 @@ def _row(line: int, cells: dict[str, str], pairs: list[tuple[str, str]]) -> CsvR
         "facility": {"name": get("facility_name"), "address": get("facility_address"), "gln": get("facility_gln"),
                      "country": get("facility_country")},
         "production_date": _date(get("production_date")), "expiry_date": _date(get("expiry_date")),
-        "quantity": _quantity(get("quantity")),
+        "quantity": quantity_of(get("quantity")),
     }
     used = tuple(pair for pair in pairs if get(pair[0]) or get(pair[1]))  # a blank pair is no certification
     if used:

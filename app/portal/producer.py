@@ -21,7 +21,7 @@ from registry.services import MAX_SERIALS_PER_REQUEST, Role
 
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
-from app.portal.batch_csv import COLUMNS, parse_csv, template_csv
+from app.portal.batch_csv import COLUMNS, parse_csv, quantity_of, template_csv
 from app.portal.cases import STATUS_LABEL
 from app.portal.errors import error_text
 from app.portal.paging import page_number
@@ -84,9 +84,7 @@ def producer_home():
 
 def _form_body(form) -> dict[str, Any]:
     get = lambda name: (form.get(name) or "").strip()  # noqa: E731
-    quantity: Any = get("quantity") or None
-    if quantity is not None and quantity.isdigit():
-        quantity = int(quantity)
+    quantity = quantity_of(get("quantity"))
     body: dict[str, Any] = {
         "gtin": get("gtin"), "lot": get("lot"),
         "product": {"name": get("product.name"), "brand": get("product.brand"), "category": get("product.category")},

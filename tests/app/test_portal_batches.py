@@ -92,10 +92,12 @@ def test_the_country_is_chosen_by_name_and_must_be_a_real_one(client, session, w
     assert refused.status_code == 422
     assert 'id="f-facility-country-error">Nhập mã quốc gia hai chữ cái, ví dụ VN.' in refused.get_data(as_text=True)
     assert '<option value="QQ" selected>QQ</option>' in refused.get_data(as_text=True)  # what was sent stays
-    done = client.post("/portal/producer/batches/new", data={**form, "gtin": GTIN, "facility.country": "JP"})
+    done = client.post("/portal/producer/batches/new", data={**form, "gtin": GTIN, "facility.country": "JP",
+                                                              "quantity": "1.200"})
     assert done.status_code in (302, 303)
     body = client.get(f"/api/v1/batches/{GTIN}/L1").get_json()
     assert body["record"]["facility"]["country"] == "JP"
+    assert body["record"]["quantity"] == 1200  # thousands written as in Vietnam, as the CSV import reads them
 
 
 def test_the_api_refuses_a_country_code_that_is_no_country(client, world):
