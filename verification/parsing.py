@@ -13,6 +13,7 @@ import datetime
 import functools
 import logging
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import unquote, unquote_plus
@@ -25,7 +26,7 @@ from verification.gs1 import AIValueError, AssociationError, SyntaxDictionary, g
 from verification.gs1.dictionary import century_for
 from verification.localtime import vietnam_date
 
-__all__ = ["MalformedCode", "Note", "ParsedCode", "Reason", "parse_code", "typed_number"]
+__all__ = ["MalformedCode", "Note", "ParsedCode", "Reason", "parse_code", "typed_code"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +126,31 @@ def _today() -> datetime.date:
 _GROUPED_DIGITS = re.compile(r"\d+(?:[ \u00a0-]+\d+)+")
 
 
-def typed_number(text: str) -> str:
-    """What a person typed, with the digits under a barcode written as they are printed, in groups
-    (``8 936000 010010`` or ``8936-0000-1001-0``), as the one number it is; anything else as
-    typed. For typed text only: a scanner's output never groups its digits."""
-    text = text.strip()
-    return re.sub(r"[ \u00a0-]+", "", text) if _GROUPED_DIGITS.fullmatch(text) else text
+_BARE_LINK = re.compile(r"[A-Za-z0-9.-]+(?::\d+)?(?:/[^/?#]*)*?/(?:01|gtin)/\S*")
+_DIGITAL_LINK = re.compile(r"https?://", re.IGNORECASE)
+
+
+def typed_code(text: str) -> str:
+    """What a person typed, as the code it names; for typed text only (a scanner's output is taken
+    as it is):
+
+    * full-width characters as their plain forms (``８９３６…``, an East Asian keyboard's digits);
+    * the digits under a barcode written as they are printed, in groups (``8 936000 010010`` or
+      ``8936-0000-1001-0``), as the one number it is;
+    * a code's web address typed without ``https://`` (``verify.example.vn/01/…``), with it;
+    * a slash typed after a Digital Link's last value (``…/21/ABC123/``) left out.
+
+    Anything else as typed."""
+    text = unicodedata.normalize("NFKC", text).strip()
+    if _GROUPED_DIGITS.fullmatch(text):
+        return re.sub(r"[ \u00a0-]+", "", text)
+    if _BARE_LINK.fullmatch(text):
+        text = "https://" + text
+    if _DIGITAL_LINK.match(text):
+        cut = min((i for i in (text.find("?"), text.find("#")) if i >= 0), default=len(text))
+        if text[:cut].endswith("/") and text[:cut].count("/") > 3:  # a path, not the host's own slash
+            text = text[:cut].rstrip("/") + text[cut:]
+    return text
 
 
 def parse_code(text: str, *, lenient: bool = True) -> ParsedCode:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import abort, current_app, jsonify, make_response, redirect, render_template, request, url_for
 
 from verification.decoding import ImageRejected
-from verification.parsing import typed_number
+from verification.parsing import typed_code
 from verification.services import verify_image
 from verification.verdicts import Verdict
 
@@ -87,7 +87,7 @@ def digital_link(rest: str):
 @rate_limit(config_limit("VERIFY_RATE_LIMIT"), scope="verify")  # with the API's
 def check_text():
     """A code typed by hand (works without JavaScript)."""
-    text = typed_number((request.args.get("code") or "")[:4096])
+    text = typed_code((request.args.get("code") or "")[:4096])
     if not text:
         return redirect(url_for("pages.scan"))
     verification_reader()

@@ -347,6 +347,22 @@ def test_the_digits_under_a_barcode_typed_in_their_printed_groups_are_one_number
         assert f'data-verdict="{verdict}"' in html, typed
     words = client.get("/check", query_string={"code": "LOT 12"}).get_data(as_text=True)
     assert 'data-verdict="unreadable"' in words  # only digits are regrouped
+    # an East Asian keyboard's full-width digits are the same digits
+    full_width = "".join(chr(ord(digit) + 0xFEE0) for digit in "8936000010010")  # "８９３６…"
+    wide = client.get("/check", query_string={"code": full_width}).get_data(as_text=True)
+    assert f'data-verdict="{verdict}"' in wide
+
+
+def test_a_codes_address_typed_without_https_or_with_a_last_slash_is_that_code(client, codes):
+    """A shopper copying the address under a QR code leaves out "https://" or adds a slash: the page
+    had said "not a product code"."""
+    genuine = codes["genuine"]
+    expected = re.search(r'data-verdict="(\w+)"',
+                         client.get("/check", query_string={"code": genuine}).get_data(as_text=True)).group(1)
+    path, _, query = genuine.partition("?")
+    for typed in (genuine.split("://", 1)[1], f"{path}/?{query}", f"{path.split('://', 1)[1]}/?{query}"):
+        html = client.get("/check", query_string={"code": typed}).get_data(as_text=True)
+        assert f'data-verdict="{expected}"' in html, typed
 
 
 def test_recall_reason_and_day_are_shown(client, codes):
