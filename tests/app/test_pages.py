@@ -395,6 +395,18 @@ def test_a_recall_under_a_revoked_key_still_says_what_to_do(client, codes, regis
     assert 'data-verdict="suspect"' in genuine and "Do not use this product" not in genuine
 
 
+def test_an_expired_unit_under_a_revoked_key_still_says_not_to_use_it(client, codes, registry, session, world):
+    """Suspect (its key revoked) and past its expiry: the page had given the suspect advice alone,
+    the expiry one only as a line under "Why", where the recall's advice was repeated."""
+    registry.revoke_key(SYSTEM, world.kid, compromised_at=None)
+    session.commit()
+    html = _page(client, codes["expired"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'data-verdict="suspect"' in html and 'id="expired-too"' in html
+    assert "This product is past its expiry date. Do not use it." in html
+    genuine = _page(client, codes["genuine"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert 'data-verdict="suspect"' in genuine and 'id="expired-too"' not in genuine
+
+
 def _post_label_photo(client, codes, **form) -> str:
     from registry.labels import LabelData, render_png
     import io
