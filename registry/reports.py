@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import io
 import logging
+import math
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from keys.encoding import rfc3339, utcnow
+from registry.db import as_utc
 from registry.errors import Invalid, NotFound, RegistryError
 from registry.models import Batch, CaseNote, Publication, Report, ReportPhoto
 from verification.decoding import DEFAULT_MAX_PIXELS, ImageRejected, load_image
@@ -106,9 +108,14 @@ class PhotoTooLarge(Exception):
 
 
 class TooManyReports(RegistryError):
-    """One client sent more reports than the limit allows (the HTTP layer answers 429)."""
+    """One client sent more reports than the limit allows (the HTTP layer answers 429, with
+    ``retry_after``: the seconds until its oldest report of the hour stops counting)."""
 
     code = "TOO_MANY_REPORTS"
+
+    def __init__(self, message: str, *, retry_after: int = 3600, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -232,8 +239,13 @@ class ReportService:
             self.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:client, 0))"),
                                  {"client": "report:" + client_hash})
         if client_hash and self.recent_count(client_hash) >= self.limits.per_client_per_hour:
+            now = self.clock()
+            oldest = self.session.execute(select(func.min(Report.created_at)).where(
+                Report.client_hash == client_hash, Report.created_at >= now - timedelta(hours=1))).scalar_one()
+            wait = (as_utc(oldest) + timedelta(hours=1) - now).total_seconds() if oldest is not None else 3600
             raise TooManyReports(f"at most {self.limits.per_client_per_hour} reports an hour from one device; "
-                                 "please try again later", code="TOO_MANY_REPORTS")
+                                 "please try again later", code="TOO_MANY_REPORTS",
+                                 retry_after=max(1, math.ceil(wait)))
 
     def _check_fields(self, data: ReportInput) -> tuple[dict[str, str], dict[str, str], date | None]:
         errors: dict[str, str] = {}

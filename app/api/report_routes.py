@@ -13,7 +13,7 @@ from registry.reports import (FOLLOWUP_STATUS, WHERE_KINDS, PhotoTooLarge, Repor
 
 from app.api import bp
 from app.api.schemas import Strict, UtcDateTime
-from app.errors import ApiError, image_status
+from app.errors import ApiError, error_response, image_status
 from app.extensions import config_limit, rate_limit
 from app.services import db_session, report_service, scan_context
 
@@ -93,7 +93,9 @@ def create_report(form):
     try:
         filed = report_service().create(ReportInput.from_mapping(form, photos), client_hash=client)
     except TooManyReports as exc:
-        raise ApiError(429, exc.code, exc.message) from None
+        response = error_response(429, exc.code, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except ReportInvalid as exc:
         status = photo_status(exc)
         if status is not None:

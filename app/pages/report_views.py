@@ -53,8 +53,9 @@ def report_submit():
     client = scan_context("report", request.form, device=device_id()).client
     try:
         filed = report_service().create(ReportInput.from_mapping(values, photos), client_hash=client)
-    except TooManyReports:
-        return _form(values, notice=FLOOD_MESSAGE, status=429)
+    except TooManyReports as exc:
+        page, status = _form(values, notice=FLOOD_MESSAGE, status=429)
+        return page, status, {"Retry-After": str(exc.retry_after)}
     except ReportInvalid as exc:
         notice = PHOTO_ERROR if photos else None
         return _form(values, errors=exc.errors, notice=notice, status=photo_status(exc) or 422)
