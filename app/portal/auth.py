@@ -22,7 +22,8 @@ import time
 from datetime import date, timedelta
 from typing import Callable, TypeVar
 
-from flask import current_app, g, redirect, render_template, request, session, url_for
+from flask import current_app, flash, g, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 
 from registry.accounts import AccountService
 from registry.errors import NotFound, Unauthorized
@@ -233,7 +234,6 @@ def account():
     """Change one's own password."""
     actor = current_actor()
     errors: dict[str, str] = {}
-    done = False
     if request.method == "POST":
         old = request.form.get("old_password") or ""
         new = request.form.get("new_password") or ""
@@ -257,8 +257,11 @@ def account():
             else:
                 db_session().commit()
                 session[SESSION_STAMP] = AccountService.session_stamp(changed)  # this one goes on, the others end
-                done = True
+                # to the page by GET: reloading the answer to the post had sent the old password
+                # again, a failed attempt counting towards the lock-out
+                flash(_("Your password has been changed."), "ok")
+                return redirect(url_for("portal.account"), code=303)
     user = account_service().get(g.portal_user_id)
     producer_name = registry().producer(user.producer_id).name if user.producer_id else None
     return render_template("portal/account.html", user=AccountService.view(user), producer_name=producer_name,
-                           errors=errors, done=done), (422 if errors else 200)
+                           errors=errors), (422 if errors else 200)

@@ -213,7 +213,10 @@ def test_changing_the_password_ends_the_users_other_sessions_but_not_this_one(cl
     assert elsewhere.get("/portal/producer/").status_code == 200
     changed = _post(client, "/portal/account", {"old_password": PASSWORD, "new_password": "a brand new secret",
                                                 "new_password_again": "a brand new secret"})
-    assert changed.status_code == 200
+    # to the page by GET, which says so: reloading the answer to the post had sent the old password
+    # again, a failed attempt counting towards the lock-out
+    assert changed.status_code == 303 and changed.location.endswith("/portal/account")
+    assert "Mật khẩu của bạn đã được đổi." in client.get("/portal/account").get_data(as_text=True)
     assert client.get("/portal/producer/").status_code == 200  # the session that changed it goes on
     response = elsewhere.get("/portal/producer/")
     assert response.status_code == 302 and "notice=password" in response.location
