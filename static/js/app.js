@@ -55,6 +55,11 @@
         try { sessionStorage.setItem(DRAFT, JSON.stringify(values)); } catch (e) { /* private mode: not kept */ }
       });
     });
+    /* Sent back with errors: the first field at fault has the focus (it had stayed at the top). */
+    var invalid = reportForm.querySelector('[aria-invalid="true"]');
+    if (invalid) {
+      (invalid.tagName === 'FIELDSET' ? invalid.querySelector('input') : invalid).focus();
+    }
     var draft = null;
     try { draft = JSON.parse(sessionStorage.getItem(DRAFT) || 'null'); sessionStorage.removeItem(DRAFT); } catch (e) { draft = null; }
     if (draft && typeof draft === 'object') {

@@ -544,3 +544,22 @@ def test_the_camera_says_when_a_code_cannot_be_checked_and_keeps_scanning(playwr
             page.wait_for_timeout(200)
         assert len(checks) >= 2 and set(checks) == {422}, checks
         assert page.evaluate("document.getElementById('video').srcObject.active")
+
+
+def test_a_report_sent_back_with_errors_has_the_first_field_at_fault_focused(playwright, live_server):  # noqa: F811
+    """The page had come back with the focus at its top: a screen reader's user heard the title
+    again, and on a phone the field at fault was far below. Required fields say so to assistive tech."""
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page.goto(live_server + "/report")
+        assert page.get_attribute("#where_text", "aria-required") == "true"
+        assert page.get_attribute('fieldset[role="radiogroup"]', "aria-required") == "true"
+        page.fill("#code", "8936000010010")
+        page.fill("#seller", "Cô Lan")
+        page.click("#report-form button[type=submit]")
+        page.wait_for_selector(".field-error")
+        assert page.evaluate("document.activeElement.name") == "where_kind"  # the first field at fault
+        assert page.input_value("#seller") == "Cô Lan"
+    finally:
+        browser.close()
