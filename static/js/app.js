@@ -151,7 +151,12 @@
       scanSection.hidden = true;
       $('again').hidden = false;
       var heading = resultBox.querySelector('h1');
-      if (heading) { heading.setAttribute('tabindex', '-1'); heading.focus(); }
+      if (heading) {
+        heading.setAttribute('tabindex', '-1');
+        heading.focus();
+        /* the tab and the history say the verdict, as a verdict page's own title does */
+        doc.title = heading.textContent.trim() + ' · ' + doc.title.split(' · ').pop();
+      }
       window.scrollTo(0, 0);
       return true;
     });

@@ -105,6 +105,7 @@ def test_camera_path_reads_a_label_by_itself(playwright, live_server, codes, tmp
         assert verdict.is_visible()
         assert "Hàng thật" in verdict.inner_text()
         assert re.fullmatch(r"d\.[0-9a-f]{32}", page.input_value("#photo-form input[name=client_id]"))
+        assert page.title() == "Hàng thật · Kiểm tra nguồn gốc sản phẩm"  # the tab says it, as a verdict page
 
 
 # -- (2) photo upload --------------------------------------------------------------------------
