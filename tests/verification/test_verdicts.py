@@ -146,6 +146,11 @@ def test_a_serial_never_issued_has_no_history_and_leaves_the_batch_codes_alone(c
         assert body["scans"] is None
     app.extensions["scan_writer"].flush()
     assert _verify(client, batch["batch_url"])["scans"]["count"] == 4  # its own three, and this one
+    # the page does not present the batch's record as this item's
+    page = client.get("/check", query_string={"code": signed}, headers={"Accept-Language": "en"})
+    html = page.get_data(as_text=True)
+    assert 'data-verdict="unknown"' in html and "About the batch this code names" in html
+    assert 'id="batch-not-item"' in html and "About this product" not in html
 
 
 def test_a_unit_code_as_issued_is_checked_against_its_issuance_and_any_other_by_ed25519(client, batch):
