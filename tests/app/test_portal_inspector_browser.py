@@ -177,6 +177,17 @@ def test_offline_checks_from_the_cached_trust_list_are_sent_when_back_online(
     assert all(r.result["offline"]["offline"] is True for r in rows[1:])
 
 
+def _wait_until_kept(page, *paths: str) -> None:
+    """Until the service worker keeps ``paths`` (it fills its cache once installed), at most 10 s."""
+    kept = f"() => caches.open('inspector-v1').then(c => Promise.all({list(paths)!r}.map(p => c.match(p))))" \
+           ".then(r => r.every(Boolean))"
+    deadline = time.monotonic() + 10
+    while not page.evaluate(kept) and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert page.evaluate(kept), page.evaluate(
+        "() => caches.open('inspector-v1').then(c => c.keys()).then(k => k.map(r => r.url).filter(u => u.indexOf('static') < 0))")
+
+
 def test_an_inspection_started_with_no_network_is_sent_with_its_checks_when_back_online(
         playwright, live_server, scene, session):  # noqa: F811
     """In a market's basement with no signal: the inspector starts the inspection on the phone
@@ -193,12 +204,7 @@ def test_an_inspection_started_with_no_network_is_sent_with_its_checks_when_back
         page_login(page, live_server, "thanh")
         page.goto(live_server + "/portal/inspector/")
         assert page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
-        kept = """() => caches.open('inspector-v1').then(c => Promise.all(
-            [c.match('/portal/inspector/offline'), c.match('/api/v1/trust-list')])).then(r => r.every(Boolean))"""
-        deadline = time.monotonic() + 10
-        while not page.evaluate(kept) and time.monotonic() < deadline:
-            page.wait_for_timeout(100)
-        assert page.evaluate(kept), page.evaluate("() => caches.open('inspector-v1').then(c => c.keys()).then(k => k.map(r => r.url).filter(u => u.indexOf('static') < 0))")
+        _wait_until_kept(page, "/portal/inspector/offline", "/api/v1/trust-list")
 
         context.set_offline(True)
         page.wait_for_function("() => !navigator.onLine")
@@ -259,10 +265,7 @@ def test_what_an_inspector_started_offline_waits_for_them_when_another_logs_in_o
         page = context.new_page()
         page_login(page, live_server, "thanh")
         page.goto(live_server + "/portal/inspector/")
-        kept = "() => caches.open('inspector-v1').then(c => c.match('/portal/inspector/offline')).then(Boolean)"
-        deadline = time.monotonic() + 10
-        while not page.evaluate(kept) and time.monotonic() < deadline:
-            page.wait_for_timeout(100)
+        _wait_until_kept(page, "/portal/inspector/offline", "/api/v1/trust-list")
         context.set_offline(True)
         page.wait_for_function("() => !navigator.onLine")
         page.fill("#place", "Kho của chị Thanh")
