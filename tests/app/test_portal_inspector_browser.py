@@ -188,6 +188,16 @@ def _wait_until_kept(page, *paths: str) -> None:
         "() => caches.open('inspector-v1').then(c => c.keys()).then(k => k.map(r => r.url).filter(u => u.indexOf('static') < 0))")
 
 
+def _start_offline(page, context, place: str) -> None:
+    """With the network cut, start an inspection from the home page: the phone's own page opens."""
+    context.set_offline(True)
+    page.wait_for_function("() => !navigator.onLine")
+    page.fill("#place", place)
+    page.click("#open-form button[type=submit]")
+    page.wait_for_url("**/portal/inspector/offline#*")
+    page.wait_for_selector("#inspector-data", state="attached")
+
+
 def test_an_inspection_started_with_no_network_is_sent_with_its_checks_when_back_online(
         playwright, live_server, scene, session):  # noqa: F811
     """In a market's basement with no signal: the inspector starts the inspection on the phone
@@ -206,12 +216,7 @@ def test_an_inspection_started_with_no_network_is_sent_with_its_checks_when_back
         assert page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
         _wait_until_kept(page, "/portal/inspector/offline", "/api/v1/trust-list")
 
-        context.set_offline(True)
-        page.wait_for_function("() => !navigator.onLine")
-        page.fill("#place", "Chợ Bến Thành, tầng hầm")
-        page.click("#open-form button[type=submit]")
-        page.wait_for_url("**/portal/inspector/offline#*")
-        page.wait_for_selector("#inspector-data", state="attached")
+        _start_offline(page, context, "Chợ Bến Thành, tầng hầm")
         assert page.inner_text("#local-place") == "Chợ Bến Thành, tầng hầm"
         assert page.inner_text("#local-started").startswith("Bắt đầu lúc ")
         assert page.is_hidden("#finish") if page.query_selector("#finish") else True  # no evidence before it is sent
@@ -266,12 +271,7 @@ def test_what_an_inspector_started_offline_waits_for_them_when_another_logs_in_o
         page_login(page, live_server, "thanh")
         page.goto(live_server + "/portal/inspector/")
         _wait_until_kept(page, "/portal/inspector/offline", "/api/v1/trust-list")
-        context.set_offline(True)
-        page.wait_for_function("() => !navigator.onLine")
-        page.fill("#place", "Kho của chị Thanh")
-        page.click("#open-form button[type=submit]")
-        page.wait_for_url("**/portal/inspector/offline#*")
-        page.wait_for_selector("#inspector-data", state="attached")
+        _start_offline(page, context, "Kho của chị Thanh")
         page.fill("#code", codes["genuine"])
         page.click("#code-form button[type=submit]")
         page.wait_for_selector('#latest [data-verdict="genuine"]')
