@@ -225,24 +225,27 @@ class ReportService:
         self.verifier = verifier
 
     # -- checks --------------------------------------------------------------------------------
-    def recent_count(self, client_hash: str) -> int:
-        since = self.clock() - timedelta(hours=1)
-        return self.session.execute(
-            select(func.count(Report.id)).where(Report.client_hash == client_hash, Report.created_at >= since)
-        ).scalar_one()
+    def _last_hour(self, client_hash: str, now: datetime) -> tuple[int, datetime | None]:
+        """How many reports this client filed in the hour before ``now``, and when the first of them."""
+        count, oldest = self.session.execute(
+            select(func.count(Report.id), func.min(Report.created_at))
+            .where(Report.client_hash == client_hash, Report.created_at >= now - timedelta(hours=1))).one()
+        return count, as_utc(oldest) if oldest is not None else None
 
     def check_flood(self, client_hash: str | None) -> None:
-        """Refuse past the hourly limit. On PostgreSQL one client's reports take turns until each
-        is committed (a lock on its hash): twelve sent at once had all counted the same earlier
-        ones, and ten were stored against a limit of five. SQLite's writers take turns anyway."""
-        if client_hash and self.session.get_bind().dialect.name == "postgresql":
+        """Refuse past the hourly limit, saying when the oldest of the hour stops counting. On
+        PostgreSQL one client's reports take turns until each is committed (a lock on its hash):
+        twelve sent at once had all counted the same earlier ones, and ten were stored against a
+        limit of five. SQLite's writers take turns anyway."""
+        if not client_hash:
+            return
+        if self.session.get_bind().dialect.name == "postgresql":
             self.session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:client, 0))"),
                                  {"client": "report:" + client_hash})
-        if client_hash and self.recent_count(client_hash) >= self.limits.per_client_per_hour:
-            now = self.clock()
-            oldest = self.session.execute(select(func.min(Report.created_at)).where(
-                Report.client_hash == client_hash, Report.created_at >= now - timedelta(hours=1))).scalar_one()
-            wait = (as_utc(oldest) + timedelta(hours=1) - now).total_seconds() if oldest is not None else 3600
+        now = self.clock()
+        count, oldest = self._last_hour(client_hash, now)
+        if count >= self.limits.per_client_per_hour:
+            wait = (oldest + timedelta(hours=1) - now).total_seconds() if oldest is not None else 3600
             raise TooManyReports(f"at most {self.limits.per_client_per_hour} reports an hour from one device; "
                                  "please try again later", code="TOO_MANY_REPORTS",
                                  retry_after=max(1, math.ceil(wait)))

@@ -116,7 +116,7 @@ def case(case_number: str):
 def _invalid(case_number: str, exc: Invalid | Conflict, form: str, *, field: str | None = None,
              status: int | None = None):
     db_session().rollback()
-    field = f"{form}.{field or getattr(exc, 'field', None) or 'text'}"
+    field = f"{form}.{field or exc.field or 'text'}"
     message = FORM_ERROR.get(exc.code) or ERROR_TEXT.get(exc.code) or exc.message
     return _case_page(case_number, errors={field: message}, values=dict(request.form),
                       status=status or getattr(exc, "status", 422))

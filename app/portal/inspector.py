@@ -168,8 +168,9 @@ def _my_inspections(page: int) -> dict[str, Any]:
 def inspector_open():
     """Start an inspection: a place and, if the phone gave them, coordinates. The page's script
     sends one the phone started offline as JSON ``{"offline": true, "id", "place", "lat", "lon",
-    "started_at"}`` once the network is back: answered ``{"id", "url", "check_url"}``, the same
-    inspection however often it is sent (``id``)."""
+    "started_at", "by"}`` once the network is back: answered ``{"id", "url", "check_url"}``, the same
+    inspection however often it is sent (``id``), and only to whom the phone was logged in as when
+    it was started (``by``; anyone else: 409 ``OTHER_INSPECTOR``)."""
     if request.is_json:
         return _open_started_offline()
     values = {k: (request.form.get(k) or "").strip() for k in ("place", "lat", "lon")}
