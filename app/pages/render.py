@@ -15,7 +15,9 @@ __all__ = ["render_error", "render_scan", "verdict_page", "decisive_code", "othe
 
 def render_error(status: int, message: str) -> str:
     """The error page; a 5xx's gives the reference the log has it under (``app.request_ids``)."""
-    return render_template("pages/error.html", status=status, message=message,
+    from app.pages.texts import error_title
+
+    return render_template("pages/error.html", status=status, title=error_title(status), message=message,
                            reference=error_reference(status) if status >= 500 else None)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.i18n import N_
 
 __all__ = ["WHERE_KIND_LABEL", "FIELD_ERROR", "PHOTO_ERROR", "FLOOD_MESSAGE", "IMAGE_ERROR", "HTTP_ERROR",
-           "SESSION_EXPIRED", "TOO_LARGE", "FOLLOWUP_STATUS_TEXT", "FOLLOWUP_MISSING", "FOLLOWUP_UNKNOWN"]
+           "error_title", "SESSION_EXPIRED", "TOO_LARGE", "FOLLOWUP_STATUS_TEXT", "FOLLOWUP_MISSING", "FOLLOWUP_UNKNOWN"]
 
 WHERE_KIND_LABEL = {
     "shop": N_("A shop"),
@@ -60,6 +60,25 @@ HTTP_ERROR = {
     500: N_("An internal error occurred; it has been logged. Please try again later."),
     503: N_("The service is busy for a moment. Please try again in a few seconds."),
 }
+#: An error page's heading (and its tab's title), by status: what happened, in words; the number
+#: stays below it, small, for whoever supports the user.
+HTTP_ERROR_TITLE = {
+    403: N_("Not allowed"),
+    404: N_("Page not found"),
+    409: N_("Changed by someone else"),
+    413: N_("Too large to send"),
+    429: N_("Too many requests"),
+    503: N_("The service is busy"),
+}
+
+
+def error_title(status: int) -> str:
+    """An error page's heading, untranslated (``gettext`` it): a 4xx not listed could not be done,
+    a 5xx went wrong on our side."""
+    return HTTP_ERROR_TITLE.get(status) or (N_("This could not be done") if status < 500
+                                            else N_("Something went wrong"))
+
+
 TOO_LARGE = N_("What you sent is too large (at most %(mib)s MB).")
 #: A 413 for a form over its own limits (a text field, the number of parts), the body within its own.
 FIELD_TOO_LARGE = N_("A text you sent is too long (at most %(kb)s KB in one field), or the form has too "

@@ -7,6 +7,7 @@ from flask import Blueprint, g, redirect, render_template, url_for
 from registry.errors import Conflict, Forbidden, Invalid, NotFound, RegistryError, Unauthorized, Unavailable
 
 from app.errors import log_unavailable
+from app.pages.texts import error_title
 from app.i18n import N_
 from app.request_ids import error_reference
 from app.security import request_target
@@ -20,7 +21,8 @@ ERROR_TEXT = {
     "FIELD_REQUIRED": N_("Please fill in this field."),
     "BAD_GTIN": N_("A GTIN has 8, 12, 13 or 14 digits."),
     "BAD_CHECK_DIGIT": N_("The check digit is wrong: check the number again."),
-    "BAD_LOT": N_("A lot has 1 to 20 letters, digits or the symbols GS1 allows."),
+    "BAD_LOT": N_("A lot has 1 to 20 characters: letters without accents or spaces, digits, and the symbols GS1 "
+                   "allows, such as - . / _"),
     "LOT_UNPRINTABLE": N_("A lot of only \".\" or \"..\" cannot be printed in a code's web address."),
     "BAD_GLN": N_("A GLN has 13 digits with a correct check digit."),
     "BAD_COUNTRY": N_("Enter a two-letter country code, such as VN."),
@@ -118,5 +120,6 @@ def register_portal_errors(bp: Blueprint) -> None:
             422 if isinstance(exc, Invalid) else 503 if isinstance(exc, Unavailable) else 400
         if status >= 500:
             log_unavailable(exc)
-        return render_template("portal/problem.html", status=status, message=exc.message, hint=error_text(exc),
+        return render_template("portal/problem.html", status=status, title=error_title(status), message=exc.message,
+                               hint=error_text(exc),
                                reference=error_reference(status) if status >= 500 else None), status

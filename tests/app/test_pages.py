@@ -488,12 +488,17 @@ def test_photo_form_needs_csrf(client):
     assert "CSRF" not in response.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("language, text", [
-    ("vi", "Không có trang nào ở địa chỉ này."), ("en", "There is no page at this address.")])
-def test_error_pages_speak_the_pages_language(client, language, text):
+@pytest.mark.parametrize("language, title, text", [
+    ("vi", "Không tìm thấy trang", "Không có trang nào ở địa chỉ này."),
+    ("en", "Page not found", "There is no page at this address.")])
+def test_error_pages_speak_the_pages_language(client, language, title, text):
     page = client.get("/no/such/page", headers={"Accept": "text/html", "Accept-Language": language})
     assert page.status_code == 404
-    assert text in page.get_data(as_text=True) and "requested URL" not in page.get_data(as_text=True)
+    html = page.get_data(as_text=True)
+    assert text in html and "requested URL" not in html
+    # what happened, in words, heads the page and names its tab; the number stays below, small
+    assert f"<title>{title}</title>" in html and f"<h1>{title}</h1>" in html
+    assert '<p class="small">' + ("Mã lỗi 404" if language == "vi" else "Error 404") + "</p>" in html
     api = client.get("/api/v1/no-such-thing", headers={"Accept-Language": language})  # the API keeps JSON
     assert api.status_code == 404 and api.get_json()["error"]["code"] == "NOT_FOUND"
 
