@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import (Response, current_app, flash, jsonify, redirect, render_template, request,
                    send_file, url_for)
-from flask_babel import gettext as _
+from flask_babel import format_decimal, gettext as _
 
 from keys.encoding import MalformedEncoding, b64url_encode, parse_rfc3339
 from registry.cases import AttachmentRejected
@@ -108,7 +108,8 @@ def _check_facts(result: dict[str, Any]) -> list[str]:
     count = scans.get("count")
     if isinstance(count, int) and count > 0:
         facts.append(ngettext("Checked once so far (this check included).",
-                              "Checked %(num)d times so far (this check included).", count))
+                              "Checked %(count)s times so far (this check included).", count,
+                              count=format_decimal(count)))
     return facts
 
 

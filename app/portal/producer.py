@@ -262,7 +262,8 @@ def producer_issue_serials(gtin: str, lot: str):
     else:
         total, declared = batch.serial_count, (batch.record or {}).get("quantity")
         db_session().commit()
-        flash(ngettext("%(num)d serial issued.", "%(num)d serials issued.", len(issued)), "ok")
+        flash(ngettext("%(count)s serial issued.", "%(count)s serials issued.", len(issued),
+                       count=format_decimal(len(issued))), "ok")
         if isinstance(declared, int) and total > declared:  # spares for spoiled labels, or a slip of a digit
             flash(_("The batch now has %(total)s serials, more than the %(declared)s units its record declares.",
                     total=format_decimal(total), declared=format_decimal(declared)), "error")
@@ -426,7 +427,7 @@ def producer_import():
         else:
             count = len(batches)
             db_session().commit()
-            flash(ngettext("%(num)d batch imported.", "%(num)d batches imported.", count), "ok")
+            flash(ngettext("%(count)s batch imported.", "%(count)s batches imported.", count, count=format_decimal(count)), "ok")
             return redirect(url_for("portal.producer_home", **scope), code=303)
     results = _preview(producer_id, rows)
     bad = sum(1 for r in results if r["error"])

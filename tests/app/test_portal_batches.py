@@ -73,6 +73,19 @@ def test_every_field_error_of_the_batch_form_is_beside_its_field(client, session
     assert 'id="f-facility-country-error">Nhập mã quốc gia hai chữ cái, ví dụ VN.' in html  # the catalogue's words
 
 
+def test_a_lot_with_accents_is_refused_saying_so(client, session, world):
+    """Vietnamese producers type lots such as "LÔ-01": the message beside the field says that the
+    accent (or a space) is what a code cannot carry."""
+    _log_in_as_producer(client, session, world)
+    token = csrf_of(client.get("/portal/producer/batches/new").get_data(as_text=True))
+    response = client.post("/portal/producer/batches/new", data={
+        "csrf_token": token, "gtin": GTIN, "lot": "LÔ-01", "product.name": "Trà", "facility.name": "Xưởng",
+        "production_date": "2026-01-01"})
+    assert response.status_code == 422
+    assert ('id="f-lot-error">Số lô gồm 1 đến 20 ký tự: chữ cái không dấu và không có khoảng trắng'
+            in response.get_data(as_text=True))
+
+
 def test_the_country_is_chosen_by_name_and_must_be_a_real_one(client, session, world):
     """A two-letter text field had kept "Vi" of "Việt Nam": the US Virgin Islands, signed into the
     origin record. The form offers the countries by name in the page's language, Viet Nam chosen

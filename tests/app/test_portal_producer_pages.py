@@ -170,6 +170,11 @@ def test_issued_serials_are_counted_in_good_english(client, registry, session, p
     two = client.post(url + "/serials", data={"csrf_token": token, "count": "2"}, follow_redirects=True)
     assert "Đã cấp 2 số sê-ri." in two.get_data(as_text=True) and "(3 nhãn)" in two.get_data(as_text=True)
     assert "(3 labels)." in client.get(url, headers=ENGLISH).get_data(as_text=True)
+    many = client.post(url + "/serials", data={"csrf_token": token, "count": "1200"}, follow_redirects=True)
+    assert "Đã cấp 1.200 số sê-ri." in many.get_data(as_text=True)  # grouped as the language writes it
+    more = client.post(url + "/serials", data={"csrf_token": token, "count": "1000"}, headers=ENGLISH,
+                       follow_redirects=True)
+    assert "1,000 serials issued." in more.get_data(as_text=True)
 
 
 # -- the import preview ----------------------------------------------------------------------------------
