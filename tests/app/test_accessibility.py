@@ -127,7 +127,7 @@ def test_shoppers_pages(page, audit, live_server, codes):
     page.click("#report-form button[type=submit]")  # nothing chosen: the form again, with errors
     page.wait_for_selector(".field-error")
     audit("report form with errors")
-    assert page.get_attribute("#where_text", "aria-describedby") == "where_text-error"
+    assert page.get_attribute("#where_text", "aria-describedby") == "where_text-error where-hint"
     page.check('input[name="where_kind"][value="market"]')
     page.fill("#where_text", "Chợ Bến Thành, sạp 12")
     page.click("#report-form button[type=submit]")

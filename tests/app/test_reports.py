@@ -151,6 +151,18 @@ def _post_form(client, data, **headers):
                        headers=headers)
 
 
+def test_the_form_is_for_every_verdict_that_offers_it_and_a_link_can_stand_for_the_place(client, session):
+    """Reached from a recalled or expired verdict too: headed as a report of a product, not of a
+    fake. An online seller's link is enough without an address, and the page says so."""
+    html = client.get("/report", headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "<h1>Report a product</h1>" in html and "recalled or expired product still on sale" in html
+    assert "suspected fake</h1>" not in html
+    assert re.search(r'<input id="where_text" name="where_text" value="" aria-describedby="where-hint">', html)
+    response = _post_form(client, form_fields(code="08936000010010", where_kind="ecommerce", where_text="",
+                                              link="https://shopee.vn/product/1"))
+    assert response.status_code == 303 and "/report/sent?case=VN-" in response.headers["Location"]
+
+
 def test_form_report_answers_a_case_number(client, session):
     data = form_fields(code="08936000010010", description="Hộp méo", photo=(io.BytesIO(jpeg()), "a.jpg"))
     response = _post_form(client, data)
