@@ -50,10 +50,16 @@ def both(message: str, **params: object) -> dict[str, str]:
 
 
 
+#: Vietnamese dates as Vietnamese write them, not CLDR's "7 tháng 12, 2026" (an English order with a
+#: comma): "7 tháng 12 năm 2026" in sentences (the catalogue's sentences put "ngày" before it),
+#: "07/12/2026" in lists.
+VIETNAMESE_DATE = {"long": "d 'tháng' M 'năm' y", "medium": "dd/MM/y", "short": "dd/MM/yy"}
+
+
 def local_date(value: object, format: str = "long") -> str:
     """A date (``date``, ``datetime`` or ISO text) in the page language's format; times are shown
     as the date in Vietnam. Empty for missing or unreadable values."""
-    from flask_babel import format_date
+    from flask_babel import format_date, get_locale
 
     if value in (None, ""):
         return ""
@@ -68,6 +74,9 @@ def local_date(value: object, format: str = "long") -> str:
         value = value.astimezone(VIETNAM_TIME).date()
     if not isinstance(value, date):
         return str(value)
+    locale = get_locale()
+    if locale is not None and locale.language == "vi":
+        format = VIETNAMESE_DATE.get(format, format)
     return format_date(value, format=format)
 
 

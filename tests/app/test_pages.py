@@ -116,7 +116,22 @@ def test_genuine_view_shows_origin_dates_and_history(client, codes):
     html = _page(client, codes["genuine"], **{"Accept-Language": "en"}).get_data(as_text=True)
     assert "checked 2 times so far" in html
     vi = _page(client, codes["genuine"]).get_data(as_text=True)
-    assert "Việt Nam" in vi and re.search(r"\d{1,2} tháng \d{1,2}, \d{4}", vi)
+    assert "Việt Nam" in vi and re.search(r"Kiểm tra lần đầu ngày \d{1,2} tháng \d{1,2} năm \d{4};", vi)
+
+
+@pytest.mark.parametrize(("language", "form", "written"), [
+    ("vi", "long", "7 tháng 12 năm 2026"), ("vi", "medium", "07/12/2026"), ("vi", "short", "07/12/26"),
+    ("en", "long", "December 7, 2026"), ("en", "medium", "Dec 7, 2026")])
+def test_dates_are_written_as_the_pages_language_writes_them(app, language, form, written):
+    """CLDR's Vietnamese long date is "7 tháng 12, 2026", an English order with a comma; Vietnamese
+    write "(ngày) 7 tháng 12 năm 2026", and 07/12/2026 in lists. A time is the date in Vietnam."""
+    from datetime import date, datetime, timezone
+
+    from app.i18n import local_date
+
+    with app.test_request_context(headers={"Accept-Language": language}):
+        assert local_date(date(2026, 12, 7), form) == written
+        assert local_date(datetime(2026, 12, 6, 17, 30, tzinfo=timezone.utc), form) == written  # 00:30 in Hà Nội
 
 
 @pytest.mark.parametrize(("text", "lang"), [

@@ -182,7 +182,7 @@ def test_the_inspectors_case_page_says_the_contact_was_removed(client, session, 
     session.commit()
     client_login(client, "inspector1")
     removed = client.get(f"/portal/cases/{decided['dismissed'].report.case_number}").get_data(as_text=True)
-    assert re.search(r"<dt>Thông tin liên hệ của người mua</dt><dd>đã xóa ngày \d{1,2} tháng \d{1,2}, \d{4}, "
+    assert re.search(r"<dt>Thông tin liên hệ của người mua</dt><dd>đã xóa ngày \d{1,2} tháng \d{1,2} năm \d{4}, "
                      r"khi vụ việc đã được kết luận từ lâu</dd>", removed)
     kept = client.get(f"/portal/cases/{decided['recent'].report.case_number}").get_data(as_text=True)
     assert "<dd>0901 234 567</dd>" in kept
