@@ -20,14 +20,14 @@ import os
 from datetime import datetime
 from typing import Any, Callable
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from keys.encoding import rfc3339, utcnow
 from registry.audit import audit
 from registry.errors import Conflict, Forbidden, Invalid, NotFound
 from registry.models import AuditEvent, Batch, CaseNote, Report, ReportPhoto, User
-from registry.rules import blank
+from registry.rules import blank, fold
 from registry.services import Actor, Role
 
 __all__ = [
@@ -174,7 +174,8 @@ class CaseService:
     def list(self, actor: Actor, *, status: str | None = None, producer_id: str | None = None,
              assigned_to: str | None = None, query: str = "", limit: int = 50, offset: int = 0) -> list[Report]:
         """Cases newest first, filtered; each role sees only what it may read. ``query``: the cases
-        whose number, seller, place, link, GTIN, lot or serial holds it (case ignored)."""
+        whose seller, place, link, lot and serial hold each of its words (case and accents ignored:
+        "shop ca phe" finds "Shop Cà Phê"), or whose number or GTIN holds it."""
         if status is not None and status not in STATUSES:
             raise Invalid(f"status must be one of {', '.join(STATUSES)}", code="BAD_STATUS", field="status")
         stmt = select(Report).order_by(Report.created_at.desc(), Report.id.desc())
@@ -195,10 +196,11 @@ class CaseService:
         if assigned_to is not None:
             stmt = stmt.where(Report.assigned_to == assigned_to)
         query = (query or "").strip()
-        if query:
-            stmt = stmt.where(or_(*(column.icontains(query, autoescape=True) for column in (
-                Report.case_number, Report.seller, Report.where_text, Report.link, Report.lot, Report.serial)),
-                Report.gtin.contains(query.lstrip("0") or query, autoescape=True)))
+        if query:  # every word in the folded text (accents and case aside), or a case number, or a GTIN
+            words = fold(query).split()
+            stmt = stmt.where(or_(and_(*(Report.search_text.contains(word, autoescape=True) for word in words)),
+                                  Report.case_number.icontains(query, autoescape=True),
+                                  Report.gtin.contains(query.lstrip("0") or query, autoescape=True)))
         return list(self.session.execute(stmt.offset(offset).limit(limit)).scalars())
 
     def counts(self, actor: Actor) -> dict[str, int]:

@@ -19,9 +19,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from registry.db import Base, UTCDateTime
+from registry.rules import fold
 
 __all__ = [
     "MAX_ROW_ID",
@@ -301,8 +303,24 @@ class Report(Base):
     # When the contact and the client hash were removed, the case closed long enough before
     # (registry.retention.ContactRetention); None while they are kept.
     contact_removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the case search compares: the seller, the place, the link, the lot and the serial, folded
+    # (registry.rules.fold: lower case, no diacritics), so that "shop ca phe" finds "Shop Cà Phê" on
+    # SQLite and PostgreSQL alike. Kept by the flush (report_search_text below), whoever writes.
+    search_text: Mapped[str] = mapped_column(Text, default="")
 
     photos: Mapped[list["ReportPhoto"]] = relationship(back_populates="report", order_by="ReportPhoto.id")
+
+
+def report_search_text(seller: str | None, where_text: str | None, link: str | None, lot: str | None,
+                       serial: str | None) -> str:
+    """``Report.search_text`` for these fields (also migration 0019's, for the reports before it)."""
+    return fold(" ".join(part for part in (seller, where_text, link, lot, serial) if part))
+
+
+@event.listens_for(Report, "before_insert")
+@event.listens_for(Report, "before_update")
+def _fold_for_search(_mapper, _connection, report: Report) -> None:
+    report.search_text = report_search_text(report.seller, report.where_text, report.link, report.lot, report.serial)
 
 
 class ReportPhoto(Base):

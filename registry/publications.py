@@ -8,7 +8,6 @@ in the table and in the log, marked withdrawn, and drops out of the public lists
 from __future__ import annotations
 
 import logging
-import unicodedata
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
@@ -21,10 +20,10 @@ from registry.audit import audit
 from registry.errors import Conflict, Invalid, NotFound, collect, raise_problems
 from registry.log import TransparencyLog
 from registry.models import AuditEvent, Publication
-from registry.rules import parse_date
+from registry.rules import fold, parse_date
 from registry.services import Actor, Role
 
-__all__ = ["KINDS", "PublicationService", "fold"]
+__all__ = ["KINDS", "PublicationService"]
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +33,6 @@ _TEXT_FIELDS = {"title": 300, "body": 10_000, "name": 200, "tax_code": 32, "prod
 #: Searching filters the newest publications in Python (accent- and case-insensitive, which
 #: SQLite's LIKE is not); the authority publishes hundreds, not millions.
 SEARCH_WINDOW = 5000
-
-
-def fold(text: str) -> str:
-    """Lower-case without diacritics, so "ca phe" finds "Cà phê" and "dak lak" finds "Đắk Lắk"."""
-    text = (text or "").replace("Đ", "D").replace("đ", "d").casefold()
-    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
 
 
 class PublicationService:

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from registry.models import Batch, Producer, Recall
-from registry.publications import SEARCH_WINDOW, fold
+from registry.publications import SEARCH_WINDOW
+from registry.rules import fold
 
 __all__ = ["recalled_batches"]
 

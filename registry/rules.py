@@ -17,7 +17,7 @@ from verification.gs1.dictionary import AIValueError, century_for, get_dictionar
 
 __all__ = ["parse_date", "check_gtin", "check_gln", "check_lot", "check_code_date", "check_serial", "check_gs1_prefix",
            "check_tax_code", "check_country", "check_length", "yymmdd", "MAX_NAME_LENGTH", "MAX_ADDRESS_LENGTH",
-           "MAX_CERTIFICATION_TEXT", "MAX_CERTIFICATIONS", "MAX_QUANTITY", "RECORD_TEXT", "shown_status"]
+           "MAX_CERTIFICATION_TEXT", "MAX_CERTIFICATIONS", "MAX_QUANTITY", "RECORD_TEXT", "shown_status", "fold", "blank"]
 
 # What an origin record may hold. The record is signed, kept in the transparency log for good and
 # sent with every verification of the batch's codes: a 400,000-character product name typed into the
@@ -132,6 +132,13 @@ def check_country(code: str) -> str:
         raise Invalid(f"country must be an ISO 3166-1 alpha-2 code, got {code!r}", code="BAD_COUNTRY",
                       field="country")
     return code.upper()
+
+
+def fold(text: str | None) -> str:
+    """Lower-case without diacritics, so "ca phe" finds "Cà phê" and "dak lak" finds "Đắk Lắk": what
+    searches compare (publications, recalls, cases)."""
+    text = (text or "").replace("Đ", "D").replace("đ", "d").casefold()
+    return "".join(c for c in unicodedata.normalize("NFD", text) if not unicodedata.combining(c))
 
 
 def blank(text: str | None) -> bool:

@@ -822,6 +822,10 @@ def test_an_inspector_finds_a_case_by_number_seller_place_or_gtin(app, accounts,
             as_text=True))
 
     assert found("chợ lớn") == ["VN-2026-000103", "VN-2026-000101"]  # every status, newest first
+    # as typed on a keyboard without Vietnamese (accents and case aside), words in any field, any order
+    assert found("CHO LON") == ["VN-2026-000103", "VN-2026-000101"]
+    assert found("my pham hong") == ["VN-2026-000101"] and found("lan sap 4") == ["VN-2026-000103"]
+    assert found("lot-2") == ["VN-2026-000102"]
     assert found("100%") == ["VN-2026-000102"]  # '%' is typed, not a wildcard
     assert found("8936000010010") == ["VN-2026-000103", "VN-2026-000102", "VN-2026-000101"]
     exact = thanh.get("/portal/cases", query_string={"q": "vn-2026-000102"})

@@ -111,3 +111,29 @@ def test_a_command_run_before_the_migrations_says_to_apply_them(app, runner, tmp
         connection.commit()
     done = runner.invoke(args=["reports", "forget-contacts", "--closed-days", "30"])
     assert done.exit_code == 0, done.output
+
+
+def test_reports_filed_before_get_their_search_text(app):
+    """Migration 0019: a case filed before the folded search text is found without its accents."""
+    from datetime import datetime, timezone
+
+    import sqlalchemy as sa
+
+    engine = app.extensions["engine"]
+    cfg = alembic_config()
+    reports = sa.table("reports", *(sa.column(name) for name in (
+        "id", "case_number", "code", "where_kind", "where_text", "seller", "link", "price", "contact", "description",
+        "status", "lot", "serial", "search_text")), sa.column("created_at", sa.DateTime(timezone=True)))
+    with schema_restored_on_failure(engine), engine.connect() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, "0018")
+        connection.execute(reports.insert().values(id=1, case_number="VN-2026-000001", code="", where_kind="shop",
+                                                   where_text="Phường Bến Nghé", seller="Shop Cà Phê Đậm",
+                                                   link="https://shopee.vn/CaPhe", price="", contact="",
+                                                   description="", status="new", lot="L-1", serial=None,
+                                                   created_at=datetime(2026, 12, 1, tzinfo=timezone.utc)))
+        connection.commit()
+        command.upgrade(cfg, "head")
+        connection.commit()
+        folded = connection.execute(sa.select(reports.c.search_text)).scalar_one()
+    assert folded == "shop ca phe dam phuong ben nghe https://shopee.vn/caphe l-1"

@@ -11,7 +11,8 @@ from keys.signing import public_key_from_raw, verify
 from registry.errors import Conflict, Forbidden, Invalid, NotFound
 from registry.log import TransparencyLog
 from registry.models import LogEntry, Publication
-from registry.publications import PublicationService, fold
+from registry.publications import PublicationService
+from registry.rules import fold
 from registry.services import SYSTEM, Actor, Role
 
 
