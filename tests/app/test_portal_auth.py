@@ -567,6 +567,24 @@ def test_the_partner_page_says_how_many_events_a_download_holds(client, people):
     assert "at most 100,000 events" in english
 
 
+def test_a_partners_download_opens_in_a_spreadsheet_with_its_vietnamese(client, people, registry, session):
+    """The portal's CSV starts with a BOM (Excel reads UTF-8 without one as Windows-1252), the same
+    rows as the API's copy, which programs read and which has none."""
+    import csv
+    import io
+
+    registry.register_batch(SYSTEM, batch_data(product={"name": "Cà phê Cầu Đất"}), producer_id=people.producer_id)
+    session.commit()
+    client_login(client, "partner1")
+    download = client.get("/portal/exports/batches.csv")
+    assert download.status_code == 200 and download.data.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(io.StringIO(download.data.decode("utf-8-sig"))))
+    assert rows[0][0] == "gtin" and ["Cà phê Cầu Đất"] == [cell for row in rows[1:] for cell in row if "Cà" in cell]
+    api = client.get("/api/v1/exports/batches.csv", headers=people.auth("partner"))  # a program's copy
+    assert api.status_code == 200 and not api.data.startswith(b"\xef\xbb\xbf")
+    assert list(csv.reader(io.StringIO(api.data.decode("utf-8")))) == rows
+
+
 def test_my_account_names_the_role_and_the_producer_in_the_pages_language(client, people, registry):
     client_login(client, "producer1")
     page = client.get("/portal/account").get_data(as_text=True)
