@@ -15,6 +15,31 @@
   var csrfMeta = doc.querySelector('meta[name=csrf-token]');
   var csrfToken = csrfMeta ? csrfMeta.getAttribute('content') : '';
 
+  /* Switching the language reloads the page: what was typed in ``form`` goes along in this tab's
+     sessionStorage under ``key``, and comes back once (not the photos: a file input is the user's to
+     fill). What the server sent back wins over it. */
+  function keepAcrossLanguages(form, key) {
+    Array.prototype.forEach.call(doc.querySelectorAll('a[hreflang]'), function (link) {
+      link.addEventListener('click', function () {
+        var values = {};
+        Array.prototype.forEach.call(form.elements, function (field) {
+          if (!field.name || field.type === 'file' || field.type === 'hidden' || field.type === 'submit') { return; }
+          if (field.type === 'radio' && !field.checked) { return; }
+          values[field.name] = field.value;
+        });
+        try { sessionStorage.setItem(key, JSON.stringify(values)); } catch (e) { /* private mode: not kept */ }
+      });
+    });
+    var draft = null;
+    try { draft = JSON.parse(sessionStorage.getItem(key) || 'null'); sessionStorage.removeItem(key); } catch (e) { draft = null; }
+    if (!draft || typeof draft !== 'object') { return; }
+    Array.prototype.forEach.call(form.elements, function (field) {
+      if (!field.name || !(field.name in draft) || field.type === 'file' || field.type === 'hidden') { return; }
+      if (field.type === 'radio') { field.checked = field.value === draft[field.name]; }
+      else if (!field.value) { field.value = String(draft[field.name]); }
+    });
+  }
+
   /* ------------------------------------------------------------------ report form: photo checks */
   var reportForm = $('report-form');
   if (reportForm) {
@@ -41,35 +66,17 @@
       if (showProblem()) { event.preventDefault(); photoInput.focus(); }
     });
 
-    /* Switching the language reloads the form: what was typed goes along in this tab's
-       sessionStorage, and comes back once (the photos cannot: a file input is the user's to fill). */
-    var DRAFT = 'report.draft';
-    Array.prototype.forEach.call(doc.querySelectorAll('a[hreflang]'), function (link) {
-      link.addEventListener('click', function () {
-        var values = {};
-        Array.prototype.forEach.call(reportForm.elements, function (field) {
-          if (!field.name || field.type === 'file' || field.type === 'hidden' || field.type === 'submit') { return; }
-          if (field.type === 'radio' && !field.checked) { return; }
-          values[field.name] = field.value;
-        });
-        try { sessionStorage.setItem(DRAFT, JSON.stringify(values)); } catch (e) { /* private mode: not kept */ }
-      });
-    });
+    keepAcrossLanguages(reportForm, 'report.draft');
     /* Sent back with errors: the first field at fault has the focus (it had stayed at the top). */
     var invalid = reportForm.querySelector('[aria-invalid="true"]');
     if (invalid) {
       (invalid.tagName === 'FIELDSET' ? invalid.querySelector('input') : invalid).focus();
     }
-    var draft = null;
-    try { draft = JSON.parse(sessionStorage.getItem(DRAFT) || 'null'); sessionStorage.removeItem(DRAFT); } catch (e) { draft = null; }
-    if (draft && typeof draft === 'object') {
-      Array.prototype.forEach.call(reportForm.elements, function (field) {
-        if (!field.name || !(field.name in draft) || field.type === 'file' || field.type === 'hidden') { return; }
-        if (field.type === 'radio') { field.checked = field.value === draft[field.name]; }
-        else if (!field.value) { field.value = String(draft[field.name]); }   /* what the server sent back wins */
-      });
-    }
   }
+
+  /* The follow-up form: the case number and the code typed go along with a language switch too. */
+  var followupForm = $('followup-form');
+  if (followupForm) { keepAcrossLanguages(followupForm, 'followup.draft'); }
 
   /* ------------------------------------------------------------------ scan page */
   var scanSection = $('scan');

@@ -252,6 +252,12 @@ def test_counterfeit_leads_to_a_stored_report(playwright, live_server, codes, se
         later.goto(live_server + "/report/status")
         later.fill("#case", case.lower())
         later.fill("#code", code.replace("-", " ").lower())
+        # a look at the form in English and back: what was typed goes along both ways (it had gone)
+        for language in ("en", "vi"):
+            later.click(f'a[hreflang="{language}"]')
+            later.wait_for_function(f"document.documentElement.lang === '{language}'")
+            assert (later.input_value("#case"), later.input_value("#code")) == (
+                case.lower(), code.replace("-", " ").lower()), language
         later.click("#followup-form button[type=submit]")
         later.wait_for_load_state()
         assert later.locator("#followup").get_attribute("data-status") == "investigating"
