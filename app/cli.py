@@ -811,6 +811,9 @@ def register_evidence_cli(app: Flask) -> None:
                    f"{attested['inspector']} ({attested['started_at']} to {attested['closed_at'] or 'still open'}), "
                    f"{attested['checks']} checks ({tally}), {len(attested['photos'])} photos by SHA-256; "
                    f"issued {attested['issued_at']} against the log of size {checkpoint.get('size')}")
+        if attested["received_after_close"]:
+            click.echo("made offline before the close and received after it (absent from a file issued at the "
+                       "close): checks " + ", ".join(str(i) for i in attested["received_after_close"]))
 
 
 def _trusted_authority_key(given: str | None, why: str) -> str:

@@ -39,12 +39,16 @@ def check_evidence(document: Any, authority_public_raw: bytes) -> dict[str, Any]
             raise EvidenceRefused(f"the log checkpoint in the file does not verify: {exc}") from None
     inspection = document.get("inspection") or {}
     checks = document.get("checks") or []
+    late = [c.get("id") for c in checks if isinstance(c, dict) and c.get("received_after_close") is True]
     return {
         "inspection": inspection.get("id"), "inspector": inspection.get("inspector"),
         "place": inspection.get("place"), "started_at": inspection.get("started_at"),
         "closed_at": inspection.get("closed_at"), "issued_at": document.get("issued_at"),
         "checks": len(checks), "verdicts": dict(Counter(str(c.get("verdict")) for c in checks)),
         "photos": [c["photo_sha256"] for c in checks if c.get("photo_sha256")],
+        # made offline before the close, received after it: a file issued at the close lacks them
+        "received_after_close": late,
         "checkpoint": {"size": checkpoint.get("size"), "root": checkpoint.get("root"),
                        "timestamp": checkpoint.get("timestamp")} if isinstance(checkpoint, dict) else None,
     }
+

@@ -240,7 +240,8 @@ class InspectionService:
                                          status=415)
             sha = hashlib.sha256(photo).hexdigest()
         check = InspectionCheck(inspection_id=inspection.id, at=at, verdict=verdict, result=stored, offline=offline,
-                                photo=photo, photo_sha256=sha, media_type=media_type, client_id=client_id)
+                                photo=photo, photo_sha256=sha, media_type=media_type, client_id=client_id,
+                                received_at=now, after_close=inspection.closed_at is not None)
         self.session.add(check)
         self.session.flush()
         audit(self.session, self.clock(), actor, "inspection.check", f"inspection:{inspection.id}", check=check.id,
@@ -291,9 +292,23 @@ class InspectionService:
         return body
 
     @staticmethod
-    def check_view(check: InspectionCheck) -> dict[str, Any]:
-        body = {"id": check.id, "at": rfc3339(check.at), "verdict": check.verdict, "result": check.result,
-                "photo_sha256": check.photo_sha256, "media_type": check.media_type, "offline": check.offline}
+    def _evidence_entry(check: InspectionCheck) -> dict[str, Any]:
+        """A check as the evidence file holds it. ``received_at``: when the registry took it, absent
+        for checks kept before it was recorded. A check made offline before the close may arrive
+        after it, so a file issued later holds more than one issued at the close: such a check is
+        marked ``received_after_close`` (the inspection's row is locked while a check is added, so
+        this is exact, whatever the times to the second say)."""
+        entry = {"id": check.id, "at": rfc3339(check.at), "verdict": check.verdict, "result": check.result,
+                 "photo_sha256": check.photo_sha256, "media_type": check.media_type, "offline": check.offline}
+        if check.received_at is not None:
+            entry["received_at"] = rfc3339(check.received_at)
+        if check.after_close:
+            entry["received_after_close"] = True
+        return entry
+
+    @classmethod
+    def check_view(cls, check: InspectionCheck) -> dict[str, Any]:
+        body = cls._evidence_entry(check)
         if check.offline and isinstance(check.result, dict):
             body["offline_verdict"] = (check.result.get("offline") or {}).get("verdict")
         return body
@@ -304,11 +319,7 @@ class InspectionService:
         if self.authority is None:
             raise RuntimeError("signing evidence needs the authority key")
         inspection = self.get(actor, inspection_id)
-        checks = []
-        for c in self.checks(inspection):
-            entry = {"id": c.id, "at": rfc3339(c.at), "verdict": c.verdict, "result": c.result,
-                     "photo_sha256": c.photo_sha256, "media_type": c.media_type, "offline": c.offline}
-            checks.append(entry)
+        checks = [self._evidence_entry(c) for c in self.checks(inspection)]
         checkpoint = TransparencyLog(self.session, authority=self.authority, clock=self.clock).latest_checkpoint()
         body = {"t": EVIDENCE_TYPE, "inspection": self.view(inspection), "checks": checks,
                 "checkpoint": checkpoint, "issued_at": rfc3339(self.clock())}

@@ -428,6 +428,10 @@ class InspectionCheck(Base):
     media_type: Mapped[str | None] = mapped_column(String(32))
     # the browser's id for a check made offline: sent again (a retry, a second tab), it is one check
     client_id: Mapped[str | None] = mapped_column(String(32))
+    # when the registry took the check (migration 0020; None before it), and whether the inspection
+    # was closed by then (a check made offline before the close, sent after it), which the evidence says
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    after_close: Mapped[bool] = mapped_column(Boolean, default=False)
 
     inspection: Mapped[Inspection] = relationship(back_populates="checks")
 

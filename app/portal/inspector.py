@@ -64,7 +64,9 @@ CHECK_ERROR = {
 # -- presenting a check --------------------------------------------------------------------------
 def check_display(view: dict[str, Any]) -> dict[str, Any]:
     """What the page shows for a check (``InspectionService.check_view``): its verdict, the decisive
-    code's reasons and notes (codes; the page holds their texts), the code and the text read.
+    code's reasons and notes (codes; the page holds their texts), the code and the text read, and
+    whether it reached the registry after the inspection's close (made offline before it: it is in
+    the evidence, which says so).
     Used by the template and by the JSON answer, so the page's script renders the same thing."""
     result = view.get("result") or {}
     if view.get("offline"):
@@ -83,6 +85,7 @@ def check_display(view: dict[str, Any]) -> dict[str, Any]:
         "product": (result.get("product") or {}).get("name"),
         "text": text or result.get("text") or "",
         "photo": bool(view.get("photo_sha256")),
+        "late": bool(view.get("received_after_close")),
     }
 
 

@@ -96,3 +96,35 @@ def test_a_machine_without_the_service_checks_a_file_with_the_key_alone(evidence
     finally:
         bare.extensions["scan_writer"].close()
         bare.extensions["engine"].dispose()
+
+
+def test_a_check_made_offline_before_the_close_and_received_after_it_is_named(runner, session, registry, world,
+                                                                                  tmp_path):
+    """An inspector's phone sends a check made in a basement after the inspection was closed on the
+    web: the registry takes it (it was made during the inspection), so a file issued later holds one
+    check more than the file issued at the close. The later file says which check came late."""
+    from datetime import datetime, timedelta, timezone
+
+    now = [datetime(2026, 12, 7, 9, 0, tzinfo=timezone.utc)]
+    service = InspectionService(session, authority=registry.authority, clock=lambda: now[0])
+    inspection = service.open(INSPECTOR, place="Chợ Bến Thành")
+    service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine", "reasons": []})
+    now[0] += timedelta(minutes=30)
+    service.close(INSPECTOR, inspection.id)
+    at_close = service.evidence(INSPECTOR, inspection.id)
+    now[0] += timedelta(hours=2)  # back above ground
+    late = service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"}, offline=True, code="x",
+                             at=now[0] - timedelta(hours=2, minutes=10),
+                             recheck=lambda code, at: {"verdict": "counterfeit", "reasons": []})
+    later = service.evidence(INSPECTOR, inspection.id)
+    session.commit()
+    assert [c["id"] for c in later["checks"]] == [c["id"] for c in at_close["checks"]] + [late.id]
+    assert later["checks"][-1]["received_at"] == "2026-12-07T11:30:00Z" > later["inspection"]["closed_at"]
+    assert [c.get("received_after_close") for c in later["checks"]] == [None, True]
+    for document, named in ((at_close, ""), (later, f"checks {late.id}")):
+        path = tmp_path / "evidence.json"
+        path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+        out = runner.invoke(args=["evidence-check", str(path), "--json"])
+        assert json.loads(out.output)["received_after_close"] == ([late.id] if named else [])
+        text = runner.invoke(args=["evidence-check", str(path)]).output
+        assert ("received after it" in text) == bool(named) and named in text

@@ -731,6 +731,24 @@ def test_a_refused_check_is_answered_as_json_in_the_pages_language(app, accounts
     assert "Cuộc kiểm tra này đã kết thúc" in thanh.get(page_url).get_data(as_text=True)
 
 
+def test_a_check_made_offline_before_the_close_and_sent_after_it_is_marked_so(app, accounts, registry, session,
+                                                                                world):
+    """Closed on the web while a check made in the basement still waited on the phone: it is taken
+    (it was made during the inspection), and the page says it came after the close, as the
+    evidence file does."""
+    codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
+    session.close()
+    thanh, number, page_url, token = _inspecting(app)
+    _begun_at(app, number, datetime.now(timezone.utc) - timedelta(hours=1))
+    made = (datetime.now(timezone.utc) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert thanh.post(f"{page_url}/close", data={"csrf_token": token}).status_code == 303
+    late = thanh.post(f"{page_url}/checks", headers={**JSON, "X-CSRFToken": token}, json={
+        "offline": True, "code": codes["genuine"], "checked_at": made, "result": {"verdict": "genuine"}})
+    assert late.status_code == 201
+    page = thanh.get(page_url).get_data(as_text=True)
+    assert page.count("nhận sau khi kết thúc") == 1
+
+
 def test_an_offline_check_sent_by_two_tabs_is_stored_once(app, accounts, registry, session, world):
     codes = make_codes(registry, session, producer_id=world.producer_id, kid=world.kid)
     session.close()
@@ -785,7 +803,6 @@ def test_a_flagged_units_history_names_its_channels_in_the_pages_language(app, a
 def test_a_check_says_what_the_shoppers_page_says_beside_its_verdict(app, accounts, registry, session, world):
     """Whose goods, until when, when and why recalled, how often checked: the list had shown the
     reasons alone, and an inspector at a stall needs the recall's day and reason to act on it."""
-    from babel.dates import format_date
 
     from verification.localtime import vietnam_date
 
@@ -796,7 +813,8 @@ def test_a_check_says_what_the_shoppers_page_says_beside_its_verdict(app, accoun
                         headers={**JSON, "X-CSRFToken": token})
     assert answer.status_code == 201
     facts = answer.get_json()["checks"][0]["facts"]
-    today = format_date(vietnam_date(), format="long", locale="vi")
+    day = vietnam_date()
+    today = f"{day.day} tháng {day.month} năm {day.year}"  # as Vietnamese write it (app.i18n.VIETNAMESE_DATE)
     assert facts[0] == "Nhà sản xuất: HTX Highland" and facts[1].startswith("Hạn sử dụng: ")
     assert f"Thu hồi ngày {today}." in facts and any("contamination" in f for f in facts)
     html = thanh.get(page_url).get_data(as_text=True)
