@@ -198,8 +198,12 @@ class CaseService:
         query = (query or "").strip()
         if query:  # every word in the folded text (accents and case aside), or a case number, or a GTIN
             words = fold(query).split()
+            # A report that a server of the version before migration 0019 wrote during a rolling
+            # upgrade has no folded text: its columns are searched as that version did (case aside).
+            unfolded = and_(Report.search_text == "", or_(*(column.icontains(query, autoescape=True) for column in (
+                Report.seller, Report.where_text, Report.link, Report.lot, Report.serial))))
             stmt = stmt.where(or_(and_(*(Report.search_text.contains(word, autoescape=True) for word in words)),
-                                  Report.case_number.icontains(query, autoescape=True),
+                                  unfolded, Report.case_number.icontains(query, autoescape=True),
                                   Report.gtin.contains(query.lstrip("0") or query, autoescape=True)))
         return list(self.session.execute(stmt.offset(offset).limit(limit)).scalars())
 
