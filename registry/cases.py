@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from keys.encoding import rfc3339, utcnow
 from registry.audit import audit
 from registry.errors import Conflict, Forbidden, Invalid, NotFound
-from registry.models import AuditEvent, Batch, CaseNote, Report, ReportPhoto, User
+from registry.models import AuditEvent, Batch, CaseNote, Publication, Report, ReportPhoto, User
 from registry.rules import blank, fold
 from registry.services import Actor, Role
 
@@ -133,6 +133,18 @@ def publish_confirmed(case: Report, publisher: Callable[..., Any], **overrides: 
         raise Invalid("a violator needs the name of the person or business (the report names no seller)",
                       code="FIELD_REQUIRED", field="name")
     return publisher(**fields)
+
+
+def live_publication(session: Session, report_id: int) -> int | None:
+    """The publication of this case as a violator still on the public list (not withdrawn), from the
+    case's ``published`` notes; None when it was never published or every publication is withdrawn."""
+    published = [int(detail) for detail in session.execute(
+        select(CaseNote.event_detail).where(CaseNote.report_id == report_id, CaseNote.event == "published")
+    ).scalars() if detail and detail.isdigit()]
+    if not published:
+        return None
+    return session.execute(select(func.max(Publication.id)).where(
+        Publication.id.in_(published), Publication.withdrawn_at.is_(None))).scalar_one()
 
 
 class CaseService:
@@ -367,6 +379,10 @@ class CaseService:
             raise Invalid("assign the case to someone (use assign)", code="FIELD_REQUIRED", field="assignee")
         if to in NEEDS_TEXT and blank(text):
             raise Invalid(f"say why the case is {to}", code="FIELD_REQUIRED", field="text")
+        live = live_publication(self.session, case.id) if before == "confirmed" else None
+        if live is not None:  # the public list would name a seller the case no longer holds against
+            raise Conflict(f"the case is published as a violator (publication {live}): the authority withdraws "
+                           "the publication first", code="CASE_PUBLISHED")
         case.status = to
         self._note(actor, case, text=text, status_from=before, status_to=to)
         audit(self.session, self.clock(), actor, "case.transition", case.case_number, status_from=before, status_to=to)
@@ -375,10 +391,15 @@ class CaseService:
         return case
 
     def published(self, case: Report) -> dict[str, Any] | None:
+        """The case's publication as a violator while it is on the public list (``{"publication":
+        id, "log_index"}``); None once withdrawn, after which it may be published again."""
+        live = live_publication(self.session, case.id)
+        if live is None:
+            return None
         event = self.session.execute(
             select(AuditEvent).where(AuditEvent.action == "case.publish", AuditEvent.target == case.case_number)
             .order_by(AuditEvent.id.desc()).limit(1)).scalar_one_or_none()
-        return event.detail if event else None
+        return {**(event.detail if event else {}), "publication": live}
 
     def publish(self, actor: Actor, case_number: str, publisher: Callable[..., Any], **overrides: Any) -> Any:
         """Publish a confirmed case as a violator (the authority), once; see :func:`publish_confirmed`."""

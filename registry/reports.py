@@ -29,9 +29,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from keys.encoding import rfc3339, utcnow
+from registry.cases import live_publication
 from registry.db import as_utc
 from registry.errors import Invalid, NotFound, RegistryError
-from registry.models import Batch, CaseNote, Publication, Report, ReportPhoto
+from registry.models import Batch, CaseNote, Report, ReportPhoto
 from verification.decoding import DEFAULT_MAX_PIXELS, ImageRejected, load_image
 from verification.verdicts import ScanContext, Verifier
 
@@ -382,12 +383,7 @@ class ReportService:
         changed = self.session.execute(
             select(func.max(CaseNote.at)).where(CaseNote.report_id == report.id, CaseNote.status_to.is_not(None))
         ).scalar_one()
-        publications = [int(detail) for detail in self.session.execute(
-            select(CaseNote.event_detail).where(CaseNote.report_id == report.id, CaseNote.event == "published")
-        ).scalars() if detail and detail.isdigit()]
-        published = bool(publications) and self.session.execute(
-            select(func.count(Publication.id)).where(Publication.id.in_(publications),
-                                                     Publication.withdrawn_at.is_(None))).scalar_one() > 0
+        published = live_publication(self.session, report.id) is not None
         return {"case_number": report.case_number, "status": FOLLOWUP_STATUS.get(report.status, "investigating"),
                 "received_at": rfc3339(report.created_at),
                 "updated_at": rfc3339(changed or report.created_at), "published": published}

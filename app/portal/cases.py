@@ -95,14 +95,17 @@ def _case_page(case_number: str, *, errors: dict[str, str] | None = None, values
     case = service.get(actor, case_number)
     view = service.view(actor, case)
     notes = [service.note_view(n) for n in service.notes(actor, case_number)]
+    published = service.published(case)
     moves = sorted(TRANSITIONS.get(case.status, ()), key=STATUSES.index)
     if not case.assigned_to:
         moves = [m for m in moves if m != "assigned"]
+    if published:  # on the public list: not reopened or dismissed until withdrawn (CASE_PUBLISHED)
+        moves = []
     unit = (inspection_service().unit_state(actor, case.gtin, case.lot, case.serial)
             if case.gtin and case.lot and case.serial else None)
     return render_template(
         "portal/inspector/case.html", case=view, notes=notes, moves=moves, move_labels=MOVE_LABEL,
-        labels=STATUS_LABEL, published=service.published(case), unit=unit,
+        labels=STATUS_LABEL, published=published, unit=unit,
         may_publish=actor.role == Role.AUTHORITY, errors=errors or {}, values=values or {},
         me=actor.name), status
 

@@ -78,6 +78,8 @@ ERROR_TEXT = {
     "CASE_CLOSED": N_("This case is closed (confirmed counterfeit or dismissed), perhaps by someone else meanwhile: move it back to investigating first."),
     "CASE_NOT_CONFIRMED": N_("Only a case confirmed counterfeit can be published; this one was moved meanwhile, perhaps by someone else: reload it to see where it stands."),
     "ALREADY_PUBLISHED": N_("This case is already published."),
+    "CASE_PUBLISHED": N_("This case is on the public list of violators: the authority withdraws the publication "
+                         "before the case is reopened or dismissed."),
     "KEYS_UNAVAILABLE": N_("This server cannot sign right now: its signing keys cannot be opened. Nothing was saved. Tell the service's operators."),
     # what a link or a typed address named and the registry does not hold
     "BATCH_UNKNOWN": N_("There is no such batch (GTIN and lot)."),

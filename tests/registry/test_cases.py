@@ -227,6 +227,34 @@ def test_publish_confirmed_through_the_publication_service(cases, session, regis
     assert (last.event, last.event_detail, last.text) == ("published", str(item.id), "")
 
 
+def test_a_published_case_stays_confirmed_until_the_publication_is_withdrawn(cases, session, registry, world):
+    """A second inspector had dismissed a case published as a violator: the shopper read "not
+    confirmed" under "the seller is on the list of violators", and the list went on naming the
+    seller. While the publication stands the case stays confirmed; once withdrawn, the case moves
+    again and, confirmed anew, may be published again."""
+    from registry.cases import live_publication
+
+    other = Actor(role=Role.INSPECTOR, name="user:hoa")
+    make_report(session, 15, producer_id=world.producer_id, seller="Cửa hàng Gà Vàng")
+    publications = PublicationService(session, authority=registry.authority)
+    publisher = lambda **fields: publications.publish(AUTHORITY, **fields)  # noqa: E731
+    cases.transition(INSPECTOR, "VN-2026-000015", to="investigating")
+    cases.transition(INSPECTOR, "VN-2026-000015", to="confirmed", text="decision 12/QĐ")
+    first = cases.publish(AUTHORITY, "VN-2026-000015", publisher, decision_ref="12/QĐ-QLTT")
+    with pytest.raises(Conflict) as refused:
+        cases.transition(other, "VN-2026-000015", to="dismissed", text="not a fake after all")
+    assert refused.value.code == "CASE_PUBLISHED" and f"publication {first.id}" in refused.value.message
+    assert cases.get(AUTHORITY, "VN-2026-000015").status == "confirmed"
+    publications.withdraw(AUTHORITY, first.id, reason="decision annulled")
+    assert cases.published(cases.get(AUTHORITY, "VN-2026-000015")) is None
+    cases.transition(other, "VN-2026-000015", to="dismissed", text="decision annulled")
+    cases.transition(other, "VN-2026-000015", to="investigating", text="new evidence")
+    cases.transition(other, "VN-2026-000015", to="confirmed", text="new decision 14/QĐ")
+    second = cases.publish(AUTHORITY, "VN-2026-000015", publisher, decision_ref="14/QĐ-QLTT")
+    assert second.id != first.id and cases.published(cases.get(AUTHORITY, "VN-2026-000015"))["publication"] == second.id
+    assert live_publication(session, cases.get(AUTHORITY, "VN-2026-000015").id) == second.id  # the shopper's too
+
+
 def test_publish_confirmed_hook_takes_any_callable(session, world):
     report = make_report(session, 14, producer_id=world.producer_id, status="confirmed", seller="")
     calls = []
