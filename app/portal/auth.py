@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import secrets
 import time
+from urllib.parse import urlparse
 from datetime import date, timedelta
 from typing import Callable, TypeVar
 
@@ -122,6 +123,24 @@ def _safe_next(target: str | None) -> str | None:
     return local_target(target, under="/portal")
 
 
+#: The fragment a form's page is returned to with after a login: portal.js fills the form again
+#: with what the refused post held (kept in the tab's sessionStorage as it was sent).
+UNSENT = "#unsent"
+
+
+def _return_to() -> str | None:
+    """Where to go after logging in: this page for a GET; for a form's post (a note typed while the
+    session ended), the page the form was on, by its Referer (same-origin by our Referrer-Policy),
+    and not the post's address, which a GET after the login would answer 405, the text lost."""
+    if request.method in ("GET", "HEAD"):
+        return request_target()
+    page = urlparse(request.referrer or "")
+    if page.netloc and page.netloc != request.host:
+        return None
+    target = _safe_next(page.path + ("?" + page.query if page.query else ""))
+    return target + UNSENT if target else None
+
+
 def login_required(*roles: Role) -> Callable[[F], F]:
     """Require a logged-in user (any role when none is named). Sets ``g.actor``; redirects to the
     login page when nobody is logged in; answers the 403 page for another role."""
@@ -132,7 +151,7 @@ def login_required(*roles: Role) -> Callable[[F], F]:
             actor = _load_actor()
             if actor is None:
                 reason = g.get("portal_ended") or "login"
-                return redirect(url_for("portal.login", next=request_target(), notice=reason))
+                return redirect(url_for("portal.login", next=_return_to(), notice=reason))
             if roles and actor.role not in roles:
                 return render_template("portal/forbidden.html"), 403
             return view(*args, **kwargs)

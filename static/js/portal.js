@@ -17,12 +17,46 @@
     form.classList.add(SENDING);
     form.setAttribute('aria-busy', 'true');
     window.setTimeout(function () { release(form); }, 8000);
+    keep(form);
   });
   function release(form) { form.classList.remove(SENDING); form.removeAttribute('aria-busy'); }
   /* Back to a page the browser kept: its forms can be sent again. */
   window.addEventListener('pageshow', function () {
     Array.prototype.forEach.call(document.querySelectorAll('form.' + SENDING), release);
   });
+  /* A post refused because the session had ended (a password reset, a logout elsewhere) leads to
+     the login, then back to the form's page with #unsent (app/portal/auth.py): what was typed comes
+     back into that form, kept in this tab as it was sent. Any other page forgets it. */
+  var UNSENT = 'portal.unsent';
+  function keep(form) {
+    if (form.id === 'login-form') { return; }
+    var values = {};
+    Array.prototype.forEach.call(form.elements, function (field) {
+      if (!field.name || field.name === 'csrf_token' || field.type === 'password' || field.type === 'file' ||
+          field.type === 'hidden' || field.type === 'submit' || field.type === 'checkbox' || field.type === 'radio') { return; }
+      if (field.value) { values[field.name] = field.value; }
+    });
+    try {
+      sessionStorage.setItem(UNSENT, JSON.stringify({ page: location.pathname, action: form.getAttribute('action'), values: values }));
+    } catch (e) { /* private mode: not kept */ }
+  }
+  (function restore() {
+    var kept = null;
+    try { kept = JSON.parse(sessionStorage.getItem(UNSENT) || 'null'); } catch (e) { kept = null; }
+    if (!kept || document.getElementById('login-form')) { return; }  /* the login page: still kept */
+    try { sessionStorage.removeItem(UNSENT); } catch (e) { /* nothing kept */ }
+    if (location.hash !== '#unsent' || kept.page !== location.pathname) { return; }
+    history.replaceState(null, '', location.pathname + location.search);
+    var form = Array.prototype.filter.call(document.querySelectorAll('form'), function (f) {
+      return f.getAttribute('action') === kept.action;
+    })[0];
+    if (!form) { return; }
+    Object.keys(kept.values || {}).forEach(function (name) {
+      var field = form.elements[name];
+      if (field && !field.length && !field.value) { field.value = String(kept.values[name]); }
+    });
+  }());
+
   /* The stock chooser shows how many labels fit on one sheet. */
   Array.prototype.forEach.call(document.querySelectorAll('[data-select-all]'), function (box) {
     box.addEventListener('focus', function () { box.select(); });

@@ -717,3 +717,43 @@ def test_a_key_newer_than_the_cached_trust_list_is_said_so_offline(
     assert newer != KEY_NOT_IN_TRUST_LIST_TEXT  # the Vietnamese text, as the page shows it
     assert newer in said and newer in row
     assert unsigned not in said and unsigned not in row
+
+
+def test_a_note_typed_while_the_session_ended_comes_back_after_the_login(
+        playwright, live_server, session, world):  # noqa: F811
+    """The authority set a new password for an inspector while the inspector typed a note: saving it
+    led to the login, then to the note's address by GET (a 405 page), the text gone. After the
+    login the case page comes back with the note as typed, to save again."""
+    from registry.accounts import AccountService
+
+    session.add(Report(case_number="VN-2026-000078", code="", where_kind="market", where_text="Chợ Lớn",
+                       seller="Cửa hàng Phát Đạt", status="new",
+                       created_at=datetime.now(timezone.utc).replace(microsecond=0)))
+    session.commit()
+    make_user(session, "thanh", "inspector")
+    session.close()
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        page_login(page, live_server, "thanh")
+        page.goto(live_server + "/portal/cases/VN-2026-000078")
+        page.fill("#note-text", "Đã đến quầy 12: người bán vắng mặt")
+        AccountService(session).change_password(SYSTEM, "thanh", old_password=None,
+                                                new_password="mật khẩu mới của Thanh 2026")
+        session.commit()
+        session.close()
+        page.click("#note-form button[type=submit]")
+        page.wait_for_selector("#login-form")
+        page.fill("#username", "thanh")
+        page.fill("#password", "mật khẩu mới của Thanh 2026")
+        page.click("#login-form button[type=submit]")
+        page.wait_for_selector("#note-form")
+        assert page.url == live_server + "/portal/cases/VN-2026-000078"  # the page, not the post's address
+        assert page.input_value("#note-text") == "Đã đến quầy 12: người bán vắng mặt"
+        page.click("#note-form button[type=submit]")
+        page.wait_for_selector(".note-item")
+        assert "người bán vắng mặt" in page.inner_text(".note-item")
+        page.goto(live_server + "/portal/cases/VN-2026-000078")  # kept once: not brought back again
+        assert page.input_value("#note-text") == ""
+    finally:
+        browser.close()
