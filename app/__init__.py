@@ -20,7 +20,7 @@ __all__ = ["create_app"]
 def _configure_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = logging.StreamHandler(sys.stderr)  # stdout is a command's answer (JSON, a trust list)
         handler.setFormatter(logging.Formatter(LOG_FORMAT, defaults={"request_id": "-"}))
         root.addHandler(handler)
         root.setLevel(logging.INFO)

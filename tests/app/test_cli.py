@@ -250,6 +250,31 @@ def test_the_command_line_says_which_setting_is_wrong_without_a_traceback(tmp_pa
     assert not (tmp_path / "registry.db").exists()
 
 
+def test_a_commands_answer_is_alone_on_stdout_its_log_on_stderr(tmp_path):
+    """`trust-list > list.json` on a development instance had written the KEY_PASSPHRASE warning
+    into the file, and `verify --json` an INFO line before its JSON: the log goes to stderr."""
+    import os
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key not in ("KEY_PASSPHRASE", "DATABASE_URL")}
+    env["INSTANCE_DIR"] = str(tmp_path)
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "app", *args], cwd=repo, env=env, capture_output=True,
+                              text=True, timeout=120)
+
+    assert run("init").returncode == 0
+    listed = run("trust-list")
+    assert listed.returncode == 0 and "KEY_PASSPHRASE" in listed.stderr  # the development warning, said
+    trust_list = json.loads(listed.stdout)  # and the answer alone
+    (tmp_path / "list.json").write_text(listed.stdout, encoding="utf-8")
+    checked = run("verify", "08936000010010", "--json", "--offline", "--trust-list", str(tmp_path / "list.json"))
+    assert json.loads(checked.stdout)["code"]["gtin"] == "08936000010010"
+    assert trust_list["authority"]["public_key"]
+
+
 def test_numbers_are_read_and_blank_ones_take_the_default(tmp_path):
     cfg = load_config({"INSTANCE_DIR": str(tmp_path), "LOOKUP_CACHE_ENTRIES": "0", "SCAN_FLUSH_SECONDS": "0.25",
                        "DB_POOL_SIZE": " "})
