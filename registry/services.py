@@ -130,6 +130,10 @@ def private_key(keystore: KeyStore, name: str, *, create: bool = False) -> Signe
         raise Unavailable(f"this server cannot sign: {exc}{hint}", code="KEYS_UNAVAILABLE") from None
 
 
+#: How far ahead of the registry's clock a pre-signed record's ``issued_at`` may be (the producer's clock).
+PRESIGNED_CLOCK_SKEW = timedelta(minutes=5)
+
+
 class Registry:
     """The registry's write and read operations, over one session."""
 
@@ -527,9 +531,18 @@ class Registry:
         if not isinstance(record.get("issued_at"), str):
             raise Invalid("record needs issued_at", code="BAD_RECORD", field="issued_at")
         try:
-            parse_rfc3339(record["issued_at"])
+            issued_at = parse_rfc3339(record["issued_at"])
         except MalformedEncoding as exc:
             raise Invalid(str(exc), code="BAD_RECORD", field="issued_at") from None
+        # Logged for good, the time a shopper reads as when the producer signed: within the key's
+        # life and not ahead of the registry's clock (a record "issued" in 2031, or before its key
+        # existed, had been taken). Allowance: a producer's clock a few minutes ahead.
+        if issued_at > self.clock() + PRESIGNED_CLOCK_SKEW:
+            raise Invalid(f"record issued_at {record['issued_at']} is in the future", code="BAD_RECORD",
+                          field="issued_at")
+        if issued_at < key.not_before:
+            raise Invalid(f"record issued_at {record['issued_at']} is before key {key.kid} was valid "
+                          f"({rfc3339(key.not_before)})", code="BAD_RECORD", field="issued_at")
         # What is logged is what the registry would have signed, field for field: a record signed
         # with an ISO week date, a made-up "version" or "status", or a product name that is an
         # object had been logged as sent, for good (and the last answered 500).

@@ -441,6 +441,8 @@ def test_codes_are_signed_by_a_key_that_can_sign_them_now(registry, session):
     {"product": {"name": "Trà", "story": "x" * 100_000}},  # no product's field: logged, of any length
     {"facility": {"name": "Farm", "notes": "y"}},
     {"certifications": [{"scheme": "VietGAP", "id": "VG-1", "note": "extra"}]},
+    {"issued_at": "2031-01-01T00:00:00Z"},  # signed "in 2031", logged for good
+    {"issued_at": "2020-01-01T00:00:00Z"},  # before its key was certified
 ])
 def test_a_presigned_record_is_what_the_registry_would_sign_field_for_field(registry, world, session, change):
     from keys.encoding import rfc3339
