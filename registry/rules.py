@@ -17,7 +17,8 @@ from verification.gs1.dictionary import AIValueError, century_for, get_dictionar
 
 __all__ = ["parse_date", "check_gtin", "check_gln", "check_lot", "check_code_date", "check_serial", "check_gs1_prefix",
            "check_tax_code", "check_country", "check_length", "yymmdd", "MAX_NAME_LENGTH", "MAX_ADDRESS_LENGTH",
-           "MAX_CERTIFICATION_TEXT", "MAX_CERTIFICATIONS", "MAX_QUANTITY", "RECORD_TEXT", "shown_status", "fold", "blank"]
+           "MAX_CERTIFICATION_TEXT", "MAX_CERTIFICATIONS", "MAX_QUANTITY", "RECORD_TEXT", "shown_status", "fold", "blank", "record_text",
+           "check_text"]
 
 # What an origin record may hold. The record is signed, kept in the transparency log for good and
 # sent with every verification of the batch's codes: a 400,000-character product name typed into the
@@ -146,6 +147,29 @@ def blank(text: str | None) -> bool:
     space, a joiner, a direction mark: Unicode's separators, controls and format characters), which
     ``str.strip`` keeps. A recall's reason of one zero-width space had been signed into the log."""
     return not any(unicodedata.category(c)[0] not in "ZC" for c in text or "")
+
+
+#: The bidirectional embeddings, overrides and isolates: they make a text display as another (U+202E
+#: shows "Trà sen" as "nes àrT"), a way to forge a name on every phone that shows the record.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def record_text(value: Any) -> str:
+    """A text as an origin record is signed: NFC, so that a name typed where accents are composed
+    ("Trà", as Vietnamese keyboards send it) and where they are not ("Tra" + U+0300, as macOS may
+    send it) is one name, which searches find."""
+    return unicodedata.normalize("NFC", str(value))
+
+
+def check_text(text: str, *, field: str, limit: int | None) -> str:
+    """A record's free text: no control character (a BEL, a line break: no label shows them; the
+    record is signed into the log for good) nor bidirectional override (``BAD_CHARACTER``), and at
+    most ``limit`` characters (``TOO_LONG``)."""
+    for ch in text:
+        if unicodedata.category(ch) == "Cc" or ch in BIDI_CONTROLS:
+            raise Invalid(f"{field} holds U+{ord(ch):04X}, a control character that no label shows",
+                          code="BAD_CHARACTER", field=field)
+    return text if limit is None else check_length(text, field=field, limit=limit)
 
 
 def check_length(text: str, *, field: str, limit: int) -> str:

@@ -58,11 +58,12 @@ from registry.rules import (
     check_gln,
     check_gs1_prefix,
     check_gtin,
-    check_length,
     check_lot,
     check_serial,
     check_tax_code,
+    check_text,
     parse_date,
+    record_text,
     shown_status,
     yymmdd,
 )
@@ -414,7 +415,7 @@ class Registry:
         raise_problems(problems)
         assert production is not None
         certifications = [
-            {"scheme": str(c.get("scheme", "")), "id": str(c.get("id", ""))}
+            {"scheme": record_text(c.get("scheme", "")), "id": record_text(c.get("id", ""))}
             for c in (data.get("certifications") or [])
         ]
         record: dict[str, Any] = {
@@ -953,13 +954,13 @@ def _record_part(data: dict[str, Any], part: str, problems: list[Invalid]) -> di
     length (``TOO_LONG``: the record goes into the log for good and out with every verification);
     the problems go to ``problems``."""
     given = data.get(part) or {}
-    texts = {name: str(given[name]) for name in RECORD_TEXT[part] if given.get(name) not in (None, "")}
+    texts = {name: record_text(given[name]) for name in RECORD_TEXT[part] if given.get(name) not in (None, "")}
     for name, limit in RECORD_TEXT[part].items():
         field = f"{part}.{name}"
         if name == "name" and blank(texts.get(name)):
             problems.append(Invalid(f"{field} is required", code="FIELD_REQUIRED", field=field))
-        elif limit is not None and name in texts:
-            collect(problems, lambda: check_length(texts[name], field=field, limit=limit))
+        elif name in texts:
+            collect(problems, lambda: check_text(texts[name], field=field, limit=limit))
     return texts
 
 
@@ -971,12 +972,12 @@ def _certification_problems(certifications: list[dict[str, Any]]) -> list[Invali
     for index, certification in enumerate(certifications):
         for part in ("scheme", "id"):
             value = certification.get(part)
-            text = "" if value is None else str(value)
+            text = "" if value is None else record_text(value)
             field = f"certifications.{index}.{part}"
             if blank(text):
                 problems.append(Invalid(f"{field} is required", code="FIELD_REQUIRED", field=field))
             else:
-                collect(problems, lambda: check_length(text, field=field, limit=MAX_CERTIFICATION_TEXT))
+                collect(problems, lambda: check_text(text, field=field, limit=MAX_CERTIFICATION_TEXT))
     return problems
 
 

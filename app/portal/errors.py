@@ -46,6 +46,7 @@ ERROR_TEXT = {
     "PASSWORD_TOO_SHORT": N_("A password needs at least 10 characters."),
     "PASSWORD_TOO_LONG": N_("This password is too long."),
     "TOO_LONG": N_("This is too long."),
+    "BAD_CHARACTER": N_("This holds an invisible control character (pasted with the text, perhaps): type it again."),
     "NUL_CHARACTER": N_("This holds a NUL character, which no text may hold. Remove it and try again."),
     "PREFIX_NOT_LICENSED": N_("This GTIN is outside your certified GS1 company prefixes."),
     "PREFIX_NOT_OWNED": N_("This prefix is not one of the producer's GS1 company prefixes."),

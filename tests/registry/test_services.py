@@ -530,3 +530,43 @@ def test_a_record_signed_by_the_producers_own_key_is_held_to_the_same_lengths(re
     assert registry.log().size() == size
     record.update(product={"name": "T" * 200}, facility={"name": "Farm", "address": "a" * 500})
     assert registry.register_batch(PRODUCER(world), {"record": sign(record, own)}).product_name == "T" * 200
+
+
+@pytest.mark.parametrize("field, text, character", [
+    ("product.name", "Trà\u0007 sen", "U+0007"),  # a BEL pasted with the name
+    ("product.name", "Trà \u202enes", "U+202E"),  # shows as another name on every phone
+    ("facility.address", "Đà Lạt\nLâm Đồng", "U+000A"),
+    ("certifications.0.id", "VG\u2066-1", "U+2066"),
+])
+def test_a_records_text_holds_no_control_character(registry, world, session, field, text, character):
+    """The record is signed into the log for good and shown on every verification: a control
+    character or a bidirectional override in it is refused, naming the field and the character."""
+    part, name = field.rsplit(".", 1)
+    data = batch_data()
+    if part == "certifications.0":
+        data["certifications"][0][name] = text
+    else:
+        data[part] = {**data[part], name: text}
+    size = registry.log().size()
+    with pytest.raises(Invalid) as err:
+        registry.register_batch(PRODUCER(world), data)
+    assert (err.value.code, err.value.field) == ("BAD_CHARACTER", field)  # the one problem
+    assert character in err.value.message and registry.log().size() == size
+
+
+def test_a_records_text_is_signed_in_one_unicode_form(registry, world, session):
+    """"Trà" typed with the accent composed (Vietnamese keyboards) or as "a" and a combining grave
+    (macOS may send it so) is one name, signed composed (NFC); a pre-signed record is held to that."""
+    from keys.encoding import rfc3339
+
+    decomposed = "Tra\u0300 sen Ta\u0302y Ho\u0302\u0300"
+    batch = registry.register_batch(PRODUCER(world), batch_data(lot="NFC-1", product={"name": decomposed}))
+    assert batch.record["product"]["name"] == "Trà sen Tây Hồ" == batch.product_name
+    own = Signer.generate()
+    registry.certify_key(SYSTEM, world.producer_id, public_key=b64url_encode(own.public_raw))
+    record = {"t": "origin-record", "gtin": GTIN, "lot": "OWN-1", "kid": own.kid, "producer_id": world.producer_id,
+              "product": {"name": decomposed}, "facility": {"name": "Farm"},
+              "production_date": date.today().isoformat(), "certifications": [], "issued_at": rfc3339(utcnow())}
+    with pytest.raises(Invalid) as err:
+        registry.register_batch(PRODUCER(world), {"record": sign(record, own)})
+    assert err.value.code == "BAD_RECORD" and err.value.field == "product" and "Trà sen Tây Hồ" in err.value.message
