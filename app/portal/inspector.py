@@ -149,11 +149,17 @@ def inspector_home():
     """The user's own inspections, open ones first (the authority's too: the list names no one; it
     reads another's by its address, and the API lists everyone's with their inspector), and the form
     to start one."""
-    return render_template("portal/inspector/home.html", **_my_inspections(page_number(request.args.get("page"))),
-                           errors={}, values={})
+    return _home_page(page_number(request.args.get("page")), errors={}, values={})
 
 
 INSPECTIONS_PER_PAGE = 50
+
+
+def _home_page(page: int, *, errors: dict[str, str], values: dict[str, str]) -> str:
+    """The home page: a page of the user's inspections, the form, and what its script needs to send
+    the inspections started offline (the check texts of the inspection page)."""
+    return render_template("portal/inspector/home.html", **_my_inspections(page), errors=errors, values=values,
+                           texts=_page_texts())
 
 
 def _my_inspections(page: int) -> dict[str, Any]:
@@ -184,9 +190,8 @@ def inspector_open():
         inspection = service.open(current_actor(), place=values["place"], lat=lat, lon=lon)
     except Invalid:  # the place: the position is checked above
         db_session().rollback()
-        return render_template("portal/inspector/home.html", **_my_inspections(1),
-                               values={**values, "lat": "", "lon": ""},
-                               errors={"place": N_("The place has at most 300 characters.")}), 422
+        return _home_page(1, values={**values, "lat": "", "lon": ""},
+                          errors={"place": N_("The place has at most 300 characters.")}), 422
     db_session().commit()
     if (values["lat"] or values["lon"]) and lat is None:
         flash(_("The position from the phone was not valid; it was left out."), "error")

@@ -106,6 +106,170 @@ if (openForm && openForm.dataset.offlinePage) {
     waitingList.appendChild(row);
   });
   $('started-offline').hidden = !waitingList.children.length;
+  /* They are sent from here too, once the network is back: the inspector need not open each one.
+     Sent, they are the registry's, listed below after a reload. */
+  var homeData = $('inspector-home-data');
+  if (homeData && waitingList.children.length) {
+    var sentHere = false;
+    var homeSender = sender(JSON.parse(homeData.textContent), {
+      say: function (text) { $('started-status').textContent = text || ''; },
+      startedSent: function () { sentHere = true; },
+      done: function (why) {
+        $('started-status').textContent = why || '';
+        if (sentHere) { location.reload(); }
+      }
+    });
+    window.addEventListener('online', function () { homeSender.sync(); });
+    setInterval(homeSender.sync, 30000);
+    homeSender.sync();
+  }
+}
+
+/* ------------------------------------------------------------------ sending what waits on this phone */
+function queue() { try { return JSON.parse(localStorage.getItem(QUEUE_KEY) || '[]'); } catch (e) { return []; } }
+function saveQueue(items) { localStorage.setItem(QUEUE_KEY, JSON.stringify(items)); }
+
+/* Sends the inspections started offline, then the checks waiting on this phone, for the inspection
+   page and the home page alike. ``data``: {urls: {open, offline}, user, ui, texts} as the pages
+   give them (``user`` is read afresh before sending). ``hooks``, each optional: say(text) while
+   sending; startedSent(item, answer body); kept(item, answer) and refused(item, answer) for each
+   check; done(why) at the end, why being what stopped it ('' when nothing did). */
+function sender(data, hooks) {
+  var ui = data.ui, texts = data.texts, syncing = false;
+  function call(name) {
+    if (hooks[name]) { hooks[name].apply(null, Array.prototype.slice.call(arguments, 1)); }
+  }
+
+  async function freshToken() {
+    /* The CSRF token of a page kept open or offline goes stale when the session changes (a new
+       login, in this tab or another): read the one the server serves now, and whom the phone is
+       logged in as now (a page the service worker kept may be another's), on the page every
+       inspector may open. */
+    var page = await fetch(data.urls.offline, { credentials: 'same-origin', cache: 'no-store' });
+    if (page.redirected) { return false; }          /* to the login page: the session has ended */
+    var fresh = new DOMParser().parseFromString(await page.text(), 'text/html');
+    var meta = fresh.querySelector('meta[name=csrf-token]'), node = fresh.getElementById('inspector-data');
+    if (meta) { doc.querySelector('meta[name=csrf-token]').setAttribute('content', meta.getAttribute('content')); }
+    if (node) { try { data.user = JSON.parse(node.textContent).user; } catch (e) { /* kept as it was */ } }
+    return true;
+  }
+
+  async function post(url, body, retried) {
+    var isForm = body instanceof FormData;
+    var response = await fetch(url, {
+      method: 'POST', credentials: 'same-origin', body: isForm ? body : JSON.stringify(body),
+      headers: Object.assign({ 'Accept': 'application/json', 'X-CSRFToken': csrfToken() },
+                             isForm ? {} : { 'Content-Type': 'application/json' })
+    });
+    var json = (response.headers.get('Content-Type') || '').indexOf('application/json') === 0;
+    if (response.redirected || (response.ok && !json)) { return { login: true }; }
+    if (response.status === 400 && !retried) {
+      /* A stale CSRF token (answered as JSON or as a page): fetch a fresh one, try once more. */
+      if (!(await freshToken())) { return { login: true }; }
+      return post(url, body, true);
+    }
+    return { status: response.status, body: json ? await response.json() : null };
+  }
+
+  function errorCode(answer) { return ((answer.body && answer.body.error) || {}).code; }
+
+  function errorText(answer) {
+    var code = errorCode(answer);
+    if (texts.error[code]) { return texts.error[code]; }
+    if (answer.status === 400 || answer.status === 401) { return ui.stale; }
+    if (answer.status === 403) { return ui.other_account; }
+    if (answer.status === 429) { return ui.busy; }
+    return fill(ui.unexpected, { status: answer.status });
+  }
+
+  /* What sending a waiting check came to: 'kept'; 'refused' (the registry will never keep this
+     check: drop it, saying why); 'stop' (nothing can be sent now: keep them all, say why);
+     'wait' (keep this one, try the next). */
+  function outcome(answer) {
+    if (answer.login) { return 'stop'; }
+    var s = answer.status;
+    if (s === 200 || s === 201) { return 'kept'; }
+    if (s === 409 || (s === 422 && texts.error[errorCode(answer)])) { return 'refused'; }
+    if (s === 400 || s === 401 || s === 403 || s === 429 || s >= 500) { return 'stop'; }
+    return 'wait';
+  }
+
+  function somethingToSend() { return queue().length || startedOffline().length; }
+
+  function sync() {
+    if (syncing || !navigator.onLine || !somethingToSend()) { return Promise.resolve(); }
+    /* One tab at a time sends the queue (every open inspection tab runs this); the server also
+       keeps a check sent twice once, by its queue id. */
+    if (navigator.locks) { return navigator.locks.request('inspector-sync', sendQueue); }
+    return sendQueue();
+  }
+
+  async function sendStarted() {
+    /* Inspections started offline go first: their checks wait for the address the registry gives
+       them. Answers '' when all are sent, else why not (null: no network yet). */
+    var why = '';
+    for (var item of startedOffline()) {
+      var answer;
+      try {
+        /* `by`: whom the phone was logged in as when it was started; the registry keeps it for
+           them alone, so that another inspector logged in on this phone since does not send it */
+        answer = await post(data.urls.open, { offline: true, id: item.id, place: item.place, lat: item.lat,
+                                              lon: item.lon, started_at: item.started_at, by: item.by });
+      } catch (e) { return null; }
+      if (answer.login) { return ui.login; }
+      if (errorCode(answer) === 'OTHER_INSPECTOR') {   /* kept here for them; this user's go on */
+        why = fill(ui.other_inspector, { name: shownName(item.by) });
+        continue;
+      }
+      if (answer.status !== 201) { return errorText(answer); }   /* kept here, with its checks, to try again */
+      var body = answer.body;
+      saveQueue(queue().map(function (q) {
+        return q.inspection === 'local:' + item.id ? Object.assign(q, { inspection: body.id, url: body.check_url }) : q;
+      }));
+      saveStarted(startedOffline().filter(function (other) { return other.id !== item.id; }));
+      call('startedSent', item, body);
+    }
+    return why;
+  }
+
+  async function sendQueue() {
+    if (syncing || !navigator.onLine || !somethingToSend()) { return; }
+    syncing = true;
+    call('say', ui.sending);
+    var why = '';
+    try {
+      try {
+        if (!(await freshToken())) { why = ui.login; return; }
+      } catch (e) { return; }                    /* still no network: try again later */
+      why = await sendStarted();
+      if (why === null) { why = ''; return; }   /* still no network: try again later */
+      for (var item of queue()) {
+        var answer;
+        if (!item.url) { continue; }      /* its inspection, started offline, is not sent yet */
+        if (byOther(item, data.user)) {   /* made while another inspector was logged in: theirs to send */
+          why = fill(ui.other_checks, { name: shownName(item.by) });
+          continue;
+        }
+        try {
+          answer = await post(item.url, { offline: true, id: item.id, code: item.code, result: item.result,
+                                          checked_at: item.checked_at });
+        } catch (e) { break; }            /* still no network: try again later */
+        var done = outcome(answer);
+        if (done === 'stop') {
+          why = answer.login ? ui.login : answer.status >= 500 ? '' : errorText(answer);
+          break;
+        }
+        if (done === 'wait') { why = errorText(answer); continue; }
+        saveQueue(queue().filter(function (q) { return q.id !== item.id; }));
+        call(done === 'kept' ? 'kept' : 'refused', item, answer);
+      }
+    } finally {
+      syncing = false;
+      call('done', why);
+    }
+  }
+
+  return { sync: sync, post: post, errorCode: errorCode, errorText: errorText };
 }
 
 /* ------------------------------------------------------------------ inspection page */
@@ -115,7 +279,7 @@ if (dataNode) { inspectionPage(JSON.parse(dataNode.textContent)); }
 function inspectionPage(data) {
   var ui = data.ui, texts = data.texts;
   var list = $('checks'), latest = $('latest'), scanStatus = $('scan-status');
-  var trust = null, syncing = false, syncNote = '';
+  var trust = null, syncNote = '';
 
   function say(text) { if (scanStatus) { scanStatus.textContent = text || ''; } }
 
@@ -134,6 +298,32 @@ function inspectionPage(data) {
       $('local-notice').textContent = ui.local_missing;
     }
   }
+
+  /* Sending what waits here: the rows of this inspection's checks follow what became of them. */
+  var send = sender(data, {
+    say: say,
+    startedSent: function (item, body) { if (started && started.id === item.id) { movedTo = body.url; } },
+    kept: function (item, answer) {
+      if (item.inspection !== data.inspection) { return; }
+      var kept = answer.body.checks[0], fresh = checkItem(kept);
+      var row = list.querySelector('[data-queue-id="' + item.id + '"]');
+      if (row) { row.replaceWith(fresh); } else { list.insertBefore(fresh, list.firstChild); }
+      if (latest && latest.dataset.queueId === item.id) { showLatest(kept); }  /* it had kept the offline one */
+    },
+    refused: function (item, answer) {
+      var row = list.querySelector('[data-queue-id="' + item.id + '"]');
+      if (row) { row.replaceWith(checkItem(Object.assign(pendingView(item), { error: errorText(answer) }), 'rejected')); }
+    },
+    done: function (why) {
+      syncNote = why;
+      recount();
+      keepPageFresh();
+      say(why);
+      showNet();
+      if (movedTo) { location.replace(movedTo); }   /* the inspection's own page, with its checks */
+    }
+  });
+  var post = send.post, errorText = send.errorText, sync = send.sync;
 
   /* -------------------------------------------------------------- rendering (as _check.html) */
 
@@ -276,8 +466,6 @@ function inspectionPage(data) {
   }
 
   /* -------------------------------------------------------------- the offline queue */
-  function queue() { try { return JSON.parse(localStorage.getItem(QUEUE_KEY) || '[]'); } catch (e) { return []; } }
-  function saveQueue(items) { localStorage.setItem(QUEUE_KEY, JSON.stringify(items)); }
 
   async function checkOffline(text) {
     var result;
@@ -307,150 +495,6 @@ function inspectionPage(data) {
                return x.code === 'UNSIGNED_CODE' && r.code && r.code.signed ? 'KEY_NOT_IN_TRUST_LIST' : x.code;
              }),
              notes: (r.notes || []).map(function (x) { return x.code; }) };
-  }
-
-  async function freshToken() {
-    /* The CSRF token of a page kept open or offline goes stale when the session changes (a new
-       login, in this tab or another): read the one the server serves now, and whom the phone is
-       logged in as now (a page the service worker kept may be another's), on the page every
-       inspector may open. */
-    var page = await fetch(data.urls.offline, { credentials: 'same-origin', cache: 'no-store' });
-    if (page.redirected) { return false; }          /* to the login page: the session has ended */
-    var fresh = new DOMParser().parseFromString(await page.text(), 'text/html');
-    var meta = fresh.querySelector('meta[name=csrf-token]'), node = fresh.getElementById('inspector-data');
-    if (meta) { doc.querySelector('meta[name=csrf-token]').setAttribute('content', meta.getAttribute('content')); }
-    if (node) { try { data.user = JSON.parse(node.textContent).user; } catch (e) { /* kept as it was */ } }
-    return true;
-  }
-
-  async function post(url, body, retried) {
-    var isForm = body instanceof FormData;
-    var response = await fetch(url, {
-      method: 'POST', credentials: 'same-origin', body: isForm ? body : JSON.stringify(body),
-      headers: Object.assign({ 'Accept': 'application/json', 'X-CSRFToken': csrfToken() },
-                             isForm ? {} : { 'Content-Type': 'application/json' })
-    });
-    var json = (response.headers.get('Content-Type') || '').indexOf('application/json') === 0;
-    if (response.redirected || (response.ok && !json)) { return { login: true }; }
-    if (response.status === 400 && !retried) {
-      /* A stale CSRF token (answered as JSON or as a page): fetch a fresh one, try once more. */
-      if (!(await freshToken())) { return { login: true }; }
-      return post(url, body, true);
-    }
-    return { status: response.status, body: json ? await response.json() : null };
-  }
-
-  function errorCode(answer) { return ((answer.body && answer.body.error) || {}).code; }
-
-  function errorText(answer) {
-    var code = errorCode(answer);
-    if (texts.error[code]) { return texts.error[code]; }
-    if (answer.status === 400 || answer.status === 401) { return ui.stale; }
-    if (answer.status === 403) { return ui.other_account; }
-    if (answer.status === 429) { return ui.busy; }
-    return fill(ui.unexpected, { status: answer.status });
-  }
-
-  /* What sending a waiting check came to: 'kept'; 'refused' (the registry will never keep this
-     check: drop it, saying why); 'stop' (nothing can be sent now: keep them all, say why);
-     'wait' (keep this one, try the next). */
-  function outcome(answer) {
-    if (answer.login) { return 'stop'; }
-    var s = answer.status;
-    if (s === 200 || s === 201) { return 'kept'; }
-    if (s === 409 || (s === 422 && texts.error[errorCode(answer)])) { return 'refused'; }
-    if (s === 400 || s === 401 || s === 403 || s === 429 || s >= 500) { return 'stop'; }
-    return 'wait';
-  }
-
-  function somethingToSend() { return queue().length || startedOffline().length; }
-
-  function sync() {
-    if (syncing || !navigator.onLine || !somethingToSend()) { return Promise.resolve(); }
-    /* One tab at a time sends the queue (every open inspection tab runs this); the server also
-       keeps a check sent twice once, by its queue id. */
-    if (navigator.locks) { return navigator.locks.request('inspector-sync', sendQueue); }
-    return sendQueue();
-  }
-
-  async function sendStarted() {
-    /* Inspections started offline go first: their checks wait for the address the registry gives
-       them. Answers '' when all are sent, else why not (null: no network yet). */
-    var why = '';
-    for (var item of startedOffline()) {
-      var answer;
-      try {
-        /* `by`: whom the phone was logged in as when it was started; the registry keeps it for
-           them alone, so that another inspector logged in on this phone since does not send it */
-        answer = await post(data.urls.open, { offline: true, id: item.id, place: item.place, lat: item.lat,
-                                              lon: item.lon, started_at: item.started_at, by: item.by });
-      } catch (e) { return null; }
-      if (answer.login) { return ui.login; }
-      if (errorCode(answer) === 'OTHER_INSPECTOR') {   /* kept here for them; this user's go on */
-        why = fill(ui.other_inspector, { name: shownName(item.by) });
-        continue;
-      }
-      if (answer.status !== 201) { return errorText(answer); }   /* kept here, with its checks, to try again */
-      var body = answer.body;
-      saveQueue(queue().map(function (q) {
-        return q.inspection === 'local:' + item.id ? Object.assign(q, { inspection: body.id, url: body.check_url }) : q;
-      }));
-      saveStarted(startedOffline().filter(function (other) { return other.id !== item.id; }));
-      if (started && started.id === item.id) { movedTo = body.url; }
-    }
-    return why;
-  }
-
-  async function sendQueue() {
-    if (syncing || !navigator.onLine || !somethingToSend()) { return; }
-    syncing = true;
-    say(ui.sending);
-    var why = '';
-    try {
-      try {
-        if (!(await freshToken())) { why = ui.login; return; }
-      } catch (e) { return; }                    /* still no network: try again later */
-      why = await sendStarted();
-      if (why === null) { why = ''; return; }   /* still no network: try again later */
-      for (var item of queue()) {
-        var answer;
-        if (!item.url) { continue; }      /* its inspection, started offline, is not sent yet */
-        if (byOther(item, data.user)) {   /* made while another inspector was logged in: theirs to send */
-          why = fill(ui.other_checks, { name: shownName(item.by) });
-          continue;
-        }
-        try {
-          answer = await post(item.url, { offline: true, id: item.id, code: item.code, result: item.result,
-                                          checked_at: item.checked_at });
-        } catch (e) { break; }            /* still no network: try again later */
-        var done = outcome(answer);
-        if (done === 'stop') {
-          why = answer.login ? ui.login : answer.status >= 500 ? '' : errorText(answer);
-          break;
-        }
-        if (done === 'wait') { why = errorText(answer); continue; }
-        saveQueue(queue().filter(function (q) { return q.id !== item.id; }));
-        var row = list.querySelector('[data-queue-id="' + item.id + '"]');
-        if (done === 'kept') {
-          if (item.inspection === data.inspection) {
-            var kept = answer.body.checks[0];
-            var fresh = checkItem(kept);
-            if (row) { row.replaceWith(fresh); } else { list.insertBefore(fresh, list.firstChild); }
-            if (latest && latest.dataset.queueId === item.id) { showLatest(kept); }  /* it had kept the offline one */
-          }
-        } else if (row) {
-          row.replaceWith(checkItem(Object.assign(pendingView(item), { error: errorText(answer) }), 'rejected'));
-        }
-      }
-    } finally {
-      syncing = false;
-      syncNote = why;
-      recount();
-      keepPageFresh();
-      say(why);
-      showNet();
-    }
-    if (movedTo) { location.replace(movedTo); }   /* the inspection's own page, with its checks */
   }
 
   async function reloadChecks() {

@@ -254,6 +254,38 @@ def test_an_inspection_started_with_no_network_is_sent_with_its_checks_when_back
     assert all(r.at >= inspection.started_at for r in rows)
 
 
+def test_an_inspection_started_offline_is_sent_from_the_home_page_when_back_online(
+        playwright, live_server, scene, session):  # noqa: F811
+    """The home page said each waiting inspection is sent when the phone is back online, but only
+    its own page sent it: an inspector back on the home page waited for nothing. The home page now
+    sends it with its checks, then lists it among the registry's."""
+    codes, _ = scene
+    browser = launch(playwright)
+    try:
+        context = phone(browser)
+        page = context.new_page()
+        page_login(page, live_server, "thanh")
+        page.goto(live_server + "/portal/inspector/")
+        assert page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
+        _wait_until_kept(page, "/portal/inspector/offline", "/api/v1/trust-list")
+        _start_offline(page, context, "Kho hàng Thủ Đức")
+        page.fill("#code", codes["genuine"])
+        page.click("#code-form button[type=submit]")
+        page.wait_for_selector('#latest [data-verdict="genuine"]')
+        page.goto(live_server + "/portal/inspector/")
+        page.wait_for_selector("#started-offline:not([hidden])")
+        context.set_offline(False)  # and the inspector stays here
+        page.wait_for_selector("#started-offline[hidden]", state="attached", timeout=20_000)
+        listed = page.locator("main a", has_text="Kho hàng Thủ Đức")
+        listed.first.wait_for()
+        assert page.evaluate("JSON.parse(localStorage.getItem('inspector.started'))") == []
+        assert page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))") == []
+        number = int(re.search(r"/inspections/(\d+)", listed.first.get_attribute("href")).group(1))
+    finally:
+        browser.close()
+    assert [(r.verdict, r.offline) for r in stored_checks(session, number)] == [("genuine", True)]
+
+
 def test_what_an_inspector_started_offline_waits_for_them_when_another_logs_in_on_the_phone(
         playwright, live_server, scene, session):  # noqa: F811
     """A phone passed on (a shared phone, a session ended from another device): the next inspector's
@@ -298,13 +330,13 @@ def test_what_an_inspector_started_offline_waits_for_them_when_another_logs_in_o
         assert len(page.evaluate("JSON.parse(localStorage.getItem('inspector.started'))")) == 1
         assert len(page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))")) == 1
 
-        # thanh logs in again: hers are sent, under her name
+        # thanh logs in again: hers are sent, under her name, from her home page
         page_login(page, live_server, "thanh")
         page.goto(live_server + "/portal/inspector/")
-        page.click("#started-list a")
-        page.wait_for_url(re.compile(r".*/portal/inspector/inspections/\d+$"), timeout=20_000)
-        page.wait_for_selector("#inspector-data", state="attached")
-        number = int(page.get_attribute("#inspection", "data-inspection-id"))
+        page.wait_for_selector("#started-offline[hidden]", state="attached", timeout=20_000)
+        listed = page.locator("main a", has_text="Kho của chị Thanh")
+        listed.first.wait_for()
+        number = int(re.search(r"/inspections/(\d+)", listed.first.get_attribute("href")).group(1))
         assert page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))") == []
     finally:
         browser.close()
