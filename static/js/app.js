@@ -17,8 +17,9 @@
 
   /* Switching the language reloads the page: what was typed in ``form`` goes along in this tab's
      sessionStorage under ``key``, and comes back once (not the photos: a file input is the user's to
-     fill). What the server sent back wins over it. */
-  function keepAcrossLanguages(form, key) {
+     fill). What the server sent back wins over it. ``answerId``: the element of an answer the form
+     had given (a report's status); shown when switching, the form is sent again in the new language. */
+  function keepAcrossLanguages(form, key, answerId) {
     Array.prototype.forEach.call(doc.querySelectorAll('a[hreflang]'), function (link) {
       link.addEventListener('click', function () {
         var values = {};
@@ -27,17 +28,20 @@
           if (field.type === 'radio' && !field.checked) { return; }
           values[field.name] = field.value;
         });
-        try { sessionStorage.setItem(key, JSON.stringify(values)); } catch (e) { /* private mode: not kept */ }
+        var again = Boolean(answerId && $(answerId));
+        try { sessionStorage.setItem(key, JSON.stringify({ values: values, again: again })); } catch (e) { /* private mode: not kept */ }
       });
     });
     var draft = null;
     try { draft = JSON.parse(sessionStorage.getItem(key) || 'null'); sessionStorage.removeItem(key); } catch (e) { draft = null; }
-    if (!draft || typeof draft !== 'object') { return; }
+    if (!draft || typeof draft !== 'object' || typeof draft.values !== 'object') { return; }
+    var values = draft.values;
     Array.prototype.forEach.call(form.elements, function (field) {
-      if (!field.name || !(field.name in draft) || field.type === 'file' || field.type === 'hidden') { return; }
-      if (field.type === 'radio') { field.checked = field.value === draft[field.name]; }
-      else if (!field.value) { field.value = String(draft[field.name]); }
+      if (!field.name || !(field.name in values) || field.type === 'file' || field.type === 'hidden') { return; }
+      if (field.type === 'radio') { field.checked = field.value === values[field.name]; }
+      else if (!field.value) { field.value = String(values[field.name]); }
     });
+    if (draft.again) { form.submit(); }
   }
 
   /* ------------------------------------------------------------------ report form: photo checks */
@@ -74,9 +78,10 @@
     }
   }
 
-  /* The follow-up form: the case number and the code typed go along with a language switch too. */
+  /* The follow-up form: the case number and the code typed go along with a language switch too, and
+     a report's status shown is shown again, in the new language. */
   var followupForm = $('followup-form');
-  if (followupForm) { keepAcrossLanguages(followupForm, 'followup.draft'); }
+  if (followupForm) { keepAcrossLanguages(followupForm, 'followup.draft', 'followup'); }
 
   /* ------------------------------------------------------------------ scan page */
   var scanSection = $('scan');

@@ -264,6 +264,11 @@ def test_counterfeit_leads_to_a_stored_report(playwright, live_server, codes, se
         assert later.locator(".followup-status").inner_text() == "Đang xác minh"
         assert "going to the market" not in later.content()  # what the inspector wrote stays inside
         later.screenshot(path=str(SCREENSHOTS / "report-status.png"), full_page=True)
+        # the status read in English: shown again in English (it had been an empty form)
+        later.click('a[hreflang="en"]')
+        later.wait_for_function("document.documentElement.lang === 'en' && !!document.getElementById('followup')")
+        assert later.locator(".followup-status").inner_text() == "Being investigated"
+        assert later.locator("#followup").get_attribute("data-status") == "investigating"
     finally:
         browser.close()
 
