@@ -9,7 +9,8 @@ from flask import Flask, jsonify, make_response, request
 from marshmallow import Schema, fields
 from sqlalchemy.exc import IntegrityError, InternalError, OperationalError
 from werkzeug.exceptions import Conflict as HttpConflict
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed, ServiceUnavailable
+from werkzeug.exceptions import NotFound as NoRoute
 
 from app.request_ids import error_reference
 from app.responses import RepeatedMember
@@ -196,6 +197,11 @@ def handle_http_error(exc: HTTPException):
     status = exc.code or 500
     code = (exc.name or "error").upper().replace(" ", "_").replace("'", "")
     message = exc.description or exc.name
+    allowed = getattr(exc, "valid_methods", None)  # a 405: what the address takes (RFC 9110's Allow)
+    if isinstance(exc, NoRoute) and exc.description == NoRoute.description:  # no route: werkzeug's words
+        message = f"no such address: {request.path} (the API's are listed in /api/v1/openapi.json)"
+    elif isinstance(exc, MethodNotAllowed) and allowed:
+        message = f"{request.path} does not take {request.method}; it takes {', '.join(sorted(allowed))}"
     extra: dict[str, Any] = {}
     data = getattr(exc, "data", None)  # webargs/marshmallow validation details
     if isinstance(data, dict) and data.get("messages"):
@@ -216,6 +222,8 @@ def handle_http_error(exc: HTTPException):
                        f"at offset {undecodable.start}): JSON is sent as UTF-8, whatever the charset says")
         elif isinstance(undecodable, RepeatedMember):
             message = f"the request body is not valid JSON: {undecodable.msg}"
+        elif request.get_data(cache=True)[:3] == b"\xef\xbb\xbf":  # what Windows editors save UTF-8 with
+            message = "the request body starts with a byte order mark (EF BB BF), which JSON may not: send it without"
     if _wants_html() and status == 413 and request.endpoint == "pages.check_photo":
         from app.pages.render import render_scan  # local: pages depend on this module
 
@@ -230,6 +238,8 @@ def handle_http_error(exc: HTTPException):
     retry_after = getattr(exc, "retry_after", None)  # 429 (rate limits), 503
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
+    if status == 405 and allowed:
+        response.headers["Allow"] = ", ".join(sorted(allowed))
     return response
 
 

@@ -489,6 +489,18 @@ def test_log_parameters_are_checked(client, world):
     assert client.get("/api/v1/log/inclusion?index=0&size=99").get_json()["error"]["field"] == "size"
 
 
+def test_an_address_or_method_the_api_lacks_is_said_in_its_own_words(client, world):
+    """Werkzeug's "If you entered the URL manually please check your spelling" had answered an id
+    that no route takes, and a 405 came without the Allow header RFC 9110 asks for."""
+    missing = client.delete("/api/v1/tokens/abc", headers=world.auth("producer"))
+    assert missing.status_code == 404 and missing.get_json()["error"] == {
+        "code": "NOT_FOUND", "message": "no such address: /api/v1/tokens/abc (the API's are listed in "
+                                        "/api/v1/openapi.json)"}
+    wrong = client.delete("/api/v1/verify")
+    assert wrong.status_code == 405 and wrong.headers["Allow"] == "GET, HEAD, OPTIONS"
+    assert wrong.get_json()["error"]["message"] == "/api/v1/verify does not take DELETE; it takes GET, HEAD, OPTIONS"
+
+
 def test_openapi_document_lists_the_contract(client):
     spec = client.get("/api/v1/openapi.json").get_json()
     for path in ("/api/v1/producers", "/api/v1/batches", "/api/v1/batches/{gtin}/{lot}/serials",
@@ -565,6 +577,11 @@ def test_numbers_and_nesting_json_or_a_signature_cannot_carry_are_refused_not_50
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "MALFORMED_JSON"
     assert "'lot' is given more than once" in r.get_json()["error"]["message"]
     assert client.get(f"/api/v1/batches/{GTIN}/OTHER", headers=producer).status_code == 404
+    # saved by a Windows editor with a byte order mark: said so, not a bare "not valid JSON"
+    r = client.post("/api/v1/batches", data=b"\xef\xbb\xbf" + body.encode(), content_type="application/json",
+                    headers=producer)
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "MALFORMED_JSON"
+    assert "byte order mark (EF BB BF)" in r.get_json()["error"]["message"]
 
     inspection = client.post("/api/v1/inspections", json={"place": "Chợ Lớn"}, headers=inspector).get_json()["id"]
     url = f"/api/v1/inspections/{inspection}/checks"
