@@ -60,6 +60,14 @@ MiB = 1024 * 1024
 #: What ``case_number`` makes.
 CASE_NUMBER = re.compile(r"VN-\d{4}-\d{6,}")
 _LINK = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
+#: A shop's address as shoppers copy it from an app's share sheet or type it, without its scheme
+#: ("shopee.vn/shop/123", "www.facebook.com/groups/x"): a host name with a dot, then a path or nothing.
+_HOST_FIRST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}(?::\d+)?(?:[/?#]\S*)?$", re.IGNORECASE)
+
+
+def web_address(text: str) -> str:
+    """A link as given, or with ``https://`` before it when it is a web address without its scheme."""
+    return "https://" + text if _HOST_FIRST.match(text) else text
 #: What a shopper is told of a case's status: not the authority's own steps.
 FOLLOWUP_STATUS = {"new": "received", "assigned": "investigating", "investigating": "investigating",
                    "confirmed": "confirmed", "dismissed": "closed"}
@@ -210,7 +218,7 @@ class ReportInput:
 
         bought = values.get("bought_on")
         return cls(code=text("code"), where_kind=text("where_kind"), where_text=text("where_text"),
-                   seller=text("seller"), link=text("link"), price=text("price"),
+                   seller=text("seller"), link=web_address(text("link")), price=text("price"),
                    bought_on=bought if isinstance(bought, date) else text("bought_on") or None,
                    contact=text("contact"), description=text("description"), photos=tuple(photos))
 

@@ -21,7 +21,7 @@ FIELD_ERROR = {
     "FIELD_REQUIRED": N_("Please fill in this field."),
     "BAD_CHOICE": N_("Please choose one of the options."),
     "TOO_LONG": N_("This is too long."),
-    "BAD_LINK": N_("Enter a web address starting with http:// or https://, with no spaces."),
+    "BAD_LINK": N_("Enter a web address, such as shopee.vn/shop/123, with no spaces."),
     "BAD_DATE": N_("Enter the date as day, month and year."),
     "DATE_IN_FUTURE": N_("The date cannot be in the future."),
     "CODE_OR_PHOTO": N_("Enter the code on the product, or add at least one photo of it."),

@@ -275,7 +275,7 @@ def test_form_error_messages_say_what_is_wrong(client):
     assert response.status_code == 422
     assert "Please choose one of the options." in html
     assert "Please fill in this field." not in html
-    assert "Enter a web address starting with http:// or https://, with no spaces." in html
+    assert "Enter a web address, such as shopee.vn/shop/123, with no spaces." in html
 
 
 def test_report_sent_shows_only_a_case_number(client):

@@ -130,6 +130,26 @@ def test_missing_fields_are_all_named(service):
     assert err.value.code == "REPORT_INVALID"
 
 
+@pytest.mark.parametrize("typed, kept", [
+    ("shopee.vn/shop/123", "https://shopee.vn/shop/123"),  # as an app's "copy link" or a shopper types it
+    ("www.facebook.com/groups/cho-re?ref=share", "https://www.facebook.com/groups/cho-re?ref=share"),
+    ("lazada.vn", "https://lazada.vn"),
+    ("http://tiki.vn/p/1", "http://tiki.vn/p/1"),  # a scheme given stays
+])
+def test_a_link_without_its_scheme_is_taken_as_a_web_address(service, typed, kept):
+    report = service.create(ReportInput.from_mapping({"code": "08936000010010", "where_kind": "ecommerce",
+                                                      "link": typed}), client_hash=None).report
+    assert report.link == kept
+
+
+@pytest.mark.parametrize("typed", ["shopee", "Chợ Lớn", "javascript:alert(1)", "ftp://x.vn/a", "shopee .vn/x"])
+def test_what_is_no_web_address_is_still_refused(service, typed):
+    with pytest.raises(ReportInvalid) as err:
+        service.create(ReportInput.from_mapping({"code": "x", "where_kind": "shop", "where_text": "Chợ",
+                                                 "link": typed}), client_hash=None)
+    assert err.value.errors == {"link": "BAD_LINK"}
+
+
 def test_unknown_place_kind_and_future_date(service):
     with pytest.raises(ReportInvalid) as err:
         service.create(valid(where_kind="moon", bought_on="2026-05-01"), client_hash=None)
