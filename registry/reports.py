@@ -274,7 +274,7 @@ class ReportService:
             details["where_text"] = "the shop or market address, or the platform, page or channel name"
         if data.link and not _LINK.match(data.link):
             errors.setdefault("link", "BAD_LINK")
-            details["link"] = "a web address starting with http:// or https://"
+            details["link"] = "a web address: http:// or https://, or a host name and path (shopee.vn/shop/1)"
         if not data.code and not data.photos:
             errors["code"] = "CODE_OR_PHOTO"
             details["code"] = "the code on the product, or at least one photo of it"
