@@ -8,6 +8,7 @@ in the table and in the log, marked withdrawn, and drops out of the public lists
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date, datetime, timedelta
 from typing import Any, Callable
 
@@ -20,7 +21,7 @@ from registry.audit import audit
 from registry.errors import Conflict, Invalid, NotFound, collect, raise_problems
 from registry.log import TransparencyLog
 from registry.models import AuditEvent, Publication
-from registry.rules import fold, parse_date
+from registry.rules import check_tax_code, fold, parse_date
 from registry.services import Actor, Role
 
 __all__ = ["KINDS", "PublicationService"]
@@ -106,6 +107,9 @@ class PublicationService:
         if kind == "violator" and not values["decision_ref"]:  # a name made public for good rests on one
             problems.append(Invalid("a violator is published on a decision: give its reference",
                                     code="FIELD_REQUIRED", field="decision_ref"))
+        if values["tax_code"]:  # a name made public with a mistyped number would name another business
+            vietnamese = re.fullmatch(r"[0-9]{10}(-[0-9]{3})?", values["tax_code"])  # else a foreign seller's
+            collect(problems, lambda: check_tax_code(values["tax_code"], country="VN" if vietnamese else "other"))
         if kind == "warning" and not (values["product"] or values["body"]):
             problems.append(Invalid("a warning needs the product or a text", code="FIELD_REQUIRED", field="product"))
         decided = collect(problems, parse_date, decided_on, "decided_on")

@@ -141,3 +141,16 @@ def test_cli_publish_and_withdraw(app, runner):
     assert result.exit_code == 0, result.output
     result = runner.invoke(args=["publish", "withdraw", str(item["id"]), "--reason", "hủy"])
     assert result.exit_code != 0 and "ALREADY_WITHDRAWN" in result.output
+
+
+def test_a_violators_vietnamese_tax_code_is_checked_as_a_producers_is(service):
+    """A name made public for good: a mistyped mã số thuế (its 10th digit checks the others) would
+    point at another business. A foreign seller's number is taken in its own form."""
+    with pytest.raises(Invalid) as err:
+        service.publish(SYSTEM, kind="violator", title="Vi phạm", name="Công ty Đại Phát", tax_code="0312345678",
+                        decision_ref="12/QĐ")
+    assert (err.value.code, err.value.field) == ("BAD_TAX_CODE", "tax_code")
+    assert service.publish(SYSTEM, kind="violator", title="Vi phạm", name="Công ty Đại Phát",
+                           tax_code="0312345673-001", decision_ref="12/QĐ").tax_code == "0312345673-001"
+    assert service.publish(SYSTEM, kind="violator", title="Vi phạm", name="Shenzhen Seller Co.",
+                           tax_code="91440300MA5F", decision_ref="13/QĐ").tax_code == "91440300MA5F"
