@@ -242,6 +242,7 @@ def test_inspector_pages(page, audit, live_server, codes, session):
 
 
 def test_authority_pages(page, audit, live_server, codes, session):
+    make_user(session, "thanh", "inspector")  # the accounts page then offers a new password for thanh
     case = _logged_in_with_a_case(page, live_server, session, codes, "boss", "authority")
     audit_menu(page, audit, "authority")
     page.goto(live_server + f"/portal/cases/{case}")
