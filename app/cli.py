@@ -687,6 +687,10 @@ def _print_verification(body: dict, *, lang: str = "en") -> None:
         click.echo(f"  verified {body['scans']['count']} times, first on {body['scans']['first_seen']}")
 
 
+#: The endings of a photo's file name: an argument ending so that names no file is a mistyped path.
+PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic"})
+
+
 def register_verify_cli(app: Flask) -> None:
     @app.cli.command("verify")
     @click.argument("image_or_text")
@@ -714,6 +718,11 @@ def register_verify_cli(app: Flask) -> None:
             is_file = False
         if not is_file:  # the API's rule for a code (GET /verify): 1 to 4,096 characters
             _options(VerifyArgsSchema, {"code": image_or_text}, {"code": "IMAGE_OR_TEXT"})
+            if path.suffix.lower() in PHOTO_SUFFIXES:  # a photo's name mistyped: not a code to read as text
+                raise _error("READ_FAILED", f"no file {image_or_text}: to verify a photo, give its path; "
+                                            "a code's text is not a file name")
+        if trust_list_file is not None and not offline:  # it would have been ignored, the check run online
+            raise click.UsageError("--trust-list is for --offline: add --offline, or leave the list out")
         if offline:
             if trust_list_file is None:
                 raise click.UsageError("--offline needs --trust-list FILE (get it with `python -m app trust-list`)")

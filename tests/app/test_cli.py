@@ -792,6 +792,16 @@ def test_verify_takes_a_text_no_file_can_be_named_and_refuses_a_code_longer_than
     _refused(runner.invoke(args=["verify", ""]), "VALIDATION_FAILED", "IMAGE_OR_TEXT")
 
 
+def test_verify_says_a_photo_it_cannot_find_and_a_list_without_offline(runner, world, tmp_path):
+    """A mistyped photo path had been verified as the text of a code ("unreadable", exit 0), and a
+    --trust-list without --offline ignored, the check run online."""
+    _refused(runner.invoke(args=["verify", str(tmp_path / "anh-nhan.jpg")]), "READ_FAILED", "anh-nhan.jpg")
+    trust_list = tmp_path / "list.json"
+    trust_list.write_text("{}", encoding="utf-8")
+    out = runner.invoke(args=["verify", "08936000010010", "--trust-list", str(trust_list)])
+    assert out.exit_code == 2 and "--trust-list is for --offline" in out.output
+
+
 def test_verify_names_an_empty_photo_file_as_the_api_does(runner, world, tmp_path):
     """A zero-byte file had been 'not a supported image'; POST /verify/image says IMAGE_EMPTY."""
     empty = tmp_path / "photo.jpg"
