@@ -76,11 +76,11 @@ def readiness(app) -> tuple[bool, dict[str, Any]]:  # noqa: ANN001 - the Flask a
                                else _producer_keys(extensions["session_factory"], extensions["keystore"]))
     limiter = extensions["rate_limiter"]
     if not app.config["REDIS_URL"]:
-        checks["rate_limit_counters"] = "in this server"
+        checks["rate_limit_counters"] = "in each worker"
     elif limiter.storage.check():
         checks["rate_limit_counters"] = "ok"
     else:
-        checks["rate_limit_counters"] = "unreachable: counting in this server"
+        checks["rate_limit_counters"] = "unreachable: counting in each worker"
     writer = extensions["scan_writer"]
     pending, oldest = writer.backlog()
     age = (datetime.now(timezone.utc) - oldest).total_seconds() if oldest is not None else 0.0

@@ -159,7 +159,8 @@ class CaseListSchema(Strict):
 
 class TransitionInSchema(Strict):
     to = fields.String(required=True, validate=validate.OneOf(STATUSES))
-    text = fields.String(validate=validate.Length(max=10_000))
+    text = fields.String(validate=validate.Length(max=10_000), metadata={
+        "description": "why: required to move to `confirmed` or `dismissed` (422 `FIELD_REQUIRED` without it)"})
     from_ = fields.String(data_key="from", validate=validate.OneOf(STATUSES), metadata={
         "description": "the status the case had when the move was decided: once it has moved on, the move is "
                        "refused (409 `BAD_TRANSITION`) instead of undoing someone else's"})

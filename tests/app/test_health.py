@@ -38,7 +38,7 @@ def test_a_served_instance_is_ready(client):
     assert status == 200 and body["status"] == "ready"
     assert body["checks"] == {"database": "ok", "database_writes": "ok", "read_database": "ok", "schema": "ok",
                               "signing_keys": "ok", "producer_keys": "ok",
-                              "rate_limit_counters": "in this server",
+                              "rate_limit_counters": "in each worker",
                               "scan_events_pending": {"events": 0, "oldest_seconds": 0.0, "late": False,
                                                       "files": 0}}
 
@@ -140,7 +140,7 @@ def test_redis_down_is_reported_but_leaves_the_server_ready(app, tmp_path):
         with _redis_server(port):
             assert _ready(limited.test_client())[1]["checks"]["rate_limit_counters"] == "ok"
         status, body = _ready(limited.test_client())
-    assert status == 200 and body["checks"]["rate_limit_counters"] == "unreachable: counting in this server"
+    assert status == 200 and body["checks"]["rate_limit_counters"] == "unreachable: counting in each worker"
 
 
 def test_scan_events_waiting_to_be_written_are_counted(app, client, registry, session, world, monkeypatch):
