@@ -18,6 +18,7 @@ from app.i18n import N_, VIETNAM_TIME
 from app.messages import ACTION_TEXT, VERDICT_TITLE
 from app.portal import bp
 from app.portal.auth import current_actor, login_required
+from app.portal.cases import STATUS_LABEL
 from app.portal.errors import error_text
 from app.services import account_service, audit_trail, db_session, publication_service, registry
 from registry.audit import ACTIONS, AuditQuery
@@ -335,6 +336,10 @@ DETAIL_LABEL = {
 VERDICT_KEYS = frozenset({"verdict", "offline_verdict"})
 #: Reasons the registry writes as codes.
 DETAIL_VALUE = {"locked": N_("the account was locked")}
+#: Detail keys whose value is a word of the registry's (a case's status, a publication's kind),
+#: shown in the page's language: the Vietnamese trail had read "Từ trạng thái confirmed".
+WORDS = {"status_from": STATUS_LABEL, "status_to": STATUS_LABEL,
+         "kind": {"warning": N_("Consumer warning"), "violator": N_("Confirmed violator")}}
 
 
 def _detail(key: str, value: Any) -> tuple[str, str, str]:
@@ -351,6 +356,8 @@ def _detail(key: str, value: Any) -> tuple[str, str, str]:
         return label, "role", value
     if key in VERDICT_KEYS and value in VERDICT_TITLE:
         return label, "verdict", value
+    if isinstance(value, str) and value in WORDS.get(key, {}):
+        return label, "words", WORDS[key][value]
     if isinstance(value, str) and (key.endswith("_at") or key.endswith("_until")):
         return label, "time", value
     if isinstance(value, str):

@@ -203,3 +203,19 @@ def test_the_filter_form_needs_no_csrf_token_and_changes_nothing(app, people, se
 
 def test_every_action_has_its_name_in_the_catalogue():
     assert list(ACTION_TEXT) == list(ACTIONS)
+
+
+def test_a_cases_statuses_and_a_publications_kind_are_in_the_pages_words(app, people, session):
+    """The Vietnamese trail had read "Từ trạng thái confirmed / Sang trạng thái dismissed" and
+    "Loại violator": the registry's words, not the page's."""
+    at = datetime(2026, 12, 6, 13, 50, tzinfo=timezone.utc)
+    audit(session, at, "user:lan", "case.transition", "VN-2026-000001", status_from="confirmed",
+          status_to="dismissed")
+    audit(session, at, "user:boss", "publication.publish", "7", kind="warning", log_index=12)
+    session.commit()
+    html = _login(app, "boss").get(URL).get_data(as_text=True)
+    assert "<dt>Từ trạng thái</dt><dd>Đã xác nhận hàng giả</dd>" in html
+    assert "<dd>Đã bác bỏ</dd>" in html and "<dd>Cảnh báo người tiêu dùng</dd>" in html
+    assert ">confirmed<" not in html and ">warning<" not in html
+    english = _login(app, "boss").get(URL, headers={"Accept-Language": "en"}).get_data(as_text=True)
+    assert "<dt>From status</dt><dd>Confirmed counterfeit</dd>" in english and "<dd>Consumer warning</dd>" in english
