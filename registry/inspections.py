@@ -199,13 +199,13 @@ class InspectionService:
         client_verdict = _verdict(result)
         if offline:
             if at is None:
-                raise Invalid("an offline check needs the time it was made", code="FIELD_REQUIRED", field="at")
+                raise Invalid("an offline check needs the time it was made", code="FIELD_REQUIRED", field="checked_at")
             if at > now + CLOCK_SKEW or at < now - MAX_OFFLINE_AGE:
-                raise Invalid("an offline check's time must be within the last 30 days", code="BAD_DATE", field="at")
+                raise Invalid("an offline check's time must be within the last 30 days", code="BAD_DATE", field="checked_at")
             if inspection.closed_at is not None and at > inspection.closed_at:
                 raise Conflict("the inspection was closed before this check was made", code="INSPECTION_CLOSED")
             if at < inspection.started_at - CLOCK_SKEW:  # else the signed evidence puts it in another visit
-                raise Invalid("an offline check's time is before its inspection began", code="BAD_DATE", field="at")
+                raise Invalid("an offline check's time is before its inspection began", code="BAD_DATE", field="checked_at")
             if not (code or "").strip():
                 raise Invalid("an offline check needs the code as read, to check it again here",
                               code="FIELD_REQUIRED", field="code")

@@ -1033,11 +1033,11 @@ class TokenService:
         role = Role(role)
         if role == Role.PRODUCER:
             if not producer_id:
-                raise Invalid("a producer token must name its producer", code="FIELD_REQUIRED", field="producer")
+                raise Invalid("a producer token must name its producer", code="FIELD_REQUIRED", field="producer_id")
             if self.session.get(Producer, producer_id) is None:
                 raise NotFound(f"no producer {producer_id}", code="PRODUCER_UNKNOWN")
         elif producer_id:
-            raise Invalid("only producer tokens are bound to a producer", code="BAD_TOKEN_SCOPE", field="producer")
+            raise Invalid("only producer tokens are bound to a producer", code="BAD_TOKEN_SCOPE", field="producer_id")
         token = self.PREFIX + secrets.token_urlsafe(32)
         row = ApiToken(token_hash=self.hash(token), role=role.value, producer_id=producer_id, label=label,
                        created_at=self.clock(), expires_at=expires_at)

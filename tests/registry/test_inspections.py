@@ -119,7 +119,7 @@ def test_offline_checks_need_code_and_a_plausible_time(service):
     with pytest.raises(Invalid) as err:
         service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"}, offline=True, code="x",
                           at=inspection.started_at - timedelta(days=2), recheck=ok)
-    assert (err.value.code, err.value.field) == ("BAD_DATE", "at") and "before its inspection began" in err.value.message
+    assert (err.value.code, err.value.field) == ("BAD_DATE", "checked_at") and "before its inspection began" in err.value.message
     service.add_check(INSPECTOR, inspection.id, result={"verdict": "genuine"}, offline=True, code="x",
                       at=inspection.started_at - timedelta(minutes=1), recheck=ok)
     # made before the inspection was closed: still accepted after closing; made after: refused
