@@ -773,7 +773,10 @@ class Registry:
             field = f"codes.{index}"
             if not (isinstance(code, dict) and isinstance(code.get("serial"), str) and isinstance(code.get("s"), str)):
                 raise Invalid("each code is {\"serial\", \"s\"}", code="BAD_CODE", field=field)
-            serial, signature = check_serial(code["serial"]), code["s"]
+            try:
+                serial, signature = check_serial(code["serial"]), code["s"]
+            except Invalid as exc:  # named as the request has it, among up to 100,000 codes
+                raise Invalid(exc.message, code=exc.code, field=f"{field}.serial") from None
             if serial in seen:
                 raise Invalid(f"serial {serial} is listed twice", code="SERIAL_REPEATED", field=f"{field}.serial")
             seen.add(serial)
@@ -800,13 +803,31 @@ class Registry:
             with self.session.begin_nested():
                 self._insert_serials(rows)
         except IntegrityError:
-            raise Conflict("a serial is already registered for this batch", code="SERIAL_EXISTS",
-                           field="codes") from None
+            raise self._serials_exist(batch, [row["serial"] for row in rows]) from None
         batch.serial_count = (batch.serial_count or 0) + len(rows)
         audit(self.session, now, actor, "serials.issue", f"{batch.gtin}/{batch.lot}", count=len(rows),
               presigned=True)
         self.session.flush()
         return out
+
+    def _serials_exist(self, batch: Batch, serials: list[str]) -> Conflict:
+        """The refusal of codes some of which the batch already has: it names them (the first five)
+        and the first one's place in the request, among up to 100,000 codes."""
+        found: list[str] = []
+        for start in range(0, len(serials), 1000):
+            chunk = serials[start:start + 1000]
+            found += self.session.execute(select(Serial.serial).where(
+                Serial.batch_id == batch.id, Serial.serial.in_(chunk))).scalars().all()
+            if len(found) >= 5:
+                break
+        position = {serial: index for index, serial in enumerate(serials)}
+        found.sort(key=position.__getitem__)
+        if not found:  # another request's, rolled back meanwhile: the batch has none of them now
+            return Conflict("a serial was being registered for this batch at the same time: send it again",
+                            code="SERIAL_EXISTS", field="codes")
+        named = ", ".join(found[:5]) + (" and more" if len(found) > 5 else "")
+        return Conflict(f"the batch already has serial{'s' if len(found) > 1 else ''} {named}", code="SERIAL_EXISTS",
+                        field=f"codes.{position[found[0]]}.serial")
 
     def _insert_serials(self, rows: list[dict[str, Any]]) -> None:
         """Bulk insert inside the session's transaction: COPY on PostgreSQL, batched executemany elsewhere."""

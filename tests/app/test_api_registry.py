@@ -311,6 +311,7 @@ def test_a_producer_keeping_its_own_key_registers_the_unit_codes_it_signed(clien
             ([{"serial": "A4", "s": sign_code(other, gtin=GTIN, lot="OWN-2", serial="A4", exp="310531")}],
              "KEY_UNKNOWN", None),
             ([codes[0], codes[0]], "SERIAL_REPEATED", "codes.1.serial"),
+            ([codes[0], {"serial": "Á1", "s": codes[0]["s"]}], "BAD_SERIAL", "codes.1.serial"),
             ({"count": 1, "codes": codes}, "VALIDATION_FAILED", None)):
         r = client.post(url, json=bad if isinstance(bad, dict) else {"codes": bad}, headers=world.auth("producer"))
         assert r.status_code in (403, 422) and r.get_json()["error"]["code"] == code, r.get_json()
@@ -319,8 +320,11 @@ def test_a_producer_keeping_its_own_key_registers_the_unit_codes_it_signed(clien
     done = client.post(url, json={"codes": codes}, headers=world.auth("producer"))
     assert done.status_code == 201, done.get_json()
     urls = [item["url"] for item in done.get_json()["serials"]]
-    again = client.post(url, json={"codes": codes[:1]}, headers=world.auth("producer"))
+    new = {"serial": "A5", "s": sign_code(own, gtin=GTIN, lot="OWN-2", serial="A5", exp="310531")}
+    again = client.post(url, json={"codes": [new, codes[1]]}, headers=world.auth("producer"))
     assert (again.status_code, again.get_json()["error"]["code"]) == (409, "SERIAL_EXISTS")
+    assert again.get_json()["error"]["field"] == "codes.1.serial"  # which one, among up to 100,000
+    assert again.get_json()["error"]["message"] == "the batch already has serial A2"
     for unit in urls:
         verdict = client.get("/api/v1/verify", query_string={"code": unit}).get_json()
         assert verdict["verdict"] == "genuine", verdict["reasons"]
