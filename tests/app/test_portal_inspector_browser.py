@@ -780,8 +780,9 @@ def test_a_note_typed_while_the_session_ended_comes_back_after_the_login(
         page.fill("#password", "mật khẩu mới của Thanh 2026")
         page.click("#login-form button[type=submit]")
         page.wait_for_selector("#note-form")
-        assert page.url == live_server + "/portal/cases/VN-2026-000078"  # the page, not the post's address
+        page.wait_for_function("document.getElementById('note-text').value !== ''")  # portal.js, deferred
         assert page.input_value("#note-text") == "Đã đến quầy 12: người bán vắng mặt"
+        assert page.url == live_server + "/portal/cases/VN-2026-000078"  # the page, not the post's address
         page.click("#note-form button[type=submit]")
         page.wait_for_selector(".note-item")
         assert "người bán vắng mặt" in page.inner_text(".note-item")
