@@ -198,6 +198,39 @@ def _start_offline(page, context, place: str) -> None:
     page.wait_for_selector("#inspector-data", state="attached")
 
 
+def _ready_for_no_network(page, base: str) -> None:
+    """Thanh logged in on the home page, its service worker active and keeping what an inspection
+    started with no network needs."""
+    page_login(page, base, "thanh")
+    page.goto(base + "/portal/inspector/")
+    assert page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
+    _wait_until_kept(page, "/portal/inspector/offline", "/api/v1/trust-list")
+
+
+def _started_offline_with_a_check(browser, base: str, place: str, code: str):
+    """Thanh's phone, ready for no network, cut off: an inspection started at ``place`` and ``code``
+    checked on the phone (genuine), both waiting there. The phone's context and page."""
+    context = phone(browser)
+    page = context.new_page()
+    _ready_for_no_network(page, base)
+    _start_offline(page, context, place)
+    page.fill("#code", code)
+    page.click("#code-form button[type=submit]")
+    page.wait_for_selector('#latest [data-verdict="genuine"]')
+    return context, page
+
+
+def _sent_from_home(page, place: str) -> int:
+    """On the home page, back online: the inspection started offline at ``place`` is sent from it and
+    listed among the registry's; its number."""
+    page.wait_for_selector("#started-offline[hidden]", state="attached", timeout=20_000)
+    listed = page.locator("main a", has_text=place)
+    listed.first.wait_for()
+    assert page.evaluate("JSON.parse(localStorage.getItem('inspector.started'))") == []
+    assert page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))") == []
+    return int(re.search(r"/inspections/(\d+)", listed.first.get_attribute("href")).group(1))
+
+
 def test_an_inspection_started_with_no_network_is_sent_with_its_checks_when_back_online(
         playwright, live_server, scene, session):  # noqa: F811
     """In a market's basement with no signal: the inspector starts the inspection on the phone
@@ -211,10 +244,7 @@ def test_an_inspection_started_with_no_network_is_sent_with_its_checks_when_back
     try:
         context = phone(browser)
         page = context.new_page()
-        page_login(page, live_server, "thanh")
-        page.goto(live_server + "/portal/inspector/")
-        assert page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
-        _wait_until_kept(page, "/portal/inspector/offline", "/api/v1/trust-list")
+        _ready_for_no_network(page, live_server)
 
         _start_offline(page, context, "Chợ Bến Thành, tầng hầm")
         assert page.inner_text("#local-place") == "Chợ Bến Thành, tầng hầm"
@@ -262,25 +292,11 @@ def test_an_inspection_started_offline_is_sent_from_the_home_page_when_back_onli
     codes, _ = scene
     browser = launch(playwright)
     try:
-        context = phone(browser)
-        page = context.new_page()
-        page_login(page, live_server, "thanh")
-        page.goto(live_server + "/portal/inspector/")
-        assert page.evaluate("navigator.serviceWorker.ready.then(r => !!r.active)")
-        _wait_until_kept(page, "/portal/inspector/offline", "/api/v1/trust-list")
-        _start_offline(page, context, "Kho hàng Thủ Đức")
-        page.fill("#code", codes["genuine"])
-        page.click("#code-form button[type=submit]")
-        page.wait_for_selector('#latest [data-verdict="genuine"]')
+        context, page = _started_offline_with_a_check(browser, live_server, "Kho hàng Thủ Đức", codes["genuine"])
         page.goto(live_server + "/portal/inspector/")
         page.wait_for_selector("#started-offline:not([hidden])")
         context.set_offline(False)  # and the inspector stays here
-        page.wait_for_selector("#started-offline[hidden]", state="attached", timeout=20_000)
-        listed = page.locator("main a", has_text="Kho hàng Thủ Đức")
-        listed.first.wait_for()
-        assert page.evaluate("JSON.parse(localStorage.getItem('inspector.started'))") == []
-        assert page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))") == []
-        number = int(re.search(r"/inspections/(\d+)", listed.first.get_attribute("href")).group(1))
+        number = _sent_from_home(page, "Kho hàng Thủ Đức")
     finally:
         browser.close()
     assert [(r.verdict, r.offline) for r in stored_checks(session, number)] == [("genuine", True)]
@@ -298,15 +314,7 @@ def test_what_an_inspector_started_offline_waits_for_them_when_another_logs_in_o
     session.close()
     browser = launch(playwright)
     try:
-        context = phone(browser)
-        page = context.new_page()
-        page_login(page, live_server, "thanh")
-        page.goto(live_server + "/portal/inspector/")
-        _wait_until_kept(page, "/portal/inspector/offline", "/api/v1/trust-list")
-        _start_offline(page, context, "Kho của chị Thanh")
-        page.fill("#code", codes["genuine"])
-        page.click("#code-form button[type=submit]")
-        page.wait_for_selector('#latest [data-verdict="genuine"]')
+        context, page = _started_offline_with_a_check(browser, live_server, "Kho của chị Thanh", codes["genuine"])
         started = page.evaluate("JSON.parse(localStorage.getItem('inspector.started'))")
         assert [s["by"] for s in started] == ["user:thanh"]
         assert [q["by"] for q in page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))")] == ["user:thanh"]
@@ -333,11 +341,7 @@ def test_what_an_inspector_started_offline_waits_for_them_when_another_logs_in_o
         # thanh logs in again: hers are sent, under her name, from her home page
         page_login(page, live_server, "thanh")
         page.goto(live_server + "/portal/inspector/")
-        page.wait_for_selector("#started-offline[hidden]", state="attached", timeout=20_000)
-        listed = page.locator("main a", has_text="Kho của chị Thanh")
-        listed.first.wait_for()
-        number = int(re.search(r"/inspections/(\d+)", listed.first.get_attribute("href")).group(1))
-        assert page.evaluate("JSON.parse(localStorage.getItem('inspector.queue'))") == []
+        number = _sent_from_home(page, "Kho của chị Thanh")
     finally:
         browser.close()
     assert session.get(Inspection, hers).inspector == "user:hoa" and stored_checks(session, hers) == []
