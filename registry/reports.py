@@ -68,6 +68,8 @@ _HOST_FIRST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}(?::\
 def web_address(text: str) -> str:
     """A link as given, or with ``https://`` before it when it is a web address without its scheme."""
     return "https://" + text if _HOST_FIRST.match(text) else text
+
+
 #: What a shopper is told of a case's status: not the authority's own steps.
 FOLLOWUP_STATUS = {"new": "received", "assigned": "investigating", "investigating": "investigating",
                    "confirmed": "confirmed", "dismissed": "closed"}

@@ -17,8 +17,8 @@ from verification.gs1.dictionary import AIValueError, century_for, get_dictionar
 
 __all__ = ["parse_date", "check_gtin", "check_gln", "check_lot", "check_code_date", "check_serial", "check_gs1_prefix",
            "check_tax_code", "check_country", "check_length", "yymmdd", "MAX_NAME_LENGTH", "MAX_ADDRESS_LENGTH",
-           "MAX_CERTIFICATION_TEXT", "MAX_CERTIFICATIONS", "MAX_QUANTITY", "RECORD_TEXT", "shown_status", "fold", "blank", "record_text",
-           "check_text"]
+           "MAX_CERTIFICATION_TEXT", "MAX_CERTIFICATIONS", "MAX_QUANTITY", "RECORD_TEXT", "shown_status", "fold",
+           "blank", "record_text", "check_text"]
 
 # What an origin record may hold. The record is signed, kept in the transparency log for good and
 # sent with every verification of the batch's codes: a 400,000-character product name typed into the
