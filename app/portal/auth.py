@@ -19,12 +19,13 @@ from __future__ import annotations
 import functools
 import secrets
 import time
-from urllib.parse import urlparse
 from datetime import date, timedelta
 from typing import Callable, TypeVar
+from urllib.parse import urlparse
 
 from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
 
 from registry.accounts import AccountService
 from registry.errors import NotFound, Unauthorized
@@ -190,6 +191,30 @@ def _today() -> date:
     """What the verdicts compare expiry dates with (verification.verdicts.Verifier: the date in
     Vietnam); a global, not a context variable, so that imported macros see it too."""
     return vietnam_date()
+
+
+@bp.errorhandler(CSRFError)
+def _form_without_its_session(exc: CSRFError):
+    """A portal form sent without its session's token: the session expired (12 hours), the browser
+    was restarted, or the user logged in again in another tab. Back to the form's page (through the
+    login when nobody is logged in any more), what was typed filled in again by portal.js, to send
+    again; it had been the public error page, the text lost."""
+    from app.errors import handle_http_error  # local: the app's error module imports the pages
+
+    if request.endpoint == "portal.login_submit":  # the login page left open: the form again
+        return redirect(url_for("portal.login", next=_safe_next(request.form.get("next")), notice="expired"))
+    target = _return_to()
+    if _load_actor() is None:
+        return redirect(url_for("portal.login", next=target, notice="expired"))
+    if target is None:  # no page to go back to (no Referer): say it, as before
+        return handle_http_error(exc)
+    flash(_(FORM_TOKEN_STALE), "error")
+    return redirect(target, code=303)
+
+
+#: A form sent with a stale token by a user still logged in (a new login in another tab).
+FORM_TOKEN_STALE = N_("The form was not sent: this page's session had changed. Check what the form holds and "
+                      "send it again.")
 
 
 @bp.route("/login", methods=["GET"])

@@ -364,7 +364,8 @@ def test_login_posts_are_rate_limited(tmp_path):
 def test_every_portal_form_needs_the_csrf_token(app, client, people):
     assert app.config["TESTING"] and app.config.get("WTF_CSRF_ENABLED", True)
     no_token = client.post("/portal/login", data={"username": "producer1", "password": PASSWORD})
-    assert no_token.status_code == 400
+    # refused: back to the login form (the page left open too long), nobody logged in
+    assert no_token.status_code == 302 and no_token.location.startswith("/portal/login?")
     with client.session_transaction() as sess:
         assert "portal_uid" not in sess
     client_login(client, "producer1")
@@ -667,3 +668,30 @@ def test_the_partner_epcis_dates_are_vietnam_days_until_included(client, people,
     assert "Ngày cuối ở trước ngày đầu." in reversed_days.get_data(as_text=True)
     form = client.get("/portal/partner/").get_data(as_text=True)
     assert 'value="registrations"' in form and 'value="corrections"' in form
+
+
+def test_a_form_sent_after_the_session_expired_goes_back_to_its_page_through_the_login(client, people):
+    """The session expired (or the browser restarted) while a form was open: its post had met the
+    public error page. It now leads to the login, then back to the form's page (its Referer), where
+    portal.js fills in what was sent (#unsent); with a user still logged in (a login in another
+    tab changed the token), straight back to the page, saying so."""
+    client_login(client, "producer1")
+    page = "/portal/producer/batches/new"
+    client.get(page)
+    client.post("/portal/logout", data={"csrf_token": csrf_of(client.get("/portal/account").get_data(as_text=True))})
+    sent = client.post(page, data={"csrf_token": "from-the-old-session", "lot": "L-7"},
+                       headers={"Referer": "http://localhost" + page})
+    assert sent.status_code == 302 and "/portal/login?" in sent.location and "notice=expired" in sent.location
+    assert "next=/portal/producer/batches/new%23unsent" in sent.location
+    login_page = client.get(sent.location).get_data(as_text=True)  # the login form carries where to go back
+    kept_next = re.search(r'name="next" value="([^"]*)"', login_page).group(1)
+    assert kept_next == "/portal/producer/batches/new#unsent"
+    back = client.post("/portal/login", data={"csrf_token": csrf_of(login_page), "username": "producer1",
+                                              "password": PASSWORD, "next": kept_next})
+    assert back.status_code == 303 and back.location == "/portal/producer/batches/new#unsent"
+    stale = client.post(page, data={"csrf_token": "stale", "lot": "L-7"}, headers={"Referer": "http://localhost" + page})
+    assert stale.status_code == 303 and stale.location == page + "#unsent"
+    assert "phiên làm việc của trang đã thay đổi" in client.get(page).get_data(as_text=True)
+    stale_login = client.post("/portal/login", data={"csrf_token": "old", "username": "producer1",
+                                                     "password": PASSWORD, "next": "/portal/producer/"})
+    assert stale_login.status_code == 302 and "next=/portal/producer/" in stale_login.location

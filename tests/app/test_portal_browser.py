@@ -21,7 +21,7 @@ from registry.models import Batch, ProducerKey
 
 from tests.app.browser import desktop, launch, playwright  # noqa: F401 (fixture)
 from tests.app.outside_client import check_code_url
-from tests.app.portal_support import make_user, page_login
+from tests.app.portal_support import PASSWORD, make_user, page_login
 
 GTIN = "08936000010010"
 GTIN2 = "08936000010027"  # valid check digits, inside the certified prefix 893600001
@@ -271,3 +271,38 @@ def test_a_form_clicked_twice_is_sent_once(playwright, live_server, app, portal_
         assert check.query(Serial).count() - before == 20000, posts
     finally:
         check.close()
+
+
+def test_a_batch_form_sent_after_the_session_expired_comes_back_filled_after_the_login(
+        playwright, live_server, app, portal_world):  # noqa: F811
+    """The producer filled the batch form slowly; the session expired meanwhile (the browser's cookie
+    gone): sending it had met the public error page, everything typed lost. Now the login comes
+    first, then the form again as it was sent, to send again."""
+    browser = launch(playwright)
+    try:
+        context = desktop(browser)
+        page = context.new_page()
+        page_login(page, live_server, "producer1")
+        page.goto(live_server + "/portal/producer/batches/new")
+        page.fill("#f-gtin", GTIN)
+        page.fill("#f-lot", "SLOW-1")
+        page.fill("#f-product-name", "Trà Shan tuyết cổ thụ")
+        page.fill("#f-facility-name", "HTX Suối Giàng")
+        page.fill("#f-production_date", (date.today() - timedelta(days=3)).isoformat())
+        context.clear_cookies()  # the session is over
+        page.click("#batch-form button[type=submit]")
+        page.wait_for_selector("#login-form")
+        page.fill("#username", "producer1")
+        page.fill("#password", PASSWORD)
+        page.click("#login-form button[type=submit]")
+        page.wait_for_function("document.getElementById('f-product-name') && "
+                               "document.getElementById('f-product-name').value !== ''")
+        assert page.url == live_server + "/portal/producer/batches/new"
+        assert (page.input_value("#f-lot"), page.input_value("#f-product-name"), page.input_value("#f-facility-name")) \
+            == ("SLOW-1", "Trà Shan tuyết cổ thụ", "HTX Suối Giàng")
+        assert _count_batches(app) == 0  # nothing was registered: it is sent again by the producer
+        page.click("#batch-form button[type=submit]")
+        page.wait_for_url(re.compile(r"/portal/producer/batches/08936000010010/SLOW-1$"))
+        assert _count_batches(app) == 1
+    finally:
+        browser.close()
