@@ -29,6 +29,7 @@ from registry.errors import Conflict, Forbidden, Invalid, NotFound
 from registry.models import AuditEvent, Batch, CaseNote, Publication, Report, ReportPhoto, User
 from registry.rules import blank, fold
 from registry.services import Actor, Role
+from verification.localtime import vietnam_date
 
 __all__ = [
     "STATUSES",
@@ -411,7 +412,7 @@ class CaseService:
             confirmed_at = self.session.execute(
                 select(CaseNote.at).where(CaseNote.report_id == case.id, CaseNote.status_to == "confirmed")
                 .order_by(CaseNote.id.desc()).limit(1)).scalar_one_or_none()
-            overrides["decided_on"] = (confirmed_at or self.clock()).date()
+            overrides["decided_on"] = vietnam_date(confirmed_at or self.clock())  # the day in Vietnam, not UTC's
         publication = publish_confirmed(case, publisher, **overrides)
         pub_id = getattr(publication, "id", None)
         self._note(actor, case, event=("published", str(pub_id)))

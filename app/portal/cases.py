@@ -118,10 +118,13 @@ def case(case_number: str):
 
 def _invalid(case_number: str, exc: Invalid | Conflict, form: str, *, field: str | None = None,
              status: int | None = None):
+    """The case page again with the form's values and each problem beside its field (all of a
+    form's, ``InvalidFields``: the publish form's tax code had been refused with no word shown)."""
     db_session().rollback()
-    field = f"{form}.{field or exc.field or 'text'}"
-    message = FORM_ERROR.get(exc.code) or ERROR_TEXT.get(exc.code) or exc.message
-    return _case_page(case_number, errors={field: message}, values=dict(request.form),
+    problems = getattr(exc, "problems", None) or [exc]
+    errors = {f"{form}.{field or p.field or 'text'}": FORM_ERROR.get(p.code) or ERROR_TEXT.get(p.code) or p.message
+              for p in reversed(problems)}  # the first problem of a field wins
+    return _case_page(case_number, errors=errors, values=dict(request.form),
                       status=status or getattr(exc, "status", 422))
 
 

@@ -606,6 +606,11 @@ def test_a_case_from_new_to_published(app, accounts, report, session):
     undecided = boss.post(f"{url}/publish", data={"csrf_token": csrf_of(page), "name": "Cửa hàng Phát Đạt"})
     assert undecided.status_code == 422  # a name made public for good rests on a decision
     assert re.search(r'name="decision_ref"[^>]*>\s*<p class="field-error"[^>]*>[^<]+</p>', undecided.get_data(as_text=True))
+    mistyped = boss.post(f"{url}/publish", data={"csrf_token": csrf_of(page), "name": "Cửa hàng Phát Đạt",
+                                                 "tax_code": "0312345678", "decision_ref": ""})
+    assert mistyped.status_code == 422  # each field's problem beside it (the tax code's had shown nowhere)
+    assert re.search(r'name="tax_code"[^>]*><p class="field-error"[^>]*>Mã số thuế Việt Nam', mistyped.get_data(as_text=True))
+    assert re.search(r'name="decision_ref"[^>]*><p class="field-error"', mistyped.get_data(as_text=True))
     published = boss.post(f"{url}/publish", data={"csrf_token": csrf_of(page), "name": "Cửa hàng Phát Đạt",
                                                   "tax_code": "0312345673", "decision_ref": "QĐ-12/2026"})
     assert published.status_code == 303

@@ -255,6 +255,22 @@ def test_a_published_case_stays_confirmed_until_the_publication_is_withdrawn(cas
     assert live_publication(session, cases.get(AUTHORITY, "VN-2026-000015").id) == second.id  # the shopper's too
 
 
+def test_a_decision_confirmed_after_midnight_in_vietnam_is_dated_that_day(session, registry, world):
+    """Confirmed at 01:30 in Hà Nội (18:30 UTC the day before): the publication's decision date,
+    left to the confirmation's, had been the UTC day, one day early."""
+    from datetime import datetime, timezone
+
+    night = datetime(2026, 12, 7, 18, 30, tzinfo=timezone.utc)
+    cases = CaseService(session, clock=lambda: night)
+    make_report(session, 16, producer_id=world.producer_id, seller="Cửa hàng Gà Vàng")
+    cases.transition(INSPECTOR, "VN-2026-000016", to="investigating")
+    cases.transition(INSPECTOR, "VN-2026-000016", to="confirmed", text="decision 15/QĐ")
+    publications = PublicationService(session, authority=registry.authority, clock=lambda: night)
+    item = cases.publish(AUTHORITY, "VN-2026-000016", lambda **f: publications.publish(AUTHORITY, **f),
+                         decision_ref="15/QĐ-QLTT")
+    assert item.decided_on.isoformat() == "2026-12-08"
+
+
 def test_publish_confirmed_hook_takes_any_callable(session, world):
     report = make_report(session, 14, producer_id=world.producer_id, status="confirmed", seller="")
     calls = []
