@@ -149,9 +149,11 @@ def blank(text: str | None) -> bool:
     return not any(unicodedata.category(c)[0] not in "ZC" for c in text or "")
 
 
-#: The bidirectional embeddings, overrides and isolates: they make a text display as another (U+202E
-#: shows "Trà sen" as "nes àrT"), a way to forge a name on every phone that shows the record.
-BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: The format characters a record's text may hold: the zero-width joiner and non-joiner, which emoji
+#: and some scripts need. Every other one is invisible, and some make a text display as another:
+#: the bidirectional overrides (U+202E shows "Trà sen" as "nes àrT"), a zero-width space inside a
+#: name that then matches no search, a byte order mark.
+ALLOWED_FORMAT = frozenset("\u200c\u200d")
 
 
 def record_text(value: Any) -> str:
@@ -163,11 +165,12 @@ def record_text(value: Any) -> str:
 
 def check_text(text: str, *, field: str, limit: int | None) -> str:
     """A record's free text: no control character (a BEL, a line break: no label shows them; the
-    record is signed into the log for good) nor bidirectional override (``BAD_CHARACTER``), and at
-    most ``limit`` characters (``TOO_LONG``)."""
+    record is signed into the log for good) nor invisible format character but the joiners
+    (``ALLOWED_FORMAT``; ``BAD_CHARACTER``), and at most ``limit`` characters (``TOO_LONG``)."""
     for ch in text:
-        if unicodedata.category(ch) == "Cc" or ch in BIDI_CONTROLS:
-            raise Invalid(f"{field} holds U+{ord(ch):04X}, a control character that no label shows",
+        category = unicodedata.category(ch)
+        if category == "Cc" or (category == "Cf" and ch not in ALLOWED_FORMAT):
+            raise Invalid(f"{field} holds U+{ord(ch):04X}, an invisible or control character that no label shows",
                           code="BAD_CHARACTER", field=field)
     return text if limit is None else check_length(text, field=field, limit=limit)
 

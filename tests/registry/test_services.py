@@ -537,6 +537,8 @@ def test_a_record_signed_by_the_producers_own_key_is_held_to_the_same_lengths(re
     ("product.name", "Trà \u202enes", "U+202E"),  # shows as another name on every phone
     ("facility.address", "Đà Lạt\nLâm Đồng", "U+000A"),
     ("certifications.0.id", "VG\u2066-1", "U+2066"),
+    ("product.name", "Cà phê\u200b hạt xay", "U+200B"),  # a zero-width space: the name then matches no search
+    ("product.brand", "\ufeffHighland", "U+FEFF"),
 ])
 def test_a_records_text_holds_no_control_character(registry, world, session, field, text, character):
     """The record is signed into the log for good and shown on every verification: a control
@@ -552,6 +554,11 @@ def test_a_records_text_holds_no_control_character(registry, world, session, fie
         registry.register_batch(PRODUCER(world), data)
     assert (err.value.code, err.value.field) == ("BAD_CHARACTER", field)  # the one problem
     assert character in err.value.message and registry.log().size() == size
+
+
+def test_a_records_text_may_hold_the_joiners_emoji_need(registry, world, session):
+    name = "Trà sen \U0001F469\u200D\U0001F33E"  # a woman farmer: two emoji joined by U+200D
+    assert registry.register_batch(PRODUCER(world), batch_data(lot="ZWJ-1", product={"name": name})).product_name == name
 
 
 def test_a_records_text_is_signed_in_one_unicode_form(registry, world, session):
