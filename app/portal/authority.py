@@ -336,6 +336,8 @@ DETAIL_LABEL = {
 VERDICT_KEYS = frozenset({"verdict", "offline_verdict"})
 #: Reasons the registry writes as codes.
 DETAIL_VALUE = {"locked": N_("the account was locked")}
+#: Detail keys whose value is a count, grouped as the page's language writes it (20.000, 20,000).
+COUNTS = frozenset({"count", "checks", "failures", "scan_count", "distinct_clients", "cases"})
 #: Detail keys whose value is a word of the registry's (a case's status, a publication's kind),
 #: shown in the page's language: the Vietnamese trail had read "Từ trạng thái confirmed".
 WORDS = {"status_from": STATUS_LABEL, "status_to": STATUS_LABEL,
@@ -358,6 +360,8 @@ def _detail(key: str, value: Any) -> tuple[str, str, str]:
         return label, "verdict", value
     if isinstance(value, str) and value in WORDS.get(key, {}):
         return label, "words", WORDS[key][value]
+    if key in COUNTS and isinstance(value, int):
+        return label, "number", value
     if isinstance(value, str) and (key.endswith("_at") or key.endswith("_until")):
         return label, "time", value
     if isinstance(value, str):

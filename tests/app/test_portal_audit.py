@@ -212,10 +212,12 @@ def test_a_cases_statuses_and_a_publications_kind_are_in_the_pages_words(app, pe
     audit(session, at, "user:lan", "case.transition", "VN-2026-000001", status_from="confirmed",
           status_to="dismissed")
     audit(session, at, "user:boss", "publication.publish", "7", kind="warning", log_index=12)
+    audit(session, at, "user:lan", "serials.issue", "08936000010010/LOT-1", count=20000)
     session.commit()
     html = _login(app, "boss").get(URL).get_data(as_text=True)
     assert "<dt>Từ trạng thái</dt><dd>Đã xác nhận hàng giả</dd>" in html
     assert "<dd>Đã bác bỏ</dd>" in html and "<dd>Cảnh báo người tiêu dùng</dd>" in html
     assert ">confirmed<" not in html and ">warning<" not in html
+    assert "<dt>Số lượng</dt><dd>20.000</dd>" in html  # a count, grouped
     english = _login(app, "boss").get(URL, headers={"Accept-Language": "en"}).get_data(as_text=True)
     assert "<dt>From status</dt><dd>Confirmed counterfeit</dd>" in english and "<dd>Consumer warning</dd>" in english

@@ -466,6 +466,10 @@ def test_flagged_serials_page(app, accounts, flagged_unit, session):
     page = _login(app, "thanh").get("/portal/inspector/flagged").get_data(as_text=True)
     assert codes.genuine_serial in page and "08936000010010" in page
     assert "SERIAL_CLONED" not in page
+    # each count in its own words: "by 1 different clients" had been said of one client
+    assert re.search(r"<dd>\d+ lượt kiểm tra từ \d+ thiết bị</dd>", page)
+    english = _login(app, "thanh").get("/portal/inspector/flagged?lang=en").get_data(as_text=True)
+    assert re.search(r"<dd>\d+ checks? by (1 client|\d+ different clients)</dd>", english)
     assert "Báo cáo của người mua" not in page  # no report about it yet
     session.add(Report(case_number="VN-2026-000042", gtin="08936000010010", lot="LOT-1", serial=codes.genuine_serial,
                        where_kind="shop", where_text="Chợ Lớn", status="investigating",
