@@ -199,7 +199,8 @@ def handle_http_error(exc: HTTPException):
     message = exc.description or exc.name
     allowed = getattr(exc, "valid_methods", None)  # a 405: what the address takes (RFC 9110's Allow)
     if isinstance(exc, NoRoute) and exc.description == NoRoute.description:  # no route: werkzeug's words
-        message = f"no such address: {request.path} (the API's are listed in /api/v1/openapi.json)"
+        message = f"no such address: {request.path}" + (
+            " (the API's are listed in /api/v1/openapi.json)" if request.path.startswith("/api/") else "")
     elif isinstance(exc, MethodNotAllowed) and allowed:
         message = f"{request.path} does not take {request.method}; it takes {', '.join(sorted(allowed))}"
     extra: dict[str, Any] = {}

@@ -65,6 +65,7 @@ HTTP_ERROR = {
 HTTP_ERROR_TITLE = {
     403: N_("Not allowed"),
     404: N_("Page not found"),
+    405: N_("Not available this way"),
     409: N_("Changed by someone else"),
     413: N_("Too large to send"),
     429: N_("Too many requests"),

@@ -500,6 +500,8 @@ def test_an_address_or_method_the_api_lacks_is_said_in_its_own_words(client, wor
     assert missing.status_code == 404 and missing.get_json()["error"] == {
         "code": "NOT_FOUND", "message": "no such address: /api/v1/tokens/abc (the API's are listed in "
                                         "/api/v1/openapi.json)"}
+    page = client.get("/no/such/page")  # no Accept: JSON, saying no more than the address
+    assert page.status_code == 404 and page.get_json()["error"]["message"] == "no such address: /no/such/page"
     wrong = client.delete("/api/v1/verify")
     assert wrong.status_code == 405 and wrong.headers["Allow"] == "GET, HEAD, OPTIONS"
     assert wrong.get_json()["error"]["message"] == "/api/v1/verify does not take DELETE; it takes GET, HEAD, OPTIONS"

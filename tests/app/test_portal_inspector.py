@@ -633,6 +633,7 @@ def test_a_case_from_new_to_published(app, accounts, report, session):
     session.rollback()  # SQLite: the test's reads hold the write lock
     page = thanh.get(url).get_data(as_text=True)
     assert 'id="move-form"' not in page and "rút lại công bố trước" in page
+    assert 'id="work"' not in page  # nothing to work: no empty card
     stale = thanh.post(f"{url}/transition", data={"csrf_token": token, "to": "dismissed", "from": "confirmed",
                                                   "text": "Nhầm lẫn"})
     assert stale.status_code == 409 and "đang có trong danh sách công khai" in stale.get_data(as_text=True)
