@@ -438,8 +438,9 @@ def flagged_clear():
 
 @bp.app_template_filter("inspector_time")
 def _inspector_time(value: str | None) -> str:
-    """An RFC 3339 time as the date and time in Vietnam (``22/11/2026 13:46``), for lists."""
-    from flask_babel import format_datetime
+    """An RFC 3339 time as the date and time in Vietnam, for lists: ``22/11/2026 13:46`` on
+    Vietnamese pages, ``22 Nov 2026 13:46`` on English ones (where 08/12 reads as 12 August)."""
+    from flask_babel import format_datetime, get_locale
 
     from app.i18n import VIETNAM_TIME
 
@@ -449,6 +450,8 @@ def _inspector_time(value: str | None) -> str:
         return value or ""
     if moment is None:
         return ""
-    # One numeric pattern in both languages (Vietnamese and British English agree on it), the one
-    # inspector.js writes for the checks it adds: "short" gave 11/23/26, 1:08 PM in English.
-    return format_datetime(moment.astimezone(VIETNAM_TIME).replace(tzinfo=None), format="dd/MM/yyyy HH:mm")
+    # The patterns inspector.js writes for the checks it adds (localTime): "short" gave 11/23/26,
+    # 1:08 PM in English.
+    english = (locale := get_locale()) is not None and locale.language == "en"
+    return format_datetime(moment.astimezone(VIETNAM_TIME).replace(tzinfo=None),
+                           format="d MMM yyyy HH:mm" if english else "dd/MM/yyyy HH:mm")

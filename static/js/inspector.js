@@ -31,13 +31,18 @@ function randomId() { return Array.from(crypto.getRandomValues(new Uint8Array(8)
 function startedOffline() { try { return JSON.parse(localStorage.getItem(STARTED_KEY) || '[]'); } catch (e) { return []; } }
 function saveStarted(items) { localStorage.setItem(STARTED_KEY, JSON.stringify(items)); }
 function localTime(iso) {
-  /* dd/MM/yyyy HH:mm in Vietnam's time, as the server writes it (the inspector_time filter) */
+  /* In Vietnam's time as the server writes it (the inspector_time filter): dd/MM/yyyy HH:mm on a
+     Vietnamese page, "8 Dec 2026 03:21" on an English one (where 08/12 reads as 12 August). */
+  var english = doc.documentElement.lang === 'en';
   try {
     var parts = {};
-    new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Ho_Chi_Minh', year: 'numeric', month: '2-digit',
-      day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' })
+    new Intl.DateTimeFormat('en-US', { timeZone: 'Asia/Ho_Chi_Minh', year: 'numeric',
+      month: english ? 'short' : '2-digit', day: english ? 'numeric' : '2-digit', hour: '2-digit',
+      minute: '2-digit', hourCycle: 'h23' })
       .formatToParts(new Date(iso)).forEach(function (p) { parts[p.type] = p.value; });
-    return parts.day + '/' + parts.month + '/' + parts.year + ' ' + parts.hour + ':' + parts.minute;
+    var time = parts.hour + ':' + parts.minute;
+    return english ? parts.day + ' ' + parts.month + ' ' + parts.year + ' ' + time
+                   : parts.day + '/' + parts.month + '/' + parts.year + ' ' + time;
   } catch (e) { return iso; }
 }
 /* Whether a kept inspection or check was made while the phone was logged in as someone else than

@@ -231,6 +231,28 @@ def _sent_from_home(page, place: str) -> int:
     return int(re.search(r"/inspections/(\d+)", listed.first.get_attribute("href")).group(1))
 
 
+def test_an_english_page_writes_times_an_english_reader_cannot_misread(playwright, live_server, scene):  # noqa: F811
+    """08/12/2026 reads as 12 August to an English reader: English pages write 8 Dec 2026, the
+    page's script for a check it adds as the server does for the checks it lists."""
+    codes, _ = scene
+    browser = launch(playwright)
+    try:
+        page = phone(browser).new_page()
+        _start(page, live_server, "Chợ Lớn")
+        page.goto(page.url + "?lang=en")
+        page.wait_for_function("document.documentElement.lang === 'en'")
+        page.fill("#code", codes["genuine"])
+        page.click("#code-form button[type=submit]")
+        page.wait_for_selector('#checks li.check[data-verdict="genuine"]')
+        written = page.inner_text("#checks li.check .check-time")
+        page.reload()
+        served = page.inner_text("#checks li.check .check-time")
+    finally:
+        browser.close()
+    assert re.fullmatch(r"\d{1,2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d{2}:\d{2}", written), written
+    assert served == written  # the check's own time, as the server lists it
+
+
 def test_an_inspection_started_with_no_network_is_sent_with_its_checks_when_back_online(
         playwright, live_server, scene, session):  # noqa: F811
     """In a market's basement with no signal: the inspector starts the inspection on the phone
