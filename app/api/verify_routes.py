@@ -94,7 +94,7 @@ def verify_text():
 
 @bp.route("/verify/image", methods=["POST"])
 @rate_limit(config_limit("VERIFY_RATE_LIMIT"), scope="verify-image")
-@bp.arguments(ImageFormSchema, location="form")
+@bp.arguments(ImageFormSchema, location="form", content_type="multipart/form-data")
 @bp.response(200, ImageVerificationSchema)
 @bp.doc(requestBody={"content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["image"],

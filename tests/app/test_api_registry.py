@@ -513,6 +513,8 @@ def test_openapi_document_lists_the_contract(client):
                  "/api/v1/verify", "/api/v1/verify/image", "/api/v1/trust-list", "/api/v1/log/inclusion"):
         assert path in spec["paths"], path
     assert "bearerAuth" in spec["components"]["securitySchemes"]
+    # a photo goes as multipart: the document had also offered an urlencoded body, which cannot carry one
+    assert list(spec["paths"]["/api/v1/verify/image"]["post"]["requestBody"]["content"]) == ["multipart/form-data"]
 
 
 def test_the_epcis_export_pages_with_a_next_link(client, world, registry, session):
