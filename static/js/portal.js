@@ -51,9 +51,11 @@
       return f.getAttribute('action') === kept.action;
     })[0];
     if (!form) { return; }
+    /* the page is freshly loaded: what it holds is its defaults (a token's 90 days, Viet Nam), not
+       what was typed; a name several fields share (radio buttons) is left as it is */
     Object.keys(kept.values || {}).forEach(function (name) {
       var field = form.elements[name];
-      if (field && !field.length && !field.value) { field.value = String(kept.values[name]); }
+      if (field && field.tagName) { field.value = String(kept.values[name]); }
     });
   }());
 

@@ -289,6 +289,7 @@ def test_a_batch_form_sent_after_the_session_expired_comes_back_filled_after_the
         page.fill("#f-product-name", "Trà Shan tuyết cổ thụ")
         page.fill("#f-facility-name", "HTX Suối Giàng")
         page.fill("#f-production_date", (date.today() - timedelta(days=3)).isoformat())
+        page.select_option("#f-facility-country", "LA")  # not the form's Viet Nam
         context.clear_cookies()  # the session is over
         page.click("#batch-form button[type=submit]")
         page.wait_for_selector("#login-form")
@@ -300,6 +301,7 @@ def test_a_batch_form_sent_after_the_session_expired_comes_back_filled_after_the
         assert page.url == live_server + "/portal/producer/batches/new"
         assert (page.input_value("#f-lot"), page.input_value("#f-product-name"), page.input_value("#f-facility-name")) \
             == ("SLOW-1", "Trà Shan tuyết cổ thụ", "HTX Suối Giàng")
+        assert page.input_value("#f-facility-country") == "LA"  # a choice too, over the form's default
         assert _count_batches(app) == 0  # nothing was registered: it is sent again by the producer
         page.click("#batch-form button[type=submit]")
         page.wait_for_url(re.compile(r"/portal/producer/batches/08936000010010/SLOW-1$"))
